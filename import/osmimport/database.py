@@ -1,0 +1,94 @@
+"""Connections: resolve the database URL (external or embedded) and make sure PostGIS is there."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from osmimport.embedded import EmbeddedCluster
+from osmimport.errors import DatabaseError
+from osmimport.settings import DatabaseSettings
+
+
+def database_url(settings: DatabaseSettings, *, start: bool = True) -> str:
+    """The URL every command connects to; starts the embedded cluster unless one is given."""
+    if settings.database_url:
+        return settings.database_url
+    cluster = EmbeddedCluster(settings.data_dir)
+    if start:
+        cluster.start()
+        ensure_database(cluster.url("postgres"), settings.embedded_dbname)
+    return cluster.url(settings.embedded_dbname)
+
+
+def connect(url: str, **kwargs: Any) -> psycopg2.extensions.connection:
+    """A psycopg2 connection with a clear error when the server is unreachable."""
+    try:
+        conn: psycopg2.extensions.connection = psycopg2.connect(url, **kwargs)
+        return conn
+    except psycopg2.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {str(exc).strip()}") from exc
+
+
+def ensure_database(admin_url: str, dbname: str) -> None:
+    """Create ``dbname`` with the postgis extension if it does not exist yet."""
+    conn = connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    finally:
+        conn.close()
+    target = admin_url.rsplit("/", 1)[0] + "/" + dbname
+    conn = connect(target)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    finally:
+        conn.close()
+
+
+def drop_database(admin_url: str, dbname: str) -> None:
+    """Drop ``dbname``, closing its other sessions first."""
+    conn = connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname))
+            )
+    finally:
+        conn.close()
+
+
+def load_sql(package: str, name: str) -> str:
+    """The text of ``sql/<name>`` shipped inside ``package``."""
+    return resources.files(package).joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def run_sql_file(
+    cursor: psycopg2.extensions.cursor, package: str, name: str, **params: Any
+) -> None:
+    """Run an SQL file of ``package``; values go in as named parameters (``%(name)s``)."""
+    text = load_sql(package, name)
+    cursor.execute(text, params or None)
+
+
+@contextmanager
+def transaction(url: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection whose work commits on success and rolls back on any error."""
+    conn = connect(url)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()

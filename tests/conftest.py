@@ -1,0 +1,65 @@
+"""Shared fixtures: a real PostGIS (embedded unless FONDPLAN_DATABASE_URL is set), throwaway DBs."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from osmimport.database import drop_database, ensure_database
+from osmimport.embedded import EmbeddedCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+TEST_DATA = ROOT / "tests" / "data"
+LIECHTENSTEIN = SAMPLE / "liechtenstein-2021-05-05.osm.pbf"
+
+
+def _with_dbname(url: str, dbname: str) -> str:
+    base, _, rest = url.rpartition("/")
+    query = ""
+    if "?" in rest:
+        query = "?" + rest.split("?", 1)[1]
+    return f"{base}/{dbname}{query}"
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    """A URL to the maintenance database of the server the tests may create databases in."""
+    external = os.environ.get("FONDPLAN_TEST_DATABASE_URL") or os.environ.get(
+        "FONDPLAN_DATABASE_URL"
+    )
+    if external:
+        return _with_dbname(external, "postgres")
+    cluster = EmbeddedCluster(Path(os.environ.get("FONDPLAN_DATA_DIR", ROOT / "var")))
+    cluster.start()
+    return cluster.url("postgres")
+
+
+@pytest.fixture(scope="session")
+def make_database(admin_url: str) -> Iterator[Callable[[], str]]:
+    """A factory of throwaway PostGIS databases, all dropped at the end of the session."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"fondplan_test_{uuid.uuid4().hex[:12]}"
+        ensure_database(admin_url, name)
+        created.append(name)
+        return _with_dbname(admin_url, name)
+
+    yield make
+    for name in created:
+        drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def liechtenstein_url(make_database: Callable[[], str]) -> str:
+    """A database with the whole Liechtenstein 2021 extract imported (built once a session)."""
+    from osmimport.importer import run_import
+
+    url = make_database()
+    run_import(url, [LIECHTENSTEIN])
+    return url

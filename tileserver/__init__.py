@@ -1,0 +1,1 @@
+"""The fondplan HTTP server: vector and raster tiles, styles, fonts, sprites, and the CLI."""

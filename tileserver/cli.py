@@ -1,0 +1,27 @@
+"""fondplan: self-hosted OpenStreetMap basemap server (vector and raster tiles, plans, routes).
+
+Every command uses the embedded PostGIS under FONDPLAN_DATA_DIR (default ./var) unless
+FONDPLAN_DATABASE_URL names an external one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from osmimport import cli as import_cli
+from osmimport.command import Command, dispatch
+
+
+def all_commands() -> list[Command]:
+    """The commands of every package, in the order the help lists them."""
+    commands: list[Command] = [*import_cli.COMMANDS]
+    return commands
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``fondplan`` console script."""
+    return dispatch("fondplan", __doc__ or "", all_commands(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
