@@ -11,8 +11,9 @@ APT_PACKAGES=(
   libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri libopengl0 libcurl4 libuv1 libicu72
   libjpeg62-turbo libpng16-16 libwebp7
   libcairo2-dev pkg-config
-  nodejs npm
 )
+# Node.js may come from another repository that bundles npm: only ask Debian when it is absent.
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -38,6 +39,11 @@ if [ -z "$PYTHON" ]; then
 fi
 [ -n "$PYTHON" ] || { echo "error: Python 3.11 or newer is needed (apt-get install python3)"; exit 1; }
 
+if ! "$PYTHON" -m venv --help >/dev/null 2>&1 || ! "$PYTHON" -c 'import ensurepip' 2>/dev/null; then
+  echo "setup: installing python3-venv"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $PYTHON"
   "$PYTHON" -m venv .venv
