@@ -18,6 +18,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	for f in styles/*.json; do node_modules/.bin/gl-style-validate "$$f" || exit 1; done
 
 pytest: setup
 	@$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \

@@ -8,7 +8,9 @@ APT_PACKAGES=(
   osmium-tool osm2pgsql
   chromium fonts-noto-core fonts-dejavu-core
   gdal-bin poppler-utils
+  docker-compose
   libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri libopengl0 libcurl4 libuv1 libicu72
+  libgl1 libglx-mesa0
   libjpeg62-turbo libpng16-16 libwebp7
   libcairo2-dev pkg-config
 )

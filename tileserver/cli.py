@@ -8,13 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cities import cli as cities_cli
 from osmimport import cli as import_cli
 from osmimport.command import Command, dispatch
+from routing import cli as routing_cli
+from routing.build import build_graphs
+from tileserver import raster_cli
 
 
 def all_commands() -> list[Command]:
     """The commands of every package, in the order the help lists them."""
-    commands: list[Command] = [*import_cli.COMMANDS]
+    commands: list[Command] = [
+        import_cli.ImportCommand(after_import=[build_graphs])
+        if isinstance(command, import_cli.ImportCommand)
+        else command
+        for command in import_cli.COMMANDS
+    ]
+    commands += routing_cli.COMMANDS
+    commands += cities_cli.commands()
+    commands += raster_cli.COMMANDS
     return commands
 
 

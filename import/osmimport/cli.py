@@ -8,12 +8,15 @@ fondplan info
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import ClassVar
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 from osmimport.command import Command, dispatch
 from osmimport.database import database_url
 from osmimport.embedded import EmbeddedCluster
+from osmimport.importer import ImportSummary, read_meta, run_import
 from osmimport.settings import DatabaseSettings
 
 
@@ -66,7 +69,95 @@ class DbCommand:
         return 0
 
 
-COMMANDS: list[Command] = [DbCommand()]
+class ImportCommand:
+    """Import OpenStreetMap extracts (.osm.pbf, .osm, .osm.bz2, .osm.gz) into the database.
+
+    Several files are merged (an object present in two extracts is loaded once). The data
+    served so far stays in place until the new data is complete, then one transaction swaps
+    it in. Progress goes to stderr; a summary ends the run.
+    """
+
+    name: ClassVar[str] = "import"
+    help: ClassVar[str] = "import OSM extracts (replaces the loaded data)"
+
+    def __init__(self, after_import: Sequence[Callable[[str], None]] = ()) -> None:
+        self.after_import = list(after_import)
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the input files."""
+        parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+        parser.add_argument(
+            "--quiet", action="store_true", help="no progress output, only the summary"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Import, then print the summary."""
+        url = database_url(DatabaseSettings())
+        summary = run_import(
+            url, args.files, progress=not args.quiet, after_import=self.after_import
+        )
+        print(format_summary(summary))
+        return 0
+
+
+def format_summary(summary: ImportSummary) -> str:
+    """The end-of-import report: rows per table, warnings, time and peak memory."""
+    lines = [f"imported data version {summary.data_version}"]
+    width = max(len(name) for name in summary.counts) if summary.counts else 0
+    for table, count in summary.counts.items():
+        lines.append(f"  {table:<{width}}  {count:>10,}")
+    lines.append(f"warnings: {summary.warning_count}")
+    for what, count in sorted(summary.warnings.items()):
+        lines.append(f"  {count:>8,}  {what}")
+    lines.append(f"elapsed: {summary.elapsed:.1f}s, peak memory: {summary.peak_rss_mb:.0f} MB")
+    return "\n".join(lines)
+
+
+class InfoCommand:
+    """Show what is loaded: source files, timestamps, bounding box, data version, counts."""
+
+    name: ClassVar[str] = "info"
+    help: ClassVar[str] = "show what is loaded"
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        """No arguments."""
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Print the facts from the meta table."""
+        meta = read_meta(database_url(DatabaseSettings()))
+        if meta is None:
+            print("nothing is loaded yet: run `fondplan import FILE`", file=sys.stderr)
+            print("nothing loaded")
+            return 0
+        print(format_info(meta))
+        return 0
+
+
+def format_info(meta: dict[str, Any]) -> str:
+    """The ``fondplan info`` text."""
+    lines = [
+        f"data version: {meta.get('data_version')}",
+        f"imported at:  {meta.get('imported_at')}",
+        "sources:",
+    ]
+    for source in meta.get("sources", []):
+        lines.append(
+            f"  {source['name']}  {source['size']:,} bytes  timestamp {source['timestamp']}"
+        )
+    bbox = meta.get("bbox")
+    if bbox:
+        lines.append("bbox (w, s, e, n): " + ", ".join(f"{v:.5f}" for v in bbox))
+    lines.append("counts:")
+    counts: dict[str, int] = meta.get("counts", {})
+    width = max((len(name) for name in counts), default=0)
+    for table, count in counts.items():
+        lines.append(f"  {table:<{width}}  {count:>10,}")
+    warnings: dict[str, int] = meta.get("warnings", {})
+    lines.append(f"warnings at import: {sum(warnings.values())}")
+    return "\n".join(lines)
+
+
+COMMANDS: list[Command] = [DbCommand(), ImportCommand(), InfoCommand()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

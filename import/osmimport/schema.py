@@ -24,6 +24,12 @@ ROAD_NODES_TABLE = "road_nodes"
 BARRIERS_TABLE = "barriers"
 RESTRICTIONS_TABLE = "restrictions"
 
+#: Routing graphs built from the raw network, one row per profile, keyed by the data version:
+#:  routing.graphs(profile text, data_version text, built_at, build_seconds, nodes, edges,
+#:      graph bytea). Kept outside SCHEMA so a swap does not drop them.
+ROUTING_SCHEMA = "routing"
+ROUTING_GRAPHS_TABLE = "graphs"
+
 #: Administrative areas usable for town plans:
 #:  communes(osm_id bigint PK (relation id), name, name_fr, name_de, name_en, admin_level int,
 #:      country text, insee text, population bigint, complete boolean, geom MultiPolygon 3857).
@@ -73,23 +79,23 @@ class Layer:
 #: The 26 Shortbread 1.1 layers, in drawing order.
 LAYERS: tuple[Layer, ...] = (
     Layer("ocean", 0, description="Oceans (empty: the region is landlocked)"),
-    Layer("water_polygons", 4, description="Inland water bodies and glaciers"),
+    Layer("water_polygons", 4, description="Inland water bodies and glaciers", generalised=(6, 9)),
     Layer("water_polygons_labels", 4, description="Label points of named water polygons"),
-    Layer("water_lines", 9, description="Rivers, canals, streams, ditches"),
+    Layer("water_lines", 9, description="Rivers, canals, streams, ditches", generalised=(11,)),
     Layer("water_lines_labels", 12, description="Named water lines"),
     Layer("dam_polygons", 12, description="Dams mapped as areas"),
     Layer("dam_lines", 12, description="Dams mapped as lines"),
     Layer("pier_polygons", 12, description="Piers, breakwaters, groynes (areas)"),
     Layer("pier_lines", 12, description="Piers, breakwaters, groynes (lines)"),
-    Layer("boundaries", 0, description="Country and state boundary lines"),
+    Layer("boundaries", 0, description="Country and state boundary lines", generalised=(6, 9)),
     Layer("boundary_labels", 2, description="Country and state label points"),
     Layer("place_labels", 4, description="Populated places"),
-    Layer("land", 7, description="Land use and land cover"),
+    Layer("land", 7, description="Land use and land cover", generalised=(9, 11)),
     Layer("sites", 14, description="Sites such as universities, hospitals, parking"),
     Layer("buildings", 14, description="Buildings"),
     Layer("addresses", 14, description="House numbers"),
-    Layer("streets", 5, description="Roads, paths, railways"),
-    Layer("street_polygons", 14, description="Pedestrian areas and other street areas"),
+    Layer("streets", 5, description="Roads, paths, railways", generalised=(8, 10)),
+    Layer("street_polygons", 11, description="Pedestrian areas, service and runway areas"),
     Layer("street_labels", 10, description="Named streets"),
     Layer("streets_polygons_labels", 14, description="Named street areas"),
     Layer("street_labels_points", 12, description="Road reference numbers as points"),

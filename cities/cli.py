@@ -1,0 +1,217 @@
+"""Print town plans (plans de ville) of the communes in the loaded data.
+
+fondplan townplan "Vaduz" --paper A3 --orientation landscape --layout index-side -o vaduz.pdf
+fondplan townplan --insee 68224 --paper A4 --format png --dpi 300 -o mulhouse.png
+fondplan townplan --bbox 7.30,47.72,7.33,47.74 --title "Mulhouse — Brunstatt" -o plan.pdf
+fondplan townplan --all --paper A3 --outdir plans/
+fondplan communes [--search TEXT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from cities.communes import find_commune, list_communes
+from cities.errors import CitiesError
+from cities.paper import PAPERS, Layout, parse_layout, parse_orientation, parse_paper
+from cities.render import CairoMapRenderer, MapRenderer
+from cities.townplan import (
+    Plan,
+    PlanArea,
+    PlanOptions,
+    bbox_area,
+    commune_area,
+    make_plan,
+    parse_bbox,
+)
+from osmimport.command import Command, dispatch
+from osmimport.database import connect, database_url
+from osmimport.errors import UsageError
+from osmimport.settings import DatabaseSettings
+
+#: Builds the map renderer for a database URL; the umbrella CLI passes MapLibre Native's.
+RendererFactory = Callable[[str], MapRenderer]
+
+
+def write_plan(plan: Plan, output: Path) -> list[Path]:
+    """Write the plan; PNG plans of several pages get ``-2``, ``-3``… files after the first."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for number, document in enumerate(plan.documents, start=1):
+        path = output if number == 1 else output.with_name(f"{output.stem}-{number}{output.suffix}")
+        path.write_bytes(document)
+        written.append(path)
+    return written
+
+
+class TownplanCommand:
+    """Print the plan of a commune (by name or INSEE code), of a box, or of every commune.
+
+    Paper A4…A0, portrait, landscape or best fit; the street and facilities index beside the
+    map, below it, or on pages of its own. PDF (all pages in one file) or PNG (one per page).
+    """
+
+    name: ClassVar[str] = "townplan"
+    help: ClassVar[str] = "print a town plan (PDF/PNG) of a commune"
+
+    def __init__(self, renderer_factory: RendererFactory | None = None) -> None:
+        self.renderer_factory: RendererFactory = renderer_factory or CairoMapRenderer
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the plan options."""
+        parser.add_argument("commune", nargs="?", help="commune name (accents and case ignored)")
+        what = parser.add_argument_group("what to plan (one of)")
+        what.add_argument("--insee", help="INSEE code of the commune (ref:INSEE)")
+        what.add_argument("--bbox", help="a box W,S,E,N in degrees instead of a commune")
+        what.add_argument("--all", action="store_true", help="every commune loaded")
+        parser.add_argument("--title", help="title printed on the plan")
+        parser.add_argument("--paper", default="A3", help=f"{', '.join(PAPERS)} (default A3)")
+        parser.add_argument(
+            "--orientation",
+            default="best",
+            help="portrait, landscape or best (from the area's shape; default)",
+        )
+        parser.add_argument(
+            "--layout",
+            default=Layout.INDEX_SIDE.value,
+            help="index-side (default), index-below or index-pages",
+        )
+        parser.add_argument("--format", choices=["pdf", "png"], help="default: from -o, else pdf")
+        parser.add_argument("--dpi", type=int, default=300, help="output resolution (default 300)")
+        parser.add_argument("--style", default="print", help="map style name (default print)")
+        parser.add_argument("-o", "--output", type=Path, help="output file")
+        parser.add_argument("--outdir", type=Path, help="output folder (with --all)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Make the plan(s)."""
+        chosen = [bool(args.commune), bool(args.insee), bool(args.bbox), bool(args.all)]
+        if sum(chosen) != 1:
+            raise UsageError("name one commune, or give --insee, --bbox or --all")
+        fmt = args.format
+        if fmt is None:
+            suffix = args.output.suffix.lower().lstrip(".") if args.output else ""
+            fmt = suffix if suffix in ("pdf", "png") else "pdf"
+        options = PlanOptions(
+            paper=parse_paper(args.paper),
+            orientation=parse_orientation(args.orientation),
+            layout=parse_layout(args.layout),
+            format=fmt,
+            dpi=args.dpi,
+            style=args.style,
+            title=args.title,
+        )
+        url = database_url(DatabaseSettings())
+        renderer = self.renderer_factory(url)
+        if args.all:
+            return self._all(url, options, renderer, args.outdir or Path("."))
+        if args.bbox:
+            area = bbox_area(parse_bbox(args.bbox), args.title)
+        else:
+            conn = connect(url)
+            try:
+                commune = find_commune(conn, name=args.commune, insee=args.insee)
+            finally:
+                conn.close()
+            area = commune_area(url, commune)
+        output = args.output or Path(f"{area.slug}.{fmt}")
+        return self._one(url, area, options, renderer, output)
+
+    @staticmethod
+    def _one(
+        url: str, area: PlanArea, options: PlanOptions, renderer: MapRenderer, output: Path
+    ) -> int:
+        started = time.monotonic()
+        plan = make_plan(url, area, options, renderer)
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        paths = write_plan(plan, output)
+        print(
+            f"{area.title}: {plan.page_count} page(s), {len(plan.streets)} streets, "
+            f"{sum(len(e) for _, e in plan.facilities)} facilities, grid "
+            f"{plan.grid.cols}x{plan.grid.rows} -> {', '.join(map(str, paths))} "
+            f"({time.monotonic() - started:.1f} s)"
+        )
+        return 0
+
+    @staticmethod
+    def _all(url: str, options: PlanOptions, renderer: MapRenderer, outdir: Path) -> int:
+        conn = connect(url)
+        try:
+            communes = list_communes(conn)
+        finally:
+            conn.close()
+        started = time.monotonic()
+        done = skipped = 0
+        for number, commune in enumerate(communes, start=1):
+            elapsed = time.monotonic() - started
+            eta = elapsed / max(number - 1, 1) * (len(communes) - number + 1) if done else 0.0
+            print(
+                f"[{number}/{len(communes)}] {commune.label} (ETA {eta:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            if not commune.complete:
+                print(f"  skipped: boundary of {commune.label} incomplete", file=sys.stderr)
+                skipped += 1
+                continue
+            try:
+                area = commune_area(url, commune)
+                plan = make_plan(url, area, options, renderer)
+            except CitiesError as exc:
+                print(f"  skipped: {exc}", file=sys.stderr)
+                skipped += 1
+                continue
+            write_plan(plan, outdir / f"{commune.slug}.{options.format}")
+            done += 1
+        print(
+            f"{done} plans written to {outdir}, {skipped} skipped, "
+            f"{time.monotonic() - started:.1f} s"
+        )
+        return 0
+
+
+class CommunesCommand:
+    """List the communes that can be planned (name, INSEE code, whether the boundary is whole)."""
+
+    name: ClassVar[str] = "communes"
+    help: ClassVar[str] = "list the communes a town plan can be made of"
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the search option."""
+        parser.add_argument("--search", help="keep names containing this (accents ignored)")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Print one commune per line."""
+        conn = connect(database_url(DatabaseSettings()))
+        try:
+            communes = list_communes(conn, args.search)
+        finally:
+            conn.close()
+        for commune in communes:
+            flags = "" if commune.complete else "  (boundary incomplete: use --bbox)"
+            insee = commune.insee or "-"
+            print(f"{commune.label}\t{insee}\t{commune.country or '-'}{flags}")
+        print(f"{len(communes)} communes", file=sys.stderr)
+        return 0
+
+
+def commands(renderer_factory: RendererFactory | None = None) -> list[Command]:
+    """The town plan commands, drawing maps with ``renderer_factory`` (cairo by default)."""
+    return [TownplanCommand(renderer_factory), CommunesCommand()]
+
+
+COMMANDS: list[Command] = commands()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the town plan commands on their own (``python -m cities.cli``)."""
+    return dispatch("fondplan", __doc__ or "", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,515 @@
+"""Page composition: title, map frame with grid, index panel, legend, scale bar, north arrow."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cairo
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from cities.facilities import Category, Facility
+from cities.flow import PT, Column, Item, Measure, Placed, TextSizes, flow, set_font
+from cities.grid import Grid, column_label
+from cities.paper import Layout
+from cities.streets import StreetEntry
+from cities.style import LegendEntry
+
+ATTRIBUTION = "© les contributeurs d'OpenStreetMap"
+#: Largest map image asked of the renderer (pixels); bigger papers get a lower map DPI.
+MAX_MAP_PIXELS = 60_000_000
+#: Longest side of the map image (MapLibre Native's texture limit).
+MAX_MAP_SIDE = 8192
+BBox = tuple[float, float, float, float]
+INK = (0.1, 0.1, 0.1)
+MONTHS = (
+    "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
+).split()
+
+
+@dataclass(frozen=True)
+class Rect:
+    """A rectangle on the page, in millimetres from the top-left corner."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+
+@dataclass(frozen=True)
+class PageGeometry:
+    """Where everything goes on the map page."""
+
+    width: float
+    height: float
+    scale: float  # furniture size relative to A3
+    margin: float
+    title: Rect
+    frame: Rect
+    label_band: float
+    panel: Rect | None
+    footer: Rect
+    column_width: float
+    sizes: TextSizes
+
+
+def page_geometry(width: float, height: float, layout: Layout) -> PageGeometry:
+    """Lay out the map page of a ``width`` × ``height`` mm sheet."""
+    s = min(2.2, max(0.75, math.sqrt(width * height / (297 * 420))))
+    margin = 7 + 3 * s
+    title_h = 15 * s
+    footer_h = 20 * s
+    band = 5 * s
+    gap = 4 * s
+    sizes = TextSizes(body=max(6.0, 7.0 * s), letter=max(8.0, 9.5 * s), title=max(9.0, 11 * s))
+    column_width = 62 * sizes.body / 7.0
+    inner = Rect(margin, margin + title_h, width - 2 * margin, height - 2 * margin - title_h)
+    body_h = inner.h - footer_h - gap
+    panel: Rect | None = None
+    if layout is Layout.INDEX_SIDE:
+        columns = max(1, round(inner.w * 0.3 / column_width))
+        panel_w = columns * column_width + (columns - 1) * gap
+        panel = Rect(inner.x + inner.w - panel_w, inner.y, panel_w, body_h)
+        map_area = Rect(inner.x, inner.y, inner.w - panel_w - gap, body_h)
+    elif layout is Layout.INDEX_BELOW:
+        panel_h = body_h * 0.33
+        panel = Rect(inner.x, inner.y + body_h - panel_h, inner.w, panel_h)
+        map_area = Rect(inner.x, inner.y, inner.w, body_h - panel_h - gap)
+    else:
+        map_area = Rect(inner.x, inner.y, inner.w, body_h)
+    frame = Rect(map_area.x + band, map_area.y + band, map_area.w - 2 * band, map_area.h - 2 * band)
+    footer = Rect(inner.x, inner.y + inner.h - footer_h, inner.w, footer_h)
+    return PageGeometry(
+        width,
+        height,
+        s,
+        margin,
+        Rect(margin, margin, width - 2 * margin, title_h),
+        frame,
+        band,
+        panel,
+        footer,
+        column_width,
+        sizes,
+    )
+
+
+def frame_bbox(area_bounds: BBox, frame: Rect, pad: float = 0.04) -> BBox:
+    """The map extent (EPSG:3857) shown in ``frame``: the area, padded, at the frame's shape."""
+    xmin, ymin, xmax, ymax = area_bounds
+    w = (xmax - xmin) * (1 + 2 * pad) or 100.0
+    h = (ymax - ymin) * (1 + 2 * pad) or 100.0
+    units_per_mm = max(w / frame.w, h / frame.h)
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+    half_w, half_h = frame.w * units_per_mm / 2, frame.h * units_per_mm / 2
+    return (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+
+
+def columns_in(rect: Rect, column_width: float, gap: float) -> list[Column]:
+    """As many columns of about ``column_width`` as fit side by side in ``rect``."""
+    count = max(1, int((rect.w + gap) // (column_width + gap)))
+    width = (rect.w - (count - 1) * gap) / count
+    return [Column(rect.x + i * (width + gap), rect.y, width, rect.h) for i in range(count)]
+
+
+def index_items(
+    streets: Sequence[StreetEntry], facilities: Sequence[tuple[Category, list[Facility]]]
+) -> list[Item]:
+    """The index flow: streets under letter headings, then facilities by category."""
+    items: list[Item] = [Item("title", "Index des rues", keep_with_next=True)]
+    letter = None
+    from cities.collation import heading
+
+    for entry in streets:
+        current = heading(entry.name)
+        if current != letter:
+            if letter is not None:
+                items.append(Item("gap"))
+            items.append(Item("letter", current, keep_with_next=True))
+            letter = current
+        items.append(Item("entry", entry.display, entry.cells_text))
+    if not streets:
+        items.append(Item("entry", "Aucune rue nommée"))
+    if facilities:
+        items.append(Item("gap"))
+        items.append(Item("title", "Équipements", keep_with_next=True))
+    for category, entries in facilities:
+        icon = (category.symbol, category.colour)
+        items.append(Item("category", category.title, icon=icon, keep_with_next=True))
+        for facility in entries:
+            items.append(Item("entry", facility.label, facility.cells_text))
+        items.append(Item("gap"))
+    return items
+
+
+@dataclass
+class PlanContent:
+    """Everything a plan shows, gathered before drawing."""
+
+    title: str
+    subtitle: str
+    area: BaseGeometry
+    masked: bool
+    latitude: float
+    bbox: BBox
+    grid: Grid
+    map_png: bytes
+    streets: list[StreetEntry]
+    facilities: list[tuple[Category, list[Facility]]]
+    legend: list[LegendEntry]
+    date: str
+    data_note: str
+
+
+def french_date(year: int, month: int, day: int) -> str:
+    """ "28 novembre 2026" """
+    return f"{day} {MONTHS[month - 1]} {year}"
+
+
+class PageDrawer:
+    """Draws the pages of one plan on a cairo context whose unit is the millimetre."""
+
+    def __init__(self, content: PlanContent, geometry: PageGeometry) -> None:
+        self.c = content
+        self.g = geometry
+        self.measure = Measure()
+        self._map_surface: cairo.ImageSurface | None = None
+
+    # -- flow ---------------------------------------------------------------------------------
+
+    def paginate(self, layout: Layout) -> list[list[Placed]]:
+        """Placed index items per page; page 0 is the map page."""
+        g = self.g
+        gap = 4 * g.scale
+        first = columns_in(g.panel, g.column_width, gap) if g.panel else []
+        full = Rect(
+            g.margin,
+            g.margin + g.title.h,
+            g.width - 2 * g.margin,
+            g.height - 2 * g.margin - g.title.h - 10 * g.scale,
+        )
+
+        def more() -> list[Column]:
+            return columns_in(full, g.column_width, gap)
+
+        items = index_items(self.c.streets, self.c.facilities)
+        pages = flow(items, first, more, self.measure, g.sizes)
+        if layout is Layout.INDEX_PAGES and pages and not pages[0]:
+            return pages
+        return pages
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def draw_map_page(self, ctx: cairo.Context[Any], placed: list[Placed]) -> None:
+        """Title, map, grid, icons, panel items, footer."""
+        ctx.set_source_rgb(1, 1, 1)
+        ctx.paint()
+        self._title(ctx, self.c.title, self.c.subtitle)
+        self._map(ctx)
+        self._grid(ctx)
+        self._items(ctx, placed)
+        self._footer(ctx)
+
+    def draw_index_page(
+        self, ctx: cairo.Context[Any], placed: list[Placed], number: int, total: int
+    ) -> None:
+        """A page of index columns with the title and the attribution."""
+        ctx.set_source_rgb(1, 1, 1)
+        ctx.paint()
+        self._title(ctx, self.c.title, f"Index (suite) — page {number}/{total}")
+        self._items(ctx, placed)
+        g = self.g
+        set_font(ctx, g.sizes.body)
+        ctx.set_source_rgb(*INK)
+        ctx.move_to(g.margin, g.height - g.margin)
+        ctx.show_text(f"{ATTRIBUTION} — {self.c.date}")
+
+    def _title(self, ctx: cairo.Context[Any], title: str, subtitle: str) -> None:
+        g = self.g
+        ctx.set_source_rgb(*INK)
+        size = 20 * g.scale
+        set_font(ctx, size, bold=True)
+        ctx.move_to(g.title.x, g.title.y + size * PT)
+        ctx.show_text(title)
+        set_font(ctx, 9 * g.scale)
+        ctx.move_to(g.title.x, g.title.y + size * PT + 9 * g.scale * PT * 1.5)
+        ctx.show_text(subtitle)
+        ctx.set_line_width(0.5 * g.scale)
+        ctx.move_to(g.title.x, g.title.y + g.title.h - 2 * g.scale)
+        ctx.line_to(g.title.x + g.title.w, g.title.y + g.title.h - 2 * g.scale)
+        ctx.stroke()
+
+    def _to_page(self, x: float, y: float) -> tuple[float, float]:
+        f, b = self.g.frame, self.c.bbox
+        return (
+            f.x + (x - b[0]) / (b[2] - b[0]) * f.w,
+            f.y + (b[3] - y) / (b[3] - b[1]) * f.h,
+        )
+
+    def _area_path(self, ctx: cairo.Context[Any]) -> None:
+        units_per_mm = (self.c.bbox[2] - self.c.bbox[0]) / self.g.frame.w
+        simple = self.c.area.simplify(units_per_mm * 0.1)
+        for part in getattr(simple, "geoms", [simple]):
+            if part.geom_type != "Polygon":
+                continue
+            for ring in [part.exterior, *part.interiors]:
+                coords = shapely.get_coordinates(ring)
+                for i, (x, y) in enumerate(coords):
+                    px, py = self._to_page(x, y)
+                    if i == 0:
+                        ctx.move_to(px, py)
+                    else:
+                        ctx.line_to(px, py)
+                ctx.close_path()
+
+    def _map(self, ctx: cairo.Context[Any]) -> None:
+        f = self.g.frame
+        image = cairo.ImageSurface.create_from_png(io.BytesIO(self.c.map_png))
+        ctx.save()
+        ctx.rectangle(f.x, f.y, f.w, f.h)
+        ctx.clip()
+        ctx.translate(f.x, f.y)
+        ctx.scale(f.w / image.get_width(), f.h / image.get_height())
+        ctx.set_source_surface(image, 0, 0)
+        ctx.get_source().set_filter(cairo.FILTER_GOOD)
+        ctx.paint()
+        ctx.restore()
+        ctx.save()
+        ctx.rectangle(f.x, f.y, f.w, f.h)
+        ctx.clip()
+        if self.c.masked:
+            ctx.rectangle(f.x, f.y, f.w, f.h)
+            self._area_path(ctx)
+            ctx.set_fill_rule(cairo.FILL_RULE_EVEN_ODD)
+            ctx.set_source_rgba(1, 1, 1, 0.62)
+            ctx.fill()
+            self._area_path(ctx)
+            ctx.set_source_rgba(0.45, 0.1, 0.35, 0.85)
+            ctx.set_line_width(0.8 * self.g.scale)
+            ctx.set_dash([3 * self.g.scale, 1.2 * self.g.scale])
+            ctx.stroke()
+            ctx.set_dash([])
+        self._icons(ctx)
+        ctx.restore()
+
+    def _icon(
+        self,
+        ctx: cairo.Context[Any],
+        x: float,
+        y: float,
+        radius: float,
+        symbol: str,
+        colour: tuple[float, float, float],
+    ) -> None:
+        ctx.arc(x, y, radius, 0, 2 * math.pi)
+        ctx.set_source_rgb(*colour)
+        ctx.fill_preserve()
+        ctx.set_source_rgb(1, 1, 1)
+        ctx.set_line_width(radius * 0.22)
+        ctx.stroke()
+        set_font(ctx, radius * 1.35 / PT, bold=True)
+        extents = ctx.text_extents(symbol)
+        ctx.move_to(
+            x - extents.x_bearing - extents.width / 2, y - extents.y_bearing - extents.height / 2
+        )
+        ctx.show_text(symbol)
+
+    def _icons(self, ctx: cairo.Context[Any]) -> None:
+        radius = 1.6 * self.g.scale
+        for category, entries in self.c.facilities:
+            for facility in entries:
+                for x, y in facility.points:
+                    px, py = self._to_page(x, y)
+                    self._icon(ctx, px, py, radius, category.symbol, category.colour)
+
+    def _grid(self, ctx: cairo.Context[Any]) -> None:
+        f, grid, s = self.g.frame, self.c.grid, self.g.scale
+        cw, ch = f.w / grid.cols, f.h / grid.rows
+        ctx.set_source_rgba(0.15, 0.15, 0.3, 0.75)
+        ctx.set_line_width(0.25 * s)
+        for i in range(1, grid.cols):
+            ctx.move_to(f.x + i * cw, f.y)
+            ctx.line_to(f.x + i * cw, f.y + f.h)
+        for j in range(1, grid.rows):
+            ctx.move_to(f.x, f.y + j * ch)
+            ctx.line_to(f.x + f.w, f.y + j * ch)
+        ctx.stroke()
+        ctx.set_source_rgb(*INK)
+        ctx.set_line_width(0.6 * s)
+        ctx.rectangle(f.x, f.y, f.w, f.h)
+        ctx.stroke()
+        band = self.g.label_band
+        # Margin band in light grey so the references read as page furniture, not map text.
+        ctx.set_source_rgb(0.92, 0.92, 0.92)
+        ctx.rectangle(f.x - band, f.y - band, f.w + 2 * band, f.h + 2 * band)
+        ctx.rectangle(f.x, f.y, f.w, f.h)
+        ctx.set_fill_rule(cairo.FILL_RULE_EVEN_ODD)
+        ctx.fill()
+        ctx.set_source_rgb(*INK)
+        set_font(ctx, 8 * s, bold=True)
+
+        def centred(text: str, x: float, y: float) -> None:
+            e = ctx.text_extents(text)
+            ctx.move_to(x - e.x_bearing - e.width / 2, y - e.y_bearing - e.height / 2)
+            ctx.show_text(text)
+
+        for i in range(grid.cols):
+            label = column_label(i)
+            centred(label, f.x + (i + 0.5) * cw, f.y - band / 2)
+            centred(label, f.x + (i + 0.5) * cw, f.y + f.h + band / 2)
+        for j in range(grid.rows):
+            centred(str(j + 1), f.x - band / 2, f.y + (j + 0.5) * ch)
+            centred(str(j + 1), f.x + f.w + band / 2, f.y + (j + 0.5) * ch)
+
+    def _items(self, ctx: cairo.Context[Any], placed: list[Placed]) -> None:
+        sizes = self.g.sizes
+        line = sizes.line
+        ctx.set_source_rgb(*INK)
+        for p in placed:
+            item = p.item
+            if item.kind == "title":
+                set_font(ctx, sizes.title, bold=True)
+                for k, text in enumerate(item.name_lines):
+                    ctx.move_to(p.x, p.y + (k + 0.85) * sizes.title * PT * 1.3)
+                    ctx.show_text(text)
+            elif item.kind == "letter":
+                h = item.height * 0.85
+                ctx.set_source_rgb(0.88, 0.88, 0.9)
+                ctx.rectangle(p.x, p.y + item.height * 0.1, p.width, h)
+                ctx.fill()
+                ctx.set_source_rgb(*INK)
+                set_font(ctx, sizes.letter, bold=True)
+                ctx.move_to(p.x + line * 0.3, p.y + item.height * 0.1 + h * 0.78)
+                ctx.show_text(item.text)
+            elif item.kind == "category" and item.icon:
+                radius = line * 0.45
+                self._icon(ctx, p.x + radius, p.y + line * 0.6, radius, *item.icon)
+                ctx.set_source_rgb(*INK)
+                set_font(ctx, sizes.body * 1.1, bold=True)
+                for k, text in enumerate(item.name_lines):
+                    ctx.move_to(p.x + line * 1.2, p.y + (k + 0.85) * line * 1.15)
+                    ctx.show_text(text)
+            elif item.kind == "entry":
+                set_font(ctx, sizes.body)
+                for k, text in enumerate(item.name_lines):
+                    ctx.move_to(p.x, p.y + (k + 0.8) * line)
+                    ctx.show_text(text)
+                set_font(ctx, sizes.body, bold=True)
+                first = (
+                    0
+                    if len(item.cell_lines) == 1
+                    and item.height <= len(item.name_lines) * line + 1e-6
+                    else len(item.name_lines)
+                )
+                for k, text in enumerate(item.cell_lines):
+                    width = ctx.text_extents(text).x_advance
+                    ctx.move_to(p.x + p.width - width, p.y + (first + k + 0.8) * line)
+                    ctx.show_text(text)
+
+    def _footer(self, ctx: cairo.Context[Any]) -> None:
+        g, s = self.g, self.g.scale
+        f = g.footer
+        ctx.set_source_rgb(*INK)
+        ctx.set_line_width(0.4 * s)
+        ctx.move_to(f.x, f.y)
+        ctx.line_to(f.x + f.w, f.y)
+        ctx.stroke()
+        # North arrow.
+        ax, ay, ah = f.x + 5 * s, f.y + 3 * s, 11 * s
+        ctx.move_to(ax, ay + 3 * s)
+        ctx.line_to(ax + 3 * s, ay + ah)
+        ctx.line_to(ax, ay + ah - 2.5 * s)
+        ctx.close_path()
+        ctx.fill()
+        ctx.move_to(ax, ay + 3 * s)
+        ctx.line_to(ax - 3 * s, ay + ah)
+        ctx.line_to(ax, ay + ah - 2.5 * s)
+        ctx.close_path()
+        ctx.stroke()
+        set_font(ctx, 8 * s, bold=True)
+        e = ctx.text_extents("N")
+        ctx.move_to(ax - e.width / 2 - e.x_bearing, ay + 2.2 * s)
+        ctx.show_text("N")
+        # Scale bar: ground metres per paper mm at the plan's latitude.
+        units_per_mm = (self.c.bbox[2] - self.c.bbox[0]) / g.frame.w
+        metres_per_mm = units_per_mm * math.cos(math.radians(self.c.latitude))
+        target = 40 * s * metres_per_mm
+        power = 10 ** math.floor(math.log10(target))
+        nice = max(m * power for m in (1, 2, 2.5, 5, 10) if m * power <= target)
+        bar = nice / metres_per_mm
+        bx, by = f.x + 14 * s, f.y + 9 * s
+        for k in range(4):
+            ctx.rectangle(bx + k * bar / 4, by, bar / 4, 1.6 * s)
+            if k % 2 == 0:
+                ctx.fill_preserve()
+            ctx.stroke()
+        set_font(ctx, 7 * s)
+        unit = f"{nice / 1000:g} km" if nice >= 1000 else f"{nice:g} m"
+        for text, x in (("0", bx), (unit, bx + bar)):
+            e = ctx.text_extents(text)
+            ctx.move_to(x - e.x_advance / 2, by - 1.2 * s)
+            ctx.show_text(text)
+        ratio = round(metres_per_mm * 1000, -1 if metres_per_mm < 10 else -2)
+        ctx.move_to(bx, by + 5.5 * s)
+        ctx.show_text(f"Échelle 1:{ratio:,.0f}".replace(",", " "))
+        # Legend from the style.
+        left = bx + max(bar, 30 * s) + 8 * s
+        right_w = 72 * s
+        self._legend(ctx, Rect(left, f.y + 2 * s, f.x + f.w - right_w - left, f.h - 3 * s))
+        # Attribution and date.
+        set_font(ctx, 7.5 * s)
+        lines = [ATTRIBUTION, self.c.data_note, f"Édité le {self.c.date}"]
+        for k, text in enumerate(lines):
+            if not text:
+                continue
+            e = ctx.text_extents(text)
+            ctx.move_to(f.x + f.w - e.x_advance, f.y + (k + 1.4) * 7.5 * s * PT * 1.5)
+            ctx.show_text(text)
+
+    def _legend(self, ctx: cairo.Context[Any], rect: Rect) -> None:
+        s = self.g.scale
+        entries = self.c.legend
+        if not entries or rect.w <= 10 * s:
+            return
+        size = 6.5 * s
+        line = size * PT * 1.55
+        rows = max(1, int(rect.h // line))
+        cols = math.ceil(len(entries) / rows)
+        col_w = rect.w / max(cols, 1)
+        swatch = 6 * s
+        for n, entry in enumerate(entries):
+            col, row = divmod(n, rows)
+            if col >= cols:
+                break
+            x, y = rect.x + col * col_w, rect.y + row * line
+            if entry.type == "fill":
+                ctx.rectangle(x, y + line * 0.2, swatch, line * 0.6)
+                ctx.set_source_rgb(*entry.colour)
+                ctx.fill_preserve()
+                ctx.set_source_rgb(0.4, 0.4, 0.4)
+                ctx.set_line_width(0.15 * s)
+                ctx.stroke()
+            else:
+                width = min(max(entry.width * 0.26 * s, 0.3 * s), line * 0.6)
+                ctx.move_to(x, y + line * 0.5)
+                ctx.line_to(x + swatch, y + line * 0.5)
+                ctx.set_source_rgb(0.35, 0.35, 0.35)
+                ctx.set_line_width(width + 0.3 * s)
+                ctx.stroke()
+                ctx.move_to(x, y + line * 0.5)
+                ctx.line_to(x + swatch, y + line * 0.5)
+                ctx.set_source_rgb(*entry.colour)
+                ctx.set_line_width(width)
+                ctx.stroke()
+            ctx.set_source_rgb(*INK)
+            set_font(ctx, size)
+            ctx.move_to(x + swatch + 1.5 * s, y + line * 0.72)
+            label = entry.label
+            while label and ctx.text_extents(label).x_advance > col_w - swatch - 3 * s:
+                label = label[:-1]
+            ctx.show_text(label)

@@ -1,0 +1,204 @@
+"""HTTP routes: ``GET /townplans/{commune}.pdf|.png`` and the viewer's "Plan de ville" panel."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from importlib import resources
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from cities.communes import find_commune, list_communes
+from cities.db import data_version
+from cities.errors import CitiesError, IncompleteBoundary, NoData, UnknownCommune
+from cities.paper import parse_layout, parse_orientation, parse_paper
+from cities.render import MapRenderer
+from cities.townplan import PlanOptions, commune_area, make_plan
+from osmimport.database import connect
+from osmimport.errors import FondplanError
+
+
+class TownplanSettings(BaseSettings):
+    """Town plans over HTTP: generation pool, time limit, cache size."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FONDPLAN_TOWNPLAN_", env_file=".env", extra="ignore"
+    )
+
+    #: Plans drawn at the same time (each takes a core and a few hundred MB).
+    workers: int = 1
+    #: Plans waiting for a worker before new requests get 503.
+    queue: int = 4
+    #: Seconds a request waits for its plan; the plan is still finished and cached.
+    timeout: float = 120.0
+    #: Cached plans kept in memory (bytes).
+    cache_bytes: int = 256 * 1024 * 1024
+    #: Highest DPI a request may ask for.
+    max_dpi: int = 300
+
+
+class PlanCache:
+    """Finished plans by (data version, commune, options), least recently used evicted first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> bytes | None:
+        """The cached document, if any."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[str, ...], value: bytes) -> None:
+        """Keep ``value``; drop the oldest entries beyond the size limit."""
+        if len(value) > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                self._size -= len(self._items.pop(key))
+            self._items[key] = value
+            self._size += len(value)
+            while self._size > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def townplan_routes(
+    database_url: str,
+    renderer: MapRenderer,
+    settings: TownplanSettings | None = None,
+) -> list[BaseRoute]:
+    """The ``/townplans`` routes (mount them at the app root), drawing maps with ``renderer``."""
+    settings = settings or TownplanSettings()
+    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="townplan")
+    slots = threading.BoundedSemaphore(settings.workers + settings.queue)
+    cache = PlanCache(settings.cache_bytes)
+    running: dict[tuple[str, ...], Future[bytes]] = {}
+    running_lock = threading.Lock()
+
+    def communes(request: Request) -> Response:
+        search = request.query_params.get("search")
+        conn = connect(database_url)
+        try:
+            found = list_communes(conn, search)
+        except NoData as exc:
+            return _error(503, str(exc))
+        finally:
+            conn.close()
+        return JSONResponse(
+            [
+                {"name": c.label, "insee": c.insee, "country": c.country, "complete": c.complete}
+                for c in found
+            ]
+        )
+
+    def panel(request: Request) -> Response:
+        script = resources.files("cities").joinpath("static", "townplan-panel.js")
+        return Response(
+            script.read_text(encoding="utf-8"),
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    def plan(request: Request) -> Response:
+        name: str = request.path_params["name"]
+        stem, _, fmt = name.rpartition(".")
+        if fmt not in ("pdf", "png") or not stem:
+            return _error(404, "ask for /townplans/{commune}.pdf or .png")
+        query = request.query_params
+        try:
+            dpi = int(query.get("dpi", "150" if fmt == "png" else "300"))
+            if dpi > settings.max_dpi:
+                raise CitiesError(f"dpi may be at most {settings.max_dpi}")
+            options = PlanOptions(
+                paper=parse_paper(query.get("paper", "A3")),
+                orientation=parse_orientation(query.get("orientation", "best")),
+                layout=parse_layout(query.get("layout", "index-side")),
+                format=fmt,
+                dpi=dpi,
+            )
+            conn = connect(database_url)
+            try:
+                version = data_version(conn)
+                if stem.isdigit() and len(stem) == 5:
+                    commune = find_commune(conn, insee=stem)
+                else:
+                    commune = find_commune(conn, name=stem)
+            finally:
+                conn.close()
+        except ValueError:
+            return _error(400, "dpi must be a whole number")
+        except UnknownCommune as exc:
+            return JSONResponse(
+                {"detail": str(exc), "suggestions": exc.suggestions}, status_code=404
+            )
+        except IncompleteBoundary as exc:
+            return _error(422, str(exc))
+        except NoData as exc:
+            return _error(503, str(exc))
+        except FondplanError as exc:
+            return _error(400, str(exc))
+        key = (version, str(commune.osm_id), options.cache_key)
+        cached = cache.get(key)
+        if cached is None:
+            with running_lock:
+                future = running.get(key)
+                if future is None:
+                    if not slots.acquire(blocking=False):
+                        return _error(503, "too many plans being drawn; try again shortly")
+
+                    def work() -> bytes:
+                        try:
+                            area = commune_area(database_url, commune)
+                            made = make_plan(database_url, area, options, renderer)
+                            document = made.documents[0]
+                            cache.put(key, document)
+                            return document
+                        finally:
+                            slots.release()
+                            with running_lock:
+                                running.pop(key, None)
+
+                    future = pool.submit(work)
+                    running[key] = future
+            try:
+                cached = future.result(timeout=settings.timeout)
+            except FutureTimeout:
+                return _error(503, "the plan takes longer than the time limit; try again later")
+            except FondplanError as exc:
+                return _error(400, str(exc))
+        filename = f"plan-{commune.slug}.{fmt}"
+        return Response(
+            cached,
+            media_type=options_media(fmt),
+            headers={
+                "Content-Disposition": f'inline; filename="{filename}"',
+                "Cache-Control": "public, max-age=3600",
+                "ETag": f'"{abs(hash(key)):x}"',
+            },
+        )
+
+    return [
+        Route("/townplans/communes.json", communes, methods=["GET"]),
+        Route("/townplans/panel.js", panel, methods=["GET"]),
+        Route("/townplans/{name}", plan, methods=["GET"]),
+    ]
+
+
+def options_media(fmt: str) -> str:
+    """MIME type of a plan format."""
+    return "application/pdf" if fmt == "pdf" else "image/png"

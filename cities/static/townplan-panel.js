@@ -1,0 +1,51 @@
+// "Plan de ville" panel for the map viewer: pick a commune, paper and layout, download the PDF.
+// Include with <script src="/townplans/panel.js" defer></script>; it adds itself to the page.
+(function () {
+  "use strict";
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    (children || []).forEach(function (c) {
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return node;
+  }
+  function select(id, values) {
+    return el("select", { id: id }, values.map(function (v) {
+      return el("option", { value: v[0] }, [v[1]]);
+    }));
+  }
+  function build() {
+    var communes = el("select", { id: "townplan-commune" }, []);
+    var paper = select("townplan-paper", [["A4", "A4"], ["A3", "A3"], ["A2", "A2"], ["A1", "A1"], ["A0", "A0"]]);
+    paper.value = "A3";
+    var orientation = select("townplan-orientation", [["best", "Au mieux"], ["portrait", "Portrait"], ["landscape", "Paysage"]]);
+    var layout = select("townplan-layout", [["index-side", "Index à côté"], ["index-below", "Index dessous"], ["index-pages", "Index sur pages séparées"]]);
+    var link = el("a", { id: "townplan-download", href: "#", download: "" }, ["Télécharger le PDF"]);
+    var panel = el("details", { id: "townplan-panel", style:
+      "position:absolute;top:10px;left:10px;z-index:10;background:#fff;padding:6px 10px;" +
+      "font:13px sans-serif;border-radius:4px;box-shadow:0 1px 4px rgba(0,0,0,.3)" }, [
+      el("summary", {}, ["Plan de ville"]),
+      el("label", {}, ["Commune ", communes]), el("br"),
+      el("label", {}, ["Papier ", paper]), " ", orientation, el("br"),
+      el("label", {}, ["Index ", layout]), el("br"),
+      link,
+    ]);
+    function update() {
+      var name = communes.value;
+      link.href = name ? "/townplans/" + encodeURIComponent(name) + ".pdf?paper=" + paper.value +
+        "&orientation=" + orientation.value + "&layout=" + layout.value : "#";
+    }
+    [communes, paper, orientation, layout].forEach(function (s) { s.addEventListener("change", update); });
+    fetch("/townplans/communes.json").then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (list) {
+        list.filter(function (c) { return c.complete; }).forEach(function (c) {
+          communes.appendChild(el("option", { value: c.insee || c.name }, [c.name]));
+        });
+        update();
+      });
+    document.body.appendChild(panel);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", build);
+  else build();
+})();

@@ -1,0 +1,154 @@
+"""The street index: every named street of the area, once per distinct street, with its cells."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import psycopg2.extensions
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from cities.collation import fold, sort_key
+from cities.db import query, table_exists
+from cities.grid import Cell, Grid
+from osmimport import schema
+
+#: Street kinds that are not streets of a town plan index (railways, airfields).
+EXCLUDED_KINDS = [
+    "rail",
+    "narrow_gauge",
+    "tram",
+    "light_rail",
+    "funicular",
+    "subway",
+    "monorail",
+    "runway",
+    "taxiway",
+]
+
+#: Pieces of a same-name street further apart than this (ground metres) are distinct streets.
+SAME_STREET_GAP_M = 300.0
+
+
+@dataclass(frozen=True)
+class StreetEntry:
+    """One line of the street index."""
+
+    name: str
+    qualifier: str
+    cells: tuple[Cell, ...]
+    geometry: BaseGeometry
+
+    @property
+    def display(self) -> str:
+        """The name as printed, with its locality when another street has the same name."""
+        return f"{self.name} ({self.qualifier})" if self.qualifier else self.name
+
+    @property
+    def cells_text(self) -> str:
+        """ "A1, A2, B3" """
+        return ", ".join(cell.label for cell in self.cells)
+
+
+def _clusters(parts: list[BaseGeometry], gap: float) -> list[list[int]]:
+    """Groups of parts connected through gaps smaller than ``gap`` (map units)."""
+    parent = list(range(len(parts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    tree = shapely.STRtree(parts)
+    left, right = tree.query(parts, predicate="dwithin", distance=gap)
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[ra] = rb
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(parts)):
+        groups[root(i)].append(i)
+    return list(groups.values())
+
+
+def _read_places(
+    conn: psycopg2.extensions.connection, area_wkb: bytes
+) -> list[tuple[str, float, float]]:
+    if not table_exists(conn, "place_labels"):
+        return []
+    with conn.cursor() as cur:
+        cur.execute(
+            query("places.sql", place_labels="place_labels"), {"area": psycopg2.Binary(area_wkb)}
+        )
+        return [(row[0], row[1], row[2]) for row in cur.fetchall()]
+
+
+def street_index(
+    conn: psycopg2.extensions.connection,
+    area: BaseGeometry,
+    grid: Grid,
+    *,
+    latitude: float,
+) -> list[StreetEntry]:
+    """The sorted street index of ``area`` (EPSG:3857) on ``grid``."""
+    area_wkb = shapely.to_wkb(area)
+    with conn.cursor() as cur:
+        cur.execute(
+            query(
+                "street_names.sql",
+                street_labels=schema.LAYER_BY_NAME["street_labels"].table,
+                street_polygons=schema.LAYER_BY_NAME["street_polygons"].table,
+                street_polygon_labels=schema.LAYER_BY_NAME["streets_polygons_labels"].table,
+            ),
+            {"area": psycopg2.Binary(area_wkb), "excluded_kinds": EXCLUDED_KINDS},
+        )
+        rows = cur.fetchall()
+    by_name: dict[str, list[tuple[str, BaseGeometry]]] = defaultdict(list)
+    for name, wkb in rows:
+        geometry = shapely.from_wkb(bytes(wkb))
+        if geometry.is_empty:
+            continue
+        by_name[fold(name)].append((name.strip(), geometry))
+    gap = SAME_STREET_GAP_M / max(math.cos(math.radians(latitude)), 0.1)
+    places = _read_places(conn, area_wkb)
+    entries: list[StreetEntry] = []
+    for pieces in by_name.values():
+        spelling = Counter(name for name, _ in pieces).most_common(1)[0][0]
+        parts = [geometry for _, geometry in pieces]
+        groups = _clusters(parts, gap) if len(parts) > 1 else [[0]]
+        merged = [shapely.union_all([parts[i] for i in group]) for group in groups]
+        qualifiers = _qualifiers(merged, places) if len(merged) > 1 else [""] * len(merged)
+        for geometry, qualifier in zip(merged, qualifiers, strict=True):
+            cells = tuple(grid.cells_crossed(geometry))
+            if cells:
+                entries.append(StreetEntry(spelling, qualifier, cells, geometry))
+    entries.sort(key=lambda e: (sort_key(e.name), sort_key(e.qualifier), e.cells_text))
+    return entries
+
+
+def _qualifiers(
+    geometries: list[BaseGeometry], places: list[tuple[str, float, float]]
+) -> list[str]:
+    """A distinguishing label per same-name street: its nearest locality, else its first cell."""
+    labels: list[str] = []
+    for geometry in geometries:
+        if places:
+            nearest = min(places, key=lambda p: geometry.distance(shapely.Point(p[1], p[2])))
+            labels.append(nearest[0])
+        else:
+            labels.append("")
+    if len(set(labels)) == len(labels) and all(labels):
+        return labels
+    counts = Counter(labels)
+    numbered: list[str] = []
+    seen: Counter[str] = Counter()
+    for label in labels:
+        if counts[label] > 1 or not label:
+            seen[label] += 1
+            numbered.append(f"{label} {seen[label]}".strip() if label else f"{seen[label]}")
+        else:
+            numbered.append(label)
+    return numbered

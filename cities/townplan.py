@@ -1,0 +1,294 @@
+"""Making a town plan: gather the area's streets and facilities, render the map, lay out pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import math
+from dataclasses import dataclass, field
+
+import cairo
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from cities.communes import Commune, commune_geometry
+from cities.db import data_version, table_exists
+from cities.errors import CitiesError
+from cities.facilities import Category, Facility, facilities_index
+from cities.flow import Placed
+from cities.grid import Grid
+from cities.layout import (
+    MAX_MAP_PIXELS,
+    MAX_MAP_SIDE,
+    PageDrawer,
+    PlanContent,
+    frame_bbox,
+    french_date,
+    page_geometry,
+)
+from cities.paper import (
+    Layout,
+    Orientation,
+    page_size_mm,
+    parse_layout,
+    parse_orientation,
+    parse_paper,
+)
+from cities.render import MapRenderer
+from cities.streets import StreetEntry, street_index
+from cities.style import PRINT_STYLE, builtin_style, find_style, legend_entries, load_style
+from osmimport import schema
+from osmimport.database import connect
+
+EARTH_RADIUS = 6378137.0
+MM_PER_INCH = 25.4
+FORMATS = ("pdf", "png")
+
+
+def lonlat_to_3857(lon: float, lat: float) -> tuple[float, float]:
+    """Web Mercator metres of a WGS84 point."""
+    x = math.radians(lon) * EARTH_RADIUS
+    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
+    return x, y
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How a plan is printed."""
+
+    paper: str = "A3"
+    orientation: Orientation = Orientation.BEST
+    layout: Layout = Layout.INDEX_SIDE
+    format: str = "pdf"
+    dpi: int = 300
+    style: str = PRINT_STYLE
+    title: str | None = None
+
+    def __post_init__(self) -> None:
+        # Plain strings are accepted (e.g. "index-side") and checked like CLI arguments.
+        object.__setattr__(self, "paper", parse_paper(self.paper))
+        object.__setattr__(self, "orientation", parse_orientation(str(self.orientation)))
+        object.__setattr__(self, "layout", parse_layout(str(self.layout)))
+        if self.format not in FORMATS:
+            raise CitiesError(f"unknown format {self.format!r}; use pdf or png")
+        if not 72 <= self.dpi <= 600:
+            raise CitiesError("dpi must be between 72 and 600")
+
+    @property
+    def cache_key(self) -> str:
+        """The options as a stable string (for caches)."""
+        return (
+            f"{self.paper}-{self.orientation.value}-{self.layout.value}-{self.dpi}-"
+            f"{self.style}-{self.title or ''}.{self.format}"
+        )
+
+
+@dataclass(frozen=True)
+class PlanArea:
+    """What a plan covers: a commune (masked to its boundary) or a box."""
+
+    title: str
+    subtitle: str
+    geometry: BaseGeometry
+    latitude: float
+    masked: bool
+    slug: str
+
+
+def commune_area(database_url: str, commune: Commune) -> PlanArea:
+    """The plan area of a commune."""
+    conn = connect(database_url)
+    try:
+        geometry = commune_geometry(conn, commune)
+    finally:
+        conn.close()
+    details = ["Plan de ville"]
+    if commune.country:
+        details.append(commune.country)
+    if commune.insee:
+        details.append(f"INSEE {commune.insee}")
+    return PlanArea(
+        commune.label, " · ".join(details), geometry, commune.latitude, True, commune.slug
+    )
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``W,S,E,N`` in degrees, checked."""
+    try:
+        west, south, east, north = (float(v) for v in text.split(","))
+    except ValueError:
+        raise CitiesError(f"--bbox wants W,S,E,N in degrees, got {text!r}") from None
+    if not (-180 <= west < east <= 180 and -85 < south < north < 85):
+        raise CitiesError(f"--bbox {text!r} is not a box W,S,E,N with W<E and S<N")
+    if (east - west) > 2 or (north - south) > 2:
+        raise CitiesError("--bbox is larger than 2 degrees: that is not a town plan")
+    return west, south, east, north
+
+
+def bbox_area(bbox: tuple[float, float, float, float], title: str | None) -> PlanArea:
+    """The plan area of a W,S,E,N box in degrees."""
+    west, south, east, north = bbox
+    x0, y0 = lonlat_to_3857(west, south)
+    x1, y1 = lonlat_to_3857(east, north)
+    name = title or f"Plan {west:.4f},{south:.4f},{east:.4f},{north:.4f}"
+    slug = "plan-" + "_".join(f"{v:.3f}" for v in bbox)
+    return PlanArea(
+        name, "Plan de ville", shapely.box(x0, y0, x1, y1), (south + north) / 2, False, slug
+    )
+
+
+@dataclass
+class Plan:
+    """A made plan: the document (one PDF, or one PNG per page) and what is on it."""
+
+    format: str
+    documents: list[bytes]
+    page_count: int
+    grid: Grid
+    bbox: tuple[float, float, float, float]
+    streets: list[StreetEntry]
+    facilities: list[tuple[Category, list[Facility]]]
+    data_version: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def media_type(self) -> str:
+        """The document's MIME type."""
+        return "application/pdf" if self.format == "pdf" else "image/png"
+
+
+def _legend_style(name: str, renderer: MapRenderer) -> dict[str, object]:
+    from cities.render import CairoMapRenderer
+
+    if isinstance(renderer, CairoMapRenderer) or find_style(name) is None:
+        return builtin_style()
+    return load_style(name)
+
+
+def _data_note(database_url: str) -> tuple[str, str]:
+    conn = connect(database_url)
+    try:
+        version = data_version(conn)
+        note = ""
+        if table_exists(conn, schema.META_TABLE):
+            with conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT value #>> '{{}}' FROM {schema.SCHEMA}.{schema.META_TABLE} "
+                    "WHERE key = 'imported_at'"
+                )
+                row = cur.fetchone()
+            if row and row[0]:
+                note = f"Données importées le {str(row[0])[:10]}"
+    finally:
+        conn.close()
+    return version, note
+
+
+def make_plan(
+    database_url: str, area: PlanArea, options: PlanOptions, renderer: MapRenderer
+) -> Plan:
+    """Draw the plan of ``area``: PDF (all pages in one document) or PNG (one per page)."""
+    bounds = area.geometry.bounds
+    ratio = (bounds[2] - bounds[0]) / max(bounds[3] - bounds[1], 1.0)
+    width, height = page_size_mm(options.paper, options.orientation, ratio)
+    geometry = page_geometry(width, height, options.layout)
+    bbox = frame_bbox(bounds, geometry.frame)
+    grid = Grid.for_frame(bbox, geometry.frame.w, geometry.frame.h)
+
+    conn = connect(database_url)
+    try:
+        streets = street_index(conn, area.geometry, grid, latitude=area.latitude)
+        facilities = facilities_index(conn, area.geometry, grid)
+    finally:
+        conn.close()
+    version, note = _data_note(database_url)
+
+    map_dpi = float(options.dpi)
+    pixels = (geometry.frame.w / MM_PER_INCH * map_dpi) * (geometry.frame.h / MM_PER_INCH * map_dpi)
+    warnings: list[str] = []
+    if pixels > MAX_MAP_PIXELS:
+        map_dpi *= math.sqrt(MAX_MAP_PIXELS / pixels)
+    longest = max(geometry.frame.w, geometry.frame.h) / MM_PER_INCH * map_dpi
+    if longest > MAX_MAP_SIDE:
+        map_dpi *= MAX_MAP_SIDE / longest
+    if map_dpi < options.dpi:
+        warnings.append(f"map drawn at {map_dpi:.0f} dpi to bound memory")
+    width_px = max(1, round(geometry.frame.w / MM_PER_INCH * map_dpi))
+    height_px = max(1, round(geometry.frame.h / MM_PER_INCH * map_dpi))
+    map_png = renderer(
+        style=options.style,
+        bbox_3857=bbox,
+        width_px=width_px,
+        height_px=height_px,
+        pixel_ratio=map_dpi / 96.0,
+    )
+    today = dt.date.today()
+    content = PlanContent(
+        title=options.title or area.title,
+        subtitle=area.subtitle,
+        area=area.geometry,
+        masked=area.masked,
+        latitude=area.latitude,
+        bbox=bbox,
+        grid=grid,
+        map_png=map_png,
+        streets=streets,
+        facilities=facilities,
+        legend=legend_entries(_legend_style(options.style, renderer)),
+        date=french_date(today.year, today.month, today.day),
+        data_note=note,
+    )
+    drawer = PageDrawer(content, geometry)
+    pages = drawer.paginate(options.layout)
+    documents = _draw(drawer, pages, options, width, height)
+    return Plan(
+        options.format,
+        documents,
+        len(pages),
+        grid,
+        bbox,
+        streets,
+        facilities,
+        version,
+        warnings,
+    )
+
+
+def _draw(
+    drawer: PageDrawer,
+    pages: list[list[Placed]],
+    options: PlanOptions,
+    width: float,
+    height: float,
+) -> list[bytes]:
+    total = len(pages)
+    if options.format == "pdf":
+        buffer = io.BytesIO()
+        surface = cairo.PDFSurface(buffer, width / MM_PER_INCH * 72, height / MM_PER_INCH * 72)
+        surface.set_metadata(cairo.PDF_METADATA_TITLE, drawer.c.title)
+        surface.set_metadata(cairo.PDF_METADATA_CREATOR, "fondplan")
+        ctx = cairo.Context(surface)
+        ctx.scale(72 / MM_PER_INCH, 72 / MM_PER_INCH)
+        for number, placed in enumerate(pages, start=1):
+            if number == 1:
+                drawer.draw_map_page(ctx, placed)
+            else:
+                drawer.draw_index_page(ctx, placed, number, total)
+            surface.show_page()
+        surface.finish()
+        return [buffer.getvalue()]
+    documents: list[bytes] = []
+    scale = options.dpi / MM_PER_INCH
+    for number, placed in enumerate(pages, start=1):
+        image = cairo.ImageSurface(cairo.FORMAT_RGB24, round(width * scale), round(height * scale))
+        page_ctx = cairo.Context(image)
+        page_ctx.scale(scale, scale)
+        if number == 1:
+            drawer.draw_map_page(page_ctx, placed)
+        else:
+            drawer.draw_index_page(page_ctx, placed, number, total)
+        out = io.BytesIO()
+        image.write_to_png(out)
+        image.finish()
+        documents.append(out.getvalue())
+    return documents

@@ -1,0 +1,533 @@
+"""The import: OSM files -> staging schema -> post-processing -> one-transaction swap into osm."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import resource
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import osmium
+import osmium.io
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+from psycopg2 import sql
+
+from osmimport import mapping, schema
+from osmimport.database import connect, load_sql
+from osmimport.errors import OsmImportError
+from osmimport.loader import RAW_PREFIX, RAW_TABLES, Loader, create_raw_tables
+
+#: pg_advisory_lock key held for the whole import ("fondplan" as an integer).
+IMPORT_LOCK_KEY = 0x666F6E64706C616E & 0x7FFFFFFFFFFFFFFF
+NOTIFY_CHANNEL = "fondplan_data_version"
+
+#: Recognised input formats (the suffix decides, as osmium does).
+SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl", ".osc")
+
+#: 256-pixel-tile pixel size in EPSG:3857 metres at zoom 0.
+PIXEL_Z0 = 40075016.686 / 256
+
+
+@dataclass(frozen=True)
+class Generalisation:
+    """How a layer's ``_z<N>`` table is made: merged lines or simplified polygons."""
+
+    #: Columns grouped on when lines are merged; the others get the value given.
+    group_by: tuple[str, ...] = ()
+    reset: tuple[tuple[str, Any], ...] = ()
+    merge: bool = False
+
+
+GENERALISATIONS: dict[str, Generalisation] = {
+    "streets": Generalisation(
+        group_by=("kind", "rail"),
+        reset=(
+            ("link", False),
+            ("tunnel", False),
+            ("bridge", False),
+            ("oneway", False),
+            ("oneway_reverse", False),
+            ("tracktype", None),
+            ("surface", ""),
+            ("service", None),
+            ("bicycle", ""),
+            ("horse", ""),
+        ),
+        merge=True,
+    ),
+    "boundaries": Generalisation(group_by=("admin_level", "maritime", "disputed"), merge=True),
+    "water_lines": Generalisation(
+        group_by=("kind",), reset=(("tunnel", False), ("bridge", False)), merge=True
+    ),
+    "water_polygons": Generalisation(),
+    "land": Generalisation(),
+}
+
+
+@dataclass
+class SourceFile:
+    """One input file as recorded in ``osm.meta``."""
+
+    name: str
+    size: int
+    timestamp: str | None
+
+
+@dataclass
+class ImportSummary:
+    """What an import did."""
+
+    data_version: str
+    counts: dict[str, int]
+    warnings: dict[str, int]
+    elapsed: float
+    peak_rss_mb: float
+    sources: list[SourceFile] = field(default_factory=list)
+    bbox: list[float] | None = None
+
+    @property
+    def warning_count(self) -> int:
+        """All warnings together."""
+        return sum(self.warnings.values())
+
+
+def check_input(path: Path) -> None:
+    """Refuse a file that cannot be an OSM extract, saying what is wrong and where."""
+    if not path.exists():
+        raise OsmImportError(f"{path}: no such file")
+    if not path.is_file():
+        raise OsmImportError(f"{path}: not a regular file")
+    name = path.name.lower()
+    if not name.endswith(SUFFIXES):
+        raise OsmImportError(
+            f"{path}: unknown format (expected .osm.pbf, .osm, .osm.bz2 or .osm.gz)"
+        )
+    size = path.stat().st_size
+    if size == 0:
+        raise OsmImportError(f"{path}: empty file")
+    head = _head(path)
+    if name.endswith((".osm", ".osm.bz2", ".osm.gz")):
+        if not head.lstrip().startswith(b"<"):
+            raise OsmImportError(f"{path}: not OSM XML (does not start with '<')")
+    elif name.endswith(".pbf") and head.lstrip().startswith(b"<"):
+        raise OsmImportError(f"{path}: looks like XML, not PBF (rename it to .osm)")
+
+
+def _head(path: Path) -> bytes:
+    name = path.name.lower()
+    try:
+        if name.endswith(".bz2"):
+            with bz2.open(path, "rb") as stream:
+                return stream.read(64)
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                return stream.read(64)
+    except (OSError, EOFError, ValueError) as exc:
+        raise OsmImportError(f"{path}: corrupt compressed file ({exc})") from exc
+    with path.open("rb") as stream:
+        return stream.read(64)
+
+
+def read_header(path: Path) -> tuple[str | None, list[float] | None]:
+    """The file's timestamp and bounding box ([w, s, e, n]) from its header, if present."""
+    try:
+        reader = osmium.io.Reader(str(path), osmium.osm.NOTHING)
+        try:
+            header = reader.header()
+        finally:
+            reader.close()
+    except RuntimeError as exc:
+        raise OsmImportError(f"{path}: cannot read the file header ({exc})") from exc
+    stamp = header.get("osmosis_replication_timestamp") or header.get("timestamp") or None
+    box = header.box()
+    bbox = None
+    if box.valid():
+        bbox = [box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat]
+    return stamp, bbox
+
+
+def merge_inputs(files: Sequence[Path], target: Path) -> None:
+    """Merge several extracts into one sorted file, each object once (the newest version)."""
+    merger = osmium.MergeInputReader()
+    for path in files:
+        try:
+            merger.add_file(str(path))
+        except RuntimeError as exc:
+            raise OsmImportError(f"{path}: cannot be read ({exc})") from exc
+    writer = osmium.WriteHandler(str(target))
+    try:
+        merger.apply(writer, simplify=True)
+    finally:
+        writer.close()
+
+
+@contextmanager
+def import_lock(url: str) -> Iterator[psycopg2.extensions.connection]:
+    """A session holding the import advisory lock; a second import fails at once."""
+    conn = connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            # A killed import's session may take a moment to end: wait a little for its lock.
+            cur.execute("SET lock_timeout = '15s'")
+            try:
+                cur.execute("SELECT pg_advisory_lock(%s)", (IMPORT_LOCK_KEY,))
+            except psycopg2.errors.LockNotAvailable as exc:
+                raise OsmImportError("another import is running on this database") from exc
+        yield conn
+    finally:
+        conn.close()
+
+
+def _ident(*parts: str) -> sql.Identifier:
+    return sql.Identifier(*parts)
+
+
+def _geometry_expr(kind: str) -> sql.Composable:
+    if kind == "Point":
+        return sql.SQL(
+            "(CASE WHEN GeometryType(g) = 'POINT' THEN g ELSE ST_PointOnSurface(g) END)"
+            "::geometry(Point, 3857)"
+        )
+    if kind == "MultiPolygon":
+        return sql.SQL("ST_Multi(g)::geometry(MultiPolygon, 3857)")
+    return sql.SQL("g::geometry(LineString, 3857)")
+
+
+def build_layer_tables(cur: psycopg2.extensions.cursor, staging: str) -> None:
+    """Each layer table from its raw table: EPSG:3857, typed geometry, way_area from the shape."""
+    for layer in schema.LAYERS:
+        spec = mapping.COLUMNS[layer.name]
+        columns: list[sql.Composable] = []
+        for name, kind in spec.columns:
+            if name == "way_area":
+                scale = 1e-4 if layer.name == "boundary_labels" else 1.0
+                columns.append(
+                    sql.SQL("(ST_Area(g) * {})::real AS way_area").format(sql.Literal(scale))
+                )
+            else:
+                columns.append(sql.SQL("{}::{}").format(_ident(name), sql.SQL(kind)))
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE {table} AS SELECT osm_type::char(1) AS osm_type, osm_id, "
+                "{geom} AS geom, minzoom::smallint AS minzoom, sort_key::real AS sort_key{sep}"
+                "{columns} FROM (SELECT r.*, ST_Transform(r.geom, 3857) AS g FROM {raw} r) s "
+                "ORDER BY ST_GeoHash(ST_Transform(g, 4326))"
+            ).format(
+                table=_ident(staging, layer.name),
+                geom=_geometry_expr(spec.geometry),
+                sep=sql.SQL(", " if columns else ""),
+                columns=sql.SQL(", ").join(columns),
+                raw=_ident(staging, RAW_PREFIX + layer.name),
+            )
+        )
+
+
+def build_generalised(cur: psycopg2.extensions.cursor, staging: str) -> list[str]:
+    """The ``<layer>_z<N>`` tables of the layers that declare them in the schema."""
+    made: list[str] = []
+    for layer in schema.LAYERS:
+        if not layer.generalised:
+            continue
+        rule = GENERALISATIONS[layer.name]
+        spec = mapping.COLUMNS[layer.name]
+        attr_names = [name for name, _ in spec.columns]
+        reset = dict(rule.reset)
+        for zoom in sorted(layer.generalised):
+            table = f"{layer.name}_z{zoom}"
+            tolerance = PIXEL_Z0 / 2**zoom / 2
+            if rule.merge:
+                query = _merged_lines(staging, layer.name, table, attr_names, rule, reset)
+                params = {"zoom": zoom, "tolerance": tolerance}
+            else:
+                query = _simplified_polygons(staging, layer.name, table, attr_names)
+                params = {
+                    "zoom": zoom,
+                    "tolerance": tolerance,
+                    "min_area": (2 * PIXEL_Z0 / 2**zoom) ** 2,
+                }
+            cur.execute(query, params)
+            made.append(table)
+    return made
+
+
+def _merged_lines(
+    staging: str,
+    base: str,
+    table: str,
+    attrs: list[str],
+    rule: Generalisation,
+    reset: dict[str, Any],
+) -> sql.Composed:
+    group = [*rule.group_by, "minzoom"]
+    outer: list[sql.Composable] = []
+    for name in attrs:
+        if name in reset:
+            kind = dict(mapping.COLUMNS[base].columns)[name]
+            outer.append(
+                sql.SQL("{}::{} AS {}").format(
+                    sql.Literal(reset[name]), sql.SQL(kind), _ident(name)
+                )
+            )
+        else:
+            outer.append(_ident(name))
+    return sql.SQL(
+        "CREATE TABLE {table} AS "
+        "SELECT 'w'::char(1) AS osm_type, osm_id, "
+        "ST_SimplifyPreserveTopology(geom, %(tolerance)s)::geometry(LineString, 3857) AS geom, "
+        "minzoom, sort_key, {outer} FROM ("
+        "  SELECT min(osm_id) AS osm_id, min(sort_key) AS sort_key, {group}, "
+        "  (ST_Dump(ST_LineMerge(ST_Collect(geom)))).geom AS geom "
+        "  FROM {base} WHERE minzoom <= %(zoom)s GROUP BY {group}"
+        ") merged WHERE GeometryType(geom) = 'LINESTRING'"
+    ).format(
+        table=_ident(staging, table),
+        outer=sql.SQL(", ").join(outer),
+        group=sql.SQL(", ").join(_ident(g) for g in group),
+        base=_ident(staging, base),
+    )
+
+
+def _simplified_polygons(staging: str, base: str, table: str, attrs: list[str]) -> sql.Composed:
+    return sql.SQL(
+        "CREATE TABLE {table} AS SELECT osm_type, osm_id, geom, minzoom, sort_key{sep}{cols} "
+        "FROM (SELECT osm_type, osm_id, "
+        "  ST_Multi(ST_CollectionExtract(ST_MakeValid("
+        "    ST_SimplifyPreserveTopology(geom, %(tolerance)s)), 3))"
+        "    ::geometry(MultiPolygon, 3857) AS geom, minzoom, sort_key{sep}{cols} "
+        "  FROM {base} WHERE minzoom <= %(zoom)s AND ST_Area(geom) >= %(min_area)s) s "
+        "WHERE NOT ST_IsEmpty(geom)"
+    ).format(
+        table=_ident(staging, table),
+        sep=sql.SQL(", " if attrs else ""),
+        cols=sql.SQL(", ").join(_ident(a) for a in attrs),
+        base=_ident(staging, base),
+    )
+
+
+def _index_tables(cur: psycopg2.extensions.cursor, staging: str, tables: list[str]) -> None:
+    for table in tables:
+        cur.execute(
+            sql.SQL("CREATE INDEX ON {} USING gist ({})").format(
+                _ident(staging, table), _ident(schema.GEOM_COLUMN)
+            )
+        )
+        cur.execute(
+            sql.SQL("CREATE INDEX ON {} ({}, {})").format(
+                _ident(staging, table),
+                _ident(schema.OSM_TYPE_COLUMN),
+                _ident(schema.OSM_ID_COLUMN),
+            )
+        )
+    for table in (schema.ROAD_WAYS_TABLE, schema.COMMUNES_TABLE):
+        cur.execute(
+            sql.SQL("CREATE INDEX ON {} USING gist ({})").format(
+                _ident(staging, table), _ident(schema.GEOM_COLUMN)
+            )
+        )
+
+
+def _counts(cur: psycopg2.extensions.cursor, staging: str, tables: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for table in tables:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(staging, table)))
+        row = cur.fetchone()
+        counts[table] = int(row[0]) if row else 0
+    return counts
+
+
+def _bbox(cur: psycopg2.extensions.cursor, staging: str) -> list[float] | None:
+    """The extent of the loaded features, [w, s, e, n] in EPSG:4326."""
+    extents = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT ST_Extent({}) AS e FROM {}").format(
+            _ident(schema.GEOM_COLUMN), _ident(staging, table)
+        )
+        for table in [layer.name for layer in schema.LAYERS]
+        + [schema.ROAD_WAYS_TABLE, schema.COMMUNES_TABLE]
+    )
+    cur.execute(
+        sql.SQL(
+            "SELECT ST_XMin(b), ST_YMin(b), ST_XMax(b), ST_YMax(b) FROM ("
+            "SELECT ST_Transform(ST_SetSRID(ST_Extent(e::geometry), 3857), 4326) AS b "
+            "FROM ({}) s WHERE e IS NOT NULL) t"
+        ).format(extents)
+    )
+    row = cur.fetchone()
+    if row is None or row[0] is None:
+        return None
+    return [round(float(v), 7) for v in row]
+
+
+def _swap(cur: psycopg2.extensions.cursor, version: str) -> None:
+    live, staging, retired = (
+        _ident(schema.SCHEMA),
+        _ident(schema.STAGING_SCHEMA),
+        _ident(schema.RETIRED_SCHEMA),
+    )
+    cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(retired))
+    cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema.SCHEMA,))
+    if cur.fetchone() is not None:
+        cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(live, retired))
+    cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(staging, live))
+    cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(retired))
+    cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, version))
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_import(
+    url: str,
+    files: Sequence[Path],
+    *,
+    progress: bool = False,
+    after_import: Sequence[Callable[[str], None]] = (),
+) -> ImportSummary:
+    """Import ``files`` into the ``osm`` schema of ``url``; the old data stays until the swap."""
+    started = time.monotonic()
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise OsmImportError("no input file given")
+    for path in paths:
+        check_input(path)
+    sources: list[SourceFile] = []
+    header_boxes: list[list[float]] = []
+    for path in paths:
+        stamp, box = read_header(path)
+        sources.append(SourceFile(path.name, path.stat().st_size, stamp))
+        if box:
+            header_boxes.append(box)
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    staging = schema.STAGING_SCHEMA
+
+    with import_lock(url), tempfile.TemporaryDirectory(prefix="fondplan-import-") as tmp:
+        source = paths[0]
+        if len(paths) > 1:
+            source = Path(tmp) / "merged.osm.pbf"
+            _say(progress, f"merging {len(paths)} files")
+            merge_inputs(paths, source)
+        conn = connect(url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET synchronous_commit TO off")
+                cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(staging)))
+                cur.execute(sql.SQL("CREATE SCHEMA {}").format(_ident(staging)))
+                create_raw_tables(cur, staging)
+                conn.commit()
+                loader = Loader(cur, staging)
+                try:
+                    loader.run(source, progress=progress)
+                except RuntimeError as exc:
+                    where = ", ".join(str(p) for p in paths)
+                    raise OsmImportError(f"{where}: cannot be read ({exc})") from exc
+                conn.commit()
+                _say(progress, "building layer tables")
+                build_layer_tables(cur, staging)
+                cur.execute(sql.SQL("SET search_path TO {}, public").format(_ident(staging)))
+                cur.execute(load_sql("osmimport", "postprocess.sql"))
+                cur.execute("SET search_path TO DEFAULT")
+                _say(progress, "generalising")
+                generalised = build_generalised(cur, staging)
+                for table in [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]:
+                    cur.execute(sql.SQL("DROP TABLE {}").format(_ident(staging, table)))
+                layer_tables = [layer.name for layer in schema.LAYERS] + generalised
+                _say(progress, "indexing")
+                _index_tables(cur, staging, layer_tables)
+                all_tables = [
+                    *layer_tables,
+                    schema.ROAD_WAYS_TABLE,
+                    schema.ROAD_NODES_TABLE,
+                    schema.BARRIERS_TABLE,
+                    schema.RESTRICTIONS_TABLE,
+                    schema.COMMUNES_TABLE,
+                ]
+                counts = _counts(cur, staging, all_tables)
+                bbox = _bbox(cur, staging) or _union_boxes(header_boxes)
+                meta = {
+                    "data_version": version,
+                    "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "sources": [s.__dict__ for s in sources],
+                    "bbox": bbox,
+                    "counts": counts,
+                    "warnings": dict(loader.warnings),
+                }
+                cur.execute(
+                    sql.SQL("CREATE TABLE {} (key text PRIMARY KEY, value jsonb NOT NULL)").format(
+                        _ident(staging, schema.META_TABLE)
+                    )
+                )
+                for key, value in meta.items():
+                    cur.execute(
+                        sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(
+                            _ident(staging, schema.META_TABLE)
+                        ),
+                        (key, json.dumps(value)),
+                    )
+                _say(progress, "analyzing")
+                for table in [*all_tables, schema.META_TABLE]:
+                    cur.execute(sql.SQL("ANALYZE {}").format(_ident(staging, table)))
+                conn.commit()
+                _swap(cur, version)
+            conn.commit()
+        finally:
+            conn.close()
+    for hook in after_import:
+        hook(url)
+    return ImportSummary(
+        data_version=version,
+        counts=counts,
+        warnings=dict(loader.warnings),
+        elapsed=time.monotonic() - started,
+        peak_rss_mb=_peak_rss_mb(),
+        sources=sources,
+        bbox=bbox,
+    )
+
+
+def _union_boxes(boxes: list[list[float]]) -> list[float] | None:
+    if not boxes:
+        return None
+    return [
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    ]
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)
+
+
+def read_meta(url: str) -> dict[str, Any] | None:
+    """The ``osm.meta`` facts of the loaded data, or None when nothing is loaded."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.META_TABLE}",))
+            row = cur.fetchone()
+            if row is None or row[0] is None:
+                return None
+            cur.execute(
+                sql.SQL("SELECT key, value FROM {}").format(
+                    _ident(schema.SCHEMA, schema.META_TABLE)
+                )
+            )
+            return dict(cur.fetchall())
+    finally:
+        conn.close()

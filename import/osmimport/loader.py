@@ -1,0 +1,387 @@
+"""The pyosmium pass: reads an OSM file once and streams rows into the staging tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import osmium
+import osmium.filter
+import osmium.geom
+import psycopg2.extensions
+from psycopg2 import sql
+
+from osmimport import mapping, schema
+from osmimport.copybuffer import CopyBuffer, copy_array
+from osmimport.mapping import Feature
+
+#: Node tags that matter to routing when the node lies on a road way.
+BARRIER_KEYS = frozenset(
+    {"barrier", "access", "motor_vehicle", "motorcar", "vehicle", "bicycle", "foot", "highway",
+     "traffic_calming", "railway", "crossing", "ford", "entrance", "noexit"}
+)  # fmt: skip
+
+RAW_PREFIX = "raw_"
+SYSTEM_RAW_COLUMNS = ("osm_type", "osm_id", "geom", "minzoom", "sort_key")
+
+#: Raw tables besides the per-layer ones: name -> column definitions.
+RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "raw_road_ways": (
+        ("osm_id", "bigint"),
+        ("tags", "jsonb"),
+        ("nodes", "bigint[]"),
+        ("geom", "geometry(Geometry, 4326)"),
+    ),
+    "raw_road_nodes": (("osm_id", "bigint"), ("lon", "float8"), ("lat", "float8")),
+    "raw_barriers": (("osm_id", "bigint"), ("tags", "jsonb")),
+    "raw_restrictions": (("osm_id", "bigint"), ("tags", "jsonb"), ("members", "jsonb")),
+    "raw_communes": (
+        ("osm_id", "bigint"),
+        ("name", "text"),
+        ("name_fr", "text"),
+        ("name_de", "text"),
+        ("name_en", "text"),
+        ("admin_level", "integer"),
+        ("country", "text"),
+        ("insee", "text"),
+        ("population", "bigint"),
+        ("geom", "geometry(Geometry, 4326)"),
+    ),
+    "raw_commune_ways": (("relation_id", "bigint"), ("geom", "geometry(Geometry, 4326)")),
+    "raw_countries": (("osm_id", "bigint"), ("code", "text"), ("geom", "geometry(Geometry, 4326)")),
+}
+
+#: Commune admin levels per country (ISO 3166-1): Gemeinde, commune, gemeente all sit at 8.
+COMMUNE_LEVELS: dict[str, int] = {"FR": 8, "DE": 8, "LU": 8, "BE": 8, "CH": 8, "LI": 8}
+COMMUNE_LEVEL = 8
+
+#: Tags that tell which country a commune belongs to.
+COUNTRY_HINTS: tuple[tuple[str, str], ...] = (
+    ("ref:INSEE", "FR"),
+    ("de:amtlicher_gemeindeschluessel", "DE"),
+    ("de:regionalschluessel", "DE"),
+    ("swisstopo:BFS_NUMMER", "CH"),
+    ("ref:bfs_Gemeindenummer", "CH"),
+    ("ref:INS", "BE"),
+    ("ref:NIS", "BE"),
+    ("ref:at:gkz", "AT"),
+)
+
+
+def layer_raw_columns(layer: str) -> list[str]:
+    """Columns of ``raw_<layer>``: the system columns and the layer's attributes."""
+    return [*SYSTEM_RAW_COLUMNS, *(name for name, _ in mapping.COLUMNS[layer].columns)]
+
+
+def create_raw_tables(cursor: psycopg2.extensions.cursor, staging: str) -> None:
+    """Create the unlogged tables the pass writes into."""
+    for layer in schema.LAYERS:
+        columns: list[tuple[str, str]] = [
+            ("osm_type", "char(1)"),
+            ("osm_id", "bigint"),
+            ("geom", "geometry(Geometry, 4326)"),
+            ("minzoom", "smallint"),
+            ("sort_key", "real"),
+            *mapping.COLUMNS[layer.name].columns,
+        ]
+        _create(cursor, staging, RAW_PREFIX + layer.name, columns)
+    for table, definition in RAW_TABLES.items():
+        _create(cursor, staging, table, definition)
+
+
+def _create(
+    cursor: psycopg2.extensions.cursor,
+    staging: str,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+) -> None:
+    cursor.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {}.{} ({})").format(
+            sql.Identifier(staging),
+            sql.Identifier(table),
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+                for name, kind in columns
+            ),
+        )
+    )
+
+
+class RelationScan:
+    """First-pass handler: remembers which ways belong to which boundary relations."""
+
+    def __init__(self) -> None:
+        #: way id -> lowest admin_level (2 or 4) of the boundary relations it is a member of.
+        self.boundary_ways: dict[int, int] = {}
+        self.disputed_ways: set[int] = set()
+        #: commune relation id -> its tags; way id -> commune relation ids.
+        self.communes: dict[int, dict[str, str]] = {}
+        self.commune_ways: dict[int, list[int]] = {}
+        self.area_relations: set[int] = set()
+
+    def relation(self, rel: osmium.osm.Relation) -> None:
+        """Note a relation's boundary memberships (never filters anything out)."""
+        tags = rel.tags
+        kind = tags.get("type")
+        if kind in ("multipolygon", "boundary") and len(tags) > 1:
+            self.area_relations.add(rel.id)
+        boundary = tags.get("boundary")
+        if boundary == "disputed":
+            self.disputed_ways.update(m.ref for m in rel.members if m.type == "w")
+            return
+        level = mapping.admin_level(tags)
+        if level is None:
+            return
+        if level in mapping.BOUNDARY_LEVELS:
+            for member in rel.members:
+                if member.type == "w":
+                    known = self.boundary_ways.get(member.ref)
+                    if known is None or level < known:
+                        self.boundary_ways[member.ref] = level
+        if level == COMMUNE_LEVEL and kind == "boundary":
+            self.communes[rel.id] = {t.k: t.v for t in tags}
+            for member in rel.members:
+                if member.type == "w":
+                    self.commune_ways.setdefault(member.ref, []).append(rel.id)
+
+
+class Progress:
+    """Objects/s on stderr, at most once every two seconds."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self.start = time.monotonic()
+        self.last = self.start
+        self.count = 0
+
+    def tick(self, count: int) -> None:
+        """Called every few thousand objects."""
+        self.count = count
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.last >= 2.0:
+            self.last = now
+            rate = count / max(now - self.start, 1e-6)
+            print(
+                f"\r{self.label}: {count:,} objects, {rate:,.0f} objects/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def done(self) -> None:
+        """End the progress line."""
+        if self.enabled:
+            elapsed = time.monotonic() - self.start
+            rate = self.count / max(elapsed, 1e-6)
+            print(
+                f"\r{self.label}: {self.count:,} objects in {elapsed:.1f}s ({rate:,.0f} objects/s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+class Loader:
+    """Maps every object of one (merged) OSM file to rows of the raw staging tables."""
+
+    def __init__(self, cursor: psycopg2.extensions.cursor, staging: str) -> None:
+        self.cursor = cursor
+        self.staging = staging
+        self.factory = osmium.geom.WKBFactory()
+        self.warnings: Counter[str] = Counter()
+        self.layers = {
+            layer.name: CopyBuffer(
+                cursor, staging, RAW_PREFIX + layer.name, layer_raw_columns(layer.name)
+            )
+            for layer in schema.LAYERS
+        }
+        self.columns = {
+            layer: [name for name, _ in mapping.COLUMNS[layer].columns] for layer in self.layers
+        }
+        self.raw = {
+            table: CopyBuffer(cursor, staging, table, [name for name, _ in columns])
+            for table, columns in RAW_TABLES.items()
+        }
+        self.scan = RelationScan()
+        self.areas_built: set[int] = set()
+        self.communes_built: set[int] = set()
+
+    def _emit(self, osm_type: str, osm_id: int, geom: str, features: list[Feature]) -> None:
+        for feature in features:
+            attrs = feature.attrs
+            values = [
+                osm_type,
+                osm_id,
+                geom,
+                feature.minzoom,
+                feature.sort_key,
+                *(attrs.get(c) for c in self.columns[feature.layer]),
+            ]
+            self.layers[feature.layer].add(values)
+
+    def run(self, path: Path, *, progress: bool = False) -> None:
+        """Read ``path`` (nodes, ways, relations and the areas assembled from them)."""
+        processor = (
+            osmium.FileProcessor(str(path))
+            .with_locations()
+            .with_areas(self.scan)
+            .with_filter(osmium.filter.EmptyTagFilter().enable_for(osmium.osm.NODE))
+        )
+        meter = Progress(progress, f"reading {path.name}")
+        count = 0
+        for obj in processor:
+            count += 1
+            if count & 0xFFF == 0:
+                meter.tick(count)
+            if isinstance(obj, osmium.osm.Node):
+                self.node(obj)
+            elif isinstance(obj, osmium.osm.Way):
+                self.way(obj)
+            elif isinstance(obj, osmium.osm.Area):
+                self.area(obj)
+            elif isinstance(obj, osmium.osm.Relation):
+                self.relation(obj)
+        meter.tick(count)
+        meter.done()
+        self.finish()
+
+    def node(self, node: osmium.osm.Node) -> None:
+        """Points: POIs, places, stops, addresses, motorway exits; routing barrier candidates."""
+        tags = node.tags
+        features = mapping.node_features(tags)
+        if features:
+            try:
+                geom = self.factory.create_point(node)
+            except (osmium.InvalidLocationError, RuntimeError):
+                self.warnings["nodes without a valid location"] += 1
+                return
+            self._emit("n", node.id, geom, features)
+        if any(key in tags for key in BARRIER_KEYS):
+            self.raw["raw_barriers"].add((node.id, _json(tags)))
+
+    def way(self, way: osmium.osm.Way) -> None:
+        """Lines: streets, waterways, boundaries, ...; routing ways and their nodes."""
+        tags = way.tags
+        features = mapping.line_features(tags, closed=way.is_closed())
+        road = "highway" in tags or tags.get("route") == "ferry"
+        level = self.scan.boundary_ways.get(way.id)
+        communes = self.scan.commune_ways.get(way.id)
+        if not (features or road or level or communes):
+            return
+        try:
+            geom = self.factory.create_linestring(way)
+        except osmium.InvalidLocationError:
+            self.warnings["ways with nodes missing from the extract"] += 1
+            return
+        except RuntimeError:
+            self.warnings["ways with fewer than two distinct locations"] += 1
+            return
+        if features:
+            self._emit("w", way.id, geom, features)
+        if level is not None:
+            attrs = {
+                "admin_level": level,
+                "maritime": tags.get("maritime") == "yes" or tags.get("natural") == "coastline",
+                "disputed": tags.get("disputed") == "yes" or way.id in self.scan.disputed_ways,
+            }
+            self._emit(
+                "w",
+                way.id,
+                geom,
+                [Feature("boundaries", mapping.BOUNDARY_LEVELS[level], float(-level), attrs)],
+            )
+        if communes:
+            for relation_id in communes:
+                self.raw["raw_commune_ways"].add((relation_id, geom))
+        if road:
+            nodes = way.nodes
+            self.raw["raw_road_ways"].add(
+                (way.id, _json(tags), copy_array(n.ref for n in nodes), geom)
+            )
+            buffer = self.raw["raw_road_nodes"]
+            for n in nodes:
+                loc = n.location
+                buffer.add_line(f"{n.ref}\t{loc.lon:.7f}\t{loc.lat:.7f}\n")
+
+    def relation(self, rel: osmium.osm.Relation) -> None:
+        """Turn restrictions for routing."""
+        if rel.tags.get("type") == "restriction":
+            members = [{"type": m.type, "ref": m.ref, "role": m.role} for m in rel.members]
+            self.raw["raw_restrictions"].add(
+                (rel.id, _json(rel.tags), json.dumps(members, separators=(",", ":")))
+            )
+
+    def area(self, area: osmium.osm.Area) -> None:
+        """Polygons and the points that stand for them; communes and country outlines."""
+        tags = area.tags
+        from_way = area.from_way()
+        osm_id = area.orig_id()
+        if not from_way:
+            self.areas_built.add(osm_id)
+        features = mapping.area_features(tags, from_way=from_way)
+        level = None if from_way else mapping.admin_level(tags)
+        commune = not from_way and osm_id in self.scan.communes
+        if level in mapping.BOUNDARY_LEVELS and tags.get("name") is not None:
+            attrs = {"admin_level": level, **mapping.names(tags)}
+            features.append(Feature("boundary_labels", 5, None, attrs))
+        if not (features or commune or level == 2):
+            return
+        try:
+            geom = self.factory.create_multipolygon(area)
+        except RuntimeError:
+            self.warnings["areas with invalid geometry"] += 1
+            return
+        osm_type = "w" if from_way else "r"
+        self._emit(osm_type, osm_id, geom, features)
+        if level == 2 and tags.get("ISO3166-1") is not None:
+            self.raw["raw_countries"].add((osm_id, tags.get("ISO3166-1"), geom))
+        if commune:
+            self.communes_built.add(osm_id)
+            self._commune(osm_id, self.scan.communes[osm_id], geom)
+
+    def _commune(self, osm_id: int, tags: dict[str, str], geom: str | None) -> None:
+        country = None
+        for key, code in COUNTRY_HINTS:
+            if key in tags:
+                country = code
+                break
+        iso = tags.get("ISO3166-2", "")
+        if country is None and len(iso) > 2 and iso[2] == "-":
+            country = iso[:2]
+        self.raw["raw_communes"].add(
+            (
+                osm_id,
+                tags.get("name"),
+                tags.get("name:fr"),
+                tags.get("name:de"),
+                tags.get("name:en"),
+                COMMUNE_LEVEL,
+                country,
+                tags.get("ref:INSEE"),
+                mapping.parse_int(tags.get("population")),
+                geom,
+            )
+        )
+
+    def finish(self) -> None:
+        """Communes whose ring could not be closed, warning counts, and the last COPYs."""
+        for osm_id, tags in self.scan.communes.items():
+            if osm_id not in self.communes_built:
+                self._commune(osm_id, tags, None)
+        broken = len(self.scan.area_relations - self.areas_built)
+        if broken:
+            self.warnings["multipolygon or boundary relations that could not be assembled"] += (
+                broken
+            )
+        for buffer in [*self.layers.values(), *self.raw.values()]:
+            buffer.flush()
+
+
+def _json(tags: osmium.osm.TagList) -> str:
+    return json.dumps({t.k: t.v for t in tags}, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,148 @@
+"""Routing commands: build the graphs, and ask for a route from the command line.
+
+fondplan routing build [--profile car|bike|foot]
+fondplan routing status
+fondplan route LON,LAT LON,LAT [...] [--profile car|bike|foot] [--geojson]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import ClassVar
+
+from osmimport.command import Command, dispatch
+from osmimport.database import database_url
+from osmimport.errors import UsageError
+from osmimport.settings import DatabaseSettings
+from routing import osrm
+from routing.build import build_graphs, graph_versions
+from routing.errors import OsrmError
+from routing.polyline import decode
+from routing.profiles import PROFILE_ALIASES, PROFILES
+from routing.service import RoutingService
+from routing.settings import RoutingSettings
+
+
+class RoutingCommand:
+    """Build the car, bike and foot routing graphs of the imported data (also run by import).
+
+    build   read the road network, build each profile's graph, store it with the data version
+    status  list the stored graphs
+    """
+
+    name: ClassVar[str] = "routing"
+    help: ClassVar[str] = "build or inspect the routing graphs"
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the action and the profiles."""
+        parser.add_argument("action", choices=["build", "status"])
+        parser.add_argument(
+            "--profile", action="append", choices=sorted(PROFILES), help="only this profile"
+        )
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Carry out the action."""
+        url = database_url(DatabaseSettings())
+        if args.action == "build":
+            build_graphs(url, profiles=args.profile)
+            return 0
+        rows = graph_versions(url)
+        if not rows:
+            print("no routing graph: run `fondplan routing build`")
+            return 3
+        for row in rows:
+            print(
+                f"{row['profile']}: data version {row['data_version']}, {row['nodes']} nodes, "
+                f"{row['edges']} edges, built {row['built_at']:%Y-%m-%d %H:%M} "
+                f"in {row['build_seconds']:.1f} s"
+            )
+        return 0
+
+
+def _coordinate(text: str) -> tuple[float, float]:
+    try:
+        points = osrm.parse_coordinates(text)
+    except OsrmError as exc:
+        raise UsageError(f"bad coordinate {text!r}: expected LON,LAT ({exc.message})") from None
+    if len(points) != 1:
+        raise UsageError(f"bad coordinate {text!r}: expected LON,LAT")
+    return points[0]
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+class RouteCommand:
+    """Print the fastest route between coordinates (LON,LAT, as in OSRM URLs)."""
+
+    name: ClassVar[str] = "route"
+    help: ClassVar[str] = "the fastest route between two or more LON,LAT points"
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the points, the profile and the output format."""
+        parser.add_argument("points", nargs="+", metavar="LON,LAT")
+        parser.add_argument("--profile", default="car", choices=sorted(PROFILE_ALIASES))
+        parser.add_argument("--geojson", action="store_true", help="print a GeoJSON Feature")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Route and print the summary and steps, or GeoJSON."""
+        points = [_coordinate(text) for text in args.points]
+        if len(points) < 2:
+            raise UsageError("give at least two points: LON,LAT LON,LAT")
+        service = RoutingService(database_url(DatabaseSettings()), RoutingSettings())
+        params = {"steps": "true", "overview": "full", "geometries": "polyline6"}
+        try:
+            answer = service.route(args.profile, points, params)
+        except OsrmError as exc:
+            raise UsageError(f"{exc.code}: {exc.message}") from None
+        route = answer["routes"][0]
+        if args.geojson:
+            coordinates = [[lon, lat] for lon, lat in decode(route["geometry"], 6)]
+            feature = {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": coordinates},
+                "properties": {
+                    "profile": PROFILE_ALIASES[args.profile],
+                    "distance": route["distance"],
+                    "duration": route["duration"],
+                    "steps": [
+                        {
+                            "type": step["maneuver"]["type"],
+                            "modifier": step["maneuver"].get("modifier"),
+                            "name": step["name"],
+                            "distance": step["distance"],
+                        }
+                        for leg in route["legs"]
+                        for step in leg["steps"]
+                    ],
+                },
+            }
+            print(json.dumps(feature))
+            return 0
+        print(
+            f"{PROFILE_ALIASES[args.profile]}: {route['distance'] / 1000:.2f} km, "
+            f"{_duration(route['duration'])}"
+        )
+        for leg in route["legs"]:
+            for step in leg["steps"]:
+                maneuver = step["maneuver"]
+                action = " ".join(filter(None, [maneuver["type"], maneuver.get("modifier")]))
+                name = step["name"] or step.get("ref", "") or "(unnamed)"
+                print(f"  {action:<22} {name:<40} {step['distance']:>8.0f} m")
+        return 0
+
+
+COMMANDS: list[Command] = [RoutingCommand(), RouteCommand()]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the routing commands on their own (``python -m routing.cli``)."""
+    return dispatch("fondplan", __doc__ or "", COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

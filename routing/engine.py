@@ -1,0 +1,399 @@
+"""The query engine: an edge-based graph (turn restrictions) under a customizable CH."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import routingkit_cch as rk
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+from routing.network import EARTH_RADIUS, haversine
+
+#: Spacing (m) of the sample points indexing road pieces for snapping.
+SAMPLE_SPACING = 20.0
+
+
+@dataclass(frozen=True)
+class Snap:
+    """A coordinate moved onto the nearest road: its edge, position along it and distance."""
+
+    edge: int
+    #: Position along ``edge`` in its direction, 0 at its tail and 1 at its head.
+    fraction: float
+    lon: float
+    lat: float
+    #: Metres between the given coordinate and the snapped one.
+    distance: float
+
+
+@dataclass(frozen=True)
+class Part:
+    """A stretch of one edge travelled by a route: from ``start`` to ``end`` (fractions)."""
+
+    edge: int
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Path:
+    """A route between two snapped points: the edge stretches and its integer weight (ms)."""
+
+    parts: tuple[Part, ...]
+    weight: int
+
+
+class Engine:
+    """Routes on one profile's graph: snapping, fastest paths, tables, alternatives."""
+
+    def __init__(self, graph: nx.MultiDiGraph) -> None:
+        self.graph = graph
+        self.profile: str = graph.graph["profile"]
+        self.data_version: str = graph.graph["data_version"]
+        count = graph.number_of_edges()
+        self.edges: list[dict[str, Any]] = [{} for _ in range(count)]
+        self.tail: list[int] = [0] * count
+        self.head: list[int] = [0] * count
+        for u, v, key, data in graph.edges(keys=True, data=True):
+            self.edges[key] = data
+            self.tail[key] = u
+            self.head[key] = v
+        self.weight = [int(data["weight"]) for data in self.edges]
+        self._compile_turns()
+        self._build_cch()
+        self._build_snapping()
+
+    # -- turn graph ---------------------------------------------------------------------------
+
+    def _compile_turns(self) -> None:
+        out: dict[int, list[int]] = defaultdict(list)
+        for key in range(len(self.edges)):
+            out[self.tail[key]].append(key)
+        blocked = set(self.graph.graph.get("barriers", ()))
+        successors: list[list[int]] = []
+        for key, data in enumerate(self.edges):
+            node = self.head[key]
+            others = [b for b in out[node] if b != data["reverse"]]
+            if node in blocked or not others:
+                # Turning back is allowed only where nothing else is (dead ends, barriers).
+                successors.append([data["reverse"]] if data["reverse"] >= 0 else [])
+            else:
+                successors.append(others)
+        forbidden: set[tuple[int, int]] = set()
+        only: dict[int, set[int]] = defaultdict(set)
+        via_way = []
+        for kind, a, via, b in self.graph.graph.get("restrictions", ()):
+            if via:
+                via_way.append((kind, a, via, b))
+            elif kind == "no":
+                forbidden.add((a, b))
+            else:
+                only[a].add(b)
+        for a, nexts in enumerate(successors):
+            if a in only:
+                nexts[:] = [b for b in nexts if b in only[a]]
+            if forbidden:
+                nexts[:] = [b for b in nexts if (a, b) not in forbidden]
+        #: Turn-graph nodes: one per edge, then copies of via-way edges (state "entered from
+        #: the restriction's from-edge"); ``origin`` maps each back to its edge.
+        origin = list(range(len(self.edges)))
+        for kind, a, via, b in via_way:
+            if via[0] not in successors[a]:
+                continue
+            copies = list(range(len(origin), len(origin) + len(via)))
+            origin.extend(via)
+            successors.extend([] for _ in via)
+            successors[a] = [copies[0] if x == via[0] else x for x in successors[a]]
+            for i, (edge, copy) in enumerate(zip(via, copies, strict=True)):
+                if i + 1 < len(via):
+                    rest = [x for x in successors[edge] if x != via[i + 1]]
+                    successors[copy] = [*rest, copies[i + 1]]
+                elif kind == "no":
+                    successors[copy] = [x for x in successors[edge] if x != b]
+                else:
+                    successors[copy] = [x for x in successors[edge] if x == b]
+        self.origin = origin
+        self.successors = successors
+        self.copies: dict[int, list[int]] = defaultdict(list)
+        for node, edge in enumerate(origin):
+            self.copies[edge].append(node)
+
+    def _build_cch(self) -> None:
+        tails: list[int] = []
+        heads: list[int] = []
+        weights: list[int] = []
+        for node, nexts in enumerate(self.successors):
+            cost = self.weight[self.origin[node]]
+            for nxt in nexts:
+                tails.append(node)
+                heads.append(nxt)
+                weights.append(cost)
+        count = len(self.origin)
+        lats: list[float] = []
+        lons: list[float] = []
+        for node in range(count):
+            lon, lat = self.edges[self.origin[node]]["geometry"][0]
+            lons.append(lon)
+            lats.append(lat)
+        self.arcs = (tails, heads, weights)
+        if count == 0:
+            self._metric = None
+            return
+        order = rk.compute_order_inertial(count, tails, heads, lats, lons)
+        self._cch = rk.CCH(order, tails, heads, False)
+        self._metric = rk.CCHMetric(self._cch, weights)
+
+    def turn_graph(self) -> nx.DiGraph:
+        """The edge-based graph the engine searches, as networkx (the reference in tests)."""
+        graph = nx.DiGraph()
+        graph.add_nodes_from(range(len(self.origin)))
+        tails, heads, weights = self.arcs
+        for tail, head, weight in zip(tails, heads, weights, strict=True):
+            graph.add_edge(tail, head, weight=weight)
+        return graph
+
+    # -- snapping -----------------------------------------------------------------------------
+
+    def _project(self, lon: Any, lat: Any) -> tuple[Any, Any]:
+        x = np.radians(lon) * EARTH_RADIUS * self._cos
+        y = np.radians(lat) * EARTH_RADIUS
+        return x, y
+
+    def _build_snapping(self) -> None:
+        lats = [self.graph.nodes[n]["y"] for n in self.graph.nodes]
+        self._cos = math.cos(math.radians(float(np.mean(lats)) if lats else 0.0))
+        piece_edge: list[int] = []
+        piece_offset: list[float] = []
+        starts: list[tuple[float, float]] = []
+        ends: list[tuple[float, float]] = []
+        for key, data in enumerate(self.edges):
+            if 0 <= data["reverse"] < key:
+                continue
+            geometry = data["geometry"]
+            offset = 0.0
+            for a, b in zip(geometry, geometry[1:], strict=False):
+                piece_edge.append(key)
+                piece_offset.append(offset)
+                starts.append(a)
+                ends.append(b)
+                offset += haversine(*a, *b)
+        self._piece_edge = np.asarray(piece_edge, dtype=np.int64)
+        self._piece_offset = np.asarray(piece_offset, dtype=np.float64)
+        start = np.asarray(starts, dtype=np.float64).reshape(-1, 2)
+        end = np.asarray(ends, dtype=np.float64).reshape(-1, 2)
+        self._piece_lonlat = (start, end)
+        x0, y0 = self._project(start[:, 0], start[:, 1])
+        x1, y1 = self._project(end[:, 0], end[:, 1])
+        self._piece_xy: NDArray[np.float64] = np.stack([x0, y0, x1, y1], axis=1)
+        lengths = np.hypot(x1 - x0, y1 - y0)
+        counts = np.maximum(1, np.ceil(lengths / SAMPLE_SPACING).astype(np.int64)) + 1
+        owner = np.repeat(np.arange(len(lengths)), counts)
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        step = (np.arange(len(owner)) - first) / (counts[owner] - 1)
+        sx = x0[owner] + (x1[owner] - x0[owner]) * step
+        sy = y0[owner] + (y1[owner] - y0[owner]) * step
+        self._sample_owner = owner
+        self._tree = cKDTree(np.stack([sx, sy], axis=1)) if len(owner) else None
+
+    def snap(self, lon: float, lat: float, *, radius: float | None, number: int = 1) -> list[Snap]:
+        """The ``number`` nearest distinct roads within ``radius`` metres (all if None)."""
+        if self._tree is None:
+            return []
+        px, py = self._project(lon, lat)
+        k = min(len(self._sample_owner), max(8, number * 16))
+        distances, indices = self._tree.query([px, py], k=k)
+        distances = np.atleast_1d(distances)
+        indices = np.atleast_1d(indices)
+        reach = float(distances[0]) + SAMPLE_SPACING
+        if number > 1:
+            reach = max(reach, float(distances[-1]))
+        close = self._tree.query_ball_point([px, py], reach + 1.0)
+        pieces = np.unique(self._sample_owner[np.asarray(close + list(indices), dtype=np.int64)])
+        x0, y0, x1, y1 = self._piece_xy[pieces].T
+        dx, dy = x1 - x0, y1 - y0
+        norm = dx * dx + dy * dy
+        t = np.where(norm > 0, ((px - x0) * dx + (py - y0) * dy) / np.where(norm > 0, norm, 1), 0)
+        t = np.clip(t, 0.0, 1.0)
+        gap = np.hypot(x0 + t * dx - px, y0 + t * dy - py)
+        found: list[Snap] = []
+        seen: set[int] = set()
+        for i in np.argsort(gap, kind="stable"):
+            piece = int(pieces[i])
+            edge = int(self._piece_edge[piece])
+            if edge in seen:
+                continue
+            start, end = self._piece_lonlat[0][piece], self._piece_lonlat[1][piece]
+            slon = float(start[0] + (end[0] - start[0]) * t[i])
+            slat = float(start[1] + (end[1] - start[1]) * t[i])
+            distance = haversine(lon, lat, slon, slat)
+            if radius is not None and distance > radius:
+                break
+            length = self.edges[edge]["length"]
+            along = float(self._piece_offset[piece]) + haversine(
+                float(start[0]), float(start[1]), slon, slat
+            )
+            fraction = min(1.0, along / length) if length > 0 else 0.0
+            seen.add(edge)
+            found.append(Snap(edge, fraction, slon, slat, distance))
+            if len(found) >= number:
+                break
+        return found
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def directions(self, snap: Snap) -> list[tuple[int, float]]:
+        """The edges a snapped point lies on, each with the point's fraction along it."""
+        found = [(snap.edge, snap.fraction)]
+        reverse = self.edges[snap.edge]["reverse"]
+        if reverse >= 0:
+            found.append((reverse, 1.0 - snap.fraction))
+        return found
+
+    def sources(self, snap: Snap) -> dict[int, tuple[int, int]]:
+        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge)."""
+        found: dict[int, tuple[int, int]] = {}
+        for edge, fraction in self.directions(snap):
+            rest = round((1.0 - fraction) * self.weight[edge])
+            for nxt in self.successors[edge]:
+                if nxt not in found or rest < found[nxt][0]:
+                    found[nxt] = (rest, edge)
+        return found
+
+    def targets(self, snap: Snap) -> dict[int, int]:
+        """Turn-graph nodes a route to ``snap`` ends on: node -> cost of the last stretch."""
+        found: dict[int, int] = {}
+        for edge, fraction in self.directions(snap):
+            cost = round(fraction * self.weight[edge])
+            for node in self.copies[edge]:
+                found[node] = cost
+        return found
+
+    def _direct(self, start: Snap, end: Snap) -> Path | None:
+        best: Path | None = None
+        ends = dict(self.directions(end))
+        for edge, fraction in self.directions(start):
+            if edge in ends and ends[edge] >= fraction:
+                weight = round(ends[edge] * self.weight[edge]) - round(fraction * self.weight[edge])
+                if best is None or weight < best.weight:
+                    best = Path((Part(edge, fraction, ends[edge]),), weight)
+        return best
+
+    def route(self, start: Snap, end: Snap) -> Path | None:
+        """The fastest path from ``start`` to ``end``, or None when there is none."""
+        best = self._direct(start, end)
+        sources = self.sources(start)
+        targets = self.targets(end)
+        if not sources or not targets or self._metric is None:
+            return best
+        query = rk.CCHQuery(self._metric)
+        result = query.run_multi(
+            [(node, cost) for node, (cost, _) in sources.items()], list(targets.items())
+        )
+        distance = result.distance
+        nodes = list(result.node_path) if distance is not None else []
+        del result, query
+        if distance is None or (best is not None and best.weight <= distance):
+            return best
+        return self._path(start, end, sources, nodes, int(distance))
+
+    def _path(
+        self,
+        start: Snap,
+        end: Snap,
+        sources: dict[int, tuple[int, int]],
+        nodes: list[int],
+        weight: int,
+    ) -> Path:
+        first_edge = sources[nodes[0]][1]
+        first_fraction = dict(self.directions(start))[first_edge]
+        last_edge = self.origin[nodes[-1]]
+        last_fraction = dict(self.directions(end))[last_edge]
+        parts = [Part(first_edge, first_fraction, 1.0)]
+        parts.extend(Part(self.origin[node], 0.0, 1.0) for node in nodes[:-1])
+        parts.append(Part(last_edge, 0.0, last_fraction))
+        kept = tuple(part for part in parts if part.end > part.start)
+        return Path(kept or (Part(first_edge, first_fraction, first_fraction),), weight)
+
+    def weight_of(self, start: Snap, end: Snap) -> int | None:
+        """Only the weight (ms) of the fastest path, or None."""
+        path = self.route(start, end)
+        return None if path is None else path.weight
+
+    def alternatives(self, start: Snap, end: Snap, best: Path, count: int) -> list[Path]:
+        """Up to ``count`` reasonable other paths: through a via edge, ≤ 40 % slower, sharing
+        at most 60 % of their length with the routes already chosen."""
+        if count <= 0:
+            return []
+        chosen = [best]
+        used = {part.edge for part in best.parts}
+        lons = [lon for part in best.parts for lon, _ in self.edges[part.edge]["geometry"]]
+        lats = [lat for part in best.parts for _, lat in self.edges[part.edge]["geometry"]]
+        pad_lon = (max(lons) - min(lons)) * 0.3 + 0.002
+        pad_lat = (max(lats) - min(lats)) * 0.3 + 0.002
+        candidates = [
+            key
+            for key, data in enumerate(self.edges)
+            if key not in used
+            and min(lons) - pad_lon <= data["geometry"][0][0] <= max(lons) + pad_lon
+            and min(lats) - pad_lat <= data["geometry"][0][1] <= max(lats) + pad_lat
+        ]
+        rng = random.Random(start.edge * 7919 + end.edge)
+        rng.shuffle(candidates)
+        found: list[Path] = []
+        for via in candidates[:60]:
+            lon, lat = self.edges[via]["geometry"][0]
+            middle = Snap(via, 0.0, lon, lat, 0.0)
+            first = self.route(start, middle)
+            second = self.route(middle, end) if first is not None else None
+            if first is None or second is None:
+                continue
+            weight = first.weight + second.weight
+            if weight > best.weight * 1.4:
+                continue
+            parts = _join(first.parts, second.parts)
+            edges = [part.edge for part in parts]
+            if len(set(edges)) != len(edges):
+                continue
+            path = Path(parts, weight)
+            length = self.length(path)
+            if any(self._shared(path, other) > 0.6 * length for other in chosen):
+                continue
+            chosen.append(path)
+            found.append(path)
+            if len(found) >= count:
+                break
+        return sorted(found, key=lambda path: path.weight)
+
+    def _shared(self, path: Path, other: Path) -> float:
+        edges = {part.edge for part in other.parts}
+        edges |= {self.edges[e]["reverse"] for e in edges}
+        return sum(
+            self.edges[part.edge]["length"] * (part.end - part.start)
+            for part in path.parts
+            if part.edge in edges
+        )
+
+    def length(self, path: Path) -> float:
+        """Metres travelled along ``path``."""
+        return sum(self.edges[p.edge]["length"] * (p.end - p.start) for p in path.parts)
+
+    def duration(self, path: Path) -> float:
+        """Seconds travelled along ``path``."""
+        return sum(self.edges[p.edge]["travel_time"] * (p.end - p.start) for p in path.parts)
+
+
+def _join(first: tuple[Part, ...], second: tuple[Part, ...]) -> tuple[Part, ...]:
+    """Two consecutive paths as one; the via point is the start of an edge."""
+    parts = [part for part in first if part.end > part.start]
+    rest = list(second)
+    if parts and rest and parts[-1].edge == rest[0].edge:
+        rest[0] = Part(rest[0].edge, parts[-1].start, rest[0].end)
+        parts.pop()
+    return tuple(parts + [part for part in rest if part.end > part.start])

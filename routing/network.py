@@ -1,0 +1,138 @@
+"""Reading the raw road network the import keeps (``osm.road_ways`` and friends)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg2
+from numpy.typing import NDArray
+from psycopg2 import sql
+
+from osmimport import schema
+from osmimport.database import connect, load_sql
+from routing.errors import GraphNotBuiltError
+
+EARTH_RADIUS = 6371008.8
+
+
+@dataclass
+class Network:
+    """Every road way, the coordinates of their nodes, barriers and turn restrictions."""
+
+    ways: list[tuple[int, dict[str, str], list[int]]]
+    node_ids: NDArray[np.int64]
+    node_lon: NDArray[np.float64]
+    node_lat: NDArray[np.float64]
+    barriers: dict[int, dict[str, str]]
+    restrictions: list[tuple[int, dict[str, str], list[dict[str, Any]]]]
+    data_version: str
+
+    def coords(self, node_ids: list[int]) -> list[tuple[float, float]] | None:
+        """(lon, lat) of each node, or None when one of them has no location."""
+        positions = np.searchsorted(self.node_ids, node_ids)
+        positions = np.clip(positions, 0, max(len(self.node_ids) - 1, 0))
+        if len(self.node_ids) == 0 or not np.array_equal(self.node_ids[positions], node_ids):
+            return None
+        return list(zip(self.node_lon[positions].tolist(), self.node_lat[positions].tolist()))
+
+
+def _query(name: str, **identifiers: sql.Composable) -> sql.Composed:
+    return sql.SQL(load_sql("routing", name)).format(**identifiers)  # type: ignore[arg-type]
+
+
+def _table(name: str) -> sql.Identifier:
+    return sql.Identifier(schema.SCHEMA, name)
+
+
+def _rows(cursor: psycopg2.extensions.cursor, batch: int = 20000) -> Iterator[tuple[Any, ...]]:
+    while True:
+        rows = cursor.fetchmany(batch)
+        if not rows:
+            return
+        yield from rows
+
+
+def data_version(url: str) -> str:
+    """The version of the data served: the import's ``data_version``, else a fingerprint."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(_query("data_version.sql", meta=_table(schema.META_TABLE)))
+                row = cur.fetchone()
+                if row is not None and row[0]:
+                    return str(row[0])
+            except psycopg2.Error:
+                conn.rollback()
+            try:
+                cur.execute(_query("network_fingerprint.sql", ways=_table(schema.ROAD_WAYS_TABLE)))
+            except psycopg2.errors.UndefinedTable as exc:
+                raise GraphNotBuiltError(
+                    "the database has no road network: import an OSM extract first"
+                ) from exc
+            row = cur.fetchone()
+            return f"network-{row[0] if row else 'empty'}"
+    finally:
+        conn.close()
+
+
+def read_network(url: str) -> Network:
+    """Load the road network of the served schema into memory."""
+    version = data_version(url)
+    conn = connect(url)
+    try:
+        with conn.cursor(name="routing_ways") as cur:
+            cur.itersize = 20000
+            cur.execute(_query("road_ways.sql", ways=_table(schema.ROAD_WAYS_TABLE)))
+            ways = [(int(osm_id), tags or {}, list(nodes)) for osm_id, tags, nodes in _rows(cur)]
+        with conn.cursor(name="routing_nodes") as cur:
+            cur.execute(_query("road_nodes.sql", nodes=_table(schema.ROAD_NODES_TABLE)))
+            ids: list[int] = []
+            lons: list[float] = []
+            lats: list[float] = []
+            for osm_id, lon, lat in _rows(cur):
+                ids.append(osm_id)
+                lons.append(lon)
+                lats.append(lat)
+        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
+        node_ids = np.asarray(ids, dtype=np.int64)[order]
+        node_lon = np.asarray(lons, dtype=np.float64)[order]
+        node_lat = np.asarray(lats, dtype=np.float64)[order]
+        with conn.cursor() as cur:
+            cur.execute(_query("barriers.sql", barriers=_table(schema.BARRIERS_TABLE)))
+            barriers = {int(osm_id): tags or {} for osm_id, tags in cur.fetchall()}
+            cur.execute(
+                _query("restrictions.sql", restrictions=_table(schema.RESTRICTIONS_TABLE))
+            )
+            restrictions = [
+                (int(osm_id), tags or {}, members or []) for osm_id, tags, members in cur.fetchall()
+            ]
+    except psycopg2.errors.UndefinedTable as exc:
+        raise GraphNotBuiltError(
+            "the database has no road network: import an OSM extract first"
+        ) from exc
+    finally:
+        conn.close()
+    return Network(ways, node_ids, node_lon, node_lat, barriers, restrictions, version)
+
+
+def haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Great-circle distance in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp = p2 - p1
+    dl = math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(a)))
+
+
+def bearing(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Initial compass bearing (0-360, 0 = north) from the first point to the second."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dl = math.radians(lon2 - lon1)
+    x = math.sin(dl) * math.cos(p2)
+    y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0

@@ -1,0 +1,172 @@
+"""The routing service: engines per profile for the current data version, and the queries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from osmimport.errors import FondplanError
+from routing import osrm
+from routing.build import load_graph
+from routing.engine import Engine, Path, Snap
+from routing.errors import OsrmError
+from routing.network import data_version
+from routing.profiles import PROFILE_ALIASES, PROFILES
+from routing.settings import RoutingSettings
+
+
+class RoutingService:
+    """Loads each profile's graph for the data version in the database, reloading on change."""
+
+    def __init__(
+        self, url: str | Callable[[], str], settings: RoutingSettings | None = None
+    ) -> None:
+        self._url = url
+        self.settings = settings or RoutingSettings()
+        self._engines: dict[str, Engine] = {}
+        self._version: str | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The database URL (resolved on first use when given as a callable)."""
+        if callable(self._url):
+            self._url = self._url()
+        return self._url
+
+    def load(self) -> None:
+        """Load every profile now (at server start); missing graphs are loaded when built."""
+        for name in PROFILES:
+            try:
+                self.engine(name)
+            except FondplanError:
+                # Served once built: requests answer 503 meanwhile.
+                pass
+
+    def engine(self, profile: str) -> Engine:
+        """The engine of ``profile`` (an OSRM alias) for the current data version."""
+        name = PROFILE_ALIASES.get(profile)
+        if name is None:
+            raise OsrmError(
+                "InvalidUrl",
+                f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILE_ALIASES))}",
+            )
+        now = time.monotonic()
+        with self._lock:
+            if self._version is None or now - self._checked > self.settings.routing_reload_interval:
+                version = data_version(self.url)
+                self._checked = now
+                if version != self._version:
+                    self._version = version
+                    self._engines = {
+                        key: engine
+                        for key, engine in self._engines.items()
+                        if engine.data_version == version
+                    }
+            engine = self._engines.get(name)
+            if engine is None or engine.data_version != self._version:
+                assert self._version is not None
+                engine = Engine(load_graph(self.url, name, self._version))
+                self._engines[name] = engine
+            return engine
+
+    # -- services ---------------------------------------------------------------------------
+
+    def _snap(
+        self, engine: Engine, coordinates: list[tuple[float, float]], options: osrm.Options
+    ) -> list[Snap]:
+        snaps = []
+        for i, (lon, lat) in enumerate(coordinates):
+            found = engine.snap(lon, lat, radius=options.radiuses[i])
+            if not found:
+                raise OsrmError(
+                    "NoSegment", f"Could not find a matching segment for coordinate {i}"
+                )
+            snaps.append(found[0])
+        return snaps
+
+    def _check_count(self, coordinates: list[tuple[float, float]], limit: int) -> None:
+        if len(coordinates) > limit:
+            raise OsrmError(
+                "TooBig", f"Number of entries {len(coordinates)} is higher than current maximum ({limit})"
+            )
+
+    def route(
+        self, profile: str, coordinates: list[tuple[float, float]], params: dict[str, str]
+    ) -> dict[str, Any]:
+        """OSRM ``/route``: the fastest route through the coordinates, with alternatives."""
+        self._check_count(coordinates, self.settings.routing_max_coordinates)
+        if len(coordinates) < 2:
+            raise OsrmError("InvalidOptions", "Number of coordinates needs to be at least two")
+        options = osrm.parse_options("route", params, len(coordinates), self.settings)
+        engine = self.engine(profile)
+        snaps = self._snap(engine, coordinates, options)
+        paths: list[Path] = []
+        for start, end in zip(snaps, snaps[1:], strict=False):
+            path = engine.route(start, end)
+            if path is None:
+                raise OsrmError("NoRoute", "Impossible route between points")
+            paths.append(path)
+        routes = [osrm.route_object(engine, paths, options)]
+        if options.alternatives and len(snaps) == 2:
+            for other in engine.alternatives(snaps[0], snaps[1], paths[0], options.alternatives):
+                routes.append(osrm.route_object(engine, [other], options))
+        result: dict[str, Any] = {"code": "Ok", "routes": routes}
+        if not options.skip_waypoints:
+            result["waypoints"] = [osrm.waypoint(engine, snap, options) for snap in snaps]
+        return result
+
+    def nearest(
+        self, profile: str, coordinates: list[tuple[float, float]], params: dict[str, str]
+    ) -> dict[str, Any]:
+        """OSRM ``/nearest``: the closest road positions to one coordinate."""
+        if len(coordinates) != 1:
+            raise OsrmError("InvalidOptions", "Only one input coordinate is supported")
+        options = osrm.parse_options("nearest", params, 1, self.settings)
+        engine = self.engine(profile)
+        lon, lat = coordinates[0]
+        found = engine.snap(lon, lat, radius=options.radiuses[0], number=options.number)
+        if not found:
+            raise OsrmError("NoSegment", "Could not find a matching segment for coordinate 0")
+        return {
+            "code": "Ok",
+            "waypoints": [osrm.waypoint(engine, snap, options, nodes=True) for snap in found],
+        }
+
+    def table(
+        self, profile: str, coordinates: list[tuple[float, float]], params: dict[str, str]
+    ) -> dict[str, Any]:
+        """OSRM ``/table``: durations and/or distances between sources and destinations."""
+        self._check_count(coordinates, self.settings.routing_max_table_size)
+        options = osrm.parse_options("table", params, len(coordinates), self.settings)
+        engine = self.engine(profile)
+        snaps = self._snap(engine, coordinates, options)
+        durations: list[list[float | None]] = []
+        distances: list[list[float | None]] = []
+        for i in options.sources:
+            row_time: list[float | None] = []
+            row_length: list[float | None] = []
+            for j in options.destinations:
+                path = engine.route(snaps[i], snaps[j])
+                if path is None:
+                    row_time.append(None)
+                    row_length.append(None)
+                else:
+                    row_time.append(round(engine.duration(path), 1))
+                    row_length.append(round(engine.length(path), 1))
+            durations.append(row_time)
+            distances.append(row_length)
+        result: dict[str, Any] = {"code": "Ok"}
+        if "duration" in options.annotations:
+            result["durations"] = durations
+        if "distance" in options.annotations:
+            result["distances"] = distances
+        if not options.skip_waypoints:
+            result["sources"] = [osrm.waypoint(engine, snaps[i], options) for i in options.sources]
+            result["destinations"] = [
+                osrm.waypoint(engine, snaps[j], options) for j in options.destinations
+            ]
+        return result

@@ -1,0 +1,25 @@
+"""Routing settings (``FONDPLAN_ROUTING_*``): request limits and snapping radius."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RoutingSettings(BaseSettings):
+    """Limits of the OSRM-compatible API; every field can be set as ``FONDPLAN_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FONDPLAN_", env_file=".env", extra="ignore")
+
+    #: Most coordinates accepted by /route and /nearest (OSRM's max-viaroute-size).
+    routing_max_coordinates: int = 100
+    #: Most coordinates accepted by /table (OSRM's max-table-size).
+    routing_max_table_size: int = 100
+    #: Most alternatives computed for one route.
+    routing_max_alternatives: int = 3
+    #: Most results of /nearest (OSRM's max-nearest-size).
+    routing_max_nearest: int = 100
+    #: Snapping radius in metres when a request gives none: a coordinate farther than this from
+    #: every road of the profile gets ``NoSegment`` (e.g. outside the imported area).
+    routing_snap_radius: float = 1000.0
+    #: Seconds between two checks of the data version by a running server.
+    routing_reload_interval: float = 10.0

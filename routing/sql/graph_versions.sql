@@ -1,0 +1,1 @@
+SELECT profile, data_version, built_at, build_seconds, nodes, edges FROM {graphs} ORDER BY profile

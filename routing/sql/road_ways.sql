@@ -1,0 +1,1 @@
+SELECT osm_id, tags, nodes FROM {ways} ORDER BY osm_id

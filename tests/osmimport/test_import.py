@@ -1,0 +1,343 @@
+"""Whole-extract imports: counts against pyosmium, formats, merging, bad input, a killed import."""
+
+from __future__ import annotations
+
+import bz2
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import osmium
+import psycopg2
+import pytest
+
+from osmimport import schema
+from osmimport.cli import main as cli_main
+from osmimport.importer import run_import
+
+ROOT = Path(__file__).resolve().parents[2]
+LIECHTENSTEIN = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
+LI_2013_PBF = ROOT / "tests" / "data" / "liechtenstein-2013-08-03.osm.pbf"
+LI_2013_BZ2 = ROOT / "tests" / "data" / "liechtenstein-2013-08-03.osm.bz2"
+MULHOUSE_XML = ROOT / "tests" / "data" / "mulhouse-sud-ouest.osm.bz2"
+MULHOUSE_CENTRE = ROOT / "data" / "sample" / "mulhouse-centre.osm.pbf"
+MULHOUSE_SW = ROOT / "data" / "sample" / "mulhouse-sud-ouest.osm.pbf"
+
+#: Highway values the Shortbread spec lists for street labels.
+LABELLED_HIGHWAYS = {
+    "motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
+    "secondary_link", "tertiary", "tertiary_link", "unclassified", "residential",
+    "living_street", "busway", "bus_guideway", "service", "pedestrian", "track", "footway",
+    "steps", "path", "cycleway",
+}  # fmt: skip
+
+
+def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def scalar(url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    return query(url, sql, params)[0][0]
+
+
+def table_digest(url: str, table: str) -> tuple[int, str]:
+    """Row count and an order-independent digest of every column of a table."""
+    return query(
+        url,
+        f"SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' ORDER BY md5(t::text)), '')) "
+        f"FROM osm.{table} t",
+    )[0]
+
+
+@pytest.fixture(scope="module")
+def pyosmium_counts() -> dict[str, Any]:
+    """Independent counts from the source file."""
+    buildings = 0
+    street_names: set[str] = set()
+    communes: dict[int, str] = {}
+    for obj in osmium.FileProcessor(str(LIECHTENSTEIN)).with_areas():
+        tags = obj.tags
+        if obj.is_area():
+            if tags.get("building", "no") != "no":
+                buildings += 1
+            if (
+                not obj.from_way()
+                and tags.get("boundary") == "administrative"
+                and tags.get("admin_level") == "8"
+            ):
+                communes[obj.orig_id()] = tags.get("name", "")
+        elif obj.is_way():
+            # Ways with area=yes are street areas, labelled in streets_polygons_labels.
+            if (
+                tags.get("highway") in LABELLED_HIGHWAYS
+                and "name" in tags
+                and tags.get("area") != "yes"
+            ):
+                street_names.add(tags["name"])
+    return {"buildings": buildings, "street_names": street_names, "communes": communes}
+
+
+def test_liechtenstein_counts(liechtenstein_url: str, pyosmium_counts: dict[str, Any]) -> None:
+    url = liechtenstein_url
+    assert scalar(url, "SELECT count(*) FROM osm.buildings") == pyosmium_counts["buildings"]
+    assert pyosmium_counts["buildings"] > 10_000
+    names = {
+        r[0]
+        for r in query(
+            url,
+            "SELECT DISTINCT name FROM osm.street_labels WHERE name IS NOT NULL AND kind = ANY(%s)",
+            (sorted(LABELLED_HIGHWAYS),),
+        )
+    }
+    assert names == pyosmium_counts["street_names"]
+    assert len(names) > 900
+    complete = dict(query(url, "SELECT osm_id, name FROM osm.communes WHERE complete"))
+    assert complete == pyosmium_counts["communes"]
+    assert len(complete) == 11 and all(complete.values())
+    assert "Vaduz" in complete.values()
+    assert {r[0] for r in query(url, "SELECT country FROM osm.communes WHERE complete")} == {"LI"}
+
+
+def test_liechtenstein_meta_and_info(
+    liechtenstein_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    meta = dict(query(liechtenstein_url, "SELECT key, value FROM osm.meta"))
+    assert meta["sources"] == [
+        {
+            "name": LIECHTENSTEIN.name,
+            "size": LIECHTENSTEIN.stat().st_size,
+            "timestamp": "2021-05-05T20:21:43Z",
+        }
+    ]
+    west, south, east, north = meta["bbox"]
+    assert 9.4 < west < east < 9.7 and 47.0 < south < north < 47.3
+    for table, count in meta["counts"].items():
+        assert scalar(liechtenstein_url, f"SELECT count(*) FROM osm.{table}") == count
+    monkeypatch.setenv("FONDPLAN_DATABASE_URL", liechtenstein_url)
+    assert cli_main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert meta["data_version"] in out
+    assert "liechtenstein-2021-05-05.osm.pbf" in out
+    assert f"{meta['counts']['buildings']:,}" in out
+
+
+def test_info_says_when_nothing_is_loaded(
+    make_database: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FONDPLAN_DATABASE_URL", make_database())
+    assert cli_main(["info"]) == 0
+    assert "nothing loaded" in capsys.readouterr().out
+
+
+def test_pbf_and_bz2_give_the_same_tables(make_database: Callable[[], str]) -> None:
+    from_pbf, from_bz2 = make_database(), make_database()
+    run_import(from_pbf, [LI_2013_PBF])
+    run_import(from_bz2, [LI_2013_BZ2])
+    tables = [layer.name for layer in schema.LAYERS] + [
+        schema.ROAD_WAYS_TABLE,
+        schema.ROAD_NODES_TABLE,
+        schema.BARRIERS_TABLE,
+        schema.RESTRICTIONS_TABLE,
+        schema.COMMUNES_TABLE,
+    ]
+    assert scalar(from_pbf, "SELECT count(*) FROM osm.buildings") > 1000
+    for table in tables:
+        assert table_digest(from_pbf, table) == table_digest(from_bz2, table), table
+
+
+def test_mulhouse_xml_imports(make_database: Callable[[], str]) -> None:
+    url = make_database()
+    summary = run_import(url, [MULHOUSE_XML])
+    assert summary.counts["streets"] > 100
+    ways = 0
+    with bz2.open(MULHOUSE_XML, "rb") as stream:
+        for line in stream:
+            if b'k="highway"' in line:
+                ways += 1
+    assert ways > 0
+    assert scalar(url, "SELECT count(*) FROM osm.road_ways") > 0
+    insee = {r[0] for r in query(url, "SELECT insee FROM osm.communes WHERE insee IS NOT NULL")}
+    assert all(code.startswith("68") for code in insee)
+
+
+def test_overlapping_files_give_no_duplicates(make_database: Callable[[], str]) -> None:
+    both, centre, south_west = make_database(), make_database(), make_database()
+    run_import(both, [MULHOUSE_CENTRE, MULHOUSE_SW])
+    run_import(centre, [MULHOUSE_CENTRE])
+    run_import(south_west, [MULHOUSE_SW])
+    for table in [layer.name for layer in schema.LAYERS]:
+        dupes = scalar(
+            both,
+            f"SELECT count(*) FROM (SELECT osm_type, osm_id, geom FROM osm.{table} "
+            "GROUP BY 1, 2, 3 HAVING count(*) > 1) d",
+        )
+        assert dupes == 0, table
+    ids = set(query(both, "SELECT osm_id FROM osm.road_ways"))
+    one = set(query(centre, "SELECT osm_id FROM osm.road_ways"))
+    two = set(query(south_west, "SELECT osm_id FROM osm.road_ways"))
+    assert one & two, "the two extracts overlap"
+    assert ids == one | two
+    assert len(query(both, "SELECT osm_id FROM osm.road_ways")) == len(ids)
+
+
+@pytest.fixture
+def loaded_url(make_database: Callable[[], str]) -> str:
+    url = make_database()
+    run_import(url, [LI_2013_PBF])
+    return url
+
+
+def _snapshot(url: str) -> tuple[Any, ...]:
+    return (
+        scalar(url, "SELECT value FROM osm.meta WHERE key = 'data_version'"),
+        table_digest(url, "buildings"),
+        table_digest(url, "streets"),
+    )
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FONDPLAN_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "osmimport.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_bad_input_exits_1_and_keeps_the_data(loaded_url: str, tmp_path: Path) -> None:
+    before = _snapshot(loaded_url)
+    data = LI_2013_PBF.read_bytes()
+    empty = tmp_path / "empty.osm.pbf"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.osm.pbf"
+    truncated.write_bytes(data[: len(data) // 2])
+    corrupt = tmp_path / "corrupt.osm.pbf"
+    corrupt.write_bytes(data[:5000] + bytes(255 - b for b in data[5000:20000]) + data[20000:])
+    wrong = tmp_path / "notes.txt"
+    wrong.write_text("not OSM\n")
+    xml_as_pbf = tmp_path / "xml.osm.pbf"
+    xml_as_pbf.write_text("<?xml version='1.0'?><osm version='0.6'></osm>\n")
+    broken_xml = tmp_path / "broken.osm"
+    broken_xml.write_text("<?xml version='1.0'?><osm version='0.6'><node id='1' lat=")
+    cases = {
+        tmp_path / "missing.osm.pbf": "no such file",
+        empty: "empty file",
+        truncated: str(truncated),
+        corrupt: str(corrupt),
+        wrong: "unknown format",
+        xml_as_pbf: "not PBF",
+        broken_xml: str(broken_xml),
+    }
+    for path, message in cases.items():
+        result = _cli(loaded_url, "import", "--quiet", str(path))
+        assert result.returncode == 1, (path, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: "), result.stderr
+        assert message in last and path.name in last, last
+        assert "Traceback" not in result.stderr
+        assert _snapshot(loaded_url) == before
+    # A bad file next to a good one: nothing is imported either.
+    result = _cli(loaded_url, "import", "--quiet", str(LI_2013_PBF), str(truncated))
+    assert result.returncode == 1 and "truncated.osm.pbf" in result.stderr
+    assert _snapshot(loaded_url) == before
+
+
+def test_broken_objects_are_skipped_with_warnings(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    opl = tmp_path / "broken.opl"
+    opl.write_text(
+        "n1 v1 x7.30 y47.70 T\n"
+        "n2 v1 x7.31 y47.70 T\n"
+        "n3 v1 x7.31 y47.71 T\n"
+        "n4 v1 x7.30 y47.71 T\n"
+        "w1 v1 Thighway=residential,name=Rue%20%A Nn1,n2\n"
+        "w2 v1 Thighway=residential,name=Rue%20%B Nn2,n99\n"
+        "w3 v1 T Nn1,n2,n3\n"
+        "r1 v1 Ttype=multipolygon,natural=water Mw3@outer\n"
+    )
+    url = make_database()
+    summary = run_import(url, [opl])
+    assert summary.warnings["ways with nodes missing from the extract"] == 1
+    assert summary.warnings["multipolygon or boundary relations that could not be assembled"] == 1
+    assert scalar(url, "SELECT array_agg(name) FROM osm.street_labels") == ["Rue A"]
+    assert scalar(url, "SELECT count(*) FROM osm.water_polygons") == 0
+    meta = scalar(url, "SELECT value FROM osm.meta WHERE key = 'warnings'")
+    assert sum(meta.values()) == summary.warning_count == 2
+
+
+def test_cli_import_prints_a_summary(make_database: Callable[[], str]) -> None:
+    url = make_database()
+    result = _cli(url, "import", str(MULHOUSE_SW))
+    assert result.returncode == 0, result.stderr
+    assert "objects/s" in result.stderr
+    version = scalar(url, "SELECT value FROM osm.meta WHERE key = 'data_version'")
+    assert version in result.stdout
+    buildings = scalar(url, "SELECT count(*) FROM osm.buildings")
+    assert any(
+        line.split() == ["buildings", f"{buildings:,}"] for line in result.stdout.splitlines()
+    )
+    assert "peak memory" in result.stdout and "warnings:" in result.stdout
+
+
+def test_hooks_and_notify_after_swap(make_database: Callable[[], str]) -> None:
+    url = make_database()
+    listener = psycopg2.connect(url)
+    listener.autocommit = True
+    listener.cursor().execute("LISTEN fondplan_data_version")
+    seen: list[str] = []
+
+    def hook(hook_url: str) -> None:
+        seen.append(scalar(hook_url, "SELECT value FROM osm.meta WHERE key = 'data_version'"))
+
+    summary = run_import(url, [MULHOUSE_SW], after_import=[hook])
+    assert seen == [summary.data_version]
+    listener.poll()
+    assert [n.payload for n in listener.notifies] == [summary.data_version]
+    listener.close()
+    assert scalar(url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'osm_%%'") == 0
+
+
+def test_sigkill_mid_import_leaves_the_data(loaded_url: str) -> None:
+    before = _snapshot(loaded_url)
+    env = {**os.environ, "FONDPLAN_DATABASE_URL": loaded_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "osmimport.cli", "import", str(LIECHTENSTEIN)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Wait until the new import is writing its staging tables, then kill it.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            rows = scalar(
+                loaded_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'COPY%%'",
+            )
+            if rows:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the import finished before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert _snapshot(loaded_url) == before
+    summary = run_import(loaded_url, [LI_2013_BZ2])
+    assert _snapshot(loaded_url)[0] == summary.data_version != before[0]
+    assert scalar(loaded_url, "SELECT count(*) FROM osm.buildings") == before[1][0]

@@ -1,0 +1,277 @@
+"""Raster tiles drawn by MapLibre Native from the styles and the imported Liechtenstein data."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg2
+import psycopg2.pool  # noqa: F401 - tileserver.errors maps psycopg2.pool.PoolError
+import pytest
+from PIL import Image
+
+from osmimport import schema
+from osmimport.paths import styles_dir
+from osmimport.settings import DatabaseSettings
+from tileserver.app import create_app
+from tileserver.raster import (
+    ImageRequest,
+    RasterPool,
+    RenderTimeout,
+    TileRequest,
+    lonlat_to_mercator,
+    mercator_to_lonlat,
+)
+from tileserver.settings import CacheSettings, Settings
+
+with warnings.catch_warnings():
+    # Starlette warns about httpx at import; the client works the same.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+STYLE = "colour"
+HALF = math.pi * 6378137.0
+
+
+def settings_for(url: str) -> Settings:
+    return Settings(
+        database=DatabaseSettings(database_url=url), cache=CacheSettings(disk=False)
+    )
+
+
+@pytest.fixture(scope="module")
+def client(liechtenstein_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_for(liechtenstein_url))) as c:
+        yield c
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+
+
+def hex_rgb(value: str) -> tuple[int, int, int]:
+    value = value.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def fill_colour(style: str, layer_id: str) -> tuple[int, int, int]:
+    data = json.loads((styles_dir() / f"{style}.json").read_text(encoding="utf-8"))
+    layer = next(layer for layer in data["layers"] if layer["id"] == layer_id)
+    colour = layer["paint"]["fill-color"]
+    assert isinstance(colour, str), "the test reads a constant fill colour"
+    return hex_rgb(colour)
+
+
+def pixel_of(x: float, y: float, z: int, size: int = 256) -> tuple[int, int, int, int]:
+    """Tile column/row of EPSG:3857 (x, y) at z, and its pixel in that tile."""
+    world = 2 * HALF
+    fx = (x + HALF) / world * 2**z
+    fy = (HALF - y) / world * 2**z
+    return int(fx), int(fy), int((fx % 1) * size), int((fy % 1) * size)
+
+
+def query(url: str, text: str) -> list[tuple[float, float]]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(text)
+        return [(float(a), float(b)) for a, b in cur.fetchall()]
+
+
+def test_tile_is_a_png_of_the_map(client: TestClient, liechtenstein_url: str) -> None:
+    # The largest building of Vaduz (the commune polygon holds the town).
+    (bx, by), *_ = query(
+        liechtenstein_url,
+        f"""SELECT ST_X(p), ST_Y(p) FROM (
+              SELECT ST_PointOnSurface(b.{schema.GEOM_COLUMN}) AS p
+              FROM {schema.SCHEMA}.buildings b, {schema.SCHEMA}.{schema.COMMUNES_TABLE} c
+              WHERE c.name = 'Vaduz' AND ST_Contains(c.geom, b.{schema.GEOM_COLUMN})
+              ORDER BY ST_Area(b.{schema.GEOM_COLUMN}) DESC LIMIT 1) q""",
+    )
+    x, y, px, py = pixel_of(bx, by, 16)
+    response = client.get(f"/styles/{STYLE}/16/{x}/{y}.png")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    image = decode(response.content)
+    assert image.shape == (256, 256, 3)
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20
+    building = np.array(fill_colour(STYLE, "buildings"))
+    assert np.abs(image[py, px] - building).max() <= 24, (image[py, px], building)
+
+    # The Rhine: a point inside the largest water area, at z14.
+    (wx, wy), *_ = query(
+        liechtenstein_url,
+        f"""SELECT ST_X(p), ST_Y(p) FROM (
+              SELECT ST_PointOnSurface({schema.GEOM_COLUMN}) AS p FROM {schema.SCHEMA}.water_polygons
+              WHERE kind IS DISTINCT FROM 'glacier'
+              ORDER BY ST_Area({schema.GEOM_COLUMN}) DESC LIMIT 1) q""",
+    )
+    x, y, px, py = pixel_of(wx, wy, 14)
+    water_tile = decode(client.get(f"/styles/{STYLE}/14/{x}/{y}.png").content)
+    water = np.array(fill_colour(STYLE, "water-polygons"))
+    assert np.abs(water_tile[py, px] - water).max() <= 24, (water_tile[py, px], water)
+    assert np.abs(water_tile[py, px] - building).max() > 24
+
+
+def test_retina_and_512_tiles(client: TestClient, liechtenstein_url: str) -> None:
+    x, y, _, _ = pixel_of(*lonlat_to_mercator(9.5209, 47.1410), 15)
+    one = decode(client.get(f"/styles/{STYLE}/15/{x}/{y}.png").content)
+    two = client.get(f"/styles/{STYLE}/15/{x}/{y}@2x.png")
+    assert two.status_code == 200
+    retina = decode(two.content)
+    assert retina.shape == (512, 512, 3)
+    big = decode(client.get(f"/styles/{STYLE}/512/15/{x}/{y}.png").content)
+    assert big.shape == (512, 512, 3)
+    # The same place at twice the pixels: downsampled, the @2x tile resembles the 1x one.
+    small = np.asarray(
+        Image.fromarray(retina.astype("uint8")).resize((256, 256), Image.Resampling.BOX)
+    ).astype(int)
+    assert np.abs(small - one).mean() < 20
+    zero = decode(client.get(f"/styles/{STYLE}/0/0/0.png").content)
+    assert zero.shape == (256, 256, 3)
+
+
+def test_cache_etag_and_errors(client: TestClient) -> None:
+    path = f"/styles/{STYLE}/13/4312/2876.png"
+    first = client.get(path)
+    etag = first.headers["etag"]
+    assert first.headers["cache-control"].startswith("public")
+    again = client.get(path, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert client.get(path).content == first.content
+    for bad, status in [
+        (f"/styles/nope/1/0/0.png", 404),
+        (f"/styles/{STYLE}/3/8/0.png", 404),
+        (f"/styles/{STYLE}/25/0/0.png", 404),
+        (f"/styles/{STYLE}/300/3/0/0.png", 404),
+        (f"/styles/{STYLE}/3/0/abc.png", 400),
+    ]:
+        response = client.get(bad)
+        assert response.status_code == status, bad
+        assert response.json()["detail"]
+
+
+def _label_near_seam(url: str) -> tuple[int, int, int]:
+    """A place label whose point lies within a few pixels of a vertical tile edge."""
+    points = query(
+        url,
+        f"""SELECT ST_X({schema.GEOM_COLUMN}), ST_Y({schema.GEOM_COLUMN})
+            FROM {schema.SCHEMA}.place_labels WHERE name IS NOT NULL""",
+    )
+    for z in range(13, 17):
+        for x, y in points:
+            col, row, px, _ = pixel_of(x, y, z)
+            if px <= 4:
+                return z, col - 1, row
+            if px >= 252:
+                return z, col, row
+    raise AssertionError("no place label near a tile edge")
+
+
+def test_labels_continue_across_tile_edges(client: TestClient, liechtenstein_url: str) -> None:
+    z, x, y = _label_near_seam(liechtenstein_url)
+    left = decode(client.get(f"/styles/{STYLE}/{z}/{x}/{y}.png").content)
+    right = decode(client.get(f"/styles/{STYLE}/{z}/{x + 1}/{y}.png").content)
+    stitched = np.concatenate([left, right], axis=1)
+    # The same 512 x 256 area as one image (MapLibre zoom is one less for 256 px tiles).
+    cx = (x + 1) / 2**z * 2 * HALF - HALF
+    cy = HALF - (y + 0.5) / 2**z * 2 * HALF
+    lon, lat = mercator_to_lonlat(cx, cy)
+    pool = RasterPool(database_url=liechtenstein_url)
+    try:
+        whole = decode(
+            pool.render(ImageRequest(STYLE, lon=lon, lat=lat, zoom=z - 1, width=512, height=256))
+        )
+    finally:
+        pool.close()
+    # Dark label text is drawn on both sides of the seam...
+    dark = stitched.sum(axis=2) < 200
+    assert dark[:, 240:256].any() and dark[:, 256:272].any()
+    # ...and the band around the seam matches the single image.
+    band = slice(200, 312)
+    assert np.abs(stitched[:, band] - whole[:, band]).mean() < 4
+    assert np.abs(stitched - whole).mean() < 4
+
+
+def test_render_timeout_answers_503_and_the_server_stays_up(
+    liechtenstein_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FONDPLAN_RASTER_TIMEOUT", "0.001")
+    with TestClient(create_app(settings_for(liechtenstein_url))) as c:
+        response = c.get(f"/styles/{STYLE}/12/2156/1438.png")
+        assert response.status_code == 503
+        assert "longer than" in response.json()["detail"]
+        assert c.get("/tiles/basemap/12/2156/1438.mvt").status_code == 200
+        assert c.get("/styles.json").status_code == 200
+
+
+def test_pool_recovers_after_a_timeout(liechtenstein_url: str) -> None:
+    pool = RasterPool(database_url=liechtenstein_url)
+    try:
+        with pytest.raises(RenderTimeout):
+            pool.render(TileRequest(STYLE, 12, 2156, 1438), timeout=0.001)
+        png = pool.render(TileRequest(STYLE, 12, 2156, 1438))
+        assert decode(png).shape == (256, 256, 3)
+    finally:
+        pool.close()
+
+
+def test_renderer_crash_answers_503_then_recovers(liechtenstein_url: str) -> None:
+    app = create_app(settings_for(liechtenstein_url))
+    with TestClient(app) as c:
+        assert c.get(f"/styles/{STYLE}/10/538/359.png").status_code == 200
+        service = next(
+            hook.__self__ for hook in app.state.context.on_shutdown if hasattr(hook, "__self__")
+        )
+        pool = service.pool()
+        pid = pool.pid
+        assert pid is not None
+        # Freeze the render process, queue a render, then kill it: the render is in flight.
+        os.kill(pid, signal.SIGSTOP)
+        result: dict[str, object] = {}
+
+        def fetch() -> None:
+            response = c.get(f"/styles/{STYLE}/11/1077/719.png")
+            result["status"] = response.status_code
+            result["body"] = response.json()
+
+        thread = threading.Thread(target=fetch)
+        thread.start()
+        for _ in range(500):
+            if pool._pending:
+                break
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGKILL)
+        thread.join(timeout=60)
+        assert result["status"] == 503
+        assert "detail" in result["body"]  # type: ignore[operator]
+        # The server keeps serving, and the next render starts a fresh process.
+        assert c.get("/tiles/basemap/11/1077/719.mvt").status_code in (200, 204)
+        again = c.get(f"/styles/{STYLE}/11/1077/719.png")
+        assert again.status_code == 200
+        assert pool.pid not in (None, pid)
+
+
+def test_cli_render(liechtenstein_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tileserver.cli import main
+
+    monkeypatch.setenv("FONDPLAN_DATABASE_URL", liechtenstein_url)
+    out = tmp_path / "map.png"
+    code = main(
+        ["render", "--style", STYLE, "--bbox", "9.50,47.12,9.54,47.15", "--zoom", "14",
+         "--size", "300x200", "-o", str(out)]
+    )
+    assert code == 0
+    image = decode(out.read_bytes())
+    assert image.shape == (200, 300, 3)
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20
+    assert main(["render", "--style", STYLE, "--bbox", "9.5,47", "-o", str(out)]) == 1
+    assert main(["render", "--style", "nope", "--bbox", "9.50,47.12,9.54,47.15",
+                 "-o", str(out)]) == 1

@@ -1,0 +1,275 @@
+"""styles/: valid MapLibre styles using only what the tiles, fonts and sprites hold."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from osmimport.mapping import COLUMNS
+from osmimport.paths import styles_dir
+from osmimport.schema import LAYER_BY_NAME
+from tileserver.glyphs import available_fonts, glyph_range
+from tileserver.sprites import SPRITE_NAME, VERSATILES_SPRITE, sprite
+
+ROOT = Path(__file__).resolve().parents[2]
+VALIDATOR = ROOT / "node_modules" / ".bin" / "gl-style-validate"
+OURS = ["colour", "grey", "print"]
+THIRD_PARTY = ["versatiles-colorful"]
+NAME_EXPR = ["coalesce", ["get", "name_fr"], ["get", "name"]]
+#: Fields the VersaTiles style reads only behind a ``has`` test, outside Shortbread 1.1.
+OPTIONAL_FIELDS = {("addresses", "unit")}
+LEGACY_OPS = {"==", "!=", "<", ">", "<=", ">=", "in", "!in", "has", "!has"}
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((styles_dir() / f"{name}.json").read_text())
+    return data
+
+
+def _walk(value: Any) -> Iterator[list[Any]]:
+    if isinstance(value, list):
+        yield value
+        for item in value:
+            yield from _walk(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+
+
+def _fields(layer: dict[str, Any]) -> set[str]:
+    """Feature properties a layer reads, in expressions, legacy filters and "{token}" text."""
+    found: set[str] = set()
+    parts = [layer.get("filter"), layer.get("layout", {}), layer.get("paint", {})]
+    for node in _walk(parts):
+        if len(node) == 2 and node[0] in ("get", "has", "!has") and isinstance(node[1], str):
+            found.add(node[1])
+        elif (
+            node
+            and isinstance(node[0], str)
+            and node[0] in LEGACY_OPS
+            and len(node) >= 2
+            and isinstance(node[1], str)
+            and not node[1].startswith("$")
+        ):
+            found.add(node[1])
+    text = layer.get("layout", {}).get("text-field")
+    if isinstance(text, str):
+        found.update(part.split("}")[0] for part in text.split("{")[1:])
+    return found
+
+
+def _outputs(expr: Any) -> set[str]:
+    """The string values an icon-image expression can produce."""
+    if isinstance(expr, str):
+        return {expr} if expr else set()
+    if not isinstance(expr, list) or not expr:
+        return set()
+    op = expr[0]
+    if op == "match":
+        return set().union(*(_outputs(v) for v in [*expr[3:-1:2], expr[-1]]))
+    if op == "case":
+        return set().union(*(_outputs(v) for v in [*expr[2:-1:2], expr[-1]]))
+    if op == "coalesce":
+        return set().union(*(_outputs(v) for v in expr[1:]))
+    raise AssertionError(f"icon-image expression {op!r} not understood by this test")
+
+
+def _evaluate(expr: Any, props: dict[str, Any]) -> Any:
+    """A small evaluator for the expression operators our filters use."""
+    if not isinstance(expr, list):
+        return expr
+    op, args = expr[0], expr[1:]
+    if op == "get":
+        return props.get(args[0])
+    if op == "has":
+        return args[0] in props
+    if op == "!":
+        return not _evaluate(args[0], props)
+    if op == "all":
+        return all(_evaluate(a, props) for a in args)
+    if op == "any":
+        return any(_evaluate(a, props) for a in args)
+    if op in ("==", "!="):
+        equal = _evaluate(args[0], props) == _evaluate(args[1], props)
+        return equal if op == "==" else not equal
+    if op == "match":
+        value = _evaluate(args[0], props)
+        for labels, output in zip(args[1:-1:2], args[2:-1:2], strict=True):
+            if value in (labels if isinstance(labels, list) else [labels]):
+                return _evaluate(output, props)
+        return _evaluate(args[-1], props)
+    raise AssertionError(f"operator {op!r} not understood by this test")
+
+
+@pytest.mark.parametrize("name", OURS + THIRD_PARTY)
+def test_style_passes_the_maplibre_validator(name: str) -> None:
+    assert VALIDATOR.exists(), "run `make setup` (npm install) first"
+    done = subprocess.run(
+        [str(VALIDATOR), str(styles_dir() / f"{name}.json")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_validator_rejects_a_broken_style(tmp_path: Path) -> None:
+    broken = _load("colour")
+    broken["layers"][1]["type"] = "fil"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    done = subprocess.run([str(VALIDATOR), str(path)], capture_output=True, check=False)
+    assert done.returncode != 0
+
+
+@pytest.mark.parametrize("name", OURS + THIRD_PARTY)
+def test_every_source_layer_and_field_is_in_the_tile_contract(name: str) -> None:
+    style = _load(name)
+    vector_sources = {k for k, v in style["sources"].items() if v["type"] == "vector"}
+    used = set()
+    for layer in style["layers"]:
+        if layer["type"] == "background":
+            continue
+        assert layer["source"] in vector_sources, layer["id"]
+        source_layer = layer["source-layer"]
+        assert source_layer in LAYER_BY_NAME, (layer["id"], source_layer)
+        columns = {column for column, _ in COLUMNS[source_layer].columns}
+        for field in _fields(layer):
+            if (source_layer, field) in OPTIONAL_FIELDS:
+                continue
+            assert field in columns, (layer["id"], source_layer, field)
+        used.add(source_layer)
+    if name == "colour":
+        assert used == set(LAYER_BY_NAME), set(LAYER_BY_NAME) - used
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_our_styles_use_the_server_placeholders_and_french_names(name: str) -> None:
+    style = _load(name)
+    assert style["version"] == 8
+    assert style["glyphs"] == "fondplan://fonts/{fontstack}/{range}.pbf"
+    assert style["sprite"] == f"fondplan://sprites/{SPRITE_NAME}"
+    assert style["sources"] == {
+        "basemap": {
+            "type": "vector",
+            "url": "fondplan://tiles/basemap.json",
+            "attribution": "© OpenStreetMap contributors",
+        }
+    }
+    named = [
+        layer
+        for layer in style["layers"]
+        if "name" in json.dumps(layer.get("layout", {}).get("text-field"))
+    ]
+    assert len(named) >= 10
+    for layer in named:
+        assert NAME_EXPR in list(_walk(layer["layout"]["text-field"])), layer["id"]
+
+
+@pytest.mark.parametrize("name", OURS + THIRD_PARTY)
+def test_every_fontstack_is_installed_and_builds(name: str) -> None:
+    style = _load(name)
+    installed = {font.lower().replace(" ", "_") for font in available_fonts()}
+    stacks = {
+        tuple(layer["layout"]["text-font"])
+        for layer in style["layers"]
+        if "text-font" in layer.get("layout", {})
+    }
+    assert stacks
+    for stack in stacks:
+        for font in stack:
+            assert font.lower().replace(" ", "_") in installed, font
+        message = glyph_range(",".join(stack), 0, 255)
+        assert len(message) > 10_000, stack
+
+
+def test_every_icon_our_styles_name_is_in_the_sprite() -> None:
+    index = json.loads(sprite(SPRITE_NAME, 1)[0])
+    for name in OURS:
+        icons: set[str] = set()
+        for layer in _load(name)["layers"]:
+            icons |= _outputs(layer.get("layout", {}).get("icon-image"))
+        assert icons, name
+        assert icons <= set(index), (name, icons - set(index))
+
+
+def test_versatiles_aliases_are_icons_its_style_names() -> None:
+    style = _load("versatiles-colorful")
+    (entry,) = style["sprite"]
+    assert entry["url"] == f"fondplan://sprites/{VERSATILES_SPRITE}"
+    prefix = entry["id"] + ":"
+    named: set[str] = set()
+    for layer in style["layers"]:
+        named |= _outputs(layer.get("layout", {}).get("icon-image"))
+    ours = json.loads(sprite(VERSATILES_SPRITE, 1)[0])
+    assert {prefix + alias for alias in ours} <= named
+
+
+STREET_LABEL_KINDS = [
+    "motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
+    "secondary_link", "tertiary", "tertiary_link", "unclassified", "residential",
+    "living_street", "busway", "bus_guideway", "service", "pedestrian", "track", "footway",
+    "steps", "path", "cycleway",
+]  # fmt: skip
+
+
+def test_print_style_names_every_street_and_house_number() -> None:
+    layers = _load("print")["layers"]
+    street_labels = [
+        layer
+        for layer in layers
+        if layer.get("source-layer") == "street_labels"
+        and NAME_EXPR in list(_walk(layer["layout"]["text-field"]))
+    ]
+    for kind in STREET_LABEL_KINDS:
+        props = {"kind": kind, "name": "Rue de la Paix"}
+        showing = [
+            layer
+            for layer in street_labels
+            if layer.get("minzoom", 0) <= 14 and _evaluate(layer.get("filter", True), props)
+        ]
+        assert showing, kind
+    houses = [layer for layer in layers if layer.get("source-layer") == "addresses"]
+    assert houses and all(
+        layer["layout"]["text-field"] == ["get", "housenumber"] for layer in houses
+    )
+    assert min(layer.get("minzoom", 0) for layer in houses) <= 16
+
+
+def _luminance(colour: str) -> float:
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_print_labels_are_larger_and_contrast_in_black_and_white() -> None:
+    def sizes(style: str) -> dict[str, float]:
+        out = {}
+        for layer in _load(style)["layers"]:
+            size = layer.get("layout", {}).get("text-size")
+            if size is not None:
+                numbers = list(_walk_numbers(size))
+                out[layer["id"]] = max(numbers)
+        return out
+
+    colour, printed = sizes("colour"), sizes("print")
+    shared = set(colour) & set(printed)
+    assert shared and all(printed[i] > colour[i] for i in shared)
+    for layer in _load("print")["layers"]:
+        paint = layer.get("paint", {})
+        if "text-color" in paint:
+            text, halo = _luminance(paint["text-color"]), _luminance(paint["text-halo-color"])
+            assert (max(text, halo) + 0.05) / (min(text, halo) + 0.05) >= 7, layer["id"]
+
+
+def _walk_numbers(expr: Any) -> Iterator[float]:
+    """The output numbers of a zoom interpolation (every other stop value), or the literal."""
+    if isinstance(expr, int | float):
+        yield float(expr)
+    elif isinstance(expr, list) and expr[0] == "interpolate":
+        yield from (float(v) for v in expr[4::2])

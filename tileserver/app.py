@@ -1,0 +1,175 @@
+"""The Starlette application factory: route groups, middleware, and the lifespan."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import BaseRoute, Mount
+
+from tileserver.context import AppContext
+from tileserver.errors import exception_handlers
+from tileserver.metrics import Metrics
+from tileserver.middleware import MetricsMiddleware
+from tileserver.service import TileService
+from tileserver.settings import Settings
+from tileserver.sources import PostGISSource, TileSource, archive_source
+
+RouteFactory = Callable[[AppContext], Sequence[BaseRoute]]
+
+
+@dataclass(frozen=True)
+class RouteGroup:
+    """Routes built by ``factory`` (a callable or ``"module:function"``) mounted at ``prefix``.
+
+    The factory gets the :class:`AppContext` and returns routes relative to ``prefix``. Groups
+    sharing a prefix share one Mount, in the order listed; ``prefix=""`` puts the routes at the
+    root. ``FONDPLAN_DISABLE=name,...`` switches groups off by name.
+    """
+
+    name: str
+    prefix: str
+    factory: str | RouteFactory
+
+    def build(self, context: AppContext) -> Sequence[BaseRoute]:
+        """Import the factory if needed and call it."""
+        factory = self.factory
+        if isinstance(factory, str):
+            module, _, attr = factory.partition(":")
+            factory = getattr(importlib.import_module(module), attr)
+        return factory(context)
+
+
+#: The route groups of the server, in matching order. A package adds its HTTP API with one line,
+#: e.g. ``RouteGroup("routing", "", "routing.api:routes")``.
+ROUTE_GROUPS: tuple[RouteGroup, ...] = (
+    RouteGroup("tiles", "/tiles", "tileserver.routes.tiles:routes"),
+    RouteGroup("raster", "", "tileserver.raster_routes:routes"),
+    RouteGroup("styles", "", "tileserver.routes.styles:routes"),
+    RouteGroup("assets", "", "tileserver.routes.assets:routes"),
+    RouteGroup("ops", "", "tileserver.routes.ops:routes"),
+    RouteGroup("viewer", "", "tileserver.routes.viewer:routes"),
+    RouteGroup("routing", "", "routing.http:group_routes"),
+)
+
+
+def build_routes(
+    context: AppContext,
+    groups: Sequence[RouteGroup] = ROUTE_GROUPS,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> list[BaseRoute]:
+    """The app's routes: ``extra_routes``, then the enabled groups (one Mount per prefix)."""
+    disabled = context.settings.server.disable
+    ordered: list[str | BaseRoute] = []
+    mounts: dict[str, list[BaseRoute]] = {}
+    for group in groups:
+        if group.name in disabled:
+            continue
+        built = list(group.build(context))
+        if not group.prefix:
+            ordered.extend(built)
+        elif group.prefix in mounts:
+            mounts[group.prefix].extend(built)
+        else:
+            mounts[group.prefix] = built
+            ordered.append(group.prefix)
+    routes: list[BaseRoute] = [
+        Mount(item, routes=mounts[item]) if isinstance(item, str) else item for item in ordered
+    ]
+    return [*extra_routes, *routes]
+
+
+def build_source(settings: Settings) -> TileSource:
+    """A PMTiles/MBTiles file when ``tiles_file`` is set, else PostGIS (opened later)."""
+    if settings.server.tiles_file is not None:
+        return archive_source(settings.server.tiles_file)
+    return PostGISSource(settings.database, settings.tiles, pool_size=settings.server.threads + 2)
+
+
+def build_service(settings: Settings, metrics: Metrics | None = None) -> TileService:
+    """The tile service (not started) for ``settings``."""
+    source = build_source(settings)
+    use_disk = settings.cache.disk and isinstance(source, PostGISSource)
+    disk = settings.cache_dir() if use_disk else None
+    return TileService(
+        source,
+        memory_bytes=settings.cache.memory_bytes,
+        disk_root=disk,
+        version_ttl=settings.cache.version_ttl,
+        metrics=metrics,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    groups: Sequence[RouteGroup] = ROUTE_GROUPS,
+) -> Starlette:
+    """The fondplan HTTP server.
+
+    ``extra_routes`` are matched first (e.g. ``create_app(s, extra_routes=routing_routes)``);
+    ``groups`` replaces the default route groups. ``app.state`` holds ``settings``,
+    ``metrics``, ``context`` and ``tiles`` (the :class:`TileService`); once started also
+    ``pool`` (the psycopg2 ThreadedConnectionPool, None when serving a file) and
+    ``database_url``.
+    """
+    settings = settings or Settings()
+    metrics = Metrics()
+    service = build_service(settings, metrics)
+    context = AppContext(settings=settings, tiles=service, metrics=metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # psycopg2 work runs in Starlette's thread pool: one pooled connection per thread.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
+        await run_in_threadpool(service.start)
+        source = service.source
+        app.state.pool = source.pool if isinstance(source, PostGISSource) else None
+        app.state.database_url = source.url if isinstance(source, PostGISSource) else None
+        try:
+            for hook in context.on_startup:
+                await run_in_threadpool(hook)
+            yield
+        finally:
+            for hook in context.on_shutdown:
+                await run_in_threadpool(hook)
+            await run_in_threadpool(service.stop)
+
+    middleware = [
+        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.server.cors_origins),
+            allow_methods=["GET", "HEAD", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Content-Length"],
+            max_age=86400,
+        ),
+        Middleware(
+            GZipMiddleware,
+            minimum_size=1024,
+            compresslevel=6,
+            # Tiles set Content-Encoding themselves and are passed through as they are.
+            exclude_content_types=("image/png", "application/pdf"),
+        ),
+    ]
+    app = Starlette(
+        routes=build_routes(context, groups, extra_routes),
+        middleware=middleware,
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.context = context
+    app.state.tiles = service
+    return app

@@ -1,0 +1,138 @@
+"""Tile caches keyed by data version: a byte-bounded in-memory LRU and a folder on disk."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+#: (data_version, z, x, y)
+TileKey = tuple[str, int, int, int]
+
+
+@dataclass(frozen=True)
+class CachedTile:
+    """A tile ready to serve: gzipped bytes (empty for an empty tile) and its strong ETag."""
+
+    gzipped: bytes
+    etag: str
+
+    @property
+    def empty(self) -> bool:
+        """Whether the tile has no feature (answered with 204)."""
+        return not self.gzipped
+
+    def raw(self) -> bytes:
+        """The uncompressed MVT bytes."""
+        return gzip.decompress(self.gzipped) if self.gzipped else b""
+
+
+def make_tile(version: str, raw: bytes) -> CachedTile:
+    """Gzip ``raw`` (deterministically) and give it an ETag from its bytes and the version."""
+    digest = hashlib.blake2b(raw, digest_size=12, key=version.encode()[:64]).hexdigest()
+    gzipped = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
+    return CachedTile(gzipped, digest)
+
+
+class MemoryCache:
+    """A thread-safe LRU of tiles bounded by the bytes it holds."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[TileKey, CachedTile] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes currently held."""
+        return self._bytes
+
+    def get(self, key: TileKey) -> CachedTile | None:
+        """The cached tile, marked as recently used, or None."""
+        with self._lock:
+            tile = self._items.get(key)
+            if tile is not None:
+                self._items.move_to_end(key)
+            return tile
+
+    def put(self, key: TileKey, tile: CachedTile) -> None:
+        """Store ``tile``, evicting the least recently used ones beyond the byte bound."""
+        cost = len(tile.gzipped) + 64
+        if cost > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.gzipped) + 64
+            self._items[key] = tile
+            self._bytes += cost
+            while self._bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= len(evicted.gzipped) + 64
+
+    def clear(self) -> None:
+        """Drop every tile."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def _safe(version: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in version) or "none"
+
+
+class DiskCache:
+    """Gzipped tiles under ``<root>/<data_version>/<z>/<x>/<y>.mvt.gz`` (empty file = no feature).
+
+    The ETag is stored as the file's first line so a restarted server answers the same one.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: TileKey) -> Path:
+        version, z, x, y = key
+        return self.root / _safe(version) / str(z) / str(x) / f"{y}.mvt.gz"
+
+    def get(self, key: TileKey) -> CachedTile | None:
+        """The stored tile, or None."""
+        try:
+            data = self._path(key).read_bytes()
+        except OSError:
+            return None
+        etag, sep, body = data.partition(b"\n")
+        if not sep:
+            return None
+        return CachedTile(body, etag.decode("ascii", "replace"))
+
+    def put(self, key: TileKey, tile: CachedTile) -> None:
+        """Store ``tile`` atomically (write to a temporary file, then rename)."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(tile.etag.encode("ascii") + b"\n" + tile.gzipped)
+            os.replace(tmp, path)
+        except OSError:
+            # A full or read-only disk only costs the cache, never the response.
+            return
+
+    def prune(self, keep_version: str) -> None:
+        """Delete the folders of every other data version."""
+        if not self.root.is_dir():
+            return
+        keep = _safe(keep_version)
+        for child in self.root.iterdir():
+            if child.is_dir() and child.name != keep:
+                shutil.rmtree(child, ignore_errors=True)

@@ -1,0 +1,166 @@
+"""What the served schema holds (layer tables, their columns, meta facts) and the tile SQL."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2.extensions
+from psycopg2 import sql
+
+from osmimport import schema
+from osmimport.database import load_sql
+
+#: TileJSON field types by PostgreSQL type.
+_NUMBER_TYPES = ("smallint", "integer", "bigint", "real", "double precision", "numeric")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a layer table."""
+
+    name: str
+    type: str
+
+    @property
+    def tilejson_type(self) -> str:
+        """The type name TileJSON ``fields`` uses: String, Number or Boolean."""
+        if self.type.startswith(_NUMBER_TYPES):
+            return "Number"
+        if self.type == "boolean":
+            return "Boolean"
+        return "String"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A snapshot of the served schema: layer table columns and the ``meta`` facts."""
+
+    columns: dict[str, tuple[Column, ...]] = field(default_factory=dict)
+    meta: dict[str, str] = field(default_factory=dict)
+    has_meta: bool = False
+
+    @property
+    def data_version(self) -> str:
+        """The version of the loaded data ("none" before the first import)."""
+        return self.meta.get("data_version") or "none"
+
+    def attributes(self, table: str) -> tuple[Column, ...]:
+        """The columns of ``table`` that go into tiles: every non-system column."""
+        return tuple(c for c in self.columns.get(table, ()) if c.name not in schema.SYSTEM_COLUMNS)
+
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether ``table`` has ``column``."""
+        return any(c.name == column for c in self.columns.get(table, ()))
+
+    def bbox(self) -> tuple[float, float, float, float] | None:
+        """The loaded area as (west, south, east, north) in degrees, when the import stored it."""
+        return parse_bbox(self.meta.get("bbox"))
+
+
+def parse_bbox(value: Any) -> tuple[float, float, float, float] | None:
+    """A bbox from ``"W,S,E,N"``, a JSON list or a JSON object with west/south/east/north."""
+    if value is None:
+        return None
+    raw: Any = value
+    if isinstance(value, str):
+        try:
+            raw = json.loads(value)
+        except ValueError:
+            raw = value.replace(" ", ",").split(",")
+    if isinstance(raw, dict):
+        raw = [raw.get(k) for k in ("west", "south", "east", "north")]
+    try:
+        numbers = [float(v) for v in raw if v not in ("", None)]
+    except (TypeError, ValueError):
+        return None
+    if len(numbers) != 4 or not all(math.isfinite(n) for n in numbers):
+        return None
+    west, south, east, north = numbers
+    return west, south, east, north
+
+
+def layer_tables() -> list[str]:
+    """Every table any layer reads at some zoom (full detail and generalised copies)."""
+    tables: list[str] = []
+    for layer in schema.LAYERS:
+        for zoom in range(layer.minzoom, layer.maxzoom + 1):
+            table = layer.table_for_zoom(zoom)
+            if table not in tables:
+                tables.append(table)
+    return tables
+
+
+def read_catalog(conn: psycopg2.extensions.connection) -> Catalog:
+    """Read the layer tables' columns and the meta facts of the served schema."""
+    columns: dict[str, list[Column]] = {}
+    meta: dict[str, str] = {}
+    with conn.cursor() as cur:
+        cur.execute(
+            load_sql("tileserver", "layer_columns.sql"),
+            {"schema": schema.SCHEMA, "tables": [*layer_tables(), schema.META_TABLE]},
+        )
+        for table, column, type_ in cur.fetchall():
+            columns.setdefault(table, []).append(Column(column, type_))
+        has_meta = schema.META_TABLE in columns
+        if has_meta:
+            cur.execute(
+                sql.SQL(load_sql("tileserver", "meta.sql")).format(
+                    schema=sql.Identifier(schema.SCHEMA), meta=sql.Identifier(schema.META_TABLE)
+                )
+            )
+            meta = {str(k): str(v) for k, v in cur.fetchall() if v is not None}
+    conn.rollback()
+    columns.pop(schema.META_TABLE, None)
+    return Catalog({t: tuple(c) for t, c in columns.items()}, meta, has_meta)
+
+
+def version_query(catalog: Catalog) -> sql.Composable:
+    """An expression giving the data version, read in the tile query's own snapshot."""
+    if not catalog.has_meta:
+        return sql.SQL("NULL::text")
+    return sql.SQL(load_sql("tileserver", "data_version.sql").strip()).format(
+        schema=sql.Identifier(schema.SCHEMA), meta=sql.Identifier(schema.META_TABLE)
+    )
+
+
+def tile_query(catalog: Catalog, zoom: int, *, extent: int, buffer: int) -> sql.Composed:
+    """The one statement that cuts a tile at ``zoom`` (parameters ``z``, ``x``, ``y``)."""
+    template = load_sql("tileserver", "tile_layer.sql").strip()
+    parts: list[sql.Composable] = []
+    for layer in schema.LAYERS:
+        if not layer.minzoom <= zoom <= layer.maxzoom:
+            continue
+        table = layer.table_for_zoom(zoom)
+        if table not in catalog.columns or not catalog.has_column(table, schema.GEOM_COLUMN):
+            continue
+        attributes = catalog.attributes(table)
+        attrs = sql.SQL("").join(
+            sql.SQL(", g.{}").format(sql.Identifier(c.name)) for c in attributes
+        )
+        zoom_filter: sql.Composable = sql.SQL("TRUE")
+        if catalog.has_column(table, schema.MINZOOM_COLUMN):
+            zoom_filter = sql.SQL("g.{} <= %(z)s").format(sql.Identifier(schema.MINZOOM_COLUMN))
+        order: sql.Composable = sql.SQL("1")
+        if catalog.has_column(table, schema.SORT_COLUMN):
+            order = sql.SQL("g.{} NULLS FIRST").format(sql.Identifier(schema.SORT_COLUMN))
+        parts.append(
+            sql.SQL(template).format(
+                layer=sql.Literal(layer.name),
+                extent=sql.Literal(extent),
+                buffer=sql.Literal(buffer),
+                margin=sql.Literal(buffer / extent),
+                geom=sql.Identifier(schema.GEOM_COLUMN),
+                attributes=attrs,
+                schema=sql.Identifier(schema.SCHEMA),
+                table=sql.Identifier(table),
+                zoom_filter=zoom_filter,
+                order=order,
+            )
+        )
+    layers: sql.Composable = sql.SQL(" || ").join(parts) if parts else sql.SQL("''::bytea")
+    return sql.SQL(load_sql("tileserver", "tile.sql")).format(
+        version=version_query(catalog), layers=layers
+    )

@@ -1,0 +1,25 @@
+"""What a route group factory receives: the settings, the tile service, hooks of the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tileserver.metrics import Metrics
+from tileserver.service import TileService
+from tileserver.settings import Settings
+
+
+@dataclass
+class AppContext:
+    """Shared by every route group of one app.
+
+    ``tiles`` is created with the app and started by the lifespan (before ``on_startup``);
+    ``on_startup``/``on_shutdown`` callables run in a worker thread, in order.
+    """
+
+    settings: Settings
+    tiles: TileService
+    metrics: Metrics
+    on_startup: list[Callable[[], None]] = field(default_factory=list)
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)

@@ -1,0 +1,337 @@
+"""MapLibre glyph PBFs (SDF, 256-codepoint ranges) built from the installed open fonts."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import freetype
+import numpy as np
+from scipy import ndimage
+
+from osmimport.errors import FondplanError
+
+#: The fontnik / sdf-glyph-foundry conventions MapLibre expects from a glyph server.
+SIZE = 24
+BUFFER = 3
+RADIUS = 8
+CUTOFF = 0.25
+RANGE_SIZE = 256
+MAX_CODEPOINT = 65535
+#: Outlines are rasterised this many times larger, then the distance field is sampled down.
+OVERSAMPLE = 4
+#: Bumped when the bitmaps change, so old disk caches are not served.
+FORMAT_VERSION = 1
+
+DEFAULT_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+FONT_SUFFIXES = (".ttf", ".otf")
+
+#: Ranges the bundled styles need for French, German and English labels: Basic Latin and
+#: Latin-1, Latin Extended-A (Œ, ł, č…), general punctuation (’ – …).
+LATIN_RANGES = (0, 256, 8192)
+
+
+class GlyphError(FondplanError):
+    """A glyph request that cannot be answered."""
+
+
+class FontNotFoundError(GlyphError):
+    """None of the fonts of a fontstack is installed (the server answers 404)."""
+
+
+class GlyphRangeError(GlyphError):
+    """A glyph range is not one of the 256-codepoint blocks (the server answers 400)."""
+
+
+@dataclass(frozen=True)
+class FontFile:
+    """An installed font face, named as MapLibre fontstacks name it: family and style."""
+
+    name: str
+    path: Path
+
+
+def font_key(name: str) -> str:
+    """The lookup key of a font name: "Noto Sans Regular" and "noto_sans_regular" are one font."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def check_range(start: int, end: int) -> None:
+    """Raise GlyphRangeError unless ``start-end`` is a 256-codepoint block of the BMP."""
+    if start < 0 or start % RANGE_SIZE or end != start + RANGE_SIZE - 1 or end > MAX_CODEPOINT:
+        raise GlyphRangeError(
+            f"glyph range {start}-{end} is not a block of {RANGE_SIZE} codepoints "
+            f"(e.g. 0-255, 256-511) below {MAX_CODEPOINT + 1}"
+        )
+
+
+def scan_fonts(font_dirs: Iterable[Path]) -> dict[str, FontFile]:
+    """Every scalable TTF/OTF face under ``font_dirs``, keyed by font_key of "Family Style"."""
+    fonts: dict[str, FontFile] = {}
+    for directory in font_dirs:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.rglob("*")):
+            if path.suffix.lower() not in FONT_SUFFIXES or not path.is_file():
+                continue
+            try:
+                face = freetype.Face(str(path))
+            except freetype.FT_Exception:
+                continue
+            if not face.is_scalable or not face.family_name:
+                continue
+            family = face.family_name.decode("utf-8", "replace")
+            style = (face.style_name or b"Regular").decode("utf-8", "replace")
+            name = f"{family} {style}"
+            fonts.setdefault(font_key(name), FontFile(name, path))
+    return fonts
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field_varint(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value)
+
+
+def _field_sint(number: int, value: int) -> bytes:
+    return _field_varint(number, (value << 1) ^ (value >> 63))
+
+
+def _field_bytes(number: int, value: bytes) -> bytes:
+    return _varint((number << 3) | 2) + _varint(len(value)) + value
+
+
+def encode_glyph(
+    codepoint: int, bitmap: bytes, width: int, height: int, left: int, top: int, advance: int
+) -> bytes:
+    """One ``glyph`` message of glyphs.proto (id, bitmap, width, height, left, top, advance)."""
+    parts = [_field_varint(1, codepoint)]
+    if bitmap:
+        parts.append(_field_bytes(2, bitmap))
+    parts += [
+        _field_varint(3, width),
+        _field_varint(4, height),
+        _field_sint(5, left),
+        _field_sint(6, top),
+        _field_varint(7, advance),
+    ]
+    return b"".join(parts)
+
+
+def encode_range(name: str, start: int, end: int, glyphs: Iterable[bytes]) -> bytes:
+    """A ``glyphs`` message holding one ``fontstack`` with the encoded glyph messages."""
+    stack = _field_bytes(1, name.encode()) + _field_bytes(2, f"{start}-{end}".encode())
+    stack += b"".join(_field_bytes(3, glyph) for glyph in glyphs)
+    return _field_bytes(1, stack)
+
+
+def render_glyph(face: freetype.Face, codepoint: int) -> bytes | None:
+    """The encoded SDF glyph of ``codepoint``, or None when the face has no glyph for it.
+
+    ``face`` must be sized at SIZE * OVERSAMPLE pixels.
+    """
+    index = face.get_char_index(codepoint)
+    if not index:
+        return None
+    face.load_glyph(index, freetype.FT_LOAD_RENDER | freetype.FT_LOAD_NO_HINTING)
+    slot = face.glyph
+    advance = round(slot.metrics.horiAdvance / 64 / OVERSAMPLE)
+    bitmap = slot.bitmap
+    if bitmap.width == 0 or bitmap.rows == 0:
+        return encode_glyph(codepoint, b"", 0, 0, 0, 0, advance)
+    rows, cols, pitch = bitmap.rows, bitmap.width, bitmap.pitch
+    coverage = np.frombuffer(bytes(bitmap.buffer), dtype=np.uint8).reshape(rows, pitch)[:, :cols]
+    hi_left, hi_top = slot.bitmap_left, slot.bitmap_top
+
+    left = math.floor(hi_left / OVERSAMPLE)
+    right = math.ceil((hi_left + cols) / OVERSAMPLE)
+    top = math.ceil(hi_top / OVERSAMPLE)
+    bottom = math.floor((hi_top - rows) / OVERSAMPLE)
+    width, height = right - left, top - bottom
+
+    pad = OVERSAMPLE * (BUFFER + 2)
+    inside = np.zeros((rows + 2 * pad, cols + 2 * pad), dtype=bool)
+    inside[pad : pad + rows, pad : pad + cols] = coverage >= 128
+    # Distances in oversampled pixels to the nearest pixel on the other side of the outline.
+    outside_distance = ndimage.distance_transform_edt(~inside)
+    inside_distance = ndimage.distance_transform_edt(inside)
+    signed = np.where(inside, 0.5 - inside_distance, outside_distance - 0.5) / OVERSAMPLE
+
+    # Sample at the centres of the output pixels: x from left - BUFFER, y down from top + BUFFER.
+    cols_out = np.arange(width + 2 * BUFFER)
+    rows_out = np.arange(height + 2 * BUFFER)
+    hi_x = OVERSAMPLE * (left - BUFFER + cols_out) + OVERSAMPLE // 2 - hi_left + pad
+    hi_y = hi_top - (OVERSAMPLE * (top + BUFFER - rows_out) - OVERSAMPLE // 2) + pad
+    sampled = signed[np.ix_(hi_y, hi_x)]
+    values = 255 - np.clip(sampled * 256 / RADIUS + CUTOFF * 256, 0, 255)
+    sdf = values.astype(np.uint8).tobytes()
+    return encode_glyph(codepoint, sdf, width, height, left, top, advance)
+
+
+def _font_stamp(font: FontFile) -> str:
+    stat = font.path.stat()
+    return f"{font.path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+class GlyphBuilder:
+    """Builds and caches glyph ranges; one instance per server, safe to share between threads."""
+
+    def __init__(
+        self,
+        font_dirs: Sequence[Path] | None = None,
+        cache_dir: Path | None = None,
+        memory_ranges: int = 256,
+    ) -> None:
+        self.font_dirs = tuple(font_dirs) if font_dirs is not None else _font_dirs_from_env()
+        self.cache_dir = cache_dir
+        self.memory_ranges = memory_ranges
+        self._fonts: dict[str, FontFile] | None = None
+        self._lock = threading.Lock()
+        self._ranges: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._font_ranges: OrderedDict[tuple[str, int], dict[int, bytes]] = OrderedDict()
+
+    def fonts(self) -> dict[str, FontFile]:
+        """The installed fonts by key (scanned once)."""
+        with self._lock:
+            if self._fonts is None:
+                self._fonts = scan_fonts(self.font_dirs)
+            return self._fonts
+
+    def available_fonts(self) -> list[str]:
+        """The font names a fontstack may use, sorted."""
+        return sorted(font.name for font in self.fonts().values())
+
+    def resolve(self, fontstack: str) -> list[FontFile]:
+        """The installed fonts of a comma-separated fontstack, in order; unknown ones skipped.
+
+        Raises FontNotFoundError when none of them is installed.
+        """
+        fonts = self.fonts()
+        names = [name.strip() for name in fontstack.split(",") if name.strip()]
+        found: list[FontFile] = []
+        for name in names:
+            font = fonts.get(font_key(name))
+            if font is not None and font not in found:
+                found.append(font)
+        if not found:
+            raise FontNotFoundError(
+                f"no installed font in fontstack {fontstack!r}; "
+                f"available fonts include {', '.join(self.available_fonts()[:8])}…"
+            )
+        return found
+
+    def glyph_range(self, fontstack: str, start: int, end: int) -> bytes:
+        """The glyph PBF of ``start-end`` for ``fontstack``; the first font with a glyph wins."""
+        check_range(start, end)
+        fonts = self.resolve(fontstack)
+        key = (*(font_key(font.name) for font in fonts), str(start))
+        with self._lock:
+            cached = self._ranges.get(key)
+            if cached is not None:
+                self._ranges.move_to_end(key)
+                return cached
+        disk = self._disk_path(fonts, start, end)
+        if disk is not None and disk.is_file():
+            data = disk.read_bytes()
+        else:
+            merged: dict[int, bytes] = {}
+            for font in fonts:
+                for codepoint, glyph in self._font_range(font, start).items():
+                    merged.setdefault(codepoint, glyph)
+            name = ",".join(font.name for font in fonts)
+            data = encode_range(name, start, end, (merged[cp] for cp in sorted(merged)))
+            if disk is not None:
+                disk.parent.mkdir(parents=True, exist_ok=True)
+                partial = disk.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+                partial.write_bytes(data)
+                partial.replace(disk)
+        with self._lock:
+            self._ranges[key] = data
+            while len(self._ranges) > self.memory_ranges:
+                self._ranges.popitem(last=False)
+        return data
+
+    def prebuild(self, fontstacks: Iterable[str], starts: Iterable[int] = LATIN_RANGES) -> int:
+        """Build (and cache) the given ranges of the given fontstacks; returns how many."""
+        count = 0
+        for fontstack in fontstacks:
+            for start in starts:
+                self.glyph_range(fontstack, start, start + RANGE_SIZE - 1)
+                count += 1
+        return count
+
+    def _font_range(self, font: FontFile, start: int) -> dict[int, bytes]:
+        key = (font_key(font.name), start)
+        with self._lock:
+            cached = self._font_ranges.get(key)
+            if cached is not None:
+                self._font_ranges.move_to_end(key)
+                return cached
+        # A Face per build: FreeType faces must not be shared between threads.
+        face = freetype.Face(str(font.path))
+        face.set_char_size(SIZE * OVERSAMPLE * 64)
+        glyphs: dict[int, bytes] = {}
+        for codepoint in range(start, start + RANGE_SIZE):
+            glyph = render_glyph(face, codepoint)
+            if glyph is not None:
+                glyphs[codepoint] = glyph
+        with self._lock:
+            self._font_ranges[key] = glyphs
+            while len(self._font_ranges) > self.memory_ranges:
+                self._font_ranges.popitem(last=False)
+        return glyphs
+
+    def _disk_path(self, fonts: Sequence[FontFile], start: int, end: int) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        stamp = "|".join([str(FORMAT_VERSION), *(_font_stamp(font) for font in fonts)])
+        digest = hashlib.sha1(stamp.encode()).hexdigest()[:16]
+        folder = "+".join(font_key(font.name) for font in fonts)
+        return self.cache_dir / f"{folder}-{digest}" / f"{start}-{end}.pbf"
+
+
+def _font_dirs_from_env() -> tuple[Path, ...]:
+    value = os.environ.get("FONDPLAN_FONT_DIRS")
+    if value:
+        return tuple(Path(part) for part in value.split(os.pathsep) if part)
+    return DEFAULT_FONT_DIRS
+
+
+_default_builder: GlyphBuilder | None = None
+_default_lock = threading.Lock()
+
+
+def default_builder() -> GlyphBuilder:
+    """A process-wide builder over the system fonts, caching in memory only."""
+    global _default_builder
+    with _default_lock:
+        if _default_builder is None:
+            _default_builder = GlyphBuilder()
+        return _default_builder
+
+
+def glyph_range(fontstack: str, start: int, end: int) -> bytes:
+    """The glyph PBF of ``start-end`` for a comma-separated ``fontstack`` (system fonts)."""
+    return default_builder().glyph_range(fontstack, start, end)
+
+
+def available_fonts() -> list[str]:
+    """The installed font names a fontstack may use."""
+    return default_builder().available_fonts()

@@ -1,0 +1,334 @@
+"""Raster rendering: a bounded pool around a MapLibre Native render process, and static images."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import socket
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from osmimport.errors import FondplanError
+from osmimport.paths import styles_dir as default_styles_dir
+from tileserver.errors import NotFound, Unavailable
+from tileserver.raster_worker import (
+    UNKNOWN_STYLE,
+    ImageRequest,
+    TileRequest,
+    WorkerConfig,
+    style_files,
+)
+
+__all__ = [
+    "ImageRequest",
+    "RasterError",
+    "RasterPool",
+    "RasterSettings",
+    "RenderBusy",
+    "RenderFailed",
+    "RenderTimeout",
+    "TileRequest",
+    "UnknownStyle",
+    "bbox_view",
+    "render_image",
+]
+
+EARTH_RADIUS = 6378137.0
+EARTH_CIRCUMFERENCE = 2 * math.pi * EARTH_RADIUS
+ORIGIN_SHIFT = EARTH_CIRCUMFERENCE / 2
+#: MapLibre zoom levels are defined for 512 px tiles.
+MAPLIBRE_TILE_SIZE = 512
+MAX_IMAGE_SIDE = 8192
+
+
+class RasterSettings(BaseSettings):
+    """Raster rendering: pool size, queue limit and per-render timeout."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FONDPLAN_RASTER_", env_file=".env", extra="ignore"
+    )
+
+    #: Render threads (MapLibre renderers) in the render process.
+    threads: int = 2
+    #: Renders queued or running at once; beyond it requests get 503 at once.
+    max_pending: int = 32
+    #: Seconds a render may take before the render process is restarted and 503 answered.
+    timeout: float = 30.0
+    #: Rendered PNGs kept in memory (bytes).
+    cache_bytes: int = 256 * 1024 * 1024
+
+
+class RasterError(FondplanError):
+    """A raster could not be rendered."""
+
+
+class UnknownStyle(RasterError, NotFound):
+    """No style of that name exists."""
+
+
+class RenderBusy(RasterError, Unavailable):
+    """The render queue is full; the client should retry later."""
+
+
+class RenderTimeout(RasterError, Unavailable):
+    """A render took longer than the timeout; the render process was restarted."""
+
+
+class RenderFailed(RasterError, Unavailable):
+    """MapLibre Native failed, or the render process died during the render."""
+
+
+class RasterPool:
+    """A render process with a bounded queue; a crash or a timeout restarts it.
+
+    Renders run in a child process so that a crash in native code costs one 503, not the
+    server; the parent's threads and event loop never wait on it beyond ``timeout``.
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        tiles_file: str | Path | None = None,
+        styles_dir: str | Path | None = None,
+        settings: RasterSettings | None = None,
+    ) -> None:
+        self.settings = settings or RasterSettings()
+        self._config = WorkerConfig(
+            database_url=database_url,
+            tiles_file=str(tiles_file) if tiles_file is not None else None,
+            styles_dir=str(styles_dir if styles_dir is not None else default_styles_dir()),
+            threads=self.settings.threads,
+        )
+        self._lock = threading.RLock()
+        self._ids = itertools.count()
+        self._pending: dict[int, Future[bytes]] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._generation = 0
+        self.restarts = 0
+        self.renders = 0
+
+    @property
+    def styles(self) -> list[str]:
+        """The names of the styles this pool can render."""
+        return list(style_files(self._config.styles_dir))
+
+    @property
+    def pid(self) -> int | None:
+        """The render process's id, ``None`` before the first render."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def submit(self, request: TileRequest | ImageRequest) -> Future[bytes]:
+        """Queue a render; raises ``RenderBusy`` when ``max_pending`` renders are waiting."""
+        future: Future[bytes] = Future()
+        with self._lock:
+            if len(self._pending) >= self.settings.max_pending:
+                raise RenderBusy("the render queue is full, retry later")
+            conn = self._ensure_started()
+            request_id = next(self._ids)
+            self._pending[request_id] = future
+            try:
+                conn.send((request_id, request))
+            except (OSError, ValueError) as exc:
+                del self._pending[request_id]
+                self._stop_locked()
+                raise RenderFailed(f"the render process is gone: {exc}") from exc
+        future.add_done_callback(lambda _: self._forget(request_id))
+        return future
+
+    def render(self, request: TileRequest | ImageRequest, timeout: float | None = None) -> bytes:
+        """Render and wait; PNG bytes, or a ``RasterError``."""
+        future = self.submit(request)
+        limit = self.settings.timeout if timeout is None else timeout
+        try:
+            return future.result(timeout=limit)
+        except FutureTimeout:
+            self._on_timeout(future, limit)
+            raise RenderTimeout(f"the render took longer than {limit:g} s") from None
+
+    async def arender(self, request: TileRequest | ImageRequest) -> bytes:
+        """Render without blocking the event loop; the same errors as ``render``."""
+        future = self.submit(request)
+        limit = self.settings.timeout
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), limit)
+        except TimeoutError:
+            self._on_timeout(future, limit)
+            raise RenderTimeout(f"the render took longer than {limit:g} s") from None
+
+    def restart(self) -> None:
+        """Stop the render process (pending renders fail); the next render starts a fresh one."""
+        with self._lock:
+            self._stop_locked()
+
+    def close(self) -> None:
+        """Stop the render process for good."""
+        self.restart()
+
+    def _on_timeout(self, future: Future[bytes], limit: float) -> None:
+        # A native render cannot be interrupted: the only way to free its thread is a restart.
+        with self._lock:
+            if not future.done():
+                self._stop_locked()
+
+    def _forget(self, request_id: int) -> None:
+        with self._lock:
+            self._pending.pop(request_id, None)
+
+    def _ensure_started(self) -> Connection:
+        if self._process is not None and self._conn is not None and self._process.poll() is None:
+            return self._conn
+        if self._process is not None:
+            self._stop_locked()
+        parent_sock, child_sock = socket.socketpair()
+        # A fresh interpreter (not fork, not multiprocessing's spawn): nothing of this
+        # process's threads or __main__ is inherited or re-imported.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tileserver.raster_worker", str(child_sock.fileno())],
+            stdin=subprocess.PIPE,
+            pass_fds=(child_sock.fileno(),),
+        )
+        child_sock.close()
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(asdict(self._config)).encode())
+        process.stdin.close()
+        parent_conn = Connection(parent_sock.detach())
+        self._process, self._conn = process, parent_conn
+        self._generation += 1
+        reader = threading.Thread(
+            target=self._read,
+            args=(parent_conn, self._generation),
+            name="fondplan-render-reader",
+            daemon=True,
+        )
+        reader.start()
+        return parent_conn
+
+    def _stop_locked(self) -> None:
+        process, conn = self._process, self._conn
+        self._process, self._conn = None, None
+        if process is not None:
+            self.restarts += 1
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=5)
+        if conn is not None:
+            conn.close()
+        failed = list(self._pending.values())
+        self._pending.clear()
+        for future in failed:
+            if not future.done():
+                future.set_exception(RenderFailed("the render process stopped during the render"))
+
+    def _read(self, conn: Connection, generation: int) -> None:
+        while True:
+            try:
+                request_id, ok, payload, message = conn.recv()
+            except (EOFError, OSError, TypeError, ValueError):
+                break
+            with self._lock:
+                future = self._pending.get(request_id)
+            if future is None or future.done():
+                continue
+            if ok:
+                self.renders += 1
+                future.set_result(payload)
+            elif payload == UNKNOWN_STYLE:
+                future.set_exception(UnknownStyle(message))
+            else:
+                future.set_exception(RenderFailed(f"rendering failed: {message}"))
+        with self._lock:
+            if generation == self._generation:
+                self._stop_locked()
+
+
+@dataclass(frozen=True)
+class View:
+    """Where a static image looks: centre in degrees and MapLibre zoom."""
+
+    lon: float
+    lat: float
+    zoom: float
+
+
+def bbox_view(bbox_3857: tuple[float, float, float, float], width: int, height: int) -> View:
+    """The centre and zoom that fit ``bbox_3857`` (EPSG:3857 metres) into width x height px."""
+    west, south, east, north = bbox_3857
+    if not (east > west and north > south):
+        raise RasterError("the bbox must be west,south,east,north with west < east, south < north")
+    if width <= 0 or height <= 0:
+        raise RasterError("the image size must be positive")
+    scale = max((east - west) / width, (north - south) / height)  # metres per pixel
+    zoom = math.log2(EARTH_CIRCUMFERENCE / (MAPLIBRE_TILE_SIZE * scale))
+    lon, lat = mercator_to_lonlat((west + east) / 2, (south + north) / 2)
+    return View(lon=lon, lat=lat, zoom=zoom)
+
+
+def mercator_to_lonlat(x: float, y: float) -> tuple[float, float]:
+    """EPSG:3857 metres to WGS84 degrees."""
+    lon = x / ORIGIN_SHIFT * 180.0
+    lat = math.degrees(2 * math.atan(math.exp(y / EARTH_RADIUS)) - math.pi / 2)
+    return lon, lat
+
+
+def lonlat_to_mercator(lon: float, lat: float) -> tuple[float, float]:
+    """WGS84 degrees to EPSG:3857 metres."""
+    x = lon / 180.0 * ORIGIN_SHIFT
+    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
+    return x, y
+
+
+def render_image(
+    pool: RasterPool,
+    style: str,
+    *,
+    width: int,
+    height: int,
+    bbox_3857: tuple[float, float, float, float] | None = None,
+    center: tuple[float, float] | None = None,
+    zoom: float | None = None,
+    pixel_ratio: float = 1.0,
+    timeout: float | None = None,
+) -> bytes:
+    """A PNG of ``style``: either fitted to ``bbox_3857`` or at ``center`` (lon, lat) + ``zoom``.
+
+    ``zoom`` is MapLibre's (512 px tiles); the PNG is ``width * pixel_ratio`` pixels wide.
+    """
+    if max(width, height) * pixel_ratio > MAX_IMAGE_SIDE:
+        raise RasterError(f"the image may be at most {MAX_IMAGE_SIDE} pixels on a side")
+    if not 0 < pixel_ratio <= 8:
+        raise RasterError("the pixel ratio must be in (0, 8]")
+    if bbox_3857 is not None:
+        view = bbox_view(bbox_3857, width, height)
+    elif center is not None and zoom is not None:
+        view = View(lon=center[0], lat=center[1], zoom=zoom)
+    else:
+        raise RasterError("give either a bbox or a centre and a zoom")
+    request = ImageRequest(
+        style=style,
+        lon=view.lon,
+        lat=view.lat,
+        zoom=view.zoom,
+        width=width,
+        height=height,
+        pixel_ratio=pixel_ratio,
+    )
+    return pool.render(request, timeout=timeout)
+
+
+def describe(pool: RasterPool) -> dict[str, Any]:
+    """Counters for health and metrics."""
+    return {"renders": pool.renders, "restarts": pool.restarts, "pid": pool.pid}

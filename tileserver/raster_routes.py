@@ -1,0 +1,267 @@
+"""HTTP routes of raster tiles, WMTS capabilities and QGIS connection files (TileServer GL URLs)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from osmimport import schema
+from tileserver.context import AppContext
+from tileserver.errors import BadRequest, NotFound, TileOutOfRange
+from tileserver.raster import RasterPool, RasterSettings, RenderBusy, TileRequest
+from tileserver.routes import public_url
+from tileserver.routes.styles import style_names
+from tileserver.routes.tiles import TILESET
+from tileserver.sources import PostGISSource
+from tileserver.wmts import QgisSources, WmtsLayer, capabilities, qgis_connections
+
+#: Raster tiles are drawn up to this zoom (vector tiles stop at schema.MAX_ZOOM and overzoom).
+RASTER_MAX_ZOOM = 20
+TILE_SIZES = (256, 512)
+_TILE_NAME = re.compile(r"^(\d+)(?:@([1-4])x)?$")
+PNG = "image/png"
+XML = "application/xml"
+QGIS_KINDS = ("xyz", "vectortile", "wmts")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    png: bytes
+    etag: str
+
+
+class PngCache:
+    """Rendered PNGs in memory, least recently used first out, bounded by their bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> _Entry | None:
+        """The entry of ``key``, marked as recently used."""
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is not None:
+                self._items.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple[object, ...], entry: _Entry) -> None:
+        """Keep ``entry``, evicting the oldest ones beyond the byte bound."""
+        if len(entry.png) > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old.png)
+            self._items[key] = entry
+            self._bytes += len(entry.png)
+            while self._bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self._bytes -= len(evicted.png)
+
+    def clear(self) -> None:
+        """Drop everything."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class RasterService:
+    """Raster tiles and the GIS-client documents of every style, for one app.
+
+    The render process starts at the first render, reading the app's own tile source (the
+    database of ``app.state.database_url`` or the settings' tiles file). The data version of
+    the app's tile service keys the PNG cache; when it changes the render process restarts so
+    MapLibre forgets the tiles of the old data.
+    """
+
+    def __init__(self, context: AppContext, raster: RasterSettings | None = None) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.raster = raster or RasterSettings()
+        self.cache = PngCache(self.raster.cache_bytes)
+        self._pool: RasterPool | None = None
+        self._lock = threading.Lock()
+        self._rendered_version: str | None = None
+
+    def pool(self) -> RasterPool:
+        """The render pool, created on first use (the tile source is open by then)."""
+        with self._lock:
+            if self._pool is None:
+                source = self.context.tiles.source
+                self._pool = RasterPool(
+                    database_url=source.url if isinstance(source, PostGISSource) else None,
+                    tiles_file=self.settings.server.tiles_file,
+                    settings=self.raster,
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the render process."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+
+    def _follow_version(self, version: str, pool: RasterPool) -> None:
+        with self._lock:
+            if self._rendered_version is not None and version != self._rendered_version:
+                self.cache.clear()
+                pool.restart()
+            self._rendered_version = version
+
+    async def tile(self, request: Request) -> Response:
+        """``/styles/{style}[/{size}]/{z}/{x}/{y}[@{n}x].png``: hits answered on the event loop."""
+        params = request.path_params
+        style = str(params["style"])
+        size = int(params.get("size", 256))
+        z, x = int(params["z"]), int(params["x"])
+        match = _TILE_NAME.match(str(params["name"]))
+        if match is None:
+            raise BadRequest("malformed raster tile name: expected {y}.png or {y}@{n}x.png")
+        y, scale = int(match.group(1)), int(match.group(2) or 1)
+        if size not in TILE_SIZES:
+            raise NotFound(f"tile size must be one of {', '.join(map(str, TILE_SIZES))}")
+        if style not in style_names():
+            raise NotFound(f"unknown style {style!r}; see /styles")
+        if not 0 <= z <= RASTER_MAX_ZOOM:
+            raise TileOutOfRange(f"zoom {z} is outside 0-{RASTER_MAX_ZOOM}")
+        if not (0 <= x < 2**z and 0 <= y < 2**z):
+            raise TileOutOfRange(f"tile {z}/{x}/{y} is outside the world")
+        version = self.context.tiles.version
+        key = (version, style, size, scale, z, x, y)
+        entry = self.cache.get(key)
+        if entry is None:
+            pool = self.pool()
+            if version != self._rendered_version:
+                self._follow_version(version, pool)
+            try:
+                png = await pool.arender(_tile_request(style, z, x, y, size, scale))
+            except RenderBusy as exc:
+                return _error(503, str(exc), {"Retry-After": "1"})
+            digest = hashlib.blake2b(png, digest_size=12, key=version.encode()[:64]).hexdigest()
+            entry = _Entry(png, f'"{digest}"')
+            self.cache.put(key, entry)
+        headers = {
+            "ETag": entry.etag,
+            "Cache-Control": f"public, max-age={self.settings.tiles.max_age}",
+        }
+        if _etag_matches(request.headers.get("if-none-match"), entry.etag):
+            return Response(status_code=304, headers=headers)
+        body = b"" if request.method == "HEAD" else entry.png
+        return Response(body, media_type=PNG, headers=headers)
+
+    def _layers(self, request: Request, base: str, styles: list[str]) -> list[WmtsLayer]:
+        bounds = self.context.tiles.source.describe().get("bounds")
+        layers = []
+        for style in styles:
+            url = f"{base}/styles/{style}/{{z}}/{{x}}/{{y}}.png"
+            if bounds and len(bounds) == 4:
+                west, south, east, north = (float(v) for v in bounds)
+                layers.append(WmtsLayer(style, style, url, (west, south, east, north)))
+            else:
+                layers.append(WmtsLayer(style, style, url))
+        return layers
+
+    def _xml(self, text: str) -> Response:
+        max_age = min(self.settings.tiles.max_age, 300)
+        return Response(
+            text, media_type=XML, headers={"Cache-Control": f"public, max-age={max_age}"}
+        )
+
+    def wmts(self, request: Request) -> Response:
+        """``/styles/{style}/wmts.xml``: WMTS capabilities of one style."""
+        style = str(request.path_params["style"])
+        if style not in style_names():
+            raise NotFound(f"unknown style {style!r}; see /styles")
+        base = public_url(request)
+        return self._xml(
+            capabilities(
+                self._layers(request, base, [style]),
+                capabilities_url=f"{base}/styles/{style}/wmts.xml",
+                service_url=f"{base}/styles/{style}/",
+                max_zoom=RASTER_MAX_ZOOM,
+            )
+        )
+
+    def wmts_all(self, request: Request) -> Response:
+        """``/styles/wmts.xml``: WMTS capabilities with every style as a layer."""
+        base = public_url(request)
+        return self._xml(
+            capabilities(
+                self._layers(request, base, style_names()),
+                capabilities_url=f"{base}/styles/wmts.xml",
+                service_url=f"{base}/styles/",
+                max_zoom=RASTER_MAX_ZOOM,
+            )
+        )
+
+    def qgis(self, request: Request) -> Response:
+        """``/qgis-connections.xml?kind=xyz|vectortile|wmts``: a QGIS "Load connections" file."""
+        kind = request.query_params.get("kind", "xyz")
+        if kind not in QGIS_KINDS:
+            raise BadRequest(f"kind must be one of {', '.join(QGIS_KINDS)}")
+        base = public_url(request)
+        sources = [
+            QgisSources(
+                style=style,
+                xyz_url=f"{base}/styles/{style}/{{z}}/{{x}}/{{y}}.png",
+                vector_url=f"{base}/tiles/{TILESET}/{{z}}/{{x}}/{{y}}.mvt",
+                style_url=f"{base}/styles/{style}.json",
+                wmts_url=f"{base}/styles/{style}/wmts.xml",
+                max_zoom=RASTER_MAX_ZOOM,
+                vector_max_zoom=schema.MAX_ZOOM,
+            )
+            for style in style_names()
+        ]
+        response = self._xml(qgis_connections(kind, sources))
+        response.headers["Content-Disposition"] = (
+            f'attachment; filename="fondplan-{kind}-connections.xml"'
+        )
+        return response
+
+
+def _tile_request(style: str, z: int, x: int, y: int, size: int, scale: int) -> TileRequest:
+    if size == 256 and z == 0:
+        # MapLibre has no 256 px tile at zoom 0: draw the 512 px one at half the pixel ratio.
+        return TileRequest(style, 0, 0, 0, tile_size=512, pixel_ratio=scale / 2)
+    return TileRequest(style, z, x, y, tile_size=size, pixel_ratio=float(scale))
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def routes(context: AppContext) -> Sequence[BaseRoute]:
+    """Raster tiles (TileServer GL's URLs), WMTS capabilities and QGIS connection files.
+
+    Full paths, so the group is listed before the ``/styles`` mount of the style documents.
+    """
+    service = RasterService(context)
+    context.on_shutdown.append(service.close)
+    methods = ["GET", "HEAD"]
+    return [
+        Route("/styles/wmts.xml", service.wmts_all, methods=methods),
+        Route("/styles/{style}/wmts.xml", service.wmts, methods=methods),
+        Route("/styles/{style}/{z:int}/{x:int}/{name}.png", service.tile, methods=methods),
+        Route(
+            "/styles/{style}/{size:int}/{z:int}/{x:int}/{name}.png", service.tile, methods=methods
+        ),
+        Route("/qgis-connections.xml", service.qgis, methods=methods),
+    ]

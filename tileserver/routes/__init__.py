@@ -1,0 +1,43 @@
+"""Route groups of the tile server; each module has a ``routes(settings)`` factory."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from tileserver.errors import BadRequest
+from tileserver.settings import Settings
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-_\[\]:]+$")
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def public_url(request: Request) -> str:
+    """The absolute URL clients reach the server at, without a trailing slash.
+
+    ``FONDPLAN_PUBLIC_URL`` wins; else ``X-Forwarded-Proto``/``X-Forwarded-Host`` (and
+    ``X-Forwarded-Prefix``) set by a reverse proxy; else the request's own scheme and host.
+    """
+    configured = app_settings(request).server.public_url
+    if configured:
+        return configured.rstrip("/")
+    headers = request.headers
+    proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if proto not in ("http", "https"):
+        proto = request.url.scheme
+    host = headers.get("x-forwarded-host", "").split(",")[0].strip() or headers.get("host", "")
+    if not host or not _HOST.match(host):
+        host = request.url.netloc
+    prefix = headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        raise BadRequest("X-Forwarded-Prefix must start with /")
+    # Inside a Mount, root_path includes the mount prefix; app_root_path is the app's own.
+    scope = request.scope
+    root = str(scope.get("app_root_path", scope.get("root_path", ""))).rstrip("/")
+    return f"{proto}://{host}{prefix}{root}"

@@ -1,0 +1,69 @@
+"""Glyphs and sprites: ``/fonts/{fontstack}/{start}-{end}.pbf``, ``/sprites/{name}[@2x].png``."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from tileserver import glyphs, sprites
+from tileserver.context import AppContext
+from tileserver.errors import BadRequest, NotFound
+from tileserver.routes import app_settings
+
+_RANGE = re.compile(r"^(\d{1,6})-(\d{1,6})\.pbf$")
+_SPRITE = re.compile(r"^([A-Za-z0-9_-]{1,64})(?:@([1-9])x)?\.(json|png)$")
+
+
+def _cached_response(request: Request, body: bytes, media_type: str) -> Response:
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    max_age = app_settings(request).tiles.max_age
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
+    if request.headers.get("if-none-match", "") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def font_range(request: Request) -> Response:
+    """One 256-codepoint glyph range of a (comma-separated, merged) fontstack."""
+    fontstack = request.path_params["fontstack"]
+    match = _RANGE.match(request.path_params["range"])
+    if not match:
+        raise BadRequest("malformed glyph path: expected /fonts/{fontstack}/{start}-{end}.pbf")
+    start, end = int(match.group(1)), int(match.group(2))
+    try:
+        data = glyphs.glyph_range(fontstack, start, end)
+    except glyphs.FontNotFoundError as exc:
+        raise NotFound(str(exc)) from exc
+    except glyphs.GlyphRangeError as exc:
+        raise BadRequest(str(exc)) from exc
+    return _cached_response(request, data, "application/x-protobuf")
+
+
+def sprite_file(request: Request) -> Response:
+    """A sprite sheet's JSON index or PNG, at @1x or @Nx."""
+    match = _SPRITE.match(request.path_params["file"])
+    if not match:
+        raise BadRequest("malformed sprite path: expected /sprites/{name}[@2x].json|png")
+    name, ratio, ext = match.group(1), int(match.group(2) or 1), match.group(3)
+    try:
+        index, png = sprites.sprite(name, ratio)
+    except sprites.SpriteNotFoundError as exc:
+        raise NotFound(str(exc)) from exc
+    except sprites.SpriteError as exc:
+        raise BadRequest(str(exc)) from exc
+    if ext == "json":
+        return _cached_response(request, index, "application/json")
+    return _cached_response(request, png, "image/png")
+
+
+def routes(context: AppContext) -> Sequence[BaseRoute]:
+    """The glyph and sprite routes, at the root."""
+    return [
+        Route("/fonts/{fontstack}/{range}", font_range, methods=["GET", "HEAD"]),
+        Route("/sprites/{file}", sprite_file, methods=["GET", "HEAD"]),
+    ]

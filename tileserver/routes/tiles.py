@@ -1,0 +1,136 @@
+"""Vector tiles: ``/tiles/{tileset}.json`` (TileJSON 3.0), ``/tiles/{tileset}/{z}/{x}/{y}.mvt``."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from osmimport import schema
+from tileserver.cache import CachedTile
+from tileserver.context import AppContext
+from tileserver.errors import BadRequest, NotFound, TileOutOfRange
+from tileserver.routes import app_settings, public_url
+from tileserver.service import TileService
+from tileserver.sources import ATTRIBUTION
+
+#: The one tileset: the Shortbread basemap.
+TILESET = "basemap"
+
+MEDIA_TYPES = {"mvt": "application/vnd.mapbox-vector-tile", "pbf": "application/x-protobuf"}
+_TAIL = re.compile(r"^(-?\d{1,9})\.([A-Za-z0-9]+)$")
+_INT = re.compile(r"^-?\d{1,9}$")
+
+
+def tile_service(request: Request) -> TileService:
+    """The app's tile service."""
+    service: TileService = request.app.state.tiles
+    return service
+
+
+def _check_tileset(name: str) -> None:
+    if name != TILESET:
+        raise NotFound(f"unknown tileset {name!r}; this server has {TILESET!r}")
+
+
+def parse_tile_path(z: str, x: str, tail: str) -> tuple[int, int, int, str]:
+    """Validate ``{z}/{x}/{y}.{ext}``: 400 when malformed, 404 outside the world or zoom range."""
+    match = _TAIL.match(tail)
+    if not (_INT.match(z) and _INT.match(x) and match):
+        raise BadRequest(f"malformed tile path {z}/{x}/{tail}: expected {{z}}/{{x}}/{{y}}.mvt")
+    ext = match.group(2).lower()
+    if ext not in MEDIA_TYPES:
+        raise BadRequest(f"unsupported tile format {ext!r}: use .mvt or .pbf")
+    zoom, col, row = int(z), int(x), int(match.group(1))
+    if not 0 <= zoom <= schema.MAX_ZOOM:
+        raise TileOutOfRange(f"zoom {zoom} is outside 0-{schema.MAX_ZOOM}")
+    size = 1 << zoom
+    if not (0 <= col < size and 0 <= row < size):
+        raise TileOutOfRange(f"tile {zoom}/{col}/{row} is outside the world")
+    return zoom, col, row, ext
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    candidates = [part.strip().removeprefix("W/") for part in header.split(",")]
+    return etag in candidates
+
+
+def tile_response(request: Request, tile: CachedTile, media_type: str, max_age: int) -> Response:
+    """The HTTP answer for a tile: 204 empty, 304 unchanged, else gzip or identity bytes."""
+    accepts_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
+    etag = f'"{tile.etag}"' if accepts_gzip else f'"{tile.etag}-identity"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"public, max-age={max_age}",
+        "Vary": "Accept-Encoding",
+    }
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and _etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    if tile.empty:
+        return Response(status_code=204, headers=headers)
+    if accepts_gzip:
+        headers["Content-Encoding"] = "gzip"
+        return Response(tile.gzipped, media_type=media_type, headers=headers)
+    return Response(tile.raw(), media_type=media_type, headers=headers)
+
+
+async def tile(request: Request) -> Response:
+    """One vector tile; cache hits are answered on the event loop, misses in a thread."""
+    params = request.path_params
+    _check_tileset(params["tileset"])
+    z, x, y, ext = parse_tile_path(params["z"], params["x"], params["tail"])
+    service = tile_service(request)
+    started = time.perf_counter()
+    found = service.cached(z, x, y)
+    if found is None:
+        found_tile, origin = await run_in_threadpool(service.fetch, z, x, y)
+    else:
+        found_tile, origin = found, "memory"
+    service.metrics.tile_latency(origin, time.perf_counter() - started)
+    max_age = app_settings(request).tiles.max_age
+    return tile_response(request, found_tile, MEDIA_TYPES[ext], max_age)
+
+
+def tilejson(request: Request) -> Response:
+    """TileJSON 3.0.0 of the tileset, with absolute tile URLs."""
+    _check_tileset(request.path_params["tileset"])
+    service = tile_service(request)
+    base = public_url(request)
+    body = {
+        "tilejson": "3.0.0",
+        "name": "fondplan basemap",
+        "description": "OpenStreetMap vector tiles in the Shortbread 1.1 schema",
+        "version": "1.0.0",
+        "scheme": "xyz",
+        "format": "pbf",
+        "tiles": [f"{base}/tiles/{TILESET}/{{z}}/{{x}}/{{y}}.mvt"],
+        "attribution": ATTRIBUTION,
+        "fondplan:data_version": service.version,
+        **service.source.describe(),
+    }
+    max_age = app_settings(request).tiles.max_age
+    return JSONResponse(body, headers={"Cache-Control": f"public, max-age={min(max_age, 300)}"})
+
+
+def malformed(request: Request) -> Response:
+    """Any other path under /tiles."""
+    raise BadRequest(
+        f"malformed tile path {request.url.path!r}: expected /tiles/{TILESET}/{{z}}/{{x}}/{{y}}.mvt"
+    )
+
+
+def routes(context: AppContext) -> Sequence[BaseRoute]:
+    """The tile routes, relative to their mount prefix (``/tiles``)."""
+    return [
+        Route("/{tileset}.json", tilejson, methods=["GET", "HEAD"]),
+        Route("/{tileset}/{z}/{x}/{tail}", tile, methods=["GET", "HEAD"]),
+        Route("/{rest:path}", malformed, methods=["GET", "HEAD"]),
+    ]

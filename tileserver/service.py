@@ -1,0 +1,159 @@
+"""The tile service: memory cache, disk cache, then the source; follows the data version."""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+
+from tileserver.cache import CachedTile, DiskCache, MemoryCache, TileKey, make_tile
+from tileserver.metrics import Metrics
+from tileserver.sources import PostGISSource, TileSource
+
+#: The channel an import NOTIFYs (payload: the new data version) after it swapped the data in.
+VERSION_CHANNEL = "fondplan_data_version"
+
+log = logging.getLogger(__name__)
+
+
+class TileService:
+    """Serves tiles by (data_version, z, x, y); never answers a tile of data that is gone.
+
+    Other route groups (raster rendering, exports) read tiles through :meth:`raw`.
+    """
+
+    def __init__(
+        self,
+        source: TileSource,
+        *,
+        memory_bytes: int,
+        disk_root: Path | None = None,
+        version_ttl: float = 10.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.source = source
+        self.memory = MemoryCache(memory_bytes)
+        self.disk = DiskCache(disk_root) if disk_root is not None else None
+        self.version_ttl = version_ttl
+        self.metrics = metrics or Metrics()
+        self._version = "none"
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self, *, watch: bool = True) -> None:
+        """Open the source and, for a database, follow the data version in a thread."""
+        self.source.open()
+        self._set_version(self.source.data_version())
+        if watch and isinstance(self.source, PostGISSource):
+            self._stop.clear()
+            self._watcher = threading.Thread(
+                target=self._watch, args=(self.source,), name="fondplan-version", daemon=True
+            )
+            self._watcher.start()
+
+    def stop(self) -> None:
+        """Stop following the version and close the source."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+            self._watcher = None
+        self.source.close()
+
+    @property
+    def version(self) -> str:
+        """The data version tiles are currently served for."""
+        return self._version
+
+    def _set_version(self, version: str) -> None:
+        if version == self._version:
+            return
+        previous, self._version = self._version, version
+        log.info("data version %s -> %s", previous, version)
+        self.memory.clear()
+        if self.disk is not None:
+            threading.Thread(target=self.disk.prune, args=(version,), daemon=True).start()
+
+    def refresh(self) -> str:
+        """Re-read the data version now."""
+        self._set_version(self.source.refresh())
+        return self._version
+
+    def _watch(self, source: PostGISSource) -> None:
+        """LISTEN for the import's NOTIFY; also re-read the version every ``version_ttl``."""
+        while not self._stop.is_set():
+            conn: psycopg2.extensions.connection | None = None
+            try:
+                conn = psycopg2.connect(source.url, application_name="fondplan-version")
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(f"LISTEN {VERSION_CHANNEL}")
+                self.refresh()
+                last = time.monotonic()
+                while not self._stop.is_set():
+                    ready, _, _ = select.select([conn], [], [], 0.5)
+                    notified = False
+                    if ready:
+                        conn.poll()
+                        notified = bool(conn.notifies)
+                        conn.notifies.clear()
+                    if notified or time.monotonic() - last >= self.version_ttl:
+                        self.refresh()
+                        last = time.monotonic()
+            except (psycopg2.Error, OSError) as exc:
+                log.warning("data version watcher: %s", exc)
+                self._stop.wait(min(self.version_ttl, 5.0))
+            finally:
+                if conn is not None:
+                    conn.close()
+
+    # -- tiles -----------------------------------------------------------------------------
+    def cached(self, z: int, x: int, y: int) -> CachedTile | None:
+        """The tile from memory, or None (cheap: safe to call on the event loop)."""
+        tile = self.memory.get((self._version, z, x, y))
+        self.metrics.cache_event("memory", "hit" if tile is not None else "miss")
+        return tile
+
+    def fetch(self, z: int, x: int, y: int) -> tuple[CachedTile, str]:
+        """The tile from disk or the source (blocking); also says where it came from."""
+        key: TileKey = (self._version, z, x, y)
+        if self.disk is not None:
+            tile = self.disk.get(key)
+            self.metrics.cache_event("disk", "hit" if tile is not None else "miss")
+            if tile is not None:
+                self.memory.put(key, tile)
+                return tile, "disk"
+        version, raw = self.source.tile(z, x, y)
+        tile = make_tile(version, raw)
+        if version != key[0]:
+            # The data changed under us: the tile belongs to the new version.
+            self._set_version(version)
+            key = (version, z, x, y)
+        self.memory.put(key, tile)
+        if self.disk is not None:
+            self.disk.put(key, tile)
+        return tile, "database" if isinstance(self.source, PostGISSource) else "archive"
+
+    def get(self, z: int, x: int, y: int) -> CachedTile:
+        """The tile from wherever it is cached, else cut now (blocking)."""
+        tile = self.cached(z, x, y)
+        if tile is not None:
+            return tile
+        return self.fetch(z, x, y)[0]
+
+    def bbox(self) -> tuple[float, float, float, float] | None:
+        """The area the data covers (west, south, east, north), when known."""
+        bounds = self.source.describe().get("bounds")
+        if not bounds or len(bounds) != 4:
+            return None
+        west, south, east, north = (float(v) for v in bounds)
+        return west, south, east, north
+
+    def raw(self, z: int, x: int, y: int) -> bytes:
+        """The uncompressed MVT bytes of a tile (b"" when empty), through the caches."""
+        return self.get(z, x, y).raw()

@@ -1,0 +1,391 @@
+"""Where tiles come from: PostGIS (cut per request) or a PMTiles/MBTiles archive."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import mmap
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import psycopg2.pool
+from pmtiles.reader import Reader as PMTilesReader
+from pmtiles.tile import Compression
+
+from osmimport import schema
+from osmimport.database import database_url
+from osmimport.errors import DatabaseError
+from osmimport.settings import DatabaseSettings
+from tileserver.catalog import Catalog, parse_bbox, read_catalog, tile_query
+from tileserver.errors import ArchiveError
+from tileserver.settings import TileSettings
+
+ATTRIBUTION = (
+    '<a href="https://www.openstreetmap.org/copyright" target="_blank">'
+    "&copy; OpenStreetMap contributors</a>"
+)
+
+
+class TileSource(Protocol):
+    """Gives raw (uncompressed) MVT bytes and describes the tileset."""
+
+    def open(self) -> None:
+        """Acquire resources (pool, file handles)."""
+
+    def close(self) -> None:
+        """Release them."""
+
+    def data_version(self) -> str:
+        """The version of the data the tiles are cut from."""
+
+    def refresh(self) -> str:
+        """Re-read the data version (and what depends on it); returns it."""
+
+    def tile(self, z: int, x: int, y: int) -> tuple[str, bytes]:
+        """The data version and the raw MVT bytes of a tile (b"" when empty)."""
+
+    def describe(self) -> dict[str, Any]:
+        """TileJSON fields that depend on the data: vector_layers, bounds, center, zooms."""
+
+
+def _center(bounds: list[float] | None, zoom: int = 10) -> list[float] | None:
+    if not bounds:
+        return None
+    return [round((bounds[0] + bounds[2]) / 2, 6), round((bounds[1] + bounds[3]) / 2, 6), zoom]
+
+
+def _fit_zoom(bounds: list[float]) -> int:
+    """The zoom at which the bbox about fills a 1024 px wide window."""
+    import math
+
+    span = max(bounds[2] - bounds[0], (bounds[3] - bounds[1]) * 1.5, 1e-6)
+    return max(0, min(schema.MAX_ZOOM, int(math.log2(360 * 4 / span))))
+
+
+class PostGISSource:
+    """Tiles cut by one SQL statement per tile from the served schema."""
+
+    def __init__(
+        self, database: DatabaseSettings | str, settings: TileSettings, *, pool_size: int = 10
+    ) -> None:
+        self.database = database
+        self.url = database if isinstance(database, str) else ""
+        self.settings = settings
+        self.pool_size = max(1, pool_size)
+        self.pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._catalog = Catalog()
+        self._queries: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Connection options: no JIT, a statement timeout, a recognisable application name."""
+        return {
+            "options": f"-c jit=off -c statement_timeout={int(self.settings.statement_timeout_ms)}",
+            "application_name": "fondplan-tiles",
+        }
+
+    def open(self) -> None:
+        """Resolve the database (starting the embedded one if needed), open the pool."""
+        if not isinstance(self.database, str):
+            self.url = database_url(self.database)
+        try:
+            self.pool = psycopg2.pool.ThreadedConnectionPool(
+                1, self.pool_size, self.url, **self.connect_kwargs()
+            )
+        except psycopg2.OperationalError as exc:
+            raise DatabaseError(f"cannot connect to the database: {str(exc).strip()}") from exc
+        self.refresh()
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        if self.pool is not None:
+            self.pool.closeall()
+            self.pool = None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg2.extensions.connection]:
+        """A pooled connection; one that broke is closed instead of returned."""
+        if self.pool is None:
+            raise DatabaseError("the tile source is not open")
+        conn = self.pool.getconn()
+        broken = False
+        try:
+            yield conn
+        except psycopg2.OperationalError:
+            broken = True
+            raise
+        finally:
+            if not broken and not conn.closed:
+                try:
+                    conn.rollback()
+                except psycopg2.Error:
+                    broken = True
+            self.pool.putconn(conn, close=broken or bool(conn.closed))
+
+    @property
+    def catalog(self) -> Catalog:
+        """The last catalog read."""
+        return self._catalog
+
+    def data_version(self) -> str:
+        """The data version of the last catalog read."""
+        return self._catalog.data_version
+
+    def refresh(self) -> str:
+        """Re-read the catalog; the tile statements are rebuilt when it changed."""
+        with self.connection() as conn:
+            catalog = read_catalog(conn)
+        with self._lock:
+            if catalog != self._catalog:
+                self._catalog = catalog
+                self._queries = {}
+        return catalog.data_version
+
+    def _query(self, conn: psycopg2.extensions.connection, zoom: int) -> str:
+        with self._lock:
+            text = self._queries.get(zoom)
+            if text is None:
+                composed = tile_query(
+                    self._catalog, zoom, extent=self.settings.extent, buffer=self.settings.buffer
+                )
+                text = composed.as_string(conn)
+                self._queries[zoom] = text
+            return text
+
+    def tile(self, z: int, x: int, y: int) -> tuple[str, bytes]:
+        """Cut one tile; a schema that changed under us is re-read once and the tile retried."""
+        for attempt in (1, 2):
+            with self.connection() as conn:
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute(self._query(conn, z), {"z": z, "x": x, "y": y})
+                        row = cur.fetchone()
+                except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn):
+                    if attempt == 2:
+                        raise
+                    conn.rollback()
+                else:
+                    assert row is not None
+                    version = row[0] or "none"
+                    return str(version), bytes(row[1] or b"")
+            self.refresh()
+        raise AssertionError("unreachable")
+
+    def describe(self) -> dict[str, Any]:
+        """vector_layers from the layer list and the catalog; bounds/center from meta."""
+        catalog = self._catalog
+        layers = []
+        for layer in schema.LAYERS:
+            fields: dict[str, str] = {}
+            for zoom in range(layer.minzoom, layer.maxzoom + 1):
+                for column in catalog.attributes(layer.table_for_zoom(zoom)):
+                    fields.setdefault(column.name, column.tilejson_type)
+            layers.append(
+                {
+                    "id": layer.name,
+                    "fields": fields,
+                    "minzoom": layer.minzoom,
+                    "maxzoom": layer.maxzoom,
+                    "description": layer.description,
+                }
+            )
+        bbox = catalog.bbox()
+        bounds = [round(v, 6) for v in bbox] if bbox else [-180.0, -85.051129, 180.0, 85.051129]
+        return {
+            "vector_layers": layers,
+            "bounds": bounds,
+            "center": _center(bounds, _fit_zoom(bounds) if bbox else 1),
+            "minzoom": 0,
+            "maxzoom": schema.MAX_ZOOM,
+        }
+
+
+def _ungzip(data: bytes) -> bytes:
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def _file_version(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[
+        :16
+    ]
+
+
+class PMTilesSource:
+    """Tiles read from a PMTiles v3 archive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader: PMTilesReader | None = None
+        self._file: Any = None
+        self._mmap: mmap.mmap | None = None
+        self._metadata: dict[str, Any] = {}
+        self._header: dict[str, Any] = {}
+        self._version = ""
+
+    def open(self) -> None:
+        """Map the file and read its header and metadata."""
+        try:
+            self._file = self.path.open("rb")
+            self._mmap = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+            mapping = self._mmap
+
+            def get_bytes(offset: int, length: int) -> bytes:
+                return mapping[offset : offset + length]
+
+            self._reader = PMTilesReader(get_bytes)  # type: ignore[no-untyped-call]
+            self._header = dict(self._reader.header())  # type: ignore[no-untyped-call]
+            self._metadata = dict(self._reader.metadata())  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            self.close()
+            raise ArchiveError(f"{self.path}: not a readable PMTiles v3 archive ({exc})") from exc
+        self._version = str(self._metadata.get("fondplan:data_version") or _file_version(self.path))
+
+    def close(self) -> None:
+        """Unmap and close the file."""
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._reader = None
+
+    def data_version(self) -> str:
+        """The version stored at export, else one derived from the file."""
+        return self._version
+
+    def refresh(self) -> str:
+        """An archive does not change while served."""
+        return self._version
+
+    def tile(self, z: int, x: int, y: int) -> tuple[str, bytes]:
+        """The tile's bytes (b"" when the archive has none)."""
+        if self._reader is None:
+            raise ArchiveError("the archive is not open")
+        data = self._reader.get(z, x, y)  # type: ignore[no-untyped-call]
+        if not data:
+            return self._version, b""
+        if self._header.get("tile_compression") == Compression.GZIP:
+            return self._version, gzip.decompress(data)
+        return self._version, bytes(data)
+
+    def describe(self) -> dict[str, Any]:
+        """TileJSON fields from the archive's header and metadata."""
+        h = self._header
+        bounds = [
+            h["min_lon_e7"] / 1e7,
+            h["min_lat_e7"] / 1e7,
+            h["max_lon_e7"] / 1e7,
+            h["max_lat_e7"] / 1e7,
+        ]
+        return {
+            "vector_layers": self._metadata.get("vector_layers", []),
+            "bounds": bounds,
+            "center": [h["center_lon_e7"] / 1e7, h["center_lat_e7"] / 1e7, h["center_zoom"]],
+            "minzoom": h["min_zoom"],
+            "maxzoom": h["max_zoom"],
+        }
+
+
+class MBTilesSource:
+    """Tiles read from an MBTiles (SQLite) file; one read-only connection per thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._metadata: dict[str, str] = {}
+        self._version = ""
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False
+            )
+            self._local.conn = conn
+        return conn
+
+    def open(self) -> None:
+        """Read the metadata table."""
+        if not self.path.is_file():
+            raise ArchiveError(f"{self.path}: no such file")
+        try:
+            rows = self._conn().execute("SELECT name, value FROM metadata").fetchall()
+        except sqlite3.Error as exc:
+            raise ArchiveError(f"{self.path}: not a readable MBTiles file ({exc})") from exc
+        self._metadata = {str(k): str(v) for k, v in rows}
+        self._version = self._metadata.get("fondplan:data_version") or _file_version(self.path)
+
+    def close(self) -> None:
+        """Close this thread's connection (others close with their threads)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def data_version(self) -> str:
+        """The version stored at export, else one derived from the file."""
+        return self._version
+
+    def refresh(self) -> str:
+        """An archive does not change while served."""
+        return self._version
+
+    def tile(self, z: int, x: int, y: int) -> tuple[str, bytes]:
+        """The tile's bytes (MBTiles rows are in TMS order: y counts from the south)."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT tile_data FROM tiles WHERE zoom_level = ? AND tile_column = ? "
+                "AND tile_row = ?",
+                (z, x, (1 << z) - 1 - y),
+            )
+            .fetchone()
+        )
+        if row is None or not row[0]:
+            return self._version, b""
+        return self._version, _ungzip(bytes(row[0]))
+
+    def describe(self) -> dict[str, Any]:
+        """TileJSON fields from the metadata table."""
+        meta = self._metadata
+        extra: dict[str, Any] = {}
+        if "json" in meta:
+            try:
+                extra = json.loads(meta["json"])
+            except ValueError:
+                extra = {}
+        bbox = parse_bbox(meta.get("bounds"))
+        bounds = list(bbox) if bbox else [-180.0, -85.051129, 180.0, 85.051129]
+        center: list[float] | None = None
+        if meta.get("center"):
+            try:
+                center = [float(v) for v in meta["center"].split(",")]
+            except ValueError:
+                center = None
+        return {
+            "vector_layers": extra.get("vector_layers", []),
+            "bounds": bounds,
+            "center": center or _center(bounds),
+            "minzoom": int(meta.get("minzoom", 0)),
+            "maxzoom": int(meta.get("maxzoom", schema.MAX_ZOOM)),
+        }
+
+
+def archive_source(path: Path) -> TileSource:
+    """The source for a ``.pmtiles`` or ``.mbtiles`` file."""
+    suffix = path.suffix.lower()
+    if suffix == ".pmtiles":
+        return PMTilesSource(path)
+    if suffix == ".mbtiles":
+        return MBTilesSource(path)
+    raise ArchiveError(f"{path}: expected a .pmtiles or .mbtiles file")

@@ -1,0 +1,233 @@
+"""Sprite sheets (@1x, @2x) packed from the SVG icons in styles/icons, with their JSON index."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import cairosvg
+from PIL import Image
+
+from osmimport.errors import FondplanError
+from osmimport.paths import styles_dir
+
+#: The sprite sheet of our icons; the styles name it ``fondplan://sprites/fondplan``.
+SPRITE_NAME = "fondplan"
+#: The same sheet indexed under VersaTiles' icon ids, for its Shortbread style (unchanged).
+VERSATILES_SPRITE = "versatiles"
+MAX_RATIO = 4
+#: Transparent pixels between icons, so linear filtering never bleeds a neighbour in.
+PADDING = 2
+
+#: VersaTiles icon id -> our icon, for the ids of its style that we have a drawing for.
+VERSATILES_ALIASES: dict[str, str] = {
+    "icon-art_gallery": "museum",
+    "icon-artwork": "artwork",
+    "icon-bakery": "bakery",
+    "icon-bank": "bank",
+    "icon-bar": "bar",
+    "icon-beer_mug": "pub",
+    "icon-bicycle_share": "bicycle_parking",
+    "icon-cafe": "cafe",
+    "icon-campsite": "campsite",
+    "icon-cemetery": "cemetery",
+    "icon-cinema": "cinema",
+    "icon-college": "college",
+    "icon-dentist": "dentist",
+    "icon-doctor": "doctor",
+    "icon-drinking_water": "drinking_water",
+    "icon-fast_food": "fast_food",
+    "icon-fire_station": "fire_station",
+    "icon-fuel_pump": "fuel",
+    "icon-hospital": "hospital",
+    "icon-latin_cross": "worship_christian",
+    "icon-library": "library",
+    "icon-lodging": "hotel",
+    "icon-person_kneeling_and_praying": "worship",
+    "icon-pill": "pharmacy",
+    "icon-pint_glass": "pub",
+    "icon-police_officer": "police",
+    "icon-post": "post",
+    "icon-postbox": "post",
+    "icon-recycling": "recycling",
+    "icon-restaurant": "restaurant",
+    "icon-restrooms": "toilets",
+    "icon-scissors_and_comb": "hairdresser",
+    "icon-school": "school",
+    "icon-seesaw": "playground",
+    "icon-shop": "shop",
+    "icon-sports": "sport",
+    "icon-star_and_crescent": "worship_muslim",
+    "icon-star_of_david": "worship_jewish",
+    "icon-swimming": "swimming",
+    "icon-theater": "theatre",
+    "icon-town_hall": "townhall",
+    "icon-viewpoint": "viewpoint",
+    "icon-zoo": "zoo",
+    "transport-information": "information",
+    "marking-oneway": "oneway",
+}
+
+
+class SpriteError(FondplanError):
+    """A sprite request that cannot be answered (bad ratio: the server answers 400)."""
+
+
+class SpriteNotFoundError(SpriteError):
+    """No sprite sheet of that name (the server answers 404)."""
+
+
+def icons_dir() -> Path:
+    """The folder of the SVG icons the sprite sheets are built from."""
+    return styles_dir() / "icons"
+
+
+def _svg_size(svg: bytes) -> tuple[float, float]:
+    root = ET.fromstring(svg)
+    width, height = root.get("width"), root.get("height")
+    if width and height:
+        return float(re.sub(r"px$", "", width)), float(re.sub(r"px$", "", height))
+    box = (root.get("viewBox") or "").replace(",", " ").split()
+    if len(box) != 4:
+        raise SpriteError("an icon SVG needs width/height or a viewBox")
+    return float(box[2]), float(box[3])
+
+
+def render_icon(svg: bytes, ratio: int) -> Image.Image:
+    """The icon at ``ratio`` times its nominal pixel size, as an RGBA image."""
+    width, height = _svg_size(svg)
+    png = cairosvg.svg2png(
+        bytestring=svg,
+        output_width=round(width * ratio),
+        output_height=round(height * ratio),
+    )
+    image = Image.open(io.BytesIO(png))
+    return image.convert("RGBA")
+
+
+@dataclass(frozen=True)
+class SpriteSheet:
+    """A packed sheet: the PNG bytes and the index of icon rectangles."""
+
+    index: dict[str, dict[str, int]]
+    png: bytes
+
+    def json_bytes(self) -> bytes:
+        """The sprite JSON MapLibre reads."""
+        return json.dumps(self.index, sort_keys=True, separators=(",", ":")).encode()
+
+
+def pack(images: dict[str, Image.Image], ratio: int) -> SpriteSheet:
+    """Shelf-pack ``images`` (tallest first) into one sheet.
+
+    The layout is computed in 1x pixels and scaled by ``ratio``, so the @2x sheet is exactly
+    twice the @1x one, rectangle for rectangle.
+    """
+    nominal = {
+        name: (-(-img.width // ratio), -(-img.height // ratio)) for name, img in images.items()
+    }
+    order = sorted(nominal, key=lambda name: (-nominal[name][1], name))
+    total_area = sum((w + PADDING) * (h + PADDING) for w, h in nominal.values())
+    widest = max((w for w, _ in nominal.values()), default=1) + PADDING
+    row_width = max(widest, min(1024, int(total_area**0.5 * 1.2) + 1))
+    places: dict[str, tuple[int, int]] = {}
+    x = y = shelf = 0
+    for name in order:
+        w, h = nominal[name]
+        if x + w > row_width:
+            x, y, shelf = 0, y + shelf + PADDING, 0
+        places[name] = (x, y)
+        x += w + PADDING
+        shelf = max(shelf, h)
+    width = max((places[n][0] + nominal[n][0] for n in nominal), default=1) * ratio
+    height = max((places[n][1] + nominal[n][1] for n in nominal), default=1) * ratio
+    sheet = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    index: dict[str, dict[str, int]] = {}
+    for name, (px, py) in places.items():
+        img = images[name]
+        sheet.paste(img, (px * ratio, py * ratio))
+        index[name] = {
+            "x": px * ratio,
+            "y": py * ratio,
+            "width": img.width,
+            "height": img.height,
+            "pixelRatio": ratio,
+        }
+    out = io.BytesIO()
+    sheet.save(out, format="PNG", optimize=True)
+    return SpriteSheet(index, out.getvalue())
+
+
+class SpriteBuilder:
+    """Builds each (name, ratio) sheet once and keeps it; safe to share between threads."""
+
+    def __init__(self, icons: Path | None = None) -> None:
+        self.icons = icons if icons is not None else icons_dir()
+        self._sheets: dict[tuple[str, int], SpriteSheet] = {}
+        self._lock = threading.Lock()
+
+    def icon_names(self) -> list[str]:
+        """The names of our icons (SVG file stems), sorted."""
+        return sorted(path.stem for path in self.icons.glob("*.svg"))
+
+    def names(self) -> list[str]:
+        """The sprite sheet names this server answers."""
+        return [SPRITE_NAME, VERSATILES_SPRITE]
+
+    def sheet(self, name: str, ratio: int) -> SpriteSheet:
+        """The sheet ``name`` at ``ratio`` (1 for @1x, 2 for @2x), built on first use."""
+        if name not in self.names():
+            raise SpriteNotFoundError(
+                f"no sprite named {name!r}; available: {', '.join(self.names())}"
+            )
+        if not 1 <= ratio <= MAX_RATIO:
+            raise SpriteError(f"sprite pixel ratio must be 1 to {MAX_RATIO}, not {ratio}")
+        with self._lock:
+            return self._sheet_locked(name, ratio)
+
+    def _sheet_locked(self, name: str, ratio: int) -> SpriteSheet:
+        key = (name, ratio)
+        built = self._sheets.get(key)
+        if built is None:
+            built = self._build(name, ratio)
+            self._sheets[key] = built
+        return built
+
+    def _build(self, name: str, ratio: int) -> SpriteSheet:
+        if name == VERSATILES_SPRITE:
+            ours = self._sheet_locked(SPRITE_NAME, ratio)
+            index = {
+                alias: ours.index[icon]
+                for alias, icon in VERSATILES_ALIASES.items()
+                if icon in ours.index
+            }
+            return SpriteSheet(index, ours.png)
+        images = {
+            path.stem: render_icon(path.read_bytes(), ratio)
+            for path in sorted(self.icons.glob("*.svg"))
+        }
+        return pack(images, ratio)
+
+
+_default_builder: SpriteBuilder | None = None
+_default_lock = threading.Lock()
+
+
+def default_builder() -> SpriteBuilder:
+    """A process-wide builder over the bundled icons."""
+    global _default_builder
+    with _default_lock:
+        if _default_builder is None:
+            _default_builder = SpriteBuilder()
+        return _default_builder
+
+
+def sprite(name: str, ratio: int) -> tuple[bytes, bytes]:
+    """The sprite ``name`` at ``ratio``: (JSON index, PNG sheet)."""
+    sheet = default_builder().sheet(name, ratio)
+    return sheet.json_bytes(), sheet.png
