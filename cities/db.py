@@ -1,4 +1,4 @@
-"""Small database helpers: qualified identifiers of the served schema and SQL files of cities."""
+"""Database access for town plans: qualified identifiers of the served schema, SQL files, meta."""
 
 from __future__ import annotations
 
@@ -32,18 +32,22 @@ def table_exists(conn: psycopg2.extensions.connection, name: str) -> bool:
     return bool(row and row[0])
 
 
-def data_version(conn: psycopg2.extensions.connection) -> str:
-    """The version of the loaded data, or "" when nothing is loaded."""
+def meta_value(conn: psycopg2.extensions.connection, key: str) -> Any:
+    """A value of ``osm.meta`` (decoded JSON), or None when absent or nothing is loaded."""
     if not table_exists(conn, schema.META_TABLE):
-        return ""
+        return None
     with conn.cursor() as cur:
         cur.execute(
-            sql.SQL("SELECT value FROM {} WHERE key = 'data_version'").format(
-                table(schema.META_TABLE)
-            )
+            sql.SQL("SELECT value FROM {} WHERE key = %s").format(table(schema.META_TABLE)),
+            (key,),
         )
         row = cur.fetchone()
-    if row is None:
+    return None if row is None else row[0]
+
+
+def data_version(conn: psycopg2.extensions.connection) -> str:
+    """The version of the loaded data, or "" when nothing is loaded."""
+    value = meta_value(conn, "data_version")
+    if value is None:
         return ""
-    value: Any = row[0]
     return value if isinstance(value, str) else json.dumps(value)

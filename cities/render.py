@@ -202,11 +202,12 @@ class CairoMapRenderer:
         height_px: int,
     ) -> None:
         """Street names along the longest straight piece of each street, without overlaps."""
-        if not table_exists(conn, "street_labels"):
+        labels = schema.LAYER_BY_NAME["street_labels"].table
+        if not table_exists(conn, labels):
             return
         with conn.cursor() as cur:
             cur.execute(
-                query("map_labels.sql", street_labels="street_labels"),
+                query("map_labels.sql", street_labels=labels),
                 {**params, "kinds": _LABELLED_KINDS},
             )
             rows = cur.fetchall()

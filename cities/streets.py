@@ -77,12 +77,11 @@ def _clusters(parts: list[BaseGeometry], gap: float) -> list[list[int]]:
 def _read_places(
     conn: psycopg2.extensions.connection, area_wkb: bytes
 ) -> list[tuple[str, float, float]]:
-    if not table_exists(conn, "place_labels"):
+    places = schema.LAYER_BY_NAME["place_labels"].table
+    if not table_exists(conn, places):
         return []
     with conn.cursor() as cur:
-        cur.execute(
-            query("places.sql", place_labels="place_labels"), {"area": psycopg2.Binary(area_wkb)}
-        )
+        cur.execute(query("places.sql", place_labels=places), {"area": psycopg2.Binary(area_wkb)})
         return [(row[0], row[1], row[2]) for row in cur.fetchall()]
 
 

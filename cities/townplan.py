@@ -12,7 +12,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from cities.communes import Commune, commune_geometry
-from cities.db import data_version, table_exists
+from cities.db import data_version, meta_value
 from cities.errors import CitiesError
 from cities.facilities import Category, Facility, facilities_index
 from cities.flow import Placed
@@ -37,7 +37,6 @@ from cities.paper import (
 from cities.render import MapRenderer
 from cities.streets import StreetEntry, street_index
 from cities.style import PRINT_STYLE, builtin_style, find_style, legend_entries, load_style
-from osmimport import schema
 from osmimport.database import connect
 
 EARTH_RADIUS = 6378137.0
@@ -169,18 +168,10 @@ def _data_note(database_url: str) -> tuple[str, str]:
     conn = connect(database_url)
     try:
         version = data_version(conn)
-        note = ""
-        if table_exists(conn, schema.META_TABLE):
-            with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT value #>> '{{}}' FROM {schema.SCHEMA}.{schema.META_TABLE} "
-                    "WHERE key = 'imported_at'"
-                )
-                row = cur.fetchone()
-            if row and row[0]:
-                note = f"Données importées le {str(row[0])[:10]}"
+        imported = meta_value(conn, "imported_at")
     finally:
         conn.close()
+    note = f"Données importées le {str(imported)[:10]}" if imported else ""
     return version, note
 
 

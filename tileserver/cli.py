@@ -13,6 +13,7 @@ from osmimport import cli as import_cli
 from osmimport.command import Command, dispatch
 from routing import cli as routing_cli
 from routing.build import build_graphs
+from tileserver import commands as tile_commands
 from tileserver import raster_cli
 
 
@@ -26,6 +27,7 @@ def all_commands() -> list[Command]:
     ]
     commands += routing_cli.COMMANDS
     commands += cities_cli.commands()
+    commands += tile_commands.COMMANDS
     commands += raster_cli.COMMANDS
     return commands
 

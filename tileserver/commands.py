@@ -66,7 +66,9 @@ class ServeCommand:
         """Declare where to listen and what to serve."""
         defaults = ServerSettings()
         parser.add_argument("--host", default=defaults.host, help=f"default {defaults.host}")
-        parser.add_argument("--port", type=int, default=defaults.port, help=f"default {defaults.port}")
+        parser.add_argument(
+            "--port", type=int, default=defaults.port, help=f"default {defaults.port}"
+        )
         parser.add_argument(
             "--workers", type=int, default=defaults.workers, help="server processes (default 1)"
         )

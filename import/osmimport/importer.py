@@ -354,8 +354,7 @@ def _bbox(cur: psycopg2.extensions.cursor, staging: str) -> list[float] | None:
         sql.SQL("SELECT ST_Extent({}) AS e FROM {}").format(
             _ident(schema.GEOM_COLUMN), _ident(staging, table)
         )
-        for table in [layer.name for layer in schema.LAYERS]
-        + [schema.ROAD_WAYS_TABLE, schema.COMMUNES_TABLE]
+        for table in [layer.name for layer in schema.LAYERS] + [schema.ROAD_WAYS_TABLE]
     )
     cur.execute(
         sql.SQL(

@@ -322,8 +322,6 @@ class Loader:
         tags = area.tags
         from_way = area.from_way()
         osm_id = area.orig_id()
-        if not from_way:
-            self.areas_built.add(osm_id)
         features = mapping.area_features(tags, from_way=from_way)
         level = None if from_way else mapping.admin_level(tags)
         commune = not from_way and osm_id in self.scan.communes
@@ -331,12 +329,18 @@ class Loader:
             attrs = {"admin_level": level, **mapping.names(tags)}
             features.append(Feature("boundary_labels", 5, None, attrs))
         if not (features or commune or level == 2):
+            if not from_way:
+                self.areas_built.add(osm_id)
             return
         try:
             geom = self.factory.create_multipolygon(area)
         except RuntimeError:
-            self.warnings["areas with invalid geometry"] += 1
+            # Relations are counted in finish() as not assembled.
+            if from_way:
+                self.warnings["closed ways with an invalid area geometry"] += 1
             return
+        if not from_way:
+            self.areas_built.add(osm_id)
         osm_type = "w" if from_way else "r"
         self._emit(osm_type, osm_id, geom, features)
         if level == 2 and tags.get("ISO3166-1") is not None:

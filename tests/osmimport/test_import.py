@@ -117,7 +117,7 @@ def test_liechtenstein_meta_and_info(
         }
     ]
     west, south, east, north = meta["bbox"]
-    assert 9.4 < west < east < 9.7 and 47.0 < south < north < 47.3
+    assert 9.2 < west < 9.5 < east < 9.8 and 46.9 < south < 47.1 < north < 47.4
     for table, count in meta["counts"].items():
         assert scalar(liechtenstein_url, f"SELECT count(*) FROM osm.{table}") == count
     monkeypatch.setenv("FONDPLAN_DATABASE_URL", liechtenstein_url)
@@ -169,11 +169,22 @@ def test_mulhouse_xml_imports(make_database: Callable[[], str]) -> None:
     assert all(code.startswith("68") for code in insee)
 
 
-def test_overlapping_files_give_no_duplicates(make_database: Callable[[], str]) -> None:
-    both, centre, south_west = make_database(), make_database(), make_database()
-    run_import(both, [MULHOUSE_CENTRE, MULHOUSE_SW])
-    run_import(centre, [MULHOUSE_CENTRE])
-    run_import(south_west, [MULHOUSE_SW])
+def test_overlapping_files_give_no_duplicates(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    # Two extracts of Liechtenstein that share a 2 km strip, cut with osmium-tool.
+    west, east = tmp_path / "west.osm.pbf", tmp_path / "east.osm.pbf"
+    for target, box in ((west, "9.40,47.0,9.56,47.3"), (east, "9.53,47.0,9.70,47.3")):
+        subprocess.run(
+            ["osmium", "extract", "--bbox", box, "--strategy", "complete_ways", "-o",
+             str(target), str(LIECHTENSTEIN)],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    both, one, two = make_database(), make_database(), make_database()
+    run_import(both, [west, east])
+    run_import(one, [west])
+    run_import(two, [east])
     for table in [layer.name for layer in schema.LAYERS]:
         dupes = scalar(
             both,
@@ -181,12 +192,17 @@ def test_overlapping_files_give_no_duplicates(make_database: Callable[[], str]) 
             "GROUP BY 1, 2, 3 HAVING count(*) > 1) d",
         )
         assert dupes == 0, table
-    ids = set(query(both, "SELECT osm_id FROM osm.road_ways"))
-    one = set(query(centre, "SELECT osm_id FROM osm.road_ways"))
-    two = set(query(south_west, "SELECT osm_id FROM osm.road_ways"))
-    assert one & two, "the two extracts overlap"
-    assert ids == one | two
-    assert len(query(both, "SELECT osm_id FROM osm.road_ways")) == len(ids)
+    ids = query(both, "SELECT osm_id FROM osm.road_ways")
+    first, second = (
+        set(query(one, "SELECT osm_id FROM osm.road_ways")),
+        set(query(two, "SELECT osm_id FROM osm.road_ways")),
+    )
+    assert first & second, "the two extracts overlap"
+    assert len(ids) == len(set(ids)) == len(first | second)
+    buildings = {r[0] for r in query(both, "SELECT osm_id FROM osm.buildings")}
+    assert buildings == {
+        r[0] for url in (one, two) for r in query(url, "SELECT osm_id FROM osm.buildings")
+    }
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ def test_cache_etag_and_errors(client: TestClient) -> None:
     assert again.status_code == 304
     assert client.get(path).content == first.content
     for bad, status in [
-        (f"/styles/nope/1/0/0.png", 404),
+        ("/styles/nope/1/0/0.png", 404),
         (f"/styles/{STYLE}/3/8/0.png", 404),
         (f"/styles/{STYLE}/25/0/0.png", 404),
         (f"/styles/{STYLE}/300/3/0/0.png", 404),
@@ -158,46 +158,58 @@ def test_cache_etag_and_errors(client: TestClient) -> None:
         assert response.json()["detail"]
 
 
-def _label_near_seam(url: str) -> tuple[int, int, int]:
-    """A place label whose point lies within a few pixels of a vertical tile edge."""
+def _labels_near_seams(url: str) -> list[tuple[int, int, int, int]]:
+    """(z, x, y, row px) of left tiles whose right edge runs within 6 px of a town's label point."""
     points = query(
         url,
         f"""SELECT ST_X({schema.GEOM_COLUMN}), ST_Y({schema.GEOM_COLUMN})
-            FROM {schema.SCHEMA}.place_labels WHERE name IS NOT NULL""",
+            FROM {schema.SCHEMA}.place_labels
+            WHERE name IS NOT NULL AND kind IN ('village', 'town', 'city', 'capital')""",
     )
-    for z in range(13, 17):
+    found = []
+    for z in range(12, 16):
         for x, y in points:
-            col, row, px, _ = pixel_of(x, y, z)
-            if px <= 4:
-                return z, col - 1, row
-            if px >= 252:
-                return z, col, row
-    raise AssertionError("no place label near a tile edge")
+            col, row, px, py = pixel_of(x, y, z)
+            if px <= 6:
+                found.append((z, col - 1, row, py))
+            elif px >= 250:
+                found.append((z, col, row, py))
+    return found
 
 
 def test_labels_continue_across_tile_edges(client: TestClient, liechtenstein_url: str) -> None:
-    z, x, y = _label_near_seam(liechtenstein_url)
-    left = decode(client.get(f"/styles/{STYLE}/{z}/{x}/{y}.png").content)
-    right = decode(client.get(f"/styles/{STYLE}/{z}/{x + 1}/{y}.png").content)
-    stitched = np.concatenate([left, right], axis=1)
-    # The same 512 x 256 area as one image (MapLibre zoom is one less for 256 px tiles).
-    cx = (x + 1) / 2**z * 2 * HALF - HALF
-    cy = HALF - (y + 0.5) / 2**z * 2 * HALF
-    lon, lat = mercator_to_lonlat(cx, cy)
+    candidates = _labels_near_seams(liechtenstein_url)
+    assert candidates
     pool = RasterPool(database_url=liechtenstein_url)
+    compared = 0
     try:
-        whole = decode(
-            pool.render(ImageRequest(STYLE, lon=lon, lat=lat, zoom=z - 1, width=512, height=256))
-        )
+        for z, x, y, py in candidates:
+            left = decode(client.get(f"/styles/{STYLE}/{z}/{x}/{y}.png").content)
+            right = decode(client.get(f"/styles/{STYLE}/{z}/{x + 1}/{y}.png").content)
+            stitched = np.concatenate([left, right], axis=1)
+            rows = slice(max(0, py - 20), py + 20)
+            # Label text (#222, anti-aliased, haloed) on both sides of the seam.
+            dark = stitched[rows].sum(axis=2) < 330
+            if not (dark[:, 226:256].sum() >= 8 and dark[:, 256:286].sum() >= 8):
+                continue  # the label lost a collision or sits above/below the point
+            # The same 512 x 256 area as one image (MapLibre zoom is one less for 256 px).
+            cx = (x + 1) / 2**z * 2 * HALF - HALF
+            cy = HALF - (y + 0.5) / 2**z * 2 * HALF
+            lon, lat = mercator_to_lonlat(cx, cy)
+            whole = decode(
+                pool.render(
+                    ImageRequest(STYLE, lon=lon, lat=lat, zoom=z - 1, width=512, height=256)
+                )
+            )
+            # The text across the seam is the same in the tiles and in the single image.
+            assert np.abs(stitched[rows, 200:312] - whole[rows, 200:312]).mean() < 4
+            assert np.abs(stitched - whole).mean() < 4
+            compared += 1
+            if compared == 2:
+                break
     finally:
         pool.close()
-    # Dark label text is drawn on both sides of the seam...
-    dark = stitched.sum(axis=2) < 200
-    assert dark[:, 240:256].any() and dark[:, 256:272].any()
-    # ...and the band around the seam matches the single image.
-    band = slice(200, 312)
-    assert np.abs(stitched[:, band] - whole[:, band]).mean() < 4
-    assert np.abs(stitched - whole).mean() < 4
+    assert compared >= 1, "no label straddling a tile edge was drawn"
 
 
 def test_render_timeout_answers_503_and_the_server_stays_up(

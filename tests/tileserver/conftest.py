@@ -1,0 +1,55 @@
+"""Fixtures of the vector tile server tests: an app over the imported Liechtenstein data."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from osmimport.settings import DatabaseSettings
+from tileserver.app import create_app
+from tileserver.settings import CacheSettings, Settings
+
+with warnings.catch_warnings():
+    # Starlette warns that it prefers httpx2 to httpx; the client works the same.
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+#: Vaduz town centre.
+VADUZ = (9.5209, 47.1410)
+
+
+def tile_of(lon: float, lat: float, zoom: int) -> tuple[int, int]:
+    """The tile containing a point (independent of tileserver.tiling)."""
+    n = 2**zoom
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int(
+        (1.0 - math.log(math.tan(math.radians(lat)) + 1 / math.cos(math.radians(lat))) / math.pi)
+        / 2.0
+        * n
+    )
+    return x, y
+
+
+def tile_settings(url: str, cache_dir: Path, **server: object) -> Settings:
+    """Settings for a test app: the given database, a private disk cache."""
+    from tileserver.settings import ServerSettings
+
+    return Settings(
+        database=DatabaseSettings(database_url=url),
+        cache=CacheSettings(dir=cache_dir, version_ttl=1.0),
+        server=ServerSettings(**server),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+def tile_client(
+    liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """A client of an app serving the Liechtenstein import (lifespan running)."""
+    settings = tile_settings(liechtenstein_url, tmp_path_factory.mktemp("tilecache"))
+    with TestClient(create_app(settings)) as client:
+        yield client
