@@ -70,8 +70,20 @@ def _fit_zoom(bounds: list[float]) -> int:
     return max(0, min(schema.MAX_ZOOM, int(math.log2(360 * 4 / span))))
 
 
+class TileConnection(psycopg2.extensions.connection):
+    """A pooled connection that remembers the tile statements it has prepared."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prepared: set[str] = set()
+
+
 class PostGISSource:
-    """Tiles cut by one SQL statement per tile from the served schema."""
+    """Tiles cut by one SQL statement per tile from the served schema.
+
+    Each zoom's statement is prepared once per connection (in the same round trip as its first
+    execution), so a tile costs one ``EXECUTE``.
+    """
 
     def __init__(
         self, database: DatabaseSettings | str, settings: TileSettings, *, pool_size: int = 10
@@ -82,7 +94,7 @@ class PostGISSource:
         self.pool_size = max(1, pool_size)
         self.pool: psycopg2.pool.ThreadedConnectionPool | None = None
         self._catalog = Catalog()
-        self._queries: dict[int, str] = {}
+        self._queries: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     def connect_kwargs(self) -> dict[str, Any]:
@@ -90,6 +102,7 @@ class PostGISSource:
         return {
             "options": f"-c jit=off -c statement_timeout={int(self.settings.statement_timeout_ms)}",
             "application_name": "fondplan-tiles",
+            "connection_factory": TileConnection,
         }
 
     def open(self) -> None:
@@ -112,14 +125,17 @@ class PostGISSource:
 
     @contextmanager
     def connection(self) -> Iterator[psycopg2.extensions.connection]:
-        """A pooled connection; one that broke is closed instead of returned."""
+        """A pooled connection; one that saw an error is closed instead of returned.
+
+        (Its session state, such as prepared statements, is then unknown.)
+        """
         if self.pool is None:
             raise DatabaseError("the tile source is not open")
         conn = self.pool.getconn()
         broken = False
         try:
             yield conn
-        except psycopg2.OperationalError:
+        except psycopg2.Error:
             broken = True
             raise
         finally:
@@ -149,35 +165,46 @@ class PostGISSource:
                 self._queries = {}
         return catalog.data_version
 
-    def _query(self, conn: psycopg2.extensions.connection, zoom: int) -> str:
+    def _statement(self, conn: psycopg2.extensions.connection, zoom: int) -> tuple[str, str]:
+        """(name, PREPARE text) of the zoom's tile statement; the name changes with the SQL."""
         with self._lock:
-            text = self._queries.get(zoom)
-            if text is None:
+            found = self._queries.get(zoom)
+            if found is None:
                 composed = tile_query(
                     self._catalog, zoom, extent=self.settings.extent, buffer=self.settings.buffer
                 )
-                text = composed.as_string(conn)
-                self._queries[zoom] = text
-            return text
+                body = composed.as_string(conn)
+                for i, name in enumerate(("z", "x", "y"), start=1):
+                    body = body.replace(f"%({name})s", f"${i}")
+                digest = hashlib.sha1(body.encode()).hexdigest()[:12]
+                name = f"fondplan_tile_{zoom}_{digest}"
+                prepare = f"PREPARE {name} (integer, integer, integer) AS {body}"
+                found = (name, prepare.replace("%", "%%"))
+                self._queries[zoom] = found
+            return found
+
+    def _execute(self, conn: psycopg2.extensions.connection, z: int, x: int, y: int) -> Any:
+        name, prepare = self._statement(conn, z)
+        prepared: set[str] = getattr(conn, "prepared", set())
+        with conn.cursor() as cur:
+            if name in prepared:
+                cur.execute(f"EXECUTE {name} (%s, %s, %s)", (z, x, y))
+            else:
+                cur.execute(f"{prepare}; EXECUTE {name} (%s, %s, %s)", (z, x, y))
+                prepared.add(name)
+            return cur.fetchone()
 
     def tile(self, z: int, x: int, y: int) -> tuple[str, bytes]:
         """Cut one tile; a schema that changed under us is re-read once and the tile retried."""
-        for attempt in (1, 2):
+        try:
             with self.connection() as conn:
-                try:
-                    with conn.cursor() as cur:
-                        cur.execute(self._query(conn, z), {"z": z, "x": x, "y": y})
-                        row = cur.fetchone()
-                except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn):
-                    if attempt == 2:
-                        raise
-                    conn.rollback()
-                else:
-                    assert row is not None
-                    version = row[0] or "none"
-                    return str(version), bytes(row[1] or b"")
+                row = self._execute(conn, z, x, y)
+        except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn):
             self.refresh()
-        raise AssertionError("unreachable")
+            with self.connection() as conn:
+                row = self._execute(conn, z, x, y)
+        version = row[0] or "none"
+        return str(version), bytes(row[1] or b"")
 
     def describe(self) -> dict[str, Any]:
         """vector_layers from the layer list and the catalog; bounds/center from meta."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,19 +32,66 @@ def copy_array(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
+class CopySender:
+    """Runs the COPYs on a background thread so parsing and loading overlap.
+
+    Only this thread uses the cursor while it is open; ``close`` waits for the last COPY and
+    re-raises any error it met.
+    """
+
+    def __init__(self, cursor: psycopg2.extensions.cursor, *, depth: int = 4) -> None:
+        self._cursor = cursor
+        self._queue: queue.Queue[tuple[str, str] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="copy", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue
+            statement, data = item
+            try:
+                self._cursor.copy_expert(statement, io.StringIO(data), size=1 << 20)
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self._error = exc
+
+    def send(self, statement: str, data: str) -> None:
+        """Queue one COPY (blocks while the queue is full)."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((statement, data))
+
+    def close_quietly(self) -> None:
+        """Stop after the COPYs already queued, ignoring their errors (the caller has one)."""
+        self._error = self._error or RuntimeError("import aborted")
+        self._queue.put(None)
+        self._thread.join()
+
+    def close(self) -> None:
+        """Wait for the queued COPYs; raise the first error."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class CopyBuffer:
     """Collects rows for one table and sends them with ``COPY`` once enough have piled up."""
 
     def __init__(
         self,
-        cursor: psycopg2.extensions.cursor,
+        sender: CopySender,
         schema: str,
         table: str,
         columns: Sequence[str],
         *,
-        limit: int = 8 << 20,
+        limit: int = 4 << 20,
     ) -> None:
-        self._cursor = cursor
+        self._sender = sender
         self._statement = (
             sql.SQL("COPY {}.{} ({}) FROM STDIN")
             .format(
@@ -50,7 +99,7 @@ class CopyBuffer:
                 sql.Identifier(table),
                 sql.SQL(", ").join(sql.Identifier(c) for c in columns),
             )
-            .as_string(cursor)
+            .as_string(sender._cursor)
         )
         self._parts: list[str] = []
         self._size = 0
@@ -75,10 +124,10 @@ class CopyBuffer:
             self.flush()
 
     def flush(self) -> None:
-        """Send what is queued."""
+        """Hand what is queued to the sender."""
         if not self._parts:
             return
-        data = io.StringIO("".join(self._parts))
+        data = "".join(self._parts)
         self._parts = []
         self._size = 0
-        self._cursor.copy_expert(self._statement, data, size=1 << 20)
+        self._sender.send(self._statement, data)

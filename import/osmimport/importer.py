@@ -223,8 +223,7 @@ def build_layer_tables(cur: psycopg2.extensions.cursor, staging: str) -> None:
             sql.SQL(
                 "CREATE TABLE {table} AS SELECT osm_type::char(1) AS osm_type, osm_id, "
                 "{geom} AS geom, minzoom::smallint AS minzoom, sort_key::real AS sort_key{sep}"
-                "{columns} FROM (SELECT r.*, ST_Transform(r.geom, 3857) AS g FROM {raw} r) s "
-                "ORDER BY ST_GeoHash(ST_Transform(g, 4326))"
+                "{columns} FROM (SELECT r.*, ST_Transform(r.geom, 3857) AS g FROM {raw} r) s"
             ).format(
                 table=_ident(staging, layer.name),
                 geom=_geometry_expr(spec.geometry),
@@ -304,8 +303,7 @@ def _simplified_polygons(staging: str, base: str, table: str, attrs: list[str]) 
     return sql.SQL(
         "CREATE TABLE {table} AS SELECT osm_type, osm_id, geom, minzoom, sort_key{sep}{cols} "
         "FROM (SELECT osm_type, osm_id, "
-        "  ST_Multi(ST_CollectionExtract(ST_MakeValid("
-        "    ST_SimplifyPreserveTopology(geom, %(tolerance)s)), 3))"
+        "  ST_Multi(ST_SimplifyPreserveTopology(geom, %(tolerance)s))"
         "    ::geometry(MultiPolygon, 3857) AS geom, minzoom, sort_key{sep}{cols} "
         "  FROM {base} WHERE minzoom <= %(zoom)s AND ST_Area(geom) >= %(min_area)s) s "
         "WHERE NOT ST_IsEmpty(geom)"
@@ -423,6 +421,7 @@ def run_import(
         try:
             with conn.cursor() as cur:
                 cur.execute("SET synchronous_commit TO off")
+                cur.execute("SET jit TO off")
                 cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(staging)))
                 cur.execute(sql.SQL("CREATE SCHEMA {}").format(_ident(staging)))
                 create_raw_tables(cur, staging)

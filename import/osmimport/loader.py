@@ -16,7 +16,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from osmimport import mapping, schema
-from osmimport.copybuffer import CopyBuffer, copy_array
+from osmimport.copybuffer import CopyBuffer, CopySender, copy_array
 from osmimport.mapping import Feature
 
 #: Node tags that matter to routing when the node lies on a road way.
@@ -195,9 +195,10 @@ class Loader:
         self.staging = staging
         self.factory = osmium.geom.WKBFactory()
         self.warnings: Counter[str] = Counter()
+        self.sender = CopySender(cursor)
         self.layers = {
             layer.name: CopyBuffer(
-                cursor, staging, RAW_PREFIX + layer.name, layer_raw_columns(layer.name)
+                self.sender, staging, RAW_PREFIX + layer.name, layer_raw_columns(layer.name)
             )
             for layer in schema.LAYERS
         }
@@ -205,7 +206,7 @@ class Loader:
             layer: [name for name, _ in mapping.COLUMNS[layer].columns] for layer in self.layers
         }
         self.raw = {
-            table: CopyBuffer(cursor, staging, table, [name for name, _ in columns])
+            table: CopyBuffer(self.sender, staging, table, [name for name, _ in columns])
             for table, columns in RAW_TABLES.items()
         }
         self.scan = RelationScan()
@@ -227,13 +228,23 @@ class Loader:
 
     def run(self, path: Path, *, progress: bool = False) -> None:
         """Read ``path`` (nodes, ways, relations and the areas assembled from them)."""
+        untagged_nodes = osmium.filter.EmptyTagFilter()
+        untagged_nodes.enable_for(osmium.osm.NODE)
         processor = (
             osmium.FileProcessor(str(path))
             .with_locations()
             .with_areas(self.scan)
-            .with_filter(osmium.filter.EmptyTagFilter().enable_for(osmium.osm.NODE))
+            .with_filter(untagged_nodes)
         )
         meter = Progress(progress, f"reading {path.name}")
+        try:
+            self._read(processor, meter)
+        except BaseException:
+            self.sender.close_quietly()
+            raise
+        self.finish()
+
+    def _read(self, processor: osmium.FileProcessor, meter: Progress) -> None:
         count = 0
         for obj in processor:
             count += 1
@@ -249,7 +260,6 @@ class Loader:
                 self.relation(obj)
         meter.tick(count)
         meter.done()
-        self.finish()
 
     def node(self, node: osmium.osm.Node) -> None:
         """Points: POIs, places, stops, addresses, motorway exits; routing barrier candidates."""
@@ -385,6 +395,7 @@ class Loader:
             )
         for buffer in [*self.layers.values(), *self.raw.values()]:
             buffer.flush()
+        self.sender.close()
 
 
 def _json(tags: osmium.osm.TagList) -> str:

@@ -117,7 +117,7 @@ def test_liechtenstein_meta_and_info(
         }
     ]
     west, south, east, north = meta["bbox"]
-    assert 9.2 < west < 9.5 < east < 9.8 and 46.9 < south < 47.1 < north < 47.4
+    assert 9.2 < west < 9.5 < east < 9.8 and 46.9 < south < 47.1 < north < 47.6
     for table, count in meta["counts"].items():
         assert scalar(liechtenstein_url, f"SELECT count(*) FROM osm.{table}") == count
     monkeypatch.setenv("FONDPLAN_DATABASE_URL", liechtenstein_url)

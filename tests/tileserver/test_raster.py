@@ -43,9 +43,7 @@ HALF = math.pi * 6378137.0
 
 
 def settings_for(url: str) -> Settings:
-    return Settings(
-        database=DatabaseSettings(database_url=url), cache=CacheSettings(disk=False)
-    )
+    return Settings(database=DatabaseSettings(database_url=url), cache=CacheSettings(disk=False))
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +107,8 @@ def test_tile_is_a_png_of_the_map(client: TestClient, liechtenstein_url: str) ->
     (wx, wy), *_ = query(
         liechtenstein_url,
         f"""SELECT ST_X(p), ST_Y(p) FROM (
-              SELECT ST_PointOnSurface({schema.GEOM_COLUMN}) AS p FROM {schema.SCHEMA}.water_polygons
+              SELECT ST_PointOnSurface({schema.GEOM_COLUMN}) AS p
+              FROM {schema.SCHEMA}.water_polygons
               WHERE kind IS DISTINCT FROM 'glacier'
               ORDER BY ST_Area({schema.GEOM_COLUMN}) DESC LIMIT 1) q""",
     )
@@ -271,19 +270,33 @@ def test_renderer_crash_answers_503_then_recovers(liechtenstein_url: str) -> Non
         assert pool.pid not in (None, pid)
 
 
-def test_cli_render(liechtenstein_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_render(
+    liechtenstein_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tileserver.cli import main
 
     monkeypatch.setenv("FONDPLAN_DATABASE_URL", liechtenstein_url)
     out = tmp_path / "map.png"
     code = main(
-        ["render", "--style", STYLE, "--bbox", "9.50,47.12,9.54,47.15", "--zoom", "14",
-         "--size", "300x200", "-o", str(out)]
+        [
+            "render",
+            "--style",
+            STYLE,
+            "--bbox",
+            "9.50,47.12,9.54,47.15",
+            "--zoom",
+            "14",
+            "--size",
+            "300x200",
+            "-o",
+            str(out),
+        ]
     )
     assert code == 0
     image = decode(out.read_bytes())
     assert image.shape == (200, 300, 3)
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20
     assert main(["render", "--style", STYLE, "--bbox", "9.5,47", "-o", str(out)]) == 1
-    assert main(["render", "--style", "nope", "--bbox", "9.50,47.12,9.54,47.15",
-                 "-o", str(out)]) == 1
+    assert (
+        main(["render", "--style", "nope", "--bbox", "9.50,47.12,9.54,47.15", "-o", str(out)]) == 1
+    )

@@ -1,0 +1,145 @@
+"""Import benchmark: fondplan vs osm2pgsql on the same file, in the same run.
+
+    python bench/import.py [--file F.osm.pbf] [--scale N] [--skip-hooks]
+
+Runs, each into its own throwaway database of the same PostGIS server:
+  1. `fondplan import` without post-processing hooks (osmimport.cli),
+  2. `fondplan import` with the hooks the umbrella CLI wires (e.g. the routing graph),
+  3. `osm2pgsql --create` (default pgsql output and style, no --slim).
+Prints wall time, peak RSS of each child process and the ratio fondplan / osm2pgsql.
+`--scale N` first builds an input made of the extract repeated N times side by side
+(ids renumbered, shifted east in longitude) with pyosmium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import osmium
+
+from osmimport.database import drop_database, ensure_database
+from osmimport.embedded import EmbeddedCluster
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FILE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
+
+
+def admin_url() -> str:
+    external = os.environ.get("FONDPLAN_DATABASE_URL")
+    if external:
+        return external.rsplit("/", 1)[0] + "/postgres"
+    cluster = EmbeddedCluster(Path(os.environ.get("FONDPLAN_DATA_DIR", ROOT / "var")))
+    cluster.start()
+    return cluster.url("postgres")
+
+
+def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MB) of the child, exit code."""
+    start = time.monotonic()
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.monotonic() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 and process.stderr is not None:
+        sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
+    return elapsed, usage.ru_maxrss / 1024, process.returncode
+
+
+def build_scaled(source: Path, copies: int, target: Path) -> None:
+    """The extract repeated ``copies`` times side by side, ids renumbered per copy."""
+    box = osmium.io.Reader(str(source), osmium.osm.NOTHING).header().box()
+    width = (box.top_right.lon - box.bottom_left.lon) if box.valid() else 1.0
+    max_id = 0
+    for obj in osmium.FileProcessor(str(source)):
+        max_id = max(max_id, obj.id)
+    step = 10 ** len(str(max_id))
+    writer = osmium.SimpleWriter(str(target), overwrite=True)
+    try:
+        for kind in (osmium.osm.NODE, osmium.osm.WAY, osmium.osm.RELATION):
+            for copy in range(copies):
+                offset, shift = copy * step, copy * width * 1.05
+                for obj in osmium.FileProcessor(str(source), kind):
+                    if isinstance(obj, osmium.osm.Node):
+                        loc = obj.location
+                        writer.add_node(
+                            obj.replace(id=obj.id + offset, location=(loc.lon + shift, loc.lat))
+                        )
+                    elif isinstance(obj, osmium.osm.Way):
+                        writer.add_way(
+                            obj.replace(
+                                id=obj.id + offset, nodes=[n.ref + offset for n in obj.nodes]
+                            )
+                        )
+                    elif isinstance(obj, osmium.osm.Relation):
+                        members = [(m.type, m.ref + offset, m.role) for m in obj.members]
+                        writer.add_relation(obj.replace(id=obj.id + offset, members=members))
+    finally:
+        writer.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
+    parser.add_argument("--scale", type=int, default=1, help="repeat the extract N times")
+    parser.add_argument("--skip-hooks", action="store_true", help="skip the run with hooks")
+    args = parser.parse_args()
+
+    admin = admin_url()
+    base_env = {k: v for k, v in os.environ.items() if k != "FONDPLAN_DATABASE_URL"}
+    with tempfile.TemporaryDirectory(prefix="fondplan-bench-") as tmp:
+        source: Path = args.file
+        if args.scale > 1:
+            source = Path(tmp) / f"scaled-{args.scale}.osm.pbf"
+            started = time.monotonic()
+            build_scaled(args.file, args.scale, source)
+            print(f"built {source.name} ({source.stat().st_size / 1e6:.1f} MB) "
+                  f"in {time.monotonic() - started:.1f}s")  # fmt: skip
+        print(f"input: {source.name}, {source.stat().st_size / 1e6:.1f} MB")
+        runs = [
+            ("fondplan (no hooks)", [sys.executable, "-m", "osmimport.cli", "import", "--quiet"]),
+        ]
+        if not args.skip_hooks:
+            runs.append(
+                ("fondplan (with hooks)", [sys.executable, "-m", "tileserver.cli", "import",
+                                           "--quiet"])
+            )  # fmt: skip
+        results: dict[str, tuple[float, float, int]] = {}
+        databases: list[str] = []
+        try:
+            for label, cmd in runs:
+                name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
+                ensure_database(admin, name)
+                databases.append(name)
+                env = {**base_env, "FONDPLAN_DATABASE_URL": admin.rsplit("/", 1)[0] + "/" + name}
+                results[label] = run_child([*cmd, str(source)], env)
+            name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
+            ensure_database(admin, name)
+            databases.append(name)
+            url = admin.rsplit("/", 1)[0] + "/" + name
+            results["osm2pgsql"] = run_child(
+                ["osm2pgsql", "--create", "--cache", "1000", "--number-processes", "2",
+                 "-d", url, str(source)],
+                base_env,
+            )  # fmt: skip
+        finally:
+            for name in databases:
+                drop_database(admin, name)
+    print(f"{'run':<24} {'time (s)':>9} {'peak RSS (MB)':>14} {'exit':>5}")
+    for label, (elapsed, rss, code) in results.items():
+        print(f"{label:<24} {elapsed:>9.2f} {rss:>14.0f} {code:>5}")
+    reference = results["osm2pgsql"][0]
+    for label, (elapsed, _, _) in results.items():
+        if label != "osm2pgsql":
+            print(f"ratio {label} / osm2pgsql: {elapsed / reference:.2f}x (goal <= 2x)")
+    return 0 if all(code == 0 for _, _, code in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,119 @@
+"""The viewer in headless Chromium: loads clean, draws the map, labels get their glyphs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCRIPT = Path(__file__).with_name("viewer_check.mjs")
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn (``fondplan serve``) over the Liechtenstein import."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "FONDPLAN_DATABASE_URL": liechtenstein_url,
+        "FONDPLAN_CACHE_DIR": str(tmp_path_factory.mktemp("viewer-cache")),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health") as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def run_viewer(url: str, screenshot: Path, style: str = "") -> dict[str, object]:
+    if not CHROMIUM.exists() or shutil.which("node") is None:
+        pytest.skip("needs /usr/bin/chromium and node (make setup)")
+    if not (ROOT / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs the npm packages (make setup)")
+    result = subprocess.run(
+        ["node", str(SCRIPT), url + "/", str(screenshot), style],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+@pytest.mark.parametrize("style", ["colour", "grey"])
+def test_viewer_loads_clean_and_draws(server: str, tmp_path: Path, style: str) -> None:
+    shot = tmp_path / "viewer.png"
+    report = run_viewer(server, shot, style)
+    assert "error" not in report, report.get("error")
+    assert report["loaded"] is True
+    assert report["consoleErrors"] == []
+    assert report["failedRequests"] == []
+    responses = report["responses"]
+    assert isinstance(responses, list)
+    # Nothing from elsewhere: every request goes to this server.
+    elsewhere = [r["url"] for r in responses if not r["url"].startswith((server, "data:", "blob:"))]
+    assert elsewhere == []
+    glyphs = [r for r in responses if "/fonts/" in r["url"]]
+    assert glyphs and all(r["status"] == 200 for r in glyphs)
+    tiles = [r for r in responses if "/tiles/basemap/" in r["url"]]
+    assert tiles and all(r["status"] in (200, 204) for r in tiles)
+    assert any("/sprites/" in r["url"] and r["status"] == 200 for r in responses)
+    assert report["styleOptions"] == sorted(report["styleOptions"])  # type: ignore[type-var]
+    assert {"colour", "grey"} <= set(report["styleOptions"])  # type: ignore[arg-type]
+
+    panels = report["panels"]
+    assert isinstance(panels, dict)
+    assert f"{server}/styles/{style}.json" in panels["maplibre"]
+    assert "new maplibregl.Map" in panels["maplibre"]
+    assert "L.maplibreGL" in panels["leaflet"]
+    assert f"{server}/static/vendor/maplibre-gl-leaflet/leaflet-maplibre-gl.js" in panels["leaflet"]
+
+    image = Image.open(shot).convert("RGB")
+    # The map area below the toolbar: many distinct colours means it drew.
+    crop = image.crop((0, 80, image.width, image.height - 40))
+    colours = crop.getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 50
+    extrema = crop.getextrema()
+    assert any(high - low > 60 for low, high in extrema)

@@ -1,0 +1,61 @@
+// Opens the fondplan viewer in headless Chromium and reports what a person would see, as JSON:
+// console errors, failed requests, glyph/sprite/tile responses, and a screenshot of the map.
+// Usage: node viewer_check.mjs URL SCREENSHOT.png [STYLE]
+import { chromium } from "playwright-core";
+
+const [url, screenshot, style] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+  ],
+});
+const report = { consoleErrors: [], failedRequests: [], responses: [], loaded: false, panels: null };
+try {
+  const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
+  page.on("console", (msg) => {
+    if (msg.type() === "error") report.consoleErrors.push(msg.text());
+  });
+  page.on("pageerror", (err) => report.consoleErrors.push(String(err)));
+  page.on("requestfailed", (req) => {
+    report.failedRequests.push({ url: req.url(), error: req.failure()?.errorText });
+  });
+  page.on("response", (res) => {
+    report.responses.push({ url: res.url(), status: res.status() });
+    if (res.status() >= 400) report.failedRequests.push({ url: res.url(), status: res.status() });
+  });
+  await page.goto(url + (style ? "?style=" + style : ""), { waitUntil: "load" });
+  await page.waitForFunction(() => document.body.dataset.loaded === "true", null, { timeout: 60000 });
+  report.loaded = true;
+  // Wait until every tile, glyph and sprite has arrived and the map has drawn them.
+  await page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const map = window.fondplan.map;
+        if (map.loaded() && map.areTilesLoaded()) return resolve();
+        map.once("idle", () => resolve());
+      }),
+  );
+  await page.waitForTimeout(500);
+  report.styleOptions = await page.$$eval("#style-select option", (opts) => opts.map((o) => o.value));
+  await page.click("#use-toggle");
+  report.panels = {
+    maplibre: await page.textContent("#snippet-maplibre"),
+    leaflet: await page.textContent("#snippet-leaflet"),
+  };
+  await page.click("#use-toggle");
+  await page.screenshot({ path: screenshot });
+} catch (err) {
+  report.error = String(err);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(report));
