@@ -80,8 +80,9 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
         occurrences[nodes[0]] += 1
         occurrences[nodes[-1]] += 1
     blocked = {
-        node for node, tags in network.barriers.items() if node in occurrences
-        and profile.barrier_blocks(tags)
+        node
+        for node, tags in network.barriers.items()
+        if node in occurrences and profile.barrier_blocks(tags)
     }
     restrictions = _restrictions(network, profile)
     split = {node for node, count in occurrences.items() if count > 1} | blocked
@@ -90,9 +91,11 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
     by_way: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
     for way_id, tags, nodes, rule, coords in usable:
         start = 0
-        total = sum(
-            haversine(*coords[i], *coords[i + 1]) for i in range(len(coords) - 1)
-        ) if rule.duration else 0.0
+        total = (
+            sum(haversine(*coords[i], *coords[i + 1]) for i in range(len(coords) - 1))
+            if rule.duration
+            else 0.0
+        )
         for end in range(1, len(nodes)):
             if nodes[end] not in split and end != len(nodes) - 1:
                 continue
@@ -170,7 +173,7 @@ def _resolve_restrictions(
         adjacency: dict[int, list[tuple[int, int]]] = defaultdict(list)
         for tail, head, k in via_edges:
             adjacency[tail].append((head, k))
-        for tail, head, a in by_way[r.from_way]:
+        for _, head, a in by_way[r.from_way]:
             if head not in via_nodes:
                 continue
             for to_tail, _, b in by_way[r.to_way]:
@@ -213,7 +216,7 @@ def _identifiers() -> dict[str, sql.Composable]:
 
 
 def _run(cursor: psycopg2.extensions.cursor, name: str, **params: Any) -> None:
-    query = sql.SQL(load_sql("routing", name)).format(**_identifiers())  # type: ignore[arg-type]
+    query = sql.SQL(load_sql("routing", name)).format(**_identifiers())
     cursor.execute(query, params or None)
 
 
@@ -269,8 +272,8 @@ def graph_versions(url: str) -> list[dict[str, Any]]:
                 _run(cur, "graph_versions.sql")
             except psycopg2.errors.UndefinedTable:
                 return []
-            names = [column.name for column in cur.description]
-            return [dict(zip(names, row)) for row in cur.fetchall()]
+            names = [column.name for column in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     finally:
         conn.close()
 

@@ -375,18 +375,18 @@ class Engine:
         edges = {part.edge for part in other.parts}
         edges |= {self.edges[e]["reverse"] for e in edges}
         return sum(
-            self.edges[part.edge]["length"] * (part.end - part.start)
+            float(self.edges[part.edge]["length"]) * (part.end - part.start)
             for part in path.parts
             if part.edge in edges
         )
 
     def length(self, path: Path) -> float:
         """Metres travelled along ``path``."""
-        return sum(self.edges[p.edge]["length"] * (p.end - p.start) for p in path.parts)
+        return sum(float(self.edges[p.edge]["length"]) * (p.end - p.start) for p in path.parts)
 
     def duration(self, path: Path) -> float:
         """Seconds travelled along ``path``."""
-        return sum(self.edges[p.edge]["travel_time"] * (p.end - p.start) for p in path.parts)
+        return sum(float(self.edges[p.edge]["travel_time"]) * (p.end - p.start) for p in path.parts)
 
 
 def _join(first: tuple[Part, ...], second: tuple[Part, ...]) -> tuple[Part, ...]:

@@ -99,7 +99,7 @@ def parse_maxspeed(value: str | None) -> float | None:
 
 
 def area_type(tags: dict[str, str]) -> str | None:
-    """``"urban"``/``"rural"`` when a tag of the way says so (``source:maxspeed``, zones), else None."""
+    """``"urban"``/``"rural"`` when a tag says so (``source:maxspeed``, zones), else None."""
     for key in ("maxspeed:type", "source:maxspeed", "zone:maxspeed", "zone:traffic", "maxspeed"):
         value = tags.get(key, "")
         if value.endswith(":urban") or value == "urban":

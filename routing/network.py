@@ -37,11 +37,13 @@ class Network:
         positions = np.clip(positions, 0, max(len(self.node_ids) - 1, 0))
         if len(self.node_ids) == 0 or not np.array_equal(self.node_ids[positions], node_ids):
             return None
-        return list(zip(self.node_lon[positions].tolist(), self.node_lat[positions].tolist()))
+        return list(
+            zip(self.node_lon[positions].tolist(), self.node_lat[positions].tolist(), strict=True)
+        )
 
 
 def _query(name: str, **identifiers: sql.Composable) -> sql.Composed:
-    return sql.SQL(load_sql("routing", name)).format(**identifiers)  # type: ignore[arg-type]
+    return sql.SQL(load_sql("routing", name)).format(**identifiers)
 
 
 def _table(name: str) -> sql.Identifier:
@@ -105,9 +107,7 @@ def read_network(url: str) -> Network:
         with conn.cursor() as cur:
             cur.execute(_query("barriers.sql", barriers=_table(schema.BARRIERS_TABLE)))
             barriers = {int(osm_id): tags or {} for osm_id, tags in cur.fetchall()}
-            cur.execute(
-                _query("restrictions.sql", restrictions=_table(schema.RESTRICTIONS_TABLE))
-            )
+            cur.execute(_query("restrictions.sql", restrictions=_table(schema.RESTRICTIONS_TABLE)))
             restrictions = [
                 (int(osm_id), tags or {}, members or []) for osm_id, tags, members in cur.fetchall()
             ]

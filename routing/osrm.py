@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from shapely.geometry import LineString
 
 from routing import polyline
@@ -165,7 +166,9 @@ def parse_options(
         options.geometries = _choice(
             params, "geometries", ("polyline", "polyline6", "geojson"), "polyline"
         )
-        options.overview = _choice(params, "overview", ("simplified", "full", "false"), "simplified")
+        options.overview = _choice(
+            params, "overview", ("simplified", "full", "false"), "simplified"
+        )
         _choice(params, "continue_straight", ("default", "true", "false"), "default")
         alternatives = params.get("alternatives", "false")
         if alternatives in {"true", "false"}:
@@ -226,7 +229,9 @@ def hint(engine: Engine, snap: Snap) -> str:
     return base64.urlsafe_b64encode(struct.pack("<id", snap.edge, snap.fraction)).decode()
 
 
-def waypoint(engine: Engine, snap: Snap, options: Options, *, nodes: bool = False) -> dict[str, Any]:
+def waypoint(
+    engine: Engine, snap: Snap, options: Options, *, nodes: bool = False
+) -> dict[str, Any]:
     """OSRM's waypoint object for a snapped coordinate."""
     data = engine.edges[snap.edge]
     result: dict[str, Any] = {
@@ -244,7 +249,10 @@ def waypoint(engine: Engine, snap: Snap, options: Options, *, nodes: bool = Fals
 def geometry(coords: list[tuple[float, float]], kind: str) -> Any:
     """A line in the requested OSRM geometry format."""
     if kind == "geojson":
-        return {"type": "LineString", "coordinates": [[round(x, 6), round(y, 6)] for x, y in coords]}
+        return {
+            "type": "LineString",
+            "coordinates": [[round(x, 6), round(y, 6)] for x, y in coords],
+        }
     return polyline.encode(coords, 6 if kind == "polyline6" else 5)
 
 
@@ -262,6 +270,15 @@ def _stretch(engine: Engine, part: Part) -> _Stretch:
     data = engine.edges[part.edge]
     points: tuple[tuple[float, float], ...] = data["geometry"]
     osm_nodes: tuple[int, ...] = data["nodes"]
+    if part.start == 0.0 and part.end == 1.0:
+        return _Stretch(
+            part,
+            data,
+            list(points),
+            list(osm_nodes),
+            float(data["length"]),
+            float(data["travel_time"]),
+        )
     cumulative = [0.0]
     for a, b in zip(points, points[1:], strict=False):
         cumulative.append(cumulative[-1] + haversine(*a, *b))
@@ -290,9 +307,7 @@ def _stretch(engine: Engine, part: Part) -> _Stretch:
     if part.end == 1.0:
         nodes.append(osm_nodes[-1])
     share = part.end - part.start
-    return _Stretch(
-        part, data, coords, nodes, data["length"] * share, data["travel_time"] * share
-    )
+    return _Stretch(part, data, coords, nodes, data["length"] * share, data["travel_time"] * share)
 
 
 def _join_coords(chunks: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
@@ -390,15 +405,15 @@ def _steps(stretches: list[_Stretch], options: Options, mode: str) -> list[dict[
         if groups:
             previous = groups[-1][-1].data
             same = (previous["name"], previous["ref"], previous["mode"]) == key
-            if same and (previous["roundabout"] == stretch.data["roundabout"]) and (
-                key[0] or key[1]
+            if (
+                same
+                and (previous["roundabout"] == stretch.data["roundabout"])
+                and (key[0] or key[1])
             ):
                 groups[-1].append(stretch)
                 continue
             if same and not (key[0] or key[1]):
-                turn = modifier(
-                    _bearings(groups[-1][-1].coords)[1], _bearings(stretch.coords)[0]
-                )
+                turn = modifier(_bearings(groups[-1][-1].coords)[1], _bearings(stretch.coords)[0])
                 if turn in {"straight", "slight left", "slight right"}:
                     groups[-1].append(stretch)
                     continue
@@ -443,11 +458,15 @@ def _summary(stretches: list[_Stretch]) -> str:
         if label:
             totals[label] = totals.get(label, 0.0) + s.distance
     best = sorted(totals, key=lambda label: -totals[label])[:2]
-    order = {label: i for i, s in enumerate(stretches) for label in [s.data["name"] or s.data["ref"]]}
+    order = {
+        label: i for i, s in enumerate(stretches) for label in [s.data["name"] or s.data["ref"]]
+    }
     return ", ".join(sorted(best, key=lambda label: order[label]))
 
 
-def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], list[tuple[float, float]]]:
+def leg(
+    engine: Engine, path: Path, options: Options
+) -> tuple[dict[str, Any], list[tuple[float, float]]]:
     """An OSRM route leg for one path, and its coordinates."""
     stretches = [_stretch(engine, part) for part in path.parts]
     coords = _join_coords([s.coords for s in stretches])
@@ -486,9 +505,7 @@ def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], l
     return result, coords
 
 
-def route_object(
-    engine: Engine, paths: list[Path], options: Options
-) -> dict[str, Any]:
+def route_object(engine: Engine, paths: list[Path], options: Options) -> dict[str, Any]:
     """An OSRM route made of one path per leg."""
     legs = []
     chunks = []
@@ -508,7 +525,7 @@ def route_object(
     if options.overview != "false":
         coords = _join_coords(chunks)
         if options.overview == "simplified" and len(coords) > 2:
-            simple = LineString(coords).simplify(0.00005, preserve_topology=False)
+            simple = LineString(np.asarray(coords)).simplify(0.00005, preserve_topology=False)
             coords = [(float(x), float(y)) for x, y in simple.coords]
         route["geometry"] = geometry(coords, options.geometries)
     return route

@@ -91,7 +91,8 @@ class RoutingService:
     def _check_count(self, coordinates: list[tuple[float, float]], limit: int) -> None:
         if len(coordinates) > limit:
             raise OsrmError(
-                "TooBig", f"Number of entries {len(coordinates)} is higher than current maximum ({limit})"
+                "TooBig",
+                f"Number of entries {len(coordinates)} is higher than current maximum ({limit})",
             )
 
     def route(

@@ -25,10 +25,16 @@ RADIUS = 8
 CUTOFF = 0.25
 RANGE_SIZE = 256
 MAX_CODEPOINT = 65535
+#: MapLibre's shaping puts the baseline a fixed 17 px below the top of a 24 px line
+#: (SHAPING_DEFAULT_OFFSET), calibrated on a font whose ascender is about 25 px at 24 px. A
+#: glyph's ``top`` is therefore its bitmap top above the baseline minus this ascender (fontnik
+#: subtracts the face's ascender). One constant for every font keeps the baselines of a merged
+#: fontstack aligned.
+ASCENDER = 25
 #: Outlines are rasterised this many times larger, then the distance field is sampled down.
 OVERSAMPLE = 4
 #: Bumped when the bitmaps change, so old disk caches are not served.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 DEFAULT_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 FONT_SUFFIXES = (".ttf", ".otf")
@@ -182,7 +188,7 @@ def render_glyph(face: freetype.Face, codepoint: int) -> bytes | None:
     sampled = signed[np.ix_(hi_y, hi_x)]
     values = 255 - np.clip(sampled * 256 / RADIUS + CUTOFF * 256, 0, 255)
     sdf = values.astype(np.uint8).tobytes()
-    return encode_glyph(codepoint, sdf, width, height, left, top, advance)
+    return encode_glyph(codepoint, sdf, width, height, left, top - ASCENDER, advance)
 
 
 def _font_stamp(font: FontFile) -> str:

@@ -12,7 +12,6 @@ import psycopg2
 import psycopg2.extras
 import pytest
 from psycopg2 import sql
-
 from starlette.applications import Starlette
 
 from osmimport import schema
@@ -83,9 +82,9 @@ def load_network(url: str, source: Path | str) -> None:
                 ).format(table(schema.ROAD_WAYS_TABLE))
             )
             cur.execute(
-                sql.SQL("CREATE TABLE {} (osm_id bigint PRIMARY KEY, lon float8, lat float8)").format(
-                    table(schema.ROAD_NODES_TABLE)
-                )
+                sql.SQL(
+                    "CREATE TABLE {} (osm_id bigint PRIMARY KEY, lon float8, lat float8)"
+                ).format(table(schema.ROAD_NODES_TABLE))
             )
             cur.execute(
                 sql.SQL("CREATE TABLE {} (osm_id bigint PRIMARY KEY, tags jsonb)").format(

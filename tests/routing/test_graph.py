@@ -153,7 +153,9 @@ def load_graph_model(engine: Engine) -> nx.MultiDiGraph:
 
 
 def test_graph_attributes(network_db: Callable[[Path | str], str]) -> None:
-    url = network_db(NODES + "w1 v1 Thighway=primary,name=Rue%20%Haute,ref=D%20%1,maxspeed=70 Nn1,n2\n")
+    url = network_db(
+        NODES + "w1 v1 Thighway=primary,name=Rue%20%Haute,ref=D%20%1,maxspeed=70 Nn1,n2\n"
+    )
     build_graphs(url, quiet=True)
     graph = load_graph(url, "car")
     (u, v, data), _ = graph.edges(data=True)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import freetype
 import numpy as np
 import pytest
 from glyph_proto import decode
+from PIL import Image
 
 from tileserver.glyphs import (
     BUFFER,
@@ -21,6 +27,12 @@ from tileserver.glyphs import (
 
 REGULAR = "Noto Sans Regular"
 FALLBACK = "DejaVu Sans Book"
+#: MapLibre lays a line out in a 24 px em with the baseline 17 px below its top
+#: (SHAPING_DEFAULT_OFFSET in maplibre-gl-js src/symbol/shaping.ts), calibrated on a font whose
+#: ascender is 25 px at 24 px; glyph servers write ``top`` relative to that ascender.
+MAPLIBRE_LINE_HEIGHT = 24
+MAPLIBRE_BASELINE_OFFSET = -17
+MAPLIBRE_ASCENDER = 25
 
 
 def _font_path(name: str) -> Path:
@@ -29,8 +41,8 @@ def _font_path(name: str) -> Path:
     return font.path
 
 
-def _glyphs_for(fontstack: str, text: str) -> dict[int, object]:
-    found: dict[int, object] = {}
+def _glyphs_for(fontstack: str, text: str) -> dict[int, Any]:
+    found: dict[int, Any] = {}
     for start in sorted({ord(ch) // 256 * 256 for ch in text}):
         message = decode(glyph_range(fontstack, start, start + 255))
         assert len(message.stacks) == 1
@@ -66,8 +78,8 @@ def test_sdf_inside_area_matches_freetype_coverage() -> None:
         coverage = np.array(bitmap.buffer, dtype=float).sum() / 255
         inside = (np.frombuffer(glyph.bitmap, dtype=np.uint8) >= 192).sum()
         assert inside == pytest.approx(coverage, rel=0.2), ch
-        # Metrics agree with FreeType's placement within a pixel.
-        assert abs(glyph.top - face.glyph.bitmap_top) <= 1, ch
+        # Metrics agree with FreeType's placement within a pixel (top below MapLibre's ascender).
+        assert abs(glyph.top - (face.glyph.bitmap_top - MAPLIBRE_ASCENDER)) <= 1, ch
         assert abs(glyph.left - face.glyph.bitmap_left) <= 1, ch
         assert abs(glyph.advance - face.glyph.advance.x / 64) <= 1, ch
 
@@ -128,3 +140,126 @@ def test_disk_cache_serves_the_same_bytes(tmp_path: Path) -> None:
     # A fresh builder (a restarted server) reads it back instead of rendering.
     assert GlyphBuilder(cache_dir=tmp_path).glyph_range(REGULAR, 256, 511) == built
     assert decode(built).stacks[0].glyphs[0].id >= 256
+
+
+@pytest.mark.parametrize("fontstack", [REGULAR, FALLBACK, "Noto Sans Italic", "Noto Sans Bold"])
+def test_metrics_follow_the_maplibre_conventions(fontstack: str) -> None:
+    """width/height/left/top/advance are what MapLibre's shaping expects for FreeType's glyphs."""
+    face = freetype.Face(str(_font_path(fontstack)))
+    face.set_char_size(SIZE * 64)
+    text = "HEgtaöBj,-Q"
+    glyphs = _glyphs_for(fontstack, text)
+    for ch in text:
+        glyph = glyphs[ord(ch)]
+        face.load_char(ch, freetype.FT_LOAD_RENDER | freetype.FT_LOAD_NO_HINTING)
+        slot = face.glyph
+        assert len(glyph.bitmap) == (glyph.width + 2 * BUFFER) * (glyph.height + 2 * BUFFER), ch
+        assert abs(glyph.width - slot.bitmap.width) <= 1, ch
+        assert abs(glyph.height - slot.bitmap.rows) <= 1, ch
+        assert abs(glyph.left - slot.bitmap_left) <= 1, ch
+        assert abs(glyph.top - (slot.bitmap_top - MAPLIBRE_ASCENDER)) <= 1, ch
+        assert abs(glyph.advance - slot.metrics.horiAdvance / 64) <= 0.5, ch
+
+    # Where MapLibre draws a glyph's ink in a one-line, centred label, relative to the anchor
+    # (y down): centring shifts the pen by nothing, the quad starts ``top`` above the pen.
+    def ink(ch: str) -> tuple[int, int]:
+        glyph = glyphs[ord(ch)]
+        return (
+            MAPLIBRE_BASELINE_OFFSET - glyph.top,
+            MAPLIBRE_BASELINE_OFFSET - glyph.top + glyph.height,
+        )
+
+    cap_top, baseline = ink("H")
+    # Capitals straddle the anchor, so a line label sits on its line rather than beside it.
+    assert abs((cap_top + baseline) / 2) <= 2.5
+    assert 0 < baseline < MAPLIBRE_LINE_HEIGHT / 2
+    # Every glyph of the font shares that baseline: descenders go below it, x-height above it.
+    assert ink("g")[1] > baseline + 2 and ink("a")[0] > cap_top + 2
+    assert abs(ink("E")[1] - baseline) <= 1 and abs(ink("B")[1] - baseline) <= 1
+
+
+def test_merged_fontstack_glyphs_share_one_baseline() -> None:
+    """A fallback font's glyphs sit on the same baseline as the first font's."""
+    start = 0x2600
+    first = freetype.Face(str(_font_path(REGULAR)))
+    second = freetype.Face(str(_font_path(FALLBACK)))
+    second.set_char_size(SIZE * 64)
+    only_second = [cp for cp in range(start, start + 256) if second.get_char_index(cp)]
+    only_second = [cp for cp in only_second if not first.get_char_index(cp)][:5]
+    assert only_second, "the test needs glyphs only the fallback font has"
+    merged = _glyphs_for(f"{REGULAR},{FALLBACK}", "H" + "".join(map(chr, only_second)))
+    first.set_char_size(SIZE * 64)
+    first.load_char("H", freetype.FT_LOAD_RENDER | freetype.FT_LOAD_NO_HINTING)
+    shift = merged[ord("H")].top - first.glyph.bitmap_top
+    for cp in only_second:
+        second.load_char(chr(cp), freetype.FT_LOAD_RENDER | freetype.FT_LOAD_NO_HINTING)
+        assert abs(merged[cp].top - second.glyph.bitmap_top - shift) <= 1, hex(cp)
+
+
+def _render_line_label(text: str, coordinates: list[list[float]], size: int) -> np.ndarray:
+    """RGB pixels of MapLibre Native drawing ``text`` along a red line, with our glyphs."""
+    os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+    import mapli
+
+    def fonts(request: mapli.ResourceRequest) -> bytes:
+        fontstack, _, file = request.url.split("://", 1)[1].removeprefix("fonts/").rpartition("/")
+        start, _, end = file.removesuffix(".pbf").partition("-")
+        return glyph_range(unquote(fontstack), int(start), int(end))
+
+    mapli.register_scheme_handler("glyphtest", fonts)
+    line = {"type": "LineString", "coordinates": coordinates}
+    style = {
+        "version": 8,
+        "glyphs": "glyphtest://fonts/{fontstack}/{range}.pbf",
+        "sources": {"line": {"type": "geojson", "data": line}},
+        "layers": [
+            {"id": "bg", "type": "background", "paint": {"background-color": "#ffffff"}},
+            {
+                "id": "line",
+                "type": "line",
+                "source": "line",
+                "paint": {"line-color": "#ff0000", "line-width": 3},
+            },
+            {
+                "id": "label",
+                "type": "symbol",
+                "source": "line",
+                "layout": {
+                    "symbol-placement": "line",
+                    "symbol-spacing": 250,
+                    "text-field": text,
+                    "text-font": [REGULAR],
+                    "text-size": size,
+                },
+                "paint": {"text-color": "#000000"},
+            },
+        ],
+    }
+    pool = mapli.RenderPool(workers=1)
+    pool.register_style("label", json=json.dumps(style))
+    lons = [point[0] for point in coordinates]
+    lats = [point[1] for point in coordinates]
+    png = pool.render(
+        "label",
+        lon=(min(lons) + max(lons)) / 2,
+        lat=(min(lats) + max(lats)) / 2,
+        zoom=16,
+        width=600,
+        height=200,
+    )
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def test_line_label_sits_on_its_line() -> None:
+    """MapLibre Native centres a line label's capitals on the line (not a line height above)."""
+    size = 24
+    pixels = _render_line_label("Balzers Vaduz", [[0.001, 0.001], [0.004, 0.001]], size)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    line_rows = np.nonzero(((red > 200) & (red - green > 120) & (red - blue > 120)).any(axis=1))[0]
+    ink_rows = np.nonzero(((red < 100) & (green < 100) & (blue < 100)).any(axis=1))[0]
+    assert len(line_rows) and len(ink_rows), "nothing drawn"
+    line_y = line_rows.mean()
+    # The text has no descenders: its ink runs from the cap height down to the baseline.
+    cap_top, baseline = ink_rows.min(), ink_rows.max()
+    assert 0.6 * size < baseline - cap_top + 1 < 0.8 * size
+    assert abs((cap_top + baseline) / 2 - line_y) <= 3
