@@ -13,6 +13,8 @@ demo: setup
 	$(BIN)/fondplan db start
 	$(BIN)/fondplan import $(SAMPLE)
 	$(BIN)/fondplan info
+	@echo "serving on http://127.0.0.1:8080 (Ctrl+C stops)"
+	$(BIN)/fondplan serve --host 127.0.0.1 --port 8080
 
 lint: setup
 	$(BIN)/ruff check .
@@ -28,6 +30,7 @@ test: lint pytest
 
 bench: setup
 	$(BIN)/python bench/import.py
+	$(BIN)/python bench/tiles.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache

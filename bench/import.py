@@ -117,7 +117,12 @@ def main() -> int:
                 name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
                 ensure_database(admin, name)
                 databases.append(name)
-                env = {**base_env, "FONDPLAN_DATABASE_URL": admin.rsplit("/", 1)[0] + "/" + name}
+                env = {
+                    **base_env,
+                    "FONDPLAN_DATABASE_URL": admin.rsplit("/", 1)[0] + "/" + name,
+                    # The node location file goes there, not into the served data dir.
+                    "FONDPLAN_DATA_DIR": str(Path(tmp) / name),
+                }
                 results[label] = run_child([*cmd, str(source)], env)
             name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
             ensure_database(admin, name)

@@ -217,12 +217,23 @@ def main() -> int:
                 stderr=subprocess.DEVNULL,
             )
         )
-        gl_bin = ROOT / "node_modules" / ".bin" / "tileserver-gl-light"
+        gl_bin = ROOT / "node_modules" / ".bin" / "tileserver-gl"
         have_gl = gl_bin.exists() and shutil.which("node") is not None
         if have_gl:
+            # npm hoists tileserver-gl-styles, where the server does not look by itself.
+            config = {
+                "options": {
+                    "paths": {
+                        "root": str(ROOT / "node_modules" / "tileserver-gl-styles"),
+                        "mbtiles": str(tmp),
+                    }
+                },
+                "data": {"basemap": {"mbtiles": mbtiles.name}},
+            }
+            (tmp / "config.json").write_text(json.dumps(config))
             procs.append(
                 subprocess.Popen(
-                    [str(gl_bin), "--file", str(mbtiles), "--port", str(gl_port), "--silent"],
+                    [str(gl_bin), "--config", "config.json", "--port", str(gl_port), "--silent"],
                     cwd=tmp,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

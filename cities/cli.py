@@ -19,7 +19,7 @@ from typing import ClassVar
 from cities.communes import find_commune, list_communes
 from cities.errors import CitiesError
 from cities.paper import PAPERS, Layout, parse_layout, parse_orientation, parse_paper
-from cities.render import CairoMapRenderer, MapRenderer
+from cities.render import MapRenderer
 from cities.townplan import (
     Plan,
     PlanArea,
@@ -60,7 +60,7 @@ class TownplanCommand:
     help: ClassVar[str] = "print a town plan (PDF/PNG) of a commune"
 
     def __init__(self, renderer_factory: RendererFactory | None = None) -> None:
-        self.renderer_factory: RendererFactory = renderer_factory or CairoMapRenderer
+        self.renderer_factory = renderer_factory
 
     def add_args(self, parser: argparse.ArgumentParser) -> None:
         """Declare the plan options."""
@@ -82,7 +82,13 @@ class TownplanCommand:
             help="index-side (default), index-below or index-pages",
         )
         parser.add_argument("--format", choices=["pdf", "png"], help="default: from -o, else pdf")
-        parser.add_argument("--dpi", type=int, default=300, help="output resolution (default 300)")
+        parser.add_argument(
+            "--dpi",
+            type=int,
+            default=300,
+            help="output resolution (default 300); the map is drawn at it, except that it is "
+            "capped at 60 million pixels (A0 maps print at about 250 dpi)",
+        )
         parser.add_argument("--style", default="print", help="map style name (default print)")
         parser.add_argument("-o", "--output", type=Path, help="output file")
         parser.add_argument("--outdir", type=Path, help="output folder (with --all)")
@@ -106,7 +112,24 @@ class TownplanCommand:
             title=args.title,
         )
         url = database_url(DatabaseSettings())
+        if self.renderer_factory is None:
+            raise UsageError("no map renderer: run `fondplan townplan` (MapLibre Native)")
         renderer = self.renderer_factory(url)
+        try:
+            return self._run(args, url, options, renderer, fmt)
+        finally:
+            close = getattr(renderer, "close", None)
+            if callable(close):
+                close()
+
+    def _run(
+        self,
+        args: argparse.Namespace,
+        url: str,
+        options: PlanOptions,
+        renderer: MapRenderer,
+        fmt: str,
+    ) -> int:
         if args.all:
             return self._all(url, options, renderer, args.outdir or Path("."))
         if args.bbox:
@@ -201,7 +224,7 @@ class CommunesCommand:
 
 
 def commands(renderer_factory: RendererFactory | None = None) -> list[Command]:
-    """The town plan commands, drawing maps with ``renderer_factory`` (cairo by default)."""
+    """The town plan commands, drawing maps with ``renderer_factory`` (MapLibre Native's)."""
     return [TownplanCommand(renderer_factory), CommunesCommand()]
 
 
@@ -209,7 +232,7 @@ COMMANDS: list[Command] = commands()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the town plan commands on their own (``python -m cities.cli``)."""
+    """Run the town plan commands on their own (``communes`` only: plans need a renderer)."""
     return dispatch("fondplan", __doc__ or "", COMMANDS, argv)
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import cairo
 
-from cities.render import FONT
-
+#: Font of every text of a plan (Debian fonts-dejavu-core).
+FONT = "DejaVu Sans"
 PT = 25.4 / 72  # one typographic point in millimetres
 
 

@@ -20,12 +20,13 @@ from cities.streets import StreetEntry
 from cities.style import LegendEntry
 
 ATTRIBUTION = "© les contributeurs d'OpenStreetMap"
-#: Largest map image asked of the renderer (pixels); bigger papers get a lower map DPI.
+#: Largest map image asked of the renderer (pixels, about 240 MB decoded): it bounds memory.
+#: Every paper up to A1 prints its map at 300 dpi; A0 gets about 250 dpi.
 MAX_MAP_PIXELS = 60_000_000
-#: Longest side of the map image (MapLibre Native's texture limit).
-MAX_MAP_SIDE = 8192
 BBox = tuple[float, float, float, float]
 INK = (0.1, 0.1, 0.1)
+#: Colour of the commune boundary drawn over the map.
+BOUNDARY = (0.45, 0.1, 0.35)
 MONTHS = (
     "janvier février mars avril mai juin juillet août septembre octobre novembre décembre"
 ).split()
@@ -289,7 +290,7 @@ class PageDrawer:
             ctx.set_source_rgba(1, 1, 1, 0.62)
             ctx.fill()
             self._area_path(ctx)
-            ctx.set_source_rgba(0.45, 0.1, 0.35, 0.85)
+            ctx.set_source_rgba(*BOUNDARY, 0.85)
             ctx.set_line_width(0.8 * self.g.scale)
             ctx.set_dash([3 * self.g.scale, 1.2 * self.g.scale])
             ctx.stroke()
@@ -322,9 +323,15 @@ class PageDrawer:
     def _icons(self, ctx: cairo.Context[Any]) -> None:
         radius = 1.6 * self.g.scale
         for category, entries in self.c.facilities:
+            # One icon stands for the neighbours of its category it would cover (bus stops of
+            # both sides of a street, buildings of one school); the index lists them all.
+            drawn: list[tuple[float, float]] = []
             for facility in entries:
                 for x, y in facility.points:
                     px, py = self._to_page(x, y)
+                    if any(math.hypot(px - qx, py - qy) < radius * 1.6 for qx, qy in drawn):
+                        continue
+                    drawn.append((px, py))
                     self._icon(ctx, px, py, radius, category.symbol, category.colour)
 
     def _grid(self, ctx: cairo.Context[Any]) -> None:
@@ -473,39 +480,40 @@ class PageDrawer:
 
     def _legend(self, ctx: cairo.Context[Any], rect: Rect) -> None:
         s = self.g.scale
-        entries = self.c.legend
+        entries = list(self.c.legend)
+        if self.c.masked:
+            entries.append(
+                LegendEntry("Limite de la commune", "line", BOUNDARY, 0.8, dash=(3.75, 1.5))
+            )
         if not entries or rect.w <= 10 * s:
             return
         size = 6.5 * s
         line = size * PT * 1.55
         rows = max(1, int(rect.h // line))
         cols = math.ceil(len(entries) / rows)
-        col_w = rect.w / max(cols, 1)
-        swatch = 6 * s
+        col_w = min(rect.w / max(cols, 1), 48 * s)
+        swatch = 7 * s
         for n, entry in enumerate(entries):
             col, row = divmod(n, rows)
-            if col >= cols:
-                break
             x, y = rect.x + col * col_w, rect.y + row * line
+            mid = y + line * 0.5
             if entry.type == "fill":
-                ctx.rectangle(x, y + line * 0.2, swatch, line * 0.6)
+                ctx.rectangle(x, y + line * 0.18, swatch, line * 0.64)
                 ctx.set_source_rgb(*entry.colour)
                 ctx.fill_preserve()
-                ctx.set_source_rgb(0.4, 0.4, 0.4)
-                ctx.set_line_width(0.15 * s)
+                ctx.set_source_rgb(*(entry.casing or (0.55, 0.55, 0.55)))
+                ctx.set_line_width(0.2 * s)
                 ctx.stroke()
             else:
-                width = min(max(entry.width * 0.26 * s, 0.3 * s), line * 0.6)
-                ctx.move_to(x, y + line * 0.5)
-                ctx.line_to(x + swatch, y + line * 0.5)
-                ctx.set_source_rgb(0.35, 0.35, 0.35)
-                ctx.set_line_width(width + 0.3 * s)
-                ctx.stroke()
-                ctx.move_to(x, y + line * 0.5)
-                ctx.line_to(x + swatch, y + line * 0.5)
-                ctx.set_source_rgb(*entry.colour)
-                ctx.set_line_width(width)
-                ctx.stroke()
+                width = min(entry.width * s, line * 0.6)
+                ctx.set_line_cap(cairo.LINE_CAP_BUTT)
+                if entry.casing is not None:
+                    self._swatch_line(ctx, x, mid, swatch, width + 0.5 * s, entry.casing, ())
+                dash = tuple(d * max(width, 0.4 * s) for d in entry.dash)
+                self._swatch_line(ctx, x, mid, swatch, width, entry.colour, dash)
+                if entry.overlay is not None:
+                    overlay_dash = (width * 2, width * 2)
+                    self._swatch_line(ctx, x, mid, swatch, width * 0.5, entry.overlay, overlay_dash)
             ctx.set_source_rgb(*INK)
             set_font(ctx, size)
             ctx.move_to(x + swatch + 1.5 * s, y + line * 0.72)
@@ -513,3 +521,21 @@ class PageDrawer:
             while label and ctx.text_extents(label).x_advance > col_w - swatch - 3 * s:
                 label = label[:-1]
             ctx.show_text(label)
+
+    @staticmethod
+    def _swatch_line(
+        ctx: cairo.Context[Any],
+        x: float,
+        y: float,
+        length: float,
+        width: float,
+        colour: tuple[float, float, float],
+        dash: tuple[float, ...],
+    ) -> None:
+        ctx.move_to(x, y)
+        ctx.line_to(x + length, y)
+        ctx.set_source_rgb(*colour)
+        ctx.set_line_width(width)
+        ctx.set_dash(list(dash))
+        ctx.stroke()
+        ctx.set_dash([])

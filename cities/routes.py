@@ -92,13 +92,14 @@ def townplan_routes(
 
     def communes(request: Request) -> Response:
         search = request.query_params.get("search")
-        conn = connect(database_url)
         try:
-            found = list_communes(conn, search)
-        except NoData as exc:
+            conn = connect(database_url)
+            try:
+                found = list_communes(conn, search)
+            finally:
+                conn.close()
+        except FondplanError as exc:
             return _error(503, str(exc))
-        finally:
-            conn.close()
         return JSONResponse(
             [
                 {"name": c.label, "insee": c.insee, "country": c.country, "complete": c.complete}
@@ -179,8 +180,11 @@ def townplan_routes(
                 cached = future.result(timeout=settings.timeout)
             except FutureTimeout:
                 return _error(503, "the plan takes longer than the time limit; try again later")
-            except FondplanError as exc:
+            except CitiesError as exc:
                 return _error(400, str(exc))
+            except FondplanError as exc:
+                # The map renderer failed or is busy: not the request's fault.
+                return _error(503, str(exc))
         filename = f"plan-{commune.slug}.{fmt}"
         return Response(
             cached,

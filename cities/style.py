@@ -44,17 +44,8 @@ def find_style(name: str) -> Path | None:
     return None
 
 
-def builtin_style() -> dict[str, Any]:
-    """The built-in style of the cairo map renderer."""
-    text = resources.files("cities").joinpath("fallback_style.json").read_text(encoding="utf-8")
-    style: dict[str, Any] = json.loads(text)
-    return style
-
-
 def load_style(name: str) -> dict[str, Any]:
-    """Style ``name`` as a dict; the built-in one when ``name`` is "builtin"."""
-    if name == "builtin":
-        return builtin_style()
+    """Style ``name`` (a name of styles/ or a .json path) as a dict."""
     path = find_style(name)
     if path is None:
         raise CitiesError(f"style {name!r} not found")
@@ -108,107 +99,91 @@ def first_colour(value: Any) -> RGB | None:
     return found
 
 
-def paint_number(value: Any, default: float) -> float:
-    """A width or opacity: the number itself, or the last number output of an expression."""
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, list) and value and value[0] in ("interpolate", "step"):
-        outputs = value[4::2] if value[0] == "interpolate" else value[2::2] or value[1:2]
-        for item in reversed(outputs):
-            if isinstance(item, int | float):
-                return float(item)
-    return default
-
-
-def filter_values(expression: Any) -> set[str]:
-    """Every string literal of a filter (the kinds it selects, roughly)."""
-    values: set[str] = set()
-    if isinstance(expression, str):
-        values.add(expression)
-    elif isinstance(expression, list):
-        for item in expression:
-            values |= filter_values(item)
-    return values
-
-
-@dataclass(frozen=True)
-class StyleLayer:
-    """What the cairo renderer and the legend need from one style layer."""
-
-    id: str
-    type: str
-    source_layer: str
-    values: frozenset[str]
-    colour: RGB
-    width: float
-    dashed: bool
-
-
-def drawable_layers(style: dict[str, Any]) -> list[StyleLayer]:
-    """The style's fill and line layers with a plain colour, in drawing order."""
-    layers: list[StyleLayer] = []
-    for layer in style.get("layers", []):
-        kind = layer.get("type")
-        if kind not in ("fill", "line") or "source-layer" not in layer:
-            continue
-        paint = layer.get("paint", {})
-        colour = first_colour(paint.get(f"{kind}-color"))
-        if colour is None:
-            continue
-        layers.append(
-            StyleLayer(
-                id=str(layer.get("id", "")),
-                type=kind,
-                source_layer=str(layer["source-layer"]),
-                values=frozenset(filter_values(layer.get("filter"))),
-                colour=colour,
-                width=paint_number(paint.get("line-width"), 1.0),
-                dashed="line-dasharray" in paint,
-            )
-        )
-    return layers
-
-
 @dataclass(frozen=True)
 class LegendEntry:
-    """One legend line: a swatch of the style's colour and its French label."""
+    """One legend line: a swatch drawn with the colours of the style's layers, and its label.
+
+    ``type`` is "fill" (a box of ``colour`` outlined with ``casing``) or "line" (a line of
+    ``colour`` ``width`` mm wide over a ``casing`` line, ``dash`` in widths, and an optional
+    dashed ``overlay`` colour on top, as railways are drawn).
+    """
 
     label: str
     type: str
     colour: RGB
-    width: float
+    width: float = 1.0
+    casing: RGB | None = None
+    dash: tuple[float, ...] = ()
+    overlay: RGB | None = None
 
 
-#: Legend lines: label, source layer, kinds that select it (empty: any), swatch type.
-LEGEND_ITEMS: tuple[tuple[str, str, frozenset[str], str], ...] = (
-    ("Autoroute, voie rapide", "streets", frozenset({"motorway", "trunk"}), "line"),
-    ("Route principale", "streets", frozenset({"primary", "secondary"}), "line"),
-    ("Rue", "streets", frozenset({"residential", "unclassified", "living_street"}), "line"),
-    ("Chemin, voie piétonne", "streets", frozenset({"footway", "path"}), "line"),
-    ("Voie ferrée", "streets", frozenset({"rail"}), "line"),
-    ("Bâtiment", "buildings", frozenset(), "fill"),
-    ("Eau", "water_polygons", frozenset(), "fill"),
-    ("Forêt", "land", frozenset({"forest", "wood"}), "fill"),
-    ("Parc, espace vert", "land", frozenset({"park", "grass"}), "fill"),
+@dataclass(frozen=True)
+class LegendItem:
+    """A legend line: the print style layer ids it shows, and its swatch width in mm."""
+
+    label: str
+    layer: str
+    casing: str = ""
+    overlay: str = ""
+    width: float = 1.0
+
+
+#: The legend, by layer id of styles/print.json; lines whose layer a style lacks are left out.
+LEGEND_ITEMS: tuple[LegendItem, ...] = (
+    LegendItem("Autoroute, voie rapide", "road-motorway", "road-motorway-casing", width=1.5),
+    LegendItem("Route principale", "road-primary", "road-primary-casing", width=1.3),
+    LegendItem("Route secondaire", "road-secondary", "road-secondary-casing", width=1.2),
+    LegendItem("Rue", "road-minor", "road-minor-casing", width=1.0),
+    LegendItem("Rue piétonne", "road-pedestrian", "road-pedestrian-casing", width=1.0),
+    LegendItem("Chemin, sentier", "road-footway", width=0.3),
+    LegendItem("Piste cyclable", "road-cycleway", width=0.3),
+    LegendItem("Voie ferrée", "road-rail", overlay="road-rail-dash", width=0.6),
+    LegendItem("Bâtiment", "buildings", "buildings-outline"),
+    LegendItem("École", "site-school"),
+    LegendItem("Hôpital", "site-hospital"),
+    LegendItem("Zone industrielle", "land-industrial"),
+    LegendItem("Parc, jardin", "land-park"),
+    LegendItem("Prairie, pelouse", "land-grass"),
+    LegendItem("Forêt", "land-forest"),
+    LegendItem("Cimetière", "land-cemetery"),
+    LegendItem("Eau", "water-polygons"),
 )
 
 
+def _layer_colour(layer: dict[str, Any] | None, prop: str) -> RGB | None:
+    if layer is None:
+        return None
+    return first_colour(layer.get("paint", {}).get(prop))
+
+
 def legend_entries(style: dict[str, Any]) -> list[LegendEntry]:
-    """The legend of a style: for each legend item, the topmost layer that draws it."""
-    layers = drawable_layers(style)
+    """The legend of a style: each legend item whose layer the style has, in its colours."""
+    layers = {str(layer.get("id")): layer for layer in style.get("layers", [])}
     entries: list[LegendEntry] = []
-    for label, source_layer, kinds, swatch in LEGEND_ITEMS:
-        chosen: StyleLayer | None = None
-        for layer in layers:
-            if layer.source_layer != source_layer or layer.type != swatch:
-                continue
-            if "casing" in layer.id or "outline" in layer.id:
-                continue
-            if kinds and not (kinds & layer.values):
-                continue
-            if kinds and layer.values & {"tunnel", "bridge"} and "tunnel" in layer.id:
-                continue
-            chosen = layer
-        if chosen is not None:
-            entries.append(LegendEntry(label, swatch, chosen.colour, chosen.width))
+    for item in LEGEND_ITEMS:
+        layer = layers.get(item.layer)
+        if layer is None or layer.get("type") not in ("fill", "line"):
+            continue
+        kind = str(layer["type"])
+        colour = _layer_colour(layer, f"{kind}-color")
+        if colour is None:
+            continue
+        if kind == "fill":
+            casing = _layer_colour(layers.get(item.casing), "line-color") or _layer_colour(
+                layer, "fill-outline-color"
+            )
+            entries.append(LegendEntry(item.label, "fill", colour, casing=casing))
+            continue
+        dash = layer.get("paint", {}).get("line-dasharray")
+        entries.append(
+            LegendEntry(
+                item.label,
+                "line",
+                colour,
+                width=item.width,
+                casing=_layer_colour(layers.get(item.casing), "line-color"),
+                dash=tuple(float(v) for v in dash) if isinstance(dash, list) else (),
+                overlay=_layer_colour(layers.get(item.overlay), "line-color"),
+            )
+        )
     return entries

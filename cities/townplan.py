@@ -18,8 +18,8 @@ from cities.facilities import Category, Facility, facilities_index
 from cities.flow import Placed
 from cities.grid import Grid
 from cities.layout import (
+    ATTRIBUTION,
     MAX_MAP_PIXELS,
-    MAX_MAP_SIDE,
     PageDrawer,
     PlanContent,
     frame_bbox,
@@ -36,7 +36,7 @@ from cities.paper import (
 )
 from cities.render import MapRenderer
 from cities.streets import StreetEntry, street_index
-from cities.style import PRINT_STYLE, builtin_style, find_style, legend_entries, load_style
+from cities.style import PRINT_STYLE, legend_entries, load_style
 from osmimport.database import connect
 
 EARTH_RADIUS = 6378137.0
@@ -149,19 +149,13 @@ class Plan:
     facilities: list[tuple[Category, list[Facility]]]
     data_version: str = ""
     warnings: list[str] = field(default_factory=list)
+    #: Resolution the map body was drawn at (below the asked DPI only on the largest papers).
+    map_dpi: float = 0.0
 
     @property
     def media_type(self) -> str:
         """The document's MIME type."""
         return "application/pdf" if self.format == "pdf" else "image/png"
-
-
-def _legend_style(name: str, renderer: MapRenderer) -> dict[str, object]:
-    from cities.render import CairoMapRenderer
-
-    if isinstance(renderer, CairoMapRenderer) or find_style(name) is None:
-        return builtin_style()
-    return load_style(name)
 
 
 def _data_note(database_url: str) -> tuple[str, str]:
@@ -179,6 +173,7 @@ def make_plan(
     database_url: str, area: PlanArea, options: PlanOptions, renderer: MapRenderer
 ) -> Plan:
     """Draw the plan of ``area``: PDF (all pages in one document) or PNG (one per page)."""
+    style = load_style(options.style)
     bounds = area.geometry.bounds
     ratio = (bounds[2] - bounds[0]) / max(bounds[3] - bounds[1], 1.0)
     width, height = page_size_mm(options.paper, options.orientation, ratio)
@@ -199,9 +194,6 @@ def make_plan(
     warnings: list[str] = []
     if pixels > MAX_MAP_PIXELS:
         map_dpi *= math.sqrt(MAX_MAP_PIXELS / pixels)
-    longest = max(geometry.frame.w, geometry.frame.h) / MM_PER_INCH * map_dpi
-    if longest > MAX_MAP_SIDE:
-        map_dpi *= MAX_MAP_SIDE / longest
     if map_dpi < options.dpi:
         warnings.append(f"map drawn at {map_dpi:.0f} dpi to bound memory")
     width_px = max(1, round(geometry.frame.w / MM_PER_INCH * map_dpi))
@@ -225,13 +217,13 @@ def make_plan(
         map_png=map_png,
         streets=streets,
         facilities=facilities,
-        legend=legend_entries(_legend_style(options.style, renderer)),
+        legend=legend_entries(style),
         date=french_date(today.year, today.month, today.day),
         data_note=note,
     )
     drawer = PageDrawer(content, geometry)
     pages = drawer.paginate(options.layout)
-    documents = _draw(drawer, pages, options, width, height)
+    documents = _draw(drawer, pages, options, width, height, map_dpi)
     return Plan(
         options.format,
         documents,
@@ -242,6 +234,7 @@ def make_plan(
         facilities,
         version,
         warnings,
+        map_dpi,
     )
 
 
@@ -251,6 +244,7 @@ def _draw(
     options: PlanOptions,
     width: float,
     height: float,
+    map_dpi: float,
 ) -> list[bytes]:
     total = len(pages)
     if options.format == "pdf":
@@ -258,6 +252,11 @@ def _draw(
         surface = cairo.PDFSurface(buffer, width / MM_PER_INCH * 72, height / MM_PER_INCH * 72)
         surface.set_metadata(cairo.PDF_METADATA_TITLE, drawer.c.title)
         surface.set_metadata(cairo.PDF_METADATA_CREATOR, "fondplan")
+        surface.set_metadata(
+            cairo.PDF_METADATA_SUBJECT,
+            f"{drawer.c.subtitle} — carte dessinée à {map_dpi:.0f} dpi "
+            f"(style {options.style}), {ATTRIBUTION}",
+        )
         ctx = cairo.Context(surface)
         ctx.scale(72 / MM_PER_INCH, 72 / MM_PER_INCH)
         for number, placed in enumerate(pages, start=1):

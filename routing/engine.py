@@ -6,7 +6,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import networkx as nx
 import numpy as np
@@ -33,8 +33,7 @@ class Snap:
     distance: float
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(NamedTuple):
     """A stretch of one edge travelled by a route: from ``start`` to ``end`` (fractions)."""
 
     edge: int
@@ -66,6 +65,12 @@ class Engine:
             self.tail[key] = u
             self.head[key] = v
         self.weight = [int(data["weight"]) for data in self.edges]
+        sizes = np.fromiter((len(data["geometry"]) for data in self.edges), np.int64, count)
+        #: Every edge's geometry in one array: edge ``e`` is ``points[offsets[e]:offsets[e+1]]``.
+        self.offsets: NDArray[np.int64] = np.concatenate(([0], np.cumsum(sizes)))
+        self.points: NDArray[np.float64] = np.asarray(
+            [point for data in self.edges for point in data["geometry"]], dtype=np.float64
+        ).reshape(-1, 2)
         self._compile_turns()
         self._build_cch()
         self._build_snapping()
@@ -159,6 +164,14 @@ class Engine:
             graph.add_edge(tail, head, weight=weight)
         return graph
 
+    def gather(self, edges: list[int]) -> NDArray[np.float64]:
+        """The geometries of whole ``edges`` one after the other (shared ends repeated)."""
+        keys = np.asarray(edges, dtype=np.int64)
+        starts = self.offsets[keys]
+        counts = self.offsets[keys + 1] - starts
+        first = np.repeat(np.cumsum(counts) - counts, counts)
+        return self.points[np.repeat(starts, counts) + np.arange(int(counts.sum())) - first]
+
     # -- snapping -----------------------------------------------------------------------------
 
     def _project(self, lon: Any, lat: Any) -> tuple[Any, Any]:
@@ -206,16 +219,23 @@ class Engine:
         """The ``number`` nearest distinct roads within ``radius`` metres (all if None)."""
         if self._tree is None:
             return []
-        px, py = self._project(lon, lat)
-        k = min(len(self._sample_owner), max(8, number * 16))
-        distances, indices = self._tree.query([px, py], k=k)
+        px = math.radians(lon) * EARTH_RADIUS * self._cos
+        py = math.radians(lat) * EARTH_RADIUS
+        total = len(self._sample_owner)
+        k = min(total, max(32, number * 16))
+        distances, indices = self._tree.query((px, py), k=k)
         distances = np.atleast_1d(distances)
         indices = np.atleast_1d(indices)
         reach = float(distances[0]) + SAMPLE_SPACING
         if number > 1:
             reach = max(reach, float(distances[-1]))
-        close = self._tree.query_ball_point([px, py], reach + 1.0)
-        pieces = np.unique(self._sample_owner[np.asarray(close + list(indices), dtype=np.int64)])
+        if number == 1 and (k == total or float(distances[-1]) > reach + 1.0):
+            # The k nearest samples already hold every sample within reach: no second search.
+            candidates = indices
+        else:
+            close = self._tree.query_ball_point((px, py), reach + 1.0)
+            candidates = np.asarray(close + list(indices), dtype=np.int64)
+        pieces = np.unique(self._sample_owner[candidates])
         x0, y0, x1, y1 = self._piece_xy[pieces].T
         dx, dy = x1 - x0, y1 - y0
         norm = dx * dx + dy * dy

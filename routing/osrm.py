@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from shapely.geometry import LineString
 
 from routing import polyline
@@ -246,13 +247,14 @@ def waypoint(
     return result
 
 
-def geometry(coords: list[tuple[float, float]], kind: str) -> Any:
+Coords = NDArray[np.float64] | list[tuple[float, float]]
+
+
+def geometry(coords: Coords, kind: str) -> Any:
     """A line in the requested OSRM geometry format."""
     if kind == "geojson":
-        return {
-            "type": "LineString",
-            "coordinates": [[round(x, 6), round(y, 6)] for x, y in coords],
-        }
+        points = np.round(np.asarray(coords, dtype=np.float64).reshape(-1, 2), 6)
+        return {"type": "LineString", "coordinates": points.tolist()}
     return polyline.encode(coords, 6 if kind == "polyline6" else 5)
 
 
@@ -310,28 +312,28 @@ def _stretch(engine: Engine, part: Part) -> _Stretch:
     return _Stretch(part, data, coords, nodes, data["length"] * share, data["travel_time"] * share)
 
 
-def _join_coords(chunks: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-    for chunk in chunks:
-        for point in chunk:
-            if not out or out[-1] != point:
-                out.append(point)
+def _join_coords(chunks: list[Coords]) -> NDArray[np.float64]:
+    """The chunks as one line without repeated consecutive points (at least two points)."""
+    arrays = [np.asarray(chunk, dtype=np.float64).reshape(-1, 2) for chunk in chunks]
+    out = np.concatenate(arrays) if arrays else np.empty((0, 2))
+    if len(out) > 1:
+        keep = np.ones(len(out), dtype=bool)
+        keep[1:] = np.any(out[1:] != out[:-1], axis=1)
+        out = out[keep]
     if len(out) == 1:
-        out.append(out[0])
+        out = np.concatenate([out, out])
     return out
 
 
-def _bearings(coords: list[tuple[float, float]]) -> tuple[int, int]:
+def _bearings(coords: Coords) -> tuple[int, int]:
     """Bearing of the first and of the last piece of a line."""
-    first = last = 0.0
-    for a, b in zip(coords, coords[1:], strict=False):
-        if a != b:
-            first = bearing(*a, *b)
-            break
-    for a, b in zip(coords[-2::-1], coords[::-1], strict=False):
-        if a != b:
-            last = bearing(*a, *b)
-            break
+    points = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    moves = np.flatnonzero(np.any(points[1:] != points[:-1], axis=1))
+    if not len(moves):
+        return 0, 0
+    i, j = int(moves[0]), int(moves[-1])
+    first = bearing(*map(float, points[i]), *map(float, points[i + 1]))
+    last = bearing(*map(float, points[j]), *map(float, points[j + 1]))
     return round(first) % 360, round(last) % 360
 
 
@@ -361,7 +363,7 @@ def _step(
     coords = _join_coords([s.coords for s in stretches])
     after, _ = _bearings(coords)
     data = stretches[0].data
-    location = [round(coords[0][0], 6), round(coords[0][1], 6)]
+    location = [round(float(coords[0][0]), 6), round(float(coords[0][1]), 6)]
     maneuver: dict[str, Any] = {
         "location": location,
         "bearing_before": before if kind != "depart" else 0,
@@ -426,7 +428,8 @@ def _steps(stretches: list[_Stretch], options: Options, mode: str) -> list[dict[
             kind = "roundabout"
         steps.append(_step(group, kind, before, options, mode))
         before = _bearings(_join_coords([s.coords for s in group]))[1]
-    end = stretches[-1].coords[-1] if stretches else (0.0, 0.0)
+    last_point = stretches[-1].coords[-1] if stretches else (0.0, 0.0)
+    end = (float(last_point[0]), float(last_point[1]))
     location = [round(end[0], 6), round(end[1], 6)]
     last = stretches[-1].data if stretches else {"name": "", "ref": "", "mode": mode}
     arrive: dict[str, Any] = {
@@ -451,31 +454,56 @@ def _steps(stretches: list[_Stretch], options: Options, mode: str) -> list[dict[
     return steps
 
 
-def _summary(stretches: list[_Stretch]) -> str:
+def _summary(pieces: list[tuple[dict[str, Any], float, float]]) -> str:
+    """The two longest named roads of a leg, in the order travelled."""
     totals: dict[str, float] = {}
-    for s in stretches:
-        label = s.data["name"] or s.data["ref"]
+    order: dict[str, int] = {}
+    for i, (data, distance, _) in enumerate(pieces):
+        label = data["name"] or data["ref"]
+        order[label] = i
         if label:
-            totals[label] = totals.get(label, 0.0) + s.distance
+            totals[label] = totals.get(label, 0.0) + distance
     best = sorted(totals, key=lambda label: -totals[label])[:2]
-    order = {
-        label: i for i, s in enumerate(stretches) for label in [s.data["name"] or s.data["ref"]]
-    }
     return ", ".join(sorted(best, key=lambda label: order[label]))
 
 
-def leg(
-    engine: Engine, path: Path, options: Options
-) -> tuple[dict[str, Any], list[tuple[float, float]]]:
+def _leg_coords(engine: Engine, path: Path) -> NDArray[np.float64]:
+    """The line of ``path``: whole edges gathered at once, the partial ends cut."""
+    chunks: list[Coords] = []
+    run: list[int] = []
+    for part in path.parts:
+        if part.start == 0.0 and part.end == 1.0:
+            run.append(part.edge)
+            continue
+        if run:
+            chunks.append(engine.gather(run))
+            run = []
+        chunks.append(_stretch(engine, part).coords)
+    if run:
+        chunks.append(engine.gather(run))
+    return _join_coords(chunks)
+
+
+def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], Coords]:
     """An OSRM route leg for one path, and its coordinates."""
-    stretches = [_stretch(engine, part) for part in path.parts]
-    coords = _join_coords([s.coords for s in stretches])
-    distance = sum(s.distance for s in stretches)
-    duration = sum(s.duration for s in stretches)
+    stretches: list[_Stretch] = []
+    if options.steps or options.annotations:
+        stretches = [_stretch(engine, part) for part in path.parts]
+        coords = _join_coords([s.coords for s in stretches])
+        pieces = [(s.data, s.distance, s.duration) for s in stretches]
+    else:
+        coords = _leg_coords(engine, path)
+        pieces = []
+        for part in path.parts:
+            data = engine.edges[part.edge]
+            share = part.end - part.start
+            pieces.append((data, data["length"] * share, data["travel_time"] * share))
+    distance = sum(piece[1] for piece in pieces)
+    duration = sum(piece[2] for piece in pieces)
     mode = {"car": "driving", "bike": "cycling", "foot": "walking"}[engine.profile]
     result: dict[str, Any] = {
         "steps": _steps(stretches, options, mode) if options.steps else [],
-        "summary": _summary(stretches),
+        "summary": _summary(pieces),
         "weight": round(duration, 1),
         "duration": round(duration, 1),
         "distance": round(distance, 1),
@@ -508,7 +536,7 @@ def leg(
 def route_object(engine: Engine, paths: list[Path], options: Options) -> dict[str, Any]:
     """An OSRM route made of one path per leg."""
     legs = []
-    chunks = []
+    chunks: list[Coords] = []
     for path in paths:
         result, coords = leg(engine, path, options)
         legs.append(result)
@@ -525,7 +553,7 @@ def route_object(engine: Engine, paths: list[Path], options: Options) -> dict[st
     if options.overview != "false":
         coords = _join_coords(chunks)
         if options.overview == "simplified" and len(coords) > 2:
-            simple = LineString(np.asarray(coords)).simplify(0.00005, preserve_topology=False)
-            coords = [(float(x), float(y)) for x, y in simple.coords]
+            simple = LineString(coords).simplify(0.00005, preserve_topology=False)
+            coords = np.asarray(simple.coords)
         route["geometry"] = geometry(coords, options.geometries)
     return route

@@ -58,6 +58,7 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("ops", "", "tileserver.routes.ops:routes"),
     RouteGroup("viewer", "", "tileserver.routes.viewer:routes"),
     RouteGroup("routing", "", "routing.http:group_routes"),
+    RouteGroup("townplans", "", "tileserver.townplan_renderer:routes"),
 )
 
 

@@ -14,7 +14,7 @@ from osmimport.command import Command, dispatch
 from routing import cli as routing_cli
 from routing.build import build_graphs
 from tileserver import commands as tile_commands
-from tileserver import raster_cli
+from tileserver import raster_cli, townplan_renderer
 
 
 def all_commands() -> list[Command]:
@@ -26,7 +26,7 @@ def all_commands() -> list[Command]:
         for command in import_cli.COMMANDS
     ]
     commands += routing_cli.COMMANDS
-    commands += cities_cli.commands()
+    commands += cities_cli.commands(townplan_renderer.renderer_factory)
     commands += tile_commands.COMMANDS
     commands += raster_cli.COMMANDS
     return commands

@@ -1,5 +1,6 @@
-// "Plan de ville" panel for the map viewer: pick a commune, paper and layout, download the PDF.
-// Include with <script src="/townplans/panel.js" defer></script>; it adds itself to the page.
+// "Plan de ville" panel: pick a commune, paper and layout, download the PDF.
+// Include with <script src="/townplans/panel.js" defer></script>. In the map viewer it
+// registers itself with fondplan.registerPanel; on any other page it adds a floating box.
 (function () {
   "use strict";
   function el(tag, attrs, children) {
@@ -15,37 +16,54 @@
       return el("option", { value: v[0] }, [v[1]]);
     }));
   }
-  function build() {
-    var communes = el("select", { id: "townplan-commune" }, []);
+  function base() {
+    return (window.fondplan && window.fondplan.base) || "";
+  }
+  function render(container) {
+    var communes = el("select", { id: "townplan-commune", "aria-label": "Commune" }, []);
     var paper = select("townplan-paper", [["A4", "A4"], ["A3", "A3"], ["A2", "A2"], ["A1", "A1"], ["A0", "A0"]]);
     paper.value = "A3";
     var orientation = select("townplan-orientation", [["best", "Au mieux"], ["portrait", "Portrait"], ["landscape", "Paysage"]]);
     var layout = select("townplan-layout", [["index-side", "Index à côté"], ["index-below", "Index dessous"], ["index-pages", "Index sur pages séparées"]]);
-    var link = el("a", { id: "townplan-download", href: "#", download: "" }, ["Télécharger le PDF"]);
+    var link = el("a", { id: "townplan-download", href: "#", "aria-disabled": "true" }, ["Télécharger le PDF"]);
+    var status = el("p", { id: "townplan-status" }, ["Chargement des communes…"]);
+    [el("label", {}, ["Commune ", communes]), el("br"),
+     el("label", {}, ["Papier ", paper]), " ", orientation, el("br"),
+     el("label", {}, ["Index ", layout]), el("br"),
+     link, status].forEach(function (n) { container.appendChild(typeof n === "string" ? document.createTextNode(n) : n); });
+    function update() {
+      var name = communes.value;
+      link.setAttribute("aria-disabled", name ? "false" : "true");
+      link.href = name ? base() + "/townplans/" + encodeURIComponent(name) + ".pdf?paper=" + paper.value +
+        "&orientation=" + orientation.value + "&layout=" + layout.value : "#";
+      link.setAttribute("download", name ? "plan-" + name + ".pdf" : "");
+    }
+    [communes, paper, orientation, layout].forEach(function (s) { s.addEventListener("change", update); });
+    fetch(base() + "/townplans/communes.json").then(function (r) { return r.ok ? r.json() : []; })
+      .then(function (list) {
+        var usable = list.filter(function (c) { return c.complete; });
+        usable.forEach(function (c) {
+          communes.appendChild(el("option", { value: c.insee || c.name }, [c.name]));
+        });
+        status.textContent = usable.length ? usable.length + " communes" : "Aucune commune chargée";
+        update();
+      })
+      .catch(function () { status.textContent = "Communes indisponibles"; });
+  }
+  if (window.fondplan && typeof window.fondplan.registerPanel === "function") {
+    window.fondplan.registerPanel({ id: "townplan", title: "Plan de ville", render: render });
+    return;
+  }
+  function floating() {
+    var body = el("div", {}, []);
     var panel = el("details", { id: "townplan-panel", style:
       "position:absolute;top:10px;left:10px;z-index:10;background:#fff;padding:6px 10px;" +
       "font:13px sans-serif;border-radius:4px;box-shadow:0 1px 4px rgba(0,0,0,.3)" }, [
-      el("summary", {}, ["Plan de ville"]),
-      el("label", {}, ["Commune ", communes]), el("br"),
-      el("label", {}, ["Papier ", paper]), " ", orientation, el("br"),
-      el("label", {}, ["Index ", layout]), el("br"),
-      link,
+      el("summary", {}, ["Plan de ville"]), body,
     ]);
-    function update() {
-      var name = communes.value;
-      link.href = name ? "/townplans/" + encodeURIComponent(name) + ".pdf?paper=" + paper.value +
-        "&orientation=" + orientation.value + "&layout=" + layout.value : "#";
-    }
-    [communes, paper, orientation, layout].forEach(function (s) { s.addEventListener("change", update); });
-    fetch("/townplans/communes.json").then(function (r) { return r.ok ? r.json() : []; })
-      .then(function (list) {
-        list.filter(function (c) { return c.complete; }).forEach(function (c) {
-          communes.appendChild(el("option", { value: c.insee || c.name }, [c.name]));
-        });
-        update();
-      });
+    render(body);
     document.body.appendChild(panel);
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", build);
-  else build();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", floating);
+  else floating();
 })();

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from osmimport.command import Command, dispatch
 from osmimport.database import database_url
 from osmimport.embedded import EmbeddedCluster
-from osmimport.importer import ImportSummary, read_meta, run_import
+from osmimport.importer import ImportSummary, node_store_dir, read_meta, run_import
 from osmimport.settings import DatabaseSettings
 
 
@@ -92,9 +92,14 @@ class ImportCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Import, then print the summary."""
-        url = database_url(DatabaseSettings())
+        settings = DatabaseSettings()
+        url = database_url(settings)
         summary = run_import(
-            url, args.files, progress=not args.quiet, after_import=self.after_import
+            url,
+            args.files,
+            progress=not args.quiet,
+            after_import=self.after_import,
+            node_dir=node_store_dir(settings.data_dir, url),
         )
         print(format_summary(summary))
         return 0

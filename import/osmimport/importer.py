@@ -5,15 +5,18 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,16 @@ NOTIFY_CHANNEL = "fondplan_data_version"
 
 #: Recognised input formats (the suffix decides, as osmium does).
 SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl", ".osc")
+
+#: Node location files: ``<node dir>/nodes-<data version>.cache``.
+NODE_STORE_PREFIX = "nodes-"
+NODE_STORE_SUFFIX = ".cache"
+
+#: Connections that build the served tables from the raw ones in parallel.
+BUILD_WORKERS = max(2, min(4, os.cpu_count() or 2))
+
+#: One SQL statement and its parameters.
+Step = tuple[sql.Composable | str, dict[str, Any] | None]
 
 #: 256-pixel-tile pixel size in EPSG:3857 metres at zoom 0.
 PIXEL_Z0 = 40075016.686 / 256
@@ -206,59 +219,54 @@ def _geometry_expr(kind: str) -> sql.Composable:
     return sql.SQL("g::geometry(LineString, 3857)")
 
 
-def build_layer_tables(cur: psycopg2.extensions.cursor, staging: str) -> None:
-    """Each layer table from its raw table: EPSG:3857, typed geometry, way_area from the shape."""
-    for layer in schema.LAYERS:
-        spec = mapping.COLUMNS[layer.name]
-        columns: list[sql.Composable] = []
-        for name, kind in spec.columns:
-            if name == "way_area":
-                scale = 1e-4 if layer.name == "boundary_labels" else 1.0
-                columns.append(
-                    sql.SQL("(ST_Area(g) * {})::real AS way_area").format(sql.Literal(scale))
-                )
-            else:
-                columns.append(sql.SQL("{}::{}").format(_ident(name), sql.SQL(kind)))
-        cur.execute(
-            sql.SQL(
-                "CREATE TABLE {table} AS SELECT osm_type::char(1) AS osm_type, osm_id, "
-                "{geom} AS geom, minzoom::smallint AS minzoom, sort_key::real AS sort_key{sep}"
-                "{columns} FROM (SELECT r.*, ST_Transform(r.geom, 3857) AS g FROM {raw} r) s"
-            ).format(
-                table=_ident(staging, layer.name),
-                geom=_geometry_expr(spec.geometry),
-                sep=sql.SQL(", " if columns else ""),
-                columns=sql.SQL(", ").join(columns),
-                raw=_ident(staging, RAW_PREFIX + layer.name),
+def layer_table_query(staging: str, layer: str) -> sql.Composed:
+    """The layer table from its raw table: EPSG:3857, typed geometry, way_area from the shape."""
+    spec = mapping.COLUMNS[layer]
+    columns: list[sql.Composable] = []
+    for name, kind in spec.columns:
+        if name == "way_area":
+            scale = 1e-4 if layer == "boundary_labels" else 1.0
+            columns.append(
+                sql.SQL("(ST_Area(g) * {})::real AS way_area").format(sql.Literal(scale))
             )
-        )
+        else:
+            columns.append(sql.SQL("{}::{}").format(_ident(name), sql.SQL(kind)))
+    # OFFSET 0 keeps the subquery from being flattened, which would transform once per use of g.
+    return sql.SQL(
+        "CREATE TABLE {table} AS SELECT osm_type::char(1) AS osm_type, osm_id, "
+        "{geom} AS geom, minzoom::smallint AS minzoom, sort_key::real AS sort_key{sep}"
+        "{columns} FROM (SELECT r.*, ST_Transform(r.geom, 3857) AS g FROM {raw} r OFFSET 0) s"
+    ).format(
+        table=_ident(staging, layer),
+        geom=_geometry_expr(spec.geometry),
+        sep=sql.SQL(", " if columns else ""),
+        columns=sql.SQL(", ").join(columns),
+        raw=_ident(staging, RAW_PREFIX + layer),
+    )
 
 
-def build_generalised(cur: psycopg2.extensions.cursor, staging: str) -> list[str]:
-    """The ``<layer>_z<N>`` tables of the layers that declare them in the schema."""
-    made: list[str] = []
-    for layer in schema.LAYERS:
-        if not layer.generalised:
-            continue
-        rule = GENERALISATIONS[layer.name]
-        spec = mapping.COLUMNS[layer.name]
-        attr_names = [name for name, _ in spec.columns]
-        reset = dict(rule.reset)
-        for zoom in sorted(layer.generalised):
-            table = f"{layer.name}_z{zoom}"
-            tolerance = PIXEL_Z0 / 2**zoom / 2
-            if rule.merge:
-                query = _merged_lines(staging, layer.name, table, attr_names, rule, reset)
-                params = {"zoom": zoom, "tolerance": tolerance}
-            else:
-                query = _simplified_polygons(staging, layer.name, table, attr_names)
-                params = {
-                    "zoom": zoom,
-                    "tolerance": tolerance,
-                    "min_area": (2 * PIXEL_Z0 / 2**zoom) ** 2,
-                }
-            cur.execute(query, params)
-            made.append(table)
+def generalised_queries(staging: str, layer: schema.Layer) -> list[tuple[str, Step]]:
+    """The ``<layer>_z<N>`` tables the schema declares for ``layer``: (table, statement)."""
+    made: list[tuple[str, Step]] = []
+    if not layer.generalised:
+        return made
+    rule = GENERALISATIONS[layer.name]
+    attr_names = [name for name, _ in mapping.COLUMNS[layer.name].columns]
+    reset = dict(rule.reset)
+    for zoom in sorted(layer.generalised):
+        table = f"{layer.name}_z{zoom}"
+        tolerance = PIXEL_Z0 / 2**zoom / 2
+        if rule.merge:
+            query = _merged_lines(staging, layer.name, table, attr_names, rule, reset)
+            params: dict[str, Any] = {"zoom": zoom, "tolerance": tolerance}
+        else:
+            query = _simplified_polygons(staging, layer.name, table, attr_names)
+            params = {
+                "zoom": zoom,
+                "tolerance": tolerance,
+                "min_area": (2 * PIXEL_Z0 / 2**zoom) ** 2,
+            }
+        made.append((table, (query, params)))
     return made
 
 
@@ -305,7 +313,7 @@ def _simplified_polygons(staging: str, base: str, table: str, attrs: list[str]) 
         "FROM (SELECT osm_type, osm_id, "
         "  ST_Multi(ST_SimplifyPreserveTopology(geom, %(tolerance)s))"
         "    ::geometry(MultiPolygon, 3857) AS geom, minzoom, sort_key{sep}{cols} "
-        "  FROM {base} WHERE minzoom <= %(zoom)s AND ST_Area(geom) >= %(min_area)s) s "
+        "  FROM {base} WHERE minzoom <= %(zoom)s AND ST_Area(geom) >= %(min_area)s OFFSET 0) s "
         "WHERE NOT ST_IsEmpty(geom)"
     ).format(
         table=_ident(staging, table),
@@ -315,34 +323,149 @@ def _simplified_polygons(staging: str, base: str, table: str, attrs: list[str]) 
     )
 
 
-def _index_tables(cur: psycopg2.extensions.cursor, staging: str, tables: list[str]) -> None:
-    for table in tables:
-        cur.execute(
+def _index_steps(staging: str, table: str, *, identity: bool = True) -> list[Step]:
+    steps: list[Step] = [
+        (
             sql.SQL("CREATE INDEX ON {} USING gist ({})").format(
                 _ident(staging, table), _ident(schema.GEOM_COLUMN)
+            ),
+            None,
+        )
+    ]
+    if identity:
+        steps.append(
+            (
+                sql.SQL("CREATE INDEX ON {} ({}, {})").format(
+                    _ident(staging, table),
+                    _ident(schema.OSM_TYPE_COLUMN),
+                    _ident(schema.OSM_ID_COLUMN),
+                ),
+                None,
             )
         )
-        cur.execute(
-            sql.SQL("CREATE INDEX ON {} ({}, {})").format(
-                _ident(staging, table),
-                _ident(schema.OSM_TYPE_COLUMN),
-                _ident(schema.OSM_ID_COLUMN),
-            )
-        )
-    for table in (schema.ROAD_WAYS_TABLE, schema.COMMUNES_TABLE):
-        cur.execute(
-            sql.SQL("CREATE INDEX ON {} USING gist ({})").format(
-                _ident(staging, table), _ident(schema.GEOM_COLUMN)
-            )
-        )
+    return steps
 
 
-def _counts(cur: psycopg2.extensions.cursor, staging: str, tables: list[str]) -> dict[str, int]:
+def _sql_file_exists(name: str) -> bool:
+    return resources.files("osmimport").joinpath("sql", name).is_file()
+
+
+@dataclass
+class Job:
+    """Statements building one family of tables, run in one transaction on one connection."""
+
+    name: str
+    #: Relative cost, for running the longest jobs first.
+    cost: float
+    steps: list[Step]
+    #: The tables it makes, in the order the summary lists them.
+    tables: list[str]
+
+
+def plan_jobs(staging: str, raw_sizes: dict[str, int]) -> list[Job]:
+    """The independent jobs that turn the raw tables into the served ones."""
+    jobs: list[Job] = []
+    for layer in schema.LAYERS:
+        steps: list[Step] = [(layer_table_query(staging, layer.name), None)]
+        post = f"layer_{layer.name}.sql"
+        if _sql_file_exists(post):
+            steps.append((load_sql("osmimport", post), None))
+        generalised = generalised_queries(staging, layer)
+        steps.extend(step for _, step in generalised)
+        tables = [layer.name, *(table for table, _ in generalised)]
+        for table in tables:
+            steps.extend(_index_steps(staging, table))
+        size = raw_sizes.get(RAW_PREFIX + layer.name, 0)
+        jobs.append(Job(layer.name, size * (1 + 2 * len(generalised)), steps, tables))
+    network = [
+        schema.ROAD_WAYS_TABLE,
+        schema.ROAD_NODES_TABLE,
+        schema.BARRIERS_TABLE,
+        schema.RESTRICTIONS_TABLE,
+    ]
+    jobs.append(
+        Job(
+            "network",
+            sum(raw_sizes.get(t, 0) for t in ("raw_road_ways", "raw_road_nodes", "raw_barriers")),
+            [
+                (load_sql("osmimport", "network.sql"), None),
+                *_index_steps(staging, schema.ROAD_WAYS_TABLE, identity=False),
+            ],
+            network,
+        )
+    )
+    jobs.append(
+        Job(
+            "communes",
+            raw_sizes.get("raw_communes", 0) + raw_sizes.get("raw_commune_ways", 0),
+            [
+                (load_sql("osmimport", "communes.sql"), None),
+                *_index_steps(staging, schema.COMMUNES_TABLE, identity=False),
+            ],
+            [schema.COMMUNES_TABLE],
+        )
+    )
+    for job in jobs:
+        job.steps.extend(
+            (sql.SQL("ANALYZE {}").format(_ident(staging, table)), None) for table in job.tables
+        )
+    return jobs
+
+
+def _raw_sizes(cur: psycopg2.extensions.cursor, staging: str) -> dict[str, int]:
+    cur.execute(
+        "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+        (staging,),
+    )
+    return {str(name): int(size) for name, size in cur.fetchall()}
+
+
+def run_jobs(url: str, staging: str, jobs: Sequence[Job], workers: int) -> dict[str, int]:
+    """Run ``jobs`` on ``workers`` connections, longest first; the row count of each table."""
+    pending = sorted(jobs, key=lambda job: job.cost, reverse=True)
+    lock = threading.Lock()
     counts: dict[str, int] = {}
-    for table in tables:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(staging, table)))
-        row = cur.fetchone()
-        counts[table] = int(row[0]) if row else 0
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            conn = connect(url)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            errors.append(exc)
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET synchronous_commit TO off")
+                cur.execute("SET jit TO off")
+                cur.execute(sql.SQL("SET search_path TO {}, public").format(_ident(staging)))
+                conn.commit()
+                while not errors:
+                    with lock:
+                        if not pending:
+                            return
+                        job = pending.pop(0)
+                    for statement, params in job.steps:
+                        cur.execute(statement, params)
+                    for table in job.tables:
+                        cur.execute(
+                            sql.SQL("SELECT count(*) FROM {}").format(_ident(staging, table))
+                        )
+                        row = cur.fetchone()
+                        counts[table] = int(row[0]) if row else 0
+                    conn.commit()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=work, name=f"build-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
     return counts
 
 
@@ -393,8 +516,13 @@ def run_import(
     *,
     progress: bool = False,
     after_import: Sequence[Callable[[str], None]] = (),
+    node_dir: Path | None = None,
 ) -> ImportSummary:
-    """Import ``files`` into the ``osm`` schema of ``url``; the old data stays until the swap."""
+    """Import ``files`` into the ``osm`` schema of ``url``; the old data stays until the swap.
+
+    With ``node_dir``, every node location is also kept in ``node_dir/nodes-<version>.cache``
+    for later updates; ``osm.meta`` names the file that belongs to the data swapped in.
+    """
     started = time.monotonic()
     paths = [Path(f) for f in files]
     if not paths:
@@ -410,6 +538,10 @@ def run_import(
             header_boxes.append(box)
     version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     staging = schema.STAGING_SCHEMA
+    node_store = None
+    if node_dir is not None:
+        node_dir.mkdir(parents=True, exist_ok=True)
+        node_store = node_dir / f"{NODE_STORE_PREFIX}{version}{NODE_STORE_SUFFIX}"
 
     with import_lock(url), tempfile.TemporaryDirectory(prefix="fondplan-import-") as tmp:
         source = paths[0]
@@ -428,32 +560,24 @@ def run_import(
                 conn.commit()
                 loader = Loader(cur, staging)
                 try:
-                    loader.run(source, progress=progress)
+                    loader.run(source, progress=progress, node_store=node_store)
                 except RuntimeError as exc:
                     where = ", ".join(str(p) for p in paths)
                     raise OsmImportError(f"{where}: cannot be read ({exc})") from exc
                 conn.commit()
-                _say(progress, "building layer tables")
-                build_layer_tables(cur, staging)
-                cur.execute(sql.SQL("SET search_path TO {}, public").format(_ident(staging)))
-                cur.execute(load_sql("osmimport", "postprocess.sql"))
-                cur.execute("SET search_path TO DEFAULT")
-                _say(progress, "generalising")
-                generalised = build_generalised(cur, staging)
+                _say(progress, "building tables")
+                jobs = plan_jobs(staging, _raw_sizes(cur, staging))
+                conn.commit()
+                built = run_jobs(url, staging, jobs, BUILD_WORKERS)
                 for table in [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]:
                     cur.execute(sql.SQL("DROP TABLE {}").format(_ident(staging, table)))
-                layer_tables = [layer.name for layer in schema.LAYERS] + generalised
-                _say(progress, "indexing")
-                _index_tables(cur, staging, layer_tables)
+                layer_jobs = [job for job in jobs if job.name in schema.LAYER_BY_NAME]
                 all_tables = [
-                    *layer_tables,
-                    schema.ROAD_WAYS_TABLE,
-                    schema.ROAD_NODES_TABLE,
-                    schema.BARRIERS_TABLE,
-                    schema.RESTRICTIONS_TABLE,
-                    schema.COMMUNES_TABLE,
+                    *(job.tables[0] for job in layer_jobs),
+                    *(table for job in layer_jobs for table in job.tables[1:]),
+                    *(table for job in jobs if job not in layer_jobs for table in job.tables),
                 ]
-                counts = _counts(cur, staging, all_tables)
+                counts = {table: built[table] for table in all_tables}
                 bbox = _bbox(cur, staging) or _union_boxes(header_boxes)
                 meta = {
                     "data_version": version,
@@ -463,6 +587,8 @@ def run_import(
                     "counts": counts,
                     "warnings": dict(loader.warnings),
                 }
+                if node_store is not None:
+                    meta[schema.NODE_STORE_KEY] = node_store.name
                 cur.execute(
                     sql.SQL("CREATE TABLE {} (key text PRIMARY KEY, value jsonb NOT NULL)").format(
                         _ident(staging, schema.META_TABLE)
@@ -475,14 +601,18 @@ def run_import(
                         ),
                         (key, json.dumps(value)),
                     )
-                _say(progress, "analyzing")
-                for table in [*all_tables, schema.META_TABLE]:
-                    cur.execute(sql.SQL("ANALYZE {}").format(_ident(staging, table)))
+                cur.execute(sql.SQL("ANALYZE {}").format(_ident(staging, schema.META_TABLE)))
                 conn.commit()
                 _swap(cur, version)
             conn.commit()
+        except BaseException:
+            if node_store is not None:
+                node_store.unlink(missing_ok=True)
+            raise
         finally:
             conn.close()
+        if node_dir is not None and node_store is not None:
+            _remove_old_node_stores(node_dir, keep=node_store)
     for hook in after_import:
         hook(url)
     return ImportSummary(
@@ -494,6 +624,19 @@ def run_import(
         sources=sources,
         bbox=bbox,
     )
+
+
+def _remove_old_node_stores(node_dir: Path, keep: Path) -> None:
+    # Files of earlier imports, and of imports killed before their swap.
+    for old in node_dir.glob(f"{NODE_STORE_PREFIX}*{NODE_STORE_SUFFIX}"):
+        if old.name != keep.name:
+            old.unlink(missing_ok=True)
+
+
+def node_store_dir(data_dir: Path, url: str) -> Path:
+    """Where the node locations of the database at ``url`` are kept, next to its data."""
+    dbname = psycopg2.extensions.parse_dsn(url).get("dbname") or "default"
+    return data_dir / "nodes" / dbname
 
 
 def _union_boxes(boxes: list[list[float]]) -> list[float] | None:

@@ -111,6 +111,31 @@ def _create(
     )
 
 
+#: The libosmium index that keeps node locations on disk for later updates: (id, location)
+#: pairs sorted by id, 16 bytes each (uint64 id, int32 x, int32 y in 1e-7 degrees).
+NODE_STORE_TYPE = "sparse_file_array"
+_NODE_RECORD = 16
+
+
+def trim_node_store(path: Path) -> None:
+    """Cut the unused, pre-allocated tail off a node store written by libosmium.
+
+    libosmium grows the file in large steps and leaves id 0 entries after the sorted ones; a
+    reader opening the file takes its size as the number of entries, so the tail must go.
+    """
+    with path.open("r+b") as stream:
+        size = path.stat().st_size
+        low, high = 0, size // _NODE_RECORD
+        while low < high:  # first record whose id is 0 (ids of real nodes are positive)
+            middle = (low + high) // 2
+            stream.seek(middle * _NODE_RECORD)
+            if int.from_bytes(stream.read(8), "little") == 0:
+                high = middle
+            else:
+                low = middle + 1
+        stream.truncate(low * _NODE_RECORD)
+
+
 class RelationScan:
     """First-pass handler: remembers which ways belong to which boundary relations."""
 
@@ -226,13 +251,18 @@ class Loader:
             ]
             self.layers[feature.layer].add(values)
 
-    def run(self, path: Path, *, progress: bool = False) -> None:
-        """Read ``path`` (nodes, ways, relations and the areas assembled from them)."""
+    def run(self, path: Path, *, progress: bool = False, node_store: Path | None = None) -> None:
+        """Read ``path`` (nodes, ways, relations and the areas assembled from them).
+
+        With ``node_store``, the location of every node is also written to that file (see
+        ``trim_node_store``); otherwise they are kept in memory only.
+        """
         untagged_nodes = osmium.filter.EmptyTagFilter()
         untagged_nodes.enable_for(osmium.osm.NODE)
+        storage = "flex_mem" if node_store is None else f"{NODE_STORE_TYPE},{node_store}"
         processor = (
             osmium.FileProcessor(str(path))
-            .with_locations()
+            .with_locations(storage)
             .with_areas(self.scan)
             .with_filter(untagged_nodes)
         )
@@ -242,6 +272,11 @@ class Loader:
         except BaseException:
             self.sender.close_quietly()
             raise
+        finally:
+            # Unmaps the node store so its file can be trimmed.
+            del processor
+        if node_store is not None:
+            trim_node_store(node_store)
         self.finish()
 
     def _read(self, processor: osmium.FileProcessor, meter: Progress) -> None:

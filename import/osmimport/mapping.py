@@ -371,8 +371,15 @@ def parse_int(value: str | None) -> int | None:
         return None
 
 
+#: The keys of each lookup table, in the order they first appear in it (their priority).
+_LOOKUP_KEYS: dict[int, tuple[str, ...]] = {}
+
+
 def _lookup(table: dict[tuple[str, str], Any], tags: Tags) -> Any:
-    for key in {k for k, _ in table}:
+    keys = _LOOKUP_KEYS.get(id(table))
+    if keys is None:
+        keys = _LOOKUP_KEYS[id(table)] = tuple(dict.fromkeys(k for k, _ in table))
+    for key in keys:
         value = tags.get(key)
         if value is not None and (key, value) in table:
             return table[(key, value)]

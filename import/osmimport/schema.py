@@ -12,6 +12,15 @@ RETIRED_SCHEMA = "osm_retired"
 #: Key/value facts about the loaded data (data_version, sources, timestamps, bbox).
 META_TABLE = "meta"
 
+#: The meta key naming the node location file of the loaded data (imports run by
+#: `fondplan import` write one). It lies outside the database, in
+#: ``<FONDPLAN_DATA_DIR>/nodes/<database name>/``, and holds the location of every node of the
+#: imported extract: libosmium's ``sparse_file_array`` (sorted uint64 id, int32 x, int32 y in
+#: 1e-7 degrees; open it with ``osmium.index.create_map("sparse_file_array,<path>")``). An
+#: update reads it to rebuild the ways whose nodes moved. Each import writes a new file
+#: ``nodes-<data_version>.cache``, which becomes current with the schema swap; older ones go.
+NODE_STORE_KEY = "node_locations"
+
 #: Raw network kept for routing (see osmimport/sql/):
 #:  road_ways(osm_id bigint PK, tags jsonb, nodes bigint[], geom LineString 3857) - highway=* and
 #:      route=ferry ways, every tag kept;

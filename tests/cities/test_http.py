@@ -1,31 +1,33 @@
-"""The /townplans routes through a real ASGI app (httpx over the ASGI transport)."""
+"""The /townplans routes of the server app (its "townplans" route group, MapLibre Native maps)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
+import warnings
+from pathlib import Path
 
 import httpx
 import pypdf
-from starlette.applications import Starlette
 
-from cities.render import CairoMapRenderer
-from cities.routes import TownplanSettings, townplan_routes
+from osmimport.settings import DatabaseSettings
+from tileserver.app import ROUTE_GROUPS, create_app
+from tileserver.settings import CacheSettings, Settings
 
-
-def get_all(url: str, paths: list[str]) -> list[httpx.Response]:
-    settings = TownplanSettings(workers=1, queue=2, timeout=120)
-    app = Starlette(routes=townplan_routes(url, CairoMapRenderer(url), settings))
-
-    async def run() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return [await client.get(path) for path in paths]
-
-    return asyncio.run(run())
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 
-def test_townplan_pdf_over_http(liechtenstein_url: str) -> None:
+def get_all(url: str, paths: list[str], cache_dir: Path) -> list[httpx.Response]:
+    settings = Settings(
+        database=DatabaseSettings(database_url=url), cache=CacheSettings(dir=cache_dir)
+    )
+    groups = [group for group in ROUTE_GROUPS if group.name == "townplans"]
+    with TestClient(create_app(settings, groups=groups)) as client:
+        return [client.get(path) for path in paths]
+
+
+def test_townplan_pdf_over_http(liechtenstein_url: str, tmp_path: Path) -> None:
     query = "?paper=A4&orientation=portrait&layout=index-below"
     first, again, communes, script = get_all(
         liechtenstein_url,
@@ -35,6 +37,7 @@ def test_townplan_pdf_over_http(liechtenstein_url: str) -> None:
             "/townplans/communes.json",
             "/townplans/panel.js",
         ],
+        tmp_path,
     )
     assert first.status_code == 200
     assert first.headers["content-type"] == "application/pdf"
@@ -45,7 +48,7 @@ def test_townplan_pdf_over_http(liechtenstein_url: str) -> None:
     assert script.status_code == 200 and "Plan de ville" in script.text
 
 
-def test_townplan_http_errors(liechtenstein_url: str) -> None:
+def test_townplan_http_errors(liechtenstein_url: str, tmp_path: Path) -> None:
     unknown, bad_paper, bad_format, bad_dpi = get_all(
         liechtenstein_url,
         [
@@ -54,6 +57,7 @@ def test_townplan_http_errors(liechtenstein_url: str) -> None:
             "/townplans/Vaduz.svg",
             "/townplans/Vaduz.pdf?dpi=abc",
         ],
+        tmp_path,
     )
     assert unknown.status_code == 404
     assert "Vaduz" in unknown.json()["suggestions"] and "detail" in unknown.json()

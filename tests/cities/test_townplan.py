@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -18,7 +20,7 @@ from cities.communes import find_commune, list_communes
 from cities.errors import IncompleteBoundary, UnknownCommune
 from cities.layout import ATTRIBUTION, page_geometry
 from cities.paper import PAPERS, Layout, Orientation, page_size_mm
-from cities.render import CairoMapRenderer
+from cities.render import MapRenderer
 from cities.townplan import Plan, PlanOptions, commune_area, make_plan
 from tileserver.cli import main
 
@@ -36,7 +38,7 @@ NOT_STREETS = (
 )
 
 
-def plan_of(url: str, name: str, **options: object) -> Plan:
+def plan_of(url: str, name: str, renderer: MapRenderer, **options: object) -> Plan:
     conn = psycopg2.connect(url)
     try:
         commune = find_commune(conn, name=name)
@@ -45,8 +47,8 @@ def plan_of(url: str, name: str, **options: object) -> Plan:
     return make_plan(
         url,
         commune_area(url, commune),
-        PlanOptions(**options),
-        CairoMapRenderer(url),  # type: ignore[arg-type]
+        PlanOptions(**options),  # type: ignore[arg-type]
+        renderer,
     )
 
 
@@ -65,10 +67,12 @@ def vaduz_streets(url: str) -> dict[str, shapely.Geometry]:
     with conn, conn.cursor() as cur:
         cur.execute(
             """
-            SELECT s.name, ST_AsBinary(ST_Union(ST_Intersection(s.geom, c.geom)))
+            SELECT COALESCE(NULLIF(s.name_fr, ''), s.name),
+                   ST_AsBinary(ST_Union(ST_Intersection(s.geom, c.geom)))
             FROM osm.street_labels s JOIN osm.communes c ON ST_Intersects(s.geom, c.geom)
-            WHERE c.name = 'Vaduz' AND s.name <> '' AND NOT (s.kind = ANY(%s))
-            GROUP BY s.name
+            WHERE c.name = 'Vaduz' AND COALESCE(NULLIF(s.name_fr, ''), s.name, '') <> ''
+              AND NOT (s.kind = ANY(%s))
+            GROUP BY 1
             """,
             (list(NOT_STREETS),),
         )
@@ -78,10 +82,14 @@ def vaduz_streets(url: str) -> dict[str, shapely.Geometry]:
 
 
 @pytest.fixture(scope="module")
-def vaduz_a3(liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Plan]:
+def vaduz_a3(
+    liechtenstein_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    renderer_for: Callable[[str], MapRenderer],
+) -> tuple[Path, Plan]:
     plan = plan_of(
-        liechtenstein_url, "Vaduz", paper="A3", orientation=Orientation.LANDSCAPE,
-        layout=Layout.INDEX_SIDE, dpi=150,
+        liechtenstein_url, "Vaduz", renderer_for(liechtenstein_url), paper="A3",
+        orientation=Orientation.LANDSCAPE, layout=Layout.INDEX_SIDE, dpi=150,
     )  # fmt: skip
     path = tmp_path_factory.mktemp("vaduz") / "vaduz.pdf"
     path.write_bytes(plan.documents[0])
@@ -195,8 +203,14 @@ def test_map_area_is_drawn(vaduz_a3: tuple[Path, Plan], tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("layout", list(Layout))
 @pytest.mark.parametrize("paper", list(PAPERS))
-def test_every_layout_and_paper(liechtenstein_url: str, paper: str, layout: Layout) -> None:
-    plan = plan_of(liechtenstein_url, "Planken", paper=paper, layout=layout, dpi=72)
+def test_every_layout_and_paper(
+    liechtenstein_url: str,
+    renderer_for: Callable[[str], MapRenderer],
+    paper: str,
+    layout: Layout,
+) -> None:
+    renderer = renderer_for(liechtenstein_url)
+    plan = plan_of(liechtenstein_url, "Planken", renderer, paper=paper, layout=layout, dpi=72)
     reader = pypdf.PdfReader(io.BytesIO(plan.documents[0]))
     assert len(reader.pages) == plan.page_count
     if layout is Layout.INDEX_PAGES:
@@ -208,17 +222,21 @@ def test_every_layout_and_paper(liechtenstein_url: str, paper: str, layout: Layo
     assert "Planken" in text and "Index des rues" in text
 
 
-def test_png_output(liechtenstein_url: str) -> None:
-    plan = plan_of(liechtenstein_url, "Planken", paper="A4", format="png", dpi=100,
+def test_png_output(liechtenstein_url: str, renderer_for: Callable[[str], MapRenderer]) -> None:
+    renderer = renderer_for(liechtenstein_url)
+    plan = plan_of(liechtenstein_url, "Planken", renderer, paper="A4", format="png", dpi=100,
                    orientation=Orientation.PORTRAIT)  # fmt: skip
     image = Image.open(io.BytesIO(plan.documents[0]))
     assert image.size == (round(210 / 25.4 * 100), round(297 / 25.4 * 100))
     assert len(image.convert("L").getcolors(maxcolors=100000) or []) > 50
 
 
-def test_long_index_flows_onto_more_pages(liechtenstein_url: str) -> None:
-    plan = plan_of(liechtenstein_url, "Vaduz", paper="A4", layout=Layout.INDEX_BELOW, dpi=72,
-                   orientation=Orientation.PORTRAIT)  # fmt: skip
+def test_long_index_flows_onto_more_pages(
+    liechtenstein_url: str, renderer_for: Callable[[str], MapRenderer]
+) -> None:
+    renderer = renderer_for(liechtenstein_url)
+    plan = plan_of(liechtenstein_url, "Vaduz", renderer, paper="A4", layout=Layout.INDEX_BELOW,
+                   dpi=72, orientation=Orientation.PORTRAIT)  # fmt: skip
     assert plan.page_count >= 2
     pages = [flat(t) for t in pdf_text(plan.documents[0])]
     last = plan.streets[-1].display
@@ -257,3 +275,42 @@ def test_mulhouse_by_bbox(
     conn.close()
     assert names
     assert [n for n in names if len(n) <= 24 and n not in text] == []
+
+
+def _hex(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def test_map_shows_print_style_colours(vaduz_a3: tuple[Path, Plan], tmp_path: Path) -> None:
+    """The map body is MapLibre Native's drawing of styles/print.json, unfaded in the commune."""
+    path, _ = vaduz_a3
+    style = json.loads((Path(__file__).resolve().parents[2] / "styles" / "print.json").read_text())
+    paint = {layer["id"]: layer.get("paint", {}) for layer in style["layers"]}
+    forest = _hex(paint["land-forest"]["fill-color"])
+    meadows = _hex(paint["land-grass"]["fill-color"])
+    subprocess.run(
+        ["pdftoppm", "-r", "100", "-png", "-f", "1", "-l", "1", str(path), str(tmp_path / "p")],
+        check=True,
+    )
+    image = Image.open(next(tmp_path.glob("p*.png"))).convert("RGB")
+    width_mm, height_mm = page_size_mm("A3", Orientation.LANDSCAPE, 1.0)
+    frame = page_geometry(width_mm, height_mm, Layout.INDEX_SIDE).frame
+    sx, sy = image.width / width_mm, image.height / height_mm
+    inside = image.crop(
+        (int(frame.x * sx) + 3, int(frame.y * sy) + 3,
+         int((frame.x + frame.w) * sx) - 3, int((frame.y + frame.h) * sy) - 3)
+    )  # fmt: skip
+    outside = image.crop((0, 0, image.width, int(frame.y * sy) - 3))
+    pixels = list(inside.getdata())
+
+    def share(colour: tuple[int, int, int], among: list[tuple[int, int, int]]) -> float:
+        near = sum(1 for p in among if max(abs(a - b) for a, b in zip(p, colour, strict=True)) <= 4)
+        return near / len(among)
+
+    # Vaduz's forests and meadows in the style's own colours, and none of them off the map.
+    assert share(forest, pixels) > 0.02
+    assert share(meadows, pixels) > 0.001
+    assert share(forest, list(outside.getdata())) == 0
+    # Around the commune the same forest is faded towards white.
+    faded = tuple(round(c + (255 - c) * 0.62) for c in forest)
+    assert share(faded, pixels) > 0.02  # type: ignore[arg-type]

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import osmium
+import osmium.index
 import psycopg2
 import pytest
 
 from osmimport import schema
 from osmimport.cli import main as cli_main
-from osmimport.importer import run_import
+from osmimport.importer import node_store_dir, run_import
 
 ROOT = Path(__file__).resolve().parents[2]
 LIECHTENSTEIN = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
@@ -35,6 +36,12 @@ LABELLED_HIGHWAYS = {
     "living_street", "busway", "bus_guideway", "service", "pedestrian", "track", "footway",
     "steps", "path", "cycleway",
 }  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI imports keep their node locations under the data dir: a throwaway one here."""
+    monkeypatch.setenv("FONDPLAN_DATA_DIR", str(tmp_path / "data"))
 
 
 def query(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -305,6 +312,42 @@ def test_cli_import_prints_a_summary(make_database: Callable[[], str]) -> None:
         line.split() == ["buildings", f"{buildings:,}"] for line in result.stdout.splitlines()
     )
     assert "peak memory" in result.stdout and "warnings:" in result.stdout
+
+
+def test_node_locations_are_kept_for_updates(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = make_database()
+    data_dir = tmp_path / "data"
+    result = _cli(url, "import", "--quiet", str(MULHOUSE_SW))
+    assert result.returncode == 0, result.stderr
+    node_dir = node_store_dir(data_dir, url)
+    name = scalar(url, "SELECT value FROM osm.meta WHERE key = %s", (schema.NODE_STORE_KEY,))
+    assert [p.name for p in node_dir.iterdir()] == [name]
+    expected = {
+        node.id: (node.location.x, node.location.y)
+        for node in osmium.FileProcessor(str(MULHOUSE_SW), osmium.osm.NODE)
+    }
+    # One record per node of the extract, tagged or not, and nothing else.
+    assert (node_dir / name).stat().st_size == 16 * len(expected)
+    store = osmium.index.create_map(f"sparse_file_array,{node_dir / name}")
+    for node_id in list(expected)[:: max(1, len(expected) // 500)]:
+        location = store.get(node_id)
+        assert (location.x, location.y) == expected[node_id]
+    with pytest.raises(KeyError):
+        store.get(max(expected) + 1)
+    del store
+
+    # The next import replaces the file together with the data; a failed one leaves both.
+    result = _cli(url, "import", "--quiet", str(MULHOUSE_CENTRE))
+    assert result.returncode == 0, result.stderr
+    newer = scalar(url, "SELECT value FROM osm.meta WHERE key = %s", (schema.NODE_STORE_KEY,))
+    assert newer != name and [p.name for p in node_dir.iterdir()] == [newer]
+    broken = tmp_path / "broken.osm.pbf"
+    broken.write_bytes(MULHOUSE_SW.read_bytes()[:5000])
+    result = _cli(url, "import", "--quiet", str(broken))
+    assert result.returncode == 1
+    assert [p.name for p in node_dir.iterdir()] == [newer]
 
 
 def test_hooks_and_notify_after_swap(make_database: Callable[[], str]) -> None:

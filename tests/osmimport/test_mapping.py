@@ -405,3 +405,27 @@ def test_pure_rules_on_plain_dicts() -> None:
     assert mapping.area_features({"building": "no"}, from_way=True) == []
     streets = mapping.line_features({"highway": "trunk_link"}, closed=False)
     assert streets[0].attrs["kind"] == "trunk" and streets[0].attrs["link"] is True
+
+
+def test_conflicting_tags_map_the_same_in_every_process() -> None:
+    # Which key wins must not depend on Python's per-process string hashing.
+    import subprocess
+    import sys
+
+    probe = (
+        "from osmimport import mapping; "
+        "print([f.attrs.get('kind') for f in mapping.area_features("
+        "{'landuse': 'plant_nursery', 'natural': 'scrub', 'amenity': 'grave_yard'}, "
+        "from_way=True) if f.layer == 'land'])"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", probe],
+            env={"PYTHONHASHSEED": str(seed), "PATH": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in range(8)
+    }
+    assert seen == {"['plant_nursery']"}

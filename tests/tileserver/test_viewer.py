@@ -65,13 +65,15 @@ def server(liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         proc.wait(timeout=20)
 
 
-def run_viewer(url: str, screenshot: Path, style: str = "") -> dict[str, object]:
+def run_viewer(
+    url: str, screenshot: Path, style: str = "", steps: Path | None = None
+) -> dict[str, object]:
     if not CHROMIUM.exists() or shutil.which("node") is None:
         pytest.skip("needs /usr/bin/chromium and node (make setup)")
     if not (ROOT / "node_modules" / "playwright-core").is_dir():
         pytest.skip("needs the npm packages (make setup)")
     result = subprocess.run(
-        ["node", str(SCRIPT), url + "/", str(screenshot), style],
+        ["node", str(SCRIPT), url + "/", str(screenshot), style, *([str(steps)] if steps else [])],
         capture_output=True,
         text=True,
         cwd=ROOT,

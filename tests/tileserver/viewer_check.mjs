@@ -1,9 +1,12 @@
 // Opens the fondplan viewer in headless Chromium and reports what a person would see, as JSON:
 // console errors, failed requests, glyph/sprite/tile responses, and a screenshot of the map.
-// Usage: node viewer_check.mjs URL SCREENSHOT.png [STYLE]
+// Usage: node viewer_check.mjs URL SCREENSHOT.png [STYLE] [STEPS.mjs]
+// STEPS.mjs (optional) default-exports async (page, report) => {...}, run once the map is idle;
+// what it stores in report.steps is reported too.
 import { chromium } from "playwright-core";
+import { pathToFileURL } from "node:url";
 
-const [url, screenshot, style] = process.argv.slice(2);
+const [url, screenshot, style, steps] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   headless: true,
@@ -45,6 +48,10 @@ try {
       }),
   );
   await page.waitForTimeout(500);
+  if (steps) {
+    report.steps = {};
+    await (await import(pathToFileURL(steps).href)).default(page, report.steps);
+  }
   report.styleOptions = await page.$$eval("#style-select option", (opts) => opts.map((o) => o.value));
   await page.click("#use-toggle");
   report.panels = {

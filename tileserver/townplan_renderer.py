@@ -1,0 +1,180 @@
+"""Town plan maps drawn by MapLibre Native (the raster pool), and the ``/townplans`` routes."""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from collections.abc import Callable, Sequence
+
+from PIL import Image
+from starlette.routing import BaseRoute
+
+from osmimport.database import database_url
+from tileserver.context import AppContext
+from tileserver.raster import (
+    EARTH_CIRCUMFERENCE,
+    MAPLIBRE_TILE_SIZE,
+    MAX_IMAGE_SIDE,
+    RasterError,
+    RasterPool,
+    RasterSettings,
+    mercator_to_lonlat,
+    render_image,
+)
+
+#: Device pixels of one rendered piece; bigger maps are drawn piece by piece and assembled.
+PIECE_SIDE = 4096
+#: Device pixels drawn beyond each side of a piece and cut off, so labels at a seam are whole.
+PIECE_OVERLAP = 256
+#: Seconds one piece may take (a 4096 px piece of a dense town at 300 dpi takes a few seconds).
+PIECE_TIMEOUT = 300.0
+
+BBox = tuple[float, float, float, float]
+
+
+class MapLibreMapRenderer:
+    """cities' ``MapRenderer`` over the raster pool: the named style at the requested DPI.
+
+    Maps larger than :data:`PIECE_SIDE` device pixels are rendered in overlapping pieces (each
+    well under MapLibre Native's 8192 px limit) and pasted together, so any paper prints at its
+    full DPI. ``version`` (optional) returns the data version: when it changes the render
+    process restarts, so MapLibre forgets the tiles of the old data.
+    """
+
+    def __init__(
+        self,
+        pool: RasterPool,
+        *,
+        version: Callable[[], str] | None = None,
+        timeout: float = PIECE_TIMEOUT,
+        owns_pool: bool = False,
+    ) -> None:
+        self.pool = pool
+        self.version = version
+        self.timeout = timeout
+        self.owns_pool = owns_pool
+        self._lock = threading.Lock()
+        self._rendered_version: str | None = None
+
+    @classmethod
+    def for_database(cls, url: str) -> MapLibreMapRenderer:
+        """A renderer with its own render process reading the database at ``url``."""
+        settings = RasterSettings(threads=1, timeout=PIECE_TIMEOUT)
+        return cls(RasterPool(database_url=url, settings=settings), owns_pool=True)
+
+    def close(self) -> None:
+        """Stop the render process if this renderer started it."""
+        if self.owns_pool:
+            self.pool.close()
+
+    def __call__(
+        self,
+        *,
+        style: str,
+        bbox_3857: BBox,
+        width_px: int,
+        height_px: int,
+        pixel_ratio: float,
+    ) -> bytes:
+        """The PNG bytes (``width_px`` × ``height_px``) of ``bbox_3857`` drawn with ``style``."""
+        self._follow_version()
+        xmin, ymin, xmax, ymax = bbox_3857
+        metres_per_px = (xmax - xmin) / width_px
+        # MapLibre's zoom counts CSS pixels: one of them is pixel_ratio device pixels.
+        zoom = math.log2(EARTH_CIRCUMFERENCE / (MAPLIBRE_TILE_SIZE * metres_per_px * pixel_ratio))
+        if max(width_px, height_px) <= PIECE_SIDE:
+            png = self._piece(style, xmin, ymax, 0, 0, width_px, height_px, metres_per_px, zoom,
+                              pixel_ratio)  # fmt: skip
+            with Image.open(io.BytesIO(png)) as image:
+                if image.size == (width_px, height_px):
+                    return png
+                return _png(image.convert("RGB").resize((width_px, height_px)))
+        canvas = Image.new("RGB", (width_px, height_px), "white")
+        step = PIECE_SIDE - 2 * PIECE_OVERLAP
+        for top in range(0, height_px, step):
+            for left in range(0, width_px, step):
+                inner_w, inner_h = min(step, width_px - left), min(step, height_px - top)
+                x0, y0 = left - PIECE_OVERLAP, top - PIECE_OVERLAP
+                w, h = inner_w + 2 * PIECE_OVERLAP, inner_h + 2 * PIECE_OVERLAP
+                png = self._piece(style, xmin, ymax, x0, y0, w, h, metres_per_px, zoom,
+                                  pixel_ratio)  # fmt: skip
+                with Image.open(io.BytesIO(png)) as piece:
+                    rgb = piece.convert("RGB")
+                    if rgb.size != (w, h):
+                        rgb = rgb.resize((w, h))
+                    canvas.paste(
+                        rgb.crop((PIECE_OVERLAP, PIECE_OVERLAP, PIECE_OVERLAP + inner_w,
+                                  PIECE_OVERLAP + inner_h)),
+                        (left, top),
+                    )  # fmt: skip
+        return _png(canvas)
+
+    def _piece(
+        self,
+        style: str,
+        xmin: float,
+        ymax: float,
+        left: int,
+        top: int,
+        width: int,
+        height: int,
+        metres_per_px: float,
+        zoom: float,
+        pixel_ratio: float,
+    ) -> bytes:
+        """The device-pixel rectangle (left, top, width, height) of the map, centred exactly."""
+        cx = xmin + (left + width / 2) * metres_per_px
+        cy = ymax - (top + height / 2) * metres_per_px
+        css_w = max(1, min(round(width / pixel_ratio), int(MAX_IMAGE_SIDE / pixel_ratio)))
+        css_h = max(1, min(round(height / pixel_ratio), int(MAX_IMAGE_SIDE / pixel_ratio)))
+        return render_image(
+            self.pool,
+            style,
+            width=css_w,
+            height=css_h,
+            center=mercator_to_lonlat(cx, cy),
+            zoom=zoom,
+            pixel_ratio=pixel_ratio,
+            timeout=self.timeout,
+        )
+
+    def _follow_version(self) -> None:
+        if self.version is None:
+            return
+        current = self.version()
+        with self._lock:
+            if self._rendered_version is not None and current != self._rendered_version:
+                self.pool.restart()
+            self._rendered_version = current
+
+
+def _png(image: Image.Image) -> bytes:
+    """PNG bytes, compressed lightly: the plan re-compresses the map when it embeds it."""
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+def renderer_factory(url: str) -> MapLibreMapRenderer:
+    """The CLI's renderer factory: MapLibre Native reading the database at ``url``."""
+    return MapLibreMapRenderer.for_database(url)
+
+
+def routes(context: AppContext) -> Sequence[BaseRoute]:
+    """The ``/townplans`` route group: plans of the app's database drawn by MapLibre Native."""
+    from cities.routes import TownplanSettings, townplan_routes
+
+    url = database_url(context.settings.database, start=False)
+    settings = TownplanSettings()
+    pool = RasterPool(
+        database_url=url, settings=RasterSettings(threads=1, timeout=settings.timeout)
+    )
+    renderer = MapLibreMapRenderer(
+        pool, version=lambda: context.tiles.version, timeout=settings.timeout
+    )
+    context.on_shutdown.append(pool.close)
+    return townplan_routes(url, renderer, settings)
+
+
+__all__ = ["MapLibreMapRenderer", "RasterError", "renderer_factory", "routes"]
