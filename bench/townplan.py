@@ -1,7 +1,9 @@
 """Town plan benchmark: time and peak memory of A4/A3/A0 plans of the largest and smallest
 Liechtenstein communes (goal: an A3 plan with index in <= 15 s and <= 2 GB).
 
-Each plan runs in its own process so its peak RSS is its own. Uses FONDPLAN_DATABASE_URL if set
+Maps are drawn by MapLibre Native with the print style (a render process per plan, started
+and stopped inside the timing). Each plan runs in its own process; peak RSS is the larger of
+the plan process and its render process. Uses FONDPLAN_DATABASE_URL if set
 (with Liechtenstein imported), else imports the sample into a throwaway database of the
 embedded PostGIS.
 """
@@ -25,17 +27,21 @@ GOAL_MB = 2048.0
 CHILD = """
 import sys
 from cities.communes import find_commune
-from cities.render import CairoMapRenderer
 from cities.townplan import PlanOptions, commune_area, make_plan
 from osmimport.database import connect
+from tileserver.townplan_renderer import MapLibreMapRenderer
 url, name, paper, layout, out = sys.argv[1:]
 conn = connect(url)
 commune = find_commune(conn, name=name)
 conn.close()
-plan = make_plan(url, commune_area(url, commune), PlanOptions(paper=paper, layout=layout),
-                 CairoMapRenderer(url))
+renderer = MapLibreMapRenderer.for_database(url)
+try:
+    plan = make_plan(url, commune_area(url, commune), PlanOptions(paper=paper, layout=layout),
+                     renderer)
+finally:
+    renderer.close()
 open(out, "wb").write(plan.documents[0])
-print(plan.page_count, len(plan.streets))
+print(plan.page_count, len(plan.streets), round(plan.map_dpi))
 """
 
 
@@ -77,6 +83,7 @@ def run_one(url: str, name: str, paper: str, layout: str, out: Path) -> tuple[fl
         stderr=subprocess.PIPE,
         text=True,
     )
+    # wait4's maxrss covers the plan process and the render process it waited for.
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     stdout = proc.stdout.read() if proc.stdout else ""
@@ -96,15 +103,16 @@ def main() -> int:
         largest, smallest = communes(url)
         print(f"largest commune: {largest}, smallest: {smallest}; layout {args.layout}")
         print(f"{'commune':<14}{'paper':<7}{'seconds':>9}{'peak MB':>10}{'pages':>7}"
-              f"{'streets':>9}{'t/goal':>8}{'mem/goal':>10}")  # fmt: skip
+              f"{'streets':>9}{'map dpi':>9}{'t/goal':>8}{'mem/goal':>10}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             for name in (largest, smallest):
                 for paper in args.papers.split(","):
                     out = Path(tmp) / f"{name}-{paper}.pdf"
                     seconds, mb, info = run_one(url, name, paper, args.layout, out)
-                    pages, streets = info.split()
+                    pages, streets, dpi = info.split()
                     print(
                         f"{name:<14}{paper:<7}{seconds:>9.2f}{mb:>10.0f}{pages:>7}{streets:>9}"
+                        f"{dpi:>9}"
                         f"{seconds / GOAL_SECONDS:>8.2f}{mb / GOAL_MB:>10.2f}"
                     )
     finally:

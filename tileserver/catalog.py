@@ -143,9 +143,13 @@ def tile_query(catalog: Catalog, zoom: int, *, extent: int, buffer: int) -> sql.
         zoom_filter: sql.Composable = sql.SQL("TRUE")
         if catalog.has_column(table, schema.MINZOOM_COLUMN):
             zoom_filter = sql.SQL("g.{} <= %(z)s").format(sql.Identifier(schema.MINZOOM_COLUMN))
-        order: sql.Composable = sql.SQL("1")
+        # Ties broken by row position (merged generalised rows share OSM ids): whatever plan
+        # runs, the same data gives the same bytes, so ETags and exports are stable.
+        keys: list[sql.Composable] = []
         if catalog.has_column(table, schema.SORT_COLUMN):
-            order = sql.SQL("g.{} NULLS FIRST").format(sql.Identifier(schema.SORT_COLUMN))
+            keys.append(sql.SQL("g.{} NULLS FIRST").format(sql.Identifier(schema.SORT_COLUMN)))
+        keys.append(sql.SQL("g.ctid"))
+        order: sql.Composable = sql.SQL(", ").join(keys)
         parts.append(
             sql.SQL(template).format(
                 layer=sql.Literal(layer.name),

@@ -1,0 +1,84 @@
+"""The routing panel of the viewer in headless Chromium, and the routes in the full server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.tileserver.conftest import tile_settings
+from tests.tileserver.test_viewer import CHROMIUM, SCRIPT, server
+from tileserver.app import create_app
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+__all__ = ["server"]
+
+STEPS = Path(__file__).with_name("viewer_routing_steps.mjs")
+
+
+def test_create_app_mounts_the_osrm_api(routing_liechtenstein_url: str, tmp_path: Path) -> None:
+    settings = tile_settings(routing_liechtenstein_url, tmp_path)
+    with TestClient(create_app(settings)) as client:
+        answer = client.get("/route/v1/driving/9.5209,47.1410;9.5095,47.1650")
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["code"] == "Ok"
+        assert body["routes"][0]["distance"] > 2000
+        assert client.get("/nearest/v1/foot/9.5209,47.1410").json()["code"] == "Ok"
+        bad = client.get("/route/v1/driving/9.5209,47.1410;abc")
+        assert bad.status_code == 400
+        assert bad.json()["code"] == "InvalidUrl"
+        script = client.get("/routing/routing.js")
+        assert script.status_code == 200
+        assert "registerPanel" in script.text
+
+
+@pytest.mark.browser
+def test_viewer_routing_panel_shows_each_profile(
+    routing_liechtenstein_url: str, server: str, tmp_path: Path
+) -> None:
+    if not CHROMIUM.exists() or shutil.which("node") is None:
+        pytest.skip("needs /usr/bin/chromium and node (make setup)")
+    if not (ROOT / "node_modules" / "playwright-core").is_dir():
+        pytest.skip("needs the npm packages (make setup)")
+    result = subprocess.run(
+        ["node", str(SCRIPT), server + "/", str(tmp_path / "shot.png"), "", str(STEPS)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "error" not in report, (report.get("error"), report["failedRequests"])
+    assert report["consoleErrors"] == []
+    assert report["failedRequests"] == []
+    steps = report["steps"]
+    clicks = steps["clicks"]
+    assert len(clicks) == 2
+    coords = ";".join(f"{lon:.6f},{lat:.6f}" for lon, lat in clicks)
+    for profile, shown in steps["profiles"].items():
+        # What the server answers for the clicked points, asked independently of the page.
+        answer = httpx.get(
+            f"{server}/route/v1/{profile}/{coords}",
+            params={"overview": "full", "geometries": "geojson", "steps": "true"},
+        ).json()
+        assert answer["code"] == "Ok", answer
+        route = answer["routes"][0]
+        assert shown["selected"] is True
+        assert shown["error"] is None
+        assert shown["distance"] == f"{route['distance'] / 1000:.2f} km"
+        assert shown["duration"] and shown["duration"].endswith("min")
+        expected = [s["maneuver"]["type"] for leg in route["legs"] for s in leg["steps"]]
+        assert shown["steps"] == expected
+        assert expected[0] == "depart" and expected[-1] == "arrive"
+        assert shown["drawn"] > 0

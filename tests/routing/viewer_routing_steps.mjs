@@ -1,0 +1,53 @@
+// Steps for tests/tileserver/viewer_check.mjs: click a start and an end on the map, then read
+// what the routing panel shows for each profile and whether the route line is drawn.
+const START = [9.5209, 47.141];
+const END = [9.5095, 47.165];
+
+export default async function (page, report) {
+  const points = await page.evaluate(async ([start, end]) => {
+    const map = window.fondplan.map;
+    window.routingClicks = [];
+    map.on("click", (event) => window.routingClicks.push([event.lngLat.lng, event.lngLat.lat]));
+    const idle = new Promise((resolve) => map.once("idle", resolve));
+    map.fitBounds([start, end], { padding: 80, animate: false });
+    await idle;
+    const rect = map.getCanvas().getBoundingClientRect();
+    return [start, end].map((c) => {
+      const p = map.project(c);
+      return [rect.left + p.x, rect.top + p.y];
+    });
+  }, [START, END]);
+  for (const [x, y] of points) {
+    await page.mouse.click(x, y);
+    await page.waitForTimeout(300);
+  }
+  await page.waitForFunction(
+    () => document.querySelector("#panel-routing > div")?.dataset.state === "done",
+    null,
+    { timeout: 60000 },
+  );
+  report.clicks = await page.evaluate(() => window.routingClicks);
+  report.profiles = {};
+  for (const profile of ["car", "bike", "foot"]) {
+    await page.click(`#routing-summary tr[data-profile="${profile}"]`);
+    await page.evaluate(
+      () => new Promise((resolve) => {
+        const map = window.fondplan.map;
+        map.once("idle", resolve);
+        map.triggerRepaint();
+      }),
+    );
+    report.profiles[profile] = await page.evaluate((id) => {
+      const row = document.querySelector(`#routing-summary tr[data-profile="${id}"]`);
+      const map = window.fondplan.map;
+      return {
+        selected: row.classList.contains("selected"),
+        distance: row.querySelector(".distance")?.textContent ?? null,
+        duration: row.querySelector(".duration")?.textContent ?? null,
+        error: row.querySelector(".error")?.textContent ?? null,
+        steps: [...document.querySelectorAll("#routing-steps li")].map((li) => li.dataset.type),
+        drawn: map.queryRenderedFeatures({ layers: ["routing-route"] }).length,
+      };
+    }, profile);
+  }
+}
