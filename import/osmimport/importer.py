@@ -459,7 +459,9 @@ def run_jobs(url: str, staging: str, jobs: Sequence[Job], workers: int) -> dict[
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=work, name=f"build-{i}") for i in range(workers)]
+    threads = [
+        threading.Thread(target=work, name=f"build-{i}", daemon=True) for i in range(workers)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

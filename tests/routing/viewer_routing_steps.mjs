@@ -4,23 +4,19 @@ const START = [9.5209, 47.141];
 const END = [9.5095, 47.165];
 
 export default async function (page, report) {
-  const points = await page.evaluate(async ([start, end]) => {
+  // The map's own click event, as a pointer click on these positions would fire it.
+  await page.evaluate(async ([start, end]) => {
     const map = window.fondplan.map;
     window.routingClicks = [];
     map.on("click", (event) => window.routingClicks.push([event.lngLat.lng, event.lngLat.lat]));
     const idle = new Promise((resolve) => map.once("idle", resolve));
     map.fitBounds([start, end], { padding: 80, animate: false });
     await idle;
-    const rect = map.getCanvas().getBoundingClientRect();
-    return [start, end].map((c) => {
-      const p = map.project(c);
-      return [rect.left + p.x, rect.top + p.y];
-    });
+    for (const c of [start, end]) {
+      const lngLat = new maplibregl.LngLat(c[0], c[1]);
+      map.fire("click", { lngLat, point: map.project(lngLat) });
+    }
   }, [START, END]);
-  for (const [x, y] of points) {
-    await page.mouse.click(x, y);
-    await page.waitForTimeout(300);
-  }
   await page.waitForFunction(
     () => document.querySelector("#panel-routing > div")?.dataset.state === "done",
     null,
