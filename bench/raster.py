@@ -1,6 +1,7 @@
 """Raster tiles: cold and hot p50/p95 per zoom (256 and 512 px), vector hot as the peer, RSS.
 
-.venv/bin/python bench/raster.py [--database-url URL] [--renders 5000]
+.venv/bin/python bench/raster.py [--database-url URL] [--renders 5000] [--every 500]
+    [--max-renders N] [--skip-latency]
 
 Without --database-url the Liechtenstein sample is imported into a throwaway database of the
 embedded PostGIS (dropped at the end).
@@ -24,7 +25,7 @@ from osmimport.database import drop_database, ensure_database
 from osmimport.embedded import EmbeddedCluster
 from osmimport.settings import DatabaseSettings
 from tileserver.app import create_app
-from tileserver.raster import RasterPool, TileRequest
+from tileserver.raster import RasterPool, RasterSettings, TileRequest
 from tileserver.settings import CacheSettings, Settings
 
 with warnings.catch_warnings():
@@ -98,32 +99,38 @@ def latency(url: str, per_zoom: int) -> None:
                 )
 
 
-def memory(url: str, renders: int) -> None:
-    pool = RasterPool(database_url=url)
+def rss_mib(pool: RasterPool) -> float:
+    """The resident memory of the pool's current render process."""
+    assert pool.pid is not None
+    return float(psutil.Process(pool.pid).memory_info().rss / 2**20)
+
+
+def memory(url: str, renders: int, max_renders: int, every: int) -> None:
+    """RSS of the render process every ``every`` renders, with recycling after ``max_renders``."""
+    pool = RasterPool(database_url=url, settings=RasterSettings(max_renders=max_renders))
     requests = [
         TileRequest(STYLE, *t, tile_size=size)
-        for z in (12, 13, 14, 15)
-        for t in tiles_around(z, 64)
+        for z in (12, 13, 14, 15, 16)
+        for t in tiles_around(z, 100)
         for size in (256, 512)
     ]
-    warm = min(500, renders // 5)
-    rss_warm = 0
+    samples: list[tuple[int, float]] = []
     start = time.perf_counter()
     try:
         for i in range(renders):
             pool.render(requests[i % len(requests)])
-            if i + 1 == warm:
-                assert pool.pid is not None
-                rss_warm = psutil.Process(pool.pid).memory_info().rss
-        assert pool.pid is not None
-        rss_end = psutil.Process(pool.pid).memory_info().rss
+            if (i + 1) % every == 0:
+                samples.append((i + 1, rss_mib(pool)))
     finally:
         pool.close()
     elapsed = time.perf_counter() - start
+    label = f"recycled every {max_renders}" if max_renders else "never recycled"
+    print(f"render process RSS (MiB), {label}, {len(requests)} distinct tiles:")
+    print("  " + "  ".join(f"{n}:{rss:.0f}" for n, rss in samples))
+    warm = [rss for n, rss in samples if n >= renders // 10]
     print(
-        f"render process RSS after {warm} renders: {rss_warm / 2**20:.0f} MiB, after {renders}: "
-        f"{rss_end / 2**20:.0f} MiB (growth {(rss_end - rss_warm) / 2**20:+.1f} MiB, "
-        f"{renders / elapsed:.0f} renders/s, restarts {pool.restarts - 1})"
+        f"  after warm-up: min {min(warm):.0f}, max {max(warm):.0f}, last {samples[-1][1]:.0f} "
+        f"MiB; {renders / elapsed:.0f} renders/s; {pool.recycles} recycles"
     )
 
 
@@ -131,6 +138,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url")
     parser.add_argument("--renders", type=int, default=5000)
+    parser.add_argument("--every", type=int, default=500, help="print RSS every N renders")
+    parser.add_argument(
+        "--max-renders",
+        type=int,
+        default=RasterSettings().max_renders,
+        help="recycle the render process after N renders (0: never); both are run",
+    )
+    parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--per-zoom", type=int, default=25)
     args = parser.parse_args()
     admin = name = None
@@ -146,8 +161,11 @@ def main() -> int:
         url = cluster.url(name)
         run_import(url, [SAMPLE])
     try:
-        latency(url, args.per_zoom)
-        memory(url, args.renders)
+        if not args.skip_latency:
+            latency(url, args.per_zoom)
+        memory(url, args.renders, 0, args.every)
+        if args.max_renders:
+            memory(url, args.renders, args.max_renders, args.every)
     finally:
         if admin is not None and name is not None:
             drop_database(admin, name)

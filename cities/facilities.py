@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg2.extensions
@@ -12,19 +13,18 @@ from shapely.geometry.base import BaseGeometry
 from cities.collation import sort_key
 from cities.db import query
 from cities.grid import Cell, Grid
+from cities.parts import Enclave, enclave_mark, enclaves_of
 from osmimport import schema
 
 
 @dataclass(frozen=True)
 class Category:
-    """A facilities category: its title, the icon drawn on the map, and what it gathers."""
+    """A facilities category: its title, its icon (styles/icons), and what it gathers."""
 
     key: str
     title: str
-    #: One character drawn in the icon disc (DejaVu Sans has them all).
-    symbol: str
-    #: Icon colour (r, g, b) in 0..1.
-    colour: tuple[float, float, float]
+    #: Icon of the category heading and the legend (a name of styles/icons/*.svg).
+    icon: str
     #: (source key, value) → label used when the feature has no name.
     members: dict[tuple[str, str], str]
     #: Keep only named features of these (source key, value) pairs (e.g. sports pitches).
@@ -32,12 +32,11 @@ class Category:
 
 
 CATEGORIES: tuple[Category, ...] = (
-    Category("mairie", "Mairie", "M", (0.55, 0.10, 0.10), {("amenity", "townhall"): "Mairie"}),
+    Category("mairie", "Mairie", "townhall", {("amenity", "townhall"): "Mairie"}),
     Category(
         "services",
         "Services publics",
-        "S",
-        (0.35, 0.25, 0.55),
+        "police",
         {
             ("amenity", "post_office"): "Poste",
             ("amenity", "police"): "Police",
@@ -49,8 +48,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "ecoles",
         "Écoles",
-        "É",
-        (0.85, 0.45, 0.05),
+        "school",
         {
             ("amenity", "school"): "École",
             ("amenity", "kindergarten"): "École maternelle",
@@ -61,8 +59,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "sante",
         "Santé et pharmacies",
-        "+",
-        (0.10, 0.55, 0.20),
+        "pharmacy",
         {
             ("amenity", "pharmacy"): "Pharmacie",
             ("amenity", "hospital"): "Hôpital",
@@ -75,15 +72,13 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "culte",
         "Culte",
-        "†",
-        (0.40, 0.30, 0.20),
+        "worship",
         {("amenity", "place_of_worship"): "Lieu de culte"},
     ),
     Category(
         "sport",
         "Sport",
-        "◆",
-        (0.05, 0.45, 0.65),
+        "sport",
         {
             ("leisure", "sports_centre"): "Centre sportif",
             ("leisure", "stadium"): "Stade",
@@ -98,8 +93,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "culture",
         "Culture",
-        "C",
-        (0.65, 0.15, 0.50),
+        "theatre",
         {
             ("amenity", "library"): "Bibliothèque",
             ("amenity", "theatre"): "Théâtre",
@@ -112,8 +106,7 @@ CATEGORIES: tuple[Category, ...] = (
     Category(
         "transports",
         "Transports",
-        "T",
-        (0.15, 0.25, 0.60),
+        "rail",
         {
             ("public_transport", "station"): "Gare",
             ("public_transport", "halt"): "Halte ferroviaire",
@@ -125,6 +118,36 @@ CATEGORIES: tuple[Category, ...] = (
 )
 
 
+#: Icon of each kind of facility on the map and in the index; kinds not listed use their
+#: category's icon.
+MEMBER_ICONS: dict[tuple[str, str], str] = {
+    ("amenity", "post_office"): "post",
+    ("amenity", "police"): "police",
+    ("amenity", "fire_station"): "fire_station",
+    ("amenity", "courthouse"): "townhall",
+    ("amenity", "public_building"): "townhall",
+    ("amenity", "college"): "college",
+    ("amenity", "university"): "college",
+    ("amenity", "hospital"): "hospital",
+    ("amenity", "clinic"): "hospital",
+    ("amenity", "doctors"): "doctor",
+    ("amenity", "dentist"): "dentist",
+    ("leisure", "swimming_pool"): "swimming",
+    ("leisure", "water_park"): "swimming",
+    ("amenity", "library"): "library",
+    ("amenity", "cinema"): "cinema",
+    ("tourism", "museum"): "museum",
+    ("public_transport", "bus_station"): "bus",
+    ("public_transport", "aerialway_station"): "aerialway",
+    ("public_transport", "ferry_terminal"): "ferry",
+}
+
+
+def member_icon(category: Category, key: str, value: str) -> str:
+    """The icon of a facility of kind ``key=value`` in ``category``."""
+    return MEMBER_ICONS.get((key, value), category.icon)
+
+
 @dataclass(frozen=True)
 class Facility:
     """One facility of the index; same-label facilities of a category share one entry."""
@@ -133,17 +156,35 @@ class Facility:
     label: str
     cells: tuple[Cell, ...]
     points: tuple[tuple[float, float], ...]
+    #: The icon of each point (same order as ``points``).
+    icons: tuple[str, ...] = ()
+    #: Names of the detached parts of the commune (not on the main map) the facility is in.
+    enclaves: tuple[str, ...] = ()
+
+    @property
+    def icon(self) -> str:
+        """The icon shown beside the entry in the index."""
+        return self.icons[0] if self.icons else self.category.icon
 
     @property
     def cells_text(self) -> str:
-        """ "A1, B2" """
-        return ", ".join(cell.label for cell in self.cells)
+        """ "A1, B2", with "enclave X" for points in a detached part off the main map."""
+        return ", ".join(
+            [cell.label for cell in self.cells] + [enclave_mark(e) for e in self.enclaves]
+        )
 
 
 def facilities_index(
-    conn: psycopg2.extensions.connection, area: BaseGeometry, grid: Grid
+    conn: psycopg2.extensions.connection,
+    area: BaseGeometry,
+    grid: Grid,
+    enclaves: Sequence[Enclave] = (),
 ) -> list[tuple[Category, list[Facility]]]:
-    """Facilities of ``area`` grouped by category (in CATEGORIES order, empty ones left out)."""
+    """Facilities of ``area`` grouped by category (in CATEGORIES order, empty ones left out).
+
+    Facilities in ``enclaves`` (parts of the area off the map) are listed with the enclave's
+    name instead of, or besides, grid cells.
+    """
     wanted: dict[str, list[str]] = defaultdict(list)
     owner: dict[tuple[str, str], Category] = {}
     for category in CATEGORIES:
@@ -164,13 +205,13 @@ def facilities_index(
             },
         )
         rows = cur.fetchall()
-    grouped: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    grouped: dict[tuple[str, str], list[tuple[float, float, str]]] = defaultdict(list)
     for key, value, name, x, y in rows:
         category = owner[(key, value)]
         if not name and (key, value) in category.named_only:
             continue
         label = (name or "").strip() or category.members[(key, value)]
-        grouped[(category.key, label)].append((x, y))
+        grouped[(category.key, label)].append((x, y, member_icon(category, key, value)))
     result: list[tuple[Category, list[Facility]]] = []
     for category in CATEGORIES:
         entries: list[Facility] = []
@@ -178,11 +219,21 @@ def facilities_index(
             if key != category.key:
                 continue
             cells = sorted(
-                {cell for x, y in points if (cell := grid.cell_at(x, y)) is not None},
+                {cell for x, y, _ in points if (cell := grid.cell_at(x, y)) is not None},
                 key=lambda c: (c.col, c.row),
             )
-            if cells:
-                entries.append(Facility(category, label, tuple(cells), tuple(points)))
+            marks = enclaves_of(shapely.multipoints([(x, y) for x, y, _ in points]), enclaves)
+            if cells or marks:
+                entries.append(
+                    Facility(
+                        category,
+                        label,
+                        tuple(cells),
+                        tuple((x, y) for x, y, _ in points),
+                        tuple(icon for _, _, icon in points),
+                        marks,
+                    )
+                )
         entries.sort(key=lambda f: sort_key(f.label))
         if entries:
             result.append((category, entries))

@@ -73,8 +73,8 @@ class Item:
     kind: str  # "title", "letter", "category", "entry", "gap"
     text: str = ""
     cells: str = ""
-    #: Set for category headings and facility entries: (symbol, colour).
-    icon: tuple[str, tuple[float, float, float]] | None = None
+    #: Set for category headings and facility entries: a name of styles/icons.
+    icon: str | None = None
     keep_with_next: bool = False
     name_lines: list[str] = field(default_factory=list)
     cell_lines: list[str] = field(default_factory=list)

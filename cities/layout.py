@@ -9,13 +9,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import cairo
+import numpy as np
 import shapely
+from PIL import Image
 from shapely.geometry.base import BaseGeometry
 
 from cities.facilities import Category, Facility
 from cities.flow import PT, Column, Item, Measure, Placed, TextSizes, flow, set_font
 from cities.grid import Grid, column_label
+from cities.icons import draw_icon
 from cities.paper import Layout
+from cities.parts import Enclave
 from cities.streets import StreetEntry
 from cities.style import LegendEntry
 
@@ -111,6 +115,49 @@ def frame_bbox(area_bounds: BBox, frame: Rect, pad: float = 0.04) -> BBox:
     return (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
 
 
+@dataclass(frozen=True)
+class Inset:
+    """The overview of the whole commune drawn in a corner of the map, enclaves named."""
+
+    rect: Rect
+    bbox: BBox
+    map_png: bytes
+    enclaves: tuple[Enclave, ...]
+
+
+#: Width of the overview inset, as a share of the map frame's width (height at most 45 %).
+INSET_SHARE = 0.3
+
+
+def inset_rect(frame: Rect, bbox: BBox, area: BaseGeometry) -> Rect:
+    """The corner of ``frame`` for the overview of ``area``: the one hiding least of the area."""
+    xmin, ymin, xmax, ymax = area.bounds
+    aspect = max(ymax - ymin, 1.0) / max(xmax - xmin, 1.0)
+    w = frame.w * INSET_SHARE
+    h = w * aspect
+    if h > frame.h * 0.45:
+        h = frame.h * 0.45
+        w = h / aspect
+    pad = 2.0
+    units_per_mm = (bbox[2] - bbox[0]) / frame.w
+    best: tuple[float, Rect] | None = None
+    for right in (True, False):
+        for top in (True, False):
+            x = frame.x + frame.w - w - pad if right else frame.x + pad
+            y = frame.y + pad if top else frame.y + frame.h - h - pad
+            box = shapely.box(
+                bbox[0] + (x - frame.x) * units_per_mm,
+                bbox[3] - (y - frame.y + h) * units_per_mm,
+                bbox[0] + (x - frame.x + w) * units_per_mm,
+                bbox[3] - (y - frame.y) * units_per_mm,
+            )
+            hidden = area.intersection(box).area
+            if best is None or hidden < best[0] - 1e-6:
+                best = (hidden, Rect(x, y, w, h))
+    assert best is not None
+    return best[1]
+
+
 def columns_in(rect: Rect, column_width: float, gap: float) -> list[Column]:
     """As many columns of about ``column_width`` as fit side by side in ``rect``."""
     count = max(1, int((rect.w + gap) // (column_width + gap)))
@@ -140,10 +187,9 @@ def index_items(
         items.append(Item("gap"))
         items.append(Item("title", "Équipements", keep_with_next=True))
     for category, entries in facilities:
-        icon = (category.symbol, category.colour)
-        items.append(Item("category", category.title, icon=icon, keep_with_next=True))
+        items.append(Item("category", category.title, icon=category.icon, keep_with_next=True))
         for facility in entries:
-            items.append(Item("entry", facility.label, facility.cells_text))
+            items.append(Item("entry", facility.label, facility.cells_text, icon=facility.icon))
         items.append(Item("gap"))
     return items
 
@@ -165,11 +211,104 @@ class PlanContent:
     legend: list[LegendEntry]
     date: str
     data_note: str
+    inset: Inset | None = None
 
 
 def french_date(year: int, month: int, day: int) -> str:
     """ "28 novembre 2026" """
     return f"{day} {MONTHS[month - 1]} {year}"
+
+
+def _project(frame: Rect, bbox: BBox, x: float, y: float) -> tuple[float, float]:
+    """Page position (mm) of map point (x, y) in a ``frame`` showing ``bbox``."""
+    return (
+        frame.x + (x - bbox[0]) / (bbox[2] - bbox[0]) * frame.w,
+        frame.y + (bbox[3] - y) / (bbox[3] - bbox[1]) * frame.h,
+    )
+
+
+def _halo_text(ctx: cairo.Context[Any], text: str, x: float, y: float, halo: float) -> None:
+    """``text`` centred on (x, y), dark on a white halo (the current font)."""
+    e = ctx.text_extents(text)
+    ctx.move_to(x - e.x_bearing - e.width / 2, y - e.y_bearing - e.height / 2)
+    ctx.text_path(text)
+    ctx.set_source_rgb(1, 1, 1)
+    ctx.set_line_width(halo)
+    ctx.set_line_join(cairo.LINE_JOIN_ROUND)
+    ctx.stroke_preserve()
+    ctx.set_source_rgb(*INK)
+    ctx.fill()
+
+
+def _icons_of(facility: Facility) -> tuple[str, ...]:
+    return facility.icons or tuple(facility.category.icon for _ in facility.points)
+
+
+#: Share of dark pixels under an icon above which it is taken to hide a label.
+LABEL_INK = 0.06
+#: Dark pixels: the print style draws labels in black on white halos.
+DARK = 90
+
+
+class LabelSpots:
+    """Where an icon can go on the rendered map without hiding a label.
+
+    Labels are drawn by MapLibre into the map image, so they are found there: text is dense
+    black on white, while roads and areas are light (casings are thin). An icon whose disc
+    would cover much dark ink is moved to the nearest clear spot around its place.
+    """
+
+    def __init__(self, png: bytes, frame: Rect) -> None:
+        with Image.open(io.BytesIO(png)) as image:
+            grey = np.asarray(image.convert("L"))
+        self.frame = frame
+        self.px_per_mm = grey.shape[1] / frame.w
+        # Summed-area table: the dark pixels of any box in constant time.
+        dark = (grey < DARK).astype(np.int32)
+        self.table = np.pad(dark.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def ink(self, x: float, y: float, size: float) -> float:
+        """Share of dark pixels in the square of side ``size`` mm centred on page point (x, y)."""
+        k, f = self.px_per_mm, self.frame
+        h, w = self.table.shape[0] - 1, self.table.shape[1] - 1
+        x0 = int(max(0, min(w, (x - f.x - size / 2) * k)))
+        x1 = int(max(0, min(w, (x - f.x + size / 2) * k)))
+        y0 = int(max(0, min(h, (y - f.y - size / 2) * k)))
+        y1 = int(max(0, min(h, (y - f.y + size / 2) * k)))
+        area = (x1 - x0) * (y1 - y0)
+        if area <= 0:
+            return 1.0
+        t = self.table
+        return float(t[y1, x1] - t[y0, x1] - t[y1, x0] + t[y0, x0]) / area
+
+    def place(
+        self, x: float, y: float, size: float, taken: Sequence[tuple[float, float]]
+    ) -> tuple[float, float]:
+        """Where to draw an icon of ``size`` mm for (x, y): there, or the clearest spot nearby."""
+
+        def free(cx: float, cy: float) -> bool:
+            return all(math.hypot(cx - tx, cy - ty) >= size * 0.95 for tx, ty in taken)
+
+        here = self.ink(x, y, size * 0.9)
+        if here <= LABEL_INK and free(x, y):
+            return x, y
+        best = (here + (0 if free(x, y) else 1.0), x, y)
+        for ring in (1.0, 1.6, 2.3):
+            for step in range(12):
+                angle = step * math.pi / 6
+                cx = x + math.cos(angle) * size * ring
+                cy = y + math.sin(angle) * size * ring
+                f = self.frame
+                if not (f.x + size / 2 <= cx <= f.x + f.w - size / 2):
+                    continue
+                if not (f.y + size / 2 <= cy <= f.y + f.h - size / 2):
+                    continue
+                score = self.ink(cx, cy, size * 1.1) + (0 if free(cx, cy) else 1.0) + ring * 0.01
+                if score < best[0]:
+                    best = (score, cx, cy)
+            if best[0] <= LABEL_INK + 0.03:
+                break
+        return best[1], best[2]
 
 
 class PageDrawer:
@@ -246,14 +385,10 @@ class PageDrawer:
         ctx.stroke()
 
     def _to_page(self, x: float, y: float) -> tuple[float, float]:
-        f, b = self.g.frame, self.c.bbox
-        return (
-            f.x + (x - b[0]) / (b[2] - b[0]) * f.w,
-            f.y + (b[3] - y) / (b[3] - b[1]) * f.h,
-        )
+        return _project(self.g.frame, self.c.bbox, x, y)
 
-    def _area_path(self, ctx: cairo.Context[Any]) -> None:
-        units_per_mm = (self.c.bbox[2] - self.c.bbox[0]) / self.g.frame.w
+    def _area_path(self, ctx: cairo.Context[Any], frame: Rect, bbox: BBox) -> None:
+        units_per_mm = (bbox[2] - bbox[0]) / frame.w
         simple = self.c.area.simplify(units_per_mm * 0.1)
         for part in getattr(simple, "geoms", [simple]):
             if part.geom_type != "Polygon":
@@ -261,78 +396,110 @@ class PageDrawer:
             for ring in [part.exterior, *part.interiors]:
                 coords = shapely.get_coordinates(ring)
                 for i, (x, y) in enumerate(coords):
-                    px, py = self._to_page(x, y)
+                    px, py = _project(frame, bbox, x, y)
                     if i == 0:
                         ctx.move_to(px, py)
                     else:
                         ctx.line_to(px, py)
                 ctx.close_path()
 
-    def _map(self, ctx: cairo.Context[Any]) -> None:
-        f = self.g.frame
-        image = cairo.ImageSurface.create_from_png(io.BytesIO(self.c.map_png))
+    def _map_image(self, ctx: cairo.Context[Any], png: bytes, frame: Rect, bbox: BBox) -> None:
+        """The rendered map in ``frame``, the surroundings of the area faded and outlined."""
+        f = frame
+        image = cairo.ImageSurface.create_from_png(io.BytesIO(png))
         ctx.save()
         ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.clip()
+        ctx.save()
         ctx.translate(f.x, f.y)
         ctx.scale(f.w / image.get_width(), f.h / image.get_height())
         ctx.set_source_surface(image, 0, 0)
         ctx.get_source().set_filter(cairo.FILTER_GOOD)
         ctx.paint()
         ctx.restore()
-        ctx.save()
-        ctx.rectangle(f.x, f.y, f.w, f.h)
-        ctx.clip()
         if self.c.masked:
+            scale = self.g.scale * min(1.0, f.w / self.g.frame.w * 2)
             ctx.rectangle(f.x, f.y, f.w, f.h)
-            self._area_path(ctx)
+            self._area_path(ctx, f, bbox)
             ctx.set_fill_rule(cairo.FILL_RULE_EVEN_ODD)
             ctx.set_source_rgba(1, 1, 1, 0.62)
             ctx.fill()
-            self._area_path(ctx)
+            self._area_path(ctx, f, bbox)
             ctx.set_source_rgba(*BOUNDARY, 0.85)
-            ctx.set_line_width(0.8 * self.g.scale)
-            ctx.set_dash([3 * self.g.scale, 1.2 * self.g.scale])
+            ctx.set_line_width(0.8 * scale)
+            ctx.set_dash([3 * scale, 1.2 * scale])
             ctx.stroke()
             ctx.set_dash([])
-        self._icons(ctx)
         ctx.restore()
 
-    def _icon(
-        self,
-        ctx: cairo.Context[Any],
-        x: float,
-        y: float,
-        radius: float,
-        symbol: str,
-        colour: tuple[float, float, float],
-    ) -> None:
-        ctx.arc(x, y, radius, 0, 2 * math.pi)
-        ctx.set_source_rgb(*colour)
-        ctx.fill_preserve()
+    def _map(self, ctx: cairo.Context[Any]) -> None:
+        f = self.g.frame
+        self._map_image(ctx, self.c.map_png, f, self.c.bbox)
+        ctx.save()
+        ctx.rectangle(f.x, f.y, f.w, f.h)
+        ctx.clip()
+        self._icons(ctx)
+        ctx.restore()
+        if self.c.inset is not None:
+            self._inset(ctx, self.c.inset)
+
+    def _inset(self, ctx: cairo.Context[Any], inset: Inset) -> None:
+        """The whole commune in a corner: the main map's extent framed, each enclave named."""
+        r, s = inset.rect, self.g.scale
         ctx.set_source_rgb(1, 1, 1)
-        ctx.set_line_width(radius * 0.22)
+        ctx.rectangle(r.x - 1.2 * s, r.y - 1.2 * s, r.w + 2.4 * s, r.h + 2.4 * s)
+        ctx.fill()
+        self._map_image(ctx, inset.map_png, r, inset.bbox)
+        ctx.save()
+        ctx.rectangle(r.x, r.y, r.w, r.h)
+        ctx.clip()
+        b = self.c.bbox
+        x0, y0 = _project(r, inset.bbox, b[0], b[3])
+        x1, y1 = _project(r, inset.bbox, b[2], b[1])
+        ctx.rectangle(x0, y0, x1 - x0, y1 - y0)
+        ctx.set_source_rgb(*INK)
+        ctx.set_line_width(0.5 * s)
         ctx.stroke()
-        set_font(ctx, radius * 1.35 / PT, bold=True)
-        extents = ctx.text_extents(symbol)
-        ctx.move_to(
-            x - extents.x_bearing - extents.width / 2, y - extents.y_bearing - extents.height / 2
-        )
-        ctx.show_text(symbol)
+        set_font(ctx, 7.5 * s, bold=True)
+        for enclave in inset.enclaves:
+            point = enclave.geometry.representative_point()
+            px, py = _project(r, inset.bbox, point.x, point.y)
+            _halo_text(ctx, f"Enclave {enclave.name}", px, py, 0.9 * s)
+        set_font(ctx, 6.5 * s)
+        _halo_text(ctx, "Territoire communal — cadre : carte principale", r.x + r.w / 2,
+                   r.y + r.h - 2.2 * s, 0.7 * s)  # fmt: skip
+        ctx.restore()
+        ctx.set_source_rgb(*INK)
+        ctx.set_line_width(0.5 * s)
+        ctx.rectangle(r.x, r.y, r.w, r.h)
+        ctx.stroke()
 
     def _icons(self, ctx: cairo.Context[Any]) -> None:
-        radius = 1.6 * self.g.scale
-        for category, entries in self.c.facilities:
+        size = 3.6 * self.g.scale
+        spots = LabelSpots(self.c.map_png, self.g.frame)
+        drawn: list[tuple[float, float]] = []
+        for _category, entries in self.c.facilities:
             # One icon stands for the neighbours of its category it would cover (bus stops of
             # both sides of a street, buildings of one school); the index lists them all.
-            drawn: list[tuple[float, float]] = []
+            mine: list[tuple[float, float]] = []
             for facility in entries:
-                for x, y in facility.points:
+                for (x, y), icon in zip(facility.points, _icons_of(facility), strict=True):
                     px, py = self._to_page(x, y)
-                    if any(math.hypot(px - qx, py - qy) < radius * 1.6 for qx, qy in drawn):
+                    if any(math.hypot(px - qx, py - qy) < size * 0.8 for qx, qy in mine):
                         continue
-                    drawn.append((px, py))
-                    self._icon(ctx, px, py, radius, category.symbol, category.colour)
+                    mine.append((px, py))
+                    ix, iy = spots.place(px, py, size, drawn)
+                    drawn.append((ix, iy))
+                    if (ix, iy) != (px, py):
+                        # Moved off a label: a thin leader to the true place.
+                        ctx.move_to(px, py)
+                        ctx.line_to(ix, iy)
+                        ctx.set_source_rgb(*INK)
+                        ctx.set_line_width(0.25 * self.g.scale)
+                        ctx.stroke()
+                        ctx.arc(px, py, 0.45 * self.g.scale, 0, 2 * math.pi)
+                        ctx.fill()
+                    draw_icon(ctx, icon, ix, iy, size)
 
     def _grid(self, ctx: cairo.Context[Any]) -> None:
         f, grid, s = self.g.frame, self.c.grid, self.g.scale
@@ -394,17 +561,22 @@ class PageDrawer:
                 ctx.move_to(p.x + line * 0.3, p.y + item.height * 0.1 + h * 0.78)
                 ctx.show_text(item.text)
             elif item.kind == "category" and item.icon:
-                radius = line * 0.45
-                self._icon(ctx, p.x + radius, p.y + line * 0.6, radius, *item.icon)
+                radius = line * 0.5
+                draw_icon(ctx, item.icon, p.x + radius, p.y + line * 0.6, radius * 2)
                 ctx.set_source_rgb(*INK)
                 set_font(ctx, sizes.body * 1.1, bold=True)
                 for k, text in enumerate(item.name_lines):
                     ctx.move_to(p.x + line * 1.2, p.y + (k + 0.85) * line * 1.15)
                     ctx.show_text(text)
             elif item.kind == "entry":
+                indent = 0.0
+                if item.icon:
+                    indent = line * 1.1
+                    draw_icon(ctx, item.icon, p.x + line * 0.45, p.y + line * 0.5, line * 0.9)
+                    ctx.set_source_rgb(*INK)
                 set_font(ctx, sizes.body)
                 for k, text in enumerate(item.name_lines):
-                    ctx.move_to(p.x, p.y + (k + 0.8) * line)
+                    ctx.move_to(p.x + indent, p.y + (k + 0.8) * line)
                     ctx.show_text(text)
                 set_font(ctx, sizes.body, bold=True)
                 first = (
@@ -485,6 +657,10 @@ class PageDrawer:
             entries.append(
                 LegendEntry("Limite de la commune", "line", BOUNDARY, 0.8, dash=(3.75, 1.5))
             )
+        entries += [
+            LegendEntry(category.title, "icon", INK, icon=category.icon)
+            for category, _ in self.c.facilities
+        ]
         if not entries or rect.w <= 10 * s:
             return
         size = 6.5 * s
@@ -497,7 +673,9 @@ class PageDrawer:
             col, row = divmod(n, rows)
             x, y = rect.x + col * col_w, rect.y + row * line
             mid = y + line * 0.5
-            if entry.type == "fill":
+            if entry.type == "icon":
+                draw_icon(ctx, entry.icon, x + swatch / 2, mid, line * 0.85)
+            elif entry.type == "fill":
                 ctx.rectangle(x, y + line * 0.18, swatch, line * 0.64)
                 ctx.set_source_rgb(*entry.colour)
                 ctx.fill_preserve()

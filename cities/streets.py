@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg2.extensions
@@ -13,6 +14,7 @@ from shapely.geometry.base import BaseGeometry
 from cities.collation import fold, sort_key
 from cities.db import query, table_exists
 from cities.grid import Cell, Grid
+from cities.parts import Enclave, enclave_mark, enclaves_of
 from osmimport import schema
 
 #: Street kinds that are not streets of a town plan index (railways, airfields).
@@ -40,6 +42,8 @@ class StreetEntry:
     qualifier: str
     cells: tuple[Cell, ...]
     geometry: BaseGeometry
+    #: Names of the detached parts of the commune (off the main map) the street runs in.
+    enclaves: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
@@ -48,8 +52,10 @@ class StreetEntry:
 
     @property
     def cells_text(self) -> str:
-        """ "A1, A2, B3" """
-        return ", ".join(cell.label for cell in self.cells)
+        """ "A1, A2, B3", with "enclave X" for a street in a detached part off the main map."""
+        return ", ".join(
+            [cell.label for cell in self.cells] + [enclave_mark(e) for e in self.enclaves]
+        )
 
 
 def _clusters(parts: list[BaseGeometry], gap: float) -> list[list[int]]:
@@ -91,8 +97,13 @@ def street_index(
     grid: Grid,
     *,
     latitude: float,
+    enclaves: Sequence[Enclave] = (),
 ) -> list[StreetEntry]:
-    """The sorted street index of ``area`` (EPSG:3857) on ``grid``."""
+    """The sorted street index of ``area`` (EPSG:3857) on ``grid``.
+
+    Streets in ``enclaves`` (parts of the area off the map) are listed with the enclave's name
+    instead of, or besides, grid cells, so the index stays complete.
+    """
     area_wkb = shapely.to_wkb(area)
     with conn.cursor() as cur:
         cur.execute(
@@ -122,8 +133,9 @@ def street_index(
         qualifiers = _qualifiers(merged, places) if len(merged) > 1 else [""] * len(merged)
         for geometry, qualifier in zip(merged, qualifiers, strict=True):
             cells = tuple(grid.cells_crossed(geometry))
-            if cells:
-                entries.append(StreetEntry(spelling, qualifier, cells, geometry))
+            marks = enclaves_of(geometry, enclaves)
+            if cells or marks:
+                entries.append(StreetEntry(spelling, qualifier, cells, geometry, marks))
     entries.sort(key=lambda e: (sort_key(e.name), sort_key(e.qualifier), e.cells_text))
     return entries
 

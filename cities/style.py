@@ -103,7 +103,8 @@ def first_colour(value: Any) -> RGB | None:
 class LegendEntry:
     """One legend line: a swatch drawn with the colours of the style's layers, and its label.
 
-    ``type`` is "fill" (a box of ``colour`` outlined with ``casing``) or "line" (a line of
+    ``type`` is "fill" (a box of ``colour`` outlined with ``casing``), "icon" (pictogram
+    ``icon``) or "line" (a line of
     ``colour`` ``width`` mm wide over a ``casing`` line, ``dash`` in widths, and an optional
     dashed ``overlay`` colour on top, as railways are drawn).
     """
@@ -115,6 +116,8 @@ class LegendEntry:
     casing: RGB | None = None
     dash: tuple[float, ...] = ()
     overlay: RGB | None = None
+    #: For ``type`` "icon": the name of the styles/icons pictogram shown.
+    icon: str = ""
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,14 @@ from cities.grid import Grid
 from cities.layout import (
     ATTRIBUTION,
     MAX_MAP_PIXELS,
+    Inset,
     PageDrawer,
+    PageGeometry,
     PlanContent,
+    Rect,
     frame_bbox,
     french_date,
+    inset_rect,
     page_geometry,
 )
 from cities.paper import (
@@ -33,6 +37,14 @@ from cities.paper import (
     parse_layout,
     parse_orientation,
     parse_paper,
+)
+from cities.parts import (
+    MIN_ZOOM_GAIN,
+    Enclave,
+    detached_parts,
+    main_part,
+    name_enclaves,
+    zoom_gain,
 )
 from cities.render import MapRenderer
 from cities.streets import StreetEntry, street_index
@@ -151,6 +163,10 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     #: Resolution the map body was drawn at (below the asked DPI only on the largest papers).
     map_dpi: float = 0.0
+    #: Detached parts of the commune left off the main map (shown in the overview inset).
+    enclaves: list[Enclave] = field(default_factory=list)
+    #: Scale of the main map: ground distance per paper distance (the N of "1:N").
+    scale: float = 0.0
 
     @property
     def media_type(self) -> str:
@@ -174,17 +190,22 @@ def make_plan(
 ) -> Plan:
     """Draw the plan of ``area``: PDF (all pages in one document) or PNG (one per page)."""
     style = load_style(options.style)
-    bounds = area.geometry.bounds
-    ratio = (bounds[2] - bounds[0]) / max(bounds[3] - bounds[1], 1.0)
-    width, height = page_size_mm(options.paper, options.orientation, ratio)
-    geometry = page_geometry(width, height, options.layout)
-    bbox = frame_bbox(bounds, geometry.frame)
+    whole = area.geometry
+    main = main_part(whole, area.latitude) if area.masked else whole
+    width, height, geometry, bbox = _frame(main.bounds, options)
+    if main is not whole:
+        gain = zoom_gain(whole.bounds, main.bounds, geometry.frame.w, geometry.frame.h)
+        if gain < MIN_ZOOM_GAIN:
+            main = whole
+            width, height, geometry, bbox = _frame(whole.bounds, options)
     grid = Grid.for_frame(bbox, geometry.frame.w, geometry.frame.h)
 
     conn = connect(database_url)
     try:
-        streets = street_index(conn, area.geometry, grid, latitude=area.latitude)
-        facilities = facilities_index(conn, area.geometry, grid)
+        parts = detached_parts(whole, bbox, area.latitude) if main is not whole else []
+        enclaves = name_enclaves(conn, parts, area.latitude)
+        streets = street_index(conn, area.geometry, grid, latitude=area.latitude, enclaves=enclaves)
+        facilities = facilities_index(conn, area.geometry, grid, enclaves)
     finally:
         conn.close()
     version, note = _data_note(database_url)
@@ -196,15 +217,17 @@ def make_plan(
         map_dpi *= math.sqrt(MAX_MAP_PIXELS / pixels)
     if map_dpi < options.dpi:
         warnings.append(f"map drawn at {map_dpi:.0f} dpi to bound memory")
-    width_px = max(1, round(geometry.frame.w / MM_PER_INCH * map_dpi))
-    height_px = max(1, round(geometry.frame.h / MM_PER_INCH * map_dpi))
-    map_png = renderer(
-        style=options.style,
-        bbox_3857=bbox,
-        width_px=width_px,
-        height_px=height_px,
-        pixel_ratio=map_dpi / 96.0,
-    )
+    map_png = _render(renderer, options.style, bbox, geometry.frame, map_dpi)
+    inset: Inset | None = None
+    if enclaves:
+        rect = inset_rect(geometry.frame, bbox, whole)
+        inset_bbox = frame_bbox(whole.bounds, rect, pad=0.06)
+        inset = Inset(
+            rect,
+            inset_bbox,
+            _render(renderer, options.style, inset_bbox, rect, map_dpi),
+            tuple(enclaves),
+        )
     today = dt.date.today()
     content = PlanContent(
         title=options.title or area.title,
@@ -220,6 +243,7 @@ def make_plan(
         legend=legend_entries(style),
         date=french_date(today.year, today.month, today.day),
         data_note=note,
+        inset=inset,
     )
     drawer = PageDrawer(content, geometry)
     pages = drawer.paginate(options.layout)
@@ -235,6 +259,35 @@ def make_plan(
         version,
         warnings,
         map_dpi,
+        enclaves,
+        (bbox[2] - bbox[0]) / geometry.frame.w * math.cos(math.radians(area.latitude)) * 1000,
+    )
+
+
+def _frame(
+    bounds: tuple[float, float, float, float], options: PlanOptions
+) -> tuple[float, float, PageGeometry, tuple[float, float, float, float]]:
+    """Paper size (mm), page geometry and map extent of a plan framing ``bounds``."""
+    ratio = (bounds[2] - bounds[0]) / max(bounds[3] - bounds[1], 1.0)
+    width, height = page_size_mm(options.paper, options.orientation, ratio)
+    geometry = page_geometry(width, height, options.layout)
+    return width, height, geometry, frame_bbox(bounds, geometry.frame)
+
+
+def _render(
+    renderer: MapRenderer,
+    style: str,
+    bbox: tuple[float, float, float, float],
+    rect: Rect,
+    dpi: float,
+) -> bytes:
+    """The map of ``bbox`` for a ``rect`` of the page, at ``dpi``."""
+    return renderer(
+        style=style,
+        bbox_3857=bbox,
+        width_px=max(1, round(rect.w / MM_PER_INCH * dpi)),
+        height_px=max(1, round(rect.h / MM_PER_INCH * dpi)),
+        pixel_ratio=dpi / 96.0,
     )
 
 

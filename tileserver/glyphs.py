@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import freetype
-import numpy as np
-from scipy import ndimage
 
 from osmimport.errors import FondplanError
 
@@ -153,6 +151,10 @@ def render_glyph(face: freetype.Face, codepoint: int) -> bytes | None:
 
     ``face`` must be sized at SIZE * OVERSAMPLE pixels.
     """
+    # Imported here: a process serving glyphs from the disk cache never needs them (0.6 s).
+    import numpy as np
+    from scipy import ndimage
+
     index = face.get_char_index(codepoint)
     if not index:
         return None
@@ -264,10 +266,7 @@ class GlyphBuilder:
             name = ",".join(font.name for font in fonts)
             data = encode_range(name, start, end, (merged[cp] for cp in sorted(merged)))
             if disk is not None:
-                disk.parent.mkdir(parents=True, exist_ok=True)
-                partial = disk.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-                partial.write_bytes(data)
-                partial.replace(disk)
+                _write_atomically(disk, data)
         with self._lock:
             self._ranges[key] = data
             while len(self._ranges) > self.memory_ranges:
@@ -320,17 +319,61 @@ def _font_dirs_from_env() -> tuple[Path, ...]:
     return DEFAULT_FONT_DIRS
 
 
-_default_builder: GlyphBuilder | None = None
+#: Where the glyph disk cache goes; empty switches it off (memory only).
+CACHE_DIR_ENV = "FONDPLAN_GLYPH_CACHE_DIR"
+
+_builders: dict[Path | None, GlyphBuilder] = {}
 _default_lock = threading.Lock()
 
 
-def default_builder() -> GlyphBuilder:
-    """A process-wide builder over the system fonts, caching in memory only."""
-    global _default_builder
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` through a private temporary file renamed over it.
+
+    Concurrent processes (the server and its render processes) may build the same range at
+    once: each writes its own file and the rename is atomic, so a reader sees a whole file or
+    none. A cache that cannot be written (read-only data dir) is skipped, not an error.
+    """
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
+def cache_dir_for(data_dir: Path) -> Path | None:
+    """The shared glyph disk cache: ``$FONDPLAN_GLYPH_CACHE_DIR``, else ``data_dir/cache/glyphs``.
+
+    Made absolute so a render process started elsewhere finds the same files; ``None`` when
+    the variable is set but empty (memory cache only).
+    """
+    value = os.environ.get(CACHE_DIR_ENV)
+    if value is not None:
+        return Path(value).resolve() if value.strip() else None
+    return (data_dir / "cache" / "glyphs").resolve()
+
+
+def default_cache_dir() -> Path | None:
+    """The glyph disk cache of the configured data dir (``FONDPLAN_DATA_DIR``)."""
+    from osmimport.settings import DatabaseSettings
+
+    return cache_dir_for(DatabaseSettings().data_dir)
+
+
+def builder_for(cache_dir: Path | None) -> GlyphBuilder:
+    """The process-wide builder over the system fonts caching on disk in ``cache_dir``."""
+    key = cache_dir.resolve() if cache_dir is not None else None
     with _default_lock:
-        if _default_builder is None:
-            _default_builder = GlyphBuilder()
-        return _default_builder
+        builder = _builders.get(key)
+        if builder is None:
+            builder = _builders[key] = GlyphBuilder(cache_dir=key)
+        return builder
+
+
+def default_builder() -> GlyphBuilder:
+    """The process-wide builder over the system fonts, with the default disk cache."""
+    return builder_for(default_cache_dir())
 
 
 def glyph_range(fontstack: str, start: int, end: int) -> bytes:

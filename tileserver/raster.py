@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from osmimport.errors import FondplanError
 from osmimport.paths import styles_dir as default_styles_dir
 from tileserver.errors import NotFound, Unavailable
+from tileserver.glyphs import default_cache_dir as default_glyph_cache_dir
 from tileserver.raster_worker import (
     UNKNOWN_STYLE,
     ImageRequest,
@@ -41,6 +42,7 @@ __all__ = [
     "TileRequest",
     "UnknownStyle",
     "bbox_view",
+    "draw_attribution",
     "render_image",
 ]
 
@@ -67,6 +69,12 @@ class RasterSettings(BaseSettings):
     timeout: float = 30.0
     #: Rendered PNGs kept in memory (bytes).
     cache_bytes: int = 256 * 1024 * 1024
+    #: Vector tiles the render process reads from the source at once.
+    tile_connections: int = 4
+    #: Renders after which the render process is replaced by a fresh one (0: never), like
+    #: gunicorn's max_requests: MapLibre Native's caches have no size option, so this keeps
+    #: the memory flat. The old process finishes its renders while the new one takes over.
+    max_renders: int = 2000
 
 
 class RasterError(FondplanError):
@@ -103,21 +111,32 @@ class RasterPool:
         tiles_file: str | Path | None = None,
         styles_dir: str | Path | None = None,
         settings: RasterSettings | None = None,
+        glyph_cache_dir: Path | None = None,
     ) -> None:
         self.settings = settings or RasterSettings()
+        if glyph_cache_dir is None:
+            glyph_cache_dir = default_glyph_cache_dir()
         self._config = WorkerConfig(
             database_url=database_url,
             tiles_file=str(tiles_file) if tiles_file is not None else None,
             styles_dir=str(styles_dir if styles_dir is not None else default_styles_dir()),
             threads=self.settings.threads,
+            tile_connections=self.settings.tile_connections,
+            glyph_cache_dir=str(glyph_cache_dir) if glyph_cache_dir is not None else None,
         )
         self._lock = threading.RLock()
         self._ids = itertools.count()
         self._pending: dict[int, Future[bytes]] = {}
+        #: The render process (generation) each pending request was sent to.
+        self._sent_to: dict[int, int] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._generation = 0
+        #: Requests sent to the current render process.
+        self._sent = 0
         self.restarts = 0
+        #: Render processes retired after ``max_renders`` renders.
+        self.recycles = 0
         self.renders = 0
 
     @property
@@ -137,13 +156,18 @@ class RasterPool:
         with self._lock:
             if len(self._pending) >= self.settings.max_pending:
                 raise RenderBusy("the render queue is full, retry later")
+            if 0 < self.settings.max_renders <= self._sent:
+                self._retire_locked()
             conn = self._ensure_started()
             request_id = next(self._ids)
             self._pending[request_id] = future
+            self._sent_to[request_id] = self._generation
+            self._sent += 1
             try:
                 conn.send((request_id, request))
             except (OSError, ValueError) as exc:
                 del self._pending[request_id]
+                del self._sent_to[request_id]
                 self._stop_locked()
                 raise RenderFailed(f"the render process is gone: {exc}") from exc
         future.add_done_callback(lambda _: self._forget(request_id))
@@ -175,8 +199,10 @@ class RasterPool:
             self._stop_locked()
 
     def close(self) -> None:
-        """Stop the render process for good."""
-        self.restart()
+        """Stop the render process for good; renders still pending (even retired ones) fail."""
+        with self._lock:
+            self._stop_locked()
+            self._fail_pending_locked(None)
 
     def _on_timeout(self, future: Future[bytes], limit: float) -> None:
         # A native render cannot be interrupted: the only way to free its thread is a restart.
@@ -187,6 +213,49 @@ class RasterPool:
     def _forget(self, request_id: int) -> None:
         with self._lock:
             self._pending.pop(request_id, None)
+            self._sent_to.pop(request_id, None)
+
+    def _retire_locked(self) -> None:
+        """Let the current render process finish its renders and exit; the next one starts."""
+        process, conn = self._process, self._conn
+        self._process, self._conn = None, None
+        self._sent = 0
+        if process is None or conn is None:
+            return
+        self.recycles += 1
+        try:
+            conn.send(None)  # the process stops reading, answers what it has, and exits
+        except (OSError, ValueError):
+            process.kill()
+        # Its reader thread answers the last renders and reaps it; a process that does not
+        # exit within a render timeout is killed.
+        threading.Thread(
+            target=self._reap,
+            args=(process, self.settings.timeout + 5),
+            name="fondplan-render-reaper",
+            daemon=True,
+        ).start()
+
+    @staticmethod
+    def _reap(process: subprocess.Popen[bytes], limit: float) -> None:
+        try:
+            process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _fail_pending_locked(self, generation: int | None) -> None:
+        """Fail the renders sent to ``generation`` (``None``: every pending render)."""
+        failed = [
+            request_id
+            for request_id in self._pending
+            if generation is None or self._sent_to.get(request_id) == generation
+        ]
+        for request_id in failed:
+            future = self._pending.pop(request_id)
+            self._sent_to.pop(request_id, None)
+            if not future.done():
+                future.set_exception(RenderFailed("the render process stopped during the render"))
 
     def _ensure_started(self) -> Connection:
         if self._process is not None and self._conn is not None and self._process.poll() is None:
@@ -208,6 +277,7 @@ class RasterPool:
         parent_conn = Connection(parent_sock.detach())
         self._process, self._conn = process, parent_conn
         self._generation += 1
+        self._sent = 0
         reader = threading.Thread(
             target=self._read,
             args=(parent_conn, self._generation),
@@ -227,11 +297,7 @@ class RasterPool:
             process.wait(timeout=5)
         if conn is not None:
             conn.close()
-        failed = list(self._pending.values())
-        self._pending.clear()
-        for future in failed:
-            if not future.done():
-                future.set_exception(RenderFailed("the render process stopped during the render"))
+        self._fail_pending_locked(self._generation)
 
     def _read(self, conn: Connection, generation: int) -> None:
         while True:
@@ -251,8 +317,12 @@ class RasterPool:
             else:
                 future.set_exception(RenderFailed(f"rendering failed: {message}"))
         with self._lock:
-            if generation == self._generation:
+            if generation == self._generation and self._conn is conn:
                 self._stop_locked()
+            else:
+                # A retired process exited: only its own unanswered renders fail.
+                conn.close()
+                self._fail_pending_locked(generation)
 
 
 @dataclass(frozen=True)
@@ -332,3 +402,44 @@ def render_image(
 def describe(pool: RasterPool) -> dict[str, Any]:
     """Counters for health and metrics."""
     return {"renders": pool.renders, "restarts": pool.restarts, "pid": pool.pid}
+
+
+#: The text drawn in the image corner on request (the ODbL asks every map to credit OSM).
+ATTRIBUTION_TEXT = "© OpenStreetMap contributors"
+#: Fontstack of the corner text, looked up like the styles' fonts.
+ATTRIBUTION_FONTS = "Noto Sans Regular,DejaVu Sans Book"
+
+
+def draw_attribution(png: bytes, pixel_ratio: float = 1.0, text: str = ATTRIBUTION_TEXT) -> bytes:
+    """``png`` with ``text`` on a light box in the bottom-right corner, sized by ``pixel_ratio``.
+
+    For clients that show no attribution of their own (plain image viewers, some GIS tools).
+    The text is shrunk to fit images narrower than it.
+    """
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    from tileserver.glyphs import default_builder
+
+    with Image.open(io.BytesIO(png)) as opened:
+        mode = opened.mode if opened.mode in ("RGB", "RGBA") else "RGBA"
+        image = opened.convert("RGBA")
+    font_path = default_builder().resolve(ATTRIBUTION_FONTS)[0].path
+    size = max(6, round(10 * pixel_ratio))
+    pad = max(1, round(2 * pixel_ratio))
+    while True:
+        font = ImageFont.truetype(str(font_path), size)
+        left, top, right, bottom = font.getbbox(text)
+        if right - left + 2 * pad <= image.width or size <= 6:
+            break
+        size -= 1
+    box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad
+    x0, y0 = image.width - box_w, image.height - box_h
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    draw.rectangle((x0, y0, image.width, image.height), fill=(255, 255, 255, 191))
+    draw.text((x0 + pad - left, y0 + pad - top), text, font=font, fill=(51, 51, 51, 255))
+    out = io.BytesIO()
+    Image.alpha_composite(image, overlay).convert(mode).save(out, format="PNG")
+    return out.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import threading
@@ -16,11 +17,18 @@ from starlette.routing import BaseRoute, Route
 from osmimport import schema
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound, TileOutOfRange
-from tileserver.raster import RasterPool, RasterSettings, RenderBusy, TileRequest
+from tileserver.glyphs import cache_dir_for
+from tileserver.raster import (
+    RasterPool,
+    RasterSettings,
+    RenderBusy,
+    TileRequest,
+    draw_attribution,
+)
 from tileserver.routes import public_url
 from tileserver.routes.styles import style_names
 from tileserver.routes.tiles import TILESET
-from tileserver.sources import PostGISSource
+from tileserver.sources import ATTRIBUTION, PostGISSource
 from tileserver.wmts import QgisSources, WmtsLayer, capabilities, qgis_connections
 
 #: Raster tiles are drawn up to this zoom (vector tiles stop at schema.MAX_ZOOM and overzoom).
@@ -107,6 +115,7 @@ class RasterService:
                     database_url=source.url if isinstance(source, PostGISSource) else None,
                     tiles_file=self.settings.server.tiles_file,
                     settings=self.raster,
+                    glyph_cache_dir=cache_dir_for(self.settings.database.data_dir),
                 )
             return self._pool
 
@@ -141,20 +150,12 @@ class RasterService:
             raise TileOutOfRange(f"zoom {z} is outside 0-{RASTER_MAX_ZOOM}")
         if not (0 <= x < 2**z and 0 <= y < 2**z):
             raise TileOutOfRange(f"tile {z}/{x}/{y} is outside the world")
+        attribution = _flag(request, "attribution")
         version = self.context.tiles.version
-        key = (version, style, size, scale, z, x, y)
-        entry = self.cache.get(key)
-        if entry is None:
-            pool = self.pool()
-            if version != self._rendered_version:
-                self._follow_version(version, pool)
-            try:
-                png = await pool.arender(_tile_request(style, z, x, y, size, scale))
-            except RenderBusy as exc:
-                return _error(503, str(exc), {"Retry-After": "1"})
-            digest = hashlib.blake2b(png, digest_size=12, key=version.encode()[:64]).hexdigest()
-            entry = _Entry(png, f'"{digest}"')
-            self.cache.put(key, entry)
+        try:
+            entry = await self._entry(version, style, size, scale, z, x, y, attribution)
+        except RenderBusy as exc:
+            return _error(503, str(exc), {"Retry-After": "1"})
         headers = {
             "ETag": entry.etag,
             "Cache-Control": f"public, max-age={self.settings.tiles.max_age}",
@@ -163,6 +164,71 @@ class RasterService:
             return Response(status_code=304, headers=headers)
         body = b"" if request.method == "HEAD" else entry.png
         return Response(body, media_type=PNG, headers=headers)
+
+    async def _entry(
+        self,
+        version: str,
+        style: str,
+        size: int,
+        scale: int,
+        z: int,
+        x: int,
+        y: int,
+        attribution: bool,
+    ) -> _Entry:
+        """The cached PNG of a tile variant; the attributed one is drawn on the plain one."""
+        key = (version, style, size, scale, z, x, y, attribution)
+        entry = self.cache.get(key)
+        if entry is not None:
+            return entry
+        if attribution:
+            plain = await self._entry(version, style, size, scale, z, x, y, False)
+            png = await asyncio.to_thread(draw_attribution, plain.png, scale)
+        else:
+            pool = self.pool()
+            if version != self._rendered_version:
+                self._follow_version(version, pool)
+            png = await pool.arender(_tile_request(style, z, x, y, size, scale))
+        digest = hashlib.blake2b(png, digest_size=12, key=version.encode()[:64]).hexdigest()
+        entry = _Entry(png, f'"{digest}"')
+        self.cache.put(key, entry)
+        return entry
+
+    def tilejson(self, request: Request) -> Response:
+        """``/styles/{style}/tiles.json``, ``/styles/{size}/{style}.json``: raster TileJSON.
+
+        The sized form is TileServer GL's (its ``/styles/{style}.json`` is the style document
+        here). ``?attribution=1`` is passed on to the tile URLs.
+        """
+        style = str(request.path_params["style"])
+        size = int(request.path_params.get("size", 256))
+        if size not in TILE_SIZES:
+            raise NotFound(f"tile size must be one of {', '.join(map(str, TILE_SIZES))}")
+        if style not in style_names():
+            raise NotFound(f"unknown style {style!r}; see /styles")
+        query = "?attribution=1" if _flag(request, "attribution") else ""
+        base = public_url(request)
+        prefix = f"{base}/styles/{style}" + ("" if size == 256 else f"/{size}")
+        described = self.context.tiles.source.describe()
+        body: dict[str, object] = {
+            "tilejson": "3.0.0",
+            "name": f"fondplan {style}",
+            "description": f"OpenStreetMap raster tiles ({size} px) drawn with the {style} style",
+            "scheme": "xyz",
+            "format": "png",
+            "tileSize": size,
+            "tiles": [f"{prefix}/{{z}}/{{x}}/{{y}}.png{query}"],
+            "minzoom": 0,
+            "maxzoom": RASTER_MAX_ZOOM,
+            "attribution": ATTRIBUTION,
+            "fondplan:style": f"{base}/styles/{style}.json",
+            "fondplan:data_version": self.context.tiles.version,
+        }
+        for field in ("bounds", "center"):
+            if described.get(field):
+                body[field] = described[field]
+        max_age = min(self.settings.tiles.max_age, 300)
+        return JSONResponse(body, headers={"Cache-Control": f"public, max-age={max_age}"})
 
     def _layers(self, request: Request, base: str, styles: list[str]) -> list[WmtsLayer]:
         bounds = self.context.tiles.source.describe().get("bounds")
@@ -241,6 +307,19 @@ def _tile_request(style: str, z: int, x: int, y: int, size: int, scale: int) -> 
     return TileRequest(style, z, x, y, tile_size=size, pixel_ratio=float(scale))
 
 
+def _flag(request: Request, name: str) -> bool:
+    """A boolean query parameter: 1/true/yes/on (or bare ``?name``) or 0/false/no/off."""
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on", ""):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise BadRequest(f"{name} must be 1 or 0 (true/false), not {value!r}")
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -259,6 +338,8 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     return [
         Route("/styles/wmts.xml", service.wmts_all, methods=methods),
         Route("/styles/{style}/wmts.xml", service.wmts, methods=methods),
+        Route("/styles/{style}/tiles.json", service.tilejson, methods=methods),
+        Route("/styles/{size:int}/{style}.json", service.tilejson, methods=methods),
         Route("/styles/{style}/{z:int}/{x:int}/{name}.png", service.tile, methods=methods),
         Route(
             "/styles/{style}/{size:int}/{z:int}/{x:int}/{name}.png", service.tile, methods=methods

@@ -34,6 +34,10 @@ class WorkerConfig:
     threads: int = 2
     #: Decoded vector tiles kept by the process, shared by every style.
     tile_cache_size: int = 512
+    #: Vector tiles read from the source at once (database connections of the process).
+    tile_connections: int = 4
+    #: The glyph disk cache shared with the server and other render processes.
+    glyph_cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,11 @@ class Resources:
         self._lock = threading.Lock()
         self._tiles: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self._tile_source: TileSource | None = None
-        self._connections = threading.BoundedSemaphore(config.threads * 2)
+        self._connections = threading.BoundedSemaphore(max(1, config.tile_connections))
+        from tileserver.glyphs import builder_for
+
+        cache_dir = Path(config.glyph_cache_dir) if config.glyph_cache_dir else None
+        self._glyphs = builder_for(cache_dir)
 
     def handle(self, url: str) -> bytes | None:
         """The body for ``url`` (``None`` means no content, e.g. an empty tile)."""
@@ -85,9 +93,7 @@ class Resources:
         if kind == "fonts":
             fontstack, _, file = rest.rpartition("/")
             start, _, end = file.removesuffix(".pbf").partition("-")
-            from tileserver.glyphs import glyph_range
-
-            return glyph_range(_unquote(fontstack), int(start), int(end))
+            return self._glyphs.glyph_range(_unquote(fontstack), int(start), int(end))
         if kind == "sprites":
             return self._sprite(rest)
         raise LookupError(f"no such resource: {url}")
@@ -161,7 +167,9 @@ def open_tile_source(config: WorkerConfig) -> TileSource:
     if config.tiles_file:
         source = archive_source(Path(config.tiles_file))
     elif config.database_url:
-        source = PostGISSource(config.database_url, TileSettings(), pool_size=config.threads * 2)
+        source = PostGISSource(
+            config.database_url, TileSettings(), pool_size=max(1, config.tile_connections)
+        )
     else:
         raise LookupError("no tile source: neither a database nor a tiles file")
     source.open()

@@ -6,12 +6,16 @@ import io
 import math
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from PIL import Image
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from osmimport.database import database_url
 from tileserver.context import AppContext
+from tileserver.glyphs import cache_dir_for
 from tileserver.raster import (
     EARTH_CIRCUMFERENCE,
     MAPLIBRE_TILE_SIZE,
@@ -161,14 +165,46 @@ def renderer_factory(url: str) -> MapLibreMapRenderer:
     return MapLibreMapRenderer.for_database(url)
 
 
+#: The viewer loads this script; without town plans it adds nothing to the page.
+_NO_PANEL = "/* Town plans are not available: this server serves a tiles file. */\n"
+
+
+def unavailable_routes(tiles_file: Path) -> Sequence[BaseRoute]:
+    """The ``/townplans`` paths of a server reading a tiles file: 404 with the reason.
+
+    Town plans query the database (communes, streets, facilities), which a server started
+    with ``--tiles`` does not have; the viewer's panel script is an empty one.
+    """
+    detail = (
+        f"town plans need the database; this server serves the tiles file {tiles_file.name} "
+        "(start it without --tiles to print town plans)"
+    )
+
+    def panel(request: Request) -> Response:
+        return Response(_NO_PANEL, media_type="text/javascript")
+
+    def unavailable(request: Request) -> Response:
+        return JSONResponse({"detail": detail}, status_code=404)
+
+    return [
+        Route("/townplans/panel.js", panel, methods=["GET", "HEAD"]),
+        Route("/townplans/{rest:path}", unavailable, methods=["GET", "HEAD"]),
+    ]
+
+
 def routes(context: AppContext) -> Sequence[BaseRoute]:
     """The ``/townplans`` route group: plans of the app's database drawn by MapLibre Native."""
+    tiles_file = context.settings.server.tiles_file
+    if tiles_file is not None:
+        return unavailable_routes(tiles_file)
     from cities.routes import TownplanSettings, townplan_routes
 
     url = database_url(context.settings.database, start=False)
     settings = TownplanSettings()
     pool = RasterPool(
-        database_url=url, settings=RasterSettings(threads=1, timeout=settings.timeout)
+        database_url=url,
+        settings=RasterSettings(threads=1, timeout=settings.timeout),
+        glyph_cache_dir=cache_dir_for(context.settings.database.data_dir),
     )
     renderer = MapLibreMapRenderer(
         pool, version=lambda: context.tiles.version, timeout=settings.timeout

@@ -567,10 +567,12 @@ def run_import(
                     where = ", ".join(str(p) for p in paths)
                     raise OsmImportError(f"{where}: cannot be read ({exc})") from exc
                 conn.commit()
-                _say(progress, "building tables")
+                _say(progress, f"building tables on {BUILD_WORKERS} connections")
+                building = time.monotonic()
                 jobs = plan_jobs(staging, _raw_sizes(cur, staging))
                 conn.commit()
                 built = run_jobs(url, staging, jobs, BUILD_WORKERS)
+                _say(progress, f"built {len(built)} tables in {time.monotonic() - building:.1f}s")
                 for table in [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]:
                     cur.execute(sql.SQL("DROP TABLE {}").format(_ident(staging, table)))
                 layer_jobs = [job for job in jobs if job.name in schema.LAYER_BY_NAME]

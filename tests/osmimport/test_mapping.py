@@ -7,11 +7,11 @@ from typing import Any
 
 import psycopg2
 import pytest
-from opl import Opl
 
 from osmimport import schema
 from osmimport.importer import ImportSummary, run_import
 from osmimport.mapping import COLUMNS
+from tests.osmimport.opl import Opl
 
 X, Y = 7.30, 47.70
 

@@ -59,7 +59,7 @@ def test_viewer_routing_panel_shows_each_profile(
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "error" not in report, (report.get("error"), report["failedRequests"])
+    assert "error" not in report, (report.get("error"), report.get("steps"))
     assert report["consoleErrors"] == []
     assert report["failedRequests"] == []
     steps = report["steps"]

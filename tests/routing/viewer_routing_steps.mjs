@@ -4,19 +4,28 @@ const START = [9.5209, 47.141];
 const END = [9.5095, 47.165];
 
 export default async function (page, report) {
-  // The map's own click event, as a pointer click on these positions would fire it.
-  await page.evaluate(async ([start, end]) => {
+  const points = await page.evaluate(async ([start, end]) => {
     const map = window.fondplan.map;
     window.routingClicks = [];
     map.on("click", (event) => window.routingClicks.push([event.lngLat.lng, event.lngLat.lat]));
     const idle = new Promise((resolve) => map.once("idle", resolve));
-    map.fitBounds([start, end], { padding: 80, animate: false });
+    const south = Math.min(start[1], end[1]);
+    const north = Math.max(start[1], end[1]);
+    const west = Math.min(start[0], end[0]);
+    const east = Math.max(start[0], end[0]);
+    map.fitBounds([[west, south], [east, north]], { padding: 80, animate: false });
     await idle;
-    for (const c of [start, end]) {
-      const lngLat = new maplibregl.LngLat(c[0], c[1]);
-      map.fire("click", { lngLat, point: map.project(lngLat) });
-    }
+    const rect = map.getCanvas().getBoundingClientRect();
+    return [start, end].map((c) => {
+      const p = map.project(c);
+      return [rect.left + p.x, rect.top + p.y];
+    });
   }, [START, END]);
+  for (const [x, y] of points) {
+    await page.mouse.click(x, y);
+    await page.waitForTimeout(500);
+  }
+  report.clicks = await page.evaluate(() => window.routingClicks);
   await page.waitForFunction(
     () => document.querySelector("#panel-routing > div")?.dataset.state === "done",
     null,

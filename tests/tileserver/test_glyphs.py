@@ -12,9 +12,9 @@ from urllib.parse import unquote
 import freetype
 import numpy as np
 import pytest
-from glyph_proto import decode
 from PIL import Image
 
+from tests.tileserver.glyph_proto import decode
 from tileserver.glyphs import (
     BUFFER,
     SIZE,

@@ -28,7 +28,7 @@ def _cached_response(request: Request, body: bytes, media_type: str) -> Response
     return Response(body, media_type=media_type, headers=headers)
 
 
-def font_range(request: Request) -> Response:
+def font_range(request: Request, builder: glyphs.GlyphBuilder) -> Response:
     """One 256-codepoint glyph range of a (comma-separated, merged) fontstack."""
     fontstack = request.path_params["fontstack"]
     match = _RANGE.match(request.path_params["range"])
@@ -36,7 +36,7 @@ def font_range(request: Request) -> Response:
         raise BadRequest("malformed glyph path: expected /fonts/{fontstack}/{start}-{end}.pbf")
     start, end = int(match.group(1)), int(match.group(2))
     try:
-        data = glyphs.glyph_range(fontstack, start, end)
+        data = builder.glyph_range(fontstack, start, end)
     except glyphs.FontNotFoundError as exc:
         raise NotFound(str(exc)) from exc
     except glyphs.GlyphRangeError as exc:
@@ -62,8 +62,13 @@ def sprite_file(request: Request) -> Response:
 
 
 def routes(context: AppContext) -> Sequence[BaseRoute]:
-    """The glyph and sprite routes, at the root."""
+    """The glyph and sprite routes, at the root; glyphs share the data dir's disk cache."""
+    builder = glyphs.builder_for(glyphs.cache_dir_for(context.settings.database.data_dir))
+
+    def fonts(request: Request) -> Response:
+        return font_range(request, builder)
+
     return [
-        Route("/fonts/{fontstack}/{range}", font_range, methods=["GET", "HEAD"]),
+        Route("/fonts/{fontstack}/{range}", fonts, methods=["GET", "HEAD"]),
         Route("/sprites/{file}", sprite_file, methods=["GET", "HEAD"]),
     ]
