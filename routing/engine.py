@@ -170,7 +170,10 @@ class Engine:
         starts = self.offsets[keys]
         counts = self.offsets[keys + 1] - starts
         first = np.repeat(np.cumsum(counts) - counts, counts)
-        return self.points[np.repeat(starts, counts) + np.arange(int(counts.sum())) - first]
+        points: NDArray[np.float64] = self.points[
+            np.repeat(starts, counts) + np.arange(int(counts.sum())) - first
+        ]
+        return points
 
     # -- snapping -----------------------------------------------------------------------------
 

@@ -32,7 +32,8 @@ def encode(
     last = np.cumsum(lengths) - 1
     flags = np.full(len(owner), 0x20, dtype=np.int64)
     flags[last] = 0
-    return ((chunks | flags) + 63).astype(np.uint8).tobytes().decode("ascii")
+    text: str = ((chunks | flags) + 63).astype(np.uint8).tobytes().decode("ascii")
+    return text
 
 
 def decode(text: str, precision: int = 5) -> list[tuple[float, float]]:

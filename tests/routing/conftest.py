@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LIECHTENSTEIN = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 
 
-class _RoadHandler(osmium.SimpleHandler):  # type: ignore[misc]
+class _RoadHandler(osmium.SimpleHandler):
     """Collects the raw road network exactly as the database contract describes it."""
 
     def __init__(self) -> None:

@@ -4,6 +4,7 @@ const START = [9.5209, 47.141];
 const END = [9.5095, 47.165];
 
 export default async function (page, report) {
+  // Fit both ends in the part of the map the side panels leave free, then click them.
   const points = await page.evaluate(async ([start, end]) => {
     const map = window.fondplan.map;
     window.routingClicks = [];
@@ -13,7 +14,7 @@ export default async function (page, report) {
     const north = Math.max(start[1], end[1]);
     const west = Math.min(start[0], end[0]);
     const east = Math.max(start[0], end[0]);
-    map.fitBounds([[west, south], [east, north]], { padding: 80, animate: false });
+    map.fitBounds([[west, south], [east, north]], { padding: { top: 80, bottom: 60, left: 500, right: 60 }, animate: false });
     await idle;
     const rect = map.getCanvas().getBoundingClientRect();
     return [start, end].map((c) => {
