@@ -21,7 +21,9 @@ from routing.profiles import PROFILES, Profile
 
 #: Edge attributes of every graph: ``length`` (m), ``travel_time`` (s), ``weight`` (integer
 #: milliseconds, what the engine minimises), ``way_id``, ``name``, ``ref``, ``highway``, ``mode``,
-#: ``roundabout``, ``nodes`` (OSM node ids along the edge), ``geometry`` ([(lon, lat), ...]) and
+#: ``roundabout``, ``junction`` (the ``junction`` tag), ``destinations`` (signposted
+#: destinations in OSRM's ``"ref: name"`` form, per direction), ``nodes`` (OSM node ids along
+#: the edge), ``geometry`` ([(lon, lat), ...]) and
 #: ``reverse`` (key of the edge going back over the same road, or -1). Edge keys are unique
 #: integers in a graph. Node attributes: ``x`` (lon), ``y`` (lat). Graph attributes: ``profile``,
 #: ``data_version``, ``barriers`` (nodes no route passes through) and ``restrictions``
@@ -114,6 +116,7 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
                 "highway": tags.get("highway", tags.get("route", "")),
                 "mode": rule.mode,
                 "roundabout": tags.get("junction") in {"roundabout", "circular"},
+                "junction": tags.get("junction", ""),
                 "length": length,
             }
             keys = []
@@ -135,6 +138,7 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
                     **base,
                     travel_time=travel_time,
                     weight=max(1, round(travel_time * 1000)),
+                    destinations=_destinations(tags, forward),
                     nodes=tuple(piece_nodes if forward else piece_nodes[::-1]),
                     geometry=tuple(piece if forward else piece[::-1]),
                     reverse=-1,
@@ -148,6 +152,20 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
     graph.graph["barriers"] = sorted(blocked)
     graph.graph["restrictions"] = _resolve_restrictions(graph, restrictions, by_way)
     return graph
+
+
+def _destinations(tags: dict[str, str], forward: bool) -> str:
+    """Signposted destinations of a direction as OSRM writes them: ``"A 13: Chur, Buchs"``."""
+    suffix = ":forward" if forward else ":backward"
+
+    def pick(key: str) -> str:
+        value = tags.get(key + suffix) or tags.get(key, "")
+        return ", ".join(part.strip() for part in value.split(";") if part.strip())
+
+    refs, names = pick("destination:ref"), pick("destination")
+    if refs and names:
+        return f"{refs}: {names}"
+    return refs or names
 
 
 def _resolve_restrictions(
