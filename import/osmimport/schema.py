@@ -99,7 +99,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("boundaries", 0, description="Country and state boundary lines", generalised=(6, 9)),
     Layer("boundary_labels", 2, description="Country and state label points"),
     Layer("place_labels", 4, description="Populated places"),
-    Layer("land", 7, description="Land use and land cover", generalised=(9, 11)),
+    Layer("land", 7, description="Land use and land cover", generalised=(9, 11, 13)),
     Layer("sites", 14, description="Sites such as universities, hospitals, parking"),
     Layer("buildings", 14, description="Buildings"),
     Layer("addresses", 14, description="House numbers"),
