@@ -30,7 +30,8 @@ from osmimport.database import drop_database, ensure_database  # noqa: E402
 from osmimport.importer import run_import  # noqa: E402
 from routing import osrm  # noqa: E402
 from routing.build import build_graphs, load_graph  # noqa: E402
-from routing.engine import Engine, Path as RoutePath  # noqa: E402
+from routing.engine import Engine  # noqa: E402
+from routing.engine import Path as RoutePath  # noqa: E402
 from routing.network import haversine  # noqa: E402
 from routing.settings import RoutingSettings  # noqa: E402
 

@@ -6,6 +6,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import networkx as nx
@@ -14,7 +15,7 @@ import routingkit_cch as rk
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from routing.network import EARTH_RADIUS, haversine
+from routing.network import EARTH_RADIUS, bearing, haversine
 
 #: Spacing (m) of the sample points indexing road pieces for snapping.
 SAMPLE_SPACING = 20.0
@@ -31,6 +32,9 @@ class Snap:
     lat: float
     #: Metres between the given coordinate and the snapped one.
     distance: float
+    #: False when only ``edge``'s direction may be used (a bearing filter, or a via point a
+    #: route continues straight through), not the way back over the same road.
+    both: bool = True
 
 
 class Part(NamedTuple):
@@ -47,6 +51,52 @@ class Path:
 
     parts: tuple[Part, ...]
     weight: int
+
+
+@dataclass(frozen=True)
+class Junction:
+    """The roads meeting at a graph node, by ascending bearing away from the node."""
+
+    #: Exact bearings (degrees) of each road leaving the node.
+    angles: tuple[float, ...]
+    #: The same rounded to integers, as OSRM reports them.
+    bearings: tuple[int, ...]
+    #: Per road, the edge leaving the node along it, or -1 when it may only be arrived by.
+    out: tuple[int, ...]
+    #: Per road, one edge of it (for its tags).
+    road: tuple[int, ...]
+    #: The node's [lon, lat], rounded as OSRM writes locations.
+    location: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Junctions:
+    """Per-node and per-edge data the turn-by-turn steps read, computed once per graph."""
+
+    at: dict[int, Junction]
+    #: Per edge: its road's index in the junction at its tail, and at its head.
+    out_index: list[int]
+    in_index: list[int]
+    #: Per edge: bearing of its first piece (leaving its tail) and of its last (reaching its head).
+    first_bearing: list[float]
+    last_bearing: list[float]
+
+
+def _bearing_arrays(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Initial bearings from each point of ``a`` to the matching point of ``b`` (degrees)."""
+    lon1, lat1 = np.radians(a[:, 0]), np.radians(a[:, 1])
+    lon2, lat2 = np.radians(b[:, 0]), np.radians(b[:, 1])
+    dl = lon2 - lon1
+    x = np.sin(dl) * np.cos(lat2)
+    y = np.cos(lat1) * np.sin(lat2) - np.sin(lat1) * np.cos(lat2) * np.cos(dl)
+    result: NDArray[np.float64] = (np.degrees(np.arctan2(x, y)) + 360.0) % 360.0
+    return result
+
+
+def angle_difference(a: float, b: float) -> float:
+    """The absolute difference of two bearings (0-180)."""
+    d = abs(a - b) % 360.0
+    return 360.0 - d if d > 180.0 else d
 
 
 class Engine:
@@ -175,6 +225,53 @@ class Engine:
         ]
         return points
 
+    @cached_property
+    def junctions(self) -> Junctions:
+        """The roads at every node with their bearings (built on first use of steps)."""
+        count = len(self.edges)
+        first = self.offsets[:-1]
+        last = self.offsets[1:] - 1
+        if count:
+            first_bearing = _bearing_arrays(self.points[first], self.points[first + 1]).tolist()
+            last_bearing = _bearing_arrays(self.points[last - 1], self.points[last]).tolist()
+        else:
+            first_bearing, last_bearing = [], []
+        roads: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
+        for key in range(count):
+            roads[self.tail[key]].append((first_bearing[key], key, key))
+            if self.edges[key]["reverse"] < 0:
+                roads[self.head[key]].append(((last_bearing[key] + 180.0) % 360.0, -1, key))
+        at: dict[int, Junction] = {}
+        out_index = [0] * count
+        in_index = [0] * count
+        keys = list(roads)
+        # np.round, like the geometries, so a location equals its point in the route line.
+        lonlat = np.round(
+            np.asarray([(self.graph.nodes[n]["x"], self.graph.nodes[n]["y"]) for n in keys]), 6
+        ).reshape(-1, 2)
+        places = {
+            node: (float(lon), float(lat))
+            for node, (lon, lat) in zip(keys, lonlat.tolist(), strict=True)
+        }
+        for node, found in roads.items():
+            found.sort()
+            at[node] = Junction(
+                tuple(angle for angle, _, _ in found),
+                tuple(round(angle) % 360 for angle, _, _ in found),
+                tuple(out for _, out, _ in found),
+                tuple(road for _, _, road in found),
+                places[node],
+            )
+            for i, (_, out, road) in enumerate(found):
+                if out >= 0:
+                    out_index[out] = i
+                    reverse = self.edges[out]["reverse"]
+                    if reverse >= 0:
+                        in_index[reverse] = i
+                else:
+                    in_index[road] = i
+        return Junctions(at, out_index, in_index, first_bearing, last_bearing)
+
     # -- snapping -----------------------------------------------------------------------------
 
     def _project(self, lon: Any, lat: Any) -> tuple[Any, Any]:
@@ -218,21 +315,33 @@ class Engine:
         self._sample_owner = owner
         self._tree = cKDTree(np.stack([sx, sy], axis=1)) if len(owner) else None
 
-    def snap(self, lon: float, lat: float, *, radius: float | None, number: int = 1) -> list[Snap]:
-        """The ``number`` nearest distinct roads within ``radius`` metres (all if None)."""
+    def snap(
+        self,
+        lon: float,
+        lat: float,
+        *,
+        radius: float | None,
+        number: int = 1,
+        bearing: tuple[float, float] | None = None,
+    ) -> list[Snap]:
+        """The ``number`` nearest distinct roads within ``radius`` metres (all if None); with
+        ``bearing`` (value, range in degrees) only roads travelled in such a direction, the
+        snap then restricted to the matching direction(s)."""
         if self._tree is None:
             return []
         px = math.radians(lon) * EARTH_RADIUS * self._cos
         py = math.radians(lat) * EARTH_RADIUS
         total = len(self._sample_owner)
-        k = min(total, max(32, number * 16))
+        k = min(total, max(32, number * 16) * (8 if bearing is not None else 1))
         distances, indices = self._tree.query((px, py), k=k)
         distances = np.atleast_1d(distances)
         indices = np.atleast_1d(indices)
         reach = float(distances[0]) + SAMPLE_SPACING
         if number > 1:
             reach = max(reach, float(distances[-1]))
-        if number == 1 and (k == total or float(distances[-1]) > reach + 1.0):
+        if bearing is not None:
+            candidates = indices
+        elif number == 1 and (k == total or float(distances[-1]) > reach + 1.0):
             # The k nearest samples already hold every sample within reach: no second search.
             candidates = indices
         else:
@@ -264,10 +373,40 @@ class Engine:
             )
             fraction = min(1.0, along / length) if length > 0 else 0.0
             seen.add(edge)
-            found.append(Snap(edge, fraction, slon, slat, distance))
+            if bearing is None:
+                found.append(Snap(edge, fraction, slon, slat, distance))
+            else:
+                snap = self._bearing_snap(edge, piece, fraction, slon, slat, distance, bearing)
+                if snap is None:
+                    continue
+                found.append(snap)
             if len(found) >= number:
                 break
         return found
+
+    def _bearing_snap(
+        self,
+        edge: int,
+        piece: int,
+        fraction: float,
+        lon: float,
+        lat: float,
+        distance: float,
+        wanted: tuple[float, float],
+    ) -> Snap | None:
+        start, end = self._piece_lonlat[0][piece], self._piece_lonlat[1][piece]
+        heading = bearing(float(start[0]), float(start[1]), float(end[0]), float(end[1]))
+        value, spread = wanted
+        forward = angle_difference(heading, value) <= spread
+        reverse = self.edges[edge]["reverse"]
+        backward = reverse >= 0 and angle_difference((heading + 180.0) % 360.0, value) <= spread
+        if forward and backward:
+            return Snap(edge, fraction, lon, lat, distance)
+        if forward:
+            return Snap(edge, fraction, lon, lat, distance, both=False)
+        if backward:
+            return Snap(reverse, 1.0 - fraction, lon, lat, distance, both=False)
+        return None
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -275,7 +414,7 @@ class Engine:
         """The edges a snapped point lies on, each with the point's fraction along it."""
         found = [(snap.edge, snap.fraction)]
         reverse = self.edges[snap.edge]["reverse"]
-        if reverse >= 0:
+        if reverse >= 0 and snap.both:
             found.append((reverse, 1.0 - snap.fraction))
         return found
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +14,10 @@ from numpy.typing import NDArray
 from shapely.geometry import LineString
 
 from routing import polyline
-from routing.engine import Engine, Part, Path, Snap
+from routing.engine import Engine, Path, Snap
 from routing.errors import OsrmError
-from routing.network import bearing, haversine
+from routing.guidance import MODES, Stretch, build_steps, stretch
+from routing.network import haversine
 from routing.settings import RoutingSettings
 
 COMMON_OPTIONS = frozenset(
@@ -128,6 +129,10 @@ class Options:
     annotations: tuple[str, ...] = ()
     geometries: str = "polyline"
     overview: str = "simplified"
+    #: Per coordinate, (bearing, range) in degrees or None.
+    bearings: list[tuple[float, float] | None] = field(default_factory=list)
+    #: "default" (the profile decides), "true" or "false".
+    continue_straight: str = "default"
     sources: list[int] = field(default_factory=list)
     destinations: list[int] = field(default_factory=list)
     number: int = 1
@@ -153,12 +158,27 @@ def parse_options(
         if not math.isfinite(radius) or radius < 0:
             raise OsrmError("InvalidValue", f"Invalid radius {value!r}")
         radiuses[i] = radius
-    _per_coordinate(params, "bearings", count)
+    bearings: list[tuple[float, float] | None] = [None] * count
+    for i, value in enumerate(_per_coordinate(params, "bearings", count) or []):
+        if not value:
+            continue
+        pieces = value.split(",")
+        try:
+            if len(pieces) != 2:
+                raise ValueError
+            heading, spread = float(pieces[0]), float(pieces[1])
+        except ValueError:
+            raise invalid_query(f"Query string malformed: bearing {value!r}") from None
+        if not (0 <= heading <= 360 and 0 <= spread <= 180):
+            raise OsrmError("InvalidValue", f"Invalid bearing {value!r}")
+        bearings[i] = (heading, spread)
+    # Approaches are accepted and, like OSRM profiles without approach support, not applied.
     _per_coordinate(params, "approaches", count)
     if params.get("exclude"):
         raise OsrmError("InvalidValue", "Exclude flag combination is not supported")
     options = Options(
         radiuses=radiuses,
+        bearings=bearings,
         generate_hints=_boolean(params, "generate_hints", True),
         skip_waypoints=_boolean(params, "skip_waypoints", False),
     )
@@ -170,7 +190,9 @@ def parse_options(
         options.overview = _choice(
             params, "overview", ("simplified", "full", "false"), "simplified"
         )
-        _choice(params, "continue_straight", ("default", "true", "false"), "default")
+        options.continue_straight = _choice(
+            params, "continue_straight", ("default", "true", "false"), "default"
+        )
         alternatives = params.get("alternatives", "false")
         if alternatives in {"true", "false"}:
             options.alternatives = 1 if alternatives == "true" else 0
@@ -247,7 +269,7 @@ def waypoint(
     return result
 
 
-Coords = NDArray[np.float64] | list[tuple[float, float]]
+Coords = NDArray[np.float64] | Sequence[tuple[float, float]]
 
 
 def geometry(coords: Coords, kind: str) -> Any:
@@ -256,60 +278,6 @@ def geometry(coords: Coords, kind: str) -> Any:
         points = np.round(np.asarray(coords, dtype=np.float64).reshape(-1, 2), 6)
         return {"type": "LineString", "coordinates": points.tolist()}
     return polyline.encode(coords, 6 if kind == "polyline6" else 5)
-
-
-@dataclass
-class _Stretch:
-    part: Part
-    data: dict[str, Any]
-    coords: list[tuple[float, float]]
-    nodes: list[int]
-    distance: float
-    duration: float
-
-
-def _stretch(engine: Engine, part: Part) -> _Stretch:
-    data = engine.edges[part.edge]
-    points: tuple[tuple[float, float], ...] = data["geometry"]
-    osm_nodes: tuple[int, ...] = data["nodes"]
-    if part.start == 0.0 and part.end == 1.0:
-        return _Stretch(
-            part,
-            data,
-            list(points),
-            list(osm_nodes),
-            float(data["length"]),
-            float(data["travel_time"]),
-        )
-    cumulative = [0.0]
-    for a, b in zip(points, points[1:], strict=False):
-        cumulative.append(cumulative[-1] + haversine(*a, *b))
-    total = cumulative[-1] or 1.0
-
-    def at(fraction: float) -> tuple[float, float]:
-        target = fraction * total
-        for i in range(1, len(points)):
-            if cumulative[i] >= target or i == len(points) - 1:
-                span = cumulative[i] - cumulative[i - 1]
-                t = 0.0 if span <= 0 else min(1.0, max(0.0, (target - cumulative[i - 1]) / span))
-                a, b = points[i - 1], points[i]
-                return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
-        return points[0]
-
-    lo, hi = part.start * total, part.end * total
-    coords = [at(part.start)]
-    nodes = []
-    for i in range(len(points)):
-        if lo < cumulative[i] < hi:
-            coords.append(points[i])
-            nodes.append(osm_nodes[i])
-    coords.append(at(part.end))
-    if part.start == 0.0:
-        nodes.insert(0, osm_nodes[0])
-    if part.end == 1.0:
-        nodes.append(osm_nodes[-1])
-    share = part.end - part.start
-    return _Stretch(part, data, coords, nodes, data["length"] * share, data["travel_time"] * share)
 
 
 def _join_coords(chunks: list[Coords]) -> NDArray[np.float64]:
@@ -323,135 +291,6 @@ def _join_coords(chunks: list[Coords]) -> NDArray[np.float64]:
     if len(out) == 1:
         out = np.concatenate([out, out])
     return out
-
-
-def _bearings(coords: Coords) -> tuple[int, int]:
-    """Bearing of the first and of the last piece of a line."""
-    points = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-    moves = np.flatnonzero(np.any(points[1:] != points[:-1], axis=1))
-    if not len(moves):
-        return 0, 0
-    i, j = int(moves[0]), int(moves[-1])
-    first = bearing(*map(float, points[i]), *map(float, points[i + 1]))
-    last = bearing(*map(float, points[j]), *map(float, points[j + 1]))
-    return round(first) % 360, round(last) % 360
-
-
-def modifier(before: float, after: float) -> str:
-    """OSRM's maneuver modifier for a change of heading."""
-    angle = (after - before + 360.0) % 360.0
-    if angle < 15 or angle > 345:
-        return "straight"
-    if 170 <= angle <= 190:
-        return "uturn"
-    if angle < 60:
-        return "slight right"
-    if angle < 140:
-        return "right"
-    if angle < 180:
-        return "sharp right"
-    if angle < 220:
-        return "sharp left"
-    if angle < 300:
-        return "left"
-    return "slight left"
-
-
-def _step(
-    stretches: list[_Stretch], kind: str, before: int, options: Options, mode: str
-) -> dict[str, Any]:
-    coords = _join_coords([s.coords for s in stretches])
-    after, _ = _bearings(coords)
-    data = stretches[0].data
-    location = [round(float(coords[0][0]), 6), round(float(coords[0][1]), 6)]
-    maneuver: dict[str, Any] = {
-        "location": location,
-        "bearing_before": before if kind != "depart" else 0,
-        "bearing_after": after,
-        "type": kind,
-    }
-    if kind not in {"depart", "arrive"}:
-        maneuver["modifier"] = modifier(before, after)
-        if maneuver["modifier"] == "straight" and kind == "turn":
-            maneuver["type"] = "new name"
-    intersection: dict[str, Any] = {"location": location, "bearings": [after], "entry": [True]}
-    if kind == "depart":
-        intersection["out"] = 0
-    else:
-        intersection["bearings"] = sorted({(before + 180) % 360, after})
-        intersection["entry"] = [True] * len(intersection["bearings"])
-        intersection["in"] = intersection["bearings"].index((before + 180) % 360)
-        intersection["out"] = intersection["bearings"].index(after)
-    distance = sum(s.distance for s in stretches)
-    duration = sum(s.duration for s in stretches)
-    step: dict[str, Any] = {
-        "geometry": geometry(coords, options.geometries),
-        "maneuver": maneuver,
-        "mode": "ferry" if data["mode"] == "ferry" else mode,
-        "driving_side": "right",
-        "name": data["name"],
-        "intersections": [intersection],
-        "weight": round(duration, 1),
-        "duration": round(duration, 1),
-        "distance": round(distance, 1),
-    }
-    if data["ref"]:
-        step["ref"] = data["ref"]
-    return step
-
-
-def _steps(stretches: list[_Stretch], options: Options, mode: str) -> list[dict[str, Any]]:
-    groups: list[list[_Stretch]] = []
-    for stretch in stretches:
-        key = (stretch.data["name"], stretch.data["ref"], stretch.data["mode"])
-        if groups:
-            previous = groups[-1][-1].data
-            same = (previous["name"], previous["ref"], previous["mode"]) == key
-            if (
-                same
-                and (previous["roundabout"] == stretch.data["roundabout"])
-                and (key[0] or key[1])
-            ):
-                groups[-1].append(stretch)
-                continue
-            if same and not (key[0] or key[1]):
-                turn = modifier(_bearings(groups[-1][-1].coords)[1], _bearings(stretch.coords)[0])
-                if turn in {"straight", "slight left", "slight right"}:
-                    groups[-1].append(stretch)
-                    continue
-        groups.append([stretch])
-    steps = []
-    before = 0
-    for i, group in enumerate(groups):
-        kind = "depart" if i == 0 else "turn"
-        if i and group[0].data["roundabout"]:
-            kind = "roundabout"
-        steps.append(_step(group, kind, before, options, mode))
-        before = _bearings(_join_coords([s.coords for s in group]))[1]
-    last_point = stretches[-1].coords[-1] if stretches else (0.0, 0.0)
-    end = (float(last_point[0]), float(last_point[1]))
-    location = [round(end[0], 6), round(end[1], 6)]
-    last = stretches[-1].data if stretches else {"name": "", "ref": "", "mode": mode}
-    arrive: dict[str, Any] = {
-        "geometry": geometry([end, end], options.geometries),
-        "maneuver": {
-            "location": location,
-            "bearing_before": before,
-            "bearing_after": 0,
-            "type": "arrive",
-        },
-        "mode": "ferry" if last["mode"] == "ferry" else mode,
-        "driving_side": "right",
-        "name": last["name"],
-        "intersections": [
-            {"location": location, "bearings": [(before + 180) % 360], "entry": [True], "in": 0}
-        ],
-        "weight": 0,
-        "duration": 0,
-        "distance": 0,
-    }
-    steps.append(arrive)
-    return steps
 
 
 def _summary(pieces: list[tuple[dict[str, Any], float, float]]) -> str:
@@ -478,7 +317,7 @@ def _leg_coords(engine: Engine, path: Path) -> NDArray[np.float64]:
         if run:
             chunks.append(engine.gather(run))
             run = []
-        chunks.append(_stretch(engine, part).coords)
+        chunks.append(stretch(engine, part).coords)
     if run:
         chunks.append(engine.gather(run))
     return _join_coords(chunks)
@@ -486,13 +325,12 @@ def _leg_coords(engine: Engine, path: Path) -> NDArray[np.float64]:
 
 def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], Coords]:
     """An OSRM route leg for one path, and its coordinates."""
-    stretches: list[_Stretch] = []
+    stretches: list[Stretch] = []
+    coords = _leg_coords(engine, path)
     if options.steps or options.annotations:
-        stretches = [_stretch(engine, part) for part in path.parts]
-        coords = _join_coords([s.coords for s in stretches])
+        stretches = [stretch(engine, part) for part in path.parts]
         pieces = [(s.data, s.distance, s.duration) for s in stretches]
     else:
-        coords = _leg_coords(engine, path)
         pieces = []
         for part in path.parts:
             data = engine.edges[part.edge]
@@ -500,9 +338,9 @@ def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], C
             pieces.append((data, data["length"] * share, data["travel_time"] * share))
     distance = sum(piece[1] for piece in pieces)
     duration = sum(piece[2] for piece in pieces)
-    mode = {"car": "driving", "bike": "cycling", "foot": "walking"}[engine.profile]
+    mode = MODES[engine.profile]
     result: dict[str, Any] = {
-        "steps": _steps(stretches, options, mode) if options.steps else [],
+        "steps": build_steps(engine, stretches, options.geometries, mode) if options.steps else [],
         "summary": _summary(pieces),
         "weight": round(duration, 1),
         "duration": round(duration, 1),

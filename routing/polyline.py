@@ -36,6 +36,46 @@ def encode(
     return text
 
 
+def _value(value: int) -> str:
+    value = ~(value << 1) if value < 0 else value << 1
+    chars = []
+    while value >= 0x20:
+        chars.append(chr((0x20 | (value & 0x1F)) + 63))
+        value >>= 5
+    chars.append(chr(value + 63))
+    return "".join(chars)
+
+
+def encode_ranges(
+    coordinates: Iterable[tuple[float, float]] | NDArray[np.float64],
+    ranges: list[tuple[int, int]],
+    precision: int = 5,
+) -> list[str]:
+    """One polyline per ``(first, last)`` point range (inclusive) of a line, encoding the line
+    once: a range is its first point in full, then the shared encoded deltas."""
+    points = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
+    if not len(points):
+        return ["" for _ in ranges]
+    scaled = np.round(points[:, ::-1] * 10**precision).astype(np.int64)
+    text = encode(points, precision)
+    # Character offset where each point's (lat, lon) delta starts in ``text``.
+    deltas = np.diff(scaled, axis=0, prepend=np.zeros((1, 2), dtype=np.int64)).ravel()
+    magnitude = np.where(deltas < 0, ~(deltas << 1), deltas << 1)
+    lengths = np.ones(len(magnitude), dtype=np.int64)
+    rest = magnitude >> 5
+    while rest.any():
+        lengths += rest > 0
+        rest >>= 5
+    per_point = lengths.reshape(-1, 2).sum(axis=1)
+    offsets = np.concatenate(([0], np.cumsum(per_point))).tolist()
+    absolute = scaled.tolist()
+    found = []
+    for first, last in ranges:
+        lat, lon = absolute[first]
+        found.append(_value(lat) + _value(lon) + text[offsets[first + 1] : offsets[last + 1]])
+    return found
+
+
 def decode(text: str, precision: int = 5) -> list[tuple[float, float]]:
     """Decode to (lon, lat) pairs; ValueError on malformed input."""
     factor = 10**precision

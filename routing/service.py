@@ -16,6 +16,9 @@ from routing.network import data_version
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingSettings
 
+#: Profiles that, like OSRM's car profile, go straight on at via points unless told otherwise.
+STRAIGHT_AT_WAYPOINTS = frozenset({"car"})
+
 
 class RoutingService:
     """Loads each profile's graph for the data version in the database, reloading on change."""
@@ -80,7 +83,8 @@ class RoutingService:
     ) -> list[Snap]:
         snaps = []
         for i, (lon, lat) in enumerate(coordinates):
-            found = engine.snap(lon, lat, radius=options.radiuses[i])
+            bearing = options.bearings[i] if options.bearings else None
+            found = engine.snap(lon, lat, radius=options.radiuses[i], bearing=bearing)
             if not found:
                 raise OsrmError(
                     "NoSegment", f"Could not find a matching segment for coordinate {i}"
@@ -105,9 +109,19 @@ class RoutingService:
         options = osrm.parse_options("route", params, len(coordinates), self.settings)
         engine = self.engine(profile)
         snaps = self._snap(engine, coordinates, options)
+        straight = options.continue_straight == "true" or (
+            options.continue_straight == "default" and engine.profile in STRAIGHT_AT_WAYPOINTS
+        )
         paths: list[Path] = []
         for start, end in zip(snaps, snaps[1:], strict=False):
-            path = engine.route(start, end)
+            path = None
+            if straight and paths:
+                # Leave a via point the way the route reached it (no U-turn), where possible.
+                last = paths[-1].parts[-1]
+                onward = Snap(last.edge, last.end, start.lon, start.lat, start.distance, both=False)
+                path = engine.route(onward, end)
+            if path is None:
+                path = engine.route(start, end)
             if path is None:
                 raise OsrmError("NoRoute", "Impossible route between points")
             paths.append(path)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import re
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-import cairosvg
 from PIL import Image
 
 from osmimport.errors import FondplanError
@@ -23,6 +24,10 @@ VERSATILES_SPRITE = "versatiles"
 MAX_RATIO = 4
 #: Transparent pixels between icons, so linear filtering never bleeds a neighbour in.
 PADDING = 2
+#: Bumped when the packing or the rendering changes, so old disk caches are not served.
+FORMAT_VERSION = 1
+#: Where the sprite disk cache goes; empty switches it off (memory only).
+CACHE_DIR_ENV = "FONDPLAN_SPRITE_CACHE_DIR"
 
 #: VersaTiles icon id -> our icon, for the ids of its style that we have a drawing for.
 VERSATILES_ALIASES: dict[str, str] = {
@@ -100,6 +105,9 @@ def _svg_size(svg: bytes) -> tuple[float, float]:
 
 def render_icon(svg: bytes, ratio: int) -> Image.Image:
     """The icon at ``ratio`` times its nominal pixel size, as an RGBA image."""
+    # Imported here: a process reading the sheets from the disk cache never needs it.
+    import cairosvg
+
     width, height = _svg_size(svg)
     png = cairosvg.svg2png(
         bytestring=svg,
@@ -163,11 +171,32 @@ def pack(images: dict[str, Image.Image], ratio: int) -> SpriteSheet:
     return SpriteSheet(index, out.getvalue())
 
 
-class SpriteBuilder:
-    """Builds each (name, ratio) sheet once and keeps it; safe to share between threads."""
+def icons_key(icons: Path) -> str:
+    """A digest of the icon SVGs (names and contents) and FORMAT_VERSION: the disk cache key.
 
-    def __init__(self, icons: Path | None = None) -> None:
+    Editing, adding, removing or renaming an icon changes it, so a stale sheet is never read.
+    """
+    digest = hashlib.sha256(f"fondplan-sprites:{FORMAT_VERSION}:{PADDING}".encode())
+    for path in sorted(icons.glob("*.svg")):
+        digest.update(b"\0" + path.stem.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:20]
+
+
+class SpriteBuilder:
+    """Builds each (name, ratio) sheet once and keeps it; safe to share between threads.
+
+    With a ``cache_dir`` the sheets drawn from the SVGs are kept on disk under a key of the
+    icons' contents, so a fresh process (a render process, a restarted server) reads them
+    instead of drawing every icon again.
+    """
+
+    def __init__(self, icons: Path | None = None, cache_dir: Path | None = None) -> None:
         self.icons = icons if icons is not None else icons_dir()
+        self.cache_dir = cache_dir
+        #: Sheets drawn from the SVGs by this builder (not read from memory or disk).
+        self.builds = 0
+        self._key: str | None = None
         self._sheets: dict[tuple[str, int], SpriteSheet] = {}
         self._lock = threading.Lock()
 
@@ -179,6 +208,11 @@ class SpriteBuilder:
         """The sprite sheet names this server answers."""
         return [SPRITE_NAME, VERSATILES_SPRITE]
 
+    def key(self) -> str:
+        """The disk cache key of the icons (computed once per builder)."""
+        with self._lock:
+            return self._key_locked()
+
     def sheet(self, name: str, ratio: int) -> SpriteSheet:
         """The sheet ``name`` at ``ratio`` (1 for @1x, 2 for @2x), built on first use."""
         if name not in self.names():
@@ -189,6 +223,22 @@ class SpriteBuilder:
             raise SpriteError(f"sprite pixel ratio must be 1 to {MAX_RATIO}, not {ratio}")
         with self._lock:
             return self._sheet_locked(name, ratio)
+
+    def disk_paths(self, ratio: int) -> tuple[Path, Path] | None:
+        """The cache files (JSON index, PNG) of our sheet at ``ratio``; None without a cache."""
+        with self._lock:
+            return self._paths_locked(ratio)
+
+    def _paths_locked(self, ratio: int) -> tuple[Path, Path] | None:
+        if self.cache_dir is None:
+            return None
+        folder = self.cache_dir / f"{SPRITE_NAME}-{self._key_locked()}"
+        return folder / f"@{ratio}x.json", folder / f"@{ratio}x.png"
+
+    def _key_locked(self) -> str:
+        if self._key is None:
+            self._key = icons_key(self.icons)
+        return self._key
 
     def _sheet_locked(self, name: str, ratio: int) -> SpriteSheet:
         key = (name, ratio)
@@ -207,24 +257,93 @@ class SpriteBuilder:
                 if icon in ours.index
             }
             return SpriteSheet(index, ours.png)
+        paths = self._paths_locked(ratio)
+        if paths is not None:
+            cached = _read_cached(*paths)
+            if cached is not None:
+                return cached
         images = {
             path.stem: render_icon(path.read_bytes(), ratio)
             for path in sorted(self.icons.glob("*.svg"))
         }
-        return pack(images, ratio)
+        built = pack(images, ratio)
+        self.builds += 1
+        if paths is not None:
+            # The PNG first: a reader takes the JSON as the sign that both are complete.
+            _write_atomically(paths[1], built.png)
+            _write_atomically(paths[0], built.json_bytes())
+        return built
 
 
-_default_builder: SpriteBuilder | None = None
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _read_cached(json_path: Path, png_path: Path) -> SpriteSheet | None:
+    """The cached sheet, or None when it is missing or unreadable (then it is rebuilt)."""
+    try:
+        index = json.loads(json_path.read_bytes())
+        png = png_path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict) or not png.startswith(_PNG_SIGNATURE):
+        return None
+    return SpriteSheet(index, png)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` through a private temporary file renamed over it.
+
+    The server and its render processes may build the same sheet at once: each writes its
+    own file and the rename is atomic. A cache that cannot be written is skipped.
+    """
+    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+
+
+def cache_dir_for(data_dir: Path) -> Path | None:
+    """The sprite disk cache: ``$FONDPLAN_SPRITE_CACHE_DIR``, else ``data_dir/cache/sprites``.
+
+    Made absolute so a render process started elsewhere finds the same files; ``None`` when
+    the variable is set but empty (memory cache only).
+    """
+    value = os.environ.get(CACHE_DIR_ENV)
+    if value is not None:
+        return Path(value).resolve() if value.strip() else None
+    return (data_dir / "cache" / "sprites").resolve()
+
+
+def default_cache_dir() -> Path | None:
+    """The sprite disk cache of the configured data dir (``FONDPLAN_DATA_DIR``)."""
+    from osmimport.settings import DatabaseSettings
+
+    return cache_dir_for(DatabaseSettings().data_dir)
+
+
+_builders: dict[Path | None, SpriteBuilder] = {}
 _default_lock = threading.Lock()
 
 
-def default_builder() -> SpriteBuilder:
-    """A process-wide builder over the bundled icons."""
-    global _default_builder
+def builder_for(cache_dir: Path | None) -> SpriteBuilder:
+    """The process-wide builder over the bundled icons caching on disk in ``cache_dir``."""
+    key = cache_dir.resolve() if cache_dir is not None else None
     with _default_lock:
-        if _default_builder is None:
-            _default_builder = SpriteBuilder()
-        return _default_builder
+        builder = _builders.get(key)
+        if builder is None:
+            builder = _builders[key] = SpriteBuilder(cache_dir=key)
+        return builder
+
+
+def default_builder() -> SpriteBuilder:
+    """The process-wide builder over the bundled icons, with the default disk cache.
+
+    The server and its render processes share the environment, so both read one cache.
+    """
+    return builder_for(default_cache_dir())
 
 
 def sprite(name: str, ratio: int) -> tuple[bytes, bytes]:

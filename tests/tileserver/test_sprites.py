@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import ROOT
+from tileserver import sprites
 from tileserver.sprites import (
+    CACHE_DIR_ENV,
     SPRITE_NAME,
     VERSATILES_SPRITE,
+    SpriteBuilder,
     SpriteError,
     SpriteNotFoundError,
     icons_dir,
+    icons_key,
     sprite,
 )
 
@@ -72,3 +83,132 @@ def test_unknown_sprite_and_bad_ratio_are_errors() -> None:
         sprite("nope", 1)
     with pytest.raises(SpriteError):
         sprite(SPRITE_NAME, 0)
+
+
+# --- disk cache -----------------------------------------------------------------------------
+
+#: A fresh interpreter serving the sheets the way the server and the render process do; with
+#: ``nocairo`` it cannot draw an icon at all (cairosvg made unimportable).
+_CHILD = """
+import hashlib, json, sys
+if sys.argv[1] == "nocairo":
+    sys.modules["cairosvg"] = None
+from tileserver import sprites
+out = {}
+for name in ("fondplan", "versatiles"):
+    for ratio in (1, 2):
+        index, png = sprites.sprite(name, ratio)
+        out[f"{name}@{ratio}"] = hashlib.sha256(index + png).hexdigest()
+out["builds"] = sprites.default_builder().builds
+print(json.dumps(out))
+"""
+
+
+def _child(cache_dir: Path, mode: str) -> dict[str, object]:
+    env = {**os.environ, CACHE_DIR_ENV: str(cache_dir)}
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, mode],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_a_second_process_reads_the_sheets_from_the_disk_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "sprites"
+    # Without cairosvg and without a cache, a process cannot answer: the check below means it.
+    env = {**os.environ, CACHE_DIR_ENV: str(cache)}
+    blind = subprocess.run(
+        [sys.executable, "-c", _CHILD, "nocairo"], capture_output=True, cwd=ROOT, env=env
+    )
+    assert blind.returncode != 0 and b"cairosvg" in blind.stderr
+
+    first = _child(cache, "draw")
+    assert first["builds"] == 2  # our sheet at @1x and @2x; the VersaTiles index reuses it
+    files = sorted(path.name for path in cache.rglob("*") if path.is_file())
+    assert files == ["@1x.json", "@1x.png", "@2x.json", "@2x.png"]
+    (folder,) = cache.iterdir()
+    assert folder.name == f"{SPRITE_NAME}-{icons_key(icons_dir())}"
+
+    second = _child(cache, "nocairo")
+    assert second["builds"] == 0
+    assert second == {**first, "builds": 0}
+    # What the cache holds is what a builder without a cache draws.
+    fresh = SpriteBuilder(cache_dir=None)
+    for ratio in (1, 2):
+        sheet = fresh.sheet(SPRITE_NAME, ratio)
+        digest = hashlib.sha256(sheet.json_bytes() + sheet.png).hexdigest()
+        assert first[f"{SPRITE_NAME}@{ratio}"] == digest
+        assert (folder / f"@{ratio}x.png").read_bytes() == sheet.png
+
+
+def test_an_edited_icon_changes_the_key_and_rebuilds(tmp_path: Path) -> None:
+    icons = tmp_path / "icons"
+    shutil.copytree(icons_dir(), icons)
+    cache = tmp_path / "cache"
+    original = SpriteBuilder(icons, cache)
+    before = original.sheet(SPRITE_NAME, 1)
+    assert original.builds == 1
+    again = SpriteBuilder(icons, cache)
+    assert again.sheet(SPRITE_NAME, 1) == before and again.builds == 0
+
+    # Recolour one icon: same name, same size, different drawing.
+    cafe = icons / "cafe.svg"
+    svg = cafe.read_text()
+    colour = svg.split('fill="', 1)[1].split('"', 1)[0]
+    assert colour != "#123456"
+    cafe.write_text(svg.replace(f'fill="{colour}"', 'fill="#123456"'))
+    edited = SpriteBuilder(icons, cache)
+    assert edited.key() != original.key()
+    after = edited.sheet(SPRITE_NAME, 1)
+    assert edited.builds == 1, "a stale sheet was read"
+    assert after.index == before.index
+    rect = after.index["cafe"]
+    box = (rect["x"], rect["y"], rect["x"] + rect["width"], rect["y"] + rect["height"])
+    old = np.asarray(Image.open(io.BytesIO(before.png)).convert("RGBA").crop(box)).astype(int)
+    new = np.asarray(Image.open(io.BytesIO(after.png)).convert("RGBA").crop(box)).astype(int)
+    assert np.abs(old - new).max() > 50
+    assert len(list(cache.iterdir())) == 2
+
+    # Removing an icon changes the key too; so does a new sheet format.
+    cafe.unlink()
+    assert SpriteBuilder(icons, cache).key() not in (original.key(), edited.key())
+    keys = {SpriteBuilder(icons).key()}
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(sprites, "FORMAT_VERSION", sprites.FORMAT_VERSION + 1)
+        keys.add(SpriteBuilder(icons).key())
+    finally:
+        mp.undo()
+    assert len(keys) == 2
+
+
+def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path) -> None:
+    builder = SpriteBuilder(cache_dir=tmp_path)
+    sheet = builder.sheet(SPRITE_NAME, 1)
+    paths = builder.disk_paths(1)
+    assert paths is not None
+    json_path, png_path = paths
+    json_path.write_bytes(json_path.read_bytes()[:10])
+    reader = SpriteBuilder(cache_dir=tmp_path)
+    assert reader.sheet(SPRITE_NAME, 1) == sheet
+    assert reader.builds == 1
+    assert json.loads(json_path.read_bytes()) == sheet.index
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert png_path.read_bytes() == sheet.png
+
+
+def test_cache_dir_follows_the_data_dir_and_the_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CACHE_DIR_ENV, raising=False)
+    assert sprites.cache_dir_for(tmp_path) == (tmp_path / "cache" / "sprites").resolve()
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert sprites.cache_dir_for(Path("var")) == (tmp_path / "elsewhere").resolve()
+    monkeypatch.setenv(CACHE_DIR_ENV, "")
+    assert sprites.cache_dir_for(Path("var")) is None
