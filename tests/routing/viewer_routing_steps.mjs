@@ -22,9 +22,19 @@ export default async function (page, report) {
       return [rect.left + p.x, rect.top + p.y];
     });
   }, [START, END]);
-  for (const [x, y] of points) {
-    await page.mouse.click(x, y);
-    await page.waitForTimeout(500);
+  // One click at a time, each seen by the map before the next: on a busy machine two quick
+  // clicks can merge into a double-click zoom.
+  for (const [index, [x, y]] of points.entries()) {
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      await page.mouse.click(x, y);
+      try {
+        await page.waitForFunction((n) => window.routingClicks.length > n, index, { timeout: 10000 });
+        break;
+      } catch (error) {
+        if (attempt === 2) throw error;
+      }
+    }
+    await page.waitForTimeout(600);
   }
   report.clicks = await page.evaluate(() => window.routingClicks);
   await page.waitForFunction(
