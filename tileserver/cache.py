@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import shutil
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+
+from tileserver.diskcache import write_atomically
 
 #: (data_version, z, x, y)
 TileKey = tuple[str, int, int, int]
@@ -117,16 +117,8 @@ class DiskCache:
 
     def put(self, key: TileKey, tile: CachedTile) -> None:
         """Store ``tile`` atomically (write to a temporary file, then rename)."""
-        path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(tile.etag.encode("ascii") + b"\n" + tile.gzipped)
-            os.replace(tmp, path)
-        except OSError:
-            # A full or read-only disk only costs the cache, never the response.
-            return
+        # A full or read-only disk only costs the cache, never the response.
+        write_atomically(self._path(key), tile.etag.encode("ascii") + b"\n" + tile.gzipped)
 
     def prune(self, keep_version: str) -> None:
         """Delete the folders of every other data version."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import freetype
 
 from osmimport.errors import FondplanError
+from tileserver.diskcache import cache_dir, write_atomically
 
 #: The fontnik / sdf-glyph-foundry conventions MapLibre expects from a glyph server.
 SIZE = 24
@@ -266,7 +267,7 @@ class GlyphBuilder:
             name = ",".join(font.name for font in fonts)
             data = encode_range(name, start, end, (merged[cp] for cp in sorted(merged)))
             if disk is not None:
-                _write_atomically(disk, data)
+                write_atomically(disk, data)
         with self._lock:
             self._ranges[key] = data
             while len(self._ranges) > self.memory_ranges:
@@ -326,32 +327,13 @@ _builders: dict[Path | None, GlyphBuilder] = {}
 _default_lock = threading.Lock()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` through a private temporary file renamed over it.
-
-    Concurrent processes (the server and its render processes) may build the same range at
-    once: each writes its own file and the rename is atomic, so a reader sees a whole file or
-    none. A cache that cannot be written (read-only data dir) is skipped, not an error.
-    """
-    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        partial.replace(path)
-    except OSError:
-        partial.unlink(missing_ok=True)
-
-
 def cache_dir_for(data_dir: Path) -> Path | None:
     """The shared glyph disk cache: ``$FONDPLAN_GLYPH_CACHE_DIR``, else ``data_dir/cache/glyphs``.
 
     Made absolute so a render process started elsewhere finds the same files; ``None`` when
     the variable is set but empty (memory cache only).
     """
-    value = os.environ.get(CACHE_DIR_ENV)
-    if value is not None:
-        return Path(value).resolve() if value.strip() else None
-    return (data_dir / "cache" / "glyphs").resolve()
+    return cache_dir(CACHE_DIR_ENV, data_dir, "glyphs")
 
 
 def default_cache_dir() -> Path | None:

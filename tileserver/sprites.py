@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import threading
 import xml.etree.ElementTree as ET
@@ -16,6 +15,7 @@ from PIL import Image
 
 from osmimport.errors import FondplanError
 from osmimport.paths import styles_dir
+from tileserver.diskcache import cache_dir, write_atomically
 
 #: The sprite sheet of our icons; the styles name it ``fondplan://sprites/fondplan``.
 SPRITE_NAME = "fondplan"
@@ -270,8 +270,8 @@ class SpriteBuilder:
         self.builds += 1
         if paths is not None:
             # The PNG first: a reader takes the JSON as the sign that both are complete.
-            _write_atomically(paths[1], built.png)
-            _write_atomically(paths[0], built.json_bytes())
+            write_atomically(paths[1], built.png)
+            write_atomically(paths[0], built.json_bytes())
         return built
 
 
@@ -290,31 +290,13 @@ def _read_cached(json_path: Path, png_path: Path) -> SpriteSheet | None:
     return SpriteSheet(index, png)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` through a private temporary file renamed over it.
-
-    The server and its render processes may build the same sheet at once: each writes its
-    own file and the rename is atomic. A cache that cannot be written is skipped.
-    """
-    partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_bytes(data)
-        partial.replace(path)
-    except OSError:
-        partial.unlink(missing_ok=True)
-
-
 def cache_dir_for(data_dir: Path) -> Path | None:
     """The sprite disk cache: ``$FONDPLAN_SPRITE_CACHE_DIR``, else ``data_dir/cache/sprites``.
 
     Made absolute so a render process started elsewhere finds the same files; ``None`` when
     the variable is set but empty (memory cache only).
     """
-    value = os.environ.get(CACHE_DIR_ENV)
-    if value is not None:
-        return Path(value).resolve() if value.strip() else None
-    return (data_dir / "cache" / "sprites").resolve()
+    return cache_dir(CACHE_DIR_ENV, data_dir, "sprites")
 
 
 def default_cache_dir() -> Path | None:
