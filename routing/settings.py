@@ -19,7 +19,8 @@ class RoutingSettings(BaseSettings):
     #: Most results of /nearest (OSRM's max-nearest-size).
     routing_max_nearest: int = 100
     #: Snapping radius in metres when a request gives none: a coordinate farther than this from
-    #: every road of the profile gets ``NoSegment`` (e.g. outside the imported area).
-    routing_snap_radius: float = 1000.0
+    #: every road of the profile gets ``NoSegment`` (e.g. outside the imported area). Generous,
+    #: because a point in the mountains may lie kilometres from the nearest road a car may use.
+    routing_snap_radius: float = 5000.0
     #: Seconds between two checks of the data version by a running server.
     routing_reload_interval: float = 10.0
