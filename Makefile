@@ -31,6 +31,9 @@ test: lint pytest
 bench: setup
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/tiles.py
+	$(BIN)/python bench/raster.py
+	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/townplan.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache
