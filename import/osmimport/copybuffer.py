@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg2.extensions
@@ -13,23 +13,24 @@ from psycopg2 import sql
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
+#: NULL in COPY text format.
+NULL = "\\N"
+
 
 def copy_value(value: Any) -> str:
     """One value in PostgreSQL's COPY text format."""
     if value is None:
-        return "\\N"
+        return NULL
     if value is True:
         return "t"
     if value is False:
         return "f"
     if isinstance(value, str):
-        return value.translate(_ESCAPES)
+        # Four scans for the rare special characters cost less than translating every string.
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_ESCAPES)
+        return value
     return str(value)
-
-
-def copy_array(values: Iterable[int]) -> str:
-    """An integer array literal for COPY."""
-    return "{" + ",".join(map(str, values)) + "}"
 
 
 class CopySender:
@@ -80,7 +81,11 @@ class CopySender:
 
 
 class CopyBuffer:
-    """Collects rows for one table and sends them with ``COPY`` once enough have piled up."""
+    """Collects rows for one table and sends them with ``COPY`` once enough have piled up.
+
+    The limit is small enough that most COPYs run while the file is still being read, rather
+    than all together at the end.
+    """
 
     def __init__(
         self,
@@ -89,7 +94,7 @@ class CopyBuffer:
         table: str,
         columns: Sequence[str],
         *,
-        limit: int = 4 << 20,
+        limit: int = 1 << 20,
     ) -> None:
         self._sender = sender
         self._statement = (

@@ -386,7 +386,7 @@ def plan_jobs(staging: str, raw_sizes: dict[str, int]) -> list[Job]:
     jobs.append(
         Job(
             "network",
-            sum(raw_sizes.get(t, 0) for t in ("raw_road_ways", "raw_road_nodes", "raw_barriers")),
+            sum(raw_sizes.get(t, 0) for t in ("raw_road_ways", "raw_barriers")),
             [
                 (load_sql("osmimport", "network.sql"), None),
                 *_index_steps(staging, schema.ROAD_WAYS_TABLE, identity=False),

@@ -6,8 +6,9 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import osmium
 import osmium.filter
@@ -16,7 +17,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from osmimport import mapping, schema
-from osmimport.copybuffer import CopyBuffer, CopySender, copy_array
+from osmimport.copybuffer import NULL, CopyBuffer, CopySender, copy_value
 from osmimport.mapping import Feature
 
 #: Node tags that matter to routing when the node lies on a road way.
@@ -35,8 +36,9 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("tags", "jsonb"),
         ("nodes", "bigint[]"),
         ("geom", "geometry(Geometry, 4326)"),
+        # A point per node when ``geom`` has fewer (consecutive nodes at one location).
+        ("points", "geometry(Geometry, 4326)"),
     ),
-    "raw_road_nodes": (("osm_id", "bigint"), ("lon", "float8"), ("lat", "float8")),
     "raw_barriers": (("osm_id", "bigint"), ("tags", "jsonb")),
     "raw_restrictions": (("osm_id", "bigint"), ("tags", "jsonb"), ("members", "jsonb")),
     "raw_communes": (
@@ -70,6 +72,23 @@ COUNTRY_HINTS: tuple[tuple[str, str], ...] = (
     ("ref:NIS", "BE"),
     ("ref:at:gkz", "AT"),
 )
+
+
+#: The only keys a node can make a row with: the point rules' keys and the barrier keys.
+#: Other nodes are dropped by libosmium before they reach Python.
+NODE_KEYS = mapping.NODE_KEYS | BARRIER_KEYS
+
+
+def tag_dict(tags: osmium.osm.TagList) -> dict[str, str]:
+    """An object's tags as a plain dict (the rules read each key several times)."""
+    data = getattr(tags, "_pyosmium_data", None)
+    if data is None:
+        return {tag.k: tag.v for tag in tags}
+    # Iterating a TagList ends on a translated C++ exception, costly once per object;
+    # fetching exactly tags_size() tags never hits the end.
+    following = data.tags_next
+    position = data.tags_begin()
+    return dict([following(position) for _ in range(data.tags_size())])
 
 
 def layer_raw_columns(layer: str) -> list[str]:
@@ -174,6 +193,21 @@ class RelationScan:
                     self.commune_ways.setdefault(member.ref, []).append(rel.id)
 
 
+class _BoundaryWays(osmium.SimpleHandler):
+    """Gets the ways the key filter dropped: those of boundary relations go to the loader."""
+
+    def __init__(self, loader: Loader) -> None:
+        super().__init__()
+        self.loader = loader
+
+    def way(self, way: osmium.osm.Way) -> None:
+        """Hand the way on when a boundary or commune relation has it as a member."""
+        scan = self.loader.scan
+        way_id = way.id
+        if way_id in scan.boundary_ways or way_id in scan.commune_ways:
+            self.loader.way(way)
+
+
 class Progress:
     """Objects/s on stderr, at most once every two seconds."""
 
@@ -239,17 +273,19 @@ class Loader:
         self.communes_built: set[int] = set()
 
     def _emit(self, osm_type: str, osm_id: int, geom: str, features: list[Feature]) -> None:
+        # The hex WKB needs no COPY escaping: the row head is formatted once for all features.
+        head = f"{osm_type}\t{osm_id}\t{geom}"
         for feature in features:
             attrs = feature.attrs
-            values = [
-                osm_type,
-                osm_id,
-                geom,
-                feature.minzoom,
-                feature.sort_key,
-                *(attrs.get(c) for c in self.columns[feature.layer]),
+            sort_key = feature.sort_key
+            values = [attrs.get(c) for c in self.columns[feature.layer]]
+            cells = [
+                head,
+                str(feature.minzoom),
+                NULL if sort_key is None else str(sort_key),
+                *[NULL if v is None else copy_value(v) for v in values],
             ]
-            self.layers[feature.layer].add(values)
+            self.layers[feature.layer].add_line("\t".join(cells) + "\n")
 
     def run(self, path: Path, *, progress: bool = False, node_store: Path | None = None) -> None:
         """Read ``path`` (nodes, ways, relations and the areas assembled from them).
@@ -257,14 +293,23 @@ class Loader:
         With ``node_store``, the location of every node is also written to that file (see
         ``trim_node_store``); otherwise they are kept in memory only.
         """
-        untagged_nodes = osmium.filter.EmptyTagFilter()
-        untagged_nodes.enable_for(osmium.osm.NODE)
+        # Objects no rule can use are dropped by libosmium before they reach Python. Boundary
+        # ways may carry no tag at all: those come back through the handler for filtered ones.
+        useful_nodes = osmium.filter.KeyFilter(*sorted(NODE_KEYS))
+        useful_nodes.enable_for(osmium.osm.NODE)
+        useful_ways = osmium.filter.KeyFilter(*sorted(mapping.LINE_KEYS))
+        useful_ways.enable_for(osmium.osm.WAY)
+        restrictions = osmium.filter.TagFilter(("type", "restriction"))
+        restrictions.enable_for(osmium.osm.RELATION)
         storage = "flex_mem" if node_store is None else f"{NODE_STORE_TYPE},{node_store}"
         processor = (
             osmium.FileProcessor(str(path))
             .with_locations(storage)
             .with_areas(self.scan)
-            .with_filter(untagged_nodes)
+            .with_filter(useful_nodes)
+            .with_filter(useful_ways)
+            .with_filter(restrictions)
+            .handler_for_filtered(_BoundaryWays(self))
         )
         meter = Progress(progress, f"reading {path.name}")
         try:
@@ -281,24 +326,25 @@ class Loader:
 
     def _read(self, processor: osmium.FileProcessor, meter: Progress) -> None:
         count = 0
+        handlers: dict[type, Callable[[Any], None]] = {
+            osmium.osm.Node: self.node,
+            osmium.osm.Way: self.way,
+            osmium.osm.Area: self.area,
+            osmium.osm.Relation: self.relation,
+        }
         for obj in processor:
             count += 1
             if count & 0xFFF == 0:
                 meter.tick(count)
-            if isinstance(obj, osmium.osm.Node):
-                self.node(obj)
-            elif isinstance(obj, osmium.osm.Way):
-                self.way(obj)
-            elif isinstance(obj, osmium.osm.Area):
-                self.area(obj)
-            elif isinstance(obj, osmium.osm.Relation):
-                self.relation(obj)
+            handler = handlers.get(type(obj))
+            if handler is not None:
+                handler(obj)
         meter.tick(count)
         meter.done()
 
     def node(self, node: osmium.osm.Node) -> None:
         """Points: POIs, places, stops, addresses, motorway exits; routing barrier candidates."""
-        tags = node.tags
+        tags = tag_dict(node.tags)
         features = mapping.node_features(tags)
         if features:
             try:
@@ -307,16 +353,17 @@ class Loader:
                 self.warnings["nodes without a valid location"] += 1
                 return
             self._emit("n", node.id, geom, features)
-        if any(key in tags for key in BARRIER_KEYS):
+        if not BARRIER_KEYS.isdisjoint(tags):
             self.raw["raw_barriers"].add((node.id, _json(tags)))
 
     def way(self, way: osmium.osm.Way) -> None:
         """Lines: streets, waterways, boundaries, ...; routing ways and their nodes."""
-        tags = way.tags
+        tags = tag_dict(way.tags)
         features = mapping.line_features(tags, closed=way.is_closed())
         road = "highway" in tags or tags.get("route") == "ferry"
-        level = self.scan.boundary_ways.get(way.id)
-        communes = self.scan.commune_ways.get(way.id)
+        way_id = way.id
+        level = self.scan.boundary_ways.get(way_id)
+        communes = self.scan.commune_ways.get(way_id)
         if not (features or road or level or communes):
             return
         try:
@@ -328,16 +375,16 @@ class Loader:
             self.warnings["ways with fewer than two distinct locations"] += 1
             return
         if features:
-            self._emit("w", way.id, geom, features)
+            self._emit("w", way_id, geom, features)
         if level is not None:
             attrs = {
                 "admin_level": level,
                 "maritime": tags.get("maritime") == "yes" or tags.get("natural") == "coastline",
-                "disputed": tags.get("disputed") == "yes" or way.id in self.scan.disputed_ways,
+                "disputed": tags.get("disputed") == "yes" or way_id in self.scan.disputed_ways,
             }
             self._emit(
                 "w",
-                way.id,
+                way_id,
                 geom,
                 [Feature("boundaries", mapping.BOUNDARY_LEVELS[level], float(-level), attrs)],
             )
@@ -345,26 +392,31 @@ class Loader:
             for relation_id in communes:
                 self.raw["raw_commune_ways"].add((relation_id, geom))
         if road:
-            nodes = way.nodes
-            self.raw["raw_road_ways"].add(
-                (way.id, _json(tags), copy_array(n.ref for n in nodes), geom)
-            )
-            buffer = self.raw["raw_road_nodes"]
-            for n in nodes:
-                loc = n.location
-                buffer.add_line(f"{n.ref}\t{loc.lon:.7f}\t{loc.lat:.7f}\n")
+            self._road(way, tags, geom)
+
+    def _road(self, way: osmium.osm.Way, tags: dict[str, str], geom: str) -> None:
+        refs = [n.ref for n in way.nodes]
+        # road_nodes pairs the nodes with the points of the line, in SQL.
+        points = NULL
+        if _wkb_size(geom) != len(refs):
+            points = self.factory.create_linestring(way, osmium.geom.ALL)
+        self.raw["raw_road_ways"].add_line(
+            f"{way.id}\t{copy_value(_json(tags))}\t{{{','.join(map(str, refs))}}}\t{geom}"
+            f"\t{points}\n"
+        )
 
     def relation(self, rel: osmium.osm.Relation) -> None:
         """Turn restrictions for routing."""
-        if rel.tags.get("type") == "restriction":
+        tags = tag_dict(rel.tags)
+        if tags.get("type") == "restriction":
             members = [{"type": m.type, "ref": m.ref, "role": m.role} for m in rel.members]
             self.raw["raw_restrictions"].add(
-                (rel.id, _json(rel.tags), json.dumps(members, separators=(",", ":")))
+                (rel.id, _json(tags), json.dumps(members, separators=(",", ":")))
             )
 
     def area(self, area: osmium.osm.Area) -> None:
         """Polygons and the points that stand for them; communes and country outlines."""
-        tags = area.tags
+        tags = tag_dict(area.tags)
         from_way = area.from_way()
         osm_id = area.orig_id()
         features = mapping.area_features(tags, from_way=from_way)
@@ -433,5 +485,15 @@ class Loader:
         self.sender.close()
 
 
-def _json(tags: osmium.osm.TagList) -> str:
-    return json.dumps({t.k: t.v for t in tags}, ensure_ascii=False, separators=(",", ":"))
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _json(tags: dict[str, str]) -> str:
+    return _JSON.encode(tags)
+
+
+def _wkb_size(geom: str) -> int:
+    """The number of points of a line string in little-endian hex WKB (-1 otherwise)."""
+    if not geom.startswith("0102000000"):
+        return -1
+    return int.from_bytes(bytes.fromhex(geom[10:18]), "little")

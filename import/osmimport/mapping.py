@@ -638,6 +638,31 @@ def node_features(tags: Tags) -> list[Feature]:
     return features
 
 
+#: Every key ``node_features`` can make a row from: a node with none of them has no row.
+NODE_KEYS: frozenset[str] = frozenset(
+    {
+        "place",
+        *(key for key, _ in PUBLIC_TRANSPORT),
+        *POIS,
+        "addr:housenumber",
+        "addr:housename",
+        "highway",
+    }
+)
+
+
+#: Every key ``line_features`` can make a row from (``route`` also marks ferries as roads).
+LINE_KEYS: frozenset[str] = frozenset(
+    {
+        *(key for key, _ in STREETS),
+        "waterway",
+        "aerialway",
+        "route",
+        "man_made",
+    }
+)
+
+
 def admin_level(tags: Tags) -> int | None:
     """The admin_level of a boundary=administrative object, else None."""
     if tags.get("boundary") != "administrative":

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import osmium
 import psycopg2
 import pytest
 
 from osmimport import schema
 from osmimport.importer import ImportSummary, run_import
 from osmimport.mapping import COLUMNS
+from tests.conftest import LIECHTENSTEIN
 from tests.osmimport.opl import Opl
 
 X, Y = 7.30, 47.70
@@ -133,6 +136,12 @@ def _build() -> Opl:
         type="restriction",
         restriction="no_left_turn",
     )
+    # A road with two nodes at one location (its line has one point fewer than nodes)
+    first = o.node(X + 0.15, Y + 0.22)
+    twin_a = o.node(X + 0.16, Y + 0.22)
+    twin_b = o.node(X + 0.16, Y + 0.22)
+    last = o.node(X + 0.17, Y + 0.23)
+    o.way(202, [first, twin_a, twin_b, last], highway="track")
     return o
 
 
@@ -365,6 +374,23 @@ def test_routing_tables(imported: tuple[str, ImportSummary]) -> None:
     assert members[1] == {"type": "n", "ref": nodes[0], "role": "via"}
 
 
+def test_road_nodes_at_a_shared_location(
+    imported: tuple[str, ImportSummary], tmp_path: Path
+) -> None:
+    url, _ = imported
+    nodes = by_id(url, "road_ways", 202, "nodes")[0]
+    expected = {}
+    for node in osmium.FileProcessor(str(_build().write(tmp_path / "c.opl")), osmium.osm.NODE):
+        if isinstance(node, osmium.osm.Node) and node.id in nodes:
+            expected[node.id] = (node.location.lon, node.location.lat)
+    located = rows(
+        url, "SELECT osm_id, lon, lat FROM osm.road_nodes WHERE osm_id = ANY(%s)", (nodes,)
+    )
+    assert len(expected) == 4
+    assert {osm_id: (lon, lat) for osm_id, lon, lat in located} == expected
+    assert by_id(url, "road_ways", 202, "ST_NPoints(geom)")[0] == 3
+
+
 def test_generalised_tables(imported: tuple[str, ImportSummary]) -> None:
     url, _ = imported
     for layer in schema.LAYERS:
@@ -405,6 +431,28 @@ def test_pure_rules_on_plain_dicts() -> None:
     assert mapping.area_features({"building": "no"}, from_way=True) == []
     streets = mapping.line_features({"highway": "trunk_link"}, closed=False)
     assert streets[0].attrs["kind"] == "trunk" and streets[0].attrs["link"] is True
+
+
+def test_filter_keys_cover_every_rule(tmp_path: Path) -> None:
+    # Nodes and ways without these keys never reach Python: every object a rule (or routing)
+    # uses must have one, in the sample extract and in the inline cases.
+    from osmimport import loader, mapping
+
+    sources = [LIECHTENSTEIN, _build().write(tmp_path / "cases.opl")]
+    used_nodes = used_ways = 0
+    for source in sources:
+        for obj in osmium.FileProcessor(str(source), osmium.osm.NODE | osmium.osm.WAY):
+            tags = {tag.k: tag.v for tag in obj.tags}
+            if isinstance(obj, osmium.osm.Node):
+                if mapping.node_features(tags) or not loader.BARRIER_KEYS.isdisjoint(tags):
+                    used_nodes += 1
+                    assert not loader.NODE_KEYS.isdisjoint(tags), tags
+            elif isinstance(obj, osmium.osm.Way):
+                features = mapping.line_features(tags, closed=obj.is_closed())
+                if features or "highway" in tags or tags.get("route") == "ferry":
+                    used_ways += 1
+                    assert not mapping.LINE_KEYS.isdisjoint(tags), tags
+    assert used_nodes > 1000 and used_ways > 1000
 
 
 def test_conflicting_tags_map_the_same_in_every_process() -> None:

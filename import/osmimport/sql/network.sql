@@ -4,8 +4,13 @@ CREATE TABLE road_ways AS
     FROM raw_road_ways;
 ALTER TABLE road_ways ADD PRIMARY KEY (osm_id);
 
+-- Node i of a way is point i of its line (of its point list when the line dropped repeated
+-- locations); ROWS FROM walks both side by side.
 CREATE TABLE road_nodes AS
-    SELECT DISTINCT ON (osm_id) osm_id, lon, lat FROM raw_road_nodes ORDER BY osm_id;
+    SELECT DISTINCT ON (n.osm_id) n.osm_id, ST_X(n.geom) AS lon, ST_Y(n.geom) AS lat
+    FROM raw_road_ways w,
+        ROWS FROM (unnest(w.nodes), ST_DumpPoints(coalesce(w.points, w.geom))) AS n(osm_id, path, geom)
+    ORDER BY n.osm_id;
 ALTER TABLE road_nodes ADD PRIMARY KEY (osm_id);
 
 CREATE TABLE barriers AS
