@@ -51,6 +51,10 @@ class Catalog:
         """The columns of ``table`` that go into tiles: every non-system column."""
         return tuple(c for c in self.columns.get(table, ()) if c.name not in schema.SYSTEM_COLUMNS)
 
+    def table_for(self, layer: schema.Layer, zoom: int) -> str | None:
+        """The best table of ``layer`` for ``zoom`` that the served schema has, if any."""
+        return next((t for t in layer.tables_for_zoom(zoom) if t in self.columns), None)
+
     def has_column(self, table: str, column: str) -> bool:
         """Whether ``table`` has ``column``."""
         return any(c.name == column for c in self.columns.get(table, ()))
@@ -87,9 +91,9 @@ def layer_tables() -> list[str]:
     tables: list[str] = []
     for layer in schema.LAYERS:
         for zoom in range(layer.minzoom, layer.maxzoom + 1):
-            table = layer.table_for_zoom(zoom)
-            if table not in tables:
-                tables.append(table)
+            for table in layer.tables_for_zoom(zoom):
+                if table not in tables:
+                    tables.append(table)
     return tables
 
 
@@ -133,8 +137,8 @@ def tile_query(catalog: Catalog, zoom: int, *, extent: int, buffer: int) -> sql.
     for layer in schema.LAYERS:
         if not layer.minzoom <= zoom <= layer.maxzoom:
             continue
-        table = layer.table_for_zoom(zoom)
-        if table not in catalog.columns or not catalog.has_column(table, schema.GEOM_COLUMN):
+        table = catalog.table_for(layer, zoom)
+        if table is None or not catalog.has_column(table, schema.GEOM_COLUMN):
             continue
         attributes = catalog.attributes(table)
         attrs = sql.SQL("").join(

@@ -213,7 +213,8 @@ class PostGISSource:
         for layer in schema.LAYERS:
             fields: dict[str, str] = {}
             for zoom in range(layer.minzoom, layer.maxzoom + 1):
-                for column in catalog.attributes(layer.table_for_zoom(zoom)):
+                table = catalog.table_for(layer, zoom)
+                for column in catalog.attributes(table) if table else ():
                     fields.setdefault(column.name, column.tilejson_type)
             layers.append(
                 {

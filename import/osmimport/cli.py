@@ -89,6 +89,12 @@ class ImportCommand:
         parser.add_argument(
             "--quiet", action="store_true", help="no progress output, only the summary"
         )
+        parser.add_argument(
+            "--no-generalise",
+            dest="generalise",
+            action="store_false",
+            help="skip the generalised low-zoom tables: a faster import, heavier low-zoom tiles",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Import, then print the summary."""
@@ -100,6 +106,7 @@ class ImportCommand:
             progress=not args.quiet,
             after_import=self.after_import,
             node_dir=node_store_dir(settings.data_dir, url),
+            generalise=args.generalise,
         )
         print(format_summary(summary))
         return 0

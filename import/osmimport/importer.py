@@ -362,7 +362,7 @@ class Job:
     tables: list[str]
 
 
-def plan_jobs(staging: str, raw_sizes: dict[str, int]) -> list[Job]:
+def plan_jobs(staging: str, raw_sizes: dict[str, int], *, generalise: bool = True) -> list[Job]:
     """The independent jobs that turn the raw tables into the served ones."""
     jobs: list[Job] = []
     for layer in schema.LAYERS:
@@ -370,7 +370,7 @@ def plan_jobs(staging: str, raw_sizes: dict[str, int]) -> list[Job]:
         post = f"layer_{layer.name}.sql"
         if _sql_file_exists(post):
             steps.append((load_sql("osmimport", post), None))
-        generalised = generalised_queries(staging, layer)
+        generalised = generalised_queries(staging, layer) if generalise else []
         steps.extend(step for _, step in generalised)
         tables = [layer.name, *(table for table, _ in generalised)]
         for table in tables:
@@ -519,8 +519,12 @@ def run_import(
     progress: bool = False,
     after_import: Sequence[Callable[[str], None]] = (),
     node_dir: Path | None = None,
+    generalise: bool = True,
 ) -> ImportSummary:
     """Import ``files`` into the ``osm`` schema of ``url``; the old data stays until the swap.
+
+    ``generalise=False`` skips the optional generalised low-zoom tables (a faster import whose
+    low-zoom tiles then read the full-detail tables).
 
     With ``node_dir``, every node location is also kept in ``node_dir/nodes-<version>.cache``
     for later updates; ``osm.meta`` names the file that belongs to the data swapped in.
@@ -569,7 +573,7 @@ def run_import(
                 conn.commit()
                 _say(progress, f"building tables on {BUILD_WORKERS} connections")
                 building = time.monotonic()
-                jobs = plan_jobs(staging, _raw_sizes(cur, staging))
+                jobs = plan_jobs(staging, _raw_sizes(cur, staging), generalise=generalise)
                 conn.commit()
                 built = run_jobs(url, staging, jobs, BUILD_WORKERS)
                 _say(progress, f"built {len(built)} tables in {time.monotonic() - building:.1f}s")

@@ -77,12 +77,18 @@ class Layer:
         """The table holding the layer's features at full detail."""
         return self.name
 
+    def tables_for_zoom(self, zoom: int) -> list[str]:
+        """The tables that can serve ``zoom``, best first: generalised ones covering it, then full.
+
+        A reader takes the first that exists, so data imported without generalised tables
+        (``fondplan import --no-generalise``, or before a new level was added) is still served.
+        """
+        covering = [f"{self.name}_z{limit}" for limit in sorted(self.generalised) if zoom <= limit]
+        return [*covering, self.name]
+
     def table_for_zoom(self, zoom: int) -> str:
         """The table to read at ``zoom``: the first generalised one that covers it, else full."""
-        for limit in sorted(self.generalised):
-            if zoom <= limit:
-                return f"{self.name}_z{limit}"
-        return self.name
+        return self.tables_for_zoom(zoom)[0]
 
 
 #: The 26 Shortbread 1.1 layers, in drawing order.
