@@ -9,24 +9,28 @@ embedded PostGIS (dropped at the end).
 
 from __future__ import annotations
 
-import argparse
-import math
-import statistics
 import sys
-import time
-import uuid
-import warnings
 from pathlib import Path
 
-import psutil
-import psycopg2.pool  # noqa: F401 - tileserver.errors maps psycopg2.pool.PoolError
+# Run as a script, this file's folder comes first on sys.path, where bench/routing.py would hide
+# the routing package the app mounts.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from osmimport.database import drop_database, ensure_database
-from osmimport.embedded import EmbeddedCluster
-from osmimport.settings import DatabaseSettings
-from tileserver.app import create_app
-from tileserver.raster import RasterPool, RasterSettings, TileRequest
-from tileserver.settings import CacheSettings, Settings
+import argparse  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+import warnings  # noqa: E402
+
+import psutil  # noqa: E402
+
+from osmimport.database import drop_database, ensure_database  # noqa: E402
+from osmimport.embedded import EmbeddedCluster  # noqa: E402
+from osmimport.settings import DatabaseSettings  # noqa: E402
+from tileserver.app import create_app  # noqa: E402
+from tileserver.raster import RasterPool, RasterSettings, TileRequest  # noqa: E402
+from tileserver.settings import CacheSettings, Settings  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

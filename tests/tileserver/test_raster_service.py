@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-import psycopg2.pool  # noqa: F401 - tileserver.errors maps psycopg2.pool.PoolError
 import pytest
 from PIL import Image
 

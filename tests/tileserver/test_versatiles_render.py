@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import psycopg2
-import psycopg2.pool  # noqa: F401 - tileserver.errors maps psycopg2.pool.PoolError
 import pytest
 from PIL import Image
 

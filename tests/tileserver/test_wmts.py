@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg2.pool  # noqa: F401 - tileserver.errors maps psycopg2.pool.PoolError
 import pytest
 import uvicorn
 from owslib.wmts import WebMapTileService
