@@ -354,36 +354,7 @@ class FootProfile(Profile):
     mode = "walking"
     access_keys = ("foot", "access")
     restriction_modes = ()
-    passable_barriers = frozenset(
-        {
-            "bollard",
-            "block",
-            "border_control",
-            "cattle_grid",
-            "chain",
-            "cycle_barrier",
-            "entrance",
-            "gate",
-            "kerb",
-            "kissing_gate",
-            "lift_gate",
-            "motorcycle_barrier",
-            "no",
-            "sally_port",
-            "stile",
-            "swing_gate",
-            "toll_booth",
-            "turnstile",
-            "height_restrictor",
-            "arch",
-            "barrier_board",
-            "bus_trap",
-            "spikes",
-            "yes",
-            "debris",
-            "log",
-        }
-    )
+    passable_barriers = BikeProfile.passable_barriers | {"debris", "log", "stile", "yes"}
     WALKING_SPEED = 5.0
     CLOSED_CLASSES = frozenset({"motorway", "motorway_link"})
     OPEN_CLASSES = frozenset(
