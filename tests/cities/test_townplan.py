@@ -18,7 +18,7 @@ from PIL import Image
 
 from cities.communes import find_commune, list_communes
 from cities.errors import IncompleteBoundary, UnknownCommune
-from cities.layout import ATTRIBUTION, page_geometry
+from cities.layout import ATTRIBUTION, Rect, page_geometry
 from cities.paper import PAPERS, Layout, Orientation, page_size_mm
 from cities.render import MapRenderer
 from cities.townplan import Plan, PlanOptions, commune_area, make_plan
@@ -179,20 +179,33 @@ def test_same_name_streets_stay_apart(vaduz_a3: tuple[Path, Plan]) -> None:
     assert len(displays) == len(set(displays))
 
 
-def test_map_area_is_drawn(vaduz_a3: tuple[Path, Plan], tmp_path: Path) -> None:
-    path, _ = vaduz_a3
+def _a3_first_page(
+    path: Path, tmp_path: Path, *, dpi: int, mode: str
+) -> tuple[Image.Image, Rect, tuple[float, float]]:
+    """Page 1 of an A3 landscape index-side plan as an image, its map frame, and px per mm."""
     subprocess.run(
-        ["pdftoppm", "-r", "40", "-png", "-f", "1", "-l", "1", str(path), str(tmp_path / "p")],
+        ["pdftoppm", "-r", str(dpi), "-png", "-f", "1", "-l", "1", str(path), str(tmp_path / "p")],
         check=True,
     )
-    image = Image.open(next(tmp_path.glob("p*.png"))).convert("L")
+    image = Image.open(next(tmp_path.glob("p*.png"))).convert(mode)
     width_mm, height_mm = page_size_mm("A3", Orientation.LANDSCAPE, 1.0)
     frame = page_geometry(width_mm, height_mm, Layout.INDEX_SIDE).frame
-    sx, sy = image.width / width_mm, image.height / height_mm
-    crop = image.crop(
-        (int(frame.x * sx) + 2, int(frame.y * sy) + 2,
-         int((frame.x + frame.w) * sx) - 2, int((frame.y + frame.h) * sy) - 2)
+    return image, frame, (image.width / width_mm, image.height / height_mm)
+
+
+def _inside(image: Image.Image, frame: Rect, scale: tuple[float, float], inset: int) -> Image.Image:
+    """The part of ``image`` inside the map frame, ``inset`` pixels in from its edge."""
+    sx, sy = scale
+    return image.crop(
+        (int(frame.x * sx) + inset, int(frame.y * sy) + inset,
+         int((frame.x + frame.w) * sx) - inset, int((frame.y + frame.h) * sy) - inset)
     )  # fmt: skip
+
+
+def test_map_area_is_drawn(vaduz_a3: tuple[Path, Plan], tmp_path: Path) -> None:
+    path, _ = vaduz_a3
+    image, frame, (sx, sy) = _a3_first_page(path, tmp_path, dpi=40, mode="L")
+    crop = _inside(image, frame, (sx, sy), inset=2)
     pixels = list(crop.getdata())
     dark = sum(1 for p in pixels if p < 200)
     assert len(set(pixels)) > 20
@@ -288,18 +301,8 @@ def test_map_shows_print_style_colours(vaduz_a3: tuple[Path, Plan], tmp_path: Pa
     paint = {layer["id"]: layer.get("paint", {}) for layer in style["layers"]}
     forest = _hex(paint["land-forest"]["fill-color"])
     meadows = _hex(paint["land-grass"]["fill-color"])
-    subprocess.run(
-        ["pdftoppm", "-r", "100", "-png", "-f", "1", "-l", "1", str(path), str(tmp_path / "p")],
-        check=True,
-    )
-    image = Image.open(next(tmp_path.glob("p*.png"))).convert("RGB")
-    width_mm, height_mm = page_size_mm("A3", Orientation.LANDSCAPE, 1.0)
-    frame = page_geometry(width_mm, height_mm, Layout.INDEX_SIDE).frame
-    sx, sy = image.width / width_mm, image.height / height_mm
-    inside = image.crop(
-        (int(frame.x * sx) + 3, int(frame.y * sy) + 3,
-         int((frame.x + frame.w) * sx) - 3, int((frame.y + frame.h) * sy) - 3)
-    )  # fmt: skip
+    image, frame, (sx, sy) = _a3_first_page(path, tmp_path, dpi=100, mode="RGB")
+    inside = _inside(image, frame, (sx, sy), inset=3)
     outside = image.crop((0, 0, image.width, int(frame.y * sy) - 3))
     pixels = list(inside.getdata())
 
