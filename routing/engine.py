@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -15,10 +16,16 @@ import routingkit_cch as rk
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from routing import kernels
 from routing.network import EARTH_RADIUS, bearing, haversine
 
 #: Spacing (m) of the sample points indexing road pieces for snapping.
 SAMPLE_SPACING = 20.0
+#: Strongly connected parts of the road graph with fewer nodes than this are "small" (OSRM's
+#: ``--small-component-size``; ``FONDPLAN_ROUTING_SMALL_COMPONENT``).
+SMALL_COMPONENT_SIZE = 1000
+#: Smallest side (m) of the grid cells indexing road pieces for the nearest one.
+GRID_CELL_MIN = 20.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,9 @@ class Snap:
     #: False when only ``edge``'s direction may be used (a bearing filter, or a via point a
     #: route continues straight through), not the way back over the same road.
     both: bool = True
+    #: The strongly connected part of the graph ``edge`` belongs to, and whether it is small.
+    component: int = 0
+    small: bool = False
 
 
 class Part(NamedTuple):
@@ -45,12 +55,42 @@ class Part(NamedTuple):
     end: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Path:
-    """A route between two snapped points: the edge stretches and its integer weight (ms)."""
+    """A route between two snapped points: the edges travelled in order, where it starts on the
+    first (a fraction of it) and ends on the last, and its integer weight (ms). Every edge in
+    between is travelled whole."""
 
-    parts: tuple[Part, ...]
+    edges: NDArray[np.int64]
+    start: float
+    end: float
     weight: int
+
+    @classmethod
+    def from_parts(cls, parts: Sequence[Part], weight: int) -> Path:
+        """The path travelling ``parts`` (whole edges but the first and last)."""
+        edges = np.fromiter((part.edge for part in parts), np.int64, len(parts))
+        return cls(edges, parts[0].start, parts[-1].end, weight)
+
+    @cached_property
+    def parts(self) -> tuple[Part, ...]:
+        """The stretch of each edge travelled."""
+        edges = self.edges.tolist()
+        if len(edges) == 1:
+            return (Part(edges[0], self.start, self.end),)
+        return (
+            Part(edges[0], self.start, 1.0),
+            *(Part(edge, 0.0, 1.0) for edge in edges[1:-1]),
+            Part(edges[-1], 0.0, self.end),
+        )
+
+    @cached_property
+    def shares(self) -> NDArray[np.float64]:
+        """The fraction of each edge travelled."""
+        shares = np.ones(len(self.edges))
+        shares[0] -= self.start
+        shares[-1] -= 1.0 - self.end
+        return shares
 
 
 @dataclass(frozen=True)
@@ -93,6 +133,15 @@ def _bearing_arrays(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[n
     return result
 
 
+class _Samples:
+    """Points every few metres along the road pieces, indexed for nearest searches."""
+
+    def __init__(self, points: NDArray[np.float64], owner: NDArray[np.int64]) -> None:
+        self.tree = cKDTree(points) if len(owner) else None
+        #: The road piece of each point.
+        self.owner = owner
+
+
 def angle_difference(a: float, b: float) -> float:
     """The absolute difference of two bearings (0-180)."""
     d = abs(a - b) % 360.0
@@ -102,8 +151,11 @@ def angle_difference(a: float, b: float) -> float:
 class Engine:
     """Routes on one profile's graph: snapping, fastest paths, tables, alternatives."""
 
-    def __init__(self, graph: nx.MultiDiGraph) -> None:
+    def __init__(
+        self, graph: nx.MultiDiGraph, small_component_size: int = SMALL_COMPONENT_SIZE
+    ) -> None:
         self.graph = graph
+        self.small_component_size = small_component_size
         self.profile: str = graph.graph["profile"]
         self.data_version: str = graph.graph["data_version"]
         count = graph.number_of_edges()
@@ -115,15 +167,55 @@ class Engine:
             self.tail[key] = u
             self.head[key] = v
         self.weight = [int(data["weight"]) for data in self.edges]
+        self.edge_length = np.fromiter((d["length"] for d in self.edges), np.float64, count)
+        self.edge_time = np.fromiter((d["travel_time"] for d in self.edges), np.float64, count)
+        labels: dict[str, int] = {}
+        #: Per edge, the index of its road's label (name, else ref) in ``labels``, or -1.
+        self.edge_label = np.fromiter(
+            (
+                labels.setdefault(label, len(labels)) if label else -1
+                for label in (d["name"] or d["ref"] for d in self.edges)
+            ),
+            np.int64,
+            count,
+        )
+        self.labels = list(labels)
         sizes = np.fromiter((len(data["geometry"]) for data in self.edges), np.int64, count)
         #: Every edge's geometry in one array: edge ``e`` is ``points[offsets[e]:offsets[e+1]]``.
         self.offsets: NDArray[np.int64] = np.concatenate(([0], np.cumsum(sizes)))
         self.points: NDArray[np.float64] = np.asarray(
             [point for data in self.edges for point in data["geometry"]], dtype=np.float64
         ).reshape(-1, 2)
+        #: Metres from the start of its edge to each point of ``points``.
+        self.along = self._along()
         self._compile_turns()
         self._build_cch()
         self._build_snapping()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile (or load from the disk cache) the kernels now rather than on a request."""
+        if self.edges:
+            lon, lat = self.points[0]
+            self.snap(float(lon), float(lat), radius=None)
+            line = self.line(Path(np.zeros(1, dtype=np.int64), 0.0, 1.0, 0))
+            kernels.encode_polyline(kernels.simplify(line, 1e-5), 5)
+
+    def _along(self) -> NDArray[np.float64]:
+        if not len(self.points):
+            return np.zeros(0)
+        lon, lat = np.radians(self.points[:, 0]), np.radians(self.points[:, 1])
+        a = (
+            np.sin(np.diff(lat) / 2) ** 2
+            + np.cos(lat[:-1]) * np.cos(lat[1:]) * np.sin(np.diff(lon) / 2) ** 2
+        )
+        steps = np.concatenate(([0.0], 2 * EARTH_RADIUS * np.arcsin(np.sqrt(np.minimum(a, 1.0)))))
+        # The step into each edge's first point belongs to no edge.
+        steps[self.offsets[:-1][self.offsets[:-1] < len(steps)]] = 0.0
+        total = np.cumsum(steps)
+        sizes = np.diff(self.offsets)
+        along: NDArray[np.float64] = total - np.repeat(total[self.offsets[:-1]], sizes)
+        return along
 
     # -- turn graph ---------------------------------------------------------------------------
 
@@ -175,6 +267,7 @@ class Engine:
                 else:
                     successors[copy] = [x for x in successors[edge] if x == b]
         self.origin = origin
+        self._origin = np.asarray(origin, dtype=np.int64)
         self.successors = successors
         self.copies: dict[int, list[int]] = defaultdict(list)
         for node, edge in enumerate(origin):
@@ -213,17 +306,6 @@ class Engine:
         for tail, head, weight in zip(tails, heads, weights, strict=True):
             graph.add_edge(tail, head, weight=weight)
         return graph
-
-    def gather(self, edges: list[int]) -> NDArray[np.float64]:
-        """The geometries of whole ``edges`` one after the other (shared ends repeated)."""
-        keys = np.asarray(edges, dtype=np.int64)
-        starts = self.offsets[keys]
-        counts = self.offsets[keys + 1] - starts
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        points: NDArray[np.float64] = self.points[
-            np.repeat(starts, counts) + np.arange(int(counts.sum())) - first
-        ]
-        return points
 
     @cached_property
     def junctions(self) -> Junctions:
@@ -279,9 +361,26 @@ class Engine:
         y = np.radians(lat) * EARTH_RADIUS
         return x, y
 
+    def _components(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """Per edge, its strongly connected component and whether that one is small."""
+        component_of: dict[int, int] = {}
+        sizes: list[int] = []
+        for number, nodes in enumerate(nx.strongly_connected_components(self.graph)):
+            sizes.append(len(nodes))
+            for node in nodes:
+                component_of[node] = number
+        count = len(self.edges)
+        tail = np.fromiter((component_of[n] for n in self.tail), np.int64, count)
+        head = np.fromiter((component_of[n] for n in self.head), np.int64, count)
+        size = np.asarray(sizes, dtype=np.int64)
+        # An edge into or out of a small part (a one-way trap) counts as small.
+        small = np.minimum(size[tail] if count else tail, size[head] if count else head)
+        return tail, small < self.small_component_size
+
     def _build_snapping(self) -> None:
         lats = [self.graph.nodes[n]["y"] for n in self.graph.nodes]
         self._cos = math.cos(math.radians(float(np.mean(lats)) if lats else 0.0))
+        self.edge_component, self.edge_small = self._components()
         piece_edge: list[int] = []
         piece_offset: list[float] = []
         starts: list[tuple[float, float]] = []
@@ -310,10 +409,28 @@ class Engine:
         owner = np.repeat(np.arange(len(lengths)), counts)
         first = np.repeat(np.cumsum(counts) - counts, counts)
         step = (np.arange(len(owner)) - first) / (counts[owner] - 1)
-        sx = x0[owner] + (x1[owner] - x0[owner]) * step
-        sy = y0[owner] + (y1[owner] - y0[owner]) * step
-        self._sample_owner = owner
-        self._tree = cKDTree(np.stack([sx, sy], axis=1)) if len(owner) else None
+        samples = np.stack(
+            [
+                x0[owner] + (x1[owner] - x0[owner]) * step,
+                y0[owner] + (y1[owner] - y0[owner]) * step,
+            ],
+            axis=1,
+        )
+        self._samples = _Samples(samples, owner)
+        large = ~self.edge_small[self._piece_edge[owner]] if len(owner) else owner.astype(bool)
+        self._large_samples = (
+            self._samples if large.all() else _Samples(samples[large], owner[large])
+        )
+        # The grid for the common single nearest road: about one piece per cell.
+        area = (
+            float(np.ptp(self._piece_xy[:, 0::2]) * np.ptp(self._piece_xy[:, 1::2]))
+            if len(lengths)
+            else 0.0
+        )
+        self._cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(lengths))))
+        self._grid = kernels.build_grid(self._piece_xy, self._cell)
+        self._piece_allowed = np.ones(len(lengths), dtype=np.bool_)
+        self._piece_large = ~self.edge_small[self._piece_edge]
 
     def snap(
         self,
@@ -323,89 +440,117 @@ class Engine:
         radius: float | None,
         number: int = 1,
         bearing: tuple[float, float] | None = None,
+        large_only: bool = False,
     ) -> list[Snap]:
         """The ``number`` nearest distinct roads within ``radius`` metres (all if None); with
         ``bearing`` (value, range in degrees) only roads travelled in such a direction, the
-        snap then restricted to the matching direction(s)."""
-        if self._tree is None:
+        snap then restricted to the matching direction(s); with ``large_only`` only roads of
+        components that are not small."""
+        samples = self._large_samples if large_only else self._samples
+        if samples.tree is None:
             return []
         px = math.radians(lon) * EARTH_RADIUS * self._cos
         py = math.radians(lat) * EARTH_RADIUS
-        total = len(self._sample_owner)
-        k = min(total, max(32, number * 16) * (8 if bearing is not None else 1))
-        distances, indices = self._tree.query((px, py), k=k)
+        if number == 1 and bearing is None:
+            left, bottom, columns, rows, starts, members = self._grid
+            piece, t, _ = kernels.nearest_piece(
+                px,
+                py,
+                self._piece_xy,
+                self._piece_large if large_only else self._piece_allowed,
+                left,
+                bottom,
+                self._cell,
+                columns,
+                rows,
+                starts,
+                members,
+                math.inf if radius is None else radius * 1.01 + 1.0,
+            )
+            if piece < 0:
+                return []
+            snap = self._snap_on(piece, t, lon, lat)
+            return [] if radius is not None and snap.distance > radius else [snap]
+        total = len(samples.owner)
+        k = min(total, max(16, number * 16) * (8 if bearing is not None else 1))
+        distances, indices = samples.tree.query((px, py), k=k)
         distances = np.atleast_1d(distances)
         indices = np.atleast_1d(indices)
         reach = float(distances[0]) + SAMPLE_SPACING
         if number > 1:
             reach = max(reach, float(distances[-1]))
-        if bearing is not None:
-            candidates = indices
-        elif number == 1 and (k == total or float(distances[-1]) > reach + 1.0):
+        if bearing is not None or k == total or float(distances[-1]) > reach + 1.0:
             # The k nearest samples already hold every sample within reach: no second search.
             candidates = indices
         else:
-            close = self._tree.query_ball_point((px, py), reach + 1.0)
-            candidates = np.asarray(close + list(indices), dtype=np.int64)
-        pieces = np.unique(self._sample_owner[candidates])
-        x0, y0, x1, y1 = self._piece_xy[pieces].T
-        dx, dy = x1 - x0, y1 - y0
-        norm = dx * dx + dy * dy
-        t = np.where(norm > 0, ((px - x0) * dx + (py - y0) * dy) / np.where(norm > 0, norm, 1), 0)
-        t = np.clip(t, 0.0, 1.0)
-        gap = np.hypot(x0 + t * dx - px, y0 + t * dy - py)
+            close = samples.tree.query_ball_point((px, py), reach + 1.0)
+            candidates = np.asarray(close + indices.tolist(), dtype=np.int64)
+        pieces = np.unique(samples.owner[candidates])
+        xy = self._piece_xy[pieces]
+        d = xy[:, 2:] - xy[:, :2]
+        rel = np.array((px, py)) - xy[:, :2]
+        norm = np.einsum("ij,ij->i", d, d)
+        t = np.clip(np.einsum("ij,ij->i", rel, d) / np.maximum(norm, 1e-9), 0.0, 1.0)
+        off = rel - d * t[:, None]
+        gap = np.einsum("ij,ij->i", off, off)
         found: list[Snap] = []
         seen: set[int] = set()
-        for i in np.argsort(gap, kind="stable"):
+        order = np.argsort(gap, kind="stable").tolist() if len(gap) > 1 else [0]
+        for i in order:
             piece = int(pieces[i])
-            edge = int(self._piece_edge[piece])
-            if edge in seen:
+            snap = self._snap_on(piece, float(t[i]), lon, lat)
+            if snap.edge in seen:
                 continue
-            start, end = self._piece_lonlat[0][piece], self._piece_lonlat[1][piece]
-            slon = float(start[0] + (end[0] - start[0]) * t[i])
-            slat = float(start[1] + (end[1] - start[1]) * t[i])
-            distance = haversine(lon, lat, slon, slat)
-            if radius is not None and distance > radius:
+            if radius is not None and snap.distance > radius:
                 break
-            length = self.edges[edge]["length"]
-            along = float(self._piece_offset[piece]) + haversine(
-                float(start[0]), float(start[1]), slon, slat
-            )
-            fraction = min(1.0, along / length) if length > 0 else 0.0
-            seen.add(edge)
-            if bearing is None:
-                found.append(Snap(edge, fraction, slon, slat, distance))
-            else:
-                snap = self._bearing_snap(edge, piece, fraction, slon, slat, distance, bearing)
-                if snap is None:
+            seen.add(snap.edge)
+            if bearing is not None:
+                bearing_snap = self._bearing_snap(snap, piece, bearing)
+                if bearing_snap is None:
                     continue
-                found.append(snap)
+                snap = bearing_snap
+            found.append(snap)
             if len(found) >= number:
                 break
         return found
 
-    def _bearing_snap(
-        self,
-        edge: int,
-        piece: int,
-        fraction: float,
-        lon: float,
-        lat: float,
-        distance: float,
-        wanted: tuple[float, float],
-    ) -> Snap | None:
+    def _snap_on(self, piece: int, t: float, lon: float, lat: float) -> Snap:
+        """(lon, lat) moved to the position ``t`` (0-1) along road piece ``piece``."""
+        edge = int(self._piece_edge[piece])
+        start, end = self._piece_lonlat[0][piece], self._piece_lonlat[1][piece]
+        slon = float(start[0] + (end[0] - start[0]) * t)
+        slat = float(start[1] + (end[1] - start[1]) * t)
+        length = self.edges[edge]["length"]
+        along = float(self._piece_offset[piece]) + haversine(
+            float(start[0]), float(start[1]), slon, slat
+        )
+        fraction = min(1.0, along / length) if length > 0 else 0.0
+        return Snap(
+            edge,
+            fraction,
+            slon,
+            slat,
+            haversine(lon, lat, slon, slat),
+            True,
+            int(self.edge_component[edge]),
+            bool(self.edge_small[edge]),
+        )
+
+    def _bearing_snap(self, snap: Snap, piece: int, wanted: tuple[float, float]) -> Snap | None:
+        """``snap`` kept to the direction(s) of its road within ``wanted`` (bearing, range)."""
         start, end = self._piece_lonlat[0][piece], self._piece_lonlat[1][piece]
         heading = bearing(float(start[0]), float(start[1]), float(end[0]), float(end[1]))
         value, spread = wanted
         forward = angle_difference(heading, value) <= spread
-        reverse = self.edges[edge]["reverse"]
+        reverse = self.edges[snap.edge]["reverse"]
         backward = reverse >= 0 and angle_difference((heading + 180.0) % 360.0, value) <= spread
         if forward and backward:
-            return Snap(edge, fraction, lon, lat, distance)
+            return snap
         if forward:
-            return Snap(edge, fraction, lon, lat, distance, both=False)
+            return replace(snap, both=False)
         if backward:
-            return Snap(reverse, 1.0 - fraction, lon, lat, distance, both=False)
+            # An edge and its way back join the same two nodes: one component.
+            return replace(snap, edge=reverse, fraction=1.0 - snap.fraction, both=False)
         return None
 
     # -- queries ------------------------------------------------------------------------------
@@ -444,7 +589,7 @@ class Engine:
             if edge in ends and ends[edge] >= fraction:
                 weight = round(ends[edge] * self.weight[edge]) - round(fraction * self.weight[edge])
                 if best is None or weight < best.weight:
-                    best = Path((Part(edge, fraction, ends[edge]),), weight)
+                    best = Path(np.asarray([edge]), fraction, ends[edge], weight)
         return best
 
     def route(self, start: Snap, end: Snap) -> Path | None:
@@ -477,11 +622,18 @@ class Engine:
         first_fraction = dict(self.directions(start))[first_edge]
         last_edge = self.origin[nodes[-1]]
         last_fraction = dict(self.directions(end))[last_edge]
-        parts = [Part(first_edge, first_fraction, 1.0)]
-        parts.extend(Part(self.origin[node], 0.0, 1.0) for node in nodes[:-1])
-        parts.append(Part(last_edge, 0.0, last_fraction))
-        kept = tuple(part for part in parts if part.end > part.start)
-        return Path(kept or (Part(first_edge, first_fraction, first_fraction),), weight)
+        edges = np.empty(len(nodes) + 1, dtype=np.int64)
+        edges[0] = first_edge
+        edges[1:-1] = self._origin[nodes[:-1]]
+        edges[-1] = last_edge
+        # Leave out the ends not travelled at all (a point snapped onto a junction).
+        if first_fraction >= 1.0:
+            edges, first_fraction = edges[1:], 0.0
+        if last_fraction <= 0.0 and len(edges) > 1:
+            edges, last_fraction = edges[:-1], 1.0
+        if len(edges) == 1 and last_fraction < first_fraction:
+            last_fraction = first_fraction
+        return Path(edges, first_fraction, last_fraction, weight)
 
     def weight_of(self, start: Snap, end: Snap) -> int | None:
         """Only the weight (ms) of the fastest path, or None."""
@@ -523,7 +675,7 @@ class Engine:
             edges = [part.edge for part in parts]
             if len(set(edges)) != len(edges):
                 continue
-            path = Path(parts, weight)
+            path = Path.from_parts(parts, weight)
             length = self.length(path)
             if any(self._shared(path, other) > 0.6 * length for other in chosen):
                 continue
@@ -544,11 +696,34 @@ class Engine:
 
     def length(self, path: Path) -> float:
         """Metres travelled along ``path``."""
-        return sum(float(self.edges[p.edge]["length"]) * (p.end - p.start) for p in path.parts)
+        return float(self.edge_length[path.edges] @ path.shares)
 
     def duration(self, path: Path) -> float:
         """Seconds travelled along ``path``."""
-        return sum(float(self.edges[p.edge]["travel_time"]) * (p.end - p.start) for p in path.parts)
+        return float(self.edge_time[path.edges] @ path.shares)
+
+    def summary(self, path: Path) -> str:
+        """The two roads (names, else refs) ``path`` travels longest, in the order travelled."""
+        labels = self.edge_label[path.edges]
+        # Metres per label, unnamed roads (-1) in slot 0.
+        totals = np.bincount(labels + 1, weights=self.edge_length[path.edges] * path.shares)
+        totals[0] = 0.0
+        best: list[int] = []
+        for _ in range(2):
+            label = int(np.argmax(totals))
+            if totals[label] <= 0.0:
+                break
+            best.append(label - 1)
+            totals[label] = 0.0
+        # In the order travelled: where each is last travelled.
+        best.sort(key=lambda label: int(np.flatnonzero(labels == label)[-1]))
+        return ", ".join(self.labels[label] for label in best)
+
+    def line(self, path: Path) -> NDArray[np.float64]:
+        """The coordinates of ``path``, without repeated consecutive points (at least two)."""
+        return kernels.route_line(
+            path.edges, path.start, path.end, self.offsets, self.points, self.along
+        )
 
 
 def _join(first: tuple[Part, ...], second: tuple[Part, ...]) -> tuple[Part, ...]:
@@ -559,3 +734,14 @@ def _join(first: tuple[Part, ...], second: tuple[Part, ...]) -> tuple[Part, ...]
         rest[0] = Part(rest[0].edge, parts[-1].start, rest[0].end)
         parts.pop()
     return tuple(parts + [part for part in rest if part.end > part.start])
+
+
+def dedupe(points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``points`` without repeated consecutive points, at least two of them."""
+    if len(points) > 1:
+        keep = np.ones(len(points), dtype=bool)
+        keep[1:] = np.any(points[1:] != points[:-1], axis=1)
+        points = points[keep]
+    if len(points) == 1:
+        points = np.concatenate([points, points])
+    return points

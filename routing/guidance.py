@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,18 @@ FAST_ROADS = frozenset({"motorway", "trunk"})
 STRAIGHTISH = 40.0
 #: OSRM's travel modes per profile.
 MODES = {"car": "driving", "bike": "cycling", "foot": "walking"}
+#: Named rings wider than this (m) whose name no road off them bears are rotaries (OSRM).
+MAX_ROUNDABOUT_RADIUS = 15.0
+#: Rings up to this radius (m) with few, well separated exits are taken like a turn (OSRM).
+MAX_ROUNDABOUT_INTERSECTION_RADIUS = 15.0
+#: Exits closer than this (degrees) are too alike for a ``roundabout turn``.
+NARROW_TURN_ANGLE = 40.0
+#: Step types of entering a ring and of leaving it, per kind of ring.
+RING_TYPES = {
+    "roundabout": ("roundabout", "exit roundabout"),
+    "rotary": ("rotary", "exit rotary"),
+    "roundabout turn": ("roundabout turn", "exit roundabout"),
+}
 
 
 @dataclass
@@ -73,21 +86,21 @@ def stretch(engine: Engine, part: Part) -> Stretch:
 
 
 def modifier(before: float, after: float) -> str:
-    """OSRM's maneuver modifier for a change of heading."""
+    """OSRM's maneuver modifier for a change of heading (its turn-angle bands)."""
     angle = (after - before + 360.0) % 360.0
-    if angle < 15 or angle > 345:
-        return "straight"
-    if 170 <= angle <= 190:
+    if abs(angle - 180.0) < 1.0:
         return "uturn"
-    if angle < 60:
+    if angle <= 20 or angle >= 340:
+        return "straight"
+    if angle <= 40:
         return "slight right"
-    if angle < 140:
+    if angle <= 120:
         return "right"
     if angle < 180:
         return "sharp right"
-    if angle < 220:
+    if angle <= 240:
         return "sharp left"
-    if angle < 300:
+    if angle < 320:
         return "left"
     return "slight left"
 
@@ -110,8 +123,10 @@ class _Step:
     after: float
     modifier: str | None = None
     exit: int | None = None
-    #: Stretch giving the step its name (the ring for roundabout steps).
+    #: Stretch giving the step its name (the exit road for ring steps).
     named_by: int = 0
+    #: The ring's name, for rotaries.
+    ring_name: str = ""
     intersections: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -132,6 +147,7 @@ class _Leg:
         self.engine = engine
         self.junctions = engine.junctions
         self.stretches = stretches
+        self._rings: dict[int, tuple[str, str] | None] = {}
 
     def allowed(self, arriving: int) -> set[int]:
         """Edges a route arriving by edge ``arriving`` may turn into (restrictions applied)."""
@@ -166,6 +182,84 @@ class _Leg:
         taken = (self.junctions.first_bearing[leaving] - before) % 360.0
         return 1 + sum(
             1 for angle, out in offs if out != leaving and (angle - before) % 360.0 < taken
+        )
+
+    def ring(self, node: int) -> tuple[str, str] | None:
+        """OSRM's kind of the ring through ``node`` (``roundabout``, ``rotary`` or ``roundabout
+        turn``) and its name, or None when it is no proper ring: rings passable both ways, forks
+        on the ring, or one without roads off it are plain roads to OSRM."""
+        if node in self._rings:
+            return self._rings[node]
+        edges, at = self.engine.edges, self.junctions.at
+        names: set[str] = set()
+        connected: set[str] = set()
+        exits: list[int] = []
+        length = 0.0
+        circular = False
+        current, seen = node, set()
+        found: tuple[str, str] | None = None
+        while current not in seen:
+            seen.add(current)
+            junction = at[current]
+            ring_roads = [road for road in junction.road if edges[road]["roundabout"]]
+            onward = [out for out in junction.out if out >= 0 and edges[out]["roundabout"]]
+            if len(ring_roads) != 2 or len(onward) != 1 or edges[onward[0]]["reverse"] >= 0:
+                break
+            if len(junction.out) > 2:
+                exits.append(current)
+            for road in junction.road:
+                if not edges[road]["roundabout"]:
+                    connected.add(edges[road]["name"])
+            edge = edges[onward[0]]
+            if edge["name"]:
+                names.add(edge["name"])
+            circular = circular or edge.get("junction") == "circular"
+            length += float(edge["length"])
+            current = self.engine.head[onward[0]]
+        else:
+            found = self._ring_kind(exits, names, connected, length, circular)
+        for member in seen:
+            self._rings[member] = found
+        return found
+
+    def _ring_kind(
+        self, exits: list[int], names: set[str], connected: set[str], length: float, circular: bool
+    ) -> tuple[str, str] | None:
+        if not exits:
+            return None
+        name = next(iter(names)) if len(names) == 1 else ""
+        if len(exits) == 1 and not circular:
+            return "roundabout turn", name
+        radius = length / (2.0 * math.pi)
+        if name and (circular or (name not in connected and radius > MAX_ROUNDABOUT_RADIUS)):
+            return "rotary", name
+        if circular:
+            return None
+        if radius < MAX_ROUNDABOUT_INTERSECTION_RADIUS and self._distinct_exits(exits):
+            return "roundabout turn", name
+        return "roundabout", name
+
+    def _distinct_exits(self, exits: list[int]) -> bool:
+        """At most four simple exits whose roads part by more than a narrow turn."""
+        if len(exits) > 4:
+            return False
+        edges, at = self.engine.edges, self.junctions.at
+        bearings = []
+        for node in exits:
+            junction = at[node]
+            if len(junction.out) > 3:
+                return False
+            bearings.append(
+                next(
+                    angle
+                    for angle, road in zip(junction.angles, junction.road, strict=True)
+                    if not edges[road]["roundabout"]
+                )
+            )
+        bearings.sort()
+        return all(
+            abs(bearings[(i + 1) % len(bearings)] - bearings[i]) > NARROW_TURN_ANGLE
+            for i in range(len(bearings))
         )
 
     def classify(
@@ -212,13 +306,28 @@ class _Leg:
             for i, angle in enumerate(junction.angles)
             if i != road_back
         )
-        if not straight_on and len(junction.out) >= 3 and turn in {"left", "right"}:
+        others = [angle for i, angle in enumerate(junction.angles) if i != road_back]
+        # OSRM's end of road: a T where the road ends at one running both left and right.
+        tee = len(others) == 2 and all(
+            any(
+                angle_difference(angle, (before + side) % 360.0) < NARROW_TURN_ANGLE
+                for angle in others
+            )
+            for side in (90.0, 270.0)
+        )
+        if not straight_on and tee and turn in {"left", "right"}:
             return "end of road", turn
         if _key(going) == _key(came) and (came["name"] or came["ref"]):
             return "continue", turn
         if turn == "straight":
             return "new name", turn
         return "turn", turn
+
+    def ring_of(self, edge: int) -> tuple[str, str] | None:
+        """The kind and name of the proper ring ``edge`` belongs to, or None."""
+        if not self.engine.edges[edge]["roundabout"]:
+            return None
+        return self.ring(self.engine.head[edge])
 
     def steps(self) -> list[_Step]:
         """The steps, each from its first stretch to the next step's first stretch."""
@@ -228,7 +337,6 @@ class _Leg:
         depart_after = _line_bearings(first_points)[0]
         steps = [_Step(0, "depart", 0.0, depart_after)]
         ring: _Step | None = None
-        ring_before = 0.0
         exits = 0
         for k in range(1, len(stretches)):
             arriving, leaving = stretches[k - 1].part.edge, stretches[k].part.edge
@@ -239,40 +347,35 @@ class _Leg:
             came, going = edges[arriving], edges[leaving]
             allowed = self.allowed(arriving)
             busy = len(junction.out) >= 3
-            if came["roundabout"]:
+            came_ring = self.ring_of(arriving)
+            going_ring = self.ring_of(leaving)
+            if came_ring is not None:
                 if ring is None:
                     # The route starts on the ring: exits count from the start.
-                    ring, ring_before = steps[-1], before
-                    ring.named_by = ring.first
+                    ring = steps[-1]
                     exits = 0
                 exits += self.exits_passed(junction, arriving, leaving, before, allowed)
                 here = self.intersection(junction, node, arriving, leaving, allowed)
-                if going["roundabout"]:
+                if going_ring is not None:
                     ring.intersections.append(here)
                     continue
-                rotary = came.get("junction") == "circular"
-                if ring.kind == "depart":
-                    # OSRM's ``roundabout`` step when leaving a ring the route started on.
-                    step = _Step(k, "rotary" if rotary else "roundabout", before, after)
-                    step.modifier, step.exit, step.named_by = modifier(before, after), exits, k
-                else:
-                    ring.exit = exits
-                    ring.modifier = modifier(ring_before, after)
-                    step = _Step(k, "exit rotary" if rotary else "exit roundabout", before, after)
-                    step.modifier, step.exit, step.named_by = modifier(before, after), exits, k
+                if ring.kind != "depart":
+                    # Entering steps carry the exit taken and the road it leads to.
+                    ring.exit, ring.named_by = exits, k
+                step = _Step(k, RING_TYPES[came_ring[0]][1], before, after, named_by=k)
+                step.modifier, step.exit = modifier(before, after), exits
                 step.intersections.append(here)
                 steps.append(step)
                 ring = None
                 continue
-            if going["roundabout"]:
-                rotary = going.get("junction") == "circular"
-                step = _Step(k, "rotary" if rotary else "roundabout", before, after)
-                step.modifier, step.named_by = modifier(before, after), k
+            if going_ring is not None:
+                step = _Step(k, RING_TYPES[going_ring[0]][0], before, after, named_by=k)
+                step.modifier, step.ring_name = modifier(before, after), going_ring[1]
                 step.intersections.append(
                     self.intersection(junction, node, arriving, leaving, allowed)
                 )
                 steps.append(step)
-                ring, ring_before, exits = step, before, 0
+                ring, exits = step, 0
                 continue
             same = _key(came) == _key(going)
             turn = modifier(before, after)
@@ -286,6 +389,9 @@ class _Leg:
             if same and kind == "new name":
                 # No choice and nothing new to announce: a bend of the same road.
                 continue
+            if came["mode"] != going["mode"] and kind in {"new name", "continue"}:
+                # A change of travel mode (boarding a ferry, pushing a bike) is announced.
+                kind = "notification"
             step = _Step(k, kind, before, after, direction, named_by=k)
             step.intersections.append(self.intersection(junction, node, arriving, leaving, allowed))
             steps.append(step)
@@ -379,8 +485,8 @@ def build_steps(
             item["ref"] = data["ref"]
         if data.get("destinations"):
             item["destinations"] = data["destinations"]
-        if step.kind == "rotary" and data["name"]:
-            item["rotary_name"] = data["name"]
+        if step.kind == "rotary" and step.ring_name:
+            item["rotary_name"] = step.ring_name
         result.append(item)
     result.append(_arrive(stretches, points, geometries, mode))
     return result

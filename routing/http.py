@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qsl
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from osmimport.database import database_url
@@ -19,30 +22,68 @@ from routing.settings import RoutingSettings
 
 Handler = Callable[[str, list[tuple[float, float]], dict[str, str]], dict[str, Any]]
 
+#: The services cheap enough to answer on the event loop once their graph is loaded.
+FAST_SERVICES = ("route", "nearest")
 
-def _error(code: str, message: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+def dump(result: dict[str, Any]) -> bytes:
+    """An answer as compact JSON."""
+    return orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def answer(
+    service: RoutingService,
+    method: str,
+    profile: str,
+    coordinates: str,
+    query: Sequence[tuple[str, str]],
+) -> tuple[int, bytes]:
+    """The HTTP status and JSON body of an OSRM request to ``method``."""
+    handler: Handler = getattr(service, method)
+    try:
+        points = parse_coordinates(coordinates)
+        params = dict(query)
+        if len(params) != len(query):
+            raise OsrmError("InvalidQuery", "Query string malformed: repeated option")
+        return 200, dump(handler(profile, points, params))
+    except OsrmError as exc:
+        return 400, dump({"code": exc.code, "message": exc.message})
+    except FondplanError as exc:
+        # No graph built yet or the database is unreachable: the server's state, not the
+        # request, is at fault.
+        return 503, dump({"code": "NoGraph", "message": str(exc)})
 
 
 def _endpoint(service: RoutingService, method: str) -> Callable[[Request], Response]:
     def endpoint(request: Request) -> Response:
-        handler: Handler = getattr(service, method)
         try:
-            coordinates = parse_coordinates(request.path_params["coordinates"])
-            params = dict(request.query_params)
-            if len(params) != len(request.query_params.multi_items()):
-                raise OsrmError("InvalidQuery", "Query string malformed: repeated option")
-            result = handler(request.path_params["profile"], coordinates, params)
-        except OsrmError as exc:
-            return _error(exc.code, exc.message)
-        except FondplanError as exc:
-            # No graph built yet or the database is unreachable: the server's state, not the
-            # request, is at fault.
-            return _error("NoGraph", str(exc), 503)
-        return JSONResponse(result)
+            # Keeps the data version fresh for the fast path, whatever this request is.
+            service.refresh()
+        except FondplanError:
+            pass
+        status, body = answer(
+            service,
+            method,
+            request.path_params["profile"],
+            request.path_params["coordinates"],
+            request.query_params.multi_items(),
+        )
+        return Response(body, status_code=status, media_type="application/json")
 
     endpoint.__name__ = f"osrm_{method}"
     return endpoint
+
+
+def fast_answer(service: RoutingService, path: str, query: str) -> tuple[int, bytes] | None:
+    """``/route/v1`` and ``/nearest/v1`` answered without a worker thread, when the profile's
+    graph is loaded and its data version was checked recently (no database access then);
+    None otherwise, for the regular route."""
+    parts = path.split("/", 4)
+    if len(parts) != 5 or parts[1] not in FAST_SERVICES or parts[2] != "v1":
+        return None
+    if not service.ready(parts[3]):
+        return None
+    return answer(service, parts[1], parts[3], parts[4], parse_qsl(query, keep_blank_values=True))
 
 
 def viewer_script(request: Request) -> Response:
@@ -70,4 +111,6 @@ def group_routes(context: Any) -> list[BaseRoute]:
     database = context.settings.database
     service = RoutingService(lambda: database_url(database), RoutingSettings())
     context.on_startup.append(service.load)
+    for method in FAST_SERVICES:
+        context.add_fast_route(f"/{method}/v1/", f"osrm_{method}", partial(fast_answer, service))
     return routes(service)

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from shapely.geometry import LineString
 
-from routing import polyline
-from routing.engine import Engine, Path, Snap
+from routing import kernels, polyline
+from routing.engine import Engine, Path, Snap, dedupe
 from routing.errors import OsrmError
 from routing.guidance import MODES, Stretch, build_steps, stretch
 from routing.network import haversine
@@ -43,6 +42,8 @@ TABLE_OPTIONS = COMMON_OPTIONS | {
     "skip_waypoints",
 }
 NEAREST_OPTIONS = COMMON_OPTIONS | {"number", "skip_waypoints"}
+#: Douglas-Peucker tolerance (degrees, about 5 m) of ``overview=simplified``.
+SIMPLIFY_TOLERANCE = 0.00005
 ANNOTATIONS = ("duration", "distance", "speed", "weight", "nodes", "datasources")
 
 
@@ -280,71 +281,22 @@ def geometry(coords: Coords, kind: str) -> Any:
     return polyline.encode(coords, 6 if kind == "polyline6" else 5)
 
 
-def _join_coords(chunks: list[Coords]) -> NDArray[np.float64]:
-    """The chunks as one line without repeated consecutive points (at least two points)."""
-    arrays = [np.asarray(chunk, dtype=np.float64).reshape(-1, 2) for chunk in chunks]
-    out = np.concatenate(arrays) if arrays else np.empty((0, 2))
-    if len(out) > 1:
-        keep = np.ones(len(out), dtype=bool)
-        keep[1:] = np.any(out[1:] != out[:-1], axis=1)
-        out = out[keep]
-    if len(out) == 1:
-        out = np.concatenate([out, out])
-    return out
-
-
-def _summary(pieces: list[tuple[dict[str, Any], float, float]]) -> str:
-    """The two longest named roads of a leg, in the order travelled."""
-    totals: dict[str, float] = {}
-    order: dict[str, int] = {}
-    for i, (data, distance, _) in enumerate(pieces):
-        label = data["name"] or data["ref"]
-        order[label] = i
-        if label:
-            totals[label] = totals.get(label, 0.0) + distance
-    best = sorted(totals, key=lambda label: -totals[label])[:2]
-    return ", ".join(sorted(best, key=lambda label: order[label]))
-
-
-def _leg_coords(engine: Engine, path: Path) -> NDArray[np.float64]:
-    """The line of ``path``: whole edges gathered at once, the partial ends cut."""
-    chunks: list[Coords] = []
-    run: list[int] = []
-    for part in path.parts:
-        if part.start == 0.0 and part.end == 1.0:
-            run.append(part.edge)
-            continue
-        if run:
-            chunks.append(engine.gather(run))
-            run = []
-        chunks.append(stretch(engine, part).coords)
-    if run:
-        chunks.append(engine.gather(run))
-    return _join_coords(chunks)
-
-
 def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], Coords]:
     """An OSRM route leg for one path, and its coordinates."""
     stretches: list[Stretch] = []
-    coords = _leg_coords(engine, path)
     if options.steps or options.annotations:
         stretches = [stretch(engine, part) for part in path.parts]
-        pieces = [(s.data, s.distance, s.duration) for s in stretches]
-    else:
-        pieces = []
-        for part in path.parts:
-            data = engine.edges[part.edge]
-            share = part.end - part.start
-            pieces.append((data, data["length"] * share, data["travel_time"] * share))
-    distance = sum(piece[1] for piece in pieces)
-    duration = sum(piece[2] for piece in pieces)
-    mode = MODES[engine.profile]
+    duration = engine.duration(path)
     result: dict[str, Any] = {
-        "steps": build_steps(engine, stretches, options.geometries, mode) if options.steps else [],
-        "summary": _summary(pieces),
+        "steps": (
+            build_steps(engine, stretches, options.geometries, MODES[engine.profile])
+            if options.steps
+            else []
+        ),
+        "summary": engine.summary(path),
         "weight": round(duration, 1),
         "duration": round(duration, 1),
-        "distance": round(distance, 1),
+        "distance": round(engine.length(path), 1),
     }
     if options.annotations:
         annotation: dict[str, list[Any]] = {name: [] for name in options.annotations}
@@ -368,7 +320,7 @@ def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], C
                     if not annotation["nodes"] or annotation["nodes"][-1] != node:
                         annotation["nodes"].append(node)
         result["annotation"] = annotation
-    return result, coords
+    return result, engine.line(path) if options.overview != "false" else ()
 
 
 def route_object(engine: Engine, paths: list[Path], options: Options) -> dict[str, Any]:
@@ -389,9 +341,12 @@ def route_object(engine: Engine, paths: list[Path], options: Options) -> dict[st
         "distance": round(distance, 1),
     }
     if options.overview != "false":
-        coords = _join_coords(chunks)
+        coords = (
+            np.asarray(chunks[0])
+            if len(chunks) == 1
+            else dedupe(np.concatenate([np.asarray(chunk).reshape(-1, 2) for chunk in chunks]))
+        )
         if options.overview == "simplified" and len(coords) > 2:
-            simple = LineString(coords).simplify(0.00005, preserve_topology=False)
-            coords = np.asarray(simple.coords)
+            coords = kernels.simplify(coords, SIMPLIFY_TOLERANCE)
         route["geometry"] = geometry(coords, options.geometries)
     return route

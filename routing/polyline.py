@@ -7,33 +7,15 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
+from routing import kernels
+
 
 def encode(
     coordinates: Iterable[tuple[float, float]] | NDArray[np.float64], precision: int = 5
 ) -> str:
     """Encode (lon, lat) pairs; the format itself stores latitude first."""
     points = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
-    if not len(points):
-        return ""
-    # np.round, like round(), rounds halves to even: the same integers as the plain algorithm.
-    scaled = np.round(points[:, ::-1] * 10**precision).astype(np.int64)
-    deltas = np.diff(scaled, axis=0, prepend=np.zeros((1, 2), dtype=np.int64)).ravel()
-    values = np.where(deltas < 0, ~(deltas << 1), deltas << 1)
-    # Five bits per character, least significant first; all but the last get the 0x20 flag.
-    lengths = np.ones(len(values), dtype=np.int64)
-    rest = values >> 5
-    while rest.any():
-        lengths += rest > 0
-        rest >>= 5
-    owner = np.repeat(np.arange(len(values)), lengths)
-    first = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    shift = (np.arange(len(owner)) - first) * 5
-    chunks = (values[owner] >> shift) & 0x1F
-    last = np.cumsum(lengths) - 1
-    flags = np.full(len(owner), 0x20, dtype=np.int64)
-    flags[last] = 0
-    text: str = ((chunks | flags) + 63).astype(np.uint8).tobytes().decode("ascii")
-    return text
+    return kernels.encode_polyline(points, precision)[0].tobytes().decode("ascii")
 
 
 def _value(value: int) -> str:
@@ -56,18 +38,12 @@ def encode_ranges(
     points = np.asarray(coordinates, dtype=np.float64).reshape(-1, 2)
     if not len(points):
         return ["" for _ in ranges]
-    scaled = np.round(points[:, ::-1] * 10**precision).astype(np.int64)
-    text = encode(points, precision)
+    chars, sizes = kernels.encode_polyline(points, precision)
+    text = chars.tobytes().decode("ascii")
     # Character offset where each point's (lat, lon) delta starts in ``text``.
-    deltas = np.diff(scaled, axis=0, prepend=np.zeros((1, 2), dtype=np.int64)).ravel()
-    magnitude = np.where(deltas < 0, ~(deltas << 1), deltas << 1)
-    lengths = np.ones(len(magnitude), dtype=np.int64)
-    rest = magnitude >> 5
-    while rest.any():
-        lengths += rest > 0
-        rest >>= 5
-    per_point = lengths.reshape(-1, 2).sum(axis=1)
-    offsets = np.concatenate(([0], np.cumsum(per_point))).tolist()
+    offsets = np.concatenate(([0], np.cumsum(sizes))).tolist()
+    # np.rint, like the encoder: the same integers.
+    scaled = np.rint(points[:, ::-1] * 10**precision).astype(np.int64)
     absolute = scaled.tolist()
     found = []
     for first, last in ranges:

@@ -49,6 +49,15 @@ class RoutingService:
                 # Served once built: requests answer 503 meanwhile.
                 pass
 
+    def ready(self, profile: str) -> bool:
+        """Whether a query on ``profile`` can be answered without the database: its engine is
+        loaded and the data version was checked less than the reload interval ago."""
+        name = PROFILE_ALIASES.get(profile)
+        return (
+            name in self._engines
+            and time.monotonic() - self._checked <= self.settings.routing_reload_interval
+        )
+
     def engine(self, profile: str) -> Engine:
         """The engine of ``profile`` (an OSRM alias) for the current data version."""
         name = PROFILE_ALIASES.get(profile)
@@ -57,30 +66,43 @@ class RoutingService:
                 "InvalidUrl",
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILE_ALIASES))}",
             )
-        now = time.monotonic()
         with self._lock:
-            if self._version is None or now - self._checked > self.settings.routing_reload_interval:
-                version = data_version(self.url)
-                self._checked = now
-                if version != self._version:
-                    self._version = version
-                    self._engines = {
-                        key: engine
-                        for key, engine in self._engines.items()
-                        if engine.data_version == version
-                    }
+            self._refresh()
             engine = self._engines.get(name)
             if engine is None or engine.data_version != self._version:
                 assert self._version is not None
-                engine = Engine(load_graph(self.url, name, self._version))
+                engine = Engine(
+                    load_graph(self.url, name, self._version), self.settings.routing_small_component
+                )
                 self._engines[name] = engine
             return engine
+
+    def refresh(self) -> None:
+        """Check the data version when the reload interval has passed."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        now = time.monotonic()
+        if self._version is None or now - self._checked > self.settings.routing_reload_interval:
+            version = data_version(self.url)
+            self._checked = now
+            if version != self._version:
+                self._version = version
+                self._engines = {
+                    key: engine
+                    for key, engine in self._engines.items()
+                    if engine.data_version == version
+                }
 
     # -- services ---------------------------------------------------------------------------
 
     def _snap(
         self, engine: Engine, coordinates: list[tuple[float, float]], options: osrm.Options
     ) -> list[Snap]:
+        """The nearest road of each coordinate, as OSRM picks them: roads of small
+        disconnected parts (a lone driveway, a parking aisle) only when every coordinate lies
+        on the same one, or when no other road is within the radius."""
         snaps = []
         for i, (lon, lat) in enumerate(coordinates):
             bearing = options.bearings[i] if options.bearings else None
@@ -90,6 +112,15 @@ class RoutingService:
                     "NoSegment", f"Could not find a matching segment for coordinate {i}"
                 )
             snaps.append(found[0])
+        if any(snap.small for snap in snaps) and len({snap.component for snap in snaps}) > 1:
+            for i, snap in enumerate(snaps):
+                if snap.small:
+                    lon, lat = coordinates[i]
+                    bearing = options.bearings[i] if options.bearings else None
+                    large = engine.snap(
+                        lon, lat, radius=options.radiuses[i], bearing=bearing, large_only=True
+                    )
+                    snaps[i] = large[0] if large else snap
         return snaps
 
     def _check_count(self, coordinates: list[tuple[float, float]], limit: int) -> None:

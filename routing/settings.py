@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from routing.engine import SMALL_COMPONENT_SIZE
+
 
 class RoutingSettings(BaseSettings):
     """Limits of the OSRM-compatible API; every field can be set as ``FONDPLAN_<NAME>``."""
@@ -22,5 +24,9 @@ class RoutingSettings(BaseSettings):
     #: every road of the profile gets ``NoSegment`` (e.g. outside the imported area). Generous,
     #: because a point in the mountains may lie kilometres from the nearest road a car may use.
     routing_snap_radius: float = 5000.0
+    #: Strongly connected parts of a profile's road graph with fewer nodes than this are
+    #: "small" (OSRM's ``--small-component-size``): a coordinate is snapped onto them only when
+    #: every coordinate lies on the same one, or no other road is within the radius.
+    routing_small_component: int = SMALL_COMPONENT_SIZE
     #: Seconds between two checks of the data version by a running server.
     routing_reload_interval: float = 10.0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
 TEST_DATA = ROOT / "tests" / "data"
 LIECHTENSTEIN = SAMPLE / "liechtenstein-2021-05-05.osm.pbf"
+
+
+def run_json(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``command`` from the repository root; what its last line of output says, as JSON."""
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
 
 
 def _with_dbname(url: str, dbname: str) -> str:

@@ -14,9 +14,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute, Mount
+from starlette.types import Receive, Scope, Send
 
 from tileserver.context import AppContext
 from tileserver.errors import exception_handlers
+from tileserver.fastpath import FastPaths
 from tileserver.metrics import Metrics
 from tileserver.middleware import MetricsMiddleware
 from tileserver.service import TileService
@@ -24,6 +26,9 @@ from tileserver.settings import Settings
 from tileserver.sources import PostGISSource, TileSource, archive_source
 
 RouteFactory = Callable[[AppContext], Sequence[BaseRoute]]
+
+#: Smallest answer worth compressing, in bytes.
+GZIP_MINIMUM_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,19 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
     RouteGroup("routing", "", "routing.http:group_routes"),
     RouteGroup("townplans", "", "tileserver.townplan_renderer:routes"),
 )
+
+
+class Server(Starlette):
+    """The Starlette app, answering its fast routes before the middleware stack."""
+
+    fast: FastPaths | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Offer HTTP requests to the fast routes first."""
+        fast = self.fast
+        if fast is not None and scope["type"] == "http" and await fast.handle(scope, send):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def build_routes(
@@ -157,18 +175,22 @@ def create_app(
         ),
         Middleware(
             GZipMiddleware,
-            minimum_size=1024,
+            minimum_size=GZIP_MINIMUM_SIZE,
             compresslevel=6,
             # Tiles set Content-Encoding themselves and are passed through as they are.
             exclude_content_types=("image/png", "application/pdf"),
         ),
     ]
-    app = Starlette(
+    app = Server(
         routes=build_routes(context, groups, extra_routes),
         middleware=middleware,
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    if context.fast_routes:
+        app.fast = FastPaths(
+            context.fast_routes, metrics, settings.server.cors_origins, GZIP_MINIMUM_SIZE
+        )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.context = context

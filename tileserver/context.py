@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tileserver.fastpath import FastHandler, FastRoute
 from tileserver.metrics import Metrics
 from tileserver.service import TileService
 from tileserver.settings import Settings
@@ -16,6 +17,7 @@ class AppContext:
 
     ``tiles`` is created with the app and started by the lifespan (before ``on_startup``);
     ``on_startup``/``on_shutdown`` callables run in a worker thread, in order.
+    ``fast_routes`` are answered ahead of the middleware (see :mod:`tileserver.fastpath`).
     """
 
     settings: Settings
@@ -23,3 +25,8 @@ class AppContext:
     metrics: Metrics
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+    fast_routes: list[FastRoute] = field(default_factory=list)
+
+    def add_fast_route(self, prefix: str, name: str, handler: FastHandler) -> None:
+        """Offer GET/HEAD requests under ``prefix`` to ``handler`` ahead of the middleware."""
+        self.fast_routes.append(FastRoute(prefix, name, handler))

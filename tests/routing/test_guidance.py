@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ def roundabout_trips(url: str) -> list[dict[str, Any]]:
                         {
                             "entry": entry,
                             "exit": node,
+                            "after": targets[0],
                             "count": exits,
                             "start": _middle(locations[sources[0]], locations[entry]),
                             "end": _middle(locations[node], locations[targets[0]]),
@@ -131,19 +133,28 @@ def _same_place(location: list[float], point: tuple[float, float]) -> bool:
     return haversine(location[0], location[1], point[0], point[1]) < 0.5
 
 
+def trip_leg(client: TestClient, trip: dict[str, Any]) -> dict[str, Any] | None:
+    """The car route's leg with steps from a trip's start to its end, None when not routed."""
+    (slon, slat), (elon, elat) = trip["start"], trip["end"]
+    answer = client.get(
+        f"/route/v1/driving/{slon},{slat};{elon},{elat}",
+        params={"steps": "true", "radiuses": "5;5"},
+    )
+    if answer.status_code != 200:
+        return None
+    leg: dict[str, Any] = answer.json()["routes"][0]["legs"][0]
+    return leg
+
+
 def test_roundabout_exit_counts(client: TestClient, routing_liechtenstein_url: str) -> None:
     trips = roundabout_trips(routing_liechtenstein_url)
     assert len(trips) > 10
     checked = 0
     for trip in trips:
-        (slon, slat), (elon, elat) = trip["start"], trip["end"]
-        answer = client.get(
-            f"/route/v1/driving/{slon},{slat};{elon},{elat}",
-            params={"steps": "true", "radiuses": "5;5"},
-        )
-        if answer.status_code != 200:
+        leg = trip_leg(client, trip)
+        if leg is None:
             continue
-        steps = answer.json()["routes"][0]["legs"][0]["steps"]
+        steps = leg["steps"]
         kinds = [step["maneuver"]["type"] for step in steps]
         if kinds != ["depart", "roundabout", "exit roundabout", "arrive"]:
             continue
@@ -325,3 +336,132 @@ def test_continue_straight_avoids_u_turns_at_via_points(client: TestClient) -> N
     arrive, second = counts["true"][1], counts["true"][2]
     diff = abs(second - arrive) % 360
     assert min(diff, 360 - diff) < 90
+
+
+def ring_kinds(url: str) -> dict[int, tuple[str, str]]:
+    """Per node of each single-way car roundabout, OSRM's kind of ring and its name, worked out
+    from the raw ways: the ring's radius from its length, the nodes with roads off it, the names
+    of those roads and the bearings of the first piece of each."""
+    ways, locations = road_data(url)
+    off: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for _, tags, nodes in ways:
+        if tags.get("junction") in {"roundabout", "circular"} or CAR.way(tags) is None:
+            continue
+        for i, node in enumerate(nodes):
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(nodes):
+                    off[node].append((tags.get("name", ""), nodes[j]))
+    kinds: dict[int, tuple[str, str]] = {}
+    for _, tags, ring in ways:
+        if tags.get("junction") != "roundabout" or ring[0] != ring[-1] or CAR.way(tags) is None:
+            continue
+        length = sum(
+            haversine(*locations[a], *locations[b]) for a, b in zip(ring, ring[1:], strict=False)
+        )
+        radius = length / (2 * math.pi)
+        exits = [node for node in ring[:-1] if off[node]]
+        name = tags.get("name", "")
+        connected = {road_name for node in exits for road_name, _ in off[node]}
+        if not exits:
+            continue
+        if len(exits) == 1:
+            kind = "roundabout turn"
+        elif name and name not in connected and radius > 15:
+            kind = "rotary"
+        else:
+            bearings = sorted(bearing(*locations[n], *locations[off[n][0][1]]) for n in exits)
+            distinct = all(
+                abs(bearings[(i + 1) % len(bearings)] - bearings[i]) > 40
+                for i in range(len(bearings))
+            )
+            simple = all(len(off[n]) == 1 for n in exits)
+            small = radius < 15 and len(exits) <= 4
+            kind = "roundabout turn" if distinct and simple and small else "roundabout"
+        for node in ring[:-1]:
+            kinds[node] = (kind, name)
+    return kinds
+
+
+def test_ring_kinds_names_and_exits(client: TestClient, routing_liechtenstein_url: str) -> None:
+    kinds = ring_kinds(routing_liechtenstein_url)
+    ways, _ = road_data(routing_liechtenstein_url)
+    # The name of the road a car leaves a ring by, per (exit node, next node).
+    names = {
+        (a, b): tags.get("name", "")
+        for _, tags, nodes in ways
+        if tags.get("junction") != "roundabout"
+        for x, y in zip(nodes, nodes[1:], strict=False)
+        for a, b in ((x, y), (y, x))
+    }
+    exits = {"roundabout": "exit roundabout", "rotary": "exit rotary"}
+    exits["roundabout turn"] = "exit roundabout"
+    checked: Counter[str] = Counter()
+    for trip in roundabout_trips(routing_liechtenstein_url):
+        leg = trip_leg(client, trip)
+        if leg is None:
+            continue
+        steps = leg["steps"]
+        if len(steps) != 4 or not (
+            _same_place(steps[1]["maneuver"]["location"], trip["entry_at"])
+            and _same_place(steps[2]["maneuver"]["location"], trip["exit_at"])
+        ):
+            continue
+        kind, ring_name = kinds[trip["entry"]]
+        enter, leave = steps[1], steps[2]
+        assert enter["maneuver"]["type"] == kind, trip
+        assert leave["maneuver"]["type"] == exits[kind]
+        assert enter["maneuver"]["exit"] == leave["maneuver"]["exit"] == trip["count"]
+        # Both ring steps are named after the road the ring is left by, like OSRM's.
+        assert enter["name"] == leave["name"] == names[(trip["exit"], trip["after"])]
+        if kind == "rotary":
+            assert enter["rotary_name"] == ring_name
+        else:
+            assert "rotary_name" not in enter
+        checked[kind] += 1
+    assert sum(checked.values()) >= 5, checked
+
+
+def test_foot_crosses_two_way_rings_as_plain_roads(
+    client: TestClient, routing_liechtenstein_url: str
+) -> None:
+    # Rings open to walkers both ways have no way round to count exits by: OSRM gives turns.
+    trips = roundabout_trips(routing_liechtenstein_url)
+    seen = 0
+    for trip in trips[:20]:
+        (slon, slat), (elon, elat) = trip["start"], trip["end"]
+        answer = client.get(f"/route/v1/foot/{slon},{slat};{elon},{elat}", params={"steps": "true"})
+        if answer.status_code != 200:
+            continue
+        kinds = {s["maneuver"]["type"] for s in answer.json()["routes"][0]["legs"][0]["steps"]}
+        assert not kinds & {"roundabout", "rotary", "roundabout turn", "exit roundabout"}
+        seen += 1
+    assert seen >= 5
+
+
+FERRY = """\
+n1 v1 x7.0000 y48.0000
+n2 v1 x7.0100 y48.0000
+n3 v1 x7.0300 y48.0000
+n4 v1 x7.0400 y48.0000
+w1 v1 Thighway=secondary,name=Quai Nn1,n2
+w2 v1 Troute=ferry,name=Bac,duration=00:10 Nn2,n3
+w3 v1 Thighway=secondary,name=Rive Nn3,n4
+"""
+
+
+def test_boarding_a_ferry_is_a_notification(network_db: Callable[[Path | str], str]) -> None:
+    url = network_db(FERRY)
+    build_graphs(url, quiet=True)
+    with TestClient(Starlette(routes=routes(RoutingService(url)))) as local:
+        answer = local.get("/route/v1/driving/7.0010,48.0000;7.0390,48.0000?steps=true")
+    assert answer.status_code == 200, answer.text
+    steps = answer.json()["routes"][0]["legs"][0]["steps"]
+    assert [s["maneuver"]["type"] for s in steps] == [
+        "depart",
+        "notification",
+        "notification",
+        "arrive",
+    ]
+    assert [s["mode"] for s in steps] == ["driving", "ferry", "driving", "driving"]
+    assert [s["name"] for s in steps] == ["Quai", "Bac", "Rive", "Rive"]
+    assert steps[1]["maneuver"]["modifier"] == "straight"

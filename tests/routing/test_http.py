@@ -143,14 +143,45 @@ def test_errors(client: TestClient, path: str, code: str) -> None:
     assert body["code"] == code and isinstance(body["message"], str) and body["message"]
 
 
-def test_unreachable_pair_is_no_route(client: TestClient, engines: dict[str, Any]) -> None:
+def _island(engine: Any) -> tuple[float, float]:
+    """A node of the smallest strongly connected part of the car graph, far from the rest."""
     import networkx as nx
 
-    graph = engines["car"].graph
-    components = sorted(nx.weakly_connected_components(graph), key=len)
-    island = next(iter(components[0]))
-    lon, lat = graph.nodes[island]["x"], graph.nodes[island]["y"]
+    graph = engine.graph
+    main = max(nx.strongly_connected_components(graph), key=len)
+    for part in sorted(nx.weakly_connected_components(graph), key=len):
+        node = next(iter(part))
+        lon, lat = graph.nodes[node]["x"], graph.nodes[node]["y"]
+        if not (part & main) and not engine.snap(lon, lat, radius=1.0, large_only=True):
+            return float(lon), float(lat)
+    raise AssertionError("the car graph has no small part apart from the rest")
+
+
+def test_small_part_is_left_for_the_main_network(
+    client: TestClient, engines: dict[str, Any]
+) -> None:
+    # OSRM's rule: a coordinate nearest to a small disconnected road (a lone driveway) is
+    # snapped onto the main network instead, so that the route exists.
+    car = engines["car"]
+    lon, lat = _island(car)
     answer = client.get(f"/route/v1/car/{VADUZ};{lon},{lat}")
+    assert answer.status_code == 200, answer.text
+    waypoint = answer.json()["waypoints"][1]
+    nearest = car.snap(lon, lat, radius=None)[0]
+    large = car.snap(lon, lat, radius=None, large_only=True)[0]
+    assert nearest.small and not large.small
+    assert waypoint["distance"] == pytest.approx(large.distance, abs=0.01)
+    assert waypoint["location"] == [round(large.lon, 6), round(large.lat, 6)]
+    # Both ends on the same small part: routed on it.
+    same = client.get(f"/route/v1/car/{lon},{lat};{nearest.lon + 1e-6},{nearest.lat}")
+    assert same.status_code == 200
+    assert same.json()["waypoints"][1]["distance"] < 1.0
+
+
+def test_unreachable_pair_is_no_route(client: TestClient, engines: dict[str, Any]) -> None:
+    # A radius that only the small part lies within leaves nothing to route on.
+    lon, lat = _island(engines["car"])
+    answer = client.get(f"/route/v1/car/{VADUZ};{lon},{lat}", params={"radiuses": "unlimited;1"})
     assert answer.status_code == 400
     assert answer.json()["code"] == "NoRoute"
 

@@ -42,6 +42,52 @@ def test_create_app_mounts_the_osrm_api(routing_liechtenstein_url: str, tmp_path
         assert "registerPanel" in script.text
 
 
+def test_fast_path_answers_like_the_regular_route(
+    routing_liechtenstein_url: str, tmp_path: Path
+) -> None:
+    from routing.http import answer, fast_answer
+    from routing.service import RoutingService
+    from routing.settings import RoutingSettings
+
+    coordinates = "9.5209,47.1410;9.5095,47.1650"
+    query = [("overview", "full"), ("steps", "true"), ("geometries", "geojson")]
+    fresh = RoutingService(routing_liechtenstein_url)
+    fresh.load()
+    status, body = answer(fresh, "route", "driving", coordinates, query)
+    assert status == 200 and len(body) > 1024
+    path = f"/route/v1/driving/{coordinates}"
+    text = "&".join(f"{k}={v}" for k, v in query)
+    assert fast_answer(fresh, path, text) == (status, body)
+    # Past the reload interval the fast path steps aside: the regular route checks the version.
+    stale = RoutingService(routing_liechtenstein_url, RoutingSettings(routing_reload_interval=0))
+    stale.load()
+    assert fast_answer(stale, path, text) is None
+
+    settings = tile_settings(routing_liechtenstein_url, tmp_path, cors_origins="https://a.example")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert app.fast is not None
+        assert {route.prefix for route in app.fast.routes} == {"/route/v1/", "/nearest/v1/"}
+        headers = {"Origin": "https://a.example", "Accept-Encoding": "gzip"}
+        got = client.get(path, params=dict(query), headers=headers)
+        assert got.status_code == 200
+        assert got.headers["content-encoding"] == "gzip"
+        assert got.headers["access-control-allow-origin"] == "https://a.example"
+        assert "Accept-Encoding" in got.headers.get_list("vary")
+        assert got.json() == json.loads(body)
+        other = client.get(path, headers={"Origin": "https://b.example"})
+        assert other.status_code == 200
+        assert "access-control-allow-origin" not in other.headers
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""
+        assert int(head.headers["content-length"]) == len(client.get(path).content)
+        bad = client.get("/route/v1/driving/9.5,47.1;1e999,2")
+        assert bad.status_code == 400 and bad.json()["code"] == "InvalidUrl"
+        metrics = client.get("/metrics").text
+        for method in ("GET", "HEAD"):
+            assert f'{{route="osrm_route",method="{method}",status="200"}}' in metrics
+
+
 @pytest.mark.browser
 def test_viewer_routing_panel_shows_each_profile(
     routing_liechtenstein_url: str, server: str, tmp_path: Path

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_json
 from tileserver import sprites
 from tileserver.sprites import (
     CACHE_DIR_ENV,
@@ -106,17 +106,7 @@ print(json.dumps(out))
 
 def _child(cache_dir: Path, mode: str) -> dict[str, object]:
     env = {**os.environ, CACHE_DIR_ENV: str(cache_dir)}
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
+    return run_json([sys.executable, "-c", _CHILD, mode], env)
 
 
 def test_a_second_process_reads_the_sheets_from_the_disk_cache(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_json
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = Path(__file__).with_name("viewer_check.mjs")
@@ -72,16 +71,9 @@ def run_viewer(
         pytest.skip("needs /usr/bin/chromium and node (make setup)")
     if not (ROOT / "node_modules" / "playwright-core").is_dir():
         pytest.skip("needs the npm packages (make setup)")
-    result = subprocess.run(
-        ["node", str(SCRIPT), url + "/", str(screenshot), style, *([str(steps)] if steps else [])],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
+    return run_json(
+        ["node", str(SCRIPT), url + "/", str(screenshot), style, *([str(steps)] if steps else [])]
     )
-    assert result.returncode == 0, result.stderr
-    report: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
-    return report
 
 
 @pytest.mark.parametrize("style", ["colour", "grey"])

@@ -3,24 +3,11 @@
 // Usage: node viewer_check.mjs URL SCREENSHOT.png [STYLE] [STEPS.mjs]
 // STEPS.mjs (optional) default-exports async (page, report) => {...}, run once the map is idle;
 // what it stores in report.steps is reported too.
-import { chromium } from "playwright-core";
+import { launchChromium } from "../chromium.mjs";
 import { pathToFileURL } from "node:url";
 
 const [url, screenshot, style, steps] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-  ],
-});
+const browser = await launchChromium(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]);
 const report = { consoleErrors: [], failedRequests: [], responses: [], loaded: false, panels: null };
 try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });

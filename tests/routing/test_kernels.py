@@ -1,0 +1,102 @@
+"""The compiled kernels against independent references on the Liechtenstein car graph."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import shapely
+
+from routing import kernels, polyline
+from routing.engine import Engine, Path
+from routing.guidance import stretch
+from routing.network import EARTH_RADIUS
+
+
+def random_paths(engine: Engine, count: int) -> list[Path]:
+    """Routes between random road positions (partial first and last edges)."""
+    rng = random.Random(3)
+    nodes = [(d["x"], d["y"]) for _, d in engine.graph.nodes(data=True)]
+    found: list[Path] = []
+    while len(found) < count:
+        (lon1, lat1), (lon2, lat2) = rng.choice(nodes), rng.choice(nodes)
+        start = engine.snap(lon1 + 0.0004, lat1 - 0.0003, radius=None)
+        end = engine.snap(lon2 - 0.0003, lat2 + 0.0004, radius=None)
+        path = engine.route(start[0], end[0])
+        if path is not None:
+            found.append(path)
+    return found
+
+
+def test_route_line_is_the_stretches_joined(engines: dict[str, Engine]) -> None:
+    car = engines["car"]
+    for path in random_paths(car, 60):
+        expected: list[tuple[float, float]] = []
+        for part in path.parts:
+            for point in stretch(car, part).coords:
+                if not expected or tuple(point) != expected[-1]:
+                    expected.append((float(point[0]), float(point[1])))
+        if len(expected) == 1:
+            expected.append(expected[0])
+        line = car.line(path)
+        assert line.shape == (len(expected), 2)
+        assert np.allclose(line, np.asarray(expected), rtol=0, atol=1e-9)
+
+
+def test_simplify_keeps_what_geos_keeps(engines: dict[str, Engine]) -> None:
+    car = engines["car"]
+    for path in random_paths(car, 60):
+        line = car.line(path)
+        for tolerance in (0.00005, 0.0005):
+            ours = kernels.simplify(line, tolerance)
+            geos = shapely.get_coordinates(
+                shapely.simplify(shapely.linestrings(line), tolerance, preserve_topology=False)
+            )
+            assert np.array_equal(ours, geos)
+
+
+def test_polyline_of_the_format_description_and_round_trip(engines: dict[str, Engine]) -> None:
+    # The example of Google's description of the format.
+    assert polyline.encode([(-120.2, 38.5), (-120.95, 40.7), (-126.453, 43.252)]) == (
+        "_p~iF~ps|U_ulLnnqC_mqNvxq`@"
+    )
+    assert polyline.encode([]) == ""
+    for path in random_paths(engines["car"], 20):
+        line = engines["car"].line(path)
+        for precision in (5, 6):
+            decoded = np.asarray(polyline.decode(polyline.encode(line, precision), precision))
+            assert np.abs(decoded - line).max() <= 0.5 / 10**precision + 1e-12
+
+
+def test_nearest_piece_is_the_brute_force_nearest(engines: dict[str, Engine]) -> None:
+    car = engines["car"]
+    pieces = car._piece_xy
+    x0, y0, x1, y1 = pieces.T
+    rng = random.Random(5)
+    lons, lats = car.points[:, 0], car.points[:, 1]
+    for i in range(300):
+        # Inside the network's box and up to 20 km around it.
+        lon = rng.uniform(lons.min() - 0.2, lons.max() + 0.2)
+        lat = rng.uniform(lats.min() - 0.2, lats.max() + 0.2)
+        x = math.radians(lon) * EARTH_RADIUS * car._cos
+        y = math.radians(lat) * EARTH_RADIUS
+        allowed = car._piece_large if i % 2 else car._piece_allowed
+        dx, dy = x1 - x0, y1 - y0
+        norm = dx * dx + dy * dy
+        t = np.clip(((x - x0) * dx + (y - y0) * dy) / np.where(norm > 0, norm, 1.0), 0.0, 1.0)
+        gap = np.hypot(x0 + t * dx - x, y0 + t * dy - y)
+        gap[~allowed] = np.inf
+        reach = rng.choice([math.inf, 500.0, 5000.0])
+        left, bottom, columns, rows, starts, members = car._grid
+        piece, along, distance = kernels.nearest_piece(
+            x, y, pieces, allowed, left, bottom, car._cell, columns, rows, starts, members, reach
+        )
+        best = int(np.argmin(gap))
+        if gap[best] > reach:
+            assert piece == -1
+            continue
+        assert distance == pytest.approx(gap[best], abs=1e-6)
+        assert gap[piece] == pytest.approx(gap[best], abs=1e-6)
+        assert along == pytest.approx(t[piece], abs=1e-9)
