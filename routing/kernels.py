@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -15,9 +17,14 @@ Points = NDArray[np.float64]
 Indices = NDArray[np.int64]
 
 
+#: Compiled code is kept beside this file, or in ``NUMBA_CACHE_DIR``; where neither can be
+#: written (a read-only install) it is compiled again by each process.
+CACHE = "NUMBA_CACHE_DIR" in os.environ or os.access(Path(__file__).parent, os.W_OK)
+
+
 def _compiled(function: F) -> F:
-    """``function`` compiled to machine code on first use (and cached on disk)."""
-    return cast(F, njit(cache=True, nogil=True)(function))
+    """``function`` compiled to machine code on first use."""
+    return cast(F, njit(cache=CACHE, nogil=True)(function))
 
 
 @_compiled
