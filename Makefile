@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/tiles.py
 	$(BIN)/python bench/raster.py
 	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/routing_fidelity.py
 	$(BIN)/python bench/townplan.py
 
 clean:

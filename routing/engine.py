@@ -18,6 +18,7 @@ from scipy.spatial import cKDTree
 
 from routing import kernels
 from routing.network import EARTH_RADIUS, bearing, haversine
+from routing.profiles import PROFILES
 
 #: Spacing (m) of the sample points indexing road pieces for snapping.
 SAMPLE_SPACING = 20.0
@@ -188,6 +189,7 @@ class Engine:
         ).reshape(-1, 2)
         #: Metres from the start of its edge to each point of ``points``.
         self.along = self._along()
+        self._turn_geometry()
         self._compile_turns()
         self._build_cch()
         self._build_snapping()
@@ -218,6 +220,66 @@ class Engine:
         return along
 
     # -- turn graph ---------------------------------------------------------------------------
+
+    def _turn_geometry(self) -> None:
+        """Per edge what its turns cost depends on: end bearings, roads at its head, mode."""
+        count = len(self.edges)
+        first = self.offsets[:-1]
+        last = self.offsets[1:] - 1
+        if count:
+            self._first_bearing = _bearing_arrays(self.points[first], self.points[first + 1])
+            self._last_bearing = _bearing_arrays(self.points[last - 1], self.points[last])
+        else:
+            self._first_bearing = self._last_bearing = np.zeros(0)
+        self._reverse = np.fromiter((d["reverse"] for d in self.edges), np.int64, count)
+        ends = np.concatenate([np.asarray(self.tail, np.int64), np.asarray(self.head, np.int64)])
+        ids, inverse = np.unique(ends, return_inverse=True)
+        tails, heads = inverse[:count], inverse[count:]
+        # The roads at a node as its junction lists them: every edge leaving it and every
+        # one-way edge arriving at it.
+        roads = np.bincount(tails, minlength=len(ids)) + np.bincount(
+            heads[self._reverse < 0], minlength=len(ids)
+        )
+        self._head_roads: NDArray[np.int64] = roads[heads]
+        modes: dict[str, int] = {}
+        self._mode = np.fromiter(
+            (modes.setdefault(d["mode"], len(modes)) for d in self.edges), np.int64, count
+        )
+        self._turn_costs = PROFILES[self.profile].turns
+
+    def turn_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Milliseconds of turning from each edge of ``a`` into the matching edge of ``b``,
+        which leaves ``a``'s head (the profile's turn costs)."""
+        angle = (self._first_bearing[b] - self._last_bearing[a] + 540.0) % 360.0 - 180.0
+        u_turn = self._reverse[a] == b
+        # OSRM measures a U-turn as 180 degrees to the right.
+        angle = np.where(u_turn, 180.0, angle)
+        seconds = self._turn_costs.seconds(
+            angle, self._head_roads[a], u_turn, self._mode[a] != self._mode[b]
+        )
+        result: NDArray[np.int64] = np.rint(seconds * 1000.0).astype(np.int64)
+        return result
+
+    def _path_turn_ms(self, edges: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Milliseconds of each turn between consecutive ``edges``: looked up among the arcs,
+        computed for any pair that is not one."""
+        a, b = edges[:-1], edges[1:]
+        keys = a * len(self.edges) + b
+        index = np.minimum(np.searchsorted(self._arc_keys, keys), max(0, len(self._arc_keys) - 1))
+        if len(self._arc_keys):
+            found = self._arc_keys[index] == keys
+            if found.all():
+                looked_up: NDArray[np.int64] = self._arc_turn[index]
+                return looked_up
+        result = self.turn_ms(a, b)
+        return result
+
+    def turns(self, path: Path) -> NDArray[np.int64]:
+        """Milliseconds of the turn into each edge of ``path`` (0 for the first)."""
+        result = np.zeros(len(path.edges), dtype=np.int64)
+        if len(path.edges) > 1:
+            result[1:] = self._path_turn_ms(path.edges)
+        return result
 
     def _compile_turns(self) -> None:
         out: dict[int, list[int]] = defaultdict(list)
@@ -274,15 +336,26 @@ class Engine:
             self.copies[edge].append(node)
 
     def _build_cch(self) -> None:
-        tails: list[int] = []
-        heads: list[int] = []
-        weights: list[int] = []
-        for node, nexts in enumerate(self.successors):
-            cost = self.weight[self.origin[node]]
-            for nxt in nexts:
-                tails.append(node)
-                heads.append(nxt)
-                weights.append(cost)
+        tails = [node for node, nexts in enumerate(self.successors) for _ in nexts]
+        heads = [nxt for nexts in self.successors for nxt in nexts]
+        # An arc costs its tail edge and the turn into its head edge (copies turn like their
+        # originals).
+        a = self._origin[np.asarray(tails, dtype=np.int64)]
+        b = self._origin[np.asarray(heads, dtype=np.int64)]
+        turn = self.turn_ms(a, b)
+        #: Per turn-graph node, the turn cost (ms) of each of its ``successors``.
+        self.successor_turns: list[list[int]] = []
+        position = 0
+        turn_list = turn.tolist()
+        for nexts in self.successors:
+            self.successor_turns.append(turn_list[position : position + len(nexts)])
+            position += len(nexts)
+        weights = (np.asarray(self.weight, dtype=np.int64)[a] + turn).tolist()
+        # The turn of every pair of edges an arc joins, sorted by pair, for paths' durations.
+        keys = a * len(self.edges) + b
+        by_pair = np.argsort(keys, kind="stable")
+        self._arc_keys: NDArray[np.int64] = keys[by_pair]
+        self._arc_turn: NDArray[np.int64] = turn[by_pair]
         count = len(self.origin)
         lats: list[float] = []
         lons: list[float] = []
@@ -311,13 +384,8 @@ class Engine:
     def junctions(self) -> Junctions:
         """The roads at every node with their bearings (built on first use of steps)."""
         count = len(self.edges)
-        first = self.offsets[:-1]
-        last = self.offsets[1:] - 1
-        if count:
-            first_bearing = _bearing_arrays(self.points[first], self.points[first + 1]).tolist()
-            last_bearing = _bearing_arrays(self.points[last - 1], self.points[last]).tolist()
-        else:
-            first_bearing, last_bearing = [], []
+        first_bearing: list[float] = self._first_bearing.tolist()
+        last_bearing: list[float] = self._last_bearing.tolist()
         roads: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
         for key in range(count):
             roads[self.tail[key]].append((first_bearing[key], key, key))
@@ -568,9 +636,10 @@ class Engine:
         found: dict[int, tuple[int, int]] = {}
         for edge, fraction in self.directions(snap):
             rest = round((1.0 - fraction) * self.weight[edge])
-            for nxt in self.successors[edge]:
-                if nxt not in found or rest < found[nxt][0]:
-                    found[nxt] = (rest, edge)
+            for nxt, turn in zip(self.successors[edge], self.successor_turns[edge], strict=True):
+                cost = rest + turn
+                if nxt not in found or cost < found[nxt][0]:
+                    found[nxt] = (cost, edge)
         return found
 
     def targets(self, snap: Snap) -> dict[int, int]:
@@ -699,8 +768,11 @@ class Engine:
         return float(self.edge_length[path.edges] @ path.shares)
 
     def duration(self, path: Path) -> float:
-        """Seconds travelled along ``path``."""
-        return float(self.edge_time[path.edges] @ path.shares)
+        """Seconds travelled along ``path``, the turns on the way included."""
+        seconds = float(self.edge_time[path.edges] @ path.shares)
+        if len(path.edges) > 1:
+            seconds += float(self._path_turn_ms(path.edges).sum()) / 1000.0
+        return seconds
 
     def summary(self, path: Path) -> str:
         """The two roads (names, else refs) ``path`` travels longest, in the order travelled."""

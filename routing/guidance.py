@@ -42,7 +42,10 @@ class Stretch:
     coords: Sequence[tuple[float, float]]
     nodes: Sequence[int]
     distance: float
+    #: Seconds travelling the piece.
     duration: float
+    #: Seconds of the turn into it from the previous stretch.
+    turn: float = 0.0
 
 
 def stretch(engine: Engine, part: Part) -> Stretch:
@@ -469,7 +472,7 @@ def build_steps(
         else:
             intersections = step.intersections
         distance = sum(s.distance for s in group)
-        duration = sum(s.duration for s in group)
+        duration = sum(s.duration + s.turn for s in group)
         item: dict[str, Any] = {
             "geometry": lines[i],
             "maneuver": maneuver,

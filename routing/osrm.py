@@ -286,6 +286,8 @@ def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], C
     stretches: list[Stretch] = []
     if options.steps or options.annotations:
         stretches = [stretch(engine, part) for part in path.parts]
+        for s, turn in zip(stretches, engine.turns(path).tolist(), strict=True):
+            s.turn = turn / 1000.0
     duration = engine.duration(path)
     result: dict[str, Any] = {
         "steps": (
@@ -302,9 +304,12 @@ def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], C
         annotation: dict[str, list[Any]] = {name: [] for name in options.annotations}
         for s in stretches:
             speed = s.distance / s.duration if s.duration > 0 else 0.0
+            # The turn into a stretch is charged to its first segment.
+            turn = s.turn
             for a, b in zip(s.coords, s.coords[1:], strict=False):
                 piece = haversine(*a, *b)
-                seconds = piece / speed if speed > 0 else 0.0
+                seconds = (piece / speed if speed > 0 else 0.0) + turn
+                turn = 0.0
                 if "distance" in annotation:
                     annotation["distance"].append(round(piece, 1))
                 if "duration" in annotation:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from routing.maxspeed import default_car_speed, parse_maxspeed
 
 #: Access values that close a way (or node) to a mode.
@@ -40,6 +43,56 @@ class WayRule:
     mode: str
     #: Seconds a ferry takes for the whole way (``duration`` tag), else None.
     duration: float | None = None
+
+
+@dataclass(frozen=True)
+class TurnCosts:
+    """Seconds a turn costs, as OSRM's profiles charge them (``process_turn``).
+
+    Angles are the deviation from straight on in degrees, -180 to 180, positive to the right.
+    Like OSRM, which merges the two roads at a node with no other road into one, only nodes
+    where more than two roads meet, a change of travel mode or a U-turn cost anything."""
+
+    #: "sigmoid" (car.lua), "quadratic" (bicycle.lua) or "none" (foot.lua: U-turns only).
+    shape: str
+    #: Seconds of the sharpest turn (sigmoid), or of a right angle (quadratic).
+    turn_penalty: float = 0.0
+    #: Above 1, right turns cost less than left ones (right-hand traffic).
+    turn_bias: float = 1.0
+    u_turn_penalty: float = 0.0
+    #: Seconds at a node tagged ``highway=traffic_signals``.
+    traffic_signal_penalty: float = 0.0
+
+    def seconds(
+        self,
+        angle: NDArray[np.float64],
+        roads: NDArray[np.int64],
+        u_turn: NDArray[np.bool_],
+        mode_change: NDArray[np.bool_],
+    ) -> NDArray[np.float64]:
+        """Seconds of each turn: its ``angle``, the ``roads`` meeting at its node, whether it
+        turns back onto the road it came by and whether the travel mode changes."""
+        angle = np.asarray(angle, dtype=np.float64)
+        costly = (np.asarray(roads) > 2) | np.asarray(mode_change) | np.asarray(u_turn)
+        bias = self.turn_bias
+        if self.shape == "sigmoid":
+            right = angle >= 0
+            exponent = np.where(
+                right,
+                (13.0 / bias) * angle / 180.0 - 6.5 * bias,
+                (13.0 * bias) * -angle / 180.0 - 6.5 / bias,
+            )
+            turn = self.turn_penalty / (1.0 + np.exp(-exponent))
+        elif self.shape == "quadratic":
+            normalized = angle / 90.0
+            turn = normalized**2 * np.where(
+                normalized >= 0, self.turn_penalty / bias, self.turn_penalty * bias
+            )
+        else:
+            turn = np.zeros_like(angle)
+        total = np.where(costly, turn, 0.0) + np.where(u_turn, self.u_turn_penalty, 0.0)
+        result: NDArray[np.float64] = total
+        return result
 
 
 def _oneway(value: str | None) -> int | None:
@@ -91,6 +144,8 @@ class Profile:
     restriction_modes: tuple[str, ...] = ()
     #: Speed on a ferry without ``duration`` (km/h).
     ferry_speed: float = 5.0
+    #: What turns cost (OSRM's ``process_turn`` of the matching profile).
+    turns: TurnCosts = TurnCosts("none")
 
     def access(self, tags: dict[str, str]) -> str | None:
         """The access value of the most specific key present, or None."""
@@ -197,6 +252,14 @@ class CarProfile(Profile):
     mode = "driving"
     access_keys = ("motorcar", "motor_vehicle", "vehicle", "access")
     restriction_modes = ("motorcar", "motor_vehicle", "vehicle")
+    # car.lua: turn_penalty 7.5, turn_bias 1.075 (right-hand traffic), u_turn_penalty 20.
+    turns = TurnCosts(
+        "sigmoid",
+        turn_penalty=7.5,
+        turn_bias=1.075,
+        u_turn_penalty=20.0,
+        traffic_signal_penalty=2.0,
+    )
     passable_barriers = frozenset(
         {
             "cattle_grid",
@@ -265,6 +328,14 @@ class BikeProfile(Profile):
     mode = "cycling"
     access_keys = ("bicycle", "vehicle", "access")
     restriction_modes = ("bicycle", "vehicle")
+    # bicycle.lua: turn_penalty 6, turn_bias 1.4, u_turn_penalty 20.
+    turns = TurnCosts(
+        "quadratic",
+        turn_penalty=6.0,
+        turn_bias=1.4,
+        u_turn_penalty=20.0,
+        traffic_signal_penalty=2.0,
+    )
     passable_barriers = frozenset(
         {
             "bollard",
@@ -354,6 +425,8 @@ class FootProfile(Profile):
     mode = "walking"
     access_keys = ("foot", "access")
     restriction_modes = ()
+    # foot.lua: no cost for the angle, 2 s for a U-turn.
+    turns = TurnCosts("none", u_turn_penalty=2.0, traffic_signal_penalty=2.0)
     passable_barriers = BikeProfile.passable_barriers | {"debris", "log", "stile", "yes"}
     WALKING_SPEED = 5.0
     CLOSED_CLASSES = frozenset({"motorway", "motorway_link"})
