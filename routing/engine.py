@@ -283,8 +283,13 @@ class Engine:
 
     def _compile_turns(self) -> None:
         out: dict[int, list[int]] = defaultdict(list)
+        #: The edges arriving at each node.
+        self.arriving: dict[int, list[int]] = defaultdict(list)
         for key in range(len(self.edges)):
             out[self.tail[key]].append(key)
+            self.arriving[self.head[key]].append(key)
+        #: The edges leaving each node.
+        self.leaving = out
         blocked = set(self.graph.graph.get("barriers", ()))
         successors: list[list[int]] = []
         for key, data in enumerate(self.edges):
@@ -632,23 +637,39 @@ class Engine:
         return found
 
     def sources(self, snap: Snap) -> dict[int, tuple[int, int]]:
-        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge)."""
+        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge).
+
+        A point at the very end of its edge is the junction there: left by any road leaving it,
+        without a turn."""
         found: dict[int, tuple[int, int]] = {}
         for edge, fraction in self.directions(snap):
-            rest = round((1.0 - fraction) * self.weight[edge])
-            for nxt, turn in zip(self.successors[edge], self.successor_turns[edge], strict=True):
-                cost = rest + turn
+            if fraction >= 1.0:
+                onward = [(nxt, 0) for nxt in self.leaving[self.head[edge]]]
+            else:
+                rest = round((1.0 - fraction) * self.weight[edge])
+                turns = zip(self.successors[edge], self.successor_turns[edge], strict=True)
+                onward = [(nxt, rest + turn) for nxt, turn in turns]
+            for nxt, cost in onward:
                 if nxt not in found or cost < found[nxt][0]:
                     found[nxt] = (cost, edge)
         return found
 
     def targets(self, snap: Snap) -> dict[int, int]:
-        """Turn-graph nodes a route to ``snap`` ends on: node -> cost of the last stretch."""
+        """Turn-graph nodes a route to ``snap`` ends on: node -> cost of the last stretch.
+
+        A point at the very start of its edge is the junction there: reached at the end of any
+        road arriving at it, without the turn into the edge."""
         found: dict[int, int] = {}
         for edge, fraction in self.directions(snap):
-            cost = round(fraction * self.weight[edge])
-            for node in self.copies[edge]:
-                found[node] = cost
+            ends = [(edge, round(fraction * self.weight[edge]))]
+            if fraction <= 0.0:
+                ends = [
+                    (arriving, self.weight[arriving]) for arriving in self.arriving[self.tail[edge]]
+                ]
+            for last, cost in ends:
+                for node in self.copies[last]:
+                    if node not in found or cost < found[node]:
+                        found[node] = cost
         return found
 
     def _direct(self, start: Snap, end: Snap) -> Path | None:
@@ -690,7 +711,8 @@ class Engine:
         first_edge = sources[nodes[0]][1]
         first_fraction = dict(self.directions(start))[first_edge]
         last_edge = self.origin[nodes[-1]]
-        last_fraction = dict(self.directions(end))[last_edge]
+        # An edge not under ``end`` arrives at the junction ``end`` lies at: travelled whole.
+        last_fraction = dict(self.directions(end)).get(last_edge, 1.0)
         edges = np.empty(len(nodes) + 1, dtype=np.int64)
         edges[0] = first_edge
         edges[1:-1] = self._origin[nodes[:-1]]
@@ -708,6 +730,33 @@ class Engine:
         """Only the weight (ms) of the fastest path, or None."""
         path = self.route(start, end)
         return None if path is None else path.weight
+
+    def weights(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[int | None]]:
+        """The weight (ms) of the fastest path from each of ``starts`` to each of ``ends``
+        (None where there is none): one search per start towards every end at once."""
+        pinned: list[int] = []
+        #: Per end, its pinned turn-graph nodes (as indices into ``pinned``) and their costs.
+        reached: list[list[tuple[int, int]]] = []
+        for end in ends:
+            found = self.targets(end)
+            reached.append([(len(pinned) + k, cost) for k, cost in enumerate(found.values())])
+            pinned.extend(found)
+        query = rk.CCHOneToMany(self._metric, pinned) if pinned and self._metric else None
+        rows: list[list[int | None]] = []
+        for start in starts:
+            sources = self.sources(start)
+            far: list[int | None] = [None] * len(pinned)
+            if query is not None and sources:
+                far = query.distances_from_multi([(n, cost) for n, (cost, _) in sources.items()])
+            row: list[int | None] = []
+            for end, nodes in zip(ends, reached, strict=True):
+                costs = [d + cost for k, cost in nodes if (d := far[k]) is not None]
+                direct = self._direct(start, end)
+                if direct is not None:
+                    costs.append(direct.weight)
+                row.append(min(costs) if costs else None)
+            rows.append(row)
+        return rows
 
     def alternatives(self, start: Snap, end: Snap, best: Path, count: int) -> list[Path]:
         """Up to ``count`` reasonable other paths: through a via edge, ≤ 40 % slower, sharing

@@ -192,19 +192,22 @@ class RoutingService:
         snaps = self._snap(engine, coordinates, options)
         durations: list[list[float | None]] = []
         distances: list[list[float | None]] = []
-        for i in options.sources:
-            row_time: list[float | None] = []
-            row_length: list[float | None] = []
-            for j in options.destinations:
-                path = engine.route(snaps[i], snaps[j])
-                if path is None:
-                    row_time.append(None)
-                    row_length.append(None)
-                else:
-                    row_time.append(round(engine.duration(path), 1))
-                    row_length.append(round(engine.length(path), 1))
-            durations.append(row_time)
-            distances.append(row_length)
+        if "distance" not in options.annotations:
+            # Durations only (OSRM's default): one search per source, no path unpacked.
+            weights = engine.weights(
+                [snaps[i] for i in options.sources], [snaps[j] for j in options.destinations]
+            )
+            durations = [[None if w is None else round(w / 1000.0, 1) for w in r] for r in weights]
+        else:
+            for i in options.sources:
+                row_time: list[float | None] = []
+                row_length: list[float | None] = []
+                for j in options.destinations:
+                    path = engine.route(snaps[i], snaps[j])
+                    row_time.append(None if path is None else round(engine.duration(path), 1))
+                    row_length.append(None if path is None else round(engine.length(path), 1))
+                durations.append(row_time)
+                distances.append(row_length)
         result: dict[str, Any] = {"code": "Ok"}
         if "duration" in options.annotations:
             result["durations"] = durations

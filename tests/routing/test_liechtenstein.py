@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import networkx as nx
@@ -196,3 +197,44 @@ def test_engine_equals_networkx(engines: dict[str, Engine], profile: str, pairs:
         assert got == expected
         found += got is not None
     assert found > pairs // 2
+
+
+@pytest.mark.parametrize("profile", ["car", "foot"])
+def test_one_to_many_weights_equal_the_single_routes(
+    engines: dict[str, Engine], profile: str
+) -> None:
+    # /table's one search per source against the route engine's answer for every pair.
+    engine = engines[profile]
+    rng = random.Random(8)
+    starts = [Snap(rng.randrange(len(engine.edges)), rng.random(), 0, 0, 0) for _ in range(12)]
+    ends = [Snap(rng.randrange(len(engine.edges)), rng.random(), 0, 0, 0) for _ in range(15)]
+    # A start and an end on the same edge, both ways round, exercise the direct paths.
+    ends += [replace(starts[0], fraction=0.99), replace(starts[1], fraction=0.01)]
+    table = engine.weights(starts, ends)
+    expected = [[engine.weight_of(a, b) for b in ends] for a in starts]
+    assert table == expected
+    assert sum(w is not None for row in expected for w in row) > len(starts) * len(ends) // 2
+
+
+def test_routes_from_and_to_junctions_charge_only_the_turns_taken(
+    engines: dict[str, Engine],
+) -> None:
+    # A point on a junction starts or ends there: no turn out of or into a road not travelled,
+    # so the weight (what the search minimised) is the reported duration, to the millisecond
+    # rounding of each edge.
+    car = engines["car"]
+    rng = random.Random(12)
+    nodes = list(car.graph.nodes(data=True))
+    checked = 0
+    while checked < 100:
+        (_, a), (_, b) = rng.choice(nodes), rng.choice(nodes)
+        start = car.snap(a["x"], a["y"], radius=1.0)
+        end = car.snap(b["x"], b["y"], radius=1.0)
+        if not start or not end:
+            continue
+        assert start[0].fraction in (0.0, 1.0) and end[0].fraction in (0.0, 1.0)
+        path = car.route(start[0], end[0])
+        if path is None:
+            continue
+        checked += 1
+        assert car.duration(path) == pytest.approx(path.weight / 1000, abs=5e-4 * len(path.edges))
