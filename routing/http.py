@@ -24,6 +24,8 @@ Handler = Callable[[str, list[tuple[float, float]], dict[str, str]], dict[str, A
 
 #: The services cheap enough to answer on the event loop once their graph is loaded.
 FAST_SERVICES = ("route", "nearest")
+#: Requests with more coordinates than this go to the worker threads.
+FAST_MAX_COORDINATES = 10
 
 
 def dump(result: dict[str, Any]) -> bytes:
@@ -81,9 +83,13 @@ def fast_answer(service: RoutingService, path: str, query: str) -> tuple[int, by
     parts = path.split("/", 4)
     if len(parts) != 5 or parts[1] not in FAST_SERVICES or parts[2] != "v1":
         return None
-    if not service.ready(parts[3]):
+    if not service.ready(parts[3]) or parts[4].count(";") >= FAST_MAX_COORDINATES:
         return None
-    return answer(service, parts[1], parts[3], parts[4], parse_qsl(query, keep_blank_values=True))
+    params = parse_qsl(query, keep_blank_values=True)
+    if any(name == "alternatives" and value not in ("false", "0") for name, value in params):
+        # Tens of searches: the worker threads take those, the event loop stays free.
+        return None
+    return answer(service, parts[1], parts[3], parts[4], params)
 
 
 def viewer_script(request: Request) -> Response:

@@ -51,7 +51,7 @@ def test_fast_path_answers_like_the_regular_route(
 
     coordinates = "9.5209,47.1410;9.5095,47.1650"
     query = [("overview", "full"), ("steps", "true"), ("geometries", "geojson")]
-    fresh = RoutingService(routing_liechtenstein_url)
+    fresh = RoutingService(routing_liechtenstein_url, RoutingSettings(routing_reload_interval=3600))
     fresh.load()
     status, body = answer(fresh, "route", "driving", coordinates, query)
     assert status == 200 and len(body) > 1024
@@ -62,6 +62,11 @@ def test_fast_path_answers_like_the_regular_route(
     stale = RoutingService(routing_liechtenstein_url, RoutingSettings(routing_reload_interval=0))
     stale.load()
     assert fast_answer(stale, path, text) is None
+    # Alternatives (tens of searches) and long lists of coordinates go to the worker threads.
+    assert fast_answer(fresh, path, "alternatives=2") is None
+    assert fast_answer(fresh, path, "alternatives=false") is not None
+    many = ";".join(["9.5209,47.1410"] * 11)
+    assert fast_answer(fresh, f"/route/v1/driving/{many}", "") is None
 
     settings = tile_settings(routing_liechtenstein_url, tmp_path, cors_origins="https://a.example")
     app = create_app(settings)
