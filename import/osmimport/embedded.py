@@ -157,6 +157,18 @@ class EmbeddedCluster:
         if not _has_postgis(bindir):
             raise DatabaseError(f"the PostGIS extension is not installed; {APT_HINT}")
         cluster_dir = self._choose_cluster_dir()
+        if (cluster_dir / "PG_VERSION").exists() and existing is None:
+            # A cluster whose password went with its cluster.json: never reused, never deleted.
+            if cluster_dir.parent != FALLBACK_ROOT:
+                raise DatabaseError(
+                    f"{cluster_dir} holds a PostgreSQL cluster but {self.info_file} is missing: "
+                    f"restore it, or remove {cluster_dir} to start afresh"
+                )
+            # Left by an earlier checkout at this path: this one gets its own folder.
+            base, number = cluster_dir.name, 1
+            while (cluster_dir / "PG_VERSION").exists():
+                cluster_dir = FALLBACK_ROOT / f"{base}-{number}"
+                number += 1
         if cluster_dir.exists() and any(cluster_dir.iterdir()):
             if not (cluster_dir / "PG_VERSION").exists():
                 raise DatabaseError(f"{cluster_dir} exists and is not a PostgreSQL cluster")
