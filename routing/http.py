@@ -17,7 +17,7 @@ from osmimport.database import database_url
 from osmimport.errors import FondplanError
 from routing.errors import OsrmError
 from routing.osrm import parse_coordinates
-from routing.service import RoutingService
+from routing.service import Busy, RoutingService
 from routing.settings import RoutingSettings
 
 Handler = Callable[[str, list[tuple[float, float]], dict[str, str]], dict[str, Any]]
@@ -77,19 +77,23 @@ def _endpoint(service: RoutingService, method: str) -> Callable[[Request], Respo
 
 
 def fast_answer(service: RoutingService, path: str, query: str) -> tuple[int, bytes] | None:
-    """``/route/v1`` and ``/nearest/v1`` answered without a worker thread, when the profile's
-    graph is loaded and its data version was checked recently (no database access then);
-    None otherwise, for the regular route."""
+    """``/route/v1`` and ``/nearest/v1`` answered without a worker thread when the profile's
+    graph is loaded and its data version was checked recently (no lock, database or loading to
+    wait for); None otherwise, for the regular route."""
     parts = path.split("/", 4)
     if len(parts) != 5 or parts[1] not in FAST_SERVICES or parts[2] != "v1":
         return None
-    if not service.ready(parts[3]) or parts[4].count(";") >= FAST_MAX_COORDINATES:
+    if parts[4].count(";") >= FAST_MAX_COORDINATES:
         return None
     params = parse_qsl(query, keep_blank_values=True)
     if any(name == "alternatives" and value not in ("false", "0") for name, value in params):
         # Tens of searches: the worker threads take those, the event loop stays free.
         return None
-    return answer(service, parts[1], parts[3], parts[4], params)
+    try:
+        with service.without_waiting():
+            return answer(service, parts[1], parts[3], parts[4], params)
+    except Busy:
+        return None
 
 
 def viewer_script(request: Request) -> Response:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from osmimport.errors import FondplanError
@@ -15,6 +17,14 @@ from routing.errors import OsrmError
 from routing.network import data_version
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingSettings
+
+#: Set while queries must not wait (see :meth:`RoutingService.without_waiting`).
+_NO_WAIT: ContextVar[bool] = ContextVar("routing_no_wait", default=False)
+
+
+class Busy(Exception):
+    """The engine needs the database or a reload first: not something to wait for here."""
+
 
 #: Profiles that, like OSRM's car profile, go straight on at via points unless told otherwise.
 STRAIGHT_AT_WAYPOINTS = frozenset({"car"})
@@ -49,14 +59,15 @@ class RoutingService:
                 # Served once built: requests answer 503 meanwhile.
                 pass
 
-    def ready(self, profile: str) -> bool:
-        """Whether a query on ``profile`` can be answered without the database: its engine is
-        loaded and the data version was checked less than the reload interval ago."""
-        name = PROFILE_ALIASES.get(profile)
-        return (
-            name in self._engines
-            and time.monotonic() - self._checked <= self.settings.routing_reload_interval
-        )
+    @contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        """Queries in this block raise :class:`Busy` rather than wait for the lock, the
+        database or a graph to load (for callers on an event loop)."""
+        token = _NO_WAIT.set(True)
+        try:
+            yield
+        finally:
+            _NO_WAIT.reset(token)
 
     def engine(self, profile: str) -> Engine:
         """The engine of ``profile`` (an OSRM alias) for the current data version."""
@@ -66,6 +77,14 @@ class RoutingService:
                 "InvalidUrl",
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILE_ALIASES))}",
             )
+        engines = self._engines
+        if (
+            name in engines
+            and time.monotonic() - self._checked <= self.settings.routing_reload_interval
+        ):
+            return engines[name]
+        if _NO_WAIT.get():
+            raise Busy(profile)
         with self._lock:
             self._refresh()
             engine = self._engines.get(name)

@@ -58,10 +58,15 @@ def test_fast_path_answers_like_the_regular_route(
     path = f"/route/v1/driving/{coordinates}"
     text = "&".join(f"{k}={v}" for k, v in query)
     assert fast_answer(fresh, path, text) == (status, body)
+    # A reload holding the service's lock in another thread never makes the event loop wait.
+    with fresh._lock:
+        assert fast_answer(fresh, path, text) == (status, body)
     # Past the reload interval the fast path steps aside: the regular route checks the version.
     stale = RoutingService(routing_liechtenstein_url, RoutingSettings(routing_reload_interval=0))
     stale.load()
     assert fast_answer(stale, path, text) is None
+    with stale._lock:
+        assert fast_answer(stale, path, text) is None
     # Alternatives (tens of searches) and long lists of coordinates go to the worker threads.
     assert fast_answer(fresh, path, "alternatives=2") is None
     assert fast_answer(fresh, path, "alternatives=false") is not None
