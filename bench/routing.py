@@ -297,11 +297,8 @@ def osrm_tools() -> tuple[Path | None, str]:
         )
         if created.returncode != 0:
             return None, f"creating the venv failed: {created.stderr.strip()[-300:]}"
-    installed = subprocess.run(
-        [str(python), "-c", "import osrm, pathlib; print(pathlib.Path(osrm.__file__).parent)"],
-        capture_output=True,
-        text=True,
-    )
+    probe = [str(python), "-c", "import osrm, pathlib; print(pathlib.Path(osrm.__file__).parent)"]
+    installed = subprocess.run(probe, capture_output=True, text=True)
     if installed.returncode != 0:
         pip = subprocess.run(
             [str(python), "-m", "pip", "install", "-q", "osrm-bindings"],
@@ -310,11 +307,7 @@ def osrm_tools() -> tuple[Path | None, str]:
         )
         if pip.returncode != 0:
             return None, f"pip install osrm-bindings failed: {pip.stderr.strip()[-300:]}"
-        installed = subprocess.run(
-            [str(python), "-c", "import osrm, pathlib; print(pathlib.Path(osrm.__file__).parent)"],
-            capture_output=True,
-            text=True,
-        )
+        installed = subprocess.run(probe, capture_output=True, text=True)
     if installed.returncode != 0:
         return None, f"osrm-bindings does not import: {installed.stderr.strip()[-300:]}"
     package = Path(installed.stdout.strip())

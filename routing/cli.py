@@ -16,12 +16,9 @@ from osmimport.command import Command, dispatch
 from osmimport.database import database_url
 from osmimport.errors import UsageError
 from osmimport.settings import DatabaseSettings
-from routing import osrm
 from routing.build import build_graphs, graph_versions
 from routing.errors import OsrmError
-from routing.polyline import decode
 from routing.profiles import PROFILE_ALIASES, PROFILES
-from routing.service import RoutingService
 from routing.settings import RoutingSettings
 
 
@@ -62,6 +59,8 @@ class RoutingCommand:
 
 
 def _coordinate(text: str) -> tuple[float, float]:
+    from routing import osrm
+
     try:
         points = osrm.parse_coordinates(text)
     except OsrmError as exc:
@@ -90,6 +89,11 @@ class RouteCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Route and print the summary and steps, or GeoJSON."""
+        # The engine (numba, scipy) is imported by this command only: every other fondplan
+        # command starts without it.
+        from routing.polyline import decode
+        from routing.service import RoutingService
+
         points = [_coordinate(text) for text in args.points]
         if len(points) < 2:
             raise UsageError("give at least two points: LON,LAT LON,LAT")

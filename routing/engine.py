@@ -19,12 +19,10 @@ from scipy.spatial import cKDTree
 from routing import kernels
 from routing.network import EARTH_RADIUS, bearing, haversine
 from routing.profiles import PROFILES
+from routing.settings import SMALL_COMPONENT_SIZE
 
 #: Spacing (m) of the sample points indexing road pieces for snapping.
 SAMPLE_SPACING = 20.0
-#: Strongly connected parts of the road graph with fewer nodes than this are "small" (OSRM's
-#: ``--small-component-size``; ``FONDPLAN_ROUTING_SMALL_COMPONENT``).
-SMALL_COMPONENT_SIZE = 1000
 #: Smallest side (m) of the grid cells indexing road pieces for the nearest one.
 GRID_CELL_MIN = 20.0
 
@@ -43,9 +41,6 @@ class Snap:
     #: False when only ``edge``'s direction may be used (a bearing filter, or a via point a
     #: route continues straight through), not the way back over the same road.
     both: bool = True
-    #: The strongly connected part of the graph ``edge`` belongs to, and whether it is small.
-    component: int = 0
-    small: bool = False
 
 
 class Part(NamedTuple):
@@ -434,6 +429,14 @@ class Engine:
         y = np.radians(lat) * EARTH_RADIUS
         return x, y
 
+    def small(self, snap: Snap) -> bool:
+        """Whether ``snap`` lies on a small part of the graph (see ``SMALL_COMPONENT_SIZE``)."""
+        return bool(self.edge_small[snap.edge])
+
+    def component(self, snap: Snap) -> int:
+        """The strongly connected part of the graph ``snap`` lies on."""
+        return int(self.edge_component[snap.edge])
+
     def _components(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """Per edge, its strongly connected component and whether that one is small."""
         component_of: dict[int, int] = {}
@@ -598,16 +601,7 @@ class Engine:
             float(start[0]), float(start[1]), slon, slat
         )
         fraction = min(1.0, along / length) if length > 0 else 0.0
-        return Snap(
-            edge,
-            fraction,
-            slon,
-            slat,
-            haversine(lon, lat, slon, slat),
-            True,
-            int(self.edge_component[edge]),
-            bool(self.edge_small[edge]),
-        )
+        return Snap(edge, fraction, slon, slat, haversine(lon, lat, slon, slat))
 
     def _bearing_snap(self, snap: Snap, piece: int, wanted: tuple[float, float]) -> Snap | None:
         """``snap`` kept to the direction(s) of its road within ``wanted`` (bearing, range)."""
@@ -622,7 +616,6 @@ class Engine:
         if forward:
             return replace(snap, both=False)
         if backward:
-            # An edge and its way back join the same two nodes: one component.
             return replace(snap, edge=reverse, fraction=1.0 - snap.fraction, both=False)
         return None
 

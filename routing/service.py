@@ -122,23 +122,26 @@ class RoutingService:
         """The nearest road of each coordinate, as OSRM picks them: roads of small
         disconnected parts (a lone driveway, a parking aisle) only when every coordinate lies
         on the same one, or when no other road is within the radius."""
-        snaps = []
-        for i, (lon, lat) in enumerate(coordinates):
+
+        def nearest(i: int, large_only: bool = False) -> list[Snap]:
+            lon, lat = coordinates[i]
             bearing = options.bearings[i] if options.bearings else None
-            found = engine.snap(lon, lat, radius=options.radiuses[i], bearing=bearing)
+            radius = options.radiuses[i]
+            return engine.snap(lon, lat, radius=radius, bearing=bearing, large_only=large_only)
+
+        snaps = []
+        for i in range(len(coordinates)):
+            found = nearest(i)
             if not found:
                 raise OsrmError(
                     "NoSegment", f"Could not find a matching segment for coordinate {i}"
                 )
             snaps.append(found[0])
-        if any(snap.small for snap in snaps) and len({snap.component for snap in snaps}) > 1:
+        small = [engine.small(snap) for snap in snaps]
+        if any(small) and len({engine.component(snap) for snap in snaps}) > 1:
             for i, snap in enumerate(snaps):
-                if snap.small:
-                    lon, lat = coordinates[i]
-                    bearing = options.bearings[i] if options.bearings else None
-                    large = engine.snap(
-                        lon, lat, radius=options.radiuses[i], bearing=bearing, large_only=True
-                    )
+                if small[i]:
+                    large = nearest(i, large_only=True)
                     snaps[i] = large[0] if large else snap
         return snaps
 

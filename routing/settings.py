@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from routing.engine import SMALL_COMPONENT_SIZE
+#: Strongly connected parts of a road graph with fewer nodes than this are "small" (OSRM's
+#: ``--small-component-size``).
+SMALL_COMPONENT_SIZE = 1000
 
 
 class RoutingSettings(BaseSettings):

@@ -53,35 +53,20 @@ def road_data(url: str) -> tuple[list[tuple[int, dict[str, str], list[int]]], di
     return ways, locations
 
 
-def _leaving(tags: dict[str, str], nodes: list[int], node: int) -> list[int]:
-    """Neighbours a car may drive to from ``node`` along a way (none when it may not)."""
+def _neighbours(tags: dict[str, str], nodes: list[int], node: int, *, arriving: bool) -> list[int]:
+    """Neighbours a car may drive to from ``node`` along a way, or with ``arriving`` come to
+    ``node`` from (none when it may not use the way)."""
     rule = CAR.way(tags)
     if rule is None:
         return []
+    ahead, behind = (-1, 1) if arriving else (1, -1)
     found = []
     for i, n in enumerate(nodes):
         if n != node:
             continue
-        if rule.forward and i + 1 < len(nodes):
-            found.append(nodes[i + 1])
-        if rule.backward and i > 0:
-            found.append(nodes[i - 1])
-    return found
-
-
-def _arriving(tags: dict[str, str], nodes: list[int], node: int) -> list[int]:
-    """Neighbours a car may come to ``node`` from along a way."""
-    rule = CAR.way(tags)
-    if rule is None:
-        return []
-    found = []
-    for i, n in enumerate(nodes):
-        if n != node:
-            continue
-        if rule.forward and i > 0:
-            found.append(nodes[i - 1])
-        if rule.backward and i + 1 < len(nodes):
-            found.append(nodes[i + 1])
+        for allowed, step in ((rule.forward, ahead), (rule.backward, behind)):
+            if allowed and 0 <= i + step < len(nodes):
+                found.append(nodes[i + step])
     return found
 
 
@@ -101,13 +86,15 @@ def roundabout_trips(url: str) -> list[dict[str, Any]]:
             continue
         order = ring[:-1]
         for i, entry in enumerate(order):
-            sources = [n for t, ns in at[entry] for n in _arriving(t, ns, entry)]
+            sources = [n for t, ns in at[entry] for n in _neighbours(t, ns, entry, arriving=True)]
             if not sources:
                 continue
             exits = 0
             for j in range(1, len(order)):
                 node = order[(i + j) % len(order)]
-                targets = [n for t, ns in at[node] for n in _leaving(t, ns, node)]
+                targets = [
+                    n for t, ns in at[node] for n in _neighbours(t, ns, node, arriving=False)
+                ]
                 exits += len(targets)
                 if len(targets) == 1 and j >= 1:
                     trips.append(

@@ -169,7 +169,7 @@ def test_small_part_is_left_for_the_main_network(
     waypoint = answer.json()["waypoints"][1]
     nearest = car.snap(lon, lat, radius=None)[0]
     large = car.snap(lon, lat, radius=None, large_only=True)[0]
-    assert nearest.small and not large.small
+    assert car.small(nearest) and not car.small(large)
     assert waypoint["distance"] == pytest.approx(large.distance, abs=0.01)
     assert waypoint["location"] == [round(large.lon, 6), round(large.lat, 6)]
     # Both ends on the same small part: routed on it.

@@ -219,7 +219,7 @@ def test_steps_annotations_and_table_include_turns(
         start = car.snap(lon1, lat1, radius=None)[0]
         end = car.snap(lon2, lat2, radius=None)[0]
         path = car.route(start, end)
-        if path is None or len(path.edges) < 3 or start.small or end.small:
+        if path is None or len(path.edges) < 3 or car.small(start) or car.small(end):
             continue
         checked += 1
         travel = float(car.edge_time[path.edges] @ path.shares)
