@@ -210,6 +210,26 @@ def test_versatiles_aliases_are_icons_its_style_names() -> None:
     assert {prefix + alias for alias in ours} <= named
 
 
+@pytest.mark.parametrize("name", OURS)
+def test_street_names_are_placed_before_house_numbers_and_pois(name: str) -> None:
+    """MapLibre places the last symbol layers first: street names must come after the rest."""
+    layers = [layer for layer in _load(name)["layers"] if layer["type"] == "symbol"]
+    order = {layer["id"]: i for i, layer in enumerate(layers)}
+    streets = [
+        order[layer["id"]]
+        for layer in layers
+        if layer.get("source-layer") == "street_labels"
+        and NAME_EXPR in list(_walk(layer["layout"].get("text-field")))
+    ]
+    rivals = [
+        order[layer["id"]]
+        for layer in layers
+        if layer.get("source-layer") in ("addresses", "pois", "public_transport", "sites")
+    ]
+    assert streets and rivals
+    assert min(streets) > max(rivals)
+
+
 STREET_LABEL_KINDS = [
     "motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
     "secondary_link", "tertiary", "tertiary_link", "unclassified", "residential",

@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real uvicorn (``fondplan serve``) over the Liechtenstein import."""
+@contextmanager
+def serving(database_url: str, cache_dir: Path) -> Iterator[str]:
+    """A real uvicorn (``fondplan serve``) over ``database_url``; yields its base URL."""
     port = _free_port()
     env = {
         **os.environ,
-        "FONDPLAN_DATABASE_URL": liechtenstein_url,
-        "FONDPLAN_CACHE_DIR": str(tmp_path_factory.mktemp("viewer-cache")),
+        "FONDPLAN_DATABASE_URL": database_url,
+        "FONDPLAN_CACHE_DIR": str(cache_dir),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port)],
@@ -62,6 +63,13 @@ def server(liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn (``fondplan serve``) over the Liechtenstein import."""
+    with serving(liechtenstein_url, tmp_path_factory.mktemp("viewer-cache")) as url:
+        yield url
 
 
 def run_viewer(
