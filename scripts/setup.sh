@@ -8,6 +8,7 @@ APT_PACKAGES=(
   osmium-tool osm2pgsql
   chromium fonts-noto-core fonts-dejavu-core
   gdal-bin poppler-utils
+  qgis python3-qgis
   docker-compose
   libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri libopengl0 libcurl4 libuv1 libicu72
   libgl1 libglx-mesa0

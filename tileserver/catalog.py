@@ -48,8 +48,14 @@ class Catalog:
         return self.meta.get("data_version") or "none"
 
     def attributes(self, table: str) -> tuple[Column, ...]:
-        """The columns of ``table`` that go into tiles: every non-system column."""
-        return tuple(c for c in self.columns.get(table, ()) if c.name not in schema.SYSTEM_COLUMNS)
+        """The attributes of ``table``'s tile features: every non-system column, and the
+        computed French-first label where the table has names."""
+        stored = tuple(
+            c for c in self.columns.get(table, ()) if c.name not in schema.SYSTEM_COLUMNS
+        )
+        if self.has_column(table, "name") and self.has_column(table, "name_fr"):
+            return (*stored, Column(schema.LABEL_COLUMN, "text"))
+        return stored
 
     def table_for(self, layer: schema.Layer, zoom: int) -> str | None:
         """The best table of ``layer`` for ``zoom`` that the served schema has, if any."""
@@ -130,6 +136,15 @@ def version_query(catalog: Catalog) -> sql.Composable:
     )
 
 
+def _attribute(column: Column) -> sql.Composable:
+    """The select-list item of a tile attribute (``g`` is the layer table)."""
+    if column.name == schema.LABEL_COLUMN:
+        return sql.SQL(", COALESCE(g.{}, g.{}) AS {}").format(
+            sql.Identifier("name_fr"), sql.Identifier("name"), sql.Identifier(column.name)
+        )
+    return sql.SQL(", g.{}").format(sql.Identifier(column.name))
+
+
 def tile_query(catalog: Catalog, zoom: int, *, extent: int, buffer: int) -> sql.Composed:
     """The one statement that cuts a tile at ``zoom`` (parameters ``z``, ``x``, ``y``)."""
     template = load_sql("tileserver", "tile_layer.sql").strip()
@@ -141,9 +156,7 @@ def tile_query(catalog: Catalog, zoom: int, *, extent: int, buffer: int) -> sql.
         if table is None or not catalog.has_column(table, schema.GEOM_COLUMN):
             continue
         attributes = catalog.attributes(table)
-        attrs = sql.SQL("").join(
-            sql.SQL(", g.{}").format(sql.Identifier(c.name)) for c in attributes
-        )
+        attrs = sql.SQL("").join(_attribute(c) for c in attributes)
         zoom_filter: sql.Composable = sql.SQL("TRUE")
         if catalog.has_column(table, schema.MINZOOM_COLUMN):
             zoom_filter = sql.SQL("g.{} <= %(z)s").format(sql.Identifier(schema.MINZOOM_COLUMN))

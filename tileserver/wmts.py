@@ -178,7 +178,7 @@ def qgis_connections(kind: str, sources: Sequence[QgisSources]) -> str:
             }
             rows.append(f"  <xyztiles {_attrs(values)}/>")
     elif kind == "vectortile":
-        root = "qgsVectorTileSourceConnections"
+        root = "qgsVectorTileConnections"
         for s in sources:
             values = {
                 "name": f"fondplan {s.style}",

@@ -56,6 +56,9 @@ OSM_TYPE_COLUMN = "osm_type"
 OSM_ID_COLUMN = "osm_id"
 
 NAME_COLUMNS = ("name", "name_fr", "name_de", "name_en")
+#: The French-first name (``name_fr``, else ``name``), computed by the tile query for every layer
+#: with names: a label that needs no ``coalesce`` (QGIS 3.22's style converter drops it).
+LABEL_COLUMN = "name_label"
 
 MAX_ZOOM = 14
 

@@ -114,6 +114,25 @@ def test_vaduz_z14_has_streets_places_pois_buildings(tile_client: TestClient) ->
     assert all(f["geometry"]["type"] == "Point" for f in tile["addresses"]["features"])
 
 
+def test_named_features_carry_the_french_first_label(tile_client: TestClient) -> None:
+    """``name_label`` is ``name_fr``, else ``name``: styles need no ``coalesce`` (QGIS 3.22)."""
+    doc = tile_client.get("/tiles/basemap.json").json()
+    fields = {layer["id"]: layer["fields"] for layer in doc["vector_layers"]}
+    checked = french = 0
+    for zoom in (12, ZOOM):  # the Rhine, "Le Rhin" in French, at z12
+        tile = decode(get_tile(tile_client, zoom, *tile_of(*VADUZ, zoom)).content)
+        for layer_name, layer in tile.items():
+            for feature in layer["features"]:
+                props = feature["properties"]
+                if "name" not in props:
+                    continue
+                assert fields[layer_name][schema.LABEL_COLUMN] == "String"
+                assert props[schema.LABEL_COLUMN] == props.get("name_fr", props["name"])
+                checked += 1
+                french += props.get("name_fr", props["name"]) != props["name"]
+    assert checked > 100 and french > 0
+
+
 def test_every_layer_only_within_its_zoom_range(tile_client: TestClient) -> None:
     seen: set[str] = set()
     for z in range(0, schema.MAX_ZOOM + 1):

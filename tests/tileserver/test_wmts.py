@@ -182,7 +182,7 @@ def test_qgis_connection_files(server: str) -> None:
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "maps.example.org"}
     roots = {
         "xyz": ("qgsXYZTilesConnections", "xyztiles"),
-        "vectortile": ("qgsVectorTileSourceConnections", "vectortile"),
+        "vectortile": ("qgsVectorTileConnections", "vectortile"),
         "wmts": ("qgsWMSConnections", "wms"),
     }
     styles = {p.stem for p in styles_dir().glob("*.json")}
