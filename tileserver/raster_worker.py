@@ -194,6 +194,69 @@ def style_files(styles_dir: str | Path) -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder.glob("*.json"))}
 
 
+#: Logical pixels drawn around a raster tile and cut away: a label crossing the tile's edge is
+#: drawn whole from an anchor in the margin, as the neighbouring tile draws it.
+TILE_MARGIN = 128
+_WEB_MERCATOR_HALF = 20037508.342789244
+
+
+def tile_margin_view(tile: TileRequest, margin: int = TILE_MARGIN) -> tuple[float, float, float]:
+    """(lon, lat, MapLibre zoom) of the view centred on ``tile`` that is ``margin`` px wider on
+    every side; raises ValueError where that view would cross a pole (MapLibre would shift it)."""
+    import math
+
+    n = 2**tile.z
+    if tile.y * tile.tile_size < margin or (n - 1 - tile.y) * tile.tile_size < margin:
+        raise ValueError("the margin crosses a pole")
+    x = ((tile.x + 0.5) / n * 2 - 1) * _WEB_MERCATOR_HALF
+    y = (1 - (tile.y + 0.5) / n * 2) * _WEB_MERCATOR_HALF
+    lon = x / _WEB_MERCATOR_HALF * 180.0
+    lat = math.degrees(2 * math.atan(math.exp(y / _WEB_MERCATOR_HALF * math.pi)) - math.pi / 2)
+    return lon, lat, tile.z + math.log2(tile.tile_size / 512)
+
+
+def render_tile(pool: Any, tile: TileRequest, margin: int = TILE_MARGIN) -> bytes:
+    """The PNG of ``tile``: a view ``margin`` px wider on every side, cropped to the tile.
+
+    Rendering the tile alone would place each label for this tile only, so one crossing its
+    edge would be cut here and drawn or dropped differently next door.
+    """
+    try:
+        lon, lat, zoom = tile_margin_view(tile, margin)
+    except ValueError:
+        return bytes(
+            pool.render_tile(
+                tile.style,
+                z=tile.z,
+                x=tile.x,
+                y=tile.y,
+                tile_size=tile.tile_size,
+                pixel_ratio=tile.pixel_ratio,
+            )
+        )
+    import io
+
+    from PIL import Image
+
+    side = tile.tile_size + 2 * margin
+    png = pool.render(
+        tile.style,
+        lon=lon,
+        lat=lat,
+        zoom=zoom,
+        width=side,
+        height=side,
+        pixel_ratio=tile.pixel_ratio,
+    )
+    start = round(margin * tile.pixel_ratio)
+    size = round(tile.tile_size * tile.pixel_ratio)
+    with Image.open(io.BytesIO(png)) as image:
+        cropped = image.crop((start, start, start + size, start + size))
+        out = io.BytesIO()
+        cropped.save(out, format="PNG")
+    return out.getvalue()
+
+
 def serve(conn: Connection, config: WorkerConfig) -> None:
     """Process entry point: answer render requests from ``conn`` until it closes."""
     # Headless: Mesa's EGL without any display server.
@@ -230,14 +293,7 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
             tile = request
 
             def render() -> bytes:
-                return pool.render_tile(
-                    tile.style,
-                    z=tile.z,
-                    x=tile.x,
-                    y=tile.y,
-                    tile_size=tile.tile_size,
-                    pixel_ratio=tile.pixel_ratio,
-                )
+                return render_tile(pool, tile)
         else:
             image = request
 

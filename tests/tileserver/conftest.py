@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from osmimport.settings import DatabaseSettings
+from tests.conftest import LIECHTENSTEIN, SAMPLE
 from tileserver.app import create_app
 from tileserver.settings import CacheSettings, Settings
 
@@ -53,3 +54,17 @@ def tile_client(
     settings = tile_settings(liechtenstein_url, tmp_path_factory.mktemp("tilecache"))
     with TestClient(create_app(settings)) as client:
         yield client
+
+
+#: Mulhouse centre (place de la Réunion): dense shops, house numbers and streets.
+MULHOUSE = (7.3365, 47.7515)
+
+
+@pytest.fixture(scope="session")
+def town_centres_url(make_database: Callable[[], str]) -> str:
+    """A database with Liechtenstein and Mulhouse centre imported together (built once)."""
+    from osmimport.importer import run_import
+
+    url = make_database()
+    run_import(url, [LIECHTENSTEIN, SAMPLE / "mulhouse-centre.osm.pbf"])
+    return url

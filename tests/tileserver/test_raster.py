@@ -21,6 +21,7 @@ from PIL import Image
 from osmimport import schema
 from osmimport.paths import styles_dir
 from osmimport.settings import DatabaseSettings
+from tests.tileserver.conftest import MULHOUSE
 from tileserver.app import create_app
 from tileserver.raster import (
     ImageRequest,
@@ -299,3 +300,55 @@ def test_cli_render(
     assert (
         main(["render", "--style", "nope", "--bbox", "9.50,47.12,9.54,47.15", "-o", str(out)]) == 1
     )
+
+
+def _tile_xy(lon: float, lat: float, z: int) -> tuple[float, float]:
+    x, y = lonlat_to_mercator(lon, lat)
+    return (x + HALF) / (2 * HALF) * 2**z, (HALF - y) / (2 * HALF) * 2**z
+
+
+@pytest.mark.parametrize(("z", "scale"), [(16, 1), (17, 1), (16, 2)])
+def test_a_block_of_tiles_matches_one_image_along_its_seams(
+    town_centres_url: str, z: int, scale: int
+) -> None:
+    """Four 256 px tiles of Mulhouse centre (shops, house numbers, streets) stitched together
+    are one 512 px image of their area: no label cut or dropped at a tile edge."""
+    fx, fy = _tile_xy(*MULHOUSE, z)
+    x0, y0 = round(fx) - 1, round(fy) - 1
+    suffix = "@2x" if scale == 2 else ""
+    with TestClient(create_app(settings_for(town_centres_url))) as c:
+        rows = [
+            np.concatenate(
+                [
+                    decode(c.get(f"/styles/{STYLE}/{z}/{x0 + i}/{y0 + j}{suffix}.png").content)
+                    for i in (0, 1)
+                ],
+                axis=1,
+            )
+            for j in (0, 1)
+        ]
+    stitched = np.concatenate(rows, axis=0)
+    corner = ((x0 + 1) / 2**z * 2 * HALF - HALF, HALF - (y0 + 1) / 2**z * 2 * HALF)
+    lon, lat = mercator_to_lonlat(*corner)
+    pool = RasterPool(database_url=town_centres_url)
+    try:
+        whole = decode(
+            pool.render(
+                ImageRequest(
+                    STYLE, lon=lon, lat=lat, zoom=z - 1, width=512, height=512, pixel_ratio=scale
+                )
+            )
+        )
+    finally:
+        pool.close()
+    assert stitched.shape == whole.shape == (512 * scale, 512 * scale, 3)
+    band = np.zeros(whole.shape[:2], dtype=bool)
+    middle, reach = 256 * scale, 12 * scale
+    band[:, middle - reach : middle + reach] = True
+    band[middle - reach : middle + reach, :] = True
+    # Labels run across the seams here (dark text pixels in the single image)...
+    assert (whole[band].sum(axis=1) < 330).sum() >= 30 * scale
+    # ...and the tiles draw them exactly as the single image does.
+    differ = np.abs(stitched - whole).max(axis=2) > 48
+    assert differ[band].sum() <= 5 * scale, differ[band].sum()
+    assert np.abs(stitched - whole).mean() < 0.5

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LIECHTENSTEIN, SAMPLE, run_json
-from tests.tileserver.conftest import VADUZ
+from tests.conftest import run_json
+from tests.tileserver.conftest import MULHOUSE, VADUZ
 from tests.tileserver.test_viewer import CHROMIUM, serving
 
 pytestmark = pytest.mark.browser
@@ -20,21 +20,15 @@ REFERENCE = "versatiles-colorful"
 #: Mulhouse centre (place de la Réunion) and Vaduz centre, at the zooms where house numbers show.
 VIEWS = [
     {"name": f"{place} z{zoom}", "zoom": zoom, "lat": lat, "lon": lon}
-    for place, lat, lon in [("Mulhouse", 47.7515, 7.3365), ("Vaduz", VADUZ[1], VADUZ[0])]
+    for place, (lon, lat) in [("Mulhouse", MULHOUSE), ("Vaduz", VADUZ)]
     for zoom in (16, 17)
 ]
 
 
 @pytest.fixture(scope="module")
-def both_server(
-    make_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def both_server(town_centres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A server over Liechtenstein and Mulhouse centre imported together."""
-    from osmimport.importer import run_import
-
-    url = make_database()
-    run_import(url, [LIECHTENSTEIN, SAMPLE / "mulhouse-centre.osm.pbf"])
-    with serving(url, tmp_path_factory.mktemp("street-cache")) as base:
+    with serving(town_centres_url, tmp_path_factory.mktemp("street-cache")) as base:
         yield base
 
 
