@@ -77,6 +77,8 @@ def _outputs(expr: Any) -> set[str]:
         return set().union(*(_outputs(v) for v in [*expr[2:-1:2], expr[-1]]))
     if op == "coalesce":
         return set().union(*(_outputs(v) for v in expr[1:]))
+    if op == "step":
+        return set().union(*(_outputs(v) for v in [expr[2], *expr[4::2]]))
     raise AssertionError(f"icon-image expression {op!r} not understood by this test")
 
 
@@ -204,36 +206,31 @@ def test_every_icon_our_styles_name_is_in_the_sprite() -> None:
         assert icons <= set(index), (name, icons - set(index))
 
 
-def test_versatiles_aliases_are_icons_its_style_names() -> None:
+def _image_names(style: dict[str, Any]) -> set[str]:
+    """Every sprite image a style can ask for: icons and fill/line/background patterns."""
+    named: set[str] = set()
+    for layer in style["layers"]:
+        for part in (layer.get("layout", {}), layer.get("paint", {})):
+            for prop, value in part.items():
+                if prop == "icon-image" or prop.endswith("-pattern"):
+                    named |= _outputs(value)
+    return named
+
+
+def test_versatiles_sprite_has_every_image_its_style_names() -> None:
     style = _load("versatiles-colorful")
     (entry,) = style["sprite"]
     assert entry["url"] == f"fondplan://sprites/{VERSATILES_SPRITE}"
     prefix = entry["id"] + ":"
-    named: set[str] = set()
-    for layer in style["layers"]:
-        named |= _outputs(layer.get("layout", {}).get("icon-image"))
+    named = _image_names(style)
+    assert len(named) >= 120 and all(n.startswith(prefix) for n in named)
+    assert any(n.startswith(prefix + "pattern-") for n in named)
     ours = json.loads(sprite(VERSATILES_SPRITE, 1)[0])
+    assert {n.removeprefix(prefix) for n in named} - set(ours) == set()
     assert {prefix + alias for alias in ours} <= named
-
-
-@pytest.mark.parametrize("name", OURS)
-def test_street_names_are_placed_before_house_numbers_and_pois(name: str) -> None:
-    """MapLibre places the last symbol layers first: street names must come after the rest."""
-    layers = [layer for layer in _load(name)["layers"] if layer["type"] == "symbol"]
-    order = {layer["id"]: i for i, layer in enumerate(layers)}
-    streets = [
-        order[layer["id"]]
-        for layer in layers
-        if layer.get("source-layer") == "street_labels"
-        and NAME_EXPR in list(_walk(layer["layout"].get("text-field")))
-    ]
-    rivals = [
-        order[layer["id"]]
-        for layer in layers
-        if layer.get("source-layer") in ("addresses", "pois", "public_transport", "sites")
-    ]
-    assert streets and rivals
-    assert min(streets) > max(rivals)
+    for ratio in (1, 2):
+        index = json.loads(sprite(VERSATILES_SPRITE, ratio)[0])
+        assert all(box["pixelRatio"] == ratio and box["width"] > 0 for box in index.values())
 
 
 STREET_LABEL_KINDS = [

@@ -252,3 +252,44 @@ def test_viewer_switches_to_the_style_without_console_errors(
         "the style's sprite was not loaded"
     )
     assert any("noto_sans" in r["url"].lower() and r["status"] == 200 for r in responses)
+
+
+#: Viewer steps: visit the busiest places of Vaduz and Schaan, note every image the map lacked.
+_VISIT = """
+export default async (page, report) => {
+  report.missing = await page.evaluate(
+    (views) =>
+      new Promise((resolve) => {
+        const map = window.fondplan.map;
+        const missing = new Set();
+        map.on("styleimagemissing", (event) => missing.add(event.id));
+        const next = () => {
+          if (!views.length) return resolve([...missing].sort());
+          const [lon, lat, zoom] = views.shift();
+          map.jumpTo({ center: [lon, lat], zoom });
+          map.once("idle", next);
+        };
+        next();
+      }),
+    %s,
+  );
+};
+"""
+
+
+@pytest.mark.browser
+def test_viewer_finds_every_image_of_the_style(
+    server: str,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    steps = tmp_path / "visit.mjs"
+    views = [[*VADUZ, zoom] for zoom in (17, 16, 15, 14)] + [[9.5095, 47.1653, 16.5]]
+    steps.write_text(_VISIT % json.dumps(views), encoding="utf-8")
+    report = run_viewer(server, tmp_path / "viewer.png", STYLE, steps)
+    assert "error" not in report, report.get("error")
+    assert report["consoleErrors"] == []
+    missing = report["steps"]["missing"]  # type: ignore[index]
+    assert missing == []
+    warnings = report["consoleWarnings"]
+    assert isinstance(warnings, list)
+    assert [w for w in warnings if "could not be loaded" in w] == []

@@ -8,11 +8,12 @@ import { pathToFileURL } from "node:url";
 
 const [url, screenshot, style, steps] = process.argv.slice(2);
 const browser = await launchChromium(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]);
-const report = { consoleErrors: [], failedRequests: [], responses: [], loaded: false, panels: null };
+const report = { consoleErrors: [], consoleWarnings: [], failedRequests: [], responses: [], loaded: false, panels: null };
 try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
   page.on("console", (msg) => {
     if (msg.type() === "error") report.consoleErrors.push(msg.text());
+    if (msg.type() === "warning") report.consoleWarnings.push(msg.text());
   });
   page.on("pageerror", (err) => report.consoleErrors.push(String(err)));
   page.on("requestfailed", (req) => {
