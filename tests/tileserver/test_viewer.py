@@ -119,3 +119,70 @@ def test_viewer_loads_clean_and_draws(server: str, tmp_path: Path, style: str) -
     assert colours is None or len(colours) > 50
     extrema = crop.getextrema()
     assert any(high - low > 60 for low, high in extrema)
+
+
+#: Viewer steps: the first view against the TileJSON bounds, then the map's share of a 1200 px
+#: window (points where the map is what a click would reach) with the panels open and folded.
+_FOLD = """
+export default async (page, report) => {
+  report.view = await page.evaluate(async () => {
+    const tilejson = await (await fetch(window.fondplan.base + "/tiles/basemap.json")).json();
+    const [west, south, east, north] = tilejson.bounds;
+    const map = window.fondplan.map;
+    const nw = map.project([west, north]);
+    const se = map.project([east, south]);
+    return {
+      data: [nw.x, nw.y, se.x, se.y],
+      window: [window.innerWidth, window.innerHeight],
+      panelsRight: document.getElementById("panels").getBoundingClientRect().right,
+    };
+  });
+  await page.setViewportSize({ width: 1200, height: 800 });
+  await page.waitForTimeout(300);
+  const share = () =>
+    page.evaluate(() => {
+      const map = document.getElementById("map");
+      let hit = 0;
+      let all = 0;
+      for (let x = 5; x < window.innerWidth; x += 15) {
+        for (let y = 5; y < window.innerHeight; y += 15) {
+          all += 1;
+          if (map.contains(document.elementFromPoint(x, y))) hit += 1;
+        }
+      }
+      return hit / all;
+    });
+  report.open = await share();
+  await page.click("#panels-toggle");
+  report.folded = await share();
+  report.foldedExpanded = await page.getAttribute("#panels-toggle", "aria-expanded");
+  await page.reload({ waitUntil: "load" });
+  await page.waitForFunction(() => document.body.dataset.loaded === "true");
+  report.foldedAfterReload = await share();
+  await page.click("#panels-toggle");
+  report.reopened = await share();
+};
+"""
+
+
+def test_viewer_opens_on_the_data_and_folds_its_panels(server: str, tmp_path: Path) -> None:
+    steps = tmp_path / "fold.mjs"
+    steps.write_text(_FOLD, encoding="utf-8")
+    report = run_viewer(server, tmp_path / "viewer.png", "colour", steps)
+    assert "error" not in report, report.get("error")
+    assert report["consoleErrors"] == []
+    result = report["steps"]
+    assert isinstance(result, dict)
+    # The first view shows the whole imported area in the part of the window the panels leave
+    # free, filling it in one direction (not a sliver at an edge).
+    left, top, right, bottom = result["view"]["data"]
+    width, height = result["view"]["window"]
+    free_left = result["view"]["panelsRight"]
+    assert free_left <= left < right <= width and 0 <= top < bottom <= height, result["view"]
+    assert max((right - left) / (width - free_left), (bottom - top) / height) > 0.7, result["view"]
+    # Folded, the panels leave the map at least 90 % of the window; the fold is remembered.
+    assert result["open"] < 0.9
+    assert result["folded"] >= 0.9
+    assert result["foldedExpanded"] == "false"
+    assert result["foldedAfterReload"] >= 0.9
+    assert result["reopened"] == pytest.approx(result["open"], abs=0.02)

@@ -65,10 +65,35 @@
     updatePanel();
   }
 
+  const panelsToggle = document.getElementById("panels-toggle");
+
+  // Folds every panel away (the map takes the window) or shows them; remembered by the browser.
+  function foldPanels(folded) {
+    panels.hidden = folded;
+    panelsToggle.setAttribute("aria-expanded", String(!folded));
+    panelsToggle.textContent = folded ? "Show panels" : "Hide panels";
+    try {
+      window.localStorage.setItem("fondplan.panelsFolded", String(folded));
+    } catch (err) {
+      // Storage may be off (private windows): the toggle still works for this page.
+    }
+  }
+
+  panelsToggle.addEventListener("click", () => foldPanels(!panels.hidden));
+
+  function storedFold() {
+    try {
+      return window.localStorage.getItem("fondplan.panelsFolded") === "true";
+    } catch (err) {
+      return false;
+    }
+  }
+
   document.getElementById("use-toggle").addEventListener("click", (event) => {
     const panel = document.getElementById("use-panel");
     panel.hidden = !panel.hidden;
     event.currentTarget.setAttribute("aria-expanded", String(!panel.hidden));
+    if (!panel.hidden) foldPanels(false);
   });
 
   document.querySelectorAll("button.copy").forEach((button) => {
@@ -109,6 +134,23 @@
     },
   };
 
+  // The imported data's extent (TileJSON bounds, else its center), fitted into the part of the
+  // window the panels leave free. A URL hash (#zoom/lat/lon) still wins: MapLibre reads it.
+  function firstView(tilejson) {
+    const bounds = tilejson.bounds;
+    if (Array.isArray(bounds) && bounds.length === 4 && bounds[0] < bounds[2] && bounds[1] < bounds[3]) {
+      const covered = panels.hidden ? 0 : panels.getBoundingClientRect().right;
+      const free = window.innerWidth - covered;
+      const left = covered && free > 300 ? covered + 20 : 20;
+      return { bounds, fitBoundsOptions: { padding: { top: 70, bottom: 30, left, right: 20 } } };
+    }
+    const center = tilejson.center;
+    if (Array.isArray(center) && center.length >= 2) {
+      return { center: [center[0], center[1]], zoom: center.length > 2 ? center[2] : 10 };
+    }
+    return { center: [0, 0], zoom: 1 };
+  }
+
   async function start() {
     const [styles, tilejson] = await Promise.all([
       fetch(base + "/styles").then((r) => r.json()),
@@ -127,13 +169,8 @@
     const wanted = new URLSearchParams(window.location.search).get("style");
     const preferred = styles.find((s) => s.id === wanted) || styles.find((s) => s.id === "colour") || styles[0];
     select.value = preferred.id;
-    map = new maplibregl.Map({
-      container: "map",
-      style: preferred.url,
-      bounds: tilejson.bounds,
-      fitBoundsOptions: { padding: 20 },
-      hash: true,
-    });
+    foldPanels(storedFold());
+    map = new maplibregl.Map({ container: "map", style: preferred.url, hash: true, ...firstView(tilejson) });
     map.addControl(new maplibregl.NavigationControl(), "top-right");
     map.addControl(new maplibregl.ScaleControl(), "bottom-left");
     map.on("moveend", trackView);
