@@ -240,17 +240,20 @@ def block_view(block: Block) -> tuple[float, float, float]:
 
 
 class TileRenderer:
-    """Draws raster tiles block by block, keeping the last blocks' images for their other tiles.
+    """Draws raster tiles block by block, keeping the last blocks' images (64 MB) for their other
+    tiles.
 
     Rendering a tile alone would place each label for that tile only, so one crossing its edge
     would be cut there and drawn or dropped differently next door. The render process is
     replaced when the data changes, and these images with it.
     """
 
-    def __init__(self, pool: Any, margin: int = TILE_MARGIN, blocks: int = 16) -> None:
+    def __init__(self, pool: Any, margin: int = TILE_MARGIN, budget: int = 64 << 20) -> None:
         self._pool = pool
         self._margin = margin
-        self._capacity = blocks
+        #: Bytes of block images kept (RGBA: 4 bytes a pixel).
+        self._budget = budget
+        self._kept = 0
         self._images: OrderedDict[Block, Any] = OrderedDict()
         self._lock = threading.Lock()
         #: One lock per block being drawn: its other tiles wait for that render.
@@ -294,8 +297,9 @@ class TileRenderer:
             image = self._draw(block)
             with self._lock:
                 self._images[block] = image
-                while len(self._images) > self._capacity:
-                    self._images.popitem(last=False)
+                self._kept += _image_bytes(image)
+                while self._kept > self._budget and len(self._images) > 1:
+                    self._kept -= _image_bytes(self._images.popitem(last=False)[1])
                 self._drawing.pop(block, None)
             return image
 
@@ -318,6 +322,11 @@ class TileRenderer:
         with Image.open(io.BytesIO(png)) as opened:
             opened.load()
             return opened.copy()
+
+
+def _image_bytes(image: Any) -> int:
+    width, height = image.size
+    return int(width * height * 4)
 
 
 def serve(conn: Connection, config: WorkerConfig) -> None:

@@ -31,6 +31,7 @@ from tileserver.raster import (
     lonlat_to_mercator,
     mercator_to_lonlat,
 )
+from tileserver.raster_worker import METATILE, block_of, block_view
 from tileserver.settings import CacheSettings, Settings
 
 with warnings.catch_warnings():
@@ -353,3 +354,23 @@ def test_a_block_of_tiles_matches_one_image_along_its_seams(
     differ = np.abs(stitched - whole).max(axis=2) > 48
     assert differ[band].sum() <= 5 * scale, differ[band].sum()
     assert np.abs(stitched - whole).mean() < 0.5
+
+
+def test_tiles_are_drawn_in_aligned_blocks_away_from_the_poles() -> None:
+    same = {block_of(TileRequest(STYLE, 16, 34102 + i, 22848 + j)) for i in (0, 1) for j in (0, 1)}
+    assert len(same) == 1
+    (block,) = same
+    assert block is not None and (block.x, block.y, block.size) == (34102, 22848, METATILE)
+    lon, lat, zoom = block_view(block)
+    # The view's centre is the block's shared corner; 256 px tiles are MapLibre's zoom - 1.
+    x, y = lonlat_to_mercator(lon, lat)
+    assert x == pytest.approx((34103 / 2**16) * 2 * HALF - HALF, abs=0.01)
+    assert y == pytest.approx(HALF - (22849 / 2**16) * 2 * HALF, abs=0.01)
+    assert zoom == 15
+    assert block_of(TileRequest(STYLE, 16, 34103, 22848)) != block_of(
+        TileRequest(STYLE, 16, 34104, 22848)
+    )
+    # Rows whose margin would cross a pole are drawn alone.
+    assert block_of(TileRequest(STYLE, 3, 4, 0)) is None
+    assert block_of(TileRequest(STYLE, 3, 4, 7)) is None
+    assert block_of(TileRequest(STYLE, 0, 0, 0, tile_size=512)) is None
