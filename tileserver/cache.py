@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from tileserver.catalog import TILE_FORMAT
 from tileserver.diskcache import write_atomically
 
 #: (data_version, z, x, y)
@@ -92,7 +93,8 @@ def _safe(version: str) -> str:
 
 
 class DiskCache:
-    """Gzipped tiles under ``<root>/<data_version>/<z>/<x>/<y>.mvt.gz`` (empty file = no feature).
+    """Gzipped tiles under ``<root>/<data_version>/f<TILE_FORMAT>/<z>/<x>/<y>.mvt.gz`` (empty file
+    = no feature).
 
     The ETag is stored as the file's first line so a restarted server answers the same one.
     """
@@ -102,7 +104,8 @@ class DiskCache:
 
     def _path(self, key: TileKey) -> Path:
         version, z, x, y = key
-        return self.root / _safe(version) / str(z) / str(x) / f"{y}.mvt.gz"
+        folder = self.root / _safe(version) / f"f{TILE_FORMAT}"
+        return folder / str(z) / str(x) / f"{y}.mvt.gz"
 
     def get(self, key: TileKey) -> CachedTile | None:
         """The stored tile, or None."""

@@ -13,6 +13,10 @@ from psycopg2 import sql
 from osmimport import schema
 from osmimport.database import load_sql
 
+#: What the tile query puts in a tile, bumped when that changes (2: ``name_label``), so caches of
+#: tiles cut by an older query are not served for the same data version.
+TILE_FORMAT = 2
+
 #: TileJSON field types by PostgreSQL type.
 _NUMBER_TYPES = ("smallint", "integer", "bigint", "real", "double precision", "numeric")
 

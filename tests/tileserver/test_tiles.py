@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import mapbox_vector_tile
@@ -15,6 +16,8 @@ from osmimport import schema
 from osmimport.importer import read_meta
 from tests.conftest import LIECHTENSTEIN
 from tests.tileserver.conftest import VADUZ, TestClient, tile_of
+from tileserver.cache import DiskCache, make_tile
+from tileserver.catalog import TILE_FORMAT
 
 ZOOM = 14
 STREET_KINDS = {"primary", "secondary", "tertiary", "residential", "unclassified", "living_street"}
@@ -308,3 +311,16 @@ def test_tilejson_urls_follow_forwarded_headers(tile_client: TestClient) -> None
         headers={"x-forwarded-proto": "https", "x-forwarded-host": "tiles.example.org"},
     ).json()
     assert doc["tiles"] == ["https://tiles.example.org/tiles/basemap/{z}/{x}/{y}.mvt"]
+
+
+def test_a_disk_cache_of_older_tiles_is_not_served(tmp_path: Path) -> None:
+    """Tiles cut before the tile query changed (e.g. without ``name_label``) stay unread."""
+    disk = DiskCache(tmp_path)
+    old = tmp_path / "v1" / "14" / "8" / "5.mvt.gz"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b'"old"\n' + gzip.compress(b"tile without name_label"))
+    assert disk.get(("v1", 14, 8, 5)) is None
+    tile = make_tile("v1", b"tile with name_label")
+    disk.put(("v1", 14, 8, 5), tile)
+    assert disk.get(("v1", 14, 8, 5)) == tile
+    assert (tmp_path / "v1" / f"f{TILE_FORMAT}" / "14" / "8" / "5.mvt.gz").is_file()
