@@ -153,7 +153,7 @@ class Occupied:
 def _box(
     x: float, y: float, angle: float, width: float, em: float, halo: float
 ) -> tuple[Polygon, tuple[float, float], tuple[float, float]]:
-    """The box of a name with baseline start (x, y), and its start and end on the centre line."""
+    """The box of a name with baseline start (x, y), and the ends of its baseline."""
     ux, uy = math.cos(angle), math.sin(angle)
     dx, dy = -uy, ux  # "down" in the text's frame
     top, bottom = -(ASCENT * em + halo), DESCENT * em + halo
@@ -163,10 +163,8 @@ def _box(
         (x + ux * (width + halo) + dx * bottom, y + uy * (width + halo) + dy * bottom),
         (x - ux * halo + dx * bottom, y - uy * halo + dy * bottom),
     ]
-    mid = -BASELINE * em
-    start = (x + dx * mid, y + dy * mid)
-    end = (x + ux * width + dx * mid, y + uy * width + dy * mid)
-    return Polygon(corners), start, end
+    # The ends of the baseline: where the PDF says the text starts, and where it ends.
+    return Polygon(corners), (x, y), (x + ux * width, y + uy * width)
 
 
 class Placer:
@@ -181,6 +179,7 @@ class Placer:
         self.labels: list[StreetLabel] = []
 
     def _fits(self, box: Polygon, ends: Sequence[tuple[float, float]], target: LabelTarget) -> bool:
+        """In the frame, clear of other names, and starting (and ending) in the street's cells."""
         return (
             self.frame.contains(box)
             and all(target.allowed.covers(Point(p)) for p in ends)
@@ -229,16 +228,23 @@ class Placer:
                     best = (score, StreetLabel(target.key, target.text, x, y, angle, size, box))
         return best[1] if best else None
 
-    def _beside(self, target: LabelTarget, size: float, max_ink: float) -> StreetLabel | None:
-        """A level name next to the street (with a leader line when it stands off it)."""
+    def _beside(
+        self, target: LabelTarget, size: float, max_ink: float, *, far: bool = False
+    ) -> StreetLabel | None:
+        """A level name next to the street (with a leader line when it stands off it).
+
+        The name starts and ends in the street's cells; ``far`` looks further away and only
+        asks its start to be in them (for long names of short streets).
+        """
         em = size * PT
         width = self.widths(target.text, size)
         halo = 0.35 * em
         line = target.line
-        samples = [line.interpolate(t, normalized=True) for t in np.linspace(0.1, 0.9, 9)]
+        samples = [line.interpolate(t, normalized=True) for t in np.linspace(0.0, 1.0, 11)]
         samples.sort(key=lambda p: abs(line.project(p, normalized=True) - 0.5))
         h = (ASCENT + DESCENT) * em + 2 * halo
-        for step in (0.6, 1.4, 2.6, 4.0, 6.0):
+        steps = (0.6, 1.4, 2.6, 4.0, 6.0) + ((9.0, 13.0, 18.0) if far else ())
+        for step in steps:
             for p in samples:
                 for cx, cy in (
                     (p.x, p.y - h / 2 - step),
@@ -248,7 +254,7 @@ class Placer:
                 ):
                     x, y = cx - width / 2, cy + BASELINE * em
                     box, start, end = _box(x, y, 0.0, width, em, halo)
-                    if not self._fits(box, (start, end), target):
+                    if not self._fits(box, (start,) if far else (start, end), target):
                         continue
                     if self.ink.share(box) > max_ink:
                         continue
@@ -257,6 +263,28 @@ class Placer:
                         near = shapely.ops.nearest_points(box.exterior, p)[0]
                         leader = ((near.x, near.y), (p.x, p.y))
                     return StreetLabel(target.key, target.text, x, y, 0.0, size, box, leader)
+        return None
+
+    def _anywhere(self, target: LabelTarget, size: float) -> StreetLabel | None:
+        """The free spot of the street's cells nearest to it, with a leader line: a last resort."""
+        em = size * PT
+        width = self.widths(target.text, size)
+        halo = 0.35 * em
+        middle = target.line.interpolate(0.5, normalized=True)
+        minx, miny, maxx, maxy = target.allowed.bounds
+        xs, ys = np.meshgrid(np.arange(minx, maxx, 1.5), np.arange(miny, maxy, 1.5))
+        starts = sorted(
+            zip(xs.ravel().tolist(), ys.ravel().tolist(), strict=True),
+            key=lambda p: math.hypot(p[0] + width / 2 - middle.x, p[1] - middle.y),
+        )
+        for sx, sy in starts:
+            box, start, _ = _box(sx, sy + BASELINE * em, 0.0, width, em, halo)
+            if not self._fits(box, (start,), target):
+                continue
+            near = shapely.ops.nearest_points(box.exterior, target.line)
+            leader = ((near[0].x, near[0].y), (near[1].x, near[1].y))
+            return StreetLabel(target.key, target.text, sx, sy + BASELINE * em, 0.0, size, box,
+                               leader)  # fmt: skip
         return None
 
     def _keep(self, label: StreetLabel) -> None:
@@ -273,6 +301,9 @@ class Placer:
             lambda t: self._along(t, self.size * 0.85, MAX_INK * 2, ()),
             lambda t: self._beside(t, self.size * 0.85, MAX_INK * 3),
             lambda t: self._beside(t, self.size * 0.85, 1.0),
+            lambda t: self._beside(t, self.size * 0.85, MAX_INK * 3, far=True),
+            lambda t: self._beside(t, self.size * 0.75, 1.0, far=True),
+            lambda t: self._anywhere(t, self.size * 0.75),
         )
         for attempt in attempts:
             still: list[LabelTarget] = []

@@ -346,13 +346,19 @@ def _street_labels(
         cells = [cell for cell in entry.cells if atlas.sheet_of(cell) == sheet]
         if not cells:
             continue
-        line = shapely.transform(entry.geometry.intersection(view), transform)
-        line = shapely.line_merge(shapely.intersection(_lines(line), inner))
-        if line.is_empty:
+        piece = shapely.transform(entry.geometry.intersection(view), transform)
+        line = shapely.line_merge(shapely.intersection(_lines(piece), inner))
+        if line.is_empty and piece.is_empty:
             continue
+        if line.is_empty:
+            # A street that only touches the sheet's cells (at their edge, or in the frame's
+            # margin): named beside the point where it does.
+            point = piece.representative_point()
+            line = shapely.LineString([(point.x - 0.1, point.y), (point.x + 0.1, point.y)])
         boxes = [shapely.box(*atlas.grid.cell_box(cell)) for cell in cells]
         cover = shapely.transform(shapely.union_all(boxes), transform)
-        allowed = shapely.intersection(cover, inner)
+        # Kept a little inside the cells, so a name never starts on a cell's edge.
+        allowed = shapely.intersection(cover.buffer(-0.3, join_style="mitre"), inner)
         targets.append(LabelTarget(key, entry.name, line, allowed))
     placer = Placer(InkMap(png, frame.x, frame.y, frame.w), inner, size_pt)
     placer.place(targets)
