@@ -62,15 +62,23 @@ class TextWidths:
         return self._cache[key]
 
 
+#: Resolution (pixels per mm) the dark pixels are kept at: enough to see text.
+INK_PX_PER_MM = 4.0
+
+
 class InkMap:
-    """The dark pixels of a rendered map frame, and the boxes already taken by names."""
+    """The dark pixels of a rendered map frame (at about INK_PX_PER_MM), decoded once."""
 
     def __init__(self, png: bytes, frame_x: float, frame_y: float, frame_w: float) -> None:
         with Image.open(io.BytesIO(png)) as image:
-            grey = image.convert("L")
+            dark = np.asarray(image.convert("L")) < DARK
+        # Kept coarser than the print: a block is dark when any of its pixels is.
+        k = max(1, int(dark.shape[1] / frame_w / INK_PX_PER_MM))
+        h, w = dark.shape[0] // k * k, dark.shape[1] // k * k
+        blocks = dark[:h, :w].reshape(h // k, k, w // k, k)
+        self.dark: np.ndarray[Any, Any] = np.asarray(blocks.any(axis=(1, 3)))
         self.origin = (frame_x, frame_y)
-        self.px_per_mm = grey.width / frame_w
-        self.dark = np.asarray(grey) < DARK
+        self.px_per_mm = dark.shape[1] / frame_w / k
 
     def share(self, box: Polygon) -> float:
         """Share of dark pixels under ``box`` (page mm), sampled every half millimetre."""
@@ -198,7 +206,7 @@ class Placer:
             if not isinstance(part, LineString) or part.length < width * 1.02:
                 continue
             length = part.length
-            count = max(1, min(40, int((length - width) / 1.5)))
+            count = max(1, min(30, int((length - width) / 2.0)))
             for k in range(count + 1):
                 centre = width / 2 + (length - width) * (k / count if count else 0.5)
                 a = part.interpolate(centre - width / 2)

@@ -11,6 +11,7 @@ from typing import Any
 import cairo
 import numpy as np
 import shapely
+from PIL import Image
 from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
@@ -164,6 +165,8 @@ class SheetMap:
     bbox: BBox
     png: bytes
     labels: list[StreetLabel]
+    #: The map's dark pixels (its own text), where names and pictograms keep off.
+    ink: InkMap | None = None
 
 
 @dataclass
@@ -224,6 +227,27 @@ def _halo_text(ctx: cairo.Context[Any], text: str, x: float, y: float, halo: flo
     ctx.fill()
 
 
+#: JPEG quality of the map images in PDF plans (street names are vector text on top).
+PDF_MAP_QUALITY = 90
+
+
+def _map_surface(png: bytes, pdf: bool) -> cairo.ImageSurface:
+    """The map image to paint; for a PDF, one carrying a JPEG that cairo embeds as it is.
+
+    cairo would deflate the decoded pixels of a PNG, seconds per sheet at 300 dpi, into a file
+    several times larger; a JPEG is stored as it comes.
+    """
+    if not pdf:
+        return cairo.ImageSurface.create_from_png(io.BytesIO(png))
+    with Image.open(io.BytesIO(png)) as image:
+        size = image.size
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=PDF_MAP_QUALITY, subsampling=0)
+    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, *size)
+    surface.set_mime_data(cairo.MIME_TYPE_JPEG, out.getvalue())
+    return surface
+
+
 def _icons_of(facility: Facility) -> tuple[str, ...]:
     return facility.icons or tuple(facility.category.icon for _ in facility.points)
 
@@ -240,8 +264,7 @@ class LabelSpots:
     would cover much dark ink is moved to the nearest clear spot around its place.
     """
 
-    def __init__(self, png: bytes, frame: Rect, boxes: Sequence[Polygon] = ()) -> None:
-        ink = InkMap(png, frame.x, frame.y, frame.w)
+    def __init__(self, ink: InkMap, frame: Rect, boxes: Sequence[Polygon] = ()) -> None:
         self.frame = frame
         self.px_per_mm = ink.px_per_mm
         # Summed-area table: the dark pixels of any box in constant time. The boxes of the
@@ -409,7 +432,7 @@ class PageDrawer:
     def _map_image(self, ctx: cairo.Context[Any], png: bytes, frame: Rect, bbox: BBox) -> None:
         """The rendered map in ``frame``, the surroundings of the area faded and outlined."""
         f = frame
-        image = cairo.ImageSurface.create_from_png(io.BytesIO(png))
+        image = _map_surface(png, isinstance(ctx.get_target(), cairo.PDFSurface))
         ctx.save()
         ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.clip()
@@ -478,7 +501,8 @@ class PageDrawer:
 
     def _icons(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
         size = 3.6 * g.scale
-        spots = LabelSpots(sheet_map.png, g.frame, [label.box for label in sheet_map.labels])
+        assert sheet_map.ink is not None
+        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in sheet_map.labels])
         drawn: list[tuple[float, float]] = []
         b = sheet_map.bbox
         for _category, entries in self.c.facilities:

@@ -255,9 +255,10 @@ def make_plan(
     for sheet in atlas.sheets:
         bbox = atlas.sheet_bbox(sheet)
         png = _render(renderer, options.style + NO_STREET_NAMES, bbox, frame, map_dpi)
-        labels = _street_labels(streets, atlas, sheet, bbox, frame, png, label_pt)
+        ink = InkMap(png, frame.x, frame.y, frame.w)
+        labels = _street_labels(streets, atlas, sheet, bbox, frame, ink, label_pt)
         named.update(label.key for label in labels)
-        maps.append(SheetMap(sheet, bbox, png, labels))
+        maps.append(SheetMap(sheet, bbox, png, labels, ink))
     overview: SheetMap | None = None
     if atlas.is_atlas:
         whole = frame_bbox(bounds, geometry.frame)
@@ -333,7 +334,7 @@ def _street_labels(
     sheet: Sheet,
     bbox: tuple[float, float, float, float],
     frame: Rect,
-    png: bytes,
+    ink: InkMap,
     size_pt: float,
 ) -> list[StreetLabel]:
     """The street names of one sheet, each street named in cells its index entry gives."""
@@ -360,7 +361,7 @@ def _street_labels(
         # Kept a little inside the cells, so a name never starts on a cell's edge.
         allowed = shapely.intersection(cover.buffer(-0.3, join_style="mitre"), inner)
         targets.append(LabelTarget(key, entry.name, line, allowed))
-    placer = Placer(InkMap(png, frame.x, frame.y, frame.w), inner, size_pt)
+    placer = Placer(ink, inner, size_pt)
     placer.place(targets)
     return placer.labels
 

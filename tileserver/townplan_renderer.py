@@ -123,7 +123,7 @@ class MapLibreMapRenderer:
             with Image.open(io.BytesIO(png)) as image:
                 if image.size == (width_px, height_px):
                     return png
-                return _png(image.convert("RGB").resize((width_px, height_px)))
+                return _png(_fit(image.convert("RGB"), width_px, height_px))
         canvas = Image.new("RGB", (width_px, height_px), "white")
         step = PIECE_SIDE - 2 * PIECE_OVERLAP
         for top in range(0, height_px, step):
@@ -134,9 +134,7 @@ class MapLibreMapRenderer:
                 png = self._piece(style, xmin, ymax, x0, y0, w, h, metres_per_px, zoom,
                                   pixel_ratio)  # fmt: skip
                 with Image.open(io.BytesIO(png)) as piece:
-                    rgb = piece.convert("RGB")
-                    if rgb.size != (w, h):
-                        rgb = rgb.resize((w, h))
+                    rgb = _fit(piece.convert("RGB"), w, h)
                     canvas.paste(
                         rgb.crop((PIECE_OVERLAP, PIECE_OVERLAP, PIECE_OVERLAP + inner_w,
                                   PIECE_OVERLAP + inner_h)),
@@ -181,6 +179,19 @@ class MapLibreMapRenderer:
             if self._rendered_version is not None and current != self._rendered_version:
                 self.pool.restart()
             self._rendered_version = current
+
+
+def _fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """``image`` at ``width`` × ``height``: cropped or padded by the pixel or two the CSS size
+    rounding costs (resampling would blur the whole map), resized only beyond that."""
+    if image.size == (width, height):
+        return image
+    if abs(image.width - width) > 2 or abs(image.height - height) > 2:
+        return image.resize((width, height))
+    canvas = Image.new("RGB", (width, height), "white")
+    dx, dy = (width - image.width) // 2, (height - image.height) // 2
+    canvas.paste(image, (dx, dy))
+    return canvas
 
 
 def _png(image: Image.Image) -> bytes:

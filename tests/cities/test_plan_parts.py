@@ -16,6 +16,7 @@ from pypdf.generic import DictionaryObject, IndirectObject
 from cities.facilities import CATEGORIES
 from cities.flow import FONT
 from cities.icons import draw_icon
+from cities.labels import InkMap
 from cities.layout import LABEL_INK, LabelSpots, Rect
 from cities.townplan import Plan
 from osmimport.paths import styles_dir
@@ -121,7 +122,7 @@ def _label_map(tmp_label: str) -> tuple[bytes, Rect]:
 
 def test_icons_move_off_labels() -> None:
     png, frame = _label_map("Vaduz")
-    spots = LabelSpots(png, frame)
+    spots = LabelSpots(InkMap(png, frame.x, frame.y, frame.w), frame)
     size = 4.0
     assert spots.ink(50, 30, size) > LABEL_INK
     x, y = spots.place(50, 30, size, [])
