@@ -120,10 +120,10 @@ def atlas_grid(bounds: BBox, width_mm: float, height_mm: float, units: float) ->
 def atlas_of(grid: Grid, needed: Sequence[Cell], width_mm: float, height_mm: float) -> Atlas:
     """Few sheets that together print every ``needed`` cell of ``grid``.
 
-    Greedy cover: each sheet is the block of cells (anywhere on the grid, even overlapping an
-    earlier sheet) holding most of the cells still unprinted. A cell on two sheets belongs to
-    the first. The grid returned is extended over every sheet, so its letters and numbers run
-    on across sheets.
+    The fewest sheets of a greedy cover (each sheet the block of cells holding most of the
+    cells still unprinted, apart from earlier sheets if it can, else overlapping them) and of
+    a regular layout shifted to fit. A cell on two sheets belongs to the first. The grid
+    returned is extended over every sheet, so its letters and numbers run on across sheets.
     """
     cols, rows = sheet_cells(width_mm, height_mm)
     if not needed:
@@ -133,24 +133,42 @@ def atlas_of(grid: Grid, needed: Sequence[Cell], width_mm: float, height_mm: flo
     left = np.zeros((grid.rows + 2 * pad_r, grid.cols + 2 * pad_c), dtype=np.int32)
     for cell in needed:
         left[cell.row + pad_r, cell.col + pad_c] = 1
-    taken = np.zeros_like(left)
-    blocks: list[tuple[int, int]] = []
 
     def sums(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """The sum of ``a`` over the block starting at each position."""
         t = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
         return t[rows:, cols:] - t[:-rows, cols:] - t[rows:, :-cols] + t[:-rows, :-cols]  # type: ignore[no-any-return]
 
-    while left.any():
-        counts = sums(left)
-        # Sheets that do not overlap earlier ones first: an atlas reads better without.
-        free = np.where(sums(taken) == 0, counts, 0)
-        if free.max() > 0:
-            counts = free
-        r0, c0 = np.unravel_index(int(np.argmax(counts)), counts.shape)
-        blocks.append((int(c0) - pad_c, int(r0) - pad_r))
-        left[r0 : r0 + rows, c0 : c0 + cols] = 0
-        taken[r0 : r0 + rows, c0 : c0 + cols] = 1
+    def greedy(apart: bool) -> list[tuple[int, int]]:
+        """Blocks chosen one by one, each printing most of what is left."""
+        todo, taken = left.copy(), np.zeros_like(left)
+        chosen: list[tuple[int, int]] = []
+        while todo.any():
+            counts = sums(todo)
+            if apart:
+                # Blocks that do not overlap earlier ones first: an atlas reads better so.
+                free = np.where(sums(taken) == 0, counts, 0)
+                if free.max() > 0:
+                    counts = free
+            r0, c0 = np.unravel_index(int(np.argmax(counts)), counts.shape)
+            chosen.append((int(c0) - pad_c, int(r0) - pad_r))
+            todo[r0 : r0 + rows, c0 : c0 + cols] = 0
+            taken[r0 : r0 + rows, c0 : c0 + cols] = 1
+        return chosen
+
+    def regular() -> list[tuple[int, int]]:
+        """A regular layout of blocks, shifted cell by cell to need the fewest."""
+        best: set[tuple[int, int]] | None = None
+        for ox in range(cols):
+            for oy in range(rows):
+                found = {((c.col + ox) // cols, (c.row + oy) // rows) for c in needed}
+                if best is None or len(found) < len(best):
+                    best, shift = found, (ox, oy)
+        assert best is not None
+        return [(bx * cols - shift[0], by * rows - shift[1]) for bx, by in best]
+
+    # The fewest sheets of three ways; on a tie the first (sheets apart, then regular).
+    blocks = min((greedy(True), regular(), greedy(False)), key=len)
     bx0 = min(c for c, _ in blocks)
     by0 = min(r for _, r in blocks)
     bx1 = max(c for c, _ in blocks) + cols
