@@ -326,6 +326,8 @@ class PageDrawer:
         self.g = geometry
         #: The page of an atlas's sheets: the map over the whole page, no index panel.
         self.sheet_g = sheet_geometry
+        #: Map images painted on the document being drawn.
+        self.images: list[cairo.ImageSurface] = []
         self.measure = Measure()
         self._map_surface: cairo.ImageSurface | None = None
 
@@ -433,6 +435,8 @@ class PageDrawer:
         """The rendered map in ``frame``, the surroundings of the area faded and outlined."""
         f = frame
         image = _map_surface(png, isinstance(ctx.get_target(), cairo.PDFSurface))
+        # cairo reads a JPEG's bytes when the PDF is finished: keep its surface alive till then.
+        self.images.append(image)
         ctx.save()
         ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.clip()

@@ -7,6 +7,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from importlib import resources
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,8 +44,17 @@ class TownplanSettings(BaseSettings):
     max_dpi: int = 300
 
 
-#: A plan's documents: one PDF, or one PNG per page.
-Documents = tuple[bytes, ...]
+@dataclass(frozen=True)
+class Documents:
+    """A finished plan: its page count and documents (one PDF, or one PNG per page)."""
+
+    pages: int
+    files: tuple[bytes, ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes held."""
+        return sum(len(f) for f in self.files)
 
 
 class PlanCache:
@@ -66,17 +76,17 @@ class PlanCache:
 
     def put(self, key: tuple[str, ...], value: Documents) -> None:
         """Keep ``value``; drop the oldest entries beyond the size limit."""
-        size = sum(len(d) for d in value)
+        size = value.size
         if size > self.max_bytes:
             return
         with self._lock:
             if key in self._items:
-                self._size -= sum(len(d) for d in self._items.pop(key))
+                self._size -= self._items.pop(key).size
             self._items[key] = value
             self._size += size
             while self._size > self.max_bytes:
                 _, old = self._items.popitem(last=False)
-                self._size -= sum(len(d) for d in old)
+                self._size -= old.size
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -177,15 +187,15 @@ def townplan_routes(
             # Headers only: from a finished plan, or what is known without drawing one.
             if cached is None:
                 return Response(None, media_type=options_media(fmt), headers=headers)
-            if page > len(cached):
-                return _error(404, f"the plan has {len(cached)} page(s); there is no page {page}")
+            if page > len(cached.files):
+                return _error(404, f"the plan has {cached.pages} page(s); there is no page {page}")
             return Response(
                 None,
                 media_type=options_media(fmt),
                 headers={
                     **headers,
-                    "Content-Length": str(len(cached[page - 1])),
-                    "X-Page-Count": str(len(cached)),
+                    "Content-Length": str(len(cached.files[page - 1])),
+                    "X-Page-Count": str(cached.pages),
                     "ETag": _etag(key, page),
                 },
             )
@@ -200,7 +210,7 @@ def townplan_routes(
                         try:
                             area = commune_area(database_url, commune)
                             made = make_plan(database_url, area, options, renderer)
-                            documents = tuple(made.documents)
+                            documents = Documents(made.page_count, tuple(made.documents))
                             cache.put(key, documents)
                             return documents
                         finally:
@@ -219,12 +229,12 @@ def townplan_routes(
             except FondplanError as exc:
                 # The map renderer failed or is busy: not the request's fault.
                 return _error(503, str(exc))
-        if page > len(cached):
-            return _error(404, f"the plan has {len(cached)} page(s); there is no page {page}")
+        if page > len(cached.files):
+            return _error(404, f"the plan has {cached.pages} page(s); there is no page {page}")
         return Response(
-            cached[page - 1],
+            cached.files[page - 1],
             media_type=options_media(fmt),
-            headers={**headers, "X-Page-Count": str(len(cached)), "ETag": _etag(key, page)},
+            headers={**headers, "X-Page-Count": str(cached.pages), "ETag": _etag(key, page)},
         )
 
     return [

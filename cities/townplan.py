@@ -432,6 +432,7 @@ def _draw(
             draw_page(ctx, number)
             surface.show_page()
         surface.finish()
+        drawer.images.clear()
         return [buffer.getvalue()]
     documents: list[bytes] = []
     scale = options.dpi / MM_PER_INCH
@@ -440,6 +441,7 @@ def _draw(
         page_ctx = cairo.Context(image)
         page_ctx.scale(scale, scale)
         draw_page(page_ctx, number)
+        drawer.images.clear()
         out = io.BytesIO()
         image.write_to_png(out)
         image.finish()

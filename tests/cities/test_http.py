@@ -47,6 +47,7 @@ def test_townplan_pdf_over_http(liechtenstein_url: str, tmp_path: Path) -> None:
     assert first.status_code == 200
     assert first.headers["content-type"] == "application/pdf"
     reader = pypdf.PdfReader(io.BytesIO(first.content))
+    assert first.headers["x-page-count"] == str(len(reader.pages))
     assert "Planken" in (reader.pages[0].extract_text() or "")
     assert again.content == first.content  # the same data version: served from the cache
     assert "Vaduz" in {c["name"] for c in communes.json()}
