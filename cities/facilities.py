@@ -162,11 +162,6 @@ class Facility:
         """The icon shown beside the entry in the index."""
         return self.icons[0] if self.icons else self.category.icon
 
-    @property
-    def cells_text(self) -> str:
-        """ "A1, B2" """
-        return ", ".join(cell.label for cell in self.cells)
-
 
 def facilities_index(
     conn: psycopg2.extensions.connection,

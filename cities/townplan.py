@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +204,8 @@ def _data_note(database_url: str) -> tuple[str, str]:
 
 #: Size (pt) of the street names on the map, on A3.
 LABEL_PT = 6.2
+#: Sheet maps asked of the renderer at once.
+RENDERS_AT_ONCE = 2
 
 
 def make_plan(
@@ -252,18 +255,31 @@ def make_plan(
     label_pt = LABEL_PT * min(1.3, max(1.0, sheet_geometry.scale))
     maps: list[SheetMap] = []
     named: set[int] = set()
-    for sheet in atlas.sheets:
+    # Sheets are drawn two at a time (the renderer queues what it cannot draw at once); names
+    # are placed on each as it comes.
+    whole = frame_bbox(bounds, geometry.frame)
+    with ThreadPoolExecutor(max_workers=RENDERS_AT_ONCE) as drawing:
+        overview_png = (
+            drawing.submit(
+                _render, renderer, options.style, whole, geometry.frame, min(map_dpi, 150.0)
+            )
+            if atlas.is_atlas
+            else None
+        )
+        pngs = drawing.map(
+            lambda b: _render(renderer, options.style + NO_STREET_NAMES, b, frame, map_dpi),
+            [atlas.sheet_bbox(sheet) for sheet in atlas.sheets],
+        )
+        sheet_pngs = list(zip(atlas.sheets, pngs, strict=True))
+    for sheet, png in sheet_pngs:
         bbox = atlas.sheet_bbox(sheet)
-        png = _render(renderer, options.style + NO_STREET_NAMES, bbox, frame, map_dpi)
         ink = InkMap(png, frame.x, frame.y, frame.w)
         labels = _street_labels(streets, atlas, sheet, bbox, frame, ink, label_pt)
         named.update(label.key for label in labels)
         maps.append(SheetMap(sheet, bbox, png, labels, ink))
     overview: SheetMap | None = None
-    if atlas.is_atlas:
-        whole = frame_bbox(bounds, geometry.frame)
-        png = _render(renderer, options.style, whole, geometry.frame, min(map_dpi, 150.0))
-        overview = SheetMap(None, whole, png, [])
+    if overview_png is not None:
+        overview = SheetMap(None, whole, overview_png.result(), [])
     unnamed = [entry.display for i, entry in enumerate(streets) if i not in named]
     if unnamed:
         warnings.append(f"{len(unnamed)} streets could not be named on the map")

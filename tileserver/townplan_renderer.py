@@ -33,7 +33,7 @@ from tileserver.raster import (
 from tileserver.raster_worker import style_files
 
 #: Device pixels of one rendered piece; bigger maps are drawn piece by piece and assembled.
-PIECE_SIDE = 4096
+PIECE_SIDE = 4608
 #: Device pixels drawn beyond each side of a piece and cut off, so labels at a seam are whole.
 PIECE_OVERLAP = 256
 #: Seconds one piece may take (a 4096 px piece of a dense town at 300 dpi takes a few seconds).
@@ -84,7 +84,8 @@ class MapLibreMapRenderer:
     @classmethod
     def for_database(cls, url: str) -> MapLibreMapRenderer:
         """A renderer with its own render process reading the database at ``url``."""
-        settings = RasterSettings(threads=1, timeout=PIECE_TIMEOUT)
+        # Two render threads: an atlas asks for two sheets at once.
+        settings = RasterSettings(threads=2, timeout=PIECE_TIMEOUT)
         styles = plan_styles()
         pool = RasterPool(database_url=url, settings=settings, styles_dir=styles.name)
         return cls(pool, owns_pool=True, styles=styles)
