@@ -36,3 +36,7 @@ class NoData(CitiesError):
 
 class PlanTimeout(CitiesError):
     """A plan took longer than the time limit (HTTP 503)."""
+
+
+class EmptyArea(CitiesError):
+    """The planned box holds no street and no facility of the loaded data (HTTP 422)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg2.extensions
@@ -13,7 +12,6 @@ from shapely.geometry.base import BaseGeometry
 from cities.collation import sort_key
 from cities.db import query
 from cities.grid import Cell, Grid
-from cities.parts import Enclave, enclave_mark, enclaves_of
 from osmimport import schema
 
 
@@ -158,33 +156,19 @@ class Facility:
     points: tuple[tuple[float, float], ...]
     #: The icon of each point (same order as ``points``).
     icons: tuple[str, ...] = ()
-    #: Names of the detached parts of the commune (not on the main map) the facility is in.
-    enclaves: tuple[str, ...] = ()
 
     @property
     def icon(self) -> str:
         """The icon shown beside the entry in the index."""
         return self.icons[0] if self.icons else self.category.icon
 
-    @property
-    def cells_text(self) -> str:
-        """ "A1, B2", with "enclave X" for points in a detached part off the main map."""
-        return ", ".join(
-            [cell.label for cell in self.cells] + [enclave_mark(e) for e in self.enclaves]
-        )
-
 
 def facilities_index(
     conn: psycopg2.extensions.connection,
     area: BaseGeometry,
     grid: Grid,
-    enclaves: Sequence[Enclave] = (),
 ) -> list[tuple[Category, list[Facility]]]:
-    """Facilities of ``area`` grouped by category (in CATEGORIES order, empty ones left out).
-
-    Facilities in ``enclaves`` (parts of the area off the map) are listed with the enclave's
-    name instead of, or besides, grid cells.
-    """
+    """Facilities of ``area`` grouped by category (in CATEGORIES order, empty ones left out)."""
     wanted: dict[str, list[str]] = defaultdict(list)
     owner: dict[tuple[str, str], Category] = {}
     for category in CATEGORIES:
@@ -222,8 +206,7 @@ def facilities_index(
                 {cell for x, y, _ in points if (cell := grid.cell_at(x, y)) is not None},
                 key=lambda c: (c.col, c.row),
             )
-            marks = enclaves_of(shapely.multipoints([(x, y) for x, y, _ in points]), enclaves)
-            if cells or marks:
+            if cells:
                 entries.append(
                     Facility(
                         category,
@@ -231,7 +214,6 @@ def facilities_index(
                         tuple(cells),
                         tuple((x, y) for x, y, _ in points),
                         tuple(icon for _, _, icon in points),
-                        marks,
                     )
                 )
         entries.sort(key=lambda f: sort_key(f.label))

@@ -176,10 +176,13 @@ def flow(
         column = columns[index]
         measure_item(item, column.width, measure, sizes)
         needed = item.height
-        if item.keep_with_next and position + 1 < len(items):
-            following = items[position + 1]
-            measure_item(following, column.width, measure, sizes)
-            needed += following.height
+        # A heading stays with what follows it, through a chain of headings (the index title,
+        # then a letter or category heading, then the first entry).
+        ahead = position
+        while items[ahead].keep_with_next and ahead + 1 < len(items):
+            ahead += 1
+            measure_item(items[ahead], column.width, measure, sizes)
+            needed += items[ahead].height
         at_top = y_used == 0.0
         if y_used + needed > column.height and not (at_top and item.height > column.height):
             if item.kind == "gap":

@@ -12,14 +12,16 @@ import cairo
 import numpy as np
 import shapely
 from PIL import Image
+from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from cities.facilities import Category, Facility
 from cities.flow import PT, Column, Item, Measure, Placed, TextSizes, flow, set_font
 from cities.grid import Grid, column_label
 from cities.icons import draw_icon
+from cities.labels import InkMap, StreetLabel, draw_labels
 from cities.paper import Layout
-from cities.parts import Enclave
+from cities.sheets import Atlas, Sheet
 from cities.streets import StreetEntry
 from cities.style import LegendEntry
 
@@ -115,49 +117,6 @@ def frame_bbox(area_bounds: BBox, frame: Rect, pad: float = 0.04) -> BBox:
     return (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
 
 
-@dataclass(frozen=True)
-class Inset:
-    """The overview of the whole commune drawn in a corner of the map, enclaves named."""
-
-    rect: Rect
-    bbox: BBox
-    map_png: bytes
-    enclaves: tuple[Enclave, ...]
-
-
-#: Width of the overview inset, as a share of the map frame's width (height at most 45 %).
-INSET_SHARE = 0.3
-
-
-def inset_rect(frame: Rect, bbox: BBox, area: BaseGeometry) -> Rect:
-    """The corner of ``frame`` for the overview of ``area``: the one hiding least of the area."""
-    xmin, ymin, xmax, ymax = area.bounds
-    aspect = max(ymax - ymin, 1.0) / max(xmax - xmin, 1.0)
-    w = frame.w * INSET_SHARE
-    h = w * aspect
-    if h > frame.h * 0.45:
-        h = frame.h * 0.45
-        w = h / aspect
-    pad = 2.0
-    units_per_mm = (bbox[2] - bbox[0]) / frame.w
-    best: tuple[float, Rect] | None = None
-    for right in (True, False):
-        for top in (True, False):
-            x = frame.x + frame.w - w - pad if right else frame.x + pad
-            y = frame.y + pad if top else frame.y + frame.h - h - pad
-            box = shapely.box(
-                bbox[0] + (x - frame.x) * units_per_mm,
-                bbox[3] - (y - frame.y + h) * units_per_mm,
-                bbox[0] + (x - frame.x + w) * units_per_mm,
-                bbox[3] - (y - frame.y) * units_per_mm,
-            )
-            hidden = area.intersection(box).area
-            if best is None or hidden < best[0] - 1e-6:
-                best = (hidden, Rect(x, y, w, h))
-    assert best is not None
-    return best[1]
-
-
 def columns_in(rect: Rect, column_width: float, gap: float) -> list[Column]:
     """As many columns of about ``column_width`` as fit side by side in ``rect``."""
     count = max(1, int((rect.w + gap) // (column_width + gap)))
@@ -166,7 +125,9 @@ def columns_in(rect: Rect, column_width: float, gap: float) -> list[Column]:
 
 
 def index_items(
-    streets: Sequence[StreetEntry], facilities: Sequence[tuple[Category, list[Facility]]]
+    streets: Sequence[StreetEntry],
+    facilities: Sequence[tuple[Category, list[Facility]]],
+    atlas: Atlas,
 ) -> list[Item]:
     """The index flow: streets under letter headings, then facilities by category."""
     items: list[Item] = [Item("title", "Index des rues", keep_with_next=True)]
@@ -180,7 +141,7 @@ def index_items(
                 items.append(Item("gap"))
             items.append(Item("letter", current, keep_with_next=True))
             letter = current
-        items.append(Item("entry", entry.display, entry.cells_text))
+        items.append(Item("entry", entry.display, atlas.references(entry.cells)))
     if not streets:
         items.append(Item("entry", "Aucune rue nommée"))
     if facilities:
@@ -189,9 +150,23 @@ def index_items(
     for category, entries in facilities:
         items.append(Item("category", category.title, icon=category.icon, keep_with_next=True))
         for facility in entries:
-            items.append(Item("entry", facility.label, facility.cells_text, icon=facility.icon))
+            items.append(
+                Item("entry", facility.label, atlas.references(facility.cells), icon=facility.icon)
+            )
         items.append(Item("gap"))
     return items
+
+
+@dataclass
+class SheetMap:
+    """One map frame of the plan: its sheet (None for the overview), extent, image and names."""
+
+    sheet: Sheet | None
+    bbox: BBox
+    png: bytes
+    labels: list[StreetLabel]
+    #: The map's dark pixels (its own text), where names and pictograms keep off.
+    ink: InkMap | None = None
 
 
 @dataclass
@@ -203,15 +178,27 @@ class PlanContent:
     area: BaseGeometry
     masked: bool
     latitude: float
-    bbox: BBox
-    grid: Grid
-    map_png: bytes
+    atlas: Atlas
+    #: The map of each sheet, in sheet order.
+    maps: list[SheetMap]
     streets: list[StreetEntry]
     facilities: list[tuple[Category, list[Facility]]]
     legend: list[LegendEntry]
     date: str
     data_note: str
-    inset: Inset | None = None
+    #: The whole area with the sheets outlined (atlases only).
+    overview: SheetMap | None = None
+
+    @property
+    def grid(self) -> Grid:
+        """The grid of the whole plan."""
+        return self.atlas.grid
+
+
+def map_scale(bbox: BBox, frame: Rect, latitude: float) -> float:
+    """The N of 1:N of a map of ``bbox`` in ``frame``, rounded as printed."""
+    metres_per_mm = (bbox[2] - bbox[0]) / frame.w * math.cos(math.radians(latitude))
+    return float(round(metres_per_mm * 1000, -1 if metres_per_mm < 10 else -2))
 
 
 def french_date(year: int, month: int, day: int) -> str:
@@ -240,14 +227,33 @@ def _halo_text(ctx: cairo.Context[Any], text: str, x: float, y: float, halo: flo
     ctx.fill()
 
 
+#: JPEG quality of the map images in PDF plans (street names are vector text on top).
+PDF_MAP_QUALITY = 90
+
+
+def _map_surface(png: bytes, pdf: bool) -> cairo.ImageSurface:
+    """The map image to paint; for a PDF, one carrying a JPEG that cairo embeds as it is.
+
+    cairo would deflate the decoded pixels of a PNG, seconds per sheet at 300 dpi, into a file
+    several times larger; a JPEG is stored as it comes.
+    """
+    if not pdf:
+        return cairo.ImageSurface.create_from_png(io.BytesIO(png))
+    with Image.open(io.BytesIO(png)) as image:
+        size = image.size
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=PDF_MAP_QUALITY, subsampling=0)
+    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, *size)
+    surface.set_mime_data(cairo.MIME_TYPE_JPEG, out.getvalue())
+    return surface
+
+
 def _icons_of(facility: Facility) -> tuple[str, ...]:
     return facility.icons or tuple(facility.category.icon for _ in facility.points)
 
 
 #: Share of dark pixels under an icon above which it is taken to hide a label.
 LABEL_INK = 0.06
-#: Dark pixels: the print style draws labels in black on white halos.
-DARK = 90
 
 
 class LabelSpots:
@@ -258,13 +264,12 @@ class LabelSpots:
     would cover much dark ink is moved to the nearest clear spot around its place.
     """
 
-    def __init__(self, png: bytes, frame: Rect) -> None:
-        with Image.open(io.BytesIO(png)) as image:
-            grey = np.asarray(image.convert("L"))
+    def __init__(self, ink: InkMap, frame: Rect, boxes: Sequence[Polygon] = ()) -> None:
         self.frame = frame
-        self.px_per_mm = grey.shape[1] / frame.w
-        # Summed-area table: the dark pixels of any box in constant time.
-        dark = (grey < DARK).astype(np.int32)
+        self.px_per_mm = ink.px_per_mm
+        # Summed-area table: the dark pixels of any box in constant time. The boxes of the
+        # street names count as ink, so pictograms keep off them too.
+        dark = ink.with_boxes(boxes).astype(np.int32)
         self.table = np.pad(dark.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
 
     def ink(self, x: float, y: float, size: float) -> float:
@@ -314,9 +319,15 @@ class LabelSpots:
 class PageDrawer:
     """Draws the pages of one plan on a cairo context whose unit is the millimetre."""
 
-    def __init__(self, content: PlanContent, geometry: PageGeometry) -> None:
+    def __init__(
+        self, content: PlanContent, geometry: PageGeometry, sheet_geometry: PageGeometry
+    ) -> None:
         self.c = content
         self.g = geometry
+        #: The page of an atlas's sheets: the map over the whole page, no index panel.
+        self.sheet_g = sheet_geometry
+        #: Map images painted on the document being drawn.
+        self.images: list[cairo.ImageSurface] = []
         self.measure = Measure()
         self._map_surface: cairo.ImageSurface | None = None
 
@@ -337,7 +348,7 @@ class PageDrawer:
         def more() -> list[Column]:
             return columns_in(full, g.column_width, gap)
 
-        items = index_items(self.c.streets, self.c.facilities)
+        items = index_items(self.c.streets, self.c.facilities, self.c.atlas)
         pages = flow(items, first, more, self.measure, g.sizes)
         if layout is Layout.INDEX_PAGES and pages and not pages[0]:
             return pages
@@ -346,14 +357,34 @@ class PageDrawer:
     # -- drawing ------------------------------------------------------------------------------
 
     def draw_map_page(self, ctx: cairo.Context[Any], placed: list[Placed]) -> None:
-        """Title, map, grid, icons, panel items, footer."""
+        """Page 1: the one sheet's map with the index panel, or an atlas's overview."""
         ctx.set_source_rgb(1, 1, 1)
         ctx.paint()
-        self._title(ctx, self.c.title, self.c.subtitle)
-        self._map(ctx)
-        self._grid(ctx)
+        overview = self.c.overview
+        if overview is None:
+            self._title(ctx, self.c.title, self.c.subtitle)
+            self._sheet(ctx, self.g, self.c.maps[0])
+        else:
+            count = len(self.c.maps)
+            ratio = self._ratio(self.sheet_g, self.c.maps[0].bbox)
+            subtitle = f"{self.c.subtitle} · tableau d'assemblage, {count} feuilles au 1:{ratio}"
+            self._title(ctx, self.c.title, subtitle)
+            self._map_image(ctx, overview.png, self.g.frame, overview.bbox)
+            self._sheet_layout(ctx, overview.bbox)
+            self._frame_line(ctx, self.g.frame)
         self._items(ctx, placed)
-        self._footer(ctx)
+        self._footer(ctx, self.g, (overview or self.c.maps[0]).bbox)
+
+    def draw_sheet_page(self, ctx: cairo.Context[Any], sheet_map: SheetMap) -> None:
+        """A numbered sheet of an atlas: its map over the whole page, grid letters running on."""
+        ctx.set_source_rgb(1, 1, 1)
+        ctx.paint()
+        assert sheet_map.sheet is not None
+        number, total = sheet_map.sheet.number, len(self.c.maps)
+        subtitle = f"{self.c.subtitle} · feuille {number} sur {total} · index en fin de plan"
+        self._title(ctx, f"{self.c.title} — feuille {number}", subtitle)
+        self._sheet(ctx, self.sheet_g, sheet_map)
+        self._footer(ctx, self.sheet_g, sheet_map.bbox)
 
     def draw_index_page(
         self, ctx: cairo.Context[Any], placed: list[Placed], number: int, total: int
@@ -384,9 +415,6 @@ class PageDrawer:
         ctx.line_to(g.title.x + g.title.w, g.title.y + g.title.h - 2 * g.scale)
         ctx.stroke()
 
-    def _to_page(self, x: float, y: float) -> tuple[float, float]:
-        return _project(self.g.frame, self.c.bbox, x, y)
-
     def _area_path(self, ctx: cairo.Context[Any], frame: Rect, bbox: BBox) -> None:
         units_per_mm = (bbox[2] - bbox[0]) / frame.w
         simple = self.c.area.simplify(units_per_mm * 0.1)
@@ -406,7 +434,9 @@ class PageDrawer:
     def _map_image(self, ctx: cairo.Context[Any], png: bytes, frame: Rect, bbox: BBox) -> None:
         """The rendered map in ``frame``, the surroundings of the area faded and outlined."""
         f = frame
-        image = cairo.ImageSurface.create_from_png(io.BytesIO(png))
+        image = _map_surface(png, isinstance(ctx.get_target(), cairo.PDFSurface))
+        # cairo reads a JPEG's bytes when the PDF is finished: keep its surface alive till then.
+        self.images.append(image)
         ctx.save()
         ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.clip()
@@ -418,7 +448,7 @@ class PageDrawer:
         ctx.paint()
         ctx.restore()
         if self.c.masked:
-            scale = self.g.scale * min(1.0, f.w / self.g.frame.w * 2)
+            scale = self.g.scale
             ctx.rectangle(f.x, f.y, f.w, f.h)
             self._area_path(ctx, f, bbox)
             ctx.set_fill_rule(cairo.FILL_RULE_EVEN_ODD)
@@ -432,59 +462,62 @@ class PageDrawer:
             ctx.set_dash([])
         ctx.restore()
 
-    def _map(self, ctx: cairo.Context[Any]) -> None:
-        f = self.g.frame
-        self._map_image(ctx, self.c.map_png, f, self.c.bbox)
+    def _sheet(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
+        """The map of one sheet: image, grid, pictograms, street names, frame."""
+        f = g.frame
+        self._map_image(ctx, sheet_map.png, f, sheet_map.bbox)
         ctx.save()
         ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.clip()
-        self._icons(ctx)
+        self._grid_lines(ctx, g, sheet_map)
+        self._icons(ctx, g, sheet_map)
+        draw_labels(ctx, sheet_map.labels)
         ctx.restore()
-        if self.c.inset is not None:
-            self._inset(ctx, self.c.inset)
+        self._frame_line(ctx, f)
+        self._grid_labels(ctx, g, sheet_map)
 
-    def _inset(self, ctx: cairo.Context[Any], inset: Inset) -> None:
-        """The whole commune in a corner: the main map's extent framed, each enclave named."""
-        r, s = inset.rect, self.g.scale
-        ctx.set_source_rgb(1, 1, 1)
-        ctx.rectangle(r.x - 1.2 * s, r.y - 1.2 * s, r.w + 2.4 * s, r.h + 2.4 * s)
-        ctx.fill()
-        self._map_image(ctx, inset.map_png, r, inset.bbox)
+    def _sheet_layout(self, ctx: cairo.Context[Any], bbox: BBox) -> None:
+        """The sheets of an atlas outlined on the overview, each with its number."""
+        f, s = self.g.frame, self.g.scale
         ctx.save()
-        ctx.rectangle(r.x, r.y, r.w, r.h)
+        ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.clip()
-        b = self.c.bbox
-        x0, y0 = _project(r, inset.bbox, b[0], b[3])
-        x1, y1 = _project(r, inset.bbox, b[2], b[1])
-        ctx.rectangle(x0, y0, x1 - x0, y1 - y0)
-        ctx.set_source_rgb(*INK)
-        ctx.set_line_width(0.5 * s)
-        ctx.stroke()
-        set_font(ctx, 7.5 * s, bold=True)
-        for enclave in inset.enclaves:
-            point = enclave.geometry.representative_point()
-            px, py = _project(r, inset.bbox, point.x, point.y)
-            _halo_text(ctx, f"Enclave {enclave.name}", px, py, 0.9 * s)
-        set_font(ctx, 6.5 * s)
-        _halo_text(ctx, "Territoire communal — cadre : carte principale", r.x + r.w / 2,
-                   r.y + r.h - 2.2 * s, 0.7 * s)  # fmt: skip
+        for sheet_map in self.c.maps:
+            b = sheet_map.bbox
+            x0, y0 = _project(f, bbox, b[0], b[3])
+            x1, y1 = _project(f, bbox, b[2], b[1])
+            ctx.rectangle(x0, y0, x1 - x0, y1 - y0)
+            ctx.set_source_rgba(0.1, 0.2, 0.55, 0.9)
+            ctx.set_line_width(0.7 * s)
+            ctx.stroke()
+            assert sheet_map.sheet is not None
+            size = min(28 * s, (y1 - y0) / PT * 0.5)
+            set_font(ctx, size, bold=True)
+            _halo_text(ctx, str(sheet_map.sheet.number), (x0 + x1) / 2, (y0 + y1) / 2, 1.2 * s)
         ctx.restore()
+
+    @staticmethod
+    def _frame_line(ctx: cairo.Context[Any], f: Rect) -> None:
         ctx.set_source_rgb(*INK)
-        ctx.set_line_width(0.5 * s)
-        ctx.rectangle(r.x, r.y, r.w, r.h)
+        ctx.set_line_width(0.6)
+        ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.stroke()
 
-    def _icons(self, ctx: cairo.Context[Any]) -> None:
-        size = 3.6 * self.g.scale
-        spots = LabelSpots(self.c.map_png, self.g.frame)
+    def _icons(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
+        size = 3.6 * g.scale
+        assert sheet_map.ink is not None
+        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in sheet_map.labels])
         drawn: list[tuple[float, float]] = []
+        b = sheet_map.bbox
         for _category, entries in self.c.facilities:
             # One icon stands for the neighbours of its category it would cover (bus stops of
             # both sides of a street, buildings of one school); the index lists them all.
             mine: list[tuple[float, float]] = []
             for facility in entries:
                 for (x, y), icon in zip(facility.points, _icons_of(facility), strict=True):
-                    px, py = self._to_page(x, y)
+                    if not (b[0] <= x <= b[2] and b[1] <= y <= b[3]):
+                        continue
+                    px, py = _project(g.frame, b, x, y)
                     if any(math.hypot(px - qx, py - qy) < size * 0.8 for qx, qy in mine):
                         continue
                     mine.append((px, py))
@@ -495,35 +528,42 @@ class PageDrawer:
                         ctx.move_to(px, py)
                         ctx.line_to(ix, iy)
                         ctx.set_source_rgb(*INK)
-                        ctx.set_line_width(0.25 * self.g.scale)
+                        ctx.set_line_width(0.25 * g.scale)
                         ctx.stroke()
-                        ctx.arc(px, py, 0.45 * self.g.scale, 0, 2 * math.pi)
+                        ctx.arc(px, py, 0.45 * g.scale, 0, 2 * math.pi)
                         ctx.fill()
                     draw_icon(ctx, icon, ix, iy, size)
 
-    def _grid(self, ctx: cairo.Context[Any]) -> None:
-        f, grid, s = self.g.frame, self.c.grid, self.g.scale
-        cw, ch = f.w / grid.cols, f.h / grid.rows
+    def _cells(self, g: PageGeometry, sheet_map: SheetMap) -> tuple[Sheet, float, float]:
+        sheet = sheet_map.sheet
+        assert sheet is not None
+        return sheet, g.frame.w / sheet.cols, g.frame.h / sheet.rows
+
+    def _grid_lines(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
+        f, s = g.frame, g.scale
+        sheet, cw, ch = self._cells(g, sheet_map)
         ctx.set_source_rgba(0.15, 0.15, 0.3, 0.75)
         ctx.set_line_width(0.25 * s)
-        for i in range(1, grid.cols):
+        for i in range(1, sheet.cols):
             ctx.move_to(f.x + i * cw, f.y)
             ctx.line_to(f.x + i * cw, f.y + f.h)
-        for j in range(1, grid.rows):
+        for j in range(1, sheet.rows):
             ctx.move_to(f.x, f.y + j * ch)
             ctx.line_to(f.x + f.w, f.y + j * ch)
         ctx.stroke()
-        ctx.set_source_rgb(*INK)
-        ctx.set_line_width(0.6 * s)
-        ctx.rectangle(f.x, f.y, f.w, f.h)
-        ctx.stroke()
-        band = self.g.label_band
+
+    def _grid_labels(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
+        """Column letters and row numbers in a grey band around the frame (they run on)."""
+        f, s = g.frame, g.scale
+        sheet, cw, ch = self._cells(g, sheet_map)
+        band = g.label_band
         # Margin band in light grey so the references read as page furniture, not map text.
         ctx.set_source_rgb(0.92, 0.92, 0.92)
         ctx.rectangle(f.x - band, f.y - band, f.w + 2 * band, f.h + 2 * band)
         ctx.rectangle(f.x, f.y, f.w, f.h)
         ctx.set_fill_rule(cairo.FILL_RULE_EVEN_ODD)
         ctx.fill()
+        ctx.set_fill_rule(cairo.FILL_RULE_WINDING)
         ctx.set_source_rgb(*INK)
         set_font(ctx, 8 * s, bold=True)
 
@@ -532,13 +572,17 @@ class PageDrawer:
             ctx.move_to(x - e.x_bearing - e.width / 2, y - e.y_bearing - e.height / 2)
             ctx.show_text(text)
 
-        for i in range(grid.cols):
-            label = column_label(i)
+        for i in range(sheet.cols):
+            label = column_label(sheet.col0 + i)
             centred(label, f.x + (i + 0.5) * cw, f.y - band / 2)
             centred(label, f.x + (i + 0.5) * cw, f.y + f.h + band / 2)
-        for j in range(grid.rows):
-            centred(str(j + 1), f.x - band / 2, f.y + (j + 0.5) * ch)
-            centred(str(j + 1), f.x + f.w + band / 2, f.y + (j + 0.5) * ch)
+        for j in range(sheet.rows):
+            centred(str(sheet.row0 + j + 1), f.x - band / 2, f.y + (j + 0.5) * ch)
+            centred(str(sheet.row0 + j + 1), f.x + f.w + band / 2, f.y + (j + 0.5) * ch)
+
+    def _ratio(self, g: PageGeometry, bbox: BBox) -> str:
+        ratio = map_scale(bbox, g.frame, self.c.latitude)
+        return f"{ratio:,.0f}".replace(",", "\u202f")
 
     def _items(self, ctx: cairo.Context[Any], placed: list[Placed]) -> None:
         sizes = self.g.sizes
@@ -590,8 +634,8 @@ class PageDrawer:
                     ctx.move_to(p.x + p.width - width, p.y + (first + k + 0.8) * line)
                     ctx.show_text(text)
 
-    def _footer(self, ctx: cairo.Context[Any]) -> None:
-        g, s = self.g, self.g.scale
+    def _footer(self, ctx: cairo.Context[Any], g: PageGeometry, bbox: BBox) -> None:
+        s = g.scale
         f = g.footer
         ctx.set_source_rgb(*INK)
         ctx.set_line_width(0.4 * s)
@@ -615,8 +659,7 @@ class PageDrawer:
         ctx.move_to(ax - e.width / 2 - e.x_bearing, ay + 2.2 * s)
         ctx.show_text("N")
         # Scale bar: ground metres per paper mm at the plan's latitude.
-        units_per_mm = (self.c.bbox[2] - self.c.bbox[0]) / g.frame.w
-        metres_per_mm = units_per_mm * math.cos(math.radians(self.c.latitude))
+        metres_per_mm = map_scale(bbox, g.frame, self.c.latitude) / 1000
         target = 40 * s * metres_per_mm
         power = 10 ** math.floor(math.log10(target))
         nice = max(m * power for m in (1, 2, 2.5, 5, 10) if m * power <= target)
@@ -633,25 +676,23 @@ class PageDrawer:
             e = ctx.text_extents(text)
             ctx.move_to(x - e.x_advance / 2, by - 1.2 * s)
             ctx.show_text(text)
-        ratio = round(metres_per_mm * 1000, -1 if metres_per_mm < 10 else -2)
         ctx.move_to(bx, by + 5.5 * s)
-        ctx.show_text(f"Échelle 1:{ratio:,.0f}".replace(",", " "))
-        # Legend from the style.
-        left = bx + max(bar, 30 * s) + 8 * s
-        right_w = 72 * s
-        self._legend(ctx, Rect(left, f.y + 2 * s, f.x + f.w - right_w - left, f.h - 3 * s))
-        # Attribution and date.
+        ctx.show_text(f"Échelle 1:{self._ratio(g, bbox)}")
+        # Attribution and date, right-aligned; the legend takes the room left between.
         set_font(ctx, 7.5 * s)
         lines = [ATTRIBUTION, self.c.data_note, f"Édité le {self.c.date}"]
+        right_w = max(self.measure.width(t, 7.5 * s) for t in lines) + 4 * s
         for k, text in enumerate(lines):
             if not text:
                 continue
             e = ctx.text_extents(text)
             ctx.move_to(f.x + f.w - e.x_advance, f.y + (k + 1.4) * 7.5 * s * PT * 1.5)
             ctx.show_text(text)
+        left = bx + max(bar, 30 * s) + 8 * s
+        self._legend(ctx, Rect(left, f.y + 1.5 * s, f.x + f.w - right_w - left, f.h - 2 * s), s)
 
-    def _legend(self, ctx: cairo.Context[Any], rect: Rect) -> None:
-        s = self.g.scale
+    def _legend(self, ctx: cairo.Context[Any], rect: Rect, s: float) -> None:
+        """The legend in ``rect``: as many columns as fit whole labels, smaller type if needed."""
         entries = list(self.c.legend)
         if self.c.masked:
             entries.append(
@@ -663,12 +704,17 @@ class PageDrawer:
         ]
         if not entries or rect.w <= 10 * s:
             return
-        size = 6.5 * s
-        line = size * PT * 1.55
-        rows = max(1, int(rect.h // line))
-        cols = math.ceil(len(entries) / rows)
-        col_w = min(rect.w / max(cols, 1), 48 * s)
-        swatch = 7 * s
+        size, swatch = 6.5 * s, 7 * s
+        while True:
+            line = size * PT * 1.45
+            rows = max(1, int(rect.h // line))
+            widest = max(self.measure.width(e.label, size) for e in entries)
+            col_w = swatch + 1.5 * s + widest + 2.5 * s
+            cols = max(1, int((rect.w + 2.5 * s) // col_w))
+            if cols * rows >= len(entries) or size <= 4.0:
+                break
+            size -= 0.25
+        rows = math.ceil(len(entries) / cols)
         for n, entry in enumerate(entries):
             col, row = divmod(n, rows)
             x, y = rect.x + col * col_w, rect.y + row * line
@@ -695,10 +741,7 @@ class PageDrawer:
             ctx.set_source_rgb(*INK)
             set_font(ctx, size)
             ctx.move_to(x + swatch + 1.5 * s, y + line * 0.72)
-            label = entry.label
-            while label and ctx.text_extents(label).x_advance > col_w - swatch - 3 * s:
-                label = label[:-1]
-            ctx.show_text(label)
+            ctx.show_text(entry.label)
 
     @staticmethod
     def _swatch_line(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from importlib import resources
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,16 +44,29 @@ class TownplanSettings(BaseSettings):
     max_dpi: int = 300
 
 
+@dataclass(frozen=True)
+class Documents:
+    """A finished plan: its page count and documents (one PDF, or one PNG per page)."""
+
+    pages: int
+    files: tuple[bytes, ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes held."""
+        return sum(len(f) for f in self.files)
+
+
 class PlanCache:
     """Finished plans by (data version, commune, options), least recently used evicted first."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._items: OrderedDict[tuple[str, ...], Documents] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, ...]) -> bytes | None:
+    def get(self, key: tuple[str, ...]) -> Documents | None:
         """The cached document, if any."""
         with self._lock:
             value = self._items.get(key)
@@ -59,18 +74,19 @@ class PlanCache:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: tuple[str, ...], value: bytes) -> None:
+    def put(self, key: tuple[str, ...], value: Documents) -> None:
         """Keep ``value``; drop the oldest entries beyond the size limit."""
-        if len(value) > self.max_bytes:
+        size = value.size
+        if size > self.max_bytes:
             return
         with self._lock:
             if key in self._items:
-                self._size -= len(self._items.pop(key))
+                self._size -= self._items.pop(key).size
             self._items[key] = value
-            self._size += len(value)
+            self._size += size
             while self._size > self.max_bytes:
                 _, old = self._items.popitem(last=False)
-                self._size -= len(old)
+                self._size -= old.size
 
 
 def _error(status: int, detail: str) -> JSONResponse:
@@ -87,7 +103,7 @@ def townplan_routes(
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="townplan")
     slots = threading.BoundedSemaphore(settings.workers + settings.queue)
     cache = PlanCache(settings.cache_bytes)
-    running: dict[tuple[str, ...], Future[bytes]] = {}
+    running: dict[tuple[str, ...], Future[Documents]] = {}
     running_lock = threading.Lock()
 
     def communes(request: Request) -> Response:
@@ -121,6 +137,12 @@ def townplan_routes(
         if fmt not in ("pdf", "png") or not stem:
             return _error(404, "ask for /townplans/{commune}.pdf or .png")
         query = request.query_params
+        page_text = query.get("page", "1")
+        if not page_text.isdigit() or int(page_text) < 1:
+            return _error(400, f"page must be a whole number from 1, got {page_text!r}")
+        page = int(page_text)
+        if fmt == "pdf" and page != 1:
+            return _error(400, "a PDF plan holds every page: ask for page=N with .png")
         try:
             dpi = int(query.get("dpi", "150" if fmt == "png" else "300"))
             if dpi > settings.max_dpi:
@@ -154,7 +176,29 @@ def townplan_routes(
         except FondplanError as exc:
             return _error(400, str(exc))
         key = (version, str(commune.osm_id), options.cache_key)
+        suffix = "" if page == 1 else f"-{page}"
+        filename = f"plan-{commune.slug}{suffix}.{fmt}"
+        headers = {
+            "Content-Disposition": f'inline; filename="{filename}"',
+            "Cache-Control": "public, max-age=3600",
+        }
         cached = cache.get(key)
+        if request.method == "HEAD":
+            # Headers only: from a finished plan, or what is known without drawing one.
+            if cached is None:
+                return Response(None, media_type=options_media(fmt), headers=headers)
+            if page > len(cached.files):
+                return _error(404, f"the plan has {cached.pages} page(s); there is no page {page}")
+            return Response(
+                None,
+                media_type=options_media(fmt),
+                headers={
+                    **headers,
+                    "Content-Length": str(len(cached.files[page - 1])),
+                    "X-Page-Count": str(cached.pages),
+                    "ETag": _etag(key, page),
+                },
+            )
         if cached is None:
             with running_lock:
                 future = running.get(key)
@@ -162,13 +206,13 @@ def townplan_routes(
                     if not slots.acquire(blocking=False):
                         return _error(503, "too many plans being drawn; try again shortly")
 
-                    def work() -> bytes:
+                    def work() -> Documents:
                         try:
                             area = commune_area(database_url, commune)
                             made = make_plan(database_url, area, options, renderer)
-                            document = made.documents[0]
-                            cache.put(key, document)
-                            return document
+                            documents = Documents(made.page_count, tuple(made.documents))
+                            cache.put(key, documents)
+                            return documents
                         finally:
                             slots.release()
                             with running_lock:
@@ -185,15 +229,12 @@ def townplan_routes(
             except FondplanError as exc:
                 # The map renderer failed or is busy: not the request's fault.
                 return _error(503, str(exc))
-        filename = f"plan-{commune.slug}.{fmt}"
+        if page > len(cached.files):
+            return _error(404, f"the plan has {cached.pages} page(s); there is no page {page}")
         return Response(
-            cached,
+            cached.files[page - 1],
             media_type=options_media(fmt),
-            headers={
-                "Content-Disposition": f'inline; filename="{filename}"',
-                "Cache-Control": "public, max-age=3600",
-                "ETag": f'"{abs(hash(key)):x}"',
-            },
+            headers={**headers, "X-Page-Count": str(cached.pages), "ETag": _etag(key, page)},
         )
 
     return [
@@ -201,6 +242,12 @@ def townplan_routes(
         Route("/townplans/panel.js", panel, methods=["GET"]),
         Route("/townplans/{name}", plan, methods=["GET"]),
     ]
+
+
+def _etag(key: tuple[str, ...], page: int) -> str:
+    """A strong ETag of one page of a cached plan (stable across processes)."""
+    digest = hashlib.sha256("\x00".join((*key, str(page))).encode()).hexdigest()[:32]
+    return f'"{digest}"'
 
 
 def options_media(fmt: str) -> str:

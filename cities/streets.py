@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg2.extensions
@@ -14,7 +13,6 @@ from shapely.geometry.base import BaseGeometry
 from cities.collation import fold, sort_key
 from cities.db import query, table_exists
 from cities.grid import Cell, Grid
-from cities.parts import Enclave, enclave_mark, enclaves_of
 from osmimport import schema
 
 #: Street kinds that are not streets of a town plan index (railways, airfields).
@@ -30,6 +28,9 @@ EXCLUDED_KINDS = [
     "taxiway",
 ]
 
+#: Names of service ways that are car parks, not streets (case ignored).
+CAR_PARK = r"(^|\m)(parking|parkhaus|parkplatz|tiefgarage|parkgarage|p ?\+ ?r)(\M|$)"
+
 #: Pieces of a same-name street further apart than this (ground metres) are distinct streets.
 SAME_STREET_GAP_M = 300.0
 
@@ -42,8 +43,6 @@ class StreetEntry:
     qualifier: str
     cells: tuple[Cell, ...]
     geometry: BaseGeometry
-    #: Names of the detached parts of the commune (off the main map) the street runs in.
-    enclaves: tuple[str, ...] = ()
 
     @property
     def display(self) -> str:
@@ -52,10 +51,8 @@ class StreetEntry:
 
     @property
     def cells_text(self) -> str:
-        """ "A1, A2, B3", with "enclave X" for a street in a detached part off the main map."""
-        return ", ".join(
-            [cell.label for cell in self.cells] + [enclave_mark(e) for e in self.enclaves]
-        )
+        """ "A1, A2, B3" """
+        return ", ".join(cell.label for cell in self.cells)
 
 
 def _clusters(parts: list[BaseGeometry], gap: float) -> list[list[int]]:
@@ -97,23 +94,23 @@ def street_index(
     grid: Grid,
     *,
     latitude: float,
-    enclaves: Sequence[Enclave] = (),
 ) -> list[StreetEntry]:
-    """The sorted street index of ``area`` (EPSG:3857) on ``grid``.
-
-    Streets in ``enclaves`` (parts of the area off the map) are listed with the enclave's name
-    instead of, or besides, grid cells, so the index stays complete.
-    """
+    """The sorted street index of ``area`` (EPSG:3857) on ``grid``."""
     area_wkb = shapely.to_wkb(area)
     with conn.cursor() as cur:
         cur.execute(
             query(
                 "street_names.sql",
                 street_labels=schema.LAYER_BY_NAME["street_labels"].table,
+                streets=schema.LAYER_BY_NAME["streets"].table,
                 street_polygons=schema.LAYER_BY_NAME["street_polygons"].table,
                 street_polygon_labels=schema.LAYER_BY_NAME["streets_polygons_labels"].table,
             ),
-            {"area": psycopg2.Binary(area_wkb), "excluded_kinds": EXCLUDED_KINDS},
+            {
+                "area": psycopg2.Binary(area_wkb),
+                "excluded_kinds": EXCLUDED_KINDS,
+                "car_park": CAR_PARK,
+            },
         )
         rows = cur.fetchall()
     by_name: dict[str, list[tuple[str, BaseGeometry]]] = defaultdict(list)
@@ -133,9 +130,8 @@ def street_index(
         qualifiers = _qualifiers(merged, places) if len(merged) > 1 else [""] * len(merged)
         for geometry, qualifier in zip(merged, qualifiers, strict=True):
             cells = tuple(grid.cells_crossed(geometry))
-            marks = enclaves_of(geometry, enclaves)
-            if cells or marks:
-                entries.append(StreetEntry(spelling, qualifier, cells, geometry, marks))
+            if cells:
+                entries.append(StreetEntry(spelling, qualifier, cells, geometry))
     entries.sort(key=lambda e: (sort_key(e.name), sort_key(e.qualifier), e.cells_text))
     return entries
 

@@ -190,3 +190,24 @@ def legend_entries(style: dict[str, Any]) -> list[LegendEntry]:
             )
         )
     return entries
+
+
+#: Style names ending with this draw the named style without its street names (the plan sets
+#: those itself as vector text).
+NO_STREET_NAMES = "-sans-rues"
+#: Source layers whose names are street names.
+STREET_NAME_LAYERS = ("street_labels", "streets_polygons_labels")
+
+
+def without_street_names(style: dict[str, Any]) -> dict[str, Any]:
+    """``style`` without the symbol layers that write street names (route numbers are kept)."""
+    kept = [
+        layer
+        for layer in style.get("layers", [])
+        if not (
+            layer.get("type") == "symbol"
+            and layer.get("source-layer") in STREET_NAME_LAYERS
+            and '"name' in json.dumps(layer.get("layout", {}).get("text-field", ""))
+        )
+    ]
+    return {**style, "layers": kept}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import cairo
 import shapely
@@ -13,21 +15,21 @@ from shapely.geometry.base import BaseGeometry
 
 from cities.communes import Commune, commune_geometry
 from cities.db import data_version, meta_value
-from cities.errors import CitiesError
+from cities.errors import CitiesError, EmptyArea
 from cities.facilities import Category, Facility, facilities_index
 from cities.flow import Placed
-from cities.grid import Grid
+from cities.grid import Cell, Grid
+from cities.labels import InkMap, LabelTarget, Placer, StreetLabel
 from cities.layout import (
     ATTRIBUTION,
     MAX_MAP_PIXELS,
-    Inset,
     PageDrawer,
-    PageGeometry,
     PlanContent,
     Rect,
+    SheetMap,
     frame_bbox,
     french_date,
-    inset_rect,
+    map_scale,
     page_geometry,
 )
 from cities.paper import (
@@ -38,17 +40,21 @@ from cities.paper import (
     parse_orientation,
     parse_paper,
 )
-from cities.parts import (
-    MIN_ZOOM_GAIN,
-    Enclave,
-    detached_parts,
-    main_part,
-    name_enclaves,
-    zoom_gain,
-)
 from cities.render import MapRenderer
+from cities.sheets import (
+    ATLAS_SCALE,
+    MAX_SHEET_SCALE,
+    Atlas,
+    Sheet,
+    atlas_grid,
+    atlas_of,
+    fit_units,
+    scale_of,
+    single_sheet,
+    units_per_mm,
+)
 from cities.streets import StreetEntry, street_index
-from cities.style import PRINT_STYLE, legend_entries, load_style
+from cities.style import NO_STREET_NAMES, PRINT_STYLE, legend_entries, load_style
 from osmimport.database import connect
 
 EARTH_RADIUS = 6378137.0
@@ -155,18 +161,29 @@ class Plan:
     format: str
     documents: list[bytes]
     page_count: int
-    grid: Grid
-    bbox: tuple[float, float, float, float]
+    atlas: Atlas
     streets: list[StreetEntry]
     facilities: list[tuple[Category, list[Facility]]]
     data_version: str = ""
     warnings: list[str] = field(default_factory=list)
     #: Resolution the map body was drawn at (below the asked DPI only on the largest papers).
     map_dpi: float = 0.0
-    #: Detached parts of the commune left off the main map (shown in the overview inset).
-    enclaves: list[Enclave] = field(default_factory=list)
-    #: Scale of the main map: ground distance per paper distance (the N of "1:N").
+    #: Scale of the sheets: ground distance per paper distance (the N of "1:N").
     scale: float = 0.0
+    #: Per sheet: its page number (from 1), map frame on the page (mm), extent and names drawn.
+    sheet_pages: list[tuple[int, Rect, SheetMap]] = field(default_factory=list)
+    #: Index streets no name could be placed for (on no sheet).
+    unnamed: list[str] = field(default_factory=list)
+
+    @property
+    def grid(self) -> Grid:
+        """The grid of the whole plan (continuing across the sheets of an atlas)."""
+        return self.atlas.grid
+
+    @property
+    def label_count(self) -> int:
+        """Street names drawn on the map, over all sheets."""
+        return sum(len(m.labels) for _, _, m in self.sheet_pages)
 
     @property
     def media_type(self) -> str:
@@ -185,49 +202,87 @@ def _data_note(database_url: str) -> tuple[str, str]:
     return version, note
 
 
+#: Size (pt) of the street names on the map, on A3.
+LABEL_PT = 6.2
+#: Sheet maps asked of the renderer at once.
+RENDERS_AT_ONCE = 2
+
+
 def make_plan(
     database_url: str, area: PlanArea, options: PlanOptions, renderer: MapRenderer
 ) -> Plan:
-    """Draw the plan of ``area``: PDF (all pages in one document) or PNG (one per page)."""
-    style = load_style(options.style)
-    whole = area.geometry
-    main = main_part(whole, area.latitude) if area.masked else whole
-    width, height, geometry, bbox = _frame(main.bounds, options)
-    if main is not whole:
-        gain = zoom_gain(whole.bounds, main.bounds, geometry.frame.w, geometry.frame.h)
-        if gain < MIN_ZOOM_GAIN:
-            main = whole
-            width, height, geometry, bbox = _frame(whole.bounds, options)
-    grid = Grid.for_frame(bbox, geometry.frame.w, geometry.frame.h)
+    """Draw the plan of ``area``: PDF (all pages in one document) or PNG (one per page).
 
+    The area is drawn on one sheet when it reads at 1:MAX_SHEET_SCALE or closer; otherwise
+    the plan is an atlas: an overview page, then numbered sheets at 1:ATLAS_SCALE whose grid
+    runs on from sheet to sheet, then the index.
+    """
+    style = load_style(options.style)
+    bounds = area.geometry.bounds
+    ratio = (bounds[2] - bounds[0]) / max(bounds[3] - bounds[1], 1.0)
+    width, height = page_size_mm(options.paper, options.orientation, ratio)
+    geometry = page_geometry(width, height, options.layout)
+    fit = scale_of(fit_units(bounds, geometry.frame.w, geometry.frame.h), area.latitude)
     conn = connect(database_url)
     try:
-        parts = detached_parts(whole, bbox, area.latitude) if main is not whole else []
-        enclaves = name_enclaves(conn, parts, area.latitude)
-        streets = street_index(conn, area.geometry, grid, latitude=area.latitude, enclaves=enclaves)
-        facilities = facilities_index(conn, area.geometry, grid, enclaves)
+        if fit <= MAX_SHEET_SCALE:
+            sheet_geometry = geometry
+            atlas = single_sheet(bounds, geometry.frame.w, geometry.frame.h)
+        else:
+            sheet_geometry = page_geometry(width, height, Layout.INDEX_PAGES)
+            f = sheet_geometry.frame
+            grid = atlas_grid(bounds, f.w, f.h, units_per_mm(ATLAS_SCALE, area.latitude))
+            needed = _needed_cells(conn, area, grid)
+            atlas = atlas_of(grid, needed, f.w, f.h)
+        streets = street_index(conn, area.geometry, atlas.grid, latitude=area.latitude)
+        facilities = facilities_index(conn, area.geometry, atlas.grid)
     finally:
         conn.close()
+    if not streets and not facilities and not area.masked:
+        raise EmptyArea(
+            "no street and no facility of the loaded data in this box; is it inside the import?"
+        )
     version, note = _data_note(database_url)
 
+    frame = sheet_geometry.frame
     map_dpi = float(options.dpi)
-    pixels = (geometry.frame.w / MM_PER_INCH * map_dpi) * (geometry.frame.h / MM_PER_INCH * map_dpi)
+    pixels = (frame.w / MM_PER_INCH * map_dpi) * (frame.h / MM_PER_INCH * map_dpi)
     warnings: list[str] = []
     if pixels > MAX_MAP_PIXELS:
         map_dpi *= math.sqrt(MAX_MAP_PIXELS / pixels)
     if map_dpi < options.dpi:
         warnings.append(f"map drawn at {map_dpi:.0f} dpi to bound memory")
-    map_png = _render(renderer, options.style, bbox, geometry.frame, map_dpi)
-    inset: Inset | None = None
-    if enclaves:
-        rect = inset_rect(geometry.frame, bbox, whole)
-        inset_bbox = frame_bbox(whole.bounds, rect, pad=0.06)
-        inset = Inset(
-            rect,
-            inset_bbox,
-            _render(renderer, options.style, inset_bbox, rect, map_dpi),
-            tuple(enclaves),
+    label_pt = LABEL_PT * min(1.3, max(1.0, sheet_geometry.scale))
+    maps: list[SheetMap] = []
+    named: set[int] = set()
+    # Sheets are drawn two at a time (the renderer queues what it cannot draw at once); names
+    # are placed on each as it comes.
+    whole = frame_bbox(bounds, geometry.frame)
+    with ThreadPoolExecutor(max_workers=RENDERS_AT_ONCE) as drawing:
+        overview_png = (
+            drawing.submit(
+                _render, renderer, options.style, whole, geometry.frame, min(map_dpi, 150.0)
+            )
+            if atlas.is_atlas
+            else None
         )
+        pngs = drawing.map(
+            lambda b: _render(renderer, options.style + NO_STREET_NAMES, b, frame, map_dpi),
+            [atlas.sheet_bbox(sheet) for sheet in atlas.sheets],
+        )
+        sheet_pngs = list(zip(atlas.sheets, pngs, strict=True))
+    for sheet, png in sheet_pngs:
+        bbox = atlas.sheet_bbox(sheet)
+        ink = InkMap(png, frame.x, frame.y, frame.w)
+        labels = _street_labels(streets, atlas, sheet, bbox, frame, ink, label_pt)
+        named.update(label.key for label in labels)
+        maps.append(SheetMap(sheet, bbox, png, labels, ink))
+    overview: SheetMap | None = None
+    if overview_png is not None:
+        overview = SheetMap(None, whole, overview_png.result(), [])
+    unnamed = [entry.display for i, entry in enumerate(streets) if i not in named]
+    if unnamed:
+        warnings.append(f"{len(unnamed)} streets could not be named on the map")
     today = dt.date.today()
     content = PlanContent(
         title=options.title or area.title,
@@ -235,43 +290,109 @@ def make_plan(
         area=area.geometry,
         masked=area.masked,
         latitude=area.latitude,
-        bbox=bbox,
-        grid=grid,
-        map_png=map_png,
+        atlas=atlas,
+        maps=maps,
         streets=streets,
         facilities=facilities,
         legend=legend_entries(style),
         date=french_date(today.year, today.month, today.day),
         data_note=note,
-        inset=inset,
+        overview=overview,
     )
-    drawer = PageDrawer(content, geometry)
+    drawer = PageDrawer(content, geometry, sheet_geometry)
     pages = drawer.paginate(options.layout)
     documents = _draw(drawer, pages, options, width, height, map_dpi)
+    first_sheet_page = 2 if atlas.is_atlas else 1
     return Plan(
         options.format,
         documents,
-        len(pages),
-        grid,
-        bbox,
+        len(pages) + (len(maps) if atlas.is_atlas else 0),
+        atlas,
         streets,
         facilities,
         version,
         warnings,
         map_dpi,
-        enclaves,
-        (bbox[2] - bbox[0]) / geometry.frame.w * math.cos(math.radians(area.latitude)) * 1000,
+        map_scale(maps[0].bbox, frame, area.latitude),
+        [(first_sheet_page + k, frame, m) for k, m in enumerate(maps)],
+        unnamed,
     )
 
 
-def _frame(
-    bounds: tuple[float, float, float, float], options: PlanOptions
-) -> tuple[float, float, PageGeometry, tuple[float, float, float, float]]:
-    """Paper size (mm), page geometry and map extent of a plan framing ``bounds``."""
-    ratio = (bounds[2] - bounds[0]) / max(bounds[3] - bounds[1], 1.0)
-    width, height = page_size_mm(options.paper, options.orientation, ratio)
-    geometry = page_geometry(width, height, options.layout)
-    return width, height, geometry, frame_bbox(bounds, geometry.frame)
+def _needed_cells(conn: Any, area: PlanArea, grid: Grid) -> list[Cell]:
+    """Cells of ``grid`` with an indexed street or facility: the ones the sheets must print."""
+    cells: set[Cell] = set()
+    for entry in street_index(conn, area.geometry, grid, latitude=area.latitude):
+        cells.update(entry.cells)
+    for _, entries in facilities_index(conn, area.geometry, grid):
+        for facility in entries:
+            cells.update(facility.cells)
+    return sorted(cells, key=lambda c: (c.col, c.row))
+
+
+def _to_page(frame: Rect, bbox: tuple[float, float, float, float]) -> Any:
+    """A function mapping EPSG:3857 coordinate arrays to page millimetres in ``frame``."""
+    sx = frame.w / (bbox[2] - bbox[0])
+    sy = frame.h / (bbox[3] - bbox[1])
+
+    def transform(coords: Any) -> Any:
+        out = coords.copy()
+        out[:, 0] = frame.x + (coords[:, 0] - bbox[0]) * sx
+        out[:, 1] = frame.y + (bbox[3] - coords[:, 1]) * sy
+        return out
+
+    return transform
+
+
+def _street_labels(
+    streets: list[StreetEntry],
+    atlas: Atlas,
+    sheet: Sheet,
+    bbox: tuple[float, float, float, float],
+    frame: Rect,
+    ink: InkMap,
+    size_pt: float,
+) -> list[StreetLabel]:
+    """The street names of one sheet, each street named in cells its index entry gives."""
+    transform = _to_page(frame, bbox)
+    inner = shapely.box(frame.x + 0.5, frame.y + 0.5, frame.x + frame.w - 0.5,
+                        frame.y + frame.h - 0.5)  # fmt: skip
+    view = shapely.box(*bbox)
+    targets: list[LabelTarget] = []
+    for key, entry in enumerate(streets):
+        cells = [cell for cell in entry.cells if atlas.sheet_of(cell) == sheet]
+        if not cells:
+            continue
+        piece = shapely.transform(entry.geometry.intersection(view), transform)
+        line = shapely.line_merge(shapely.intersection(_lines(piece), inner))
+        if line.is_empty and piece.is_empty:
+            continue
+        if line.is_empty:
+            # A street that only touches the sheet's cells (at their edge, or in the frame's
+            # margin): named beside the point where it does.
+            point = piece.representative_point()
+            line = shapely.LineString([(point.x - 0.1, point.y), (point.x + 0.1, point.y)])
+        boxes = [shapely.box(*atlas.grid.cell_box(cell)) for cell in cells]
+        cover = shapely.transform(shapely.union_all(boxes), transform)
+        # Kept a little inside the cells, so a name never starts on a cell's edge.
+        allowed = shapely.intersection(cover.buffer(-0.3, join_style="mitre"), inner)
+        targets.append(LabelTarget(key, entry.name, line, allowed))
+    placer = Placer(ink, inner, size_pt)
+    placer.place(targets)
+    return placer.labels
+
+
+def _lines(geometry: Any) -> Any:
+    """The lines of ``geometry``: polygons (pedestrian squares) give their outline."""
+    parts = []
+    for part in getattr(geometry, "geoms", [geometry]):
+        if part.geom_type in ("Polygon", "MultiPolygon"):
+            parts.append(part.boundary)
+        elif part.geom_type in ("LineString", "MultiLineString", "LinearRing"):
+            parts.append(part)
+        elif part.geom_type == "GeometryCollection":
+            parts.append(_lines(part))
+    return shapely.union_all(parts) if parts else shapely.LineString()
 
 
 def _render(
@@ -299,7 +420,18 @@ def _draw(
     height: float,
     map_dpi: float,
 ) -> list[bytes]:
-    total = len(pages)
+    atlas = drawer.c.overview is not None
+    sheets = drawer.c.maps if atlas else []
+    total = len(pages) + len(sheets)
+
+    def draw_page(ctx: cairo.Context[Any], number: int) -> None:
+        if number == 1:
+            drawer.draw_map_page(ctx, pages[0])
+        elif number <= 1 + len(sheets):
+            drawer.draw_sheet_page(ctx, sheets[number - 2])
+        else:
+            drawer.draw_index_page(ctx, pages[number - 1 - len(sheets)], number, total)
+
     if options.format == "pdf":
         buffer = io.BytesIO()
         surface = cairo.PDFSurface(buffer, width / MM_PER_INCH * 72, height / MM_PER_INCH * 72)
@@ -312,24 +444,20 @@ def _draw(
         )
         ctx = cairo.Context(surface)
         ctx.scale(72 / MM_PER_INCH, 72 / MM_PER_INCH)
-        for number, placed in enumerate(pages, start=1):
-            if number == 1:
-                drawer.draw_map_page(ctx, placed)
-            else:
-                drawer.draw_index_page(ctx, placed, number, total)
+        for number in range(1, total + 1):
+            draw_page(ctx, number)
             surface.show_page()
         surface.finish()
+        drawer.images.clear()
         return [buffer.getvalue()]
     documents: list[bytes] = []
     scale = options.dpi / MM_PER_INCH
-    for number, placed in enumerate(pages, start=1):
+    for number in range(1, total + 1):
         image = cairo.ImageSurface(cairo.FORMAT_RGB24, round(width * scale), round(height * scale))
         page_ctx = cairo.Context(image)
         page_ctx.scale(scale, scale)
-        if number == 1:
-            drawer.draw_map_page(page_ctx, placed)
-        else:
-            drawer.draw_index_page(page_ctx, placed, number, total)
+        draw_page(page_ctx, number)
+        drawer.images.clear()
         out = io.BytesIO()
         image.write_to_png(out)
         image.finish()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import math
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from cities.style import NO_STREET_NAMES, without_street_names
 from osmimport.database import database_url
+from osmimport.paths import styles_dir
 from tileserver.context import AppContext
 from tileserver.glyphs import cache_dir_for
 from tileserver.raster import (
@@ -26,15 +30,29 @@ from tileserver.raster import (
     mercator_to_lonlat,
     render_image,
 )
+from tileserver.raster_worker import style_files
 
 #: Device pixels of one rendered piece; bigger maps are drawn piece by piece and assembled.
-PIECE_SIDE = 4096
+PIECE_SIDE = 4608
 #: Device pixels drawn beyond each side of a piece and cut off, so labels at a seam are whole.
 PIECE_OVERLAP = 256
 #: Seconds one piece may take (a 4096 px piece of a dense town at 300 dpi takes a few seconds).
 PIECE_TIMEOUT = 300.0
 
 BBox = tuple[float, float, float, float]
+
+
+def plan_styles() -> tempfile.TemporaryDirectory[str]:
+    """A folder with every style, and each again without its street names (plans set those)."""
+    folder = tempfile.TemporaryDirectory(prefix="fondplan-plan-styles-")
+    for name, path in style_files(styles_dir()).items():
+        text = path.read_text(encoding="utf-8")
+        (Path(folder.name) / path.name).write_text(text, encoding="utf-8")
+        plain = without_street_names(json.loads(text))
+        (Path(folder.name) / f"{name}{NO_STREET_NAMES}.json").write_text(
+            json.dumps(plain), encoding="utf-8"
+        )
+    return folder
 
 
 class MapLibreMapRenderer:
@@ -53,8 +71,10 @@ class MapLibreMapRenderer:
         version: Callable[[], str] | None = None,
         timeout: float = PIECE_TIMEOUT,
         owns_pool: bool = False,
+        styles: tempfile.TemporaryDirectory[str] | None = None,
     ) -> None:
         self.pool = pool
+        self.styles = styles
         self.version = version
         self.timeout = timeout
         self.owns_pool = owns_pool
@@ -64,13 +84,24 @@ class MapLibreMapRenderer:
     @classmethod
     def for_database(cls, url: str) -> MapLibreMapRenderer:
         """A renderer with its own render process reading the database at ``url``."""
-        settings = RasterSettings(threads=1, timeout=PIECE_TIMEOUT)
-        return cls(RasterPool(database_url=url, settings=settings), owns_pool=True)
+        # Two render threads: an atlas asks for two sheets at once.
+        settings = RasterSettings(threads=2, timeout=PIECE_TIMEOUT)
+        styles = plan_styles()
+        pool = RasterPool(database_url=url, settings=settings, styles_dir=styles.name)
+        return cls(pool, owns_pool=True, styles=styles)
 
     def close(self) -> None:
-        """Stop the render process if this renderer started it."""
+        """Stop the render process if this renderer started it; remove its styles folder."""
         if self.owns_pool:
             self.pool.close()
+        if self.styles is not None:
+            self.styles.cleanup()
+
+    def close_all(self) -> None:
+        """Stop the render process and remove the styles folder (at server shutdown)."""
+        self.pool.close()
+        if self.styles is not None:
+            self.styles.cleanup()
 
     def __call__(
         self,
@@ -93,7 +124,7 @@ class MapLibreMapRenderer:
             with Image.open(io.BytesIO(png)) as image:
                 if image.size == (width_px, height_px):
                     return png
-                return _png(image.convert("RGB").resize((width_px, height_px)))
+                return _png(_fit(image.convert("RGB"), width_px, height_px))
         canvas = Image.new("RGB", (width_px, height_px), "white")
         step = PIECE_SIDE - 2 * PIECE_OVERLAP
         for top in range(0, height_px, step):
@@ -104,9 +135,7 @@ class MapLibreMapRenderer:
                 png = self._piece(style, xmin, ymax, x0, y0, w, h, metres_per_px, zoom,
                                   pixel_ratio)  # fmt: skip
                 with Image.open(io.BytesIO(png)) as piece:
-                    rgb = piece.convert("RGB")
-                    if rgb.size != (w, h):
-                        rgb = rgb.resize((w, h))
+                    rgb = _fit(piece.convert("RGB"), w, h)
                     canvas.paste(
                         rgb.crop((PIECE_OVERLAP, PIECE_OVERLAP, PIECE_OVERLAP + inner_w,
                                   PIECE_OVERLAP + inner_h)),
@@ -151,6 +180,19 @@ class MapLibreMapRenderer:
             if self._rendered_version is not None and current != self._rendered_version:
                 self.pool.restart()
             self._rendered_version = current
+
+
+def _fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """``image`` at ``width`` × ``height``: cropped or padded by the pixel or two the CSS size
+    rounding costs (resampling would blur the whole map), resized only beyond that."""
+    if image.size == (width, height):
+        return image
+    if abs(image.width - width) > 2 or abs(image.height - height) > 2:
+        return image.resize((width, height))
+    canvas = Image.new("RGB", (width, height), "white")
+    dx, dy = (width - image.width) // 2, (height - image.height) // 2
+    canvas.paste(image, (dx, dy))
+    return canvas
 
 
 def _png(image: Image.Image) -> bytes:
@@ -201,15 +243,17 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
 
     url = database_url(context.settings.database, start=False)
     settings = TownplanSettings()
+    styles = plan_styles()
     pool = RasterPool(
         database_url=url,
         settings=RasterSettings(threads=1, timeout=settings.timeout),
+        styles_dir=styles.name,
         glyph_cache_dir=cache_dir_for(context.settings.database.data_dir),
     )
     renderer = MapLibreMapRenderer(
-        pool, version=lambda: context.tiles.version, timeout=settings.timeout
+        pool, version=lambda: context.tiles.version, timeout=settings.timeout, styles=styles
     )
-    context.on_shutdown.append(pool.close)
+    context.on_shutdown.append(renderer.close_all)
     return townplan_routes(url, renderer, settings)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pypdf
+from PIL import Image
 
 from osmimport.settings import DatabaseSettings
 from tileserver.app import ROUTE_GROUPS, create_app
@@ -19,12 +20,16 @@ with warnings.catch_warnings():
 
 
 def get_all(url: str, paths: list[str], cache_dir: Path) -> list[httpx.Response]:
+    """The answers to ``paths`` in order; a path starting with "HEAD " is asked with HEAD."""
     settings = Settings(
         database=DatabaseSettings(database_url=url), cache=CacheSettings(dir=cache_dir)
     )
     groups = [group for group in ROUTE_GROUPS if group.name == "townplans"]
     with TestClient(create_app(settings, groups=groups)) as client:
-        return [client.get(path) for path in paths]
+        return [
+            client.head(path[5:]) if path.startswith("HEAD ") else client.get(path)
+            for path in paths
+        ]
 
 
 def test_townplan_pdf_over_http(liechtenstein_url: str, tmp_path: Path) -> None:
@@ -42,6 +47,7 @@ def test_townplan_pdf_over_http(liechtenstein_url: str, tmp_path: Path) -> None:
     assert first.status_code == 200
     assert first.headers["content-type"] == "application/pdf"
     reader = pypdf.PdfReader(io.BytesIO(first.content))
+    assert first.headers["x-page-count"] == str(len(reader.pages))
     assert "Planken" in (reader.pages[0].extract_text() or "")
     assert again.content == first.content  # the same data version: served from the cache
     assert "Vaduz" in {c["name"] for c in communes.json()}
@@ -64,3 +70,37 @@ def test_townplan_http_errors(liechtenstein_url: str, tmp_path: Path) -> None:
     assert bad_paper.status_code == 400 and "paper" in bad_paper.json()["detail"]
     assert bad_format.status_code == 404
     assert bad_dpi.status_code == 400
+
+
+def test_townplan_png_pages_and_head(liechtenstein_url: str, tmp_path: Path) -> None:
+    query = "paper=A4&orientation=portrait&layout=index-pages&dpi=72"
+    base = f"/townplans/Planken.png?{query}"
+    head_before, first, head_after, zero, text = get_all(
+        liechtenstein_url,
+        [f"HEAD {base}", base, f"HEAD {base}", f"{base}&page=0", f"{base}&page=two"],
+        tmp_path,
+    )
+    # HEAD before the plan exists answers without drawing it: no page count, no body.
+    assert head_before.status_code == 200 and head_before.content == b""
+    assert head_before.headers["content-type"] == "image/png"
+    assert "x-page-count" not in head_before.headers
+    assert first.status_code == 200
+    pages = int(first.headers["x-page-count"])
+    assert pages >= 2  # the index has pages of its own
+    assert Image.open(io.BytesIO(first.content)).size == (round(210 / 25.4 * 72), 842)
+    # HEAD after: from the cache, with the first page's length and the page count.
+    assert head_after.headers["x-page-count"] == str(pages)
+    assert head_after.headers["content-length"] == str(len(first.content))
+    assert head_after.headers["etag"] == first.headers["etag"]
+    assert zero.status_code == 400 and "page" in zero.json()["detail"]
+    assert text.status_code == 400
+    last, beyond, pdf_page = get_all(
+        liechtenstein_url,
+        [f"{base}&page={pages}", f"{base}&page={pages + 1}", "/townplans/Planken.pdf?page=2"],
+        tmp_path,
+    )
+    assert last.status_code == 200 and last.content != first.content
+    assert last.headers["x-page-count"] == str(pages)
+    Image.open(io.BytesIO(last.content)).verify()
+    assert beyond.status_code == 404 and f"{pages} page(s)" in beyond.json()["detail"]
+    assert pdf_page.status_code == 400

@@ -1,41 +1,33 @@
-"""Vector pictograms, enclaves set apart from the main map, and icons kept off the labels."""
+"""Vector pictograms, and icons kept off the labels."""
 
 from __future__ import annotations
 
 import io
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cairo
-import psycopg2
 import pypdf
 import pytest
-import shapely
 from pypdf.generic import DictionaryObject, IndirectObject
 
 from cities.facilities import CATEGORIES
 from cities.flow import FONT
 from cities.icons import draw_icon
+from cities.labels import InkMap
 from cities.layout import LABEL_INK, LabelSpots, Rect
-from cities.paper import Layout, Orientation
-from cities.parts import NEAR_M, main_part
-from cities.render import MapRenderer
 from cities.townplan import Plan
 from osmimport.paths import styles_dir
-from tests.cities.test_townplan import flat, pdf_text, plan_of, vaduz_streets
+from tests.cities.test_townplan import pdf_text
 
 RG = re.compile(rb"([\d.]+) ([\d.]+) ([\d.]+) rg")
 
 
 @pytest.fixture(scope="module")
-def vaduz(liechtenstein_url: str, renderer_for: Callable[[str], MapRenderer]) -> Plan:
-    return plan_of(
-        liechtenstein_url, "Vaduz", renderer_for(liechtenstein_url), paper="A3",
-        orientation=Orientation.LANDSCAPE, layout=Layout.INDEX_SIDE, dpi=100,
-    )  # fmt: skip
+def vaduz(vaduz_a3: tuple[Path, Plan]) -> Plan:
+    return vaduz_a3[1]
 
 
 def icon_fill(name: str) -> tuple[float, float, float]:
@@ -111,46 +103,6 @@ def test_facilities_index_shows_vector_icons(vaduz: Plan) -> None:
     assert {c.key for c, _ in vaduz.facilities} <= {c.key for c in CATEGORIES}
 
 
-def test_vaduz_main_map_leaves_enclaves_to_an_inset(vaduz: Plan, liechtenstein_url: str) -> None:
-    assert vaduz.scale <= 25_000
-    assert vaduz.enclaves
-    frame = shapely.box(*vaduz.bbox)
-    # The largest part of the commune is wholly on the main map.
-    conn = psycopg2.connect(liechtenstein_url)
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT ST_AsBinary(g.geom) FROM osm.communes c, ST_Dump(c.geom) g "
-            "WHERE c.name = 'Vaduz' ORDER BY ST_Area(g.geom) DESC LIMIT 1"
-        )
-        row = cur.fetchone()
-    conn.close()
-    assert row is not None
-    assert frame.contains(shapely.from_wkb(bytes(row[0])))
-    # Streets off the main map are still indexed, each pointing to its enclave.
-    streets = vaduz_streets(liechtenstein_url)
-    off_map = [name for name, geom in streets.items() if not geom.intersects(frame)]
-    assert off_map
-    text = flat(" ".join(pdf_text(vaduz.documents[0])))
-    names = {e.name for e in vaduz.enclaves}
-    for name in off_map:
-        entries = [e for e in vaduz.streets if e.name == name]
-        assert entries and all(not e.cells and set(e.enclaves) <= names for e in entries), name
-        assert any(e.enclaves for e in entries)
-        assert name in text
-    for name in names:
-        assert f"enclave {name}" in text
-
-
-def test_main_part_keeps_near_parts_only() -> None:
-    metres = 1.0  # at the equator a map unit is a ground metre
-    big = shapely.box(0, 0, 4000 * metres, 4000 * metres)
-    near = shapely.box(4000 + NEAR_M * 0.5, 0, 4600, 500)
-    far = shapely.box(20000, 0, 22000, 2000)
-    main = main_part(shapely.MultiPolygon([big, near, far]), latitude=0.0)
-    assert main.contains(big) and main.contains(near)
-    assert not main.intersects(far)
-
-
 def _label_map(tmp_label: str) -> tuple[bytes, Rect]:
     """A 100 × 60 mm map at 10 px/mm, white with one black label centred at (50, 30) mm."""
     surface = cairo.ImageSurface(cairo.FORMAT_RGB24, 1000, 600)
@@ -170,7 +122,7 @@ def _label_map(tmp_label: str) -> tuple[bytes, Rect]:
 
 def test_icons_move_off_labels() -> None:
     png, frame = _label_map("Vaduz")
-    spots = LabelSpots(png, frame)
+    spots = LabelSpots(InkMap(png, frame.x, frame.y, frame.w), frame)
     size = 4.0
     assert spots.ink(50, 30, size) > LABEL_INK
     x, y = spots.place(50, 30, size, [])

@@ -21,7 +21,8 @@ from cities.errors import IncompleteBoundary, UnknownCommune
 from cities.layout import ATTRIBUTION, Rect, page_geometry
 from cities.paper import PAPERS, Layout, Orientation, page_size_mm
 from cities.render import MapRenderer
-from cities.townplan import Plan, PlanOptions, commune_area, make_plan
+from cities.townplan import Plan
+from tests.cities.conftest import plan_of
 from tileserver.cli import main
 
 # Kinds the plan index leaves out: railways and airfields are not streets.
@@ -36,20 +37,6 @@ NOT_STREETS = (
     "runway",
     "taxiway",
 )
-
-
-def plan_of(url: str, name: str, renderer: MapRenderer, **options: object) -> Plan:
-    conn = psycopg2.connect(url)
-    try:
-        commune = find_commune(conn, name=name)
-    finally:
-        conn.close()
-    return make_plan(
-        url,
-        commune_area(url, commune),
-        PlanOptions(**options),  # type: ignore[arg-type]
-        renderer,
-    )
 
 
 def pdf_text(document: bytes) -> list[str]:
@@ -70,8 +57,10 @@ def vaduz_streets(url: str) -> dict[str, shapely.Geometry]:
             SELECT COALESCE(NULLIF(s.name_fr, ''), s.name),
                    ST_AsBinary(ST_Union(ST_Intersection(s.geom, c.geom)))
             FROM osm.street_labels s JOIN osm.communes c ON ST_Intersects(s.geom, c.geom)
+            LEFT JOIN osm.streets w ON w.osm_type = s.osm_type AND w.osm_id = s.osm_id
             WHERE c.name = 'Vaduz' AND COALESCE(NULLIF(s.name_fr, ''), s.name, '') <> ''
-              AND NOT (s.kind = ANY(%s))
+              AND NOT (s.kind = ANY(%s)) AND COALESCE(w.service, '') <> 'parking_aisle'
+              AND NOT (s.kind = 'service' AND s.name ILIKE '%%parking%%')
             GROUP BY 1
             """,
             (list(NOT_STREETS),),
@@ -79,21 +68,6 @@ def vaduz_streets(url: str) -> dict[str, shapely.Geometry]:
         rows = cur.fetchall()
     conn.close()
     return {name: shapely.from_wkb(bytes(wkb)) for name, wkb in rows}
-
-
-@pytest.fixture(scope="module")
-def vaduz_a3(
-    liechtenstein_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    renderer_for: Callable[[str], MapRenderer],
-) -> tuple[Path, Plan]:
-    plan = plan_of(
-        liechtenstein_url, "Vaduz", renderer_for(liechtenstein_url), paper="A3",
-        orientation=Orientation.LANDSCAPE, layout=Layout.INDEX_SIDE, dpi=150,
-    )  # fmt: skip
-    path = tmp_path_factory.mktemp("vaduz") / "vaduz.pdf"
-    path.write_bytes(plan.documents[0])
-    return path, plan
 
 
 def test_commune_lookup(liechtenstein_url: str) -> None:
@@ -273,6 +247,11 @@ def test_mulhouse_by_bbox(
     )
     text = flat(" ".join(pdf_text(out.read_bytes())))
     assert "Mulhouse — Brunstatt" in text and ATTRIBUTION in text
+    # A box without data is an error, not an empty plan.
+    empty = ["townplan", "--bbox", "7.50,47.50,7.51,47.51", "-o", str(tmp_path / "e.pdf")]
+    capsys.readouterr()
+    assert main(empty) == 1
+    assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "e.pdf").exists()
     conn = psycopg2.connect(mulhouse_url)
     with conn, conn.cursor() as cur:
         cur.execute(

@@ -1,0 +1,364 @@
+"""Street names drawn by the plan itself: placed along or beside each street, never overlapping."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cairo
+import numpy as np
+import shapely
+import shapely.ops
+from PIL import Image, ImageDraw
+from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry.base import BaseGeometry
+
+from cities.flow import PT
+
+#: Face of the street names: condensed, so names fit along short streets.
+LABEL_FONT = "DejaVu Sans Condensed"
+#: Dark pixels of the map image: its own labels and pictograms (roads and areas are light).
+DARK = 90
+#: Largest share of dark pixels under a name: more means it would hide the map's own text.
+MAX_INK = 0.04
+#: Share of the em from the centre line of a name down to its baseline.
+BASELINE = 0.36
+#: Ascent and descent of the face, in ems (DejaVu).
+ASCENT, DESCENT = 0.78, 0.24
+#: Long streets get a name again every this many millimetres of paper.
+REPEAT_MM = 110.0
+#: A name set beside its street further than this (mm) gets a leader line to it.
+LEADER_MM = 1.2
+INK = (0.1, 0.1, 0.1)
+
+
+def set_label_font(ctx: cairo.Context[Any], size_pt: float) -> None:
+    """Select the street-name face at ``size_pt`` (the context draws in millimetres)."""
+    from cities.flow import font_options
+
+    ctx.select_font_face(LABEL_FONT, cairo.FONT_SLANT_NORMAL, cairo.FONT_WEIGHT_NORMAL)
+    ctx.set_font_size(size_pt * PT)
+    ctx.set_font_options(font_options())
+
+
+class TextWidths:
+    """Advance widths (mm) of street names, measured once each."""
+
+    def __init__(self) -> None:
+        self._surface = cairo.ImageSurface(cairo.FORMAT_A8, 1, 1)
+        self._ctx = cairo.Context(self._surface)
+        self._cache: dict[tuple[str, float], float] = {}
+
+    def __call__(self, text: str, size_pt: float) -> float:
+        """The advance width of ``text`` at ``size_pt``."""
+        key = (text, size_pt)
+        if key not in self._cache:
+            set_label_font(self._ctx, size_pt)
+            self._cache[key] = float(self._ctx.text_extents(text).x_advance)
+        return self._cache[key]
+
+
+#: Resolution (pixels per mm) the dark pixels are kept at: enough to see text.
+INK_PX_PER_MM = 4.0
+
+
+class InkMap:
+    """The dark pixels of a rendered map frame (at about INK_PX_PER_MM), decoded once."""
+
+    def __init__(self, png: bytes, frame_x: float, frame_y: float, frame_w: float) -> None:
+        with Image.open(io.BytesIO(png)) as image:
+            dark = np.asarray(image.convert("L")) < DARK
+        # Kept coarser than the print: a block is dark when any of its pixels is.
+        k = max(1, int(dark.shape[1] / frame_w / INK_PX_PER_MM))
+        h, w = dark.shape[0] // k * k, dark.shape[1] // k * k
+        blocks = dark[:h, :w].reshape(h // k, k, w // k, k)
+        self.dark: np.ndarray[Any, Any] = np.asarray(blocks.any(axis=(1, 3)))
+        self.origin = (frame_x, frame_y)
+        self.px_per_mm = dark.shape[1] / frame_w / k
+
+    def share(self, box: Polygon) -> float:
+        """Share of dark pixels under ``box`` (page mm), sampled every half millimetre."""
+        minx, miny, maxx, maxy = box.bounds
+        xs = np.arange(minx, maxx + 0.25, 0.5)
+        ys = np.arange(miny, maxy + 0.25, 0.5)
+        gx, gy = np.meshgrid(xs, ys)
+        inside = shapely.contains_xy(box, gx, gy)
+        if not inside.any():
+            return 0.0
+        px = ((gx[inside] - self.origin[0]) * self.px_per_mm).astype(int)
+        py = ((gy[inside] - self.origin[1]) * self.px_per_mm).astype(int)
+        h, w = self.dark.shape
+        ok = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+        if not ok.any():
+            return 0.0
+        return float(self.dark[py[ok], px[ok]].mean())
+
+    def with_boxes(self, boxes: Sequence[Polygon]) -> np.ndarray[Any, Any]:
+        """The dark mask with ``boxes`` (page mm) filled in: where pictograms must not go."""
+        image = Image.fromarray(self.dark.astype(np.uint8) * 255)
+        draw = ImageDraw.Draw(image)
+        for box in boxes:
+            points = [
+                ((x - self.origin[0]) * self.px_per_mm, (y - self.origin[1]) * self.px_per_mm)
+                for x, y in box.exterior.coords
+            ]
+            draw.polygon(points, fill=255)
+        return np.asarray(image) > 0
+
+
+@dataclass(frozen=True)
+class LabelTarget:
+    """A street to name on one map frame: its line and where a name of it may stand (page mm)."""
+
+    key: int
+    text: str
+    line: BaseGeometry
+    allowed: BaseGeometry
+
+
+@dataclass(frozen=True)
+class StreetLabel:
+    """A street name on the page: baseline start (mm), direction, size, box, optional leader."""
+
+    key: int
+    text: str
+    x: float
+    y: float
+    angle: float
+    size: float
+    box: Polygon
+    leader: tuple[tuple[float, float], tuple[float, float]] | None = None
+
+
+class Occupied:
+    """Boxes taken on the page, bucketed by 10 mm squares for quick overlap tests."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[int, int], list[Polygon]] = defaultdict(list)
+
+    def _keys(self, box: Polygon) -> list[tuple[int, int]]:
+        minx, miny, maxx, maxy = box.bounds
+        return [
+            (i, j)
+            for i in range(math.floor(minx / 10), math.floor(maxx / 10) + 1)
+            for j in range(math.floor(miny / 10), math.floor(maxy / 10) + 1)
+        ]
+
+    def hits(self, box: Polygon) -> bool:
+        """Whether ``box`` overlaps a taken box."""
+        return any(box.intersects(other) for key in self._keys(box) for other in self._buckets[key])
+
+    def add(self, box: Polygon) -> None:
+        """Take ``box``."""
+        for key in self._keys(box):
+            self._buckets[key].append(box)
+
+
+def _box(
+    x: float, y: float, angle: float, width: float, em: float, halo: float
+) -> tuple[Polygon, tuple[float, float], tuple[float, float]]:
+    """The box of a name with baseline start (x, y), and the ends of its baseline."""
+    ux, uy = math.cos(angle), math.sin(angle)
+    dx, dy = -uy, ux  # "down" in the text's frame
+    top, bottom = -(ASCENT * em + halo), DESCENT * em + halo
+    corners = [
+        (x - ux * halo + dx * top, y - uy * halo + dy * top),
+        (x + ux * (width + halo) + dx * top, y + uy * (width + halo) + dy * top),
+        (x + ux * (width + halo) + dx * bottom, y + uy * (width + halo) + dy * bottom),
+        (x - ux * halo + dx * bottom, y - uy * halo + dy * bottom),
+    ]
+    # The ends of the baseline: where the PDF says the text starts, and where it ends.
+    return Polygon(corners), (x, y), (x + ux * width, y + uy * width)
+
+
+class Placer:
+    """Places street names one frame at a time, keeping each off the others and off map text."""
+
+    def __init__(self, ink: InkMap, frame: Polygon, size_pt: float) -> None:
+        self.ink = ink
+        self.frame = frame
+        self.size = size_pt
+        self.widths = TextWidths()
+        self.taken = Occupied()
+        self.labels: list[StreetLabel] = []
+
+    def _fits(self, box: Polygon, ends: Sequence[tuple[float, float]], target: LabelTarget) -> bool:
+        """In the frame, clear of other names, and starting (and ending) in the street's cells."""
+        return (
+            self.frame.contains(box)
+            and all(target.allowed.covers(Point(p)) for p in ends)
+            and not self.taken.hits(box)
+        )
+
+    def _along(
+        self, target: LabelTarget, size: float, max_ink: float, away: Sequence[Point]
+    ) -> StreetLabel | None:
+        """The best place for the name along its line, or None."""
+        em = size * PT
+        width = self.widths(target.text, size)
+        halo = 0.35 * em
+        best: tuple[float, StreetLabel] | None = None
+        for part in getattr(target.line, "geoms", [target.line]):
+            if not isinstance(part, LineString) or part.length < width * 1.02:
+                continue
+            length = part.length
+            count = max(1, min(30, int((length - width) / 2.0)))
+            for k in range(count + 1):
+                centre = width / 2 + (length - width) * (k / count if count else 0.5)
+                a = part.interpolate(centre - width / 2)
+                b = part.interpolate(centre + width / 2)
+                piece = shapely.ops.substring(part, centre - width / 2, centre + width / 2)
+                chord = LineString([a, b])
+                if chord.length < width * 0.9:
+                    continue
+                if max(chord.distance(Point(c)) for c in piece.coords) > em * 0.45:
+                    continue
+                if b.x < a.x:
+                    a, b = b, a
+                angle = math.atan2(b.y - a.y, b.x - a.x)
+                # The baseline sits below the centre line by BASELINE em.
+                x = a.x - math.sin(angle) * BASELINE * em
+                y = a.y + math.cos(angle) * BASELINE * em
+                box, start, end = _box(x, y, angle, width, em, halo)
+                if not self._fits(box, (start, end), target):
+                    continue
+                if any(box.distance(p) < REPEAT_MM * 0.7 for p in away):
+                    continue
+                ink = self.ink.share(box)
+                if ink > max_ink:
+                    continue
+                score = ink * 10 + abs(math.sin(angle)) * 0.3 + abs(k / max(count, 1) - 0.5) * 0.2
+                if best is None or score < best[0]:
+                    best = (score, StreetLabel(target.key, target.text, x, y, angle, size, box))
+        return best[1] if best else None
+
+    def _beside(
+        self, target: LabelTarget, size: float, max_ink: float, *, far: bool = False
+    ) -> StreetLabel | None:
+        """A level name next to the street (with a leader line when it stands off it).
+
+        The name starts and ends in the street's cells; ``far`` looks further away and only
+        asks its start to be in them (for long names of short streets).
+        """
+        em = size * PT
+        width = self.widths(target.text, size)
+        halo = 0.35 * em
+        line = target.line
+        samples = [line.interpolate(t, normalized=True) for t in np.linspace(0.0, 1.0, 11)]
+        samples.sort(key=lambda p: abs(line.project(p, normalized=True) - 0.5))
+        h = (ASCENT + DESCENT) * em + 2 * halo
+        steps = (0.6, 1.4, 2.6, 4.0, 6.0) + ((9.0, 13.0, 18.0) if far else ())
+        for step in steps:
+            for p in samples:
+                for cx, cy in (
+                    (p.x, p.y - h / 2 - step),
+                    (p.x, p.y + h / 2 + step),
+                    (p.x + width / 2 + step, p.y),
+                    (p.x - width / 2 - step, p.y),
+                ):
+                    x, y = cx - width / 2, cy + BASELINE * em
+                    box, start, end = _box(x, y, 0.0, width, em, halo)
+                    if not self._fits(box, (start,) if far else (start, end), target):
+                        continue
+                    if self.ink.share(box) > max_ink:
+                        continue
+                    leader = None
+                    if box.distance(p) > LEADER_MM:
+                        near = shapely.ops.nearest_points(box.exterior, p)[0]
+                        leader = ((near.x, near.y), (p.x, p.y))
+                    return StreetLabel(target.key, target.text, x, y, 0.0, size, box, leader)
+        return None
+
+    def _anywhere(self, target: LabelTarget, size: float) -> StreetLabel | None:
+        """The free spot of the street's cells nearest to it, with a leader line: a last resort."""
+        em = size * PT
+        width = self.widths(target.text, size)
+        halo = 0.35 * em
+        middle = target.line.interpolate(0.5, normalized=True)
+        minx, miny, maxx, maxy = target.allowed.bounds
+        xs, ys = np.meshgrid(np.arange(minx, maxx, 1.5), np.arange(miny, maxy, 1.5))
+        starts = sorted(
+            zip(xs.ravel().tolist(), ys.ravel().tolist(), strict=True),
+            key=lambda p: math.hypot(p[0] + width / 2 - middle.x, p[1] - middle.y),
+        )
+        for sx, sy in starts:
+            box, start, _ = _box(sx, sy + BASELINE * em, 0.0, width, em, halo)
+            if not self._fits(box, (start,), target):
+                continue
+            near = shapely.ops.nearest_points(box.exterior, target.line)
+            leader = ((near[0].x, near[0].y), (near[1].x, near[1].y))
+            return StreetLabel(target.key, target.text, sx, sy + BASELINE * em, 0.0, size, box,
+                               leader)  # fmt: skip
+        return None
+
+    def _keep(self, label: StreetLabel) -> None:
+        self.taken.add(label.box)
+        self.labels.append(label)
+
+    def place(self, targets: Sequence[LabelTarget]) -> list[LabelTarget]:
+        """Name every target once (shortest streets first), then long ones again; the unnamed."""
+        order = sorted(targets, key=lambda t: t.line.length)
+        left = list(order)
+        attempts: tuple[Callable[[LabelTarget], StreetLabel | None], ...] = (
+            lambda t: self._along(t, self.size, MAX_INK, ()),
+            lambda t: self._beside(t, self.size, MAX_INK),
+            lambda t: self._along(t, self.size * 0.85, MAX_INK * 2, ()),
+            lambda t: self._beside(t, self.size * 0.85, MAX_INK * 3),
+            lambda t: self._beside(t, self.size * 0.85, 1.0),
+            lambda t: self._beside(t, self.size * 0.85, MAX_INK * 3, far=True),
+            lambda t: self._beside(t, self.size * 0.75, 1.0, far=True),
+            lambda t: self._anywhere(t, self.size * 0.75),
+        )
+        for attempt in attempts:
+            still: list[LabelTarget] = []
+            for target in left:
+                label = attempt(target)
+                if label is None:
+                    still.append(target)
+                else:
+                    self._keep(label)
+            left = still
+        for target in reversed(order):
+            wanted = int(target.line.length // REPEAT_MM)
+            for _ in range(wanted):
+                mine = [Point(label.x, label.y) for label in self.labels if label.key == target.key]
+                label = self._along(target, self.size, MAX_INK, mine)
+                if label is None:
+                    break
+                self._keep(label)
+        return left
+
+
+def draw_labels(ctx: cairo.Context[Any], labels: Sequence[StreetLabel]) -> None:
+    """Leader lines, then each name as real text (findable in the PDF) on a white halo."""
+    ctx.save()
+    ctx.set_source_rgb(*INK)
+    ctx.set_line_width(0.18)
+    for label in labels:
+        if label.leader is not None:
+            (x0, y0), (x1, y1) = label.leader
+            ctx.move_to(x0, y0)
+            ctx.line_to(x1, y1)
+            ctx.stroke()
+            ctx.arc(x1, y1, 0.35, 0, 2 * math.pi)
+            ctx.fill()
+    for label in labels:
+        set_label_font(ctx, label.size)
+        ctx.save()
+        ctx.translate(label.x, label.y)
+        ctx.rotate(label.angle)
+        ctx.move_to(0, 0)
+        ctx.text_path(label.text)
+        ctx.set_source_rgb(1, 1, 1)
+        ctx.set_line_width(0.55 * label.size * PT)
+        ctx.set_line_join(cairo.LINE_JOIN_ROUND)
+        ctx.stroke()
+        ctx.move_to(0, 0)
+        ctx.set_source_rgb(*INK)
+        ctx.show_text(label.text)
+        ctx.restore()
+    ctx.restore()

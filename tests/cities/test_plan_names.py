@@ -1,0 +1,265 @@
+"""Street names on the plans, read back from the PDF: each index street named in a cell it lists."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pypdf
+import pytest
+import shapely
+from shapely.geometry import Polygon
+
+from cities.flow import PT, Column, Item, Measure, TextSizes, flow, measure_item
+from cities.grid import Cell, Grid
+from cities.labels import ASCENT, DESCENT, LABEL_FONT, TextWidths
+from cities.layout import page_geometry
+from cities.paper import Layout, Orientation, page_size_mm
+from cities.render import MapRenderer
+from cities.sheets import Atlas, atlas_of
+from cities.style import legend_entries, load_style
+from cities.townplan import Plan, PlanOptions, bbox_area, make_plan
+from tests.cities.conftest import plan_of
+
+MM = 25.4 / 72
+#: Mulhouse's old town: the whole of data/sample/mulhouse-centre.osm.pbf.
+MULHOUSE_CENTRE = (7.326, 47.749, 7.342, 47.755)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text run of a PDF page: its string, baseline start (mm from top-left), size, angle."""
+
+    text: str
+    x: float
+    y: float
+    size: float
+    angle: float
+    font: str
+
+
+def page_texts(document: bytes) -> list[list[Text]]:
+    """Every text run of every page with its position, read by pypdf."""
+    reader = pypdf.PdfReader(io.BytesIO(document))
+    pages: list[list[Text]] = []
+    for page in reader.pages:
+        height = float(page.mediabox.height)
+        runs: list[Text] = []
+
+        def visit(
+            text: str,
+            cm: list[float],
+            tm: list[float],
+            font: object,
+            _size: float,
+            runs: list[Text] = runs,
+            height: float = height,
+        ) -> None:
+            if not text.strip():
+                return
+            a, b, c, d, e, f = cm
+            x = tm[4] * a + tm[5] * c + e
+            y = tm[4] * b + tm[5] * d + f
+            # The text's x axis in PDF space, then in top-down page space.
+            ux, uy = tm[0] * a + tm[1] * c, tm[0] * b + tm[1] * d
+            name = str(font.get("/BaseFont", "")) if isinstance(font, dict) else ""
+            runs.append(
+                Text(text.strip(), x * MM, (height - y) * MM, math.hypot(ux, uy),
+                     math.atan2(-uy, ux), name)
+            )  # fmt: skip
+
+        page.extract_text(visitor_text=visit)
+        pages.append(runs)
+    return pages
+
+
+def is_street_name(run: Text) -> bool:
+    """Street names are the plan's only text in the condensed face."""
+    return LABEL_FONT.replace(" ", "") in run.font
+
+
+def label_box(run: Text, widths: TextWidths) -> Polygon:
+    """The ink box of a street name (no halo) on the page, in mm."""
+    width, em = widths(run.text, run.size), run.size * MM
+    ux, uy = math.cos(run.angle), math.sin(run.angle)
+    dx, dy = -uy, ux
+    top, bottom = -ASCENT * em, DESCENT * em
+    return Polygon(
+        [
+            (run.x + dx * top, run.y + dy * top),
+            (run.x + ux * width + dx * top, run.y + uy * width + dy * top),
+            (run.x + ux * width + dx * bottom, run.y + uy * width + dy * bottom),
+            (run.x + dx * bottom, run.y + dy * bottom),
+        ]
+    )
+
+
+def cell_of(plan: Plan, page: int, x: float, y: float) -> tuple[int, Cell] | None:
+    """The (sheet number, cell) of page point (x, y) mm, if it is on a sheet's map."""
+    for number, frame, sheet_map in plan.sheet_pages:
+        if number != page + 1 or sheet_map.sheet is None:
+            continue
+        if not (frame.x <= x <= frame.x + frame.w and frame.y <= y <= frame.y + frame.h):
+            return None
+        b = sheet_map.bbox
+        mx = b[0] + (x - frame.x) / frame.w * (b[2] - b[0])
+        my = b[3] - (y - frame.y) / frame.h * (b[3] - b[1])
+        cell = plan.grid.cell_at(mx, my)
+        return None if cell is None else (sheet_map.sheet.number, cell)
+    return None
+
+
+@pytest.fixture(scope="module")
+def schaan(liechtenstein_url: str, renderer_for: Callable[[str], MapRenderer]) -> Plan:
+    return plan_of(
+        liechtenstein_url, "Schaan", renderer_for(liechtenstein_url), paper="A3", dpi=100
+    )
+
+
+@pytest.fixture(scope="module")
+def mulhouse(mulhouse_url: str, renderer_for: Callable[[str], MapRenderer]) -> Plan:
+    area = bbox_area(MULHOUSE_CENTRE, "Mulhouse centre")
+    options = PlanOptions(paper="A3", dpi=100)
+    return make_plan(mulhouse_url, area, options, renderer_for(mulhouse_url))
+
+
+@pytest.fixture(params=["vaduz", "schaan", "mulhouse"])
+def plan(request: pytest.FixtureRequest) -> Plan:
+    if request.param == "vaduz":
+        result: Plan = request.getfixturevalue("vaduz_a3")[1]
+    else:
+        result = request.getfixturevalue(request.param)
+    return result
+
+
+def test_reading_scale(plan: Plan) -> None:
+    assert 3_000 <= plan.scale <= 12_000
+    assert plan.streets and plan.label_count >= len(plan.streets)
+
+
+def test_every_index_street_is_named_in_a_cell_it_lists(plan: Plan) -> None:
+    pages = page_texts(plan.documents[0])
+    text = " ".join(run.text for page in pages for run in page if not is_street_name(run))
+    found: dict[str, set[tuple[int, Cell]]] = {}
+    for number, runs in enumerate(pages):
+        for run in runs:
+            if is_street_name(run) and (where := cell_of(plan, number, run.x, run.y)):
+                found.setdefault(run.text, set()).add(where)
+    unnamed = []
+    for entry in plan.streets:
+        # What the index prints for the street, read back as the sheet-and-cell pairs it means.
+        references = plan.atlas.references(entry.cells)
+        assert references in text or references.split(", ")[0] in text, entry.display
+        listed = set()
+        for cell in entry.cells:
+            sheet = plan.atlas.sheet_of(cell)
+            assert sheet is not None
+            listed.add((sheet.number, cell))
+        if not found.get(entry.name, set()) & listed:
+            unnamed.append(entry.display)
+    assert unnamed == []
+
+
+def test_street_names_do_not_overlap_and_stay_in_the_frame(plan: Plan) -> None:
+    widths = TextWidths()
+    frames = {number - 1: frame for number, frame, _ in plan.sheet_pages}
+    for number, runs in enumerate(page_texts(plan.documents[0])):
+        boxes = [label_box(run, widths) for run in runs if is_street_name(run)]
+        if number not in frames:
+            assert boxes == []
+            continue
+        f = frames[number]
+        frame = shapely.box(f.x, f.y, f.x + f.w, f.y + f.h)
+        assert boxes
+        assert all(frame.contains(box) for box in boxes)
+        tree = shapely.STRtree(boxes)
+        left, right = tree.query(boxes, predicate="intersects")
+        overlaps = [
+            (i, j)
+            for i, j in zip(left.tolist(), right.tolist(), strict=True)
+            if i < j and boxes[i].intersection(boxes[j]).area > 0.01
+        ]
+        assert overlaps == []
+
+
+def test_car_parks_are_not_streets(vaduz_a3: tuple[Path, Plan]) -> None:
+    names = {entry.name for entry in vaduz_a3[1].streets}
+    assert "Centrum Parking" not in names and "Centrum Parking Garage" not in names
+    assert "Städtle" in names
+
+
+def test_vaduz_atlas_sheets(vaduz_a3: tuple[Path, Plan]) -> None:
+    """Vaduz does not read on one A3: an overview page, then sheets whose grid runs on."""
+    _, plan = vaduz_a3
+    assert plan.atlas.is_atlas
+    pages = page_texts(plan.documents[0])
+    overview = " ".join(run.text for run in pages[0])
+    assert "tableau d'assemblage" in overview
+    columns_seen: set[str] = set()
+    for number, _, sheet_map in plan.sheet_pages:
+        assert sheet_map.sheet is not None
+        title = " ".join(run.text for run in pages[number - 1][:2])
+        assert f"feuille {sheet_map.sheet.number}" in title
+        columns_seen.update(run.text for run in pages[number - 1] if run.text.isalpha())
+    # The sheets' column letters are those of one grid (not A, B, C… again on each sheet).
+    assert len({c for c in columns_seen if len(c) == 1}) > plan.atlas.sheets[0].cols
+
+
+def test_atlas_covers_needed_cells_with_a_continuing_grid() -> None:
+    grid = Grid((0.0, 0.0, 2000.0, 1000.0), 20, 10)
+    needed = [Cell(1, 1), Cell(2, 2), Cell(15, 8), Cell(16, 8)]
+    atlas: Atlas = atlas_of(grid, needed, 90.0, 90.0)  # sheets of 2 × 2 cells
+    assert len(atlas.sheets) == 2
+    for cell in needed:
+        x0, y0, x1, y1 = grid.cell_box(cell)
+        moved = atlas.grid.cell_at((x0 + x1) / 2, (y0 + y1) / 2)
+        assert moved is not None and atlas.sheet_of(moved) is not None
+    assert atlas.grid.cell_width == grid.cell_width
+    assert "1: " in atlas.references([atlas.grid.cell_at(150, 850)])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("paper", "orientation"), [("A3", Orientation.PORTRAIT), ("A4", Orientation.LANDSCAPE)]
+)
+def test_legend_labels_are_whole_and_inside_the_footer(
+    liechtenstein_url: str,
+    renderer_for: Callable[[str], MapRenderer],
+    paper: str,
+    orientation: Orientation,
+) -> None:
+    plan = plan_of(liechtenstein_url, "Planken", renderer_for(liechtenstein_url), paper=paper,
+                   orientation=orientation, dpi=72)  # fmt: skip
+    width, height = page_size_mm(paper, orientation, 1.0)
+    footer = page_geometry(width, height, Layout.INDEX_SIDE).footer
+    runs = [r for r in page_texts(plan.documents[0])[0] if r.y > footer.y]
+    labels = {entry.label for entry in legend_entries(load_style("print"))}
+    labels |= {category.title for category, _ in plan.facilities} | {"Limite de la commune"}
+    assert labels <= {run.text for run in runs}
+    measure = Measure()
+    for run in runs:
+        width = measure.width(run.text, run.size / PT * MM, bold="Bold" in run.font)
+        assert footer.x - 0.5 <= run.x, run.text
+        assert run.x + width <= footer.x + footer.w + 0.5, run.text
+        assert run.y <= footer.y + footer.h + 0.5, run.text
+
+
+def test_headings_stay_with_their_first_entry() -> None:
+    """A title followed by a heading never ends a column: both go on with their first entry."""
+    sizes = TextSizes(body=7.0, letter=9.5, title=11.0)
+    measure = Measure()
+    items = [Item("entry", f"Rue {n}", "A1") for n in range(3)]
+    items += [Item("title", "Équipements", keep_with_next=True)]
+    items += [Item("category", "Mairie", keep_with_next=True), Item("entry", "Mairie", "B2")]
+    probe = [Item(i.kind, i.text, i.cells, keep_with_next=i.keep_with_next) for i in items]
+    for item in probe:
+        measure_item(item, 60.0, measure, sizes)
+    # The column holds the entries and the title and the heading, but not the first facility.
+    height = sum(i.height for i in probe[:5]) + probe[5].height * 0.5
+    pages = flow(items, [Column(0, 0, 60, height), Column(70, 0, 60, height)],
+                 lambda: [Column(0, 0, 60, 500)], measure, sizes)  # fmt: skip
+    first_column = [p.item.kind for p in pages[0] if p.x == 0]
+    assert first_column == ["entry", "entry", "entry"]
+    assert [p.item.kind for p in pages[0] if p.x == 70] == ["title", "category", "entry"]
