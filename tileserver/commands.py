@@ -95,8 +95,8 @@ class ServeCommand:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            proxy_headers=True,
-            forwarded_allow_ips="*",
+            # Forwarded headers are checked by the app itself (FONDPLAN_FORWARDED_ALLOW_IPS).
+            proxy_headers=False,
             access_log=False,
         )
         return 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tileserver.metrics import Metrics
@@ -38,3 +41,97 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             self.metrics.request(_route_label(scope), str(scope.get("method", "")), status)
+
+
+#: Request headers only a trusted proxy may set.
+FORWARDED_HEADERS = frozenset(
+    {
+        b"forwarded",
+        b"x-forwarded-for",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-prefix",
+        b"x-forwarded-port",
+    }
+)
+#: What an answer whose absolute URLs come from the request varies by.
+REFLECTED_VARY = b"Host, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-Prefix"
+#: Set in the scope by code that wrote the request's own host into the answer.
+REFLECTED = "fondplan.reflected_host"
+
+
+class TrustedProxies:
+    """Which peers may set ``X-Forwarded-*``: addresses or networks, ``*`` for any."""
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.any = "*" in allowed
+        self.networks = tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in allowed
+            if item.strip() and item.strip() != "*"
+        )
+
+    def trusts(self, host: str | None) -> bool:
+        """Whether the peer ``host`` is a trusted proxy."""
+        if self.any:
+            return True
+        if not host:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+class ProxyHeaders:
+    """Applies ``X-Forwarded-*`` from trusted peers and drops them from anyone else.
+
+    From a trusted proxy, ``X-Forwarded-Proto`` sets the scheme and ``X-Forwarded-For`` the
+    client (the last address the proxies did not add); the host and prefix headers stay for
+    :func:`tileserver.routes.public_url`. Answers that reflected the request's host get a
+    ``Vary`` on the headers they were built from, so shared caches keep them apart.
+    """
+
+    def __init__(self, app: ASGIApp, trusted: TrustedProxies) -> None:
+        self.app = app
+        self.trusted = trusted
+
+    def rewrite(self, scope: Scope) -> None:
+        """Apply or drop the forwarded headers of ``scope`` in place."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or [])
+        if not self.trusted.trusts(peer):
+            scope["headers"] = [(k, v) for k, v in headers if k not in FORWARDED_HEADERS]
+            return
+        found = dict(headers)
+        proto = found.get(b"x-forwarded-proto", b"").decode("latin-1").split(",")[-1].strip()
+        if proto.lower() in ("http", "https"):
+            secure = proto.lower() == "https"
+            if scope["type"] == "websocket":
+                scope["scheme"] = "wss" if secure else "ws"
+            else:
+                scope["scheme"] = "https" if secure else "http"
+        chain = found.get(b"x-forwarded-for", b"").decode("latin-1")
+        hops = [hop.strip() for hop in chain.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not self.trusted.trusts(hop) or hop == hops[0]:
+                scope["client"] = (hop, 0)
+                break
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Rewrite the scope, then add ``Vary`` to answers that reflected the host."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        self.rewrite(scope)
+
+        async def send_vary(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope.get(REFLECTED):
+                headers = list(message.get("headers", []))
+                headers.append((b"vary", REFLECTED_VARY))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_vary)

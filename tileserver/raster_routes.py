@@ -188,7 +188,9 @@ class RasterService:
             pool = self.pool()
             if version != self._rendered_version:
                 self._follow_version(version, pool)
-            png = await pool.arender(_tile_request(style, z, x, y, size, scale))
+            # Renders beyond the raster gate's limit wait in its queue instead of failing.
+            async with self.context.limits["raster"].slot():
+                png = await pool.arender(_tile_request(style, z, x, y, size, scale))
         digest = hashlib.blake2b(png, digest_size=12, key=version.encode()[:64]).hexdigest()
         entry = _Entry(png, f'"{digest}"')
         self.cache.put(key, entry)

@@ -18,6 +18,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+#: A client address the server trusts by default (FONDPLAN_FORWARDED_ALLOW_IPS).
+LOOPBACK = ("127.0.0.1", 50000)
+
 #: Vaduz town centre.
 VADUZ = (9.5209, 47.1410)
 
@@ -51,5 +54,6 @@ def tile_client(
 ) -> Iterator[TestClient]:
     """A client of an app serving the Liechtenstein import (lifespan running)."""
     settings = tile_settings(liechtenstein_url, tmp_path_factory.mktemp("tilecache"))
-    with TestClient(create_app(settings)) as client:
+    # From loopback, like a reverse proxy on the same host: its X-Forwarded-* are trusted.
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
         yield client
