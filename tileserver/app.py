@@ -158,6 +158,9 @@ def create_app(
     service = build_service(settings, metrics)
     limits = Limits(settings.limits)
     context = AppContext(settings=settings, tiles=service, metrics=metrics, limits=limits)
+    metrics.add_gauges(limits.gauges)
+    if isinstance(service.source, PostGISSource):
+        metrics.add_gauges(service.source.gauges)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -103,6 +103,17 @@ class Limits:
             for kind, gate in self.gates.items()
         }
 
+    def gauges(self) -> dict[str, float]:
+        """Per kind: requests running, waiting and refused, for /metrics."""
+        out: dict[str, float] = {}
+        for kind, facts in self.describe().items():
+            label = f'{{kind="{kind}"}}'
+            out[f"fondplan_requests_running{label}"] = facts["running"]
+            out[f"fondplan_requests_waiting{label}"] = facts["waiting"]
+            out[f"fondplan_requests_limit{label}"] = facts["limit"]
+            out[f"fondplan_requests_refused_total{label}"] = facts["refused"]
+        return out
+
 
 def kind_of(path: str) -> str | None:
     """The gate a request passes in the middleware; None for tiles and raster (see KINDS)."""

@@ -5,6 +5,10 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import defaultdict
+from collections.abc import Callable
+
+#: Gives gauge values by metric name, which may carry labels: ``name{kind="tiles"}``.
+GaugeSource = Callable[[], dict[str, float]]
 
 #: Upper bounds (seconds) of the tile latency histogram buckets.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -30,6 +34,11 @@ class Metrics:
         self._buckets: dict[str, list[int]] = {}
         self._sum: dict[str, float] = defaultdict(float)
         self._count: dict[str, int] = defaultdict(int)
+        self._gauges: list[GaugeSource] = []
+
+    def add_gauges(self, source: GaugeSource) -> None:
+        """Read ``source`` at every exposition (render pools, limits, the database pool)."""
+        self._gauges.append(source)
 
     def request(self, route: str, method: str, status: int) -> None:
         """Count one answered request."""
@@ -80,7 +89,15 @@ class Metrics:
                 labels = _labels((("source", source),))
                 lines.append(f"fondplan_tile_seconds_sum{labels} {self._sum[source]:.6f}")
                 lines.append(f"fondplan_tile_seconds_count{labels} {self._count[source]}")
-        for name, value in sorted((extra or {}).items()):
-            lines.append(f"# TYPE {name} gauge")
-            lines.append(f"{name} {value}")
+        gauges = dict(extra or {})
+        for gauge_source in self._gauges:
+            gauges.update(gauge_source())
+        typed: set[str] = set()
+        for name, value in sorted(gauges.items()):
+            base = name.split("{", 1)[0]
+            if base not in typed:
+                typed.add(base)
+                kind = "counter" if base.endswith("_total") else "gauge"
+                lines.append(f"# TYPE {base} {kind}")
+            lines.append(f"{name} {float(value)!r}")
         return "\n".join(lines) + "\n"

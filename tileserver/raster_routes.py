@@ -23,6 +23,7 @@ from tileserver.raster import (
     RasterSettings,
     RenderBusy,
     TileRequest,
+    describe,
     draw_attribution,
 )
 from tileserver.routes import public_url
@@ -118,6 +119,24 @@ class RasterService:
                     glyph_cache_dir=cache_dir_for(self.settings.database.data_dir),
                 )
             return self._pool
+
+    def describe(self) -> dict[str, object]:
+        """The render process's state for /health (``started: false`` before any render)."""
+        pool = self._pool
+        if pool is None:
+            return {"started": False}
+        return {"started": True, **describe(pool)}
+
+    def gauges(self) -> dict[str, float]:
+        """Render counters for /metrics."""
+        facts = describe(self._pool) if self._pool is not None else {}
+        return {
+            "fondplan_render_total": float(facts.get("renders", 0)),
+            "fondplan_render_restarts_total": float(facts.get("restarts", 0)),
+            "fondplan_render_timeouts_total": float(facts.get("timeouts", 0)),
+            "fondplan_render_pending": float(facts.get("pending", 0)),
+            "fondplan_render_process_up": float(facts.get("pid") is not None),
+        }
 
     def close(self) -> None:
         """Stop the render process."""
@@ -336,6 +355,8 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     """
     service = RasterService(context)
     context.on_shutdown.append(service.close)
+    context.health["render"] = service.describe
+    context.metrics.add_gauges(service.gauges)
     methods = ["GET", "HEAD"]
     return [
         Route("/styles/wmts.xml", service.wmts_all, methods=methods),

@@ -203,6 +203,20 @@ class PostGISSource:
             pool.putconn(conn, close=broken or bool(conn.closed))
         self.breaker.succeeded()
 
+    def gauges(self) -> dict[str, float]:
+        """The database pool and guard, for /metrics."""
+        pool = self.pool
+        in_use = len(getattr(pool, "_used", {})) if pool is not None else 0
+        idle = len(getattr(pool, "_pool", [])) if pool is not None else 0
+        return {
+            "fondplan_db_up": float(not self.breaker.down),
+            "fondplan_db_failures_total": float(self.breaker.failures),
+            "fondplan_db_deadline_cuts_total": float(self.deadlines.cut),
+            "fondplan_db_pool_in_use": float(in_use),
+            "fondplan_db_pool_idle": float(idle),
+            "fondplan_db_pool_size": float(self.pool_size),
+        }
+
     @property
     def catalog(self) -> Catalog:
         """The last catalog read."""

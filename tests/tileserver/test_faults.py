@@ -153,3 +153,45 @@ def test_database_hung_costs_no_static_request(
             assert_unavailable(status, headers, text)
             assert seconds < 30
         assert_recovers(c, fresh[0])
+
+
+def test_a_hung_render_process_is_replaced(
+    liechtenstein_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FONDPLAN_RASTER_TIMEOUT", "120")
+    settings = Settings(
+        database=DatabaseSettings(database_url=liechtenstein_url),
+        cache=CacheSettings(disk=False),
+        server=ServerSettings(disable=frozenset({"routing", "townplans"})),
+    )
+    x, y = tile_of(*VADUZ, 14)
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
+        assert client.get("/health").json()["render"] == {"started": False}
+        # The first render starts MapLibre (slow on a busy machine); then a short timeout.
+        assert client.get(f"/styles/colour/14/{x}/{y}.png").status_code == 200
+        raster = client.app.state.context.health["render"].__self__  # type: ignore[attr-defined]
+        raster.raster.timeout = 5.0
+        render = client.get("/health").json()["render"]
+        hung = psutil.Process(render["pid"])
+        hung.send_signal(signal.SIGSTOP)
+        try:
+            response = client.get(f"/styles/colour/14/{x + 1}/{y}.png")
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "1"
+            assert "longer than 5 s" in response.json()["detail"]
+            # The hung process was killed, not left stopped.
+            assert not hung.is_running() or hung.status() == psutil.STATUS_ZOMBIE
+        finally:
+            if hung.is_running():
+                hung.send_signal(signal.SIGCONT)
+        raster.raster.timeout = 120.0
+        again = client.get(f"/styles/colour/14/{x}/{y + 1}.png")
+        assert again.status_code == 200 and again.content.startswith(b"\x89PNG")
+        render = client.get("/health").json()["render"]
+        assert render["timeouts"] == 1 and render["restarts"] >= 1
+        assert render["pid"] not in (None, hung.pid)
+        metrics = client.get("/metrics").text
+        assert "fondplan_render_timeouts_total 1.0" in metrics
+        assert "fondplan_render_process_up 1.0" in metrics
+        assert 'fondplan_requests_limit{kind="raster"} 32.0' in metrics
+        assert "fondplan_db_up 1.0" in metrics

@@ -124,7 +124,9 @@ def test_concurrent_processes_share_one_cache_file(tmp_path: Path) -> None:
     files = list(tmp_path.rglob("512-767.pbf"))
     assert len(files) == 1
     assert not list(tmp_path.rglob("*.tmp"))
-    stack = decode_glyphs(files[0].read_bytes()).stacks[0]
+    sealed = unseal(files[0].read_bytes())
+    assert sealed is not None
+    stack = decode_glyphs(sealed[1]).stacks[0]
     assert stack.range == "512-767" and len(stack.glyphs) > 50
 
 
