@@ -208,8 +208,13 @@ def create_app(
     app.proxies = ProxyHeaders(app._dispatch, TrustedProxies(settings.server.forwarded_allow_ips))
     if context.fast_routes:
         app.fast = FastPaths(
-            context.fast_routes, metrics, settings.server.cors_origins, GZIP_MINIMUM_SIZE
+            context.fast_routes,
+            metrics,
+            settings.server.cors_origins,
+            GZIP_MINIMUM_SIZE,
+            settings.server.fast_budget,
         )
+        metrics.add_gauges(app.fast.gauges)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.context = context

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tileserver.fastpath import FastHandler, FastRoute
+from tileserver.fastpath import FastCost, FastHandler, FastRoute
 from tileserver.limits import Limits
 from tileserver.metrics import Metrics
 from tileserver.service import TileService
@@ -32,6 +32,9 @@ class AppContext:
     #: Sections of ``/health`` (name → a cheap callable giving JSON-able facts).
     health: dict[str, Callable[[], object]] = field(default_factory=dict)
 
-    def add_fast_route(self, prefix: str, name: str, handler: FastHandler) -> None:
-        """Offer GET/HEAD requests under ``prefix`` to ``handler`` ahead of the middleware."""
-        self.fast_routes.append(FastRoute(prefix, name, handler))
+    def add_fast_route(
+        self, prefix: str, name: str, handler: FastHandler, cost: FastCost | None = None
+    ) -> None:
+        """Offer GET/HEAD requests under ``prefix`` to ``handler`` ahead of the middleware,
+        those ``cost`` deems cheap (see :mod:`tileserver.fastpath`)."""
+        self.fast_routes.append(FastRoute(prefix, name, handler, cost))

@@ -31,6 +31,9 @@ class ServerSettings(BaseSettings):
     #: Peers (addresses or networks, comma-separated; ``*`` for any) whose ``X-Forwarded-*``
     #: headers are believed; from anyone else they are dropped.
     forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1", "::1")
+    #: Estimated milliseconds of work a request may cost on the event loop (the routing fast
+    #: path); dearer ones go to the worker threads.
+    fast_budget: float = 3.0
 
     @field_validator("disable", mode="before")
     @classmethod

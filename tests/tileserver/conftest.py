@@ -11,7 +11,7 @@ import pytest
 
 from osmimport.settings import DatabaseSettings
 from tileserver.app import create_app
-from tileserver.settings import CacheSettings, Settings
+from tileserver.settings import CacheSettings, LimitSettings, Settings
 
 with warnings.catch_warnings():
     # Starlette warns that it prefers httpx2 to httpx; the client works the same.
@@ -45,6 +45,18 @@ def tile_settings(url: str, cache_dir: Path, **server: object) -> Settings:
         database=DatabaseSettings(database_url=url),
         cache=CacheSettings(dir=cache_dir, version_ttl=1.0),
         server=ServerSettings(**server),  # type: ignore[arg-type]
+    )
+
+
+def render_settings(url: str, limits: LimitSettings | None = None) -> Settings:
+    """Settings for a raster test app: no disk cache, neither routing nor town plans."""
+    from tileserver.settings import ServerSettings
+
+    return Settings(
+        database=DatabaseSettings(database_url=url),
+        cache=CacheSettings(disk=False),
+        server=ServerSettings(disable=frozenset({"routing", "townplans"})),
+        limits=limits or LimitSettings(),
     )
 
 

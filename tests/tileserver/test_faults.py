@@ -17,7 +17,7 @@ import pytest
 from osmimport.embedded import EmbeddedCluster
 from osmimport.settings import DatabaseSettings
 from tests.conftest import ROOT
-from tests.tileserver.conftest import LOOPBACK, VADUZ, TestClient, tile_of
+from tests.tileserver.conftest import LOOPBACK, VADUZ, TestClient, render_settings, tile_of
 from tileserver.app import create_app
 from tileserver.settings import CacheSettings, ServerSettings, Settings, TileSettings
 
@@ -159,11 +159,7 @@ def test_a_hung_render_process_is_replaced(
     liechtenstein_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FONDPLAN_RASTER_TIMEOUT", "120")
-    settings = Settings(
-        database=DatabaseSettings(database_url=liechtenstein_url),
-        cache=CacheSettings(disk=False),
-        server=ServerSettings(disable=frozenset({"routing", "townplans"})),
-    )
+    settings = render_settings(liechtenstein_url)
     x, y = tile_of(*VADUZ, 14)
     with TestClient(create_app(settings), client=LOOPBACK) as client:
         assert client.get("/health").json()["render"] == {"started": False}
