@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,11 +24,14 @@ from tileserver.fastpath import FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
 from tileserver.middleware import MetricsMiddleware, ProxyHeaders, TrustedProxies
+from tileserver.server import die_with_parent
 from tileserver.service import TileService
 from tileserver.settings import Settings
 from tileserver.sources import PostGISSource, TileSource, archive_source
 
 RouteFactory = Callable[[AppContext], Sequence[BaseRoute]]
+
+log = logging.getLogger(__name__)
 
 #: Smallest answer worth compressing, in bytes.
 GZIP_MINIMUM_SIZE = 1024
@@ -167,6 +172,9 @@ def create_app(
         # Blocking work runs in Starlette's thread pool; each kind is admitted up to its own
         # limit (tileserver.limits), so the pool holds them all at once.
         anyio.to_thread.current_default_thread_limiter().total_tokens = limits.threads()
+        supervisor = settings.server.supervisor_pid
+        if supervisor is not None and supervisor != os.getpid():
+            die_with_parent(supervisor)
         await run_in_threadpool(service.start)
         source = service.source
         app.state.pool = source.pool if isinstance(source, PostGISSource) else None
@@ -176,9 +184,13 @@ def create_app(
                 await run_in_threadpool(hook)
             yield
         finally:
-            for hook in context.on_shutdown:
-                await run_in_threadpool(hook)
-            await run_in_threadpool(service.stop)
+            # Every hook runs, each on a thread of its own (the pool may be full of requests
+            # still running), so one failing cannot leave render processes behind.
+            for hook in [*context.on_shutdown, service.stop]:
+                try:
+                    await anyio.to_thread.run_sync(hook, limiter=anyio.CapacityLimiter(1))
+                except Exception:
+                    log.exception("shutdown step %s failed", getattr(hook, "__qualname__", hook))
 
     middleware = [
         Middleware(MetricsMiddleware, metrics=metrics),

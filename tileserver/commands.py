@@ -89,6 +89,10 @@ class ServeCommand:
             os.environ["FONDPLAN_TILES_FILE"] = str(args.tiles.resolve())
         if args.workers < 1:
             raise UsageError("--workers must be at least 1")
+        settings = ServerSettings()
+        if args.workers > 1:
+            # Workers stop when this process is gone (tileserver.server.die_with_parent).
+            os.environ["FONDPLAN_SUPERVISOR_PID"] = str(os.getpid())
         uvicorn.run(
             "tileserver.app:create_app",
             factory=True,
@@ -98,6 +102,10 @@ class ServeCommand:
             # Forwarded headers are checked by the app itself (FONDPLAN_FORWARDED_ALLOW_IPS).
             proxy_headers=False,
             access_log=False,
+            http="tileserver.server:HeaderTimeoutProtocol",
+            timeout_keep_alive=settings.keep_alive,
+            limit_concurrency=settings.limit_concurrency,
+            timeout_graceful_shutdown=settings.graceful_shutdown,
         )
         return 0
 

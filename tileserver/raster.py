@@ -308,7 +308,11 @@ class RasterPool:
             self.restarts += 1
             if process.poll() is None:
                 process.kill()
-            process.wait(timeout=5)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                # Reaped later by the reaper thread; never blocks a shutdown.
+                threading.Thread(target=self._reap, args=(process, 60.0), daemon=True).start()
         if conn is not None:
             conn.close()
         self._fail_pending_locked(self._generation)

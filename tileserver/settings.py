@@ -34,6 +34,16 @@ class ServerSettings(BaseSettings):
     #: Estimated milliseconds of work a request may cost on the event loop (the routing fast
     #: path); dearer ones go to the worker threads.
     fast_budget: float = 3.0
+    #: Seconds a connection may take to send a request's headers before it is closed.
+    header_timeout: float = 10.0
+    #: Seconds an idle keep-alive connection stays open.
+    keep_alive: int = 5
+    #: Connections (and requests) a server process takes at once; beyond, uvicorn answers 503.
+    limit_concurrency: int = 1024
+    #: Seconds shutdown waits for requests in flight before closing them.
+    graceful_shutdown: int = 10
+    #: Set by ``fondplan serve --workers N`` in its workers: the supervisor's process id.
+    supervisor_pid: int | None = None
 
     @field_validator("disable", mode="before")
     @classmethod
