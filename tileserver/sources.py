@@ -100,10 +100,15 @@ def _connection_failed(exc: psycopg2.Error) -> bool:
 
 
 class TileConnection(psycopg2.extensions.connection):
-    """A pooled connection that remembers the tile statements it has prepared."""
+    """A pooled connection that remembers the tile statements it has prepared.
+
+    In autocommit: a tile is one statement, so no BEGIN before it and no ROLLBACK after it
+    (two round trips fewer, and no snapshot held between tiles).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.autocommit = True
         self.prepared: set[str] = set()
 
 
@@ -195,7 +200,7 @@ class PostGISSource:
             raise
         finally:
             self.deadlines.release(token)
-            if not broken and not conn.closed:
+            if not broken and not conn.closed and not conn.autocommit:
                 try:
                     conn.rollback()
                 except psycopg2.Error:

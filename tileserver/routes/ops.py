@@ -1,4 +1,4 @@
-"""Operations: ``/health`` (database reachable, data version) and ``/metrics`` (Prometheus)."""
+"""Operations: ``/health``, ``/metrics`` (Prometheus) and ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from starlette.routing import BaseRoute, Route
 
 from osmimport.errors import FondplanError
 from tileserver.context import AppContext
+from tileserver.openapi import document
+from tileserver.routes import public_url
 from tileserver.routes.tiles import tile_service
 from tileserver.sources import PostGISSource
 
@@ -55,9 +57,15 @@ def metrics(request: Request) -> Response:
     )
 
 
+def openapi(request: Request) -> Response:
+    """The OpenAPI document of the HTTP API."""
+    return JSONResponse(document(public_url(request)), headers={"Cache-Control": "no-cache"})
+
+
 def routes(context: AppContext) -> Sequence[BaseRoute]:
     """The operations routes, at the root."""
     return [
         Route("/health", health, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET", "HEAD"]),
     ]
