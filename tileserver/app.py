@@ -23,7 +23,7 @@ from tileserver.errors import exception_handlers
 from tileserver.fastpath import FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
-from tileserver.middleware import MetricsMiddleware, ProxyHeaders, TrustedProxies
+from tileserver.middleware import MetricsMiddleware, ProxyHeaders, RequestIds, TrustedProxies
 from tileserver.server import die_with_parent
 from tileserver.service import TileService
 from tileserver.settings import Settings
@@ -193,6 +193,7 @@ def create_app(
                     log.exception("shutdown step %s failed", getattr(hook, "__qualname__", hook))
 
     middleware = [
+        Middleware(RequestIds),
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(
             CORSMiddleware,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 import psycopg2
@@ -68,8 +69,23 @@ def _detail(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
+log = logging.getLogger(__name__)
+
+
 def _handle(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
+    response = error_response(exc)
+    if response.status_code >= 500:
+        # Logged here, once, with the request id; the client gets no more than the detail.
+        rid = request.scope.get("fondplan.request_id", "-")
+        cause = exc.__cause__ or exc
+        log.warning(
+            "request %s %s answered %d: %s",
+            rid,
+            request.url.path,
+            response.status_code,
+            str(cause).strip() or type(cause).__name__,
+        )
+    return response
 
 
 def error_response(exc: Exception) -> Response:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+import re
+import uuid
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tileserver.metrics import Metrics
+
+log = logging.getLogger("tileserver.errors")
 
 
 def _route_label(scope: Scope) -> str:
@@ -135,3 +140,65 @@ class ProxyHeaders:
             await send(message)
 
         await self.app(scope, receive, send_vary)
+
+
+#: Where the request id is kept in the ASGI scope.
+REQUEST_ID = "fondplan.request_id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id(scope: Scope) -> str:
+    """The id of the request (from ``X-Request-ID`` when sane, else a new one)."""
+    found = scope.get(REQUEST_ID)
+    if found is None:
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        found = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        scope[REQUEST_ID] = found
+    return str(found)
+
+
+class RequestIds:
+    """Gives each request an id, answered in ``X-Request-ID``; logs an unhandled error once.
+
+    An error no handler took is logged here, with the id and the traceback, and answered 500
+    JSON; it does not reach the server, which would log it a second time without the id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on with its id; answer 500 for an error nobody handled."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = request_id(scope).encode("latin-1")
+        started = False
+
+        async def send_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", rid)],
+                }
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_id)
+        except Exception:
+            log.exception("request %s %s failed", rid.decode(), scope.get("path", ""))
+            if not started:
+                body = b'{"detail":"internal server error"}'
+                await send_id(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
