@@ -22,7 +22,7 @@ from pmtiles.reader import Reader as PMTilesReader
 from pmtiles.tile import Compression
 
 from osmimport import schema
-from osmimport.database import database_url
+from osmimport.database import serving_url
 from osmimport.errors import DatabaseError
 from osmimport.settings import DatabaseSettings
 from tileserver.catalog import Catalog, parse_bbox, read_catalog, tile_query
@@ -154,7 +154,8 @@ class PostGISSource:
         is down still starts and serves what needs no database.
         """
         if not isinstance(self.database, str):
-            self.url = database_url(self.database)
+            # The embedded cluster's read-only role: the server never writes.
+            self.url = serving_url(self.database)
         self.pool = psycopg2.pool.ThreadedConnectionPool(
             0, self.pool_size, self.url, **self.connect_kwargs()
         )

@@ -38,6 +38,19 @@ CONNECT_DEFAULTS: dict[str, Any] = {
 }
 
 
+def serving_url(settings: DatabaseSettings) -> str:
+    """The URL the server reads with: the embedded cluster's read-only role, else the URL given.
+
+    (An external database's URL is used as it is: give the server a read-only role there.)
+    """
+    if settings.database_url:
+        return settings.database_url
+    cluster = EmbeddedCluster(settings.data_dir)
+    cluster.start()
+    ensure_database(cluster.url("postgres"), settings.embedded_dbname)
+    return cluster.reader_url(settings.embedded_dbname)
+
+
 def connect(url: str, **kwargs: Any) -> psycopg2.extensions.connection:
     """A psycopg2 connection with a clear error when the server is unreachable."""
     kwargs = {**CONNECT_DEFAULTS, **kwargs}
