@@ -175,6 +175,8 @@ def create_app(
         supervisor = settings.server.supervisor_pid
         if supervisor is not None and supervisor != os.getpid():
             die_with_parent(supervisor)
+        if settings.server.metrics_dir is not None:
+            metrics.share(settings.server.metrics_dir)
         await run_in_threadpool(service.start)
         source = service.source
         app.state.pool = source.pool if isinstance(source, PostGISSource) else None

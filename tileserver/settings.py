@@ -44,6 +44,8 @@ class ServerSettings(BaseSettings):
     graceful_shutdown: int = 10
     #: Set by ``fondplan serve --workers N`` in its workers: the supervisor's process id.
     supervisor_pid: int | None = None
+    #: Set by ``fondplan serve --workers N``: where workers share their metrics.
+    metrics_dir: Path | None = None
 
     @field_validator("disable", mode="before")
     @classmethod

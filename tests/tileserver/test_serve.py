@@ -119,3 +119,16 @@ def test_connections_without_headers_are_closed(liechtenstein_url: str, tmp_path
             sock.close()
         # Whole requests are still served.
         assert get(f"{url}/health") == 200
+
+
+def test_metrics_cover_every_worker(liechtenstein_url: str, tmp_path: Path) -> None:
+    with serve_process(liechtenstein_url, tmp_path, "--workers", "2", env=FAST) as (_, url):
+        for _ in range(20):
+            assert get(f"{url}/styles/colour.json") == 200
+        time.sleep(2.5)  # each worker shares its counts every second
+        for _ in range(6):
+            with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+                text = response.read().decode()
+            assert "fondplan_workers 2.0" in text
+            line = 'fondplan_http_requests_total{route="style",method="GET",status="200"} 20'
+            assert line in text.splitlines(), text[:3000]
