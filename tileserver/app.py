@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -172,6 +173,7 @@ def create_app(
         # Blocking work runs in Starlette's thread pool; each kind is admitted up to its own
         # limit (tileserver.limits), so the pool holds them all at once.
         anyio.to_thread.current_default_thread_limiter().total_tokens = limits.threads()
+        sys.setswitchinterval(settings.server.switch_interval)
         supervisor = settings.server.supervisor_pid
         if supervisor is not None and supervisor != os.getpid():
             die_with_parent(supervisor)

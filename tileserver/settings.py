@@ -34,6 +34,10 @@ class ServerSettings(BaseSettings):
     #: Estimated milliseconds of work a request may cost on the event loop (the routing fast
     #: path); dearer ones go to the worker threads.
     fast_budget: float = 3.0
+    #: Longest a thread holds the GIL when others wait (seconds; Python's default is 0.005):
+    #: shorter keeps the event loop, which answers cached tiles, responsive while worker
+    #: threads compute routes.
+    switch_interval: float = 0.001
     #: Seconds a connection may take to send a request's headers before it is closed.
     header_timeout: float = 10.0
     #: Seconds an idle keep-alive connection stays open.
