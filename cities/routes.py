@@ -10,6 +10,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from importlib import resources
 
+import psycopg2
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,7 +23,7 @@ from cities.paper import parse_layout, parse_orientation, parse_paper
 from cities.render import MapRenderer
 from cities.townplan import PlanOptions, commune_area, make_plan
 from osmimport.database import connect
-from osmimport.errors import FondplanError
+from osmimport.errors import DatabaseError, FondplanError
 
 
 class TownplanSettings(BaseSettings):
@@ -90,7 +91,12 @@ class PlanCache:
 
 
 def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+#: What a client is told when the database fails (its own message names hosts and ports).
+DATABASE_DOWN = "the database is unavailable; try again shortly"
 
 
 def townplan_routes(
@@ -114,8 +120,8 @@ def townplan_routes(
                 found = list_communes(conn, search)
             finally:
                 conn.close()
-        except FondplanError as exc:
-            return _error(503, str(exc))
+        except (DatabaseError, psycopg2.Error):
+            return _error(503, DATABASE_DOWN)
         return JSONResponse(
             [
                 {"name": c.label, "insee": c.insee, "country": c.country, "complete": c.complete}
@@ -173,6 +179,9 @@ def townplan_routes(
             return _error(422, str(exc))
         except NoData as exc:
             return _error(503, str(exc))
+        except (DatabaseError, psycopg2.Error):
+            # The server's fault, not the request's.
+            return _error(503, DATABASE_DOWN)
         except FondplanError as exc:
             return _error(400, str(exc))
         key = (version, str(commune.osm_id), options.cache_key)
@@ -226,6 +235,8 @@ def townplan_routes(
                 return _error(503, "the plan takes longer than the time limit; try again later")
             except CitiesError as exc:
                 return _error(400, str(exc))
+            except (DatabaseError, psycopg2.Error):
+                return _error(503, DATABASE_DOWN)
             except FondplanError as exc:
                 # The map renderer failed or is busy: not the request's fault.
                 return _error(503, str(exc))

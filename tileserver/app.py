@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,13 +22,17 @@ from starlette.types import Receive, Scope, Send
 from tileserver.context import AppContext
 from tileserver.errors import exception_handlers
 from tileserver.fastpath import FastPaths
+from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
-from tileserver.middleware import MetricsMiddleware
+from tileserver.middleware import MetricsMiddleware, ProxyHeaders, RequestIds, TrustedProxies
+from tileserver.server import die_with_parent
 from tileserver.service import TileService
 from tileserver.settings import Settings
 from tileserver.sources import PostGISSource, TileSource, archive_source
 
 RouteFactory = Callable[[AppContext], Sequence[BaseRoute]]
+
+log = logging.getLogger(__name__)
 
 #: Smallest answer worth compressing, in bytes.
 GZIP_MINIMUM_SIZE = 1024
@@ -68,12 +75,21 @@ ROUTE_GROUPS: tuple[RouteGroup, ...] = (
 
 
 class Server(Starlette):
-    """The Starlette app, answering its fast routes before the middleware stack."""
+    """The Starlette app, answering its fast routes before the middleware stack.
+
+    Forwarded headers are checked first (:class:`ProxyHeaders`), for the fast routes too.
+    """
 
     fast: FastPaths | None = None
+    proxies: ProxyHeaders | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Offer HTTP requests to the fast routes first."""
+        """Check forwarded headers, then offer HTTP requests to the fast routes first."""
+        if self.proxies is None:
+            self.proxies = ProxyHeaders(self._dispatch, TrustedProxies(()))
+        await self.proxies(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast
         if fast is not None and scope["type"] == "http" and await fast.handle(scope, send):
             return
@@ -110,7 +126,9 @@ def build_source(settings: Settings) -> TileSource:
     """A PMTiles/MBTiles file when ``tiles_file`` is set, else PostGIS (opened later)."""
     if settings.server.tiles_file is not None:
         return archive_source(settings.server.tiles_file)
-    return PostGISSource(settings.database, settings.tiles, pool_size=settings.server.threads + 2)
+    # Connections for every tile query and health probe admitted at once, and the watcher's.
+    pool_size = settings.limits.tiles + settings.limits.ops + 2
+    return PostGISSource(settings.database, settings.tiles, pool_size=pool_size)
 
 
 def build_service(settings: Settings, metrics: Metrics | None = None) -> TileService:
@@ -144,12 +162,23 @@ def create_app(
     settings = settings or Settings()
     metrics = Metrics()
     service = build_service(settings, metrics)
-    context = AppContext(settings=settings, tiles=service, metrics=metrics)
+    limits = Limits(settings.limits)
+    context = AppContext(settings=settings, tiles=service, metrics=metrics, limits=limits)
+    metrics.add_gauges(limits.gauges)
+    if isinstance(service.source, PostGISSource):
+        metrics.add_gauges(service.source.gauges)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # psycopg2 work runs in Starlette's thread pool: one pooled connection per thread.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server.threads
+        # Blocking work runs in Starlette's thread pool; each kind is admitted up to its own
+        # limit (tileserver.limits), so the pool holds them all at once.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = limits.threads()
+        sys.setswitchinterval(settings.server.switch_interval)
+        supervisor = settings.server.supervisor_pid
+        if supervisor is not None and supervisor != os.getpid():
+            die_with_parent(supervisor)
+        if settings.server.metrics_dir is not None:
+            metrics.share(settings.server.metrics_dir)
         await run_in_threadpool(service.start)
         source = service.source
         app.state.pool = source.pool if isinstance(source, PostGISSource) else None
@@ -159,11 +188,16 @@ def create_app(
                 await run_in_threadpool(hook)
             yield
         finally:
-            for hook in context.on_shutdown:
-                await run_in_threadpool(hook)
-            await run_in_threadpool(service.stop)
+            # Every hook runs, each on a thread of its own (the pool may be full of requests
+            # still running), so one failing cannot leave render processes behind.
+            for hook in [*context.on_shutdown, service.stop]:
+                try:
+                    await anyio.to_thread.run_sync(hook, limiter=anyio.CapacityLimiter(1))
+                except Exception:
+                    log.exception("shutdown step %s failed", getattr(hook, "__qualname__", hook))
 
     middleware = [
+        Middleware(RequestIds),
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(
             CORSMiddleware,
@@ -180,6 +214,7 @@ def create_app(
             # Tiles set Content-Encoding themselves and are passed through as they are.
             exclude_content_types=("image/png", "application/pdf"),
         ),
+        Middleware(LimitMiddleware, limits=limits),
     ]
     app = Server(
         routes=build_routes(context, groups, extra_routes),
@@ -187,12 +222,19 @@ def create_app(
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    app.proxies = ProxyHeaders(app._dispatch, TrustedProxies(settings.server.forwarded_allow_ips))
     if context.fast_routes:
         app.fast = FastPaths(
-            context.fast_routes, metrics, settings.server.cors_origins, GZIP_MINIMUM_SIZE
+            context.fast_routes,
+            metrics,
+            settings.server.cors_origins,
+            GZIP_MINIMUM_SIZE,
+            settings.server.fast_budget,
         )
+        metrics.add_gauges(app.fast.gauges)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.context = context
     app.state.tiles = service
+    app.state.limits = limits
     return app

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tileserver.catalog import TILE_FORMAT
-from tileserver.diskcache import write_atomically
+from tileserver.diskcache import read_sealed, write_sealed
 
 #: (data_version, z, x, y)
 TileKey = tuple[str, int, int, int]
@@ -93,10 +93,11 @@ def _safe(version: str) -> str:
 
 
 class DiskCache:
-    """Gzipped tiles under ``<root>/<data_version>/f<TILE_FORMAT>/<z>/<x>/<y>.mvt.gz`` (empty file
-    = no feature).
+    """Gzipped tiles under ``<root>/<data_version>/f<TILE_FORMAT>/<z>/<x>/<y>.mvt.gz``, sealed.
 
-    The ETag is stored as the file's first line so a restarted server answers the same one.
+    Each file holds the ETag (so a restarted server answers the same one), the gzipped bytes
+    (none for an empty tile), their lengths and a checksum; a file that fails the check is
+    deleted and the tile cut again.
     """
 
     def __init__(self, root: Path) -> None:
@@ -109,19 +110,16 @@ class DiskCache:
 
     def get(self, key: TileKey) -> CachedTile | None:
         """The stored tile, or None."""
-        try:
-            data = self._path(key).read_bytes()
-        except OSError:
+        found = read_sealed(self._path(key))
+        if found is None:
             return None
-        etag, sep, body = data.partition(b"\n")
-        if not sep:
-            return None
+        etag, body = found
         return CachedTile(body, etag.decode("ascii", "replace"))
 
     def put(self, key: TileKey, tile: CachedTile) -> None:
         """Store ``tile`` atomically (write to a temporary file, then rename)."""
         # A full or read-only disk only costs the cache, never the response.
-        write_atomically(self._path(key), tile.etag.encode("ascii") + b"\n" + tile.gzipped)
+        write_sealed(self._path(key), tile.gzipped, tile.etag.encode("ascii"))
 
     def prune(self, keep_version: str) -> None:
         """Delete the folders of every other data version."""

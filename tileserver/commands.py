@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 from typing import ClassVar
 
@@ -78,8 +79,6 @@ class ServeCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Start uvicorn with the app factory (settings come from the environment)."""
-        import uvicorn
-
         if args.tiles is not None:
             if args.tiles.suffix.lower() not in (".pmtiles", ".mbtiles"):
                 raise UsageError(f"{args.tiles}: expected a .pmtiles or .mbtiles file")
@@ -89,17 +88,38 @@ class ServeCommand:
             os.environ["FONDPLAN_TILES_FILE"] = str(args.tiles.resolve())
         if args.workers < 1:
             raise UsageError("--workers must be at least 1")
+        settings = ServerSettings()
+        shared = None
+        if args.workers > 1:
+            # Workers stop when this process is gone (tileserver.server.die_with_parent) and
+            # share their metrics through a folder of this run.
+            os.environ["FONDPLAN_SUPERVISOR_PID"] = str(os.getpid())
+            shared = tempfile.TemporaryDirectory(prefix="fondplan-metrics-")
+            os.environ["FONDPLAN_METRICS_DIR"] = shared.name
+        try:
+            self._run_uvicorn(args, settings)
+        finally:
+            if shared is not None:
+                shared.cleanup()
+        return 0
+
+    def _run_uvicorn(self, args: argparse.Namespace, settings: ServerSettings) -> None:
+        import uvicorn
+
         uvicorn.run(
             "tileserver.app:create_app",
             factory=True,
             host=args.host,
             port=args.port,
             workers=args.workers,
-            proxy_headers=True,
-            forwarded_allow_ips="*",
+            # Forwarded headers are checked by the app itself (FONDPLAN_FORWARDED_ALLOW_IPS).
+            proxy_headers=False,
             access_log=False,
+            http="tileserver.server:HeaderTimeoutProtocol",
+            timeout_keep_alive=settings.keep_alive,
+            limit_concurrency=settings.limit_concurrency,
+            timeout_graceful_shutdown=settings.graceful_shutdown,
         )
-        return 0
 
 
 def _batch_service(*, memory_bytes: int) -> TileService:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tileserver.fastpath import FastHandler, FastRoute
+from tileserver.fastpath import FastCost, FastHandler, FastRoute
+from tileserver.limits import Limits
 from tileserver.metrics import Metrics
 from tileserver.service import TileService
 from tileserver.settings import Settings
@@ -17,16 +18,23 @@ class AppContext:
 
     ``tiles`` is created with the app and started by the lifespan (before ``on_startup``);
     ``on_startup``/``on_shutdown`` callables run in a worker thread, in order.
-    ``fast_routes`` are answered ahead of the middleware (see :mod:`tileserver.fastpath`).
+    ``fast_routes`` are answered ahead of the middleware (see :mod:`tileserver.fastpath`);
+    ``limits`` admits each kind of work (see :mod:`tileserver.limits`).
     """
 
     settings: Settings
     tiles: TileService
     metrics: Metrics
+    limits: Limits
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
     fast_routes: list[FastRoute] = field(default_factory=list)
+    #: Sections of ``/health`` (name → a cheap callable giving JSON-able facts).
+    health: dict[str, Callable[[], object]] = field(default_factory=dict)
 
-    def add_fast_route(self, prefix: str, name: str, handler: FastHandler) -> None:
-        """Offer GET/HEAD requests under ``prefix`` to ``handler`` ahead of the middleware."""
-        self.fast_routes.append(FastRoute(prefix, name, handler))
+    def add_fast_route(
+        self, prefix: str, name: str, handler: FastHandler, cost: FastCost | None = None
+    ) -> None:
+        """Offer GET/HEAD requests under ``prefix`` to ``handler`` ahead of the middleware,
+        those ``cost`` deems cheap (see :mod:`tileserver.fastpath`)."""
+        self.fast_routes.append(FastRoute(prefix, name, handler, cost))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 import psycopg2
@@ -62,17 +63,41 @@ def status_for(exc: Exception) -> int:
 def _detail(exc: Exception) -> str:
     if isinstance(exc, psycopg2.extensions.QueryCanceledError):
         return "the tile query took too long"
-    if isinstance(exc, psycopg2.Error | psycopg2.pool.PoolError):
-        return "the database is unavailable"
+    if isinstance(exc, psycopg2.Error | psycopg2.pool.PoolError | DatabaseError):
+        # The driver's messages name hosts and ports: they go to the log only.
+        return "the database is unavailable; try again shortly"
     return str(exc) or type(exc).__name__
 
 
+log = logging.getLogger(__name__)
+
+
 def _handle(request: Request, exc: Exception) -> Response:
+    response = error_response(exc)
+    if response.status_code >= 500:
+        # Logged here, once, with the request id; the client gets no more than the detail.
+        rid = request.scope.get("fondplan.request_id", "-")
+        cause = exc.__cause__ or exc
+        log.warning(
+            "request %s %s answered %d: %s",
+            rid,
+            request.url.path,
+            response.status_code,
+            str(cause).strip() or type(cause).__name__,
+        )
+    return response
+
+
+def error_response(exc: Exception) -> Response:
+    """The JSON answer ``{"detail": ...}`` for ``exc``; 503 ones say when to retry."""
     if isinstance(exc, HTTPException):
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
     status = status_for(exc)
     detail = _detail(exc) if status != 500 else "internal server error"
-    return JSONResponse({"detail": detail}, status_code=status)
+    headers = None
+    if status == 503:
+        headers = {"Retry-After": str(getattr(exc, "retry_after", 1))}
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 Handler = Callable[[Request, Exception], Response]

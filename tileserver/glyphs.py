@@ -6,6 +6,7 @@ import hashlib
 import math
 import os
 import re
+import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 import freetype
 
 from osmimport.errors import FondplanError
-from tileserver.diskcache import cache_dir, write_atomically
+from tileserver.diskcache import cache_dir, read_sealed, write_sealed
 
 #: The fontnik / sdf-glyph-foundry conventions MapLibre expects from a glyph server.
 SIZE = 24
@@ -34,6 +35,12 @@ ASCENDER = 25
 OVERSAMPLE = 4
 #: Bumped when the bitmaps change, so old disk caches are not served.
 FORMAT_VERSION = 2
+#: Fonts a fontstack may name, and its length in characters: MapLibre styles name one to three
+#: (a font and its fallbacks); more is refused with 400 rather than built.
+MAX_FONTSTACK_FONTS = 4
+MAX_FONTSTACK_LENGTH = 256
+#: Fontstacks (font combinations) kept in the disk cache; the least recently used go first.
+MAX_DISK_FONTSTACKS = 64
 
 DEFAULT_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 FONT_SUFFIXES = (".ttf", ".otf")
@@ -53,6 +60,10 @@ class FontNotFoundError(GlyphError):
 
 class GlyphRangeError(GlyphError):
     """A glyph range is not one of the 256-codepoint blocks (the server answers 400)."""
+
+
+class FontstackError(GlyphError):
+    """A fontstack naming too many fonts or too long (the server answers 400)."""
 
 
 @dataclass(frozen=True)
@@ -207,10 +218,12 @@ class GlyphBuilder:
         font_dirs: Sequence[Path] | None = None,
         cache_dir: Path | None = None,
         memory_ranges: int = 256,
+        disk_fontstacks: int = MAX_DISK_FONTSTACKS,
     ) -> None:
         self.font_dirs = tuple(font_dirs) if font_dirs is not None else _font_dirs_from_env()
         self.cache_dir = cache_dir
         self.memory_ranges = memory_ranges
+        self.disk_fontstacks = disk_fontstacks
         self._fonts: dict[str, FontFile] | None = None
         self._lock = threading.Lock()
         self._ranges: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
@@ -230,10 +243,21 @@ class GlyphBuilder:
     def resolve(self, fontstack: str) -> list[FontFile]:
         """The installed fonts of a comma-separated fontstack, in order; unknown ones skipped.
 
-        Raises FontNotFoundError when none of them is installed.
+        Raises FontNotFoundError when none of them is installed, FontstackError when the
+        fontstack is longer than MAX_FONTSTACK_LENGTH or names more than MAX_FONTSTACK_FONTS.
         """
-        fonts = self.fonts()
+        if len(fontstack) > MAX_FONTSTACK_LENGTH:
+            raise FontstackError(
+                f"the fontstack is {len(fontstack)} characters long; at most "
+                f"{MAX_FONTSTACK_LENGTH} are accepted"
+            )
         names = [name.strip() for name in fontstack.split(",") if name.strip()]
+        if len(names) > MAX_FONTSTACK_FONTS:
+            raise FontstackError(
+                f"the fontstack names {len(names)} fonts; "
+                f"at most {MAX_FONTSTACK_FONTS} are accepted"
+            )
+        fonts = self.fonts()
         found: list[FontFile] = []
         for name in names:
             font = fonts.get(font_key(name))
@@ -257,8 +281,9 @@ class GlyphBuilder:
                 self._ranges.move_to_end(key)
                 return cached
         disk = self._disk_path(fonts, start, end)
-        if disk is not None and disk.is_file():
-            data = disk.read_bytes()
+        found = read_sealed(disk) if disk is not None else None
+        if found is not None:
+            data = found[1]
         else:
             merged: dict[int, bytes] = {}
             for font in fonts:
@@ -267,7 +292,8 @@ class GlyphBuilder:
             name = ",".join(font.name for font in fonts)
             data = encode_range(name, start, end, (merged[cp] for cp in sorted(merged)))
             if disk is not None:
-                write_atomically(disk, data)
+                write_sealed(disk, data)
+                self._bound_disk(disk.parent)
         with self._lock:
             self._ranges[key] = data
             while len(self._ranges) > self.memory_ranges:
@@ -308,9 +334,26 @@ class GlyphBuilder:
         if self.cache_dir is None:
             return None
         stamp = "|".join([str(FORMAT_VERSION), *(_font_stamp(font) for font in fonts)])
-        digest = hashlib.sha1(stamp.encode()).hexdigest()[:16]
-        folder = "+".join(font_key(font.name) for font in fonts)
-        return self.cache_dir / f"{folder}-{digest}" / f"{start}-{end}.pbf"
+        # A digest, not the font names: a folder name stays short whatever the fontstack.
+        digest = hashlib.sha1(stamp.encode()).hexdigest()[:20]
+        return self.cache_dir / f"stack-{digest}" / f"{start}-{end}.pbf"
+
+    def _bound_disk(self, written: Path) -> None:
+        """Keep at most ``disk_fontstacks`` fontstack folders: the least recently written go."""
+        if self.cache_dir is None:
+            return
+        try:
+            written.touch()
+            folders = [entry for entry in self.cache_dir.iterdir() if entry.is_dir()]
+            if len(folders) <= self.disk_fontstacks:
+                return
+            folders.sort(key=lambda entry: entry.stat().st_mtime_ns)
+            for folder in folders[: len(folders) - self.disk_fontstacks]:
+                if folder != written:
+                    shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            # Another process may prune at the same time; the cache only costs time.
+            return
 
 
 def _font_dirs_from_env() -> tuple[Path, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import math
 import socket
 import subprocess
@@ -45,6 +46,8 @@ __all__ = [
     "draw_attribution",
     "render_image",
 ]
+
+log = logging.getLogger(__name__)
 
 EARTH_RADIUS = 6378137.0
 EARTH_CIRCUMFERENCE = 2 * math.pi * EARTH_RADIUS
@@ -135,6 +138,8 @@ class RasterPool:
         #: Requests sent to the current render process.
         self._sent = 0
         self.restarts = 0
+        #: Renders that took longer than the timeout (each stops the render process).
+        self.timeouts = 0
         #: Render processes retired after ``max_renders`` renders.
         self.recycles = 0
         self.renders = 0
@@ -187,11 +192,16 @@ class RasterPool:
         """Render without blocking the event loop; the same errors as ``render``."""
         future = self.submit(request)
         limit = self.settings.timeout
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), limit)
-        except TimeoutError:
+        wrapped = asyncio.wrap_future(future)
+        # asyncio.wait, not wait_for: wait_for would cancel the future on timeout, and a
+        # cancelled future looks done, so the hung process would never be stopped.
+        done, _ = await asyncio.wait({wrapped}, timeout=limit)
+        if not done:
+            # The render fails when its process is stopped: nobody reads that any more.
+            wrapped.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._on_timeout(future, limit)
-            raise RenderTimeout(f"the render took longer than {limit:g} s") from None
+            raise RenderTimeout(f"the render took longer than {limit:g} s")
+        return wrapped.result()
 
     def restart(self) -> None:
         """Stop the render process (pending renders fail); the next render starts a fresh one."""
@@ -207,7 +217,11 @@ class RasterPool:
     def _on_timeout(self, future: Future[bytes], limit: float) -> None:
         # A native render cannot be interrupted: the only way to free its thread is a restart.
         with self._lock:
-            if not future.done():
+            self.timeouts += 1
+            if not future.done() or future.cancelled():
+                log.warning(
+                    "a render took longer than %g s: render process %s replaced", limit, self.pid
+                )
                 self._stop_locked()
 
     def _forget(self, request_id: int) -> None:
@@ -294,7 +308,11 @@ class RasterPool:
             self.restarts += 1
             if process.poll() is None:
                 process.kill()
-            process.wait(timeout=5)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                # Reaped later by the reaper thread; never blocks a shutdown.
+                threading.Thread(target=self._reap, args=(process, 60.0), daemon=True).start()
         if conn is not None:
             conn.close()
         self._fail_pending_locked(self._generation)
@@ -401,7 +419,14 @@ def render_image(
 
 def describe(pool: RasterPool) -> dict[str, Any]:
     """Counters for health and metrics."""
-    return {"renders": pool.renders, "restarts": pool.restarts, "pid": pool.pid}
+    return {
+        "renders": pool.renders,
+        "restarts": pool.restarts,
+        "timeouts": pool.timeouts,
+        "recycles": pool.recycles,
+        "pending": len(pool._pending),
+        "pid": pool.pid,
+    }
 
 
 #: The text drawn in the image corner on request (the ODbL asks every map to credit OSM).

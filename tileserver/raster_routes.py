@@ -23,6 +23,7 @@ from tileserver.raster import (
     RasterSettings,
     RenderBusy,
     TileRequest,
+    describe,
     draw_attribution,
 )
 from tileserver.routes import public_url
@@ -119,6 +120,24 @@ class RasterService:
                 )
             return self._pool
 
+    def describe(self) -> dict[str, object]:
+        """The render process's state for /health (``started: false`` before any render)."""
+        pool = self._pool
+        if pool is None:
+            return {"started": False}
+        return {"started": True, **describe(pool)}
+
+    def gauges(self) -> dict[str, float]:
+        """Render counters for /metrics."""
+        facts = describe(self._pool) if self._pool is not None else {}
+        return {
+            "fondplan_render_total": float(facts.get("renders", 0)),
+            "fondplan_render_restarts_total": float(facts.get("restarts", 0)),
+            "fondplan_render_timeouts_total": float(facts.get("timeouts", 0)),
+            "fondplan_render_pending": float(facts.get("pending", 0)),
+            "fondplan_render_process_up": float(facts.get("pid") is not None),
+        }
+
     def close(self) -> None:
         """Stop the render process."""
         with self._lock:
@@ -188,7 +207,9 @@ class RasterService:
             pool = self.pool()
             if version != self._rendered_version:
                 self._follow_version(version, pool)
-            png = await pool.arender(_tile_request(style, z, x, y, size, scale))
+            # Renders beyond the raster gate's limit wait in its queue instead of failing.
+            async with self.context.limits["raster"].slot():
+                png = await pool.arender(_tile_request(style, z, x, y, size, scale))
         digest = hashlib.blake2b(png, digest_size=12, key=version.encode()[:64]).hexdigest()
         entry = _Entry(png, f'"{digest}"')
         self.cache.put(key, entry)
@@ -334,6 +355,8 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     """
     service = RasterService(context)
     context.on_shutdown.append(service.close)
+    context.health["render"] = service.describe
+    context.metrics.add_gauges(service.gauges)
     methods = ["GET", "HEAD"]
     return [
         Route("/styles/wmts.xml", service.wmts_all, methods=methods),

@@ -406,6 +406,10 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
 
 def main(argv: list[str]) -> int:
     """``python -m tileserver.raster_worker FD``: the config as JSON on stdin, requests on FD."""
+    from tileserver.server import die_with_parent
+
+    # The render process never outlives the server that started it.
+    die_with_parent(os.getppid())
     config = WorkerConfig(**json.loads(sys.stdin.read()))
     sock = socket.socket(fileno=int(argv[0]))
     serve(Connection(sock.detach()), config)

@@ -11,7 +11,9 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 
+from osmimport.errors import FondplanError
 from tileserver.cache import CachedTile, DiskCache, MemoryCache, TileKey, make_tile
+from tileserver.guard import KEEPALIVES
 from tileserver.metrics import Metrics
 from tileserver.sources import PostGISSource, TileSource
 
@@ -89,7 +91,12 @@ class TileService:
         while not self._stop.is_set():
             conn: psycopg2.extensions.connection | None = None
             try:
-                conn = psycopg2.connect(source.url, application_name="fondplan-version")
+                conn = psycopg2.connect(
+                    source.url,
+                    application_name="fondplan-version",
+                    connect_timeout=source.connect_kwargs()["connect_timeout"],
+                    **KEEPALIVES,
+                )
                 conn.autocommit = True
                 with conn.cursor() as cur:
                     cur.execute(f"LISTEN {VERSION_CHANNEL}")
@@ -105,8 +112,8 @@ class TileService:
                     if notified or time.monotonic() - last >= self.version_ttl:
                         self.refresh()
                         last = time.monotonic()
-            except (psycopg2.Error, OSError) as exc:
-                log.warning("data version watcher: %s", exc)
+            except (psycopg2.Error, OSError, FondplanError) as exc:
+                log.warning("data version watcher: %s", str(exc).strip())
                 self._stop.wait(min(self.version_ttl, 5.0))
             finally:
                 if conn is not None:

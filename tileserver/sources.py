@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import mmap
 import sqlite3
 import threading
@@ -21,11 +22,12 @@ from pmtiles.reader import Reader as PMTilesReader
 from pmtiles.tile import Compression
 
 from osmimport import schema
-from osmimport.database import database_url
+from osmimport.database import serving_url
 from osmimport.errors import DatabaseError
 from osmimport.settings import DatabaseSettings
 from tileserver.catalog import Catalog, parse_bbox, read_catalog, tile_query
 from tileserver.errors import ArchiveError
+from tileserver.guard import KEEPALIVES, Breaker, DatabaseDown, Deadlines
 from tileserver.settings import TileSettings
 
 ATTRIBUTION = (
@@ -70,11 +72,43 @@ def _fit_zoom(bounds: list[float]) -> int:
     return max(0, min(schema.MAX_ZOOM, int(math.log2(360 * 4 / span))))
 
 
+#: What a tile query may meet while an import swaps the schema in: tables gone or renamed,
+#: a prepared plan whose tables changed, the swap's locks.
+SWAP_ERRORS: tuple[type[psycopg2.Error], ...] = (
+    psycopg2.errors.UndefinedTable,
+    psycopg2.errors.UndefinedColumn,
+    psycopg2.errors.InvalidSchemaName,
+    psycopg2.errors.FeatureNotSupported,
+    psycopg2.errors.DeadlockDetected,
+    psycopg2.errors.LockNotAvailable,
+    psycopg2.errors.InternalError_,
+)
+
+
+def _connection_failed(exc: psycopg2.Error) -> bool:
+    """Whether ``exc`` says the connection or server failed, not the statement."""
+    if isinstance(exc, psycopg2.extensions.QueryCanceledError):
+        return False
+    if isinstance(exc, psycopg2.InterfaceError):
+        return True
+    if isinstance(exc, psycopg2.OperationalError):
+        # Class 08 (connection exception), 57P (operator intervention: shutdown), or none
+        # at all (libpq lost the connection).
+        code = exc.pgcode or ""
+        return not code or code.startswith(("08", "57P"))
+    return False
+
+
 class TileConnection(psycopg2.extensions.connection):
-    """A pooled connection that remembers the tile statements it has prepared."""
+    """A pooled connection that remembers the tile statements it has prepared.
+
+    In autocommit: a tile is one statement, so no BEGIN before it and no ROLLBACK after it
+    (two round trips fewer, and no snapshot held between tiles).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.autocommit = True
         self.prepared: set[str] = set()
 
 
@@ -96,26 +130,40 @@ class PostGISSource:
         self._catalog = Catalog()
         self._queries: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
+        self.breaker = Breaker(settings.retry_after)
+        self.deadlines = Deadlines()
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Connection options: no JIT, a statement timeout, a recognisable application name."""
+        """Connection options: no JIT, connect and statement timeouts, TCP keepalives."""
+        timeout_ms = int(self.settings.statement_timeout_ms)
         return {
-            "options": f"-c jit=off -c statement_timeout={int(self.settings.statement_timeout_ms)}",
+            "options": (
+                f"-c jit=off -c statement_timeout={timeout_ms} "
+                f"-c idle_in_transaction_session_timeout={timeout_ms * 2}"
+            ),
             "application_name": "fondplan-tiles",
             "connection_factory": TileConnection,
+            "connect_timeout": max(1, math.ceil(self.settings.connect_timeout)),
+            **KEEPALIVES,
         }
 
     def open(self) -> None:
-        """Resolve the database (starting the embedded one if needed), open the pool."""
+        """Resolve the database (starting the embedded one if needed), open the pool.
+
+        The pool opens its connections when they are first needed, so a server whose database
+        is down still starts and serves what needs no database.
+        """
         if not isinstance(self.database, str):
-            self.url = database_url(self.database)
+            # The embedded cluster's read-only role: the server never writes.
+            self.url = serving_url(self.database)
+        self.pool = psycopg2.pool.ThreadedConnectionPool(
+            0, self.pool_size, self.url, **self.connect_kwargs()
+        )
         try:
-            self.pool = psycopg2.pool.ThreadedConnectionPool(
-                1, self.pool_size, self.url, **self.connect_kwargs()
-            )
-        except psycopg2.OperationalError as exc:
-            raise DatabaseError(f"cannot connect to the database: {str(exc).strip()}") from exc
-        self.refresh()
+            self.refresh()
+        except DatabaseDown as exc:
+            cause = exc.__cause__ or exc
+            raise DatabaseError(f"cannot connect to the database: {str(cause).strip()}") from exc
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -128,23 +176,52 @@ class PostGISSource:
         """A pooled connection; one that saw an error is closed instead of returned.
 
         (Its session state, such as prepared statements, is then unknown.)
+
+        Each call is bounded on the client side too (:class:`Deadlines`); while the database
+        is failing, calls raise :class:`DatabaseDown` at once (:class:`Breaker`).
         """
-        if self.pool is None:
+        pool = self.pool
+        if pool is None:
             raise DatabaseError("the tile source is not open")
-        conn = self.pool.getconn()
+        self.breaker.check()
+        try:
+            conn = pool.getconn()
+        except psycopg2.OperationalError as exc:
+            self.breaker.failed(exc)
+            raise DatabaseDown(self.breaker.cooldown) from exc
         broken = False
+        token = self.deadlines.watch(conn.fileno(), self.settings.deadline())
         try:
             yield conn
-        except psycopg2.Error:
+        except psycopg2.Error as exc:
             broken = True
+            if _connection_failed(exc):
+                self.breaker.failed(exc)
+                raise DatabaseDown(self.breaker.cooldown) from exc
             raise
         finally:
-            if not broken and not conn.closed:
+            self.deadlines.release(token)
+            if not broken and not conn.closed and not conn.autocommit:
                 try:
                     conn.rollback()
                 except psycopg2.Error:
                     broken = True
-            self.pool.putconn(conn, close=broken or bool(conn.closed))
+            pool.putconn(conn, close=broken or bool(conn.closed))
+        self.breaker.succeeded()
+
+    def gauges(self) -> dict[str, float]:
+        """The database pool and guard, for /metrics."""
+        pool = self.pool
+        in_use = len(getattr(pool, "_used", {})) if pool is not None else 0
+        idle = len(getattr(pool, "_pool", [])) if pool is not None else 0
+        return {
+            "fondplan_db_up": float(not self.breaker.down),
+            "fondplan_db_failures_total": float(self.breaker.failures),
+            "fondplan_db_deadline_cuts_total": float(self.deadlines.cut),
+            "fondplan_db_pool_in_use": float(in_use),
+            "fondplan_db_pool_idle": float(idle),
+            "fondplan_db_pool_size": float(self.pool_size),
+        }
 
     @property
     def catalog(self) -> Catalog:
@@ -199,7 +276,8 @@ class PostGISSource:
         try:
             with self.connection() as conn:
                 row = self._execute(conn, z, x, y)
-        except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn):
+        except SWAP_ERRORS:
+            # An import swapped the schema during the query (the connection was discarded).
             self.refresh()
             with self.connection() as conn:
                 row = self._execute(conn, z, x, y)

@@ -27,8 +27,33 @@ def database_url(settings: DatabaseSettings, *, start: bool = True) -> str:
     return cluster.url(settings.embedded_dbname)
 
 
+#: Defaults of every connection: a bounded connect and TCP keepalives, so a dead or hung
+#: server costs seconds, not a thread for good.
+CONNECT_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def serving_url(settings: DatabaseSettings) -> str:
+    """The URL the server reads with: the embedded cluster's read-only role, else the URL given.
+
+    (An external database's URL is used as it is: give the server a read-only role there.)
+    """
+    if settings.database_url:
+        return settings.database_url
+    cluster = EmbeddedCluster(settings.data_dir)
+    cluster.start()
+    ensure_database(cluster.url("postgres"), settings.embedded_dbname)
+    return cluster.reader_url(settings.embedded_dbname)
+
+
 def connect(url: str, **kwargs: Any) -> psycopg2.extensions.connection:
     """A psycopg2 connection with a clear error when the server is unreachable."""
+    kwargs = {**CONNECT_DEFAULTS, **kwargs}
     try:
         conn: psycopg2.extensions.connection = psycopg2.connect(url, **kwargs)
         return conn

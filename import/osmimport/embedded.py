@@ -22,6 +22,8 @@ APT_HINT = (
     "apt-get install postgresql-15 postgresql-15-postgis-3 (or run `make setup`)"
 )
 SUPERUSER = "fondplan"
+#: The role the server reads with: SELECT on what the owner creates, nothing more.
+READER = "fondplan_reader"
 FALLBACK_ROOT = Path("/var/lib/fondplan/clusters")
 
 
@@ -69,6 +71,8 @@ class ClusterInfo:
     port: int
     password: str
     cluster_dir: str
+    #: Password of READER (made on first use by clusters older than the role).
+    reader_password: str = ""
 
 
 class EmbeddedCluster:
@@ -273,6 +277,66 @@ class EmbeddedCluster:
             [str(find_pg_bindir() / "pg_ctl"), "stop", "-w", "-m", "fast", "-D", info.cluster_dir]
         )
         return True
+
+    def reader_url(self, dbname: str) -> str:
+        """The URL of ``dbname`` as READER, made able to read what the owner creates there.
+
+        The import creates its schemas and tables as the owner; default privileges give the
+        reader USAGE and SELECT on them, so every swapped-in version is readable, not writable.
+        """
+        import psycopg2
+        from psycopg2 import sql
+
+        info = self.info()
+        if info is None:
+            raise DatabaseError("the embedded PostGIS is not initialised; run `fondplan db start`")
+        if not info.reader_password:
+            info.reader_password = secrets.token_urlsafe(24)
+            self._save(info)
+        reader = sql.Identifier(READER)
+        conn = psycopg2.connect(self.url(dbname), connect_timeout=10)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,))
+                verb = "ALTER" if cur.fetchone() else "CREATE"
+                cur.execute(
+                    sql.SQL(
+                        verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s"
+                    ).format(reader),
+                    (info.reader_password,),
+                )
+                for statement in (
+                    "GRANT CONNECT ON DATABASE {db} TO {r}",
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {o} GRANT USAGE ON SCHEMAS TO {r}",
+                    "ALTER DEFAULT PRIVILEGES FOR ROLE {o} GRANT SELECT ON TABLES TO {r}",
+                ):
+                    cur.execute(
+                        sql.SQL(statement).format(
+                            db=sql.Identifier(dbname), r=reader, o=sql.Identifier(SUPERUSER)
+                        )
+                    )
+                # What exists already (data imported before the role was made).
+                cur.execute(
+                    "SELECT nspname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
+                    "WHERE r.rolname = %s AND nspname NOT LIKE 'pg%%' "
+                    "AND nspname <> 'information_schema'",
+                    (SUPERUSER,),
+                )
+                for (name,) in cur.fetchall():
+                    schema_id = sql.Identifier(name)
+                    cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema_id, reader))
+                    cur.execute(
+                        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+                            schema_id, reader
+                        )
+                    )
+        finally:
+            conn.close()
+        return (
+            f"postgresql://{READER}:{quote(info.reader_password, safe='')}"
+            f"@127.0.0.1:{info.port}/{quote(dbname, safe='')}"
+        )
 
     def url(self, dbname: str) -> str:
         """The libpq URL of ``dbname`` in this cluster (the cluster must be initialised)."""

@@ -492,19 +492,57 @@ def _bbox(cur: psycopg2.extensions.cursor, staging: str) -> list[float] | None:
     return [round(float(v), 7) for v in row]
 
 
+#: How long each step of the swap waits for its locks before it steps back and tries again:
+#: below PostgreSQL's deadlock_timeout, so the swap gives way to tile queries instead of
+#: deadlocking with them.
+SWAP_LOCK_TIMEOUT_MS = 300
+SWAP_ATTEMPTS = 50
+
+
 def _swap(cur: psycopg2.extensions.cursor, version: str) -> None:
+    """Rename staging into place (and NOTIFY) in one short transaction, then drop the old data.
+
+    Each transaction takes its locks with a lock_timeout and is retried; the old data's drop
+    is left to the next import if readers hold it too long.
+    """
     live, staging, retired = (
         _ident(schema.SCHEMA),
         _ident(schema.STAGING_SCHEMA),
         _ident(schema.RETIRED_SCHEMA),
     )
-    cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(retired))
-    cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema.SCHEMA,))
-    if cur.fetchone() is not None:
-        cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(live, retired))
-    cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(staging, live))
-    cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(retired))
-    cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, version))
+
+    def rename() -> None:
+        cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(retired))
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema.SCHEMA,))
+        if cur.fetchone() is not None:
+            cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(live, retired))
+        cur.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(staging, live))
+        cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, version))
+
+    _with_lock_retries(cur, rename)
+    try:
+        _with_lock_retries(
+            cur, lambda: cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(retired))
+        )
+    except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
+        pass
+
+
+def _with_lock_retries(cur: psycopg2.extensions.cursor, step: Callable[[], None]) -> None:
+    """Run ``step`` in its own transaction with a lock_timeout, retried while locks are busy."""
+    conn = cur.connection
+    for attempt in range(SWAP_ATTEMPTS):
+        try:
+            timeout = f"{SWAP_LOCK_TIMEOUT_MS}ms"
+            cur.execute("SELECT set_config('lock_timeout', %s, true)", (timeout,))
+            step()
+            conn.commit()
+            return
+        except (psycopg2.errors.LockNotAvailable, psycopg2.errors.DeadlockDetected):
+            conn.rollback()
+            if attempt == SWAP_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (1 + attempt % 5))
 
 
 def _peak_rss_mb() -> float:

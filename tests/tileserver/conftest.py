@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from osmimport.settings import DatabaseSettings
-from tests.conftest import LIECHTENSTEIN, SAMPLE
+from tests.conftest import LIECHTENSTEIN, ROOT, SAMPLE
 from tileserver.app import create_app
-from tileserver.settings import CacheSettings, Settings
+from tileserver.settings import CacheSettings, LimitSettings, Settings
 
 with warnings.catch_warnings():
     # Starlette warns that it prefers httpx2 to httpx; the client works the same.
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
+
+#: A client address the server trusts by default (FONDPLAN_FORWARDED_ALLOW_IPS).
+LOOPBACK = ("127.0.0.1", 50000)
 
 #: Vaduz town centre.
 VADUZ = (9.5209, 47.1410)
@@ -46,13 +56,74 @@ def tile_settings(url: str, cache_dir: Path, **server: object) -> Settings:
     )
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve_process(
+    database_url: str, cache_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real uvicorn (``fondplan serve ARGS``) over ``database_url``, answering /health."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "FONDPLAN_DATABASE_URL": database_url,
+        "FONDPLAN_CACHE_DIR": str(cache_dir),
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port), *args],
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health") as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                assert proc.stderr is not None
+                raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.2)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def render_settings(url: str, limits: LimitSettings | None = None) -> Settings:
+    """Settings for a raster test app: no disk cache, neither routing nor town plans."""
+    from tileserver.settings import ServerSettings
+
+    return Settings(
+        database=DatabaseSettings(database_url=url),
+        cache=CacheSettings(disk=False),
+        server=ServerSettings(disable=frozenset({"routing", "townplans"})),
+        limits=limits or LimitSettings(),
+    )
+
+
 @pytest.fixture(scope="session")
 def tile_client(
     liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     """A client of an app serving the Liechtenstein import (lifespan running)."""
     settings = tile_settings(liechtenstein_url, tmp_path_factory.mktemp("tilecache"))
-    with TestClient(create_app(settings)) as client:
+    # From loopback, like a reverse proxy on the same host: its X-Forwarded-* are trusted.
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
         yield client
 
 

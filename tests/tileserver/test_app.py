@@ -79,7 +79,7 @@ def test_health_reports_database_and_version(tile_client: TestClient) -> None:
     )
 
 
-def test_health_is_503_when_the_database_is_gone(
+def test_health_is_degraded_when_the_database_is_gone(
     make_database: Callable[[], str], tmp_path: Path
 ) -> None:
     from osmimport.database import drop_database
@@ -91,11 +91,13 @@ def test_health_is_503_when_the_database_is_gone(
         admin = url.rsplit("/", 1)[0] + "/postgres"
         drop_database(admin, url.rsplit("/", 1)[1])
         response = client.get("/health")
-        assert response.status_code == 503
-        assert response.json()["status"] == "unavailable"
+        assert response.status_code == 200
+        assert response.json()["status"] == "degraded"
+        assert response.json()["database"] == "unavailable"
         tile = client.get("/tiles/basemap/14/8625/5753.mvt")
         assert tile.status_code == 503
-        assert "detail" in tile.json()
+        assert tile.json()["detail"] == "the database is unavailable; try again shortly"
+        assert tile.headers["retry-after"].isdigit()
 
 
 def test_metrics_count_requests_tiles_and_cache(tile_client: TestClient) -> None:

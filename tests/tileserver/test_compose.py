@@ -64,3 +64,15 @@ def test_compose_parser_rejects_a_broken_file(tmp_path: object) -> None:
         [*compose_command(), "-f", str(broken), "config"], capture_output=True, text=True
     )
     assert result.returncode != 0
+
+
+def test_compose_has_no_default_database_password() -> None:
+    result = subprocess.run(
+        [*compose_command(), "-f", str(COMPOSE_FILE), "config"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr

@@ -20,6 +20,7 @@ from osmimport.settings import DatabaseSettings
 from tests.tileserver.conftest import tile_settings
 from tests.tileserver.glyph_proto import decode as decode_glyphs
 from tileserver.app import create_app
+from tileserver.diskcache import unseal, write_sealed
 from tileserver.glyphs import encode_range
 from tileserver.raster import (
     ATTRIBUTION_TEXT,
@@ -79,7 +80,7 @@ def test_glyph_route_writes_the_data_dirs_disk_cache(client: TestClient, data_di
     assert response.status_code == 200
     files = list((data_dir / "cache" / "glyphs").rglob("256-511.pbf"))
     assert len(files) == 1
-    assert files[0].read_bytes() == response.content
+    assert unseal(files[0].read_bytes()) == (b"", response.content)
     assert decode_glyphs(response.content).stacks[0].range == "256-511"
 
 
@@ -102,9 +103,11 @@ def test_render_process_reads_glyphs_from_the_shared_disk_cache(
     assert not list(tmp_path.rglob("*.tmp"))
     # Replace every cached range by one without glyphs; a fresh process must use them.
     for path in cached:
-        stack = decode_glyphs(path.read_bytes()).stacks[0]
+        sealed = unseal(path.read_bytes())
+        assert sealed is not None
+        stack = decode_glyphs(sealed[1]).stacks[0]
         start, end = (int(v) for v in stack.range.split("-"))
-        path.write_bytes(encode_range(stack.name, start, end, []))
+        write_sealed(path, encode_range(stack.name, start, end, []))
     unlabelled = render()
     assert labelled.shape == unlabelled.shape
     changed = np.abs(labelled - unlabelled).sum(axis=2) > 60
@@ -121,7 +124,9 @@ def test_concurrent_processes_share_one_cache_file(tmp_path: Path) -> None:
     files = list(tmp_path.rglob("512-767.pbf"))
     assert len(files) == 1
     assert not list(tmp_path.rglob("*.tmp"))
-    stack = decode_glyphs(files[0].read_bytes()).stacks[0]
+    sealed = unseal(files[0].read_bytes())
+    assert sealed is not None
+    stack = decode_glyphs(sealed[1]).stacks[0]
     assert stack.range == "512-767" and len(stack.glyphs) > 50
 
 

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT, run_json
+from tests.tileserver.conftest import serve_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = Path(__file__).with_name("viewer_check.mjs")
@@ -24,45 +19,11 @@ SCRIPT = Path(__file__).with_name("viewer_check.mjs")
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serving(database_url: str, cache_dir: Path) -> Iterator[str]:
     """A real uvicorn (``fondplan serve``) over ``database_url``; yields its base URL."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "FONDPLAN_DATABASE_URL": database_url,
-        "FONDPLAN_CACHE_DIR": str(cache_dir),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/health") as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("server did not start: " + proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
-            time.sleep(0.2)
+    with serve_process(database_url, cache_dir) as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import re
 from starlette.requests import Request
 
 from tileserver.errors import BadRequest
+from tileserver.middleware import REFLECTED
 from tileserver.settings import Settings
 
 _HOST = re.compile(r"^[A-Za-z0-9.\-_\[\]:]+$")
@@ -22,11 +23,14 @@ def public_url(request: Request) -> str:
     """The absolute URL clients reach the server at, without a trailing slash.
 
     ``FONDPLAN_PUBLIC_URL`` wins; else ``X-Forwarded-Proto``/``X-Forwarded-Host`` (and
-    ``X-Forwarded-Prefix``) set by a reverse proxy; else the request's own scheme and host.
+    ``X-Forwarded-Prefix``) set by a trusted reverse proxy (the others' are dropped by
+    :class:`tileserver.middleware.ProxyHeaders`); else the request's own scheme and host. The
+    answer is then marked to vary by those headers.
     """
     configured = app_settings(request).server.public_url
     if configured:
         return configured.rstrip("/")
+    request.scope[REFLECTED] = True
     headers = request.headers
     proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     if proto not in ("http", "https"):

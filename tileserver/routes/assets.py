@@ -39,7 +39,7 @@ def font_range(request: Request, builder: glyphs.GlyphBuilder) -> Response:
         data = builder.glyph_range(fontstack, start, end)
     except glyphs.FontNotFoundError as exc:
         raise NotFound(str(exc)) from exc
-    except glyphs.GlyphRangeError as exc:
+    except (glyphs.GlyphRangeError, glyphs.FontstackError) as exc:
         raise BadRequest(str(exc)) from exc
     return _cached_response(request, data, "application/x-protobuf")
 

@@ -1,4 +1,4 @@
-"""Operations: ``/health`` (database reachable, data version) and ``/metrics`` (Prometheus)."""
+"""Operations: ``/health``, ``/metrics`` (Prometheus) and ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -11,28 +11,35 @@ from starlette.routing import BaseRoute, Route
 
 from osmimport.errors import FondplanError
 from tileserver.context import AppContext
+from tileserver.openapi import document
+from tileserver.routes import public_url
 from tileserver.routes.tiles import tile_service
 from tileserver.sources import PostGISSource
 
 
 def health(request: Request) -> Response:
-    """200 with the data version when the data can be read, else 503."""
+    """200 with the data version; ``degraded`` while the database cannot be read.
+
+    The server then still answers cached tiles, styles, fonts and sprites, so it stays in
+    service (a load balancer taking it out would serve nothing at all). The probe never waits
+    longer than the connect timeout, and not at all while the database is known to be down.
+    """
     service = tile_service(request)
     source = service.source
-    body: dict[str, object] = {"data_version": service.version}
+    body: dict[str, object] = {"data_version": service.version, "status": "ok"}
     if isinstance(source, PostGISSource):
         try:
             with source.connection() as conn, conn.cursor() as cur:
                 cur.execute("SELECT 1")
             body["database"] = "ok"
-        except (psycopg2.Error, FondplanError) as exc:
-            body.update(status="unavailable", database=str(exc).strip() or "unreachable")
-            return JSONResponse(body, status_code=503)
+        except (psycopg2.Error, FondplanError):
+            body.update(status="degraded", database="unavailable")
         body["layers"] = len(source.catalog.columns)
     else:
         body["database"] = "not used"
         body["tiles_file"] = str(getattr(source, "path", ""))
-    body["status"] = "ok"
+    for name, check in request.app.state.context.health.items():
+        body[name] = check()
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
@@ -50,9 +57,15 @@ def metrics(request: Request) -> Response:
     )
 
 
+def openapi(request: Request) -> Response:
+    """The OpenAPI document of the HTTP API."""
+    return JSONResponse(document(public_url(request)), headers={"Cache-Control": "no-cache"})
+
+
 def routes(context: AppContext) -> Sequence[BaseRoute]:
     """The operations routes, at the root."""
     return [
         Route("/health", health, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET", "HEAD"]),
     ]

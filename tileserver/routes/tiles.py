@@ -91,7 +91,9 @@ async def tile(request: Request) -> Response:
     started = time.perf_counter()
     found = service.cached(z, x, y)
     if found is None:
-        found_tile, origin = await run_in_threadpool(service.fetch, z, x, y)
+        # Only misses are admitted by the tiles gate: hits never queue behind queries.
+        async with request.app.state.limits["tiles"].slot():
+            found_tile, origin = await run_in_threadpool(service.fetch, z, x, y)
     else:
         found_tile, origin = found, "memory"
     service.metrics.tile_latency(origin, time.perf_counter() - started)

@@ -1,0 +1,297 @@
+"""Load benchmark: a mixed workload against ``fondplan serve`` on loopback, bounded in time.
+
+The mix: 80 % cached vector tiles, 10 % uncached tiles z10-14, 5 % raster tiles, 4 % routes
+(a third with steps, full overview and annotations), 1 % town plans; at 1, 8, 32 and 128
+keep-alive clients, with ``--workers 1`` and ``2``. Each step prints throughput, p50/p95/p99,
+the p99 of cached tiles, cold tiles/s, 5xx and connection errors and the server's RSS (all its
+processes). Then cold tiles alone at 1 and 32 clients, whose ratio should be >= 1.
+
+    .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "import"))
+
+from osmimport.database import drop_database, ensure_database  # noqa: E402
+from osmimport.embedded import EmbeddedCluster  # noqa: E402
+from osmimport.importer import run_import  # noqa: E402
+from tileserver.tiling import tiles_in_bbox  # noqa: E402
+
+SAMPLE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
+#: Share of each kind of request in the mix.
+MIX = {"cached": 80, "cold": 10, "raster": 5, "route": 4, "plan": 1}
+HEAVY_ROUTE = "?steps=true&overview=full&annotations=true"
+
+
+def _bench_tiles() -> ModuleType:
+    """bench/tiles.py, for its keep-alive client (bench/ stays off sys.path)."""
+    spec = importlib.util.spec_from_file_location("bench_tiles", ROOT / "bench" / "tiles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TILES = _bench_tiles()
+
+
+@dataclass
+class Workload:
+    """The request paths of each kind; cold tiles are handed out once each."""
+
+    cached: list[str]
+    cold: Iterator[str]
+    raster: list[str]
+    routes: list[str]
+    plans: list[str]
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    def next(self) -> tuple[str, str]:
+        kind = self.rng.choices(list(MIX), weights=list(MIX.values()))[0]
+        if kind == "cold":
+            return kind, next(self.cold)
+        pool = {"cached": self.cached, "raster": self.raster, "route": self.routes}.get(
+            kind, self.plans
+        )
+        return kind, self.rng.choice(pool)
+
+
+def workload(bbox: Sequence[float]) -> tuple[Workload, list[str]]:
+    """The workload over the data's bbox, and the tiles to warm the cache with."""
+    west, south, east, north = bbox
+    cx, cy = (west + east) / 2, (south + north) / 2
+    warm = [f"/tiles/basemap/{z}/{x}/{y}.mvt" for z, x, y in tiles_in_bbox(bbox, 12, 14)][::3]
+    warmed = set(warm)
+    # Uncached tiles: the data's area and around it, z10-14, in a fixed shuffled order.
+    around = (west - (east - west), south - (north - south), east + (east - west), north)
+    cold = [
+        f"/tiles/basemap/{z}/{x}/{y}.mvt"
+        for z, x, y in tiles_in_bbox(around, 10, 14)  # type: ignore[arg-type]
+        if f"/tiles/basemap/{z}/{x}/{y}.mvt" not in warmed
+    ]
+    random.Random(3).shuffle(cold)
+    rng = random.Random(11)
+    raster = [
+        f"/styles/colour/{z}/{x}/{y}.png"
+        for z, x, y in tiles_in_bbox((cx - 0.03, cy - 0.03, cx + 0.03, cy + 0.03), 13, 14)
+    ]
+    routes = []
+    for i in range(60):
+        a = (rng.uniform(cx - 0.04, cx + 0.04), rng.uniform(south + 0.02, north - 0.02))
+        b = (rng.uniform(cx - 0.04, cx + 0.04), rng.uniform(south + 0.02, north - 0.02))
+        profile = ("driving", "foot", "bike")[i % 3]
+        options = HEAVY_ROUTE if i % 3 == 0 else "?overview=false"
+        routes.append(f"/route/v1/{profile}/{a[0]:.5f},{a[1]:.5f};{b[0]:.5f},{b[1]:.5f}{options}")
+    plans = ["/townplans/Vaduz.png?paper=A4&dpi=72", "/townplans/Schaan.png?paper=A4&dpi=72"]
+    return Workload(warm, _cycle_once(cold), raster, routes, plans), warm
+
+
+def _cycle_once(items: list[str]) -> Iterator[str]:
+    # Once through uncached; a very long run then re-asks cached ones (said in the output).
+    yield from items
+    while True:
+        yield from items
+
+
+@dataclass
+class Step:
+    """What one run measured."""
+
+    seconds: float
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    server_errors: int = 0
+    conn_errors: int = 0
+    rss_mb: list[float] = field(default_factory=list)
+
+
+def server_rss_mb(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 1e6
+
+
+async def run_step(
+    port: int, pid: int, load: Workload, clients: int, seconds: float, kinds: set[str] | None
+) -> Step:
+    """``clients`` keep-alive clients for ``seconds``; ``kinds`` limits the mix."""
+    step = Step(seconds)
+    stop = time.perf_counter() + seconds
+
+    async def client() -> None:
+        conn = TILES.Conn("127.0.0.1", port)
+        while time.perf_counter() < stop:
+            kind, path = load.next()
+            if kinds is not None and kind not in kinds:
+                continue
+            started = time.perf_counter()
+            try:
+                status, _ = await asyncio.wait_for(conn.get(path), 60)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+                step.conn_errors += 1
+                conn.close()
+                conn = TILES.Conn("127.0.0.1", port)
+                continue
+            if status >= 500:
+                step.server_errors += 1
+            else:
+                step.latencies[kind].append((time.perf_counter() - started) * 1000)
+        conn.close()
+
+    async def sample_rss() -> None:
+        while time.perf_counter() < stop:
+            step.rss_mb.append(server_rss_mb(pid))
+            await asyncio.sleep(0.5)
+
+    await asyncio.gather(sample_rss(), *(client() for _ in range(clients)))
+    return step
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+HEADER = (
+    f"{'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+    f"{'cached p99':>10} {'cold/s':>7} {'5xx':>5} {'conn err':>8} {'RSS MB':>7}"
+)
+
+
+def row(workers: int, clients: int, step: Step) -> str:
+    every = [v for values in step.latencies.values() for v in values]
+    rate = len(every) / step.seconds
+    cold = len(step.latencies.get("cold", [])) / step.seconds
+    rss = max(step.rss_mb) if step.rss_mb else 0.0
+    return (
+        f"{workers:>7} {clients:>7} {rate:>8.1f} {pct(every, 0.5):>8.1f} "
+        f"{pct(every, 0.95):>8.1f} {pct(every, 0.99):>8.1f} "
+        f"{pct(step.latencies.get('cached', []), 0.99):>10.1f} {cold:>7.1f} "
+        f"{step.server_errors:>5} {step.conn_errors:>8} {rss:>7.0f}"
+    )
+
+
+def serve(url: str, workers: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = TILES.free_port()
+    env = {
+        **os.environ,
+        "FONDPLAN_DATABASE_URL": url,
+        "FONDPLAN_CACHE_DIR": str(cache_dir),
+    }
+    command = [sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*command, "--workers", str(workers)], env=env, cwd=ROOT, stderr=subprocess.DEVNULL
+    )
+    TILES.wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=300)
+    return proc, port
+
+
+async def warm_up(port: int, paths: Sequence[str], workers: int) -> None:
+    # Each worker process has its own memory cache: ask every tile a few times.
+    conns = [TILES.Conn("127.0.0.1", port) for _ in range(8)]
+    for _ in range(2 * workers):
+        for i in range(0, len(paths), 8):
+            await asyncio.gather(*(c.get(p) for c, p in zip(conns, paths[i : i + 8], strict=False)))
+    for conn in conns:
+        conn.close()
+
+
+def _db() -> tuple[str, str]:
+    """(admin URL, URL) of a throwaway database in the embedded cluster."""
+    cluster = EmbeddedCluster(Path(os.environ.get("FONDPLAN_DATA_DIR", ROOT / "var")))
+    cluster.start()
+    dbname = f"fondplan_bench_load_{os.getpid()}"
+    ensure_database(cluster.url("postgres"), dbname)
+    return cluster.url("postgres"), cluster.url(dbname)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
+    parser.add_argument("--clients", default="1,8,32,128", help="client counts, comma-separated")
+    parser.add_argument("--workers", default="1,2", help="server processes, comma-separated")
+    args = parser.parse_args()
+    client_counts = [int(v) for v in args.clients.split(",")]
+    worker_counts = [int(v) for v in args.workers.split(",")]
+
+    admin, url = _db()
+    dbname = url.rsplit("/", 1)[1]
+    try:
+        print(f"importing {SAMPLE.name} and building the routing graphs ...", flush=True)
+        summary = run_import(url, [SAMPLE])
+        from routing.build import build_graphs
+
+        build_graphs(url, quiet=True)
+        assert summary.bbox is not None
+        load, warm = workload(summary.bbox)
+        cold_rates: dict[tuple[int, int], float] = {}
+        lines = []
+        for workers in worker_counts:
+            with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
+                proc, port = serve(url, workers, Path(tmp))
+                try:
+                    asyncio.run(warm_up(port, warm, workers))
+                    for clients in client_counts:
+                        step = asyncio.run(
+                            run_step(port, proc.pid, load, clients, args.seconds, None)
+                        )
+                        lines.append(row(workers, clients, step))
+                        print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
+                    for clients in (1, 32):
+                        step = asyncio.run(
+                            run_step(port, proc.pid, load, clients, args.seconds / 2, {"cold"})
+                        )
+                        cold_rates[(workers, clients)] = len(step.latencies["cold"]) / step.seconds
+                        errors = step.server_errors + step.conn_errors
+                        print(
+                            f"  cold tiles only, {clients:>3} clients: "
+                            f"{cold_rates[(workers, clients)]:.1f} tiles/s, "
+                            f"p99 {pct(step.latencies['cold'], 0.99):.0f} ms, {errors} errors",
+                            flush=True,
+                        )
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+        print()
+        print(HEADER)
+        print("\n".join(lines))
+        for workers in worker_counts:
+            ratio = cold_rates[(workers, 32)] / max(cold_rates[(workers, 1)], 1e-9)
+            print(f"cold tiles/s at 32 clients / at 1 client, --workers {workers}: {ratio:.2f}")
+    finally:
+        drop_database(admin, dbname)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

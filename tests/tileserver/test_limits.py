@@ -1,0 +1,88 @@
+"""Per-kind admission: bounded queues, then 503 + Retry-After; raster bursts queue."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.tileserver.conftest import LOOPBACK, VADUZ, TestClient, render_settings, tile_of
+from tileserver.app import create_app
+from tileserver.limits import Gate, Overloaded, kind_of
+from tileserver.settings import LimitSettings
+
+
+def test_a_gate_queues_then_refuses() -> None:
+    outcomes: list[str] = []
+
+    async def main() -> None:
+        gate = Gate("plans", limit=2, queue=1, wait=5.0)
+        release = anyio.Event()
+
+        async def hold(name: str) -> None:
+            try:
+                async with gate.slot():
+                    outcomes.append(f"{name} in")
+                    await release.wait()
+            except Overloaded as exc:
+                assert exc.retry_after == 1
+                outcomes.append(f"{name} refused")
+
+        async with anyio.create_task_group() as group:
+            for name in "abcd":
+                group.start_soon(hold, name)
+                await anyio.sleep(0.05)
+            assert (gate.running, gate.waiting, gate.refused) == (2, 1, 1)
+            release.set()
+
+    anyio.run(main)
+    assert outcomes == ["a in", "b in", "d refused", "c in"]
+
+
+def test_a_gate_refuses_after_waiting_too_long() -> None:
+    async def main() -> None:
+        gate = Gate("routes", limit=1, queue=5, wait=0.2)
+        async with gate.slot():
+            with pytest.raises(Overloaded):
+                async with gate.slot():
+                    pass
+        assert gate.refused == 1
+
+    anyio.run(main)
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/tiles/basemap/3/4/2.mvt", None),
+        ("/tiles/basemap.json", "static"),
+        ("/styles/colour/3/4/2@2x.png", None),
+        ("/styles/colour.json", "static"),
+        ("/route/v1/car/1,2;3,4", "routes"),
+        ("/table/v1/car/1,2;3,4", "routes"),
+        ("/townplans/Vaduz.pdf", "plans"),
+        ("/townplans/communes.json", "static"),
+        ("/health", "ops"),
+        ("/fonts/Noto Sans Regular/0-255.pbf", "static"),
+    ],
+)
+def test_kinds(path: str, kind: str | None) -> None:
+    assert kind_of(path) == kind
+
+
+def test_a_raster_burst_queues_instead_of_failing(
+    liechtenstein_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four renders at once, sixteen asked: the others wait their turn, none gets 503."""
+    monkeypatch.setenv("FONDPLAN_RASTER_MAX_PENDING", "4")
+    settings = render_settings(liechtenstein_url, LimitSettings(raster=4, wait=300))
+    x, y = tile_of(*VADUZ, 15)
+    paths = [f"/styles/grey/15/{x + dx}/{y + dy}.png" for dx in range(4) for dy in range(4)]
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
+        with ThreadPoolExecutor(len(paths)) as pool:
+            responses = list(pool.map(client.get, paths))
+        assert [r.status_code for r in responses] == [200] * len(paths)
+        assert all(r.content.startswith(b"\x89PNG") for r in responses)
+        assert client.get("/health").json()["render"]["renders"] == len(paths)

@@ -1,0 +1,80 @@
+"""Process hygiene of ``fondplan serve``: header timeouts, dying with the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from tileserver.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+#: prctl(2) option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+_header_timeout: float | None = None
+
+
+def header_timeout() -> float:
+    """Seconds a connection may take to send a request's headers (read once per process)."""
+    global _header_timeout
+    if _header_timeout is None:
+        _header_timeout = ServerSettings().header_timeout
+    return _header_timeout
+
+
+class HeaderTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing connections that send no complete headers.
+
+    uvicorn closes idle keep-alive connections after a response, but not a connection that
+    never completes a request (slowloris, or just opened and left idle).
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the clock of the first request's headers."""
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def on_response_complete(self) -> None:
+        """Start the clock of the next request's headers."""
+        super().on_response_complete()
+        self._arm_header_timer()
+
+    def _arm_header_timer(self) -> None:
+        waiting_for = self.cycle
+        self.loop.call_later(header_timeout(), self._check_headers, waiting_for)
+
+    def _check_headers(self, waiting_for: Any) -> None:
+        # Still the same request cycle as when the clock started: no new headers arrived.
+        if self.cycle is waiting_for and not self.transport.is_closing():
+            if waiting_for is None or waiting_for.response_complete:
+                self.transport.close()
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """SIGTERM this process when ``parent_pid`` is gone (a ``kill -9`` of the supervisor).
+
+    The kernel's parent-death signal where available, and a watchdog thread besides (the
+    signal is tied to the parent's thread that started us, and misses a parent already gone).
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                log.warning("the server supervisor %s is gone: stopping", parent_pid)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            threading.Event().wait(1.0)
+
+    threading.Thread(target=watch, name="fondplan-parent-watch", daemon=True).start()
