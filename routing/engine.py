@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 
 from routing import kernels
 from routing.network import EARTH_RADIUS, bearing, haversine
-from routing.profiles import PROFILES
+from routing.profiles import MAX_TURN_SECONDS, PROFILES
 from routing.settings import SMALL_COMPONENT_SIZE
 
 #: Spacing (m) of the sample points indexing road pieces for snapping.
@@ -241,6 +241,17 @@ class Engine:
             (modes.setdefault(d["mode"], len(modes)) for d in self.edges), np.int64, count
         )
         self._turn_costs = PROFILES[self.profile].turns
+        #: Per edge, whether it is open only to reach places on it (``destination`` access).
+        self.restricted: NDArray[np.bool_] = np.fromiter(
+            (d.get("restricted", False) for d in self.edges), np.bool_, count
+        )
+
+    def restricted_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Weight (ms) added to each turn from ``a`` into ``b`` on top of its duration: OSRM's
+        ``max_turn_weight`` where an open road enters a restricted one, else 0."""
+        entering = self.restricted[b] & ~self.restricted[a]
+        result: NDArray[np.int64] = np.where(entering, round(MAX_TURN_SECONDS * 1000), 0)
+        return result
 
     def turn_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
         """Milliseconds of turning from each edge of ``a`` into the matching edge of ``b``,
@@ -343,15 +354,17 @@ class Engine:
         a = self._origin[np.asarray(tails, dtype=np.int64)]
         b = self._origin[np.asarray(heads, dtype=np.int64)]
         turn = self.turn_ms(a, b)
-        #: Per turn-graph node, the turn cost (ms) of each of its ``successors``.
+        # What the search minimises: durations, plus the restricted-area penalty.
+        turn_weight = turn + self.restricted_ms(a, b)
+        #: Per turn-graph node, the turn weight (ms) of each of its ``successors``.
         self.successor_turns: list[list[int]] = []
         position = 0
-        turn_list = turn.tolist()
+        turn_list = turn_weight.tolist()
         for nexts in self.successors:
             self.successor_turns.append(turn_list[position : position + len(nexts)])
             position += len(nexts)
-        weights = (np.asarray(self.weight, dtype=np.int64)[a] + turn).tolist()
-        # The turn of every pair of edges an arc joins, sorted by pair, for paths' durations.
+        weights = (np.asarray(self.weight, dtype=np.int64)[a] + turn_weight).tolist()
+        # The turn (duration) of every pair of edges an arc joins, sorted by pair, for durations.
         keys = a * len(self.edges) + b
         by_pair = np.argsort(keys, kind="stable")
         self._arc_keys: NDArray[np.int64] = keys[by_pair]
@@ -457,6 +470,10 @@ class Engine:
         lats = [self.graph.nodes[n]["y"] for n in self.graph.nodes]
         self._cos = math.cos(math.radians(float(np.mean(lats)) if lats else 0.0))
         self.edge_component, self.edge_small = self._components()
+        #: Per edge, whether a route may start or end on it (see ``startpoint`` in build.py).
+        self.startpoint: NDArray[np.bool_] = np.fromiter(
+            (d.get("startpoint", True) for d in self.edges), np.bool_, len(self.edges)
+        )
         piece_edge: list[int] = []
         piece_offset: list[float] = []
         starts: list[tuple[float, float]] = []
@@ -492,8 +509,18 @@ class Engine:
             ],
             axis=1,
         )
-        self._samples = _Samples(samples, owner)
-        large = ~self.edge_small[self._piece_edge[owner]] if len(owner) else owner.astype(bool)
+        # Pieces a coordinate may snap onto: not where no route may start (a private
+        # driveway); "large" ones also on a part of the graph the rest is reachable from.
+        self._piece_allowed: NDArray[np.bool_] = self.startpoint[self._piece_edge]
+        large_piece = ~self.edge_small[self._piece_edge]
+        self._piece_large: NDArray[np.bool_] = self._piece_allowed & large_piece
+        allowed = self._piece_allowed[owner]
+        large = self._piece_large[owner]
+        self._samples = (
+            _Samples(samples, owner)
+            if allowed.all()
+            else _Samples(samples[allowed], owner[allowed])
+        )
         self._large_samples = (
             self._samples if large.all() else _Samples(samples[large], owner[large])
         )
@@ -505,8 +532,6 @@ class Engine:
         )
         self._cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(lengths))))
         self._grid = kernels.build_grid(self._piece_xy, self._cell)
-        self._piece_allowed = np.ones(len(lengths), dtype=np.bool_)
-        self._piece_large = ~self.edge_small[self._piece_edge]
 
     def snap(
         self,
@@ -637,7 +662,10 @@ class Engine:
         found: dict[int, tuple[int, int]] = {}
         for edge, fraction in self.directions(snap):
             if fraction >= 1.0:
-                onward = [(nxt, 0) for nxt in self.leaving[self.head[edge]]]
+                leaving = np.asarray(self.leaving[self.head[edge]], dtype=np.int64)
+                # No turn, but entering a restricted road from an open one still weighs.
+                entering = self.restricted_ms(np.full(len(leaving), edge), leaving)
+                onward = list(zip(leaving.tolist(), entering.tolist(), strict=True))
             else:
                 rest = round((1.0 - fraction) * self.weight[edge])
                 turns = zip(self.successors[edge], self.successor_turns[edge], strict=True)
@@ -750,6 +778,23 @@ class Engine:
                 row.append(min(costs) if costs else None)
             rows.append(row)
         return rows
+
+    def durations(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[float | None]]:
+        """Seconds of the fastest path from each of ``starts`` to each of ``ends``: the
+        weights, but a path through a restricted area is followed to drop its penalty."""
+        rows = self.weights(starts, ends)
+        penalty = round(MAX_TURN_SECONDS * 1000)
+        result: list[list[float | None]] = []
+        for start, row in zip(starts, rows, strict=True):
+            line: list[float | None] = []
+            for end, weight in zip(ends, row, strict=True):
+                if weight is not None and weight >= penalty and self.restricted.any():
+                    path = self.route(start, end)
+                    line.append(None if path is None else self.duration(path))
+                else:
+                    line.append(None if weight is None else weight / 1000.0)
+            result.append(line)
+        return result
 
     def alternatives(self, start: Snap, end: Snap, best: Path, count: int) -> list[Path]:
         """Up to ``count`` reasonable other paths: through a via edge, ≤ 40 % slower, sharing
