@@ -14,6 +14,8 @@ import networkx as nx
 import numpy as np
 import routingkit_cch as rk
 from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from routing import kernels
@@ -443,28 +445,34 @@ class Engine:
         return x, y
 
     def small(self, snap: Snap) -> bool:
-        """Whether ``snap`` lies on a small part of the graph (see ``SMALL_COMPONENT_SIZE``)."""
-        return bool(self.edge_small[snap.edge])
+        """Whether every direction ``snap`` may be travelled in lies on a small part of the
+        graph the engine searches (see ``SMALL_COMPONENT_SIZE``): a trap, such as a one-way
+        dead end or a road whose every exit is turn-restricted, or a lone driveway."""
+        return all(bool(self.edge_small[edge]) for edge, _ in self.directions(snap))
 
-    def component(self, snap: Snap) -> int:
-        """The strongly connected part of the graph ``snap`` lies on."""
-        return int(self.edge_component[snap.edge])
+    def components(self, snap: Snap) -> frozenset[int]:
+        """The strongly connected parts of the turn graph ``snap``'s directions lie on."""
+        return frozenset(int(self.edge_component[edge]) for edge, _ in self.directions(snap))
 
     def _components(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-        """Per edge, its strongly connected component and whether that one is small."""
-        component_of: dict[int, int] = {}
-        sizes: list[int] = []
-        for number, nodes in enumerate(nx.strongly_connected_components(self.graph)):
-            sizes.append(len(nodes))
-            for node in nodes:
-                component_of[node] = number
+        """Per edge, its strongly connected component in the turn graph (the edge-based graph
+        with turn restrictions that routes are searched on, as OSRM computes them) and whether
+        that one is small. An edge from which the rest cannot be reached, or which cannot be
+        reached from it, is alone or in a small part."""
         count = len(self.edges)
-        tail = np.fromiter((component_of[n] for n in self.tail), np.int64, count)
-        head = np.fromiter((component_of[n] for n in self.head), np.int64, count)
-        size = np.asarray(sizes, dtype=np.int64)
-        # An edge into or out of a small part (a one-way trap) counts as small.
-        small = np.minimum(size[tail] if count else tail, size[head] if count else head)
-        return tail, small < self.small_component_size
+        nodes = len(self.origin)
+        tails, heads, _ = self.arcs
+        arcs = csr_matrix(
+            (np.ones(len(tails), dtype=np.int8), (np.asarray(tails), np.asarray(heads))),
+            shape=(nodes, nodes),
+        )
+        _, labels = connected_components(arcs, directed=True, connection="strong")
+        labels = np.asarray(labels, dtype=np.int64)
+        size = np.bincount(labels, minlength=1)
+        # Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
+        component = labels[:count]
+        small: NDArray[np.bool_] = size[component] < self.small_component_size
+        return component, small
 
     def _build_snapping(self) -> None:
         lats = [self.graph.nodes[n]["y"] for n in self.graph.nodes]
@@ -512,7 +520,11 @@ class Engine:
         # Pieces a coordinate may snap onto: not where no route may start (a private
         # driveway); "large" ones also on a part of the graph the rest is reachable from.
         self._piece_allowed: NDArray[np.bool_] = self.startpoint[self._piece_edge]
-        large_piece = ~self.edge_small[self._piece_edge]
+        # A road is large where either direction is (the other may be a trap).
+        reverse = self._reverse[self._piece_edge]
+        large_piece = ~self.edge_small[self._piece_edge] | (
+            (reverse >= 0) & ~self.edge_small[np.maximum(reverse, 0)]
+        )
         self._piece_large: NDArray[np.bool_] = self._piece_allowed & large_piece
         allowed = self._piece_allowed[owner]
         large = self._piece_large[owner]
@@ -607,7 +619,7 @@ class Engine:
             seen.add(snap.edge)
             if bearing is not None:
                 bearing_snap = self._bearing_snap(snap, piece, bearing)
-                if bearing_snap is None:
+                if bearing_snap is None or large_only and self.small(bearing_snap):
                     continue
                 snap = bearing_snap
             found.append(snap)

@@ -119,9 +119,10 @@ class RoutingService:
     def _snap(
         self, engine: Engine, coordinates: list[tuple[float, float]], options: osrm.Options
     ) -> list[Snap]:
-        """The nearest road of each coordinate, as OSRM picks them: roads of small
-        disconnected parts (a lone driveway, a parking aisle) only when every coordinate lies
-        on the same one, or when no other road is within the radius."""
+        """The nearest road of each coordinate, as OSRM picks them: roads of small parts of
+        the turn graph (a lone driveway, a one-way dead end, a road whose every exit is
+        turn-restricted) only when every coordinate lies on the same one, or when no other
+        road is within the radius."""
 
         def nearest(i: int, large_only: bool = False) -> list[Snap]:
             lon, lat = coordinates[i]
@@ -138,7 +139,7 @@ class RoutingService:
                 )
             snaps.append(found[0])
         small = [engine.small(snap) for snap in snaps]
-        if any(small) and len({engine.component(snap) for snap in snaps}) > 1:
+        if any(small) and not frozenset.intersection(*(engine.components(s) for s in snaps)):
             for i, snap in enumerate(snaps):
                 if small[i]:
                     large = nearest(i, large_only=True)
