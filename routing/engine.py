@@ -528,10 +528,9 @@ class Engine:
         self._piece_large: NDArray[np.bool_] = self._piece_allowed & large_piece
         allowed = self._piece_allowed[owner]
         large = self._piece_large[owner]
+        self._sample_points = (samples, owner)
         self._samples = (
-            _Samples(samples, owner)
-            if allowed.all()
-            else _Samples(samples[allowed], owner[allowed])
+            self._any_samples if allowed.all() else _Samples(samples[allowed], owner[allowed])
         )
         self._large_samples = (
             self._samples if large.all() else _Samples(samples[large], owner[large])
@@ -545,6 +544,15 @@ class Engine:
         self._cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(lengths))))
         self._grid = kernels.build_grid(self._piece_xy, self._cell)
 
+    @cached_property
+    def _any_samples(self) -> _Samples:
+        """The samples of every road piece, start points or not (``snapping=any``)."""
+        return _Samples(*self._sample_points)
+
+    @cached_property
+    def _piece_any(self) -> NDArray[np.bool_]:
+        return np.ones(len(self._piece_edge), dtype=np.bool_)
+
     def snap(
         self,
         lon: float,
@@ -554,12 +562,19 @@ class Engine:
         number: int = 1,
         bearing: tuple[float, float] | None = None,
         large_only: bool = False,
+        any_edge: bool = False,
     ) -> list[Snap]:
         """The ``number`` nearest distinct roads within ``radius`` metres (all if None); with
         ``bearing`` (value, range in degrees) only roads travelled in such a direction, the
         snap then restricted to the matching direction(s); with ``large_only`` only roads of
-        components that are not small."""
-        samples = self._large_samples if large_only else self._samples
+        components that are not small; with ``any_edge`` also roads no route may start on (OSRM's
+        ``snapping=any``)."""
+        if large_only:
+            samples, allowed = self._large_samples, self._piece_large
+        elif any_edge:
+            samples, allowed = self._any_samples, self._piece_any
+        else:
+            samples, allowed = self._samples, self._piece_allowed
         if samples.tree is None:
             return []
         px = math.radians(lon) * EARTH_RADIUS * self._cos
@@ -570,7 +585,7 @@ class Engine:
                 px,
                 py,
                 self._piece_xy,
-                self._piece_large if large_only else self._piece_allowed,
+                allowed,
                 left,
                 bottom,
                 self._cell,

@@ -128,7 +128,14 @@ class RoutingService:
             lon, lat = coordinates[i]
             bearing = options.bearings[i] if options.bearings else None
             radius = options.radiuses[i]
-            return engine.snap(lon, lat, radius=radius, bearing=bearing, large_only=large_only)
+            return engine.snap(
+                lon,
+                lat,
+                radius=radius,
+                bearing=bearing,
+                large_only=large_only,
+                any_edge=options.snapping == "any",
+            )
 
         snaps = []
         for i in range(len(coordinates)):
@@ -197,7 +204,14 @@ class RoutingService:
         options = osrm.parse_options("nearest", params, 1, self.settings)
         engine = self.engine(profile)
         lon, lat = coordinates[0]
-        found = engine.snap(lon, lat, radius=options.radiuses[0], number=options.number)
+        found = engine.snap(
+            lon,
+            lat,
+            radius=options.radiuses[0],
+            number=options.number,
+            bearing=options.bearings[0],
+            any_edge=options.snapping == "any",
+        )
         if not found:
             raise OsrmError("NoSegment", "Could not find a matching segment for coordinate 0")
         return {
@@ -232,6 +246,14 @@ class RoutingService:
                 durations.append(row_time)
                 distances.append(row_length)
         result: dict[str, Any] = {"code": "Ok"}
+        if options.fallback_speed is not None:
+            cells = osrm.fallback(coordinates, snaps, options, durations, distances)
+            result["fallback_speed_cells"] = cells
+        if options.scale_factor != 1.0:
+            durations = [
+                [None if d is None else round(d * options.scale_factor, 1) for d in row]
+                for row in durations
+            ]
         if "duration" in options.annotations:
             result["durations"] = durations
         if "distance" in options.annotations:
