@@ -681,8 +681,9 @@ class Engine:
             found.append((reverse, 1.0 - snap.fraction))
         return found
 
-    def sources(self, snap: Snap) -> dict[int, tuple[int, int]]:
-        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge).
+    def sources(self, snap: Snap, *, penalties: bool = True) -> dict[int, tuple[int, int]]:
+        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge);
+        without ``penalties``, the costs leave out entering a restricted road.
 
         A point at the very end of its edge is the junction there: left by any road leaving it,
         without a turn."""
@@ -692,11 +693,17 @@ class Engine:
                 leaving = np.asarray(self.leaving[self.head[edge]], dtype=np.int64)
                 # No turn, but entering a restricted road from an open one still weighs.
                 entering = self.restricted_ms(np.full(len(leaving), edge), leaving)
+                if not penalties:
+                    entering[:] = 0
                 onward = list(zip(leaving.tolist(), entering.tolist(), strict=True))
             else:
                 rest = round((1.0 - fraction) * self.weight[edge])
-                turns = zip(self.successors[edge], self.successor_turns[edge], strict=True)
-                onward = [(nxt, rest + turn) for nxt, turn in turns]
+                nexts = self.successors[edge]
+                turns = np.asarray(self.successor_turns[edge], dtype=np.int64)
+                if not penalties:
+                    origins = self._origin[np.asarray(nexts, dtype=np.int64)]
+                    turns = turns - self.restricted_ms(np.full(len(nexts), edge), origins)
+                onward = list(zip(nexts, (rest + turns).tolist(), strict=True))
             for nxt, cost in onward:
                 if nxt not in found or cost < found[nxt][0]:
                     found[nxt] = (cost, edge)
@@ -779,9 +786,14 @@ class Engine:
         path = self.route(start, end)
         return None if path is None else path.weight
 
-    def weights(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[int | None]]:
+    def weights(
+        self, starts: Sequence[Snap], ends: Sequence[Snap], *, penalties: bool = True
+    ) -> list[list[int | None]]:
         """The weight (ms) of the fastest path from each of ``starts`` to each of ``ends``
-        (None where there is none): one search per start towards every end at once."""
+        (None where there is none): one search per start towards every end at once. Without
+        ``penalties``, the fastest path were restricted roads open (their weight is their
+        duration)."""
+        metric = self._metric if penalties else self._duration_metric
         pinned: list[int] = []
         #: Per end, its pinned turn-graph nodes (as indices into ``pinned``) and their costs.
         reached: list[list[tuple[int, int]]] = []
@@ -789,10 +801,10 @@ class Engine:
             found = self.targets(end)
             reached.append([(len(pinned) + k, cost) for k, cost in enumerate(found.values())])
             pinned.extend(found)
-        query = rk.CCHOneToMany(self._metric, pinned) if pinned and self._metric else None
+        query = rk.CCHOneToMany(metric, pinned) if pinned and metric else None
         rows: list[list[int | None]] = []
         for start in starts:
-            sources = self.sources(start)
+            sources = self.sources(start, penalties=penalties)
             far: list[int | None] = [None] * len(pinned)
             if query is not None and sources:
                 far = query.distances_from_multi([(n, cost) for n, (cost, _) in sources.items()])
@@ -806,20 +818,37 @@ class Engine:
             rows.append(row)
         return rows
 
+    @cached_property
+    def _duration_metric(self) -> rk.CCHMetric | None:
+        """The CCH customized to durations: the arcs without the restricted-road penalty."""
+        if self._metric is None:
+            return None
+        tails, heads, weights = self.arcs
+        a = self._origin[np.asarray(tails, dtype=np.int64)]
+        b = self._origin[np.asarray(heads, dtype=np.int64)]
+        plain = np.asarray(weights, dtype=np.int64) - self.restricted_ms(a, b)
+        return rk.CCHMetric(self._cch, plain.tolist())
+
     def durations(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[float | None]]:
-        """Seconds of the fastest path from each of ``starts`` to each of ``ends``: the
-        weights, but a path through a restricted area is followed to drop its penalty."""
+        """Seconds of the fastest path from each of ``starts`` to each of ``ends`` (None where
+        there is none): its weight, unless that holds a restricted-road penalty; then the path
+        is followed for its duration."""
         rows = self.weights(starts, ends)
         penalty = round(MAX_TURN_SECONDS * 1000)
+        if not any(w is not None and w >= penalty for row in rows for w in row):
+            return [[None if w is None else w / 1000.0 for w in row] for row in rows]
+        # A path weighing less than a penalty above the fastest one with restricted roads
+        # open can hold no penalty: its weight is its duration.
+        plain = self.weights(starts, ends, penalties=False)
         result: list[list[float | None]] = []
-        for start, row in zip(starts, rows, strict=True):
+        for start, row, bound in zip(starts, rows, plain, strict=True):
             line: list[float | None] = []
-            for end, weight in zip(ends, row, strict=True):
-                if weight is not None and weight >= penalty and self.restricted.any():
+            for end, weight, fastest in zip(ends, row, bound, strict=True):
+                if weight is None or fastest is not None and weight - fastest < penalty:
+                    line.append(None if weight is None else weight / 1000.0)
+                else:
                     path = self.route(start, end)
                     line.append(None if path is None else self.duration(path))
-                else:
-                    line.append(None if weight is None else weight / 1000.0)
             result.append(line)
         return result
 
