@@ -454,12 +454,22 @@ class Engine:
         """The strongly connected parts of the turn graph ``snap``'s directions lie on."""
         return frozenset(int(self.edge_component[edge]) for edge, _ in self.directions(snap))
 
+    def connected(self, snaps: Sequence[Snap]) -> bool:
+        """Whether ``snaps`` all lie on one strongly connected part with a cycle, where each
+        reaches every other (a lone one-way edge reaches nothing behind a point on it)."""
+        shared = frozenset.intersection(*(self.components(snap) for snap in snaps))
+        return any(self._component_size[part] > 1 for part in shared)
+
     def _components(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """Per edge, its strongly connected component in the turn graph (the edge-based graph
         with turn restrictions that routes are searched on, as OSRM computes them) and whether
         that one is small. An edge from which the rest cannot be reached, or which cannot be
         reached from it, is alone or in a small part."""
         count = len(self.edges)
+        #: Turn-graph nodes (road directions) of each strongly connected part.
+        self._component_size: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        if not count:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
         nodes = len(self.origin)
         tails, heads, _ = self.arcs
         arcs = csr_matrix(
@@ -469,9 +479,13 @@ class Engine:
         _, labels = connected_components(arcs, directed=True, connection="strong")
         labels = np.asarray(labels, dtype=np.int64)
         size = np.bincount(labels, minlength=1)
+        self._component_size = size
         # Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
         component = labels[:count]
-        small: NDArray[np.bool_] = size[component] < self.small_component_size
+        # The largest part is never small, even below the threshold (a small extract).
+        small: NDArray[np.bool_] = (size[component] < self.small_component_size) & (
+            component != int(np.argmax(size))
+        )
         return component, small
 
     def _build_snapping(self) -> None:
