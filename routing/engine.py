@@ -482,9 +482,11 @@ class Engine:
         self._component_size = size
         # Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
         component = labels[:count]
-        # The largest part is never small, even below the threshold (a small extract).
+        # Below the threshold (a small extract) the part holding most roads is the main one.
+        largest = int(np.argmax(size))
+        main = largest if 2 * size[largest] > nodes else -1
         small: NDArray[np.bool_] = (size[component] < self.small_component_size) & (
-            component != int(np.argmax(size))
+            component != main
         )
         return component, small
 
