@@ -23,7 +23,9 @@ from routing.profiles import PROFILES, Profile
 #: milliseconds, what the engine minimises), ``way_id``, ``name``, ``ref``, ``highway``, ``mode``,
 #: ``roundabout``, ``junction`` (the ``junction`` tag), ``destinations`` (signposted
 #: destinations in OSRM's ``"ref: name"`` form, per direction), ``nodes`` (OSM node ids along
-#: the edge), ``geometry`` ([(lon, lat), ...]) and
+#: the edge), ``geometry`` ([(lon, lat), ...]), ``restricted`` (True where the way is open only
+#: to reach places on it, ``destination`` access: entering it from an open road costs a huge
+#: turn weight), ``startpoint`` (False where no route may start or end: never snapped onto) and
 #: ``reverse`` (key of the edge going back over the same road, or -1). Edge keys are unique
 #: integers in a graph. Node attributes: ``x`` (lon), ``y`` (lat). Graph attributes: ``profile``,
 #: ``data_version``, ``barriers`` (nodes no route passes through) and ``restrictions``
@@ -118,6 +120,8 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
                 "roundabout": tags.get("junction") in {"roundabout", "circular"},
                 "junction": tags.get("junction", ""),
                 "length": length,
+                "restricted": rule.restricted,
+                "startpoint": rule.startpoint,
             }
             keys = []
             for forward, allowed, speed in (

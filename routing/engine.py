@@ -14,11 +14,13 @@ import networkx as nx
 import numpy as np
 import routingkit_cch as rk
 from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from routing import kernels
 from routing.network import EARTH_RADIUS, bearing, haversine
-from routing.profiles import PROFILES
+from routing.profiles import MAX_TURN_SECONDS, PROFILES
 from routing.settings import SMALL_COMPONENT_SIZE
 
 #: Spacing (m) of the sample points indexing road pieces for snapping.
@@ -241,6 +243,17 @@ class Engine:
             (modes.setdefault(d["mode"], len(modes)) for d in self.edges), np.int64, count
         )
         self._turn_costs = PROFILES[self.profile].turns
+        #: Per edge, whether it is open only to reach places on it (``destination`` access).
+        self.restricted: NDArray[np.bool_] = np.fromiter(
+            (d.get("restricted", False) for d in self.edges), np.bool_, count
+        )
+
+    def restricted_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Weight (ms) added to each turn from ``a`` into ``b`` on top of its duration: OSRM's
+        ``max_turn_weight`` where an open road enters a restricted one, else 0."""
+        entering = self.restricted[b] & ~self.restricted[a]
+        result: NDArray[np.int64] = np.where(entering, round(MAX_TURN_SECONDS * 1000), 0)
+        return result
 
     def turn_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
         """Milliseconds of turning from each edge of ``a`` into the matching edge of ``b``,
@@ -343,15 +356,17 @@ class Engine:
         a = self._origin[np.asarray(tails, dtype=np.int64)]
         b = self._origin[np.asarray(heads, dtype=np.int64)]
         turn = self.turn_ms(a, b)
-        #: Per turn-graph node, the turn cost (ms) of each of its ``successors``.
+        # What the search minimises: durations, plus the restricted-area penalty.
+        turn_weight = turn + self.restricted_ms(a, b)
+        #: Per turn-graph node, the turn weight (ms) of each of its ``successors``.
         self.successor_turns: list[list[int]] = []
         position = 0
-        turn_list = turn.tolist()
+        turn_list = turn_weight.tolist()
         for nexts in self.successors:
             self.successor_turns.append(turn_list[position : position + len(nexts)])
             position += len(nexts)
-        weights = (np.asarray(self.weight, dtype=np.int64)[a] + turn).tolist()
-        # The turn of every pair of edges an arc joins, sorted by pair, for paths' durations.
+        weights = (np.asarray(self.weight, dtype=np.int64)[a] + turn_weight).tolist()
+        # The turn (duration) of every pair of edges an arc joins, sorted by pair, for durations.
         keys = a * len(self.edges) + b
         by_pair = np.argsort(keys, kind="stable")
         self._arc_keys: NDArray[np.int64] = keys[by_pair]
@@ -430,33 +445,59 @@ class Engine:
         return x, y
 
     def small(self, snap: Snap) -> bool:
-        """Whether ``snap`` lies on a small part of the graph (see ``SMALL_COMPONENT_SIZE``)."""
-        return bool(self.edge_small[snap.edge])
+        """Whether every direction ``snap`` may be travelled in lies on a small part of the
+        graph the engine searches (see ``SMALL_COMPONENT_SIZE``): a trap, such as a one-way
+        dead end or a road whose every exit is turn-restricted, or a lone driveway."""
+        return all(bool(self.edge_small[edge]) for edge, _ in self.directions(snap))
 
-    def component(self, snap: Snap) -> int:
-        """The strongly connected part of the graph ``snap`` lies on."""
-        return int(self.edge_component[snap.edge])
+    def components(self, snap: Snap) -> frozenset[int]:
+        """The strongly connected parts of the turn graph ``snap``'s directions lie on."""
+        return frozenset(int(self.edge_component[edge]) for edge, _ in self.directions(snap))
+
+    def connected(self, snaps: Sequence[Snap]) -> bool:
+        """Whether ``snaps`` all lie on one strongly connected part with a cycle, where each
+        reaches every other (a lone one-way edge reaches nothing behind a point on it)."""
+        shared = frozenset.intersection(*(self.components(snap) for snap in snaps))
+        return any(self._component_size[part] > 1 for part in shared)
 
     def _components(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-        """Per edge, its strongly connected component and whether that one is small."""
-        component_of: dict[int, int] = {}
-        sizes: list[int] = []
-        for number, nodes in enumerate(nx.strongly_connected_components(self.graph)):
-            sizes.append(len(nodes))
-            for node in nodes:
-                component_of[node] = number
+        """Per edge, its strongly connected component in the turn graph (the edge-based graph
+        with turn restrictions that routes are searched on, as OSRM computes them) and whether
+        that one is small. An edge from which the rest cannot be reached, or which cannot be
+        reached from it, is alone or in a small part."""
         count = len(self.edges)
-        tail = np.fromiter((component_of[n] for n in self.tail), np.int64, count)
-        head = np.fromiter((component_of[n] for n in self.head), np.int64, count)
-        size = np.asarray(sizes, dtype=np.int64)
-        # An edge into or out of a small part (a one-way trap) counts as small.
-        small = np.minimum(size[tail] if count else tail, size[head] if count else head)
-        return tail, small < self.small_component_size
+        #: Turn-graph nodes (road directions) of each strongly connected part.
+        self._component_size: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        if not count:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
+        nodes = len(self.origin)
+        tails, heads, _ = self.arcs
+        arcs = csr_matrix(
+            (np.ones(len(tails), dtype=np.int8), (np.asarray(tails), np.asarray(heads))),
+            shape=(nodes, nodes),
+        )
+        _, labels = connected_components(arcs, directed=True, connection="strong")
+        labels = np.asarray(labels, dtype=np.int64)
+        size = np.bincount(labels, minlength=1)
+        self._component_size = size
+        # Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
+        component = labels[:count]
+        # Below the threshold (a small extract) the part holding most roads is the main one.
+        largest = int(np.argmax(size))
+        main = largest if 2 * size[largest] > nodes else -1
+        small: NDArray[np.bool_] = (size[component] < self.small_component_size) & (
+            component != main
+        )
+        return component, small
 
     def _build_snapping(self) -> None:
         lats = [self.graph.nodes[n]["y"] for n in self.graph.nodes]
         self._cos = math.cos(math.radians(float(np.mean(lats)) if lats else 0.0))
         self.edge_component, self.edge_small = self._components()
+        #: Per edge, whether a route may start or end on it (see ``startpoint`` in build.py).
+        self.startpoint: NDArray[np.bool_] = np.fromiter(
+            (d.get("startpoint", True) for d in self.edges), np.bool_, len(self.edges)
+        )
         piece_edge: list[int] = []
         piece_offset: list[float] = []
         starts: list[tuple[float, float]] = []
@@ -492,8 +533,21 @@ class Engine:
             ],
             axis=1,
         )
-        self._samples = _Samples(samples, owner)
-        large = ~self.edge_small[self._piece_edge[owner]] if len(owner) else owner.astype(bool)
+        # Pieces a coordinate may snap onto: not where no route may start (a private
+        # driveway); "large" ones also on a part of the graph the rest is reachable from.
+        self._piece_allowed: NDArray[np.bool_] = self.startpoint[self._piece_edge]
+        # A road is large where either direction is (the other may be a trap).
+        reverse = self._reverse[self._piece_edge]
+        large_piece = ~self.edge_small[self._piece_edge] | (
+            (reverse >= 0) & ~self.edge_small[np.maximum(reverse, 0)]
+        )
+        self._piece_large: NDArray[np.bool_] = self._piece_allowed & large_piece
+        allowed = self._piece_allowed[owner]
+        large = self._piece_large[owner]
+        self._sample_points = (samples, owner)
+        self._samples = (
+            self._any_samples if allowed.all() else _Samples(samples[allowed], owner[allowed])
+        )
         self._large_samples = (
             self._samples if large.all() else _Samples(samples[large], owner[large])
         )
@@ -505,8 +559,15 @@ class Engine:
         )
         self._cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(lengths))))
         self._grid = kernels.build_grid(self._piece_xy, self._cell)
-        self._piece_allowed = np.ones(len(lengths), dtype=np.bool_)
-        self._piece_large = ~self.edge_small[self._piece_edge]
+
+    @cached_property
+    def _any_samples(self) -> _Samples:
+        """The samples of every road piece, start points or not (``snapping=any``)."""
+        return _Samples(*self._sample_points)
+
+    @cached_property
+    def _piece_any(self) -> NDArray[np.bool_]:
+        return np.ones(len(self._piece_edge), dtype=np.bool_)
 
     def snap(
         self,
@@ -517,12 +578,19 @@ class Engine:
         number: int = 1,
         bearing: tuple[float, float] | None = None,
         large_only: bool = False,
+        any_edge: bool = False,
     ) -> list[Snap]:
         """The ``number`` nearest distinct roads within ``radius`` metres (all if None); with
         ``bearing`` (value, range in degrees) only roads travelled in such a direction, the
         snap then restricted to the matching direction(s); with ``large_only`` only roads of
-        components that are not small."""
-        samples = self._large_samples if large_only else self._samples
+        components that are not small; with ``any_edge`` also roads no route may start on (OSRM's
+        ``snapping=any``)."""
+        if large_only:
+            samples, allowed = self._large_samples, self._piece_large
+        elif any_edge:
+            samples, allowed = self._any_samples, self._piece_any
+        else:
+            samples, allowed = self._samples, self._piece_allowed
         if samples.tree is None:
             return []
         px = math.radians(lon) * EARTH_RADIUS * self._cos
@@ -533,7 +601,7 @@ class Engine:
                 px,
                 py,
                 self._piece_xy,
-                self._piece_large if large_only else self._piece_allowed,
+                allowed,
                 left,
                 bottom,
                 self._cell,
@@ -582,7 +650,7 @@ class Engine:
             seen.add(snap.edge)
             if bearing is not None:
                 bearing_snap = self._bearing_snap(snap, piece, bearing)
-                if bearing_snap is None:
+                if bearing_snap is None or large_only and self.small(bearing_snap):
                     continue
                 snap = bearing_snap
             found.append(snap)
@@ -629,19 +697,29 @@ class Engine:
             found.append((reverse, 1.0 - snap.fraction))
         return found
 
-    def sources(self, snap: Snap) -> dict[int, tuple[int, int]]:
-        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge).
+    def sources(self, snap: Snap, *, penalties: bool = True) -> dict[int, tuple[int, int]]:
+        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge);
+        without ``penalties``, the costs leave out entering a restricted road.
 
         A point at the very end of its edge is the junction there: left by any road leaving it,
         without a turn."""
         found: dict[int, tuple[int, int]] = {}
         for edge, fraction in self.directions(snap):
             if fraction >= 1.0:
-                onward = [(nxt, 0) for nxt in self.leaving[self.head[edge]]]
+                leaving = np.asarray(self.leaving[self.head[edge]], dtype=np.int64)
+                # No turn, but entering a restricted road from an open one still weighs.
+                entering = self.restricted_ms(np.full(len(leaving), edge), leaving)
+                if not penalties:
+                    entering[:] = 0
+                onward = list(zip(leaving.tolist(), entering.tolist(), strict=True))
             else:
                 rest = round((1.0 - fraction) * self.weight[edge])
-                turns = zip(self.successors[edge], self.successor_turns[edge], strict=True)
-                onward = [(nxt, rest + turn) for nxt, turn in turns]
+                nexts = self.successors[edge]
+                turns = np.asarray(self.successor_turns[edge], dtype=np.int64)
+                if not penalties:
+                    origins = self._origin[np.asarray(nexts, dtype=np.int64)]
+                    turns = turns - self.restricted_ms(np.full(len(nexts), edge), origins)
+                onward = list(zip(nexts, (rest + turns).tolist(), strict=True))
             for nxt, cost in onward:
                 if nxt not in found or cost < found[nxt][0]:
                     found[nxt] = (cost, edge)
@@ -724,9 +802,14 @@ class Engine:
         path = self.route(start, end)
         return None if path is None else path.weight
 
-    def weights(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[int | None]]:
+    def weights(
+        self, starts: Sequence[Snap], ends: Sequence[Snap], *, penalties: bool = True
+    ) -> list[list[int | None]]:
         """The weight (ms) of the fastest path from each of ``starts`` to each of ``ends``
-        (None where there is none): one search per start towards every end at once."""
+        (None where there is none): one search per start towards every end at once. Without
+        ``penalties``, the fastest path were restricted roads open (their weight is their
+        duration)."""
+        metric = self._metric if penalties else self._duration_metric
         pinned: list[int] = []
         #: Per end, its pinned turn-graph nodes (as indices into ``pinned``) and their costs.
         reached: list[list[tuple[int, int]]] = []
@@ -734,10 +817,10 @@ class Engine:
             found = self.targets(end)
             reached.append([(len(pinned) + k, cost) for k, cost in enumerate(found.values())])
             pinned.extend(found)
-        query = rk.CCHOneToMany(self._metric, pinned) if pinned and self._metric else None
+        query = rk.CCHOneToMany(metric, pinned) if pinned and metric else None
         rows: list[list[int | None]] = []
         for start in starts:
-            sources = self.sources(start)
+            sources = self.sources(start, penalties=penalties)
             far: list[int | None] = [None] * len(pinned)
             if query is not None and sources:
                 far = query.distances_from_multi([(n, cost) for n, (cost, _) in sources.items()])
@@ -750,6 +833,40 @@ class Engine:
                 row.append(min(costs) if costs else None)
             rows.append(row)
         return rows
+
+    @cached_property
+    def _duration_metric(self) -> rk.CCHMetric | None:
+        """The CCH customized to durations: the arcs without the restricted-road penalty."""
+        if self._metric is None:
+            return None
+        tails, heads, weights = self.arcs
+        a = self._origin[np.asarray(tails, dtype=np.int64)]
+        b = self._origin[np.asarray(heads, dtype=np.int64)]
+        plain = np.asarray(weights, dtype=np.int64) - self.restricted_ms(a, b)
+        return rk.CCHMetric(self._cch, plain.tolist())
+
+    def durations(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[float | None]]:
+        """Seconds of the fastest path from each of ``starts`` to each of ``ends`` (None where
+        there is none): its weight, unless that holds a restricted-road penalty; then the path
+        is followed for its duration."""
+        rows = self.weights(starts, ends)
+        penalty = round(MAX_TURN_SECONDS * 1000)
+        if not any(w is not None and w >= penalty for row in rows for w in row):
+            return [[None if w is None else w / 1000.0 for w in row] for row in rows]
+        # A path weighing less than a penalty above the fastest one with restricted roads
+        # open can hold no penalty: its weight is its duration.
+        plain = self.weights(starts, ends, penalties=False)
+        result: list[list[float | None]] = []
+        for start, row, bound in zip(starts, rows, plain, strict=True):
+            line: list[float | None] = []
+            for end, weight, fastest in zip(ends, row, bound, strict=True):
+                if weight is None or fastest is not None and weight - fastest < penalty:
+                    line.append(None if weight is None else weight / 1000.0)
+                else:
+                    path = self.route(start, end)
+                    line.append(None if path is None else self.duration(path))
+            result.append(line)
+        return result
 
     def alternatives(self, start: Snap, end: Snap, best: Path, count: int) -> list[Path]:
         """Up to ``count`` reasonable other paths: through a via edge, ≤ 40 % slower, sharing
