@@ -4,7 +4,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3 python3-venv python3-pip nodejs npm \
+        python3 python3-venv python3-pip nodejs npm osmium-tool \
         fonts-noto-core fonts-dejavu-core \
         libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri libopengl0 libcurl4 libuv1 libicu72 \
         libjpeg62-turbo libpng16-16 libwebp7 libcairo2 \

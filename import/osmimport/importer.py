@@ -43,6 +43,9 @@ SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl", ".osc")
 NODE_STORE_PREFIX = "nodes-"
 NODE_STORE_SUFFIX = ".cache"
 
+#: The warning counting turn restrictions whose ways are not all in the extract.
+INCOMPLETE_RESTRICTIONS = "turn restrictions with ways missing from the extract, ignored by routing"
+
 #: Connections that build the served tables from the raw ones in parallel.
 BUILD_WORKERS = max(2, min(4, os.cpu_count() or 2))
 
@@ -603,8 +606,10 @@ def run_import(
     ``generalise=False`` skips the optional generalised low-zoom tables (a faster import whose
     low-zoom tiles then read the full-detail tables).
 
-    With ``node_dir``, every node location is also kept in ``node_dir/nodes-<version>.cache``
-    for later updates; ``osm.meta`` names the file that belongs to the data swapped in.
+    Node locations are kept in a file-backed index (libosmium's sparse_file_array: 16 bytes a
+    node, any 64-bit id). With ``node_dir``, that file is kept as
+    ``node_dir/nodes-<version>.cache`` for later updates; ``osm.meta`` names the file that
+    belongs to the data swapped in.
     """
     started = time.monotonic()
     paths = [Path(f) for f in files]
@@ -641,7 +646,10 @@ def run_import(
                 loader = Loader(cur, staging, rules.all_levels())
                 loader.warnings.update(input_warnings)
                 try:
-                    loader.run(source, progress=progress, node_store=node_store)
+                    # Node locations always go to a file-backed index (memory does not grow
+                    # with the input); without node_dir it is a throwaway file.
+                    locations = node_store or Path(tmp) / f"nodes{NODE_STORE_SUFFIX}"
+                    loader.run(source, progress=progress, node_store=locations)
                 except UnsortedInput as exc:
                     raise unsorted_error(paths[0] if len(paths) == 1 else source) from exc
                 except RuntimeError as exc:
@@ -665,6 +673,15 @@ def run_import(
                     *(table for job in jobs if job not in layer_jobs for table in job.tables),
                 ]
                 counts = {table: built[table] for table in all_tables}
+                cur.execute(
+                    sql.SQL(load_sql("osmimport", "incomplete_restrictions.sql")).format(
+                        restrictions=_ident(staging, schema.RESTRICTIONS_TABLE),
+                        road_ways=_ident(staging, schema.ROAD_WAYS_TABLE),
+                    )
+                )
+                row = cur.fetchone()
+                if row and row[0]:
+                    loader.warnings[INCOMPLETE_RESTRICTIONS] += int(row[0])
                 if not allow_empty:
                     _refuse_empty(cur, paths, counts, loader.warnings)
                 bbox = _bbox(cur, staging) or _union_boxes(header_boxes)

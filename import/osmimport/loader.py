@@ -356,8 +356,8 @@ class Loader:
     def run(self, path: Path, *, progress: bool = False, node_store: Path | None = None) -> None:
         """Read ``path`` (nodes, ways, relations and the areas assembled from them).
 
-        With ``node_store``, the location of every node is also written to that file (see
-        ``trim_node_store``); otherwise they are kept in memory only.
+        With ``node_store``, the location of every node is kept in that file, mapped by libosmium
+        (see ``trim_node_store``); otherwise in memory.
         """
         # Objects no rule can use are dropped by libosmium before they reach Python. Boundary
         # ways may carry no tag at all: those come back through the handler for filtered ones.

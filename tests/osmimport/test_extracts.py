@@ -12,7 +12,7 @@ import pytest
 
 from osmimport import loader
 from osmimport.errors import OsmImportError
-from osmimport.importer import run_import
+from osmimport.importer import INCOMPLETE_RESTRICTIONS, run_import
 from osmimport.inputs import OLDER_VERSIONS
 from tests.osmimport.db import cli, query, scalar
 from tests.osmimport.opl import Opl
@@ -161,6 +161,12 @@ def test_missing_first_nodes_and_members_in_opl(
     opl.way(5, [4, 5, 100, 4], building="yes")
     opl.way(6, [6, 7, 8, 101, 6])
     opl.relation(1, [("w", 6, "outer"), ("w", 999, "outer")], type="multipolygon", landuse="grass")
+    opl.relation(
+        2,
+        [("w", 1, "from"), ("n", 3, "via"), ("w", 998, "to")],
+        type="restriction",
+        restriction="no_left_turn",
+    )
     path = opl.write(tmp_path / "cut.opl")
     url = make_database()
     summary = run_import(url, [path])
@@ -169,6 +175,7 @@ def test_missing_first_nodes_and_members_in_opl(
     assert warnings[loader.LOST_ROADS] == 1 and warnings[loader.LOST_WAYS] == 1
     assert warnings[loader.LOST_BUILDINGS] == 1
     assert warnings["multipolygon or boundary relations that could not be assembled"] == 1
+    assert warnings[INCOMPLETE_RESTRICTIONS] == 1
     assert dict(query(url, "SELECT osm_id, nodes FROM osm.road_ways")) == {
         1: [1, 2, 3],
         2: [4, 5, 6],  # the longer of its two runs is the one routed on
@@ -277,3 +284,20 @@ def test_duplicates_across_extracts_of_different_days(
     assert scalar(url, "SELECT count(*) FROM osm.road_ways") == 1
     assert query(url, "SELECT name FROM osm.street_labels") == [("Rue Nouvelle",)]
     assert scalar(url, "SELECT count(*) FROM osm.buildings") == 1
+
+
+def test_node_ids_above_ten_billion(tmp_path: Path, make_database: Callable[[], str]) -> None:
+    # Real OSM node ids pass 10^10 soon: the on-disk location index takes any 64-bit id.
+    opl = Opl()
+    base = 12_000_000_000
+    ids = [opl.node(7.30 + i * 0.001, 47.70 + i * 0.0005, node_id=base + i) for i in range(4)]
+    opl.node(7.35, 47.75, node_id=3, amenity="pharmacy", name="Pharmacie")
+    opl.way(2_000_000_001, ids, highway="residential", name="Rue Lointaine")
+    url = make_database()
+    run_import(url, [opl.write(tmp_path / "high.opl")])
+    assert query(url, "SELECT osm_id, lon, lat FROM osm.road_nodes ORDER BY osm_id") == [
+        (base + i, pytest.approx(7.30 + i * 0.001), pytest.approx(47.70 + i * 0.0005))
+        for i in range(4)
+    ]
+    points = scalar(url, "SELECT ST_NPoints(geom) FROM osm.streets WHERE osm_id = 2000000001")
+    assert points == 4
