@@ -163,7 +163,10 @@ CUT_WAYS = "ways with nodes missing from the extract, kept in part"
 CUT_ROADS = "roads with nodes missing from the extract, kept in part"
 LOST_WAYS = "ways with fewer than two distinct node locations in the extract, skipped"
 LOST_ROADS = "roads with fewer than two distinct node locations in the extract, skipped"
-LOST_BUILDINGS = "buildings whose area could not be built (nodes missing from the extract), skipped"
+LOST_BUILDINGS = (
+    "buildings whose area could not be built (nodes missing from the extract, broken rings), "
+    "skipped"
+)
 DUPLICATES = "objects present twice in the input with different versions, the first kept"
 
 
@@ -410,14 +413,16 @@ class Loader:
             order = rank.get(kind)
             if order is not None:
                 obj_id = obj.id
-                if order == last_rank and obj_id <= last_id:
+                if order == last_rank:
                     if obj_id == last_id:
                         self.warnings[DUPLICATES] += 1
                         continue
-                    raise UnsortedInput(f"{kind.__name__.lower()} {obj_id} after {last_id}")
-                if order < last_rank:
+                    # Negative ids (files edited in JOSM) have an order of their own.
+                    if 0 < obj_id < last_id:
+                        raise UnsortedInput(f"{kind.__name__.lower()} {obj_id} after {last_id}")
+                elif order < last_rank:
                     raise UnsortedInput(f"{kind.__name__.lower()} {obj_id} after the later types")
-                if order > last_rank:
+                else:
                     last_rank = order
                 last_id = obj_id
             handler = handlers.get(kind)
