@@ -533,6 +533,18 @@ def _center(
     return [round(float(row[0]), 7), round(float(row[1]), 7)]
 
 
+def _built_warnings(cur: psycopg2.extensions.cursor, staging: str) -> dict[str, int]:
+    """Warnings only the built tables can tell: restrictions whose ways are not all there."""
+    cur.execute(
+        sql.SQL(load_sql("osmimport", "incomplete_restrictions.sql")).format(
+            restrictions=_ident(staging, schema.RESTRICTIONS_TABLE),
+            road_ways=_ident(staging, schema.ROAD_WAYS_TABLE),
+        )
+    )
+    row = cur.fetchone()
+    return {INCOMPLETE_RESTRICTIONS: int(row[0])} if row and row[0] else {}
+
+
 def _refuse_empty(
     cur: psycopg2.extensions.cursor,
     paths: Sequence[Path],
@@ -673,15 +685,7 @@ def run_import(
                     *(table for job in jobs if job not in layer_jobs for table in job.tables),
                 ]
                 counts = {table: built[table] for table in all_tables}
-                cur.execute(
-                    sql.SQL(load_sql("osmimport", "incomplete_restrictions.sql")).format(
-                        restrictions=_ident(staging, schema.RESTRICTIONS_TABLE),
-                        road_ways=_ident(staging, schema.ROAD_WAYS_TABLE),
-                    )
-                )
-                row = cur.fetchone()
-                if row and row[0]:
-                    loader.warnings[INCOMPLETE_RESTRICTIONS] += int(row[0])
+                loader.warnings.update(_built_warnings(cur, staging))
                 if not allow_empty:
                     _refuse_empty(cur, paths, counts, loader.warnings)
                 bbox = _bbox(cur, staging) or _union_boxes(header_boxes)
