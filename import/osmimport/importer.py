@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -42,6 +43,8 @@ SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl", ".osc")
 #: Node location files: ``<node dir>/nodes-<data version>.cache``.
 NODE_STORE_PREFIX = "nodes-"
 NODE_STORE_SUFFIX = ".cache"
+#: The import's temporary folder (sorted and merged inputs, node locations of a throwaway run).
+WORK_DIR_PREFIX = "fondplan-import-"
 
 #: The warning counting turn restrictions whose ways are not all in the extract.
 INCOMPLETE_RESTRICTIONS = "turn restrictions with ways missing from the extract, ignored by routing"
@@ -643,7 +646,7 @@ def run_import(
         node_dir.mkdir(parents=True, exist_ok=True)
         node_store = node_dir / f"{NODE_STORE_PREFIX}{version}{NODE_STORE_SUFFIX}"
 
-    with import_lock(url), tempfile.TemporaryDirectory(prefix="fondplan-import-") as tmp:
+    with import_lock(url), _work_dir(node_dir) as tmp:
         source, input_warnings = prepare(paths, Path(tmp), progress=progress)
         conn = connect(url)
         try:
@@ -736,6 +739,19 @@ def run_import(
         sources=sources,
         bbox=bbox,
     )
+
+
+@contextmanager
+def _work_dir(node_dir: Path | None) -> Iterator[str]:
+    """The import's temporary folder: beside the node files (on disk, not a RAM /tmp) if known.
+
+    Called with the import lock held, so folders left there by a killed import are removed.
+    """
+    if node_dir is not None:
+        for stale in node_dir.glob(f"{WORK_DIR_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=node_dir) as tmp:
+        yield tmp
 
 
 def _remove_old_node_stores(node_dir: Path, keep: Path) -> None:

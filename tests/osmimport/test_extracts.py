@@ -10,7 +10,7 @@ from pathlib import Path
 import osmium
 import pytest
 
-from osmimport import loader
+from osmimport import loader, schema
 from osmimport.errors import OsmImportError
 from osmimport.importer import INCOMPLETE_RESTRICTIONS, run_import
 from osmimport.inputs import OLDER_VERSIONS
@@ -294,7 +294,14 @@ def test_node_ids_above_ten_billion(tmp_path: Path, make_database: Callable[[], 
     opl.node(7.35, 47.75, node_id=3, amenity="pharmacy", name="Pharmacie")
     opl.way(2_000_000_001, ids, highway="residential", name="Rue Lointaine")
     url = make_database()
-    run_import(url, [opl.write(tmp_path / "high.opl")])
+    # The import works beside its node files; what a killed import left there goes.
+    node_dir = tmp_path / "nodes"
+    (node_dir / "fondplan-import-killed").mkdir(parents=True)
+    (node_dir / "fondplan-import-killed" / "merged.osm.pbf").write_bytes(b"x")
+    run_import(url, [opl.write(tmp_path / "high.opl")], node_dir=node_dir)
+    assert [p.name for p in node_dir.iterdir()] == [
+        scalar(url, "SELECT value FROM osm.meta WHERE key = %s", (schema.NODE_STORE_KEY,))
+    ]
     assert query(url, "SELECT osm_id, lon, lat FROM osm.road_nodes ORDER BY osm_id") == [
         (base + i, pytest.approx(7.30 + i * 0.001), pytest.approx(47.70 + i * 0.0005))
         for i in range(4)
