@@ -7,7 +7,7 @@ FROM debian:bookworm-slim
 ARG BUILD_PACKAGES="libcairo2-dev pkg-config gcc python3-dev"
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3 python3-venv python3-pip nodejs npm ca-certificates \
+        python3 python3-venv python3-pip nodejs npm ca-certificates osmium-tool \
         fonts-noto-core fonts-dejavu-core \
         libegl1 libegl-mesa0 libgles2 libgl1-mesa-dri libopengl0 libcurl4 libuv1 libicu72 \
         libgl1 libglx-mesa0 \

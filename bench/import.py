@@ -1,6 +1,6 @@
 """Import benchmark: fondplan vs osm2pgsql on the same file, in the same run.
 
-    python bench/import.py [--file F.osm.pbf] [--scale N] [--skip-hooks]
+    python bench/import.py [--file F.osm.pbf] [--scale N] [--skip-hooks] [--merge]
 
 Runs, each into its own throwaway database of the same PostGIS server:
   1. "core": `fondplan import --no-generalise` (tables and indexes, like osm2pgsql's run; its
@@ -10,7 +10,8 @@ Runs, each into its own throwaway database of the same PostGIS server:
   4. `osm2pgsql --create` (default pgsql output and style, no --slim).
 Prints wall time, peak RSS of each child process and the ratio fondplan / osm2pgsql.
 `--scale N` first builds an input made of the extract repeated N times side by side
-(ids renumbered, shifted east in longitude) with pyosmium.
+(ids renumbered, shifted east in longitude) with pyosmium. `--merge` adds a run importing the
+input cut into two overlapping halves (osmium extract), which the import merges.
 """
 
 from __future__ import annotations
@@ -86,11 +87,37 @@ def build_scaled(source: Path, copies: int, target: Path) -> None:
         writer.close()
 
 
+def split_in_two(source: Path, folder: Path) -> list[Path]:
+    """Two extracts of ``source`` (west and east halves) sharing a strip, cut by osmium."""
+    box = subprocess.run(
+        ["osmium", "fileinfo", "--extended", "--get", "data.bbox", str(source)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip("()\n ")
+    west, south, east, north = (float(v) for v in box.split(","))
+    middle, overlap = (west + east) / 2, (east - west) * 0.02
+    halves = []
+    for name, left, right in (("west", west, middle + overlap), ("east", middle - overlap, east)):
+        target = folder / f"{name}.osm.pbf"
+        subprocess.run(
+            ["osmium", "extract", "--strategy", "complete_ways", "-O", "-b",
+             f"{left},{south},{right},{north}", "-o", str(target), str(source)],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        halves.append(target)
+    return halves
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--scale", type=int, default=1, help="repeat the extract N times")
     parser.add_argument("--skip-hooks", action="store_true", help="skip the run with hooks")
+    parser.add_argument(
+        "--merge", action="store_true", help="also import the input as two overlapping halves"
+    )
     args = parser.parse_args()
 
     admin = admin_url()
@@ -106,15 +133,23 @@ def main() -> int:
         print(f"input: {source.name}, {source.stat().st_size / 1e6:.1f} MB")
         # osm2pgsql's run loads tables and indexes; its generalisation (osm2pgsql-gen) is a
         # separate optional step, so the like-for-like fondplan run skips the generalised tables.
+        inputs = [str(source)]
         runs = [
             ("fondplan (core)", [sys.executable, "-m", "osmimport.cli", "import", "--quiet",
-                                 "--no-generalise"]),
-            ("fondplan (no hooks)", [sys.executable, "-m", "osmimport.cli", "import", "--quiet"]),
+                                 "--no-generalise", *inputs]),
+            ("fondplan (no hooks)", [sys.executable, "-m", "osmimport.cli", "import", "--quiet",
+                                     *inputs]),
         ]  # fmt: skip
+        if args.merge:
+            halves = [str(p) for p in split_in_two(source, Path(tmp))]
+            runs.append(
+                ("fondplan (2 halves)", [sys.executable, "-m", "osmimport.cli", "import",
+                                         "--quiet", *halves])
+            )  # fmt: skip
         if not args.skip_hooks:
             runs.append(
                 ("fondplan (with hooks)", [sys.executable, "-m", "tileserver.cli", "import",
-                                           "--quiet"])
+                                           "--quiet", *inputs])
             )  # fmt: skip
         results: dict[str, tuple[float, float, int]] = {}
         databases: list[str] = []
@@ -129,7 +164,7 @@ def main() -> int:
                     # The node location file goes there, not into the served data dir.
                     "FONDPLAN_DATA_DIR": str(Path(tmp) / name),
                 }
-                results[label] = run_child([*cmd, str(source)], env)
+                results[label] = run_child(cmd, env)
             name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
             ensure_database(admin, name)
             databases.append(name)

@@ -30,7 +30,7 @@ from cities.townplan import (
     parse_bbox,
 )
 from osmimport.command import Command, dispatch
-from osmimport.database import connect, database_url
+from osmimport.database import connect, database_url, existing_database_url
 from osmimport.errors import UsageError
 from osmimport.settings import DatabaseSettings
 
@@ -47,6 +47,17 @@ def write_plan(plan: Plan, output: Path) -> list[Path]:
         path.write_bytes(document)
         written.append(path)
     return written
+
+
+def add_admin_level(parser: argparse.ArgumentParser) -> None:
+    """The ``--admin-level`` option of the commands that pick communes."""
+    parser.add_argument(
+        "--admin-level",
+        type=int,
+        metavar="N",
+        help="areas of this OSM admin_level (6 to 10) instead of the communes (8 in FR, DE, LU, "
+        "CH, BE, LI; German kreisfreie Städte at 6; see FONDPLAN_COMMUNE_LEVELS)",
+    )
 
 
 class TownplanCommand:
@@ -69,6 +80,7 @@ class TownplanCommand:
         what.add_argument("--insee", help="INSEE code of the commune (ref:INSEE)")
         what.add_argument("--bbox", help="a box W,S,E,N in degrees instead of a commune")
         what.add_argument("--all", action="store_true", help="every commune loaded")
+        add_admin_level(parser)
         parser.add_argument("--title", help="title printed on the plan")
         parser.add_argument("--paper", default="A3", help=f"{', '.join(PAPERS)} (default A3)")
         parser.add_argument(
@@ -131,13 +143,15 @@ class TownplanCommand:
         fmt: str,
     ) -> int:
         if args.all:
-            return self._all(url, options, renderer, args.outdir or Path("."))
+            return self._all(url, options, renderer, args.outdir or Path("."), args.admin_level)
         if args.bbox:
             area = bbox_area(parse_bbox(args.bbox), args.title)
         else:
             conn = connect(url)
             try:
-                commune = find_commune(conn, name=args.commune, insee=args.insee)
+                commune = find_commune(
+                    conn, name=args.commune, insee=args.insee, admin_level=args.admin_level
+                )
             finally:
                 conn.close()
             area = commune_area(url, commune)
@@ -163,10 +177,16 @@ class TownplanCommand:
         return 0
 
     @staticmethod
-    def _all(url: str, options: PlanOptions, renderer: MapRenderer, outdir: Path) -> int:
+    def _all(
+        url: str,
+        options: PlanOptions,
+        renderer: MapRenderer,
+        outdir: Path,
+        admin_level: int | None,
+    ) -> int:
         conn = connect(url)
         try:
-            communes = list_communes(conn)
+            communes = list_communes(conn, admin_level=admin_level)
         finally:
             conn.close()
         started = time.monotonic()
@@ -208,12 +228,13 @@ class CommunesCommand:
     def add_args(self, parser: argparse.ArgumentParser) -> None:
         """Declare the search option."""
         parser.add_argument("--search", help="keep names containing this (accents ignored)")
+        add_admin_level(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         """Print one commune per line."""
-        conn = connect(database_url(DatabaseSettings()))
+        conn = connect(existing_database_url(DatabaseSettings()))
         try:
-            communes = list_communes(conn, args.search)
+            communes = list_communes(conn, args.search, admin_level=args.admin_level)
         finally:
             conn.close()
         for commune in communes:

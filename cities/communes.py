@@ -11,9 +11,10 @@ from psycopg2 import sql
 from shapely.geometry.base import BaseGeometry
 
 from cities.collation import fold, sort_key
-from cities.db import query, table, table_exists
+from cities.db import table, table_exists
 from cities.errors import IncompleteBoundary, NoData, UnknownCommune
 from osmimport import schema
+from osmimport.database import load_sql
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,30 @@ class Commune:
         return "-".join(fold(self.label).split()) or str(self.osm_id)
 
 
-def list_communes(conn: psycopg2.extensions.connection, search: str | None = None) -> list[Commune]:
-    """Every commune, sorted in French order; ``search`` keeps names containing the text."""
+def list_communes(
+    conn: psycopg2.extensions.connection,
+    search: str | None = None,
+    *,
+    admin_level: int | None = None,
+) -> list[Commune]:
+    """Every commune, sorted in French order; ``search`` keeps names containing the text.
+
+    ``admin_level`` lists every administrative area of that level instead of the communes the
+    commune settings chose at import.
+    """
     if not table_exists(conn, schema.COMMUNES_TABLE):
         raise NoData("no data loaded: run `fondplan import FILE` first")
     with conn.cursor() as cur:
-        cur.execute(query("communes.sql", communes=schema.COMMUNES_TABLE))
+        cur.execute(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s AND column_name = 'commune'",
+            (schema.SCHEMA, schema.COMMUNES_TABLE),
+        )
+        rule = sql.Identifier("commune") if cur.fetchone() else sql.SQL("TRUE")
+        statement = sql.SQL(load_sql("cities", "communes.sql")).format(
+            communes=table(schema.COMMUNES_TABLE), commune_rule=rule
+        )
+        cur.execute(statement, {"level": admin_level})
         rows = cur.fetchall()
     communes = [
         Commune(
@@ -78,13 +97,15 @@ def find_commune(
     name: str | None = None,
     insee: str | None = None,
     require_complete: bool = True,
+    admin_level: int | None = None,
 ) -> Commune:
     """The commune named ``name`` (accents and case ignored) or with INSEE code ``insee``.
 
     Raises UnknownCommune with the closest names, or IncompleteBoundary when the boundary
-    could not be closed in the data and ``require_complete`` is set.
+    could not be closed in the data and ``require_complete`` is set. ``admin_level`` looks
+    among the areas of that level instead of the communes.
     """
-    communes = list_communes(conn)
+    communes = list_communes(conn, admin_level=admin_level)
     if insee is not None:
         found = [c for c in communes if (c.insee or "").strip() == insee.strip()]
         query_text = f"INSEE {insee}"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from osmimport.command import Command, dispatch
-from osmimport.database import database_url
+from osmimport.database import database_url, existing_database_url
 from osmimport.errors import UsageError
 from osmimport.settings import DatabaseSettings
 from routing.build import build_graphs, graph_versions
@@ -97,7 +97,7 @@ class RouteCommand:
         points = [_coordinate(text) for text in args.points]
         if len(points) < 2:
             raise UsageError("give at least two points: LON,LAT LON,LAT")
-        service = RoutingService(database_url(DatabaseSettings()), RoutingSettings())
+        service = RoutingService(existing_database_url(DatabaseSettings()), RoutingSettings())
         params = {"steps": "true", "overview": "full", "geometries": "polyline6"}
         try:
             answer = service.route(args.profile, points, params)

@@ -73,6 +73,33 @@ class Catalog:
         """The loaded area as (west, south, east, north) in degrees, when the import stored it."""
         return parse_bbox(self.meta.get("bbox"))
 
+    def center(self) -> tuple[float, float] | None:
+        """Where a map of the data opens (lon, lat): a building or road near the bbox's middle.
+
+        Data imported before the import stored it gets the middle of the bbox.
+        """
+        point = parse_point(self.meta.get("center"))
+        if point is not None:
+            return point
+        bbox = self.bbox()
+        if bbox is None:
+            return None
+        return (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+
+
+def parse_point(value: Any) -> tuple[float, float] | None:
+    """A (lon, lat) from a JSON list ``[lon, lat]``; None when absent or malformed."""
+    if value is None:
+        return None
+    try:
+        raw = json.loads(value) if isinstance(value, str) else value
+        lon, lat = (float(v) for v in raw)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        return None
+    return lon, lat
+
 
 def parse_bbox(value: Any) -> tuple[float, float, float, float] | None:
     """A bbox from ``"W,S,E,N"``, a JSON list or a JSON object with west/south/east/north."""

@@ -1,6 +1,7 @@
 """fondplan: self-hosted OpenStreetMap basemap server (vector and raster tiles, plans, routes).
 
-Every command uses the embedded PostGIS under FONDPLAN_DATA_DIR (default ./var) unless
+Every command uses the embedded PostGIS of the data folder (FONDPLAN_DATA_DIR, else the
+checkout's var/, else $XDG_DATA_HOME/fondplan) unless
 FONDPLAN_DATABASE_URL names an external one.
 """
 

@@ -58,7 +58,11 @@ class TileSource(Protocol):
         """TileJSON fields that depend on the data: vector_layers, bounds, center, zooms."""
 
 
-def _center(bounds: list[float] | None, zoom: int = 10) -> list[float] | None:
+def _center(
+    bounds: list[float] | None, zoom: int = 10, point: tuple[float, float] | None = None
+) -> list[float] | None:
+    if point is not None:
+        return [round(point[0], 6), round(point[1], 6), zoom]
     if not bounds:
         return None
     return [round((bounds[0] + bounds[2]) / 2, 6), round((bounds[1] + bounds[3]) / 2, 6), zoom]
@@ -308,7 +312,7 @@ class PostGISSource:
         return {
             "vector_layers": layers,
             "bounds": bounds,
-            "center": _center(bounds, _fit_zoom(bounds) if bbox else 1),
+            "center": _center(bounds, _fit_zoom(bounds) if bbox else 1, catalog.center()),
             "minzoom": 0,
             "maxzoom": schema.MAX_ZOOM,
         }

@@ -14,19 +14,24 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from osmimport.command import Command, dispatch
-from osmimport.database import database_url
+from osmimport.database import database_url, existing_database_url
 from osmimport.embedded import EmbeddedCluster
+from osmimport.errors import DatabaseError
 from osmimport.importer import ImportSummary, node_store_dir, read_meta, run_import
-from osmimport.settings import DatabaseSettings
+from osmimport.settings import CommuneSettings, DatabaseSettings
 
 
 class DbCommand:
     """Control the embedded PostGIS (used when FONDPLAN_DATABASE_URL is unset).
 
-    start   initialise the cluster under FONDPLAN_DATA_DIR if needed, and start it
+    start   initialise the cluster under the data folder if needed, and start it
     stop    stop it
     status  say whether it runs, where, and on which port
     url     print the connection URL every fondplan command uses
+
+    The data folder is FONDPLAN_DATA_DIR, else the var/ folder of the checkout fondplan runs
+    from, else the per-user data folder ($XDG_DATA_HOME/fondplan). Only `start` and `import`
+    create or start the cluster; commands that only read say where they looked.
     """
 
     name: ClassVar[str] = "db"
@@ -40,7 +45,7 @@ class DbCommand:
         """Carry out the action."""
         settings = DatabaseSettings()
         if args.action == "url":
-            print(database_url(settings))
+            print(existing_database_url(settings))
             return 0
         if settings.database_url and args.action != "status":
             print("FONDPLAN_DATABASE_URL is set: the embedded PostGIS is not used")
@@ -60,8 +65,10 @@ class DbCommand:
                 return 0
             info = cluster.info()
             if info is None:
-                print("embedded PostGIS: not initialised")
-                return 3
+                raise DatabaseError(
+                    f"no embedded PostGIS in {cluster.data_dir} ({settings.data_dir_origin()}): "
+                    "`fondplan db start` or `fondplan import FILE` creates it"
+                )
             running = cluster.is_running()
             state = "running" if running else "stopped"
             print(f"embedded PostGIS: {state}, port {info.port}, cluster {info.cluster_dir}")
@@ -72,9 +79,11 @@ class DbCommand:
 class ImportCommand:
     """Import OpenStreetMap extracts (.osm.pbf, .osm, .osm.bz2, .osm.gz) into the database.
 
-    Several files are merged (an object present in two extracts is loaded once). The data
+    Several files are merged (an object present in two extracts is loaded once); files not
+    sorted by type and id (Overpass exports) are sorted first with osmium-tool. The data
     served so far stays in place until the new data is complete, then one transaction swaps
-    it in. Progress goes to stderr; a summary ends the run.
+    it in; an import that finds no map features, or no roads where the served data has some,
+    is refused unless --allow-empty is given. Progress goes to stderr; a summary ends the run.
     """
 
     name: ClassVar[str] = "import"
@@ -95,6 +104,12 @@ class ImportCommand:
             action="store_false",
             help="skip the generalised low-zoom tables: a faster import, heavier low-zoom tiles",
         )
+        parser.add_argument(
+            "--allow-empty",
+            action="store_true",
+            help="replace the served data even when the import finds no map features, or no "
+            "road network where the served data has one",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         """Import, then print the summary."""
@@ -107,6 +122,8 @@ class ImportCommand:
             after_import=self.after_import,
             node_dir=node_store_dir(settings.data_dir, url),
             generalise=args.generalise,
+            allow_empty=args.allow_empty,
+            communes=CommuneSettings(),
         )
         print(format_summary(summary))
         return 0
@@ -136,7 +153,7 @@ class InfoCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Print the facts from the meta table."""
-        meta = read_meta(database_url(DatabaseSettings()))
+        meta = read_meta(existing_database_url(DatabaseSettings()))
         if meta is None:
             print("nothing is loaded yet: run `fondplan import FILE`", file=sys.stderr)
             print("nothing loaded")

@@ -51,6 +51,28 @@ def serving_url(settings: DatabaseSettings) -> str:
     return cluster.reader_url(settings.embedded_dbname)
 
 
+def existing_database_url(settings: DatabaseSettings) -> str:
+    """The URL for a command that only reads: never creates nor starts the embedded cluster.
+
+    Raises DatabaseError saying where it looked when there is no running cluster there.
+    """
+    if settings.database_url:
+        return settings.database_url
+    cluster = EmbeddedCluster(settings.data_dir)
+    where = f"{cluster.data_dir} ({settings.data_dir_origin()})"
+    if cluster.info() is None:
+        raise DatabaseError(
+            f"no database: FONDPLAN_DATABASE_URL is unset and there is no embedded PostGIS in "
+            f"{where}; import data with `fondplan import FILE`, or set FONDPLAN_DATA_DIR or "
+            "FONDPLAN_DATABASE_URL"
+        )
+    if not cluster.is_running():
+        raise DatabaseError(
+            f"the embedded PostGIS in {where} is stopped: start it with `fondplan db start`"
+        )
+    return cluster.url(settings.embedded_dbname)
+
+
 def connect(url: str, **kwargs: Any) -> psycopg2.extensions.connection:
     """A psycopg2 connection with a clear error when the server is unreachable."""
     kwargs = {**CONNECT_DEFAULTS, **kwargs}

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -20,8 +21,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import osmium
-import osmium.io
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
@@ -30,7 +29,9 @@ from psycopg2 import sql
 from osmimport import mapping, schema
 from osmimport.database import connect, load_sql
 from osmimport.errors import OsmImportError
-from osmimport.loader import RAW_PREFIX, RAW_TABLES, Loader, create_raw_tables
+from osmimport.inputs import file_header, prepare, unsorted_error
+from osmimport.loader import RAW_PREFIX, RAW_TABLES, Loader, UnsortedInput, create_raw_tables
+from osmimport.settings import CommuneSettings
 
 #: pg_advisory_lock key held for the whole import ("fondplan" as an integer).
 IMPORT_LOCK_KEY = 0x666F6E64706C616E & 0x7FFFFFFFFFFFFFFF
@@ -42,6 +43,11 @@ SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl", ".osc")
 #: Node location files: ``<node dir>/nodes-<data version>.cache``.
 NODE_STORE_PREFIX = "nodes-"
 NODE_STORE_SUFFIX = ".cache"
+#: The import's temporary folder (sorted and merged inputs, node locations of a throwaway run).
+WORK_DIR_PREFIX = "fondplan-import-"
+
+#: The warning counting turn restrictions whose ways are not all in the extract.
+INCOMPLETE_RESTRICTIONS = "turn restrictions with ways missing from the extract, ignored by routing"
 
 #: Connections that build the served tables from the raw ones in parallel.
 BUILD_WORKERS = max(2, min(4, os.cpu_count() or 2))
@@ -155,35 +161,13 @@ def _head(path: Path) -> bytes:
 
 def read_header(path: Path) -> tuple[str | None, list[float] | None]:
     """The file's timestamp and bounding box ([w, s, e, n]) from its header, if present."""
-    try:
-        reader = osmium.io.Reader(str(path), osmium.osm.NOTHING)
-        try:
-            header = reader.header()
-        finally:
-            reader.close()
-    except RuntimeError as exc:
-        raise OsmImportError(f"{path}: cannot read the file header ({exc})") from exc
+    header = file_header(path)
     stamp = header.get("osmosis_replication_timestamp") or header.get("timestamp") or None
     box = header.box()
     bbox = None
     if box.valid():
         bbox = [box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat]
     return stamp, bbox
-
-
-def merge_inputs(files: Sequence[Path], target: Path) -> None:
-    """Merge several extracts into one sorted file, each object once (the newest version)."""
-    merger = osmium.MergeInputReader()
-    for path in files:
-        try:
-            merger.add_file(str(path))
-        except RuntimeError as exc:
-            raise OsmImportError(f"{path}: cannot be read ({exc})") from exc
-    writer = osmium.WriteHandler(str(target))
-    try:
-        merger.apply(writer, simplify=True)
-    finally:
-        writer.close()
 
 
 @contextmanager
@@ -362,8 +346,15 @@ class Job:
     tables: list[str]
 
 
-def plan_jobs(staging: str, raw_sizes: dict[str, int], *, generalise: bool = True) -> list[Job]:
+def plan_jobs(
+    staging: str,
+    raw_sizes: dict[str, int],
+    *,
+    generalise: bool = True,
+    communes: CommuneSettings | None = None,
+) -> list[Job]:
     """The independent jobs that turn the raw tables into the served ones."""
+    rules = communes or CommuneSettings.model_construct()
     jobs: list[Job] = []
     for layer in schema.LAYERS:
         steps: list[Step] = [(layer_table_query(staging, layer.name), None)]
@@ -399,7 +390,13 @@ def plan_jobs(staging: str, raw_sizes: dict[str, int], *, generalise: bool = Tru
             "communes",
             raw_sizes.get("raw_communes", 0) + raw_sizes.get("raw_commune_ways", 0),
             [
-                (load_sql("osmimport", "communes.sql"), None),
+                (
+                    load_sql("osmimport", "communes.sql"),
+                    {
+                        "levels": json.dumps(rules.levels),
+                        "default_levels": json.dumps(rules.default_levels),
+                    },
+                ),
                 *_index_steps(staging, schema.COMMUNES_TABLE, identity=False),
             ],
             [schema.COMMUNES_TABLE],
@@ -471,13 +468,19 @@ def run_jobs(url: str, staging: str, jobs: Sequence[Job], workers: int) -> dict[
     return counts
 
 
-def _bbox(cur: psycopg2.extensions.cursor, staging: str) -> list[float] | None:
-    """The extent of the loaded features, [w, s, e, n] in EPSG:4326."""
+#: The tables whose extent is the map's: what people look at, not outlying boundary nodes.
+EXTENT_TABLES = ("buildings", "streets", schema.ROAD_WAYS_TABLE)
+
+
+def _extent(
+    cur: psycopg2.extensions.cursor, staging: str, tables: Sequence[str]
+) -> list[float] | None:
+    """The extent of ``tables`` together, [w, s, e, n] in EPSG:4326 (None when all are empty)."""
     extents = sql.SQL(" UNION ALL ").join(
         sql.SQL("SELECT ST_Extent({}) AS e FROM {}").format(
             _ident(schema.GEOM_COLUMN), _ident(staging, table)
         )
-        for table in [layer.name for layer in schema.LAYERS] + [schema.ROAD_WAYS_TABLE]
+        for table in tables
     )
     cur.execute(
         sql.SQL(
@@ -490,6 +493,90 @@ def _bbox(cur: psycopg2.extensions.cursor, staging: str) -> list[float] | None:
     if row is None or row[0] is None:
         return None
     return [round(float(v), 7) for v in row]
+
+
+def _bbox(cur: psycopg2.extensions.cursor, staging: str) -> list[float] | None:
+    """The map's extent: buildings and roads, else the communes, else every feature."""
+    return (
+        _extent(cur, staging, EXTENT_TABLES)
+        or _extent(cur, staging, [schema.COMMUNES_TABLE])
+        or _extent(cur, staging, [layer.name for layer in schema.LAYERS])
+    )
+
+
+def _center(
+    cur: psycopg2.extensions.cursor, staging: str, bbox: list[float] | None
+) -> list[float] | None:
+    """The point of a building or road nearest to the middle of ``bbox``, [lon, lat].
+
+    Two extracts far apart (Monaco and Andorra) have their box's middle in neither: the map
+    opens on data instead.
+    """
+    if bbox is None:
+        return None
+    middle = sql.SQL("ST_Transform(ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), 3857)")
+    nearest = sql.SQL(" UNION ALL ").join(
+        sql.SQL(
+            "(SELECT ST_ClosestPoint({geom}, m.p) AS p FROM {table}, m "
+            "ORDER BY {geom} <-> m.p LIMIT 1)"
+        ).format(geom=_ident(schema.GEOM_COLUMN), table=_ident(staging, table))
+        for table in EXTENT_TABLES
+    )
+    cur.execute(
+        sql.SQL(
+            "WITH m AS (SELECT {middle} AS p) "
+            "SELECT ST_X(g), ST_Y(g) FROM (SELECT ST_Transform(n.p, 4326) AS g "
+            "FROM ({nearest}) n, m ORDER BY ST_Distance(n.p, m.p) LIMIT 1) t"
+        ).format(middle=middle, nearest=nearest),
+        {"lon": (bbox[0] + bbox[2]) / 2, "lat": (bbox[1] + bbox[3]) / 2},
+    )
+    row = cur.fetchone()
+    if row is None:
+        return [round((bbox[0] + bbox[2]) / 2, 7), round((bbox[1] + bbox[3]) / 2, 7)]
+    return [round(float(row[0]), 7), round(float(row[1]), 7)]
+
+
+def _built_warnings(cur: psycopg2.extensions.cursor, staging: str) -> dict[str, int]:
+    """Warnings only the built tables can tell: restrictions whose ways are not all there."""
+    cur.execute(
+        sql.SQL(load_sql("osmimport", "incomplete_restrictions.sql")).format(
+            restrictions=_ident(staging, schema.RESTRICTIONS_TABLE),
+            road_ways=_ident(staging, schema.ROAD_WAYS_TABLE),
+        )
+    )
+    row = cur.fetchone()
+    return {INCOMPLETE_RESTRICTIONS: int(row[0])} if row and row[0] else {}
+
+
+def _refuse_empty(
+    cur: psycopg2.extensions.cursor,
+    paths: Sequence[Path],
+    counts: dict[str, int],
+    warnings: dict[str, int],
+) -> None:
+    """Raise when the staged data has no features, or no roads where the served data has."""
+    features = sum(counts.get(layer.name, 0) for layer in schema.LAYERS)
+    roads = counts.get(schema.ROAD_WAYS_TABLE, 0)
+    served = (read_meta_with(cur) or {}).get("counts") or {}
+    served_roads = int(served.get(schema.ROAD_WAYS_TABLE, 0))
+    if features and (roads or not served_roads):
+        return
+    found = f"found {features:,} map features and {roads:,} road ways"
+    if not features:
+        problem = "nothing to serve"
+    else:
+        problem = f"no road network, where the data served has {served_roads:,} road ways"
+    if warnings:
+        what, count = max(warnings.items(), key=lambda item: item[1])
+        found += f" ({count:,} {what})"
+    cur.connection.rollback()
+    cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(schema.STAGING_SCHEMA)))
+    cur.connection.commit()
+    where = ", ".join(str(p) for p in paths)
+    raise OsmImportError(
+        f"{where}: {found}: {problem}; the data served is unchanged "
+        "(pass --allow-empty to replace it anyway)"
+    )
 
 
 #: How long each step of the swap waits for its locks before it steps back and tries again:
@@ -558,14 +645,24 @@ def run_import(
     after_import: Sequence[Callable[[str], None]] = (),
     node_dir: Path | None = None,
     generalise: bool = True,
+    allow_empty: bool = False,
+    communes: CommuneSettings | None = None,
 ) -> ImportSummary:
     """Import ``files`` into the ``osm`` schema of ``url``; the old data stays until the swap.
+
+    An import that finds no map features, or no road network where the served data has one,
+    is refused (the served data stays) unless ``allow_empty`` is set.
+
+    ``communes`` says which administrative levels are communes per country (defaults: the
+    settings' own).
 
     ``generalise=False`` skips the optional generalised low-zoom tables (a faster import whose
     low-zoom tiles then read the full-detail tables).
 
-    With ``node_dir``, every node location is also kept in ``node_dir/nodes-<version>.cache``
-    for later updates; ``osm.meta`` names the file that belongs to the data swapped in.
+    Node locations are kept in a file-backed index (libosmium's sparse_file_array: 16 bytes a
+    node, any 64-bit id). With ``node_dir``, that file is kept as
+    ``node_dir/nodes-<version>.cache`` for later updates; ``osm.meta`` names the file that
+    belongs to the data swapped in.
     """
     started = time.monotonic()
     paths = [Path(f) for f in files]
@@ -587,12 +684,8 @@ def run_import(
         node_dir.mkdir(parents=True, exist_ok=True)
         node_store = node_dir / f"{NODE_STORE_PREFIX}{version}{NODE_STORE_SUFFIX}"
 
-    with import_lock(url), tempfile.TemporaryDirectory(prefix="fondplan-import-") as tmp:
-        source = paths[0]
-        if len(paths) > 1:
-            source = Path(tmp) / "merged.osm.pbf"
-            _say(progress, f"merging {len(paths)} files")
-            merge_inputs(paths, source)
+    with import_lock(url), _work_dir(node_dir) as tmp:
+        source, input_warnings = prepare(paths, Path(tmp), progress=progress)
         conn = connect(url)
         try:
             with conn.cursor() as cur:
@@ -602,16 +695,25 @@ def run_import(
                 cur.execute(sql.SQL("CREATE SCHEMA {}").format(_ident(staging)))
                 create_raw_tables(cur, staging)
                 conn.commit()
-                loader = Loader(cur, staging)
+                rules = communes or CommuneSettings.model_construct()
+                loader = Loader(cur, staging, rules.all_levels())
+                loader.warnings.update(input_warnings)
                 try:
-                    loader.run(source, progress=progress, node_store=node_store)
+                    # Node locations always go to a file-backed index (memory does not grow
+                    # with the input); without node_dir it is a throwaway file.
+                    locations = node_store or Path(tmp) / f"nodes{NODE_STORE_SUFFIX}"
+                    loader.run(source, progress=progress, node_store=locations)
+                except UnsortedInput as exc:
+                    raise unsorted_error(paths[0] if len(paths) == 1 else source) from exc
                 except RuntimeError as exc:
                     where = ", ".join(str(p) for p in paths)
                     raise OsmImportError(f"{where}: cannot be read ({exc})") from exc
                 conn.commit()
                 _say(progress, f"building tables on {BUILD_WORKERS} connections")
                 building = time.monotonic()
-                jobs = plan_jobs(staging, _raw_sizes(cur, staging), generalise=generalise)
+                jobs = plan_jobs(
+                    staging, _raw_sizes(cur, staging), generalise=generalise, communes=rules
+                )
                 conn.commit()
                 built = run_jobs(url, staging, jobs, BUILD_WORKERS)
                 _say(progress, f"built {len(built)} tables in {time.monotonic() - building:.1f}s")
@@ -624,12 +726,17 @@ def run_import(
                     *(table for job in jobs if job not in layer_jobs for table in job.tables),
                 ]
                 counts = {table: built[table] for table in all_tables}
+                loader.warnings.update(_built_warnings(cur, staging))
+                if not allow_empty:
+                    _refuse_empty(cur, paths, counts, loader.warnings)
                 bbox = _bbox(cur, staging) or _union_boxes(header_boxes)
+                center = _center(cur, staging, bbox)
                 meta = {
                     "data_version": version,
                     "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "sources": [s.__dict__ for s in sources],
                     "bbox": bbox,
+                    "center": center,
                     "counts": counts,
                     "warnings": dict(loader.warnings),
                 }
@@ -672,6 +779,19 @@ def run_import(
     )
 
 
+@contextmanager
+def _work_dir(node_dir: Path | None) -> Iterator[str]:
+    """The import's temporary folder: beside the node files (on disk, not a RAM /tmp) if known.
+
+    Called with the import lock held, so folders left there by a killed import are removed.
+    """
+    if node_dir is not None:
+        for stale in node_dir.glob(f"{WORK_DIR_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=WORK_DIR_PREFIX, dir=node_dir) as tmp:
+        yield tmp
+
+
 def _remove_old_node_stores(node_dir: Path, keep: Path) -> None:
     # Files of earlier imports, and of imports killed before their swap.
     for old in node_dir.glob(f"{NODE_STORE_PREFIX}*{NODE_STORE_SUFFIX}"):
@@ -706,15 +826,18 @@ def read_meta(url: str) -> dict[str, Any] | None:
     conn = connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.META_TABLE}",))
-            row = cur.fetchone()
-            if row is None or row[0] is None:
-                return None
-            cur.execute(
-                sql.SQL("SELECT key, value FROM {}").format(
-                    _ident(schema.SCHEMA, schema.META_TABLE)
-                )
-            )
-            return dict(cur.fetchall())
+            return read_meta_with(cur)
     finally:
         conn.close()
+
+
+def read_meta_with(cur: psycopg2.extensions.cursor) -> dict[str, Any] | None:
+    """``read_meta`` on an open cursor."""
+    cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.META_TABLE}",))
+    row = cur.fetchone()
+    if row is None or row[0] is None:
+        return None
+    cur.execute(
+        sql.SQL("SELECT key, value FROM {}").format(_ident(schema.SCHEMA, schema.META_TABLE))
+    )
+    return dict(cur.fetchall())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import sys
 import time
 from collections import Counter
@@ -52,14 +53,16 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
         ("insee", "text"),
         ("population", "bigint"),
         ("geom", "geometry(Geometry, 4326)"),
+        # de:place or place: a level-6 "county" (Landkreis) is never a commune.
+        ("place", "text"),
     ),
     "raw_commune_ways": (("relation_id", "bigint"), ("geom", "geometry(Geometry, 4326)")),
     "raw_countries": (("osm_id", "bigint"), ("code", "text"), ("geom", "geometry(Geometry, 4326)")),
 }
 
-#: Commune admin levels per country (ISO 3166-1): Gemeinde, commune, gemeente all sit at 8.
-COMMUNE_LEVELS: dict[str, int] = {"FR": 8, "DE": 8, "LU": 8, "BE": 8, "CH": 8, "LI": 8}
-COMMUNE_LEVEL = 8
+#: Admin levels kept as commune candidates besides those of the settings: ``--admin-level``
+#: can ask for them (départements and Kreise at 6 to quartiers at 10).
+LOCAL_LEVELS = frozenset(range(6, 11))
 
 #: Tags that tell which country a commune belongs to.
 COUNTRY_HINTS: tuple[tuple[str, str], ...] = (
@@ -155,10 +158,57 @@ def trim_node_store(path: Path) -> None:
         stream.truncate(low * _NODE_RECORD)
 
 
+#: Warning texts the summary and ``osm.meta`` count (the tests read them too).
+CUT_WAYS = "ways with nodes missing from the extract, kept in part"
+CUT_ROADS = "roads with nodes missing from the extract, kept in part"
+LOST_WAYS = "ways with fewer than two distinct node locations in the extract, skipped"
+LOST_ROADS = "roads with fewer than two distinct node locations in the extract, skipped"
+LOST_BUILDINGS = (
+    "buildings whose area could not be built (nodes missing from the extract, broken rings), "
+    "skipped"
+)
+DUPLICATES = "objects present twice in the input with different versions, the first kept"
+
+
+class UnsortedInput(Exception):
+    """The input is not ordered nodes, ways, relations, each by id."""
+
+
+def present_runs(way: osmium.osm.Way) -> list[tuple[list[int], list[tuple[float, float]]]]:
+    """The runs of consecutive nodes of ``way`` that have a location, as (ids, lon/lat points).
+
+    Only runs with two distinct locations or more make a line; a cut road keeps each of them.
+    """
+    runs: list[tuple[list[int], list[tuple[float, float]]]] = []
+    refs: list[int] = []
+    points: list[tuple[float, float]] = []
+    for node in way.nodes:
+        location = node.location
+        if location.valid():
+            refs.append(node.ref)
+            points.append((location.lon, location.lat))
+            continue
+        if len(set(points)) > 1:
+            runs.append((refs, points))
+        refs, points = [], []
+    if len(set(points)) > 1:
+        runs.append((refs, points))
+    return runs
+
+
+def line_wkb(points: Sequence[tuple[float, float]], *, unique: bool = True) -> str:
+    """Hex WKB of a line string (as ``WKBFactory`` writes it); ``unique`` drops repeated points."""
+    if unique:
+        points = [p for i, p in enumerate(points) if i == 0 or p != points[i - 1]]
+    flat = [value for point in points for value in point]
+    return "0102000000" + struct.pack(f"<I{len(flat)}d", len(points), *flat).hex().upper()
+
+
 class RelationScan:
     """First-pass handler: remembers which ways belong to which boundary relations."""
 
-    def __init__(self) -> None:
+    def __init__(self, commune_levels: frozenset[int] = LOCAL_LEVELS) -> None:
+        self.commune_levels = commune_levels
         #: way id -> lowest admin_level (2 or 4) of the boundary relations it is a member of.
         self.boundary_ways: dict[int, int] = {}
         self.disputed_ways: set[int] = set()
@@ -186,7 +236,7 @@ class RelationScan:
                     known = self.boundary_ways.get(member.ref)
                     if known is None or level < known:
                         self.boundary_ways[member.ref] = level
-        if level == COMMUNE_LEVEL and kind == "boundary":
+        if level in self.commune_levels and kind in ("multipolygon", "boundary"):
             self.communes[rel.id] = {t.k: t.v for t in tags}
             for member in rel.members:
                 if member.type == "w":
@@ -199,13 +249,23 @@ class _BoundaryWays(osmium.SimpleHandler):
     def __init__(self, loader: Loader) -> None:
         super().__init__()
         self.loader = loader
+        self.last_id = 0
 
     def way(self, way: osmium.osm.Way) -> None:
         """Hand the way on when a boundary or commune relation has it as a member."""
         scan = self.loader.scan
         way_id = way.id
+        if way_id == self.last_id:
+            self.loader.warnings[DUPLICATES] += 1
+            return
+        self.last_id = way_id
         if way_id in scan.boundary_ways or way_id in scan.commune_ways:
             self.loader.way(way)
+        else:
+            tags = way.tags
+            if "building" in tags and way.is_closed() and tags.get("area") != "no":
+                # Compared with the building areas made from ways: the difference is reported.
+                self.loader.building_ways += 1
 
 
 class Progress:
@@ -249,7 +309,12 @@ class Progress:
 class Loader:
     """Maps every object of one (merged) OSM file to rows of the raw staging tables."""
 
-    def __init__(self, cursor: psycopg2.extensions.cursor, staging: str) -> None:
+    def __init__(
+        self,
+        cursor: psycopg2.extensions.cursor,
+        staging: str,
+        commune_levels: frozenset[int] = LOCAL_LEVELS,
+    ) -> None:
         self.cursor = cursor
         self.staging = staging
         self.factory = osmium.geom.WKBFactory()
@@ -268,9 +333,13 @@ class Loader:
             table: CopyBuffer(self.sender, staging, table, [name for name, _ in columns])
             for table, columns in RAW_TABLES.items()
         }
-        self.scan = RelationScan()
+        self.scan = RelationScan(LOCAL_LEVELS | commune_levels)
         self.areas_built: set[int] = set()
         self.communes_built: set[int] = set()
+        #: Closed building ways read, and the building areas the assembler made of them.
+        self.building_ways = 0
+        self.building_areas = 0
+        self.last_way_area = 0
 
     def _emit(self, osm_type: str, osm_id: int, geom: str, features: list[Feature]) -> None:
         # The hex WKB needs no COPY escaping: the row head is formatted once for all features.
@@ -290,8 +359,8 @@ class Loader:
     def run(self, path: Path, *, progress: bool = False, node_store: Path | None = None) -> None:
         """Read ``path`` (nodes, ways, relations and the areas assembled from them).
 
-        With ``node_store``, the location of every node is also written to that file (see
-        ``trim_node_store``); otherwise they are kept in memory only.
+        With ``node_store``, the location of every node is kept in that file, mapped by libosmium
+        (see ``trim_node_store``); otherwise in memory.
         """
         # Objects no rule can use are dropped by libosmium before they reach Python. Boundary
         # ways may carry no tag at all: those come back through the handler for filtered ones.
@@ -332,11 +401,31 @@ class Loader:
             osmium.osm.Area: self.area,
             osmium.osm.Relation: self.relation,
         }
+        # Sorted input comes as nodes, ways, relations, each by id; merged extracts may repeat
+        # an object (another version of it) right after itself.
+        rank = {osmium.osm.Node: 0, osmium.osm.Way: 1, osmium.osm.Relation: 2}
+        last_rank, last_id = 0, -(2**63)
         for obj in processor:
             count += 1
             if count & 0xFFF == 0:
                 meter.tick(count)
-            handler = handlers.get(type(obj))
+            kind = type(obj)
+            order = rank.get(kind)
+            if order is not None:
+                obj_id = obj.id
+                if order == last_rank:
+                    if obj_id == last_id:
+                        self.warnings[DUPLICATES] += 1
+                        continue
+                    # Negative ids (files edited in JOSM) have an order of their own.
+                    if 0 < obj_id < last_id:
+                        raise UnsortedInput(f"{kind.__name__.lower()} {obj_id} after {last_id}")
+                elif order < last_rank:
+                    raise UnsortedInput(f"{kind.__name__.lower()} {obj_id} after the later types")
+                else:
+                    last_rank = order
+                last_id = obj_id
+            handler = handlers.get(kind)
             if handler is not None:
                 handler(obj)
         meter.tick(count)
@@ -364,16 +453,43 @@ class Loader:
         way_id = way.id
         level = self.scan.boundary_ways.get(way_id)
         communes = self.scan.commune_ways.get(way_id)
+        if "building" in tags and way.is_closed() and tags.get("area") != "no":
+            self.building_ways += 1
         if not (features or road or level or communes):
             return
+        runs = None
         try:
-            geom = self.factory.create_linestring(way)
-        except osmium.InvalidLocationError:
-            self.warnings["ways with nodes missing from the extract"] += 1
-            return
-        except RuntimeError:
-            self.warnings["ways with fewer than two distinct locations"] += 1
-            return
+            geoms = [self.factory.create_linestring(way)]
+            # libosmium skips missing nodes at the start of a way (and fails on later ones).
+            if _wkb_size(geoms[0]) != len(way.nodes) and not way.nodes[0].location.valid():
+                raise osmium.InvalidLocationError("first node missing")
+        except (osmium.InvalidLocationError, RuntimeError):
+            # A node missing from the extract (a bbox cut), or all nodes at one place.
+            runs = present_runs(way)
+            if not runs:
+                self.warnings[LOST_ROADS if road else LOST_WAYS] += 1
+                return
+            geoms = [line_wkb(points) for _, points in runs]
+            self.warnings[CUT_ROADS if road else CUT_WAYS] += 1
+        for geom in geoms:
+            self._way_rows(way_id, tags, geom, features, level, communes)
+        if road:
+            if runs is None:
+                self._road(way, tags, geoms[0])
+            else:
+                # road_ways has one row per way: the longest run is the one routed on.
+                refs, points = max(runs, key=lambda run: len(run[0]))
+                self._road_row(way_id, tags, refs, line_wkb(points), points)
+
+    def _way_rows(
+        self,
+        way_id: int,
+        tags: dict[str, str],
+        geom: str,
+        features: list[Feature],
+        level: int | None,
+        communes: list[int] | None,
+    ) -> None:
         if features:
             self._emit("w", way_id, geom, features)
         if level is not None:
@@ -391,8 +507,6 @@ class Loader:
         if communes:
             for relation_id in communes:
                 self.raw["raw_commune_ways"].add((relation_id, geom))
-        if road:
-            self._road(way, tags, geom)
 
     def _road(self, way: osmium.osm.Way, tags: dict[str, str], geom: str) -> None:
         refs = [n.ref for n in way.nodes]
@@ -400,8 +514,24 @@ class Loader:
         points = NULL
         if _wkb_size(geom) != len(refs):
             points = self.factory.create_linestring(way, osmium.geom.ALL)
+        self._road_line(way.id, tags, refs, geom, points)
+
+    def _road_row(
+        self,
+        way_id: int,
+        tags: dict[str, str],
+        refs: list[int],
+        geom: str,
+        points: list[tuple[float, float]],
+    ) -> None:
+        every = NULL if _wkb_size(geom) == len(refs) else line_wkb(points, unique=False)
+        self._road_line(way_id, tags, refs, geom, every)
+
+    def _road_line(
+        self, way_id: int, tags: dict[str, str], refs: list[int], geom: str, points: str
+    ) -> None:
         self.raw["raw_road_ways"].add_line(
-            f"{way.id}\t{copy_value(_json(tags))}\t{{{','.join(map(str, refs))}}}\t{geom}"
+            f"{way_id}\t{copy_value(_json(tags))}\t{{{','.join(map(str, refs))}}}\t{geom}"
             f"\t{points}\n"
         )
 
@@ -419,6 +549,14 @@ class Loader:
         tags = tag_dict(area.tags)
         from_way = area.from_way()
         osm_id = area.orig_id()
+        if from_way:
+            if osm_id == self.last_way_area:
+                return  # another version of the way (merged extracts), counted there
+            self.last_way_area = osm_id
+            if "building" in tags:
+                self.building_areas += 1
+        elif osm_id in self.areas_built:
+            return  # another version of a relation already made (merged extracts)
         features = mapping.area_features(tags, from_way=from_way)
         level = None if from_way else mapping.admin_level(tags)
         commune = not from_way and osm_id in self.scan.communes
@@ -431,7 +569,7 @@ class Loader:
             return
         try:
             geom = self.factory.create_multipolygon(area)
-        except RuntimeError:
+        except (osmium.InvalidLocationError, RuntimeError):
             # Relations are counted in finish() as not assembled.
             if from_way:
                 self.warnings["closed ways with an invalid area geometry"] += 1
@@ -462,11 +600,12 @@ class Loader:
                 tags.get("name:fr"),
                 tags.get("name:de"),
                 tags.get("name:en"),
-                COMMUNE_LEVEL,
+                mapping.admin_level(tags),
                 country,
                 tags.get("ref:INSEE"),
                 mapping.parse_int(tags.get("population")),
                 geom,
+                tags.get("de:place") or tags.get("place"),
             )
         )
 
@@ -475,6 +614,9 @@ class Loader:
         for osm_id, tags in self.scan.communes.items():
             if osm_id not in self.communes_built:
                 self._commune(osm_id, tags, None)
+        lost_buildings = self.building_ways - self.building_areas
+        if lost_buildings > 0:
+            self.warnings[LOST_BUILDINGS] += lost_buildings
         broken = len(self.scan.area_relations - self.areas_built)
         if broken:
             self.warnings["multipolygon or boundary relations that could not be assembled"] += (

@@ -39,9 +39,10 @@ RESTRICTIONS_TABLE = "restrictions"
 ROUTING_SCHEMA = "routing"
 ROUTING_GRAPHS_TABLE = "graphs"
 
-#: Administrative areas usable for town plans:
+#: Administrative areas usable for town plans (levels 6 to 10 and the configured ones):
 #:  communes(osm_id bigint PK (relation id), name, name_fr, name_de, name_en, admin_level int,
-#:      country text, insee text, population bigint, complete boolean, geom MultiPolygon 3857).
+#:      country text, insee text, population bigint, complete boolean, geom MultiPolygon 3857,
+#:      commune boolean: a commune of its country by the commune settings).
 COMMUNES_TABLE = "communes"
 
 #: Layer tables (``osm.<layer>`` and generalised ``osm.<layer>_z<N>``) all have these columns;

@@ -409,9 +409,18 @@ def test_meta(imported: tuple[str, ImportSummary]) -> None:
     meta = dict(rows(url, "SELECT key, value FROM osm.meta"))
     assert meta["data_version"] == summary.data_version
     assert meta["sources"][0]["name"] == "cases.opl"
+    # The map's extent: its buildings and roads (not boundaries, labels or outlying points).
+    extent = rows(
+        url,
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Transform("
+        "ST_SetSRID(ST_Extent(geom), 3857), 4326) AS e FROM (SELECT geom FROM osm.buildings "
+        "UNION ALL SELECT geom FROM osm.streets UNION ALL SELECT geom FROM osm.road_ways) g) t",
+    )[0]
+    assert meta["bbox"] == pytest.approx(list(extent), abs=1e-6)
     west, south, east, north = meta["bbox"]
-    assert west == pytest.approx(X) and east == pytest.approx(X + 0.21)
-    assert south == pytest.approx(Y) and Y + 0.2 - 1e-6 < north < Y + 0.25
+    assert X <= west < east <= X + 0.21 and Y <= south < north <= Y + 0.25
+    lon, lat = meta["center"]
+    assert west <= lon <= east and south <= lat <= north
     assert meta["counts"]["buildings"] == 1
     indexes = rows(
         url,
