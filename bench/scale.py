@@ -11,12 +11,14 @@ inputs are kept in DATA_DIR/inputs for the next run), in one run:
   * `fondplan serve --workers 1`: seconds from start until `/health` answers and until a first
     route answers, cold tile latency p95 over z10-14 tiles (disk cache off, each tile once),
     route p50 (car, over pairs moved into random copies), RSS and PSS of the server;
-  * `fondplan serve --workers 2`: PSS summed over the workers, and what the second one adds;
+  * `fondplan serve --workers 2`: PSS summed over the workers, and what the second one adds
+    (skipped when two workers that share nothing would not fit in the free memory);
 then a straight line fitted by least squares on the input size projects each figure to a
 1.5 GB input. Every figure is printed with its goal and PASS/FAIL.
 
 The databases live in an embedded cluster of its own under DATA_DIR (stopped at the end when
-this run started it), or in the server of FONDPLAN_DATABASE_URL when set.
+this run started it), or in the server of FONDPLAN_DATABASE_URL when set. The servers' logs are
+kept in DATA_DIR/logs.
 """
 
 from __future__ import annotations
@@ -293,23 +295,33 @@ def latencies(port: int, paths: list[str]) -> tuple[list[float], int]:
 
 
 def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The uvicorn worker processes (the process itself with one worker)."""
-    children = [
-        child
-        for child in psutil.Process(process.pid).children()
-        if "resource_tracker" not in " ".join(child.cmdline())
-    ]
-    return children or [psutil.Process(process.pid)]
+    """The uvicorn worker processes alive now (the process itself with one worker)."""
+    found = []
+    for child in psutil.Process(process.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(
+                child.cmdline()
+            ):
+                found.append(child)
+        except psutil.Error:
+            pass  # gone meanwhile
+    return found or [psutil.Process(process.pid)]
 
 
 def wait_idle(workers: list[psutil.Process], timeout: float) -> None:
     """Wait until no worker uses the CPU (each has loaded what it loads at start)."""
     deadline = time.monotonic() + timeout
     quiet = 0
-    last = [sum(w.cpu_times()[:2]) for w in workers]
+    try:
+        last = [sum(w.cpu_times()[:2]) for w in workers]
+    except psutil.Error:
+        return  # a worker was replaced: what is measured next says so
     while quiet < 2 and time.monotonic() < deadline:
         time.sleep(1.0)
-        now = [sum(w.cpu_times()[:2]) for w in workers]
+        try:
+            now = [sum(w.cpu_times()[:2]) for w in workers]
+        except psutil.Error:
+            return
         quiet = quiet + 1 if all(b - a < 0.05 for a, b in zip(last, now, strict=True)) else 0
         last = now
 
@@ -319,7 +331,10 @@ def pss_mb(workers: list[psutil.Process]) -> float:
     total = 0
     for worker in workers:
         for process in tree(worker.pid):
-            total += process.memory_full_info().pss
+            try:
+                total += process.memory_full_info().pss
+            except psutil.Error:
+                pass
     return total / 2**20
 
 
@@ -519,6 +534,10 @@ def measure_scale(
     finally:
         for name in names:
             drop_database(admin, name)
+        logs = data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for log in work.glob("*/*.log"):
+            shutil.copy(log, logs / f"x{copies}-{log.name}")
         shutil.rmtree(work, ignore_errors=True)
     return figures
 
