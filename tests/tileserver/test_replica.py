@@ -165,7 +165,8 @@ def replica_server(clusters: Clusters) -> Iterator[Server]:
         )
     server = Server(process, f"http://127.0.0.1:{port}", log)
     try:
-        _wait(lambda: _get(server, "/health").status_code == 200, 120, server, "/health")
+        ready = time.monotonic() + 300
+        _wait(lambda: _get(server, "/health").status_code == 200, ready, server, "/health")
         yield server
     finally:
         process.terminate()
@@ -180,14 +181,18 @@ def _get(server: Server, path: str) -> httpx.Response:
         return httpx.Response(599)
 
 
-def _wait(ok: Callable[[], bool], seconds: float, server: Server, what: str) -> float:
-    """Seconds until ``ok()`` holds; fails with the server's log when it does not."""
-    began = time.monotonic()
+def _wait(ok: Callable[[], bool], deadline: float, server: Server, what: str) -> None:
+    """Wait until ``ok()`` holds; fail with the server's log when it does not by ``deadline``
+    (a ``time.monotonic()`` value)."""
     while not ok():
-        if server.process.poll() is not None or time.monotonic() - began > seconds:
-            raise AssertionError(f"{what}: not within {seconds:.0f} s\n{server.log.read_text()}")
+        if server.process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not in time\n{server.log.read_text()}")
         time.sleep(0.2)
-    return time.monotonic() - began
+
+
+def _version(server: Server) -> str | None:
+    answer = _get(server, "/health")
+    return str(answer.json()["data_version"]) if answer.status_code == 200 else None
 
 
 def _route_ok(server: Server, trip: tuple[tuple[float, float], tuple[float, float]]) -> bool:
@@ -216,7 +221,7 @@ def test_server_on_a_replica_follows_the_primary(
 ) -> None:
     server = replica_server
     # The first data: tiles, routes and plans of Mulhouse.
-    first = _get(server, "/health").json()["data_version"]
+    first = _version(server)
     assert _streets(server, *MULHOUSE[0])
     assert _route_ok(server, MULHOUSE)
     assert "Brunstatt-Didenheim" in _communes(server)
@@ -227,11 +232,11 @@ def test_server_on_a_replica_follows_the_primary(
     version = _import(clusters, SECOND)
     assert version != first
     # Tiles, routes and plans switch within the reload interval once the replica has the data.
-    limit = INTERVAL + SLACK
-    _wait(lambda: _get(server, "/health").json()["data_version"] == version, limit, server, "tiles")
-    _wait(lambda: bool(_streets(server, *WEHR[0])), limit, server, "tile of the new data")
-    _wait(lambda: _route_ok(server, WEHR), limit, server, "route in the new data")
-    _wait(lambda: "Wehr" in _communes(server), limit, server, "town plan communes")
+    deadline = time.monotonic() + INTERVAL + SLACK
+    _wait(lambda: _version(server) == version, deadline, server, "tiles")
+    _wait(lambda: bool(_streets(server, *WEHR[0])), deadline, server, "tile of the new data")
+    _wait(lambda: _route_ok(server, WEHR), deadline, server, "route in the new data")
+    _wait(lambda: "Wehr" in _communes(server), deadline, server, "town plan communes")
     assert "Brunstatt-Didenheim" not in _communes(server)
     assert not _streets(server, *MULHOUSE[0])
     assert not _route_ok(server, MULHOUSE)
