@@ -521,8 +521,8 @@ def measure_scale(
         need, free = 2 * figures["rss1_mb"], psutil.virtual_memory().available / 2**20
         if need > 0.7 * free:
             print(
-                f"serve --workers 2: skipped, it may need {need / GIB:.1f} GiB and "
-                f"{free / GIB:.1f} GiB are available"
+                f"serve --workers 2: skipped, it may need {need / GIB:.1f} GiB, more than 70 % "
+                f"of the {free / GIB:.1f} GiB available"
             )
         elif not args.quick:
             pss2 = measure_two_workers(url, work / "data", pairs)
