@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/routing.py
 	$(BIN)/python bench/routing_fidelity.py
 	$(BIN)/python bench/townplan.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache

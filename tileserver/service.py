@@ -99,7 +99,11 @@ class TileService:
                 )
                 conn.autocommit = True
                 with conn.cursor() as cur:
-                    cur.execute(f"LISTEN {VERSION_CHANNEL}")
+                    # A streaming replica refuses LISTEN and gets no NOTIFY: it is polled only.
+                    cur.execute("SELECT pg_is_in_recovery()")
+                    row = cur.fetchone()
+                    if not (row and row[0]):
+                        cur.execute(f"LISTEN {VERSION_CHANNEL}")
                 self.refresh()
                 last = time.monotonic()
                 while not self._stop.is_set():
