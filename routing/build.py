@@ -1,4 +1,4 @@
-"""Build the per-profile networkx road graphs from the raw network and keep them in the DB."""
+"""Build each profile's routing data from the raw road network and store it with its import."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import pickle
 import sys
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import networkx as nx
-import psycopg2
-from psycopg2 import sql
+import numpy as np
 
 from osmimport import schema
-from osmimport.database import connect, load_sql
-from routing.errors import GraphNotBuiltError
+from osmimport.database import connect
+from routing import store
 from routing.network import Network, data_version, haversine, read_network
 from routing.profiles import PROFILES, Profile
+from routing.store import Arrays
 
 #: Edge attributes of every graph: ``length`` (m), ``travel_time`` (s), ``weight`` (integer
 #: milliseconds, what the engine minimises), ``way_id``, ``name``, ``ref``, ``highway``, ``mode``,
@@ -226,90 +226,75 @@ def _chain(adjacency: dict[int, list[tuple[int, int]]], start: int, end: int) ->
     return keys[::-1]
 
 
-def _identifiers() -> dict[str, sql.Composable]:
-    return {
-        "schema": sql.Identifier(schema.ROUTING_SCHEMA),
-        "graphs": sql.Identifier(schema.ROUTING_SCHEMA, schema.ROUTING_GRAPHS_TABLE),
-    }
-
-
-def _run(cursor: psycopg2.extensions.cursor, name: str, **params: Any) -> None:
-    query = sql.SQL(load_sql("routing", name)).format(**_identifiers())
-    cursor.execute(query, params or None)
-
-
-def save_graph(url: str, graph: nx.MultiDiGraph, build_seconds: float) -> None:
-    """Store ``graph`` as the graph of its profile for its data version (replacing others)."""
+def graph_arrays(graph: nx.MultiDiGraph) -> Arrays:
+    """The stored form of a profile's graph."""
     blob = pickle.dumps(graph, protocol=pickle.HIGHEST_PROTOCOL)
-    conn = connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            _run(cur, "graphs_table.sql")
-            _run(
-                cur,
-                "save_graph.sql",
-                profile=graph.graph["profile"],
-                data_version=graph.graph["data_version"],
-                build_seconds=build_seconds,
-                nodes=graph.number_of_nodes(),
-                edges=graph.number_of_edges(),
-                graph=psycopg2.Binary(blob),
-            )
-    finally:
-        conn.close()
+    return {"graph": np.frombuffer(blob, dtype=np.uint8)}
 
 
-def load_graph(url: str, profile: str, version: str | None = None) -> nx.MultiDiGraph:
-    """The stored graph of ``profile`` for the current data version."""
-    version = version or data_version(url)
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            try:
-                _run(cur, "load_graph.sql", profile=profile, data_version=version)
-            except psycopg2.errors.UndefinedTable:
-                row = None
-            else:
-                row = cur.fetchone()
-    finally:
-        conn.close()
-    if row is None:
-        raise GraphNotBuiltError(
-            f"no {profile} routing graph for data version {version}: run `fondplan routing build`"
-        )
-    graph: nx.MultiDiGraph = pickle.loads(bytes(row[0]))
+def graph_from_arrays(arrays: Arrays) -> nx.MultiDiGraph:
+    """The graph of :func:`graph_arrays`."""
+    graph: nx.MultiDiGraph = pickle.loads(arrays["graph"].tobytes())
     return graph
 
 
-def graph_versions(url: str) -> list[dict[str, Any]]:
-    """What is stored: profile, data version, build time, node and edge counts."""
+def load_graph(url: str, profile: str, version: str | None = None) -> nx.MultiDiGraph:
+    """The stored graph of ``profile`` for the served data version."""
+    version = version or data_version(url)
+    return graph_from_arrays(store.load(url, profile, version))
+
+
+def build_routing(
+    url: str,
+    schema_name: str,
+    version: str,
+    *,
+    profiles: Sequence[str] | None = None,
+    quiet: bool = False,
+) -> None:
+    """Build and store the routing data of every profile from the road network of
+    ``schema_name``, as data version ``version`` (each profile committed on its own)."""
+    names = list(profiles or PROFILES)
+    if not quiet:
+        print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
+    started = time.perf_counter()
+    network = read_network(url, schema_name, version)
+    read_seconds = time.perf_counter() - started
     conn = connect(url)
     try:
-        with conn.cursor() as cur:
-            try:
-                _run(cur, "graph_versions.sql")
-            except psycopg2.errors.UndefinedTable:
-                return []
-            names = [column.name for column in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        for name in names:
+            began = time.perf_counter()
+            graph = build_profile_graph(network, PROFILES[name])
+            arrays = graph_arrays(graph)
+            seconds = time.perf_counter() - began + read_seconds / len(names)
+            with conn, conn.cursor() as cur:
+                size = store.save(
+                    cur,
+                    schema_name,
+                    name,
+                    version,
+                    arrays,
+                    build_seconds=seconds,
+                    nodes=graph.number_of_nodes(),
+                    edges=graph.number_of_edges(),
+                )
+            if not quiet:
+                print(
+                    f"routing: {name} graph {graph.number_of_nodes()} nodes, "
+                    f"{graph.number_of_edges()} edges, {len(graph.graph['restrictions'])} "
+                    f"restrictions, {size / 1e6:.1f} MB, built in {seconds:.1f} s",
+                    file=sys.stderr,
+                )
+            del graph, arrays
     finally:
         conn.close()
 
 
-def build_graphs(url: str, *, profiles: list[str] | None = None, quiet: bool = False) -> None:
-    """Build and store the graph of every profile for the current data (the after-import hook)."""
-    started = time.perf_counter()
-    network = read_network(url)
-    read_seconds = time.perf_counter() - started
-    for name in profiles or list(PROFILES):
-        began = time.perf_counter()
-        graph = build_profile_graph(network, PROFILES[name])
-        seconds = time.perf_counter() - began + read_seconds / len(profiles or PROFILES)
-        save_graph(url, graph, seconds)
-        if not quiet:
-            print(
-                f"routing: {name} graph {graph.number_of_nodes()} nodes, "
-                f"{graph.number_of_edges()} edges, {len(graph.graph['restrictions'])} "
-                f"restrictions, built in {seconds:.1f} s",
-                file=sys.stderr,
-            )
+def build_before_swap(url: str, staging: str, version: str) -> None:
+    """The import's before-swap hook: the routing data of the staged import, in its schema."""
+    build_routing(url, staging, version)
+
+
+def build_graphs(url: str, *, profiles: Sequence[str] | None = None, quiet: bool = False) -> None:
+    """Build and store the routing data of the served data again, for its data version."""
+    build_routing(url, schema.SCHEMA, data_version(url), profiles=profiles, quiet=quiet)

@@ -16,7 +16,8 @@ from osmimport.command import Command, dispatch
 from osmimport.database import database_url
 from osmimport.errors import UsageError
 from osmimport.settings import DatabaseSettings
-from routing.build import build_graphs, graph_versions
+from routing import store
+from routing.build import build_graphs
 from routing.errors import OsrmError
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingSettings
@@ -45,15 +46,15 @@ class RoutingCommand:
         if args.action == "build":
             build_graphs(url, profiles=args.profile)
             return 0
-        rows = graph_versions(url)
+        rows = store.versions(url)
         if not rows:
             print("no routing graph: run `fondplan routing build`")
             return 3
         for row in rows:
             print(
                 f"{row['profile']}: data version {row['data_version']}, {row['nodes']} nodes, "
-                f"{row['edges']} edges, built {row['built_at']:%Y-%m-%d %H:%M} "
-                f"in {row['build_seconds']:.1f} s"
+                f"{row['edges']} edges, {row['bytes'] / 1e6:.1f} MB, "
+                f"built {row['built_at']:%Y-%m-%d %H:%M} in {row['build_seconds']:.1f} s"
             )
         return 0
 

@@ -68,9 +68,11 @@ def make_database(admin_url: str) -> Iterator[Callable[[], str]]:
 
 @pytest.fixture(scope="session")
 def liechtenstein_url(make_database: Callable[[], str]) -> str:
-    """A database with the whole Liechtenstein 2021 extract imported (built once a session)."""
+    """A database with the whole Liechtenstein 2021 extract imported with its routing data
+    (built once a session)."""
     from osmimport.importer import run_import
+    from routing.build import build_before_swap
 
     url = make_database()
-    run_import(url, [LIECHTENSTEIN])
+    run_import(url, [LIECHTENSTEIN], before_swap=[build_before_swap])
     return url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tileserver.fastpath import FastHandler, FastRoute
 from tileserver.metrics import Metrics
@@ -26,6 +27,10 @@ class AppContext:
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
     fast_routes: list[FastRoute] = field(default_factory=list)
+    #: What ``/health`` reports besides the database: name -> a callable giving its state
+    #: (``"ready": False`` in it makes the status ``degraded``, or ``loading`` with
+    #: ``"loading": True``).
+    health: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
     def add_fast_route(self, prefix: str, name: str, handler: FastHandler) -> None:
         """Offer GET/HEAD requests under ``prefix`` to ``handler`` ahead of the middleware."""

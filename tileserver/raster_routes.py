@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -23,6 +24,7 @@ from tileserver.raster import (
     RasterSettings,
     RenderBusy,
     TileRequest,
+    describe,
     draw_attribution,
 )
 from tileserver.routes import public_url
@@ -118,6 +120,20 @@ class RasterService:
                     glyph_cache_dir=cache_dir_for(self.settings.database.data_dir),
                 )
             return self._pool
+
+    def health(self) -> dict[str, Any]:
+        """The renderer pool's state for ``/health``: whether it started (on the first render),
+        its process and counters, its queue limit."""
+        pool = self._pool
+        if pool is None:
+            return {"ready": True, "started": False, "max_pending": self.raster.max_pending}
+        return {
+            "ready": True,
+            "started": True,
+            **describe(pool),
+            "max_pending": self.raster.max_pending,
+            "recycles": pool.recycles,
+        }
 
     def close(self) -> None:
         """Stop the render process."""
@@ -334,6 +350,7 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     """
     service = RasterService(context)
     context.on_shutdown.append(service.close)
+    context.health["raster"] = service.health
     methods = ["GET", "HEAD"]
     return [
         Route("/styles/wmts.xml", service.wmts_all, methods=methods),

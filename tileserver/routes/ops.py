@@ -16,8 +16,12 @@ from tileserver.sources import PostGISSource
 
 
 def health(request: Request) -> Response:
-    """200 with the data version when the data can be read, else 503."""
+    """200 with the data version when the data can be read, else 503; also the state of the
+    routing profiles and the raster renderer. ``status`` is ``ok`` when all of them are
+    ready, ``loading`` while one loads (at start), ``degraded`` when one cannot be (tiles are
+    served all the same)."""
     service = tile_service(request)
+    context: AppContext = request.app.state.context
     source = service.source
     body: dict[str, object] = {"data_version": service.version}
     if isinstance(source, PostGISSource):
@@ -32,7 +36,12 @@ def health(request: Request) -> Response:
     else:
         body["database"] = "not used"
         body["tiles_file"] = str(getattr(source, "path", ""))
+    states = {name: describe() for name, describe in context.health.items()}
+    body.update(states)
     body["status"] = "ok"
+    if not all(state.get("ready", True) for state in states.values()):
+        loading = any(state.get("loading") for state in states.values())
+        body["status"] = "loading" if loading else "degraded"
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
