@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
+import json
 import sys
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -226,22 +227,105 @@ def _chain(adjacency: dict[int, list[tuple[int, int]]], start: int, end: int) ->
     return keys[::-1]
 
 
+#: Edge attributes kept as numbers (dtype) and as strings, whatever the graph holds; any other
+#: attribute a profile adds is kept too, by the type of its values.
+NUMBER_COLUMNS = {
+    "weight": np.int64,
+    "reverse": np.int64,
+    "way_id": np.int64,
+    "length": np.float64,
+    "travel_time": np.float64,
+    "roundabout": np.bool_,
+}
+TEXT_COLUMNS = ("name", "ref", "highway", "mode", "junction", "destinations")
+#: Array name prefixes of the per-edge attributes.
+NUMBER_PREFIX = "edge:"
+TEXT_PREFIX = "text:"
+#: ``restriction_kind`` values.
+RESTRICTION_NO, RESTRICTION_ONLY = 0, 1
+
+
 def graph_arrays(graph: nx.MultiDiGraph) -> Arrays:
-    """The stored form of a profile's graph."""
-    blob = pickle.dumps(graph, protocol=pickle.HIGHEST_PROTOCOL)
-    return {"graph": np.frombuffer(blob, dtype=np.uint8)}
+    """The routing data of a profile's graph: nodes, per-edge attributes as columns (strings as
+    numbers into one string pool), geometries, barriers and restrictions, as numpy arrays."""
+    count = graph.number_of_edges()
+    node_ids = np.asarray(sorted(graph.nodes), dtype=np.int64)
+    edges: list[dict[str, Any]] = [{}] * count
+    tails = np.zeros(count, dtype=np.int64)
+    heads = np.zeros(count, dtype=np.int64)
+    for u, v, key, data in graph.edges(keys=True, data=True):
+        edges[key] = data
+        tails[key] = u
+        heads[key] = v
+    arrays: Arrays = {
+        "meta": np.frombuffer(
+            json.dumps(
+                {"profile": graph.graph["profile"], "data_version": graph.graph["data_version"]}
+            ).encode(),
+            dtype=np.uint8,
+        ),
+        "node_ids": node_ids,
+        "node_lon": np.asarray([graph.nodes[n]["x"] for n in node_ids.tolist()], np.float64),
+        "node_lat": np.asarray([graph.nodes[n]["y"] for n in node_ids.tolist()], np.float64),
+        "edge_tail": np.searchsorted(node_ids, tails),
+        "edge_head": np.searchsorted(node_ids, heads),
+    }
+    strings: dict[str, int] = {"": 0}
+    extra = sorted({k for data in edges for k in data} - {"geometry", "nodes"})
+    for key in sorted({*NUMBER_COLUMNS, *TEXT_COLUMNS, *extra}):
+        values = [data.get(key) for data in edges]
+        if key in TEXT_COLUMNS or (
+            key not in NUMBER_COLUMNS and values and all(isinstance(v, str) for v in values)
+        ):
+            arrays[TEXT_PREFIX + key] = np.fromiter(
+                (strings.setdefault(v or "", len(strings)) for v in values), np.int32, count
+            )
+        else:
+            dtype = NUMBER_COLUMNS.get(key) or (
+                np.bool_
+                if all(isinstance(v, bool) for v in values)
+                else np.int64
+                if all(isinstance(v, int) for v in values)
+                else np.float64
+            )
+            arrays[NUMBER_PREFIX + key] = np.asarray(values, dtype=dtype).reshape(count)
+    encoded = [text.encode() for text in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(text) for text in encoded], out=offsets[1:])
+    arrays["strings"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    arrays["string_offsets"] = offsets
+    sizes = np.fromiter((len(data["geometry"]) for data in edges), np.int64, count)
+    geometry_offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(sizes, out=geometry_offsets[1:])
+    arrays["geometry_offsets"] = geometry_offsets
+    arrays["geometry"] = np.asarray(
+        [point for data in edges for point in data["geometry"]], dtype=np.float64
+    ).reshape(-1, 2)
+    arrays["geometry_nodes"] = np.asarray(
+        [node for data in edges for node in data["nodes"]], dtype=np.int64
+    )
+    arrays["barriers"] = np.asarray(graph.graph.get("barriers", ()), dtype=np.int64)
+    restrictions = graph.graph.get("restrictions", ())
+    arrays["restriction_kind"] = np.asarray(
+        [RESTRICTION_NO if kind == "no" else RESTRICTION_ONLY for kind, *_ in restrictions],
+        dtype=np.int8,
+    )
+    arrays["restriction_from"] = np.asarray([r[1] for r in restrictions], dtype=np.int64)
+    arrays["restriction_to"] = np.asarray([r[3] for r in restrictions], dtype=np.int64)
+    via_sizes = [len(r[2]) for r in restrictions]
+    via_offsets = np.zeros(len(restrictions) + 1, dtype=np.int64)
+    np.cumsum(via_sizes, out=via_offsets[1:])
+    arrays["restriction_via_offsets"] = via_offsets
+    arrays["restriction_via"] = np.asarray(
+        [edge for r in restrictions for edge in r[2]], dtype=np.int64
+    )
+    return arrays
 
 
-def graph_from_arrays(arrays: Arrays) -> nx.MultiDiGraph:
-    """The graph of :func:`graph_arrays`."""
-    graph: nx.MultiDiGraph = pickle.loads(arrays["graph"].tobytes())
-    return graph
-
-
-def load_graph(url: str, profile: str, version: str | None = None) -> nx.MultiDiGraph:
-    """The stored graph of ``profile`` for the served data version."""
-    version = version or data_version(url)
-    return graph_from_arrays(store.load(url, profile, version))
+def load_graph(url: str, profile: str) -> nx.MultiDiGraph:
+    """The graph of ``profile`` made again from the served road network: the model the stored
+    routing data is checked against (tests, benchmarks)."""
+    return build_profile_graph(read_network(url), PROFILES[profile])
 
 
 def build_routing(
@@ -260,12 +344,15 @@ def build_routing(
     started = time.perf_counter()
     network = read_network(url, schema_name, version)
     read_seconds = time.perf_counter() - started
+    # The engine reads the array format this module defines: imported here, not at the top.
+    from routing.engine import Engine
+
     conn = connect(url)
     try:
         for name in names:
             began = time.perf_counter()
             graph = build_profile_graph(network, PROFILES[name])
-            arrays = graph_arrays(graph)
+            arrays = Engine.compile(graph)
             seconds = time.perf_counter() - began + read_seconds / len(names)
             with conn, conn.cursor() as cur:
                 size = store.save(

@@ -13,7 +13,6 @@ from typing import Any
 
 from osmimport.errors import FondplanError
 from routing import osrm, store
-from routing.build import graph_from_arrays
 from routing.engine import Engine, Path, Snap
 from routing.errors import OsrmError
 from routing.network import data_version
@@ -123,7 +122,7 @@ class RoutingService:
                 return engine
             try:
                 arrays = store.load(self.url, name, version, cache=self._cache())
-                engine = Engine(graph_from_arrays(arrays), self.settings.routing_small_component)
+                engine = Engine(arrays, self.settings.routing_small_component)
             except FondplanError as exc:
                 self._errors[(version, name)] = str(exc)
                 if quiet:

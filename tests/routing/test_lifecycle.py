@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,11 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mapbox_vector_tile
+import numpy as np
 
 from osmimport import schema
 from osmimport.database import connect
 from osmimport.importer import run_import
+from routing import store
 from routing.build import build_before_swap
+from routing.engine import Engine
+from routing.network import data_version
 from tests.tileserver.conftest import tile_of, tile_settings
 from tileserver.app import create_app
 
@@ -150,3 +155,39 @@ def test_a_killed_import_leaves_everything_on_the_old_version_and_the_next_switc
         assert health["data_version"] == second and health["status"] == "ok"
         assert {p["data_version"] for p in health["routing"]["profiles"].values()} == {second}
         assert _route(client, IN_SUD_OUEST)["code"] == "NoSegment"
+
+
+def test_the_stored_routing_data_is_mapped_and_routes_as_the_graph_model(
+    routing_liechtenstein_url: str, engines: dict[str, Engine], tmp_path: Path
+) -> None:
+    """The engine a server opens (the import's arrays, memory-mapped from the file cache)
+    answers as the engine made from the networkx graph of the same data."""
+    url = routing_liechtenstein_url
+    version = data_version(url)
+    for name in ("car", "foot"):
+        arrays = store.load(url, name, version, cache=tmp_path)
+        assert isinstance(arrays["geometry"], np.memmap)
+        assert isinstance(arrays["turn_next"], np.memmap)
+        stored, model = Engine(arrays), engines[name]
+        assert stored.edge_count == model.edge_count and stored.data_version == version
+        rng = random.Random(5)
+        for _ in range(60):
+            lon = rng.uniform(9.48, 9.60)
+            lat = rng.uniform(47.06, 47.24)
+            a = stored.snap(lon, lat, radius=None)
+            b = stored.snap(lat=rng.uniform(47.06, 47.24), lon=rng.uniform(9.48, 9.60), radius=None)
+            assert a == model.snap(lon, lat, radius=None)
+            path, expected = stored.route(a[0], b[0]), model.route(a[0], b[0])
+            assert (path is None) == (expected is None)
+            if path is not None and expected is not None:
+                assert path.weight == expected.weight
+                assert stored.summary(path) == model.summary(expected)
+                assert stored.duration(path) == model.duration(expected)
+        assert model.graph is not None
+        for u, v, key, data in model.graph.edges(keys=True, data=True):
+            if key % 97 == 0:
+                assert stored.edges[key] == data
+                assert (stored.tail[key], stored.head[key]) == (u, v)
+    # A second open maps the same files: no second copy from the database.
+    again = store.load(url, "car", version, cache=tmp_path)
+    assert again["geometry"].filename == tmp_path / version / "car" / "geometry.bin"
