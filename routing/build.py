@@ -24,7 +24,9 @@ from routing.store import Arrays
 #: milliseconds, what the engine minimises), ``way_id``, ``name``, ``ref``, ``highway``, ``mode``,
 #: ``roundabout``, ``junction`` (the ``junction`` tag), ``destinations`` (signposted
 #: destinations in OSRM's ``"ref: name"`` form, per direction), ``nodes`` (OSM node ids along
-#: the edge), ``geometry`` ([(lon, lat), ...]) and
+#: the edge), ``geometry`` ([(lon, lat), ...]), ``restricted`` (True where the way is open only
+#: to reach places on it, ``destination`` access: entering it from an open road costs a huge
+#: turn weight), ``startpoint`` (False where no route may start or end: never snapped onto) and
 #: ``reverse`` (key of the edge going back over the same road, or -1). Edge keys are unique
 #: integers in a graph. Node attributes: ``x`` (lon), ``y`` (lat). Graph attributes: ``profile``,
 #: ``data_version``, ``barriers`` (nodes no route passes through) and ``restrictions``
@@ -119,6 +121,8 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
                 "roundabout": tags.get("junction") in {"roundabout", "circular"},
                 "junction": tags.get("junction", ""),
                 "length": length,
+                "restricted": rule.restricted,
+                "startpoint": rule.startpoint,
             }
             keys = []
             for forward, allowed, speed in (
@@ -236,8 +240,12 @@ NUMBER_COLUMNS = {
     "length": np.float64,
     "travel_time": np.float64,
     "roundabout": np.bool_,
+    "restricted": np.bool_,
+    "startpoint": np.bool_,
 }
 TEXT_COLUMNS = ("name", "ref", "highway", "mode", "junction", "destinations")
+#: Values of attributes an edge may lack.
+COLUMN_DEFAULTS: dict[str, Any] = {"restricted": False, "startpoint": True}
 #: Array name prefixes of the per-edge attributes.
 NUMBER_PREFIX = "edge:"
 TEXT_PREFIX = "text:"
@@ -273,7 +281,7 @@ def graph_arrays(graph: nx.MultiDiGraph) -> Arrays:
     strings: dict[str, int] = {"": 0}
     extra = sorted({k for data in edges for k in data} - {"geometry", "nodes"})
     for key in sorted({*NUMBER_COLUMNS, *TEXT_COLUMNS, *extra}):
-        values = [data.get(key) for data in edges]
+        values = [data.get(key, COLUMN_DEFAULTS.get(key)) for data in edges]
         if key in TEXT_COLUMNS or (
             key not in NUMBER_COLUMNS and values and all(isinstance(v, str) for v in values)
         ):

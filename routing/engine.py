@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 from routing import kernels
 from routing.build import NUMBER_PREFIX, RESTRICTION_NO, TEXT_PREFIX, graph_arrays
 from routing.network import EARTH_RADIUS, bearing, haversine
-from routing.profiles import PROFILES
+from routing.profiles import MAX_TURN_SECONDS, PROFILES
 from routing.settings import SMALL_COMPONENT_SIZE
 from routing.store import Arrays
 
@@ -446,6 +446,15 @@ class Engine:
         self._head_roads: NDArray[np.int64] = roads[self.edge_head]
         self._mode = self.text_columns["mode"]
         self._turn_costs = PROFILES[self.profile].turns
+        #: Per edge, whether it is open only to reach places on it (``destination`` access).
+        self.restricted: NDArray[np.bool_] = self.columns["restricted"]
+
+    def restricted_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Weight (ms) added to each turn from ``a`` into ``b`` on top of its duration: OSRM's
+        ``max_turn_weight`` where an open road enters a restricted one, else 0."""
+        entering = self.restricted[b] & ~self.restricted[a]
+        result: NDArray[np.int64] = np.where(entering, round(MAX_TURN_SECONDS * 1000), 0)
+        return result
 
     def turn_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
         """Milliseconds of turning from each edge of ``a`` into the matching edge of ``b``,
@@ -556,7 +565,9 @@ class Engine:
         # originals).
         first, second = turn_origin[tails], turn_origin[turn_next]
         turn = self.turn_ms(first, second)
-        # The turn of every pair of edges an arc joins, sorted by pair, for paths' durations.
+        # What the search minimises: durations, plus the restricted-area penalty.
+        turn_weight = turn + self.restricted_ms(first, second)
+        # The turn (duration) of every pair of edges an arc joins, sorted by pair, for durations.
         keys = first * count + second
         by_pair = np.argsort(keys, kind="stable")
         copy_order = np.argsort(turn_origin[count:], kind="stable")
@@ -564,7 +575,7 @@ class Engine:
             turn_origin=turn_origin,
             turn_offsets=offsets,
             turn_next=turn_next,
-            turn_cost=turn,
+            turn_cost=turn_weight,
             arc_keys=keys[by_pair],
             arc_turn=turn[by_pair],
             copy_origin=turn_origin[count:][copy_order],
@@ -716,8 +727,14 @@ class Engine:
         self._piece_offset: NDArray[np.float64] = a["piece_offset"]
         self._piece_lonlat = (a["piece_start"], a["piece_end"])
         self._piece_xy: NDArray[np.float64] = a["piece_xy"]
-        self._piece_allowed = np.ones(len(self._piece_edge), dtype=np.bool_)
-        self._piece_large = ~self.edge_small[self._piece_edge]
+        #: Per edge, whether a route may start or end on it (see ``startpoint`` in build.py).
+        self.startpoint: NDArray[np.bool_] = self.columns["startpoint"]
+        # Pieces a coordinate may snap onto: not where no route may start (a private
+        # driveway); "large" ones also on a part of the graph the rest is reachable from.
+        self._piece_allowed: NDArray[np.bool_] = self.startpoint[self._piece_edge]
+        self._piece_large: NDArray[np.bool_] = (
+            self._piece_allowed & ~self.edge_small[self._piece_edge]
+        )
 
     @cached_property
     def _sampled(self) -> tuple[_Samples, _Samples]:
@@ -737,8 +754,13 @@ class Engine:
             ],
             axis=1,
         )
-        every = _Samples(samples, owner)
-        large = ~self.edge_small[self._piece_edge[owner]] if len(owner) else owner.astype(bool)
+        allowed = self._piece_allowed[owner]
+        large = self._piece_large[owner]
+        every = (
+            _Samples(samples, owner)
+            if allowed.all()
+            else _Samples(samples[allowed], owner[allowed])
+        )
         return every, (every if large.all() else _Samples(samples[large], owner[large]))
 
     def snap(
@@ -872,7 +894,10 @@ class Engine:
         found: dict[int, tuple[int, int]] = {}
         for edge, fraction in self.directions(snap):
             if fraction >= 1.0:
-                onward = [(nxt, 0) for nxt in self.leaving[self.head[edge]]]
+                leaving = np.asarray(self.leaving[self.head[edge]], dtype=np.int64)
+                # No turn, but entering a restricted road from an open one still weighs.
+                entering = self.restricted_ms(np.full(len(leaving), edge), leaving)
+                onward = list(zip(leaving.tolist(), entering.tolist(), strict=True))
             else:
                 rest = round((1.0 - fraction) * self.weight[edge])
                 turns = zip(self.successors[edge], self.successor_turns[edge], strict=True)
@@ -986,6 +1011,23 @@ class Engine:
                 row.append(min(costs) if costs else None)
             rows.append(row)
         return rows
+
+    def durations(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[float | None]]:
+        """Seconds of the fastest path from each of ``starts`` to each of ``ends``: the
+        weights, but a path through a restricted area is followed to drop its penalty."""
+        rows = self.weights(starts, ends)
+        penalty = round(MAX_TURN_SECONDS * 1000)
+        result: list[list[float | None]] = []
+        for start, row in zip(starts, rows, strict=True):
+            line: list[float | None] = []
+            for end, weight in zip(ends, row, strict=True):
+                if weight is not None and weight >= penalty and self.restricted.any():
+                    path = self.route(start, end)
+                    line.append(None if path is None else self.duration(path))
+                else:
+                    line.append(None if weight is None else weight / 1000.0)
+            result.append(line)
+        return result
 
     def alternatives(self, start: Snap, end: Snap, best: Path, count: int) -> list[Path]:
         """Up to ``count`` reasonable other paths: through a via edge, ≤ 40 % slower, sharing

@@ -30,6 +30,11 @@ BLOCKING_ACCESS = frozenset(
 )
 #: Access values that open a way to a mode whatever its class.
 OPEN_ACCESS = frozenset({"yes", "permissive", "designated", "official", "destination"})
+#: Access values that let a car start or end on a road but not pass through it (car.lua's
+#: ``restricted_access_tag_list``).
+CAR_RESTRICTED_ACCESS = frozenset(
+    {"destination", "private", "delivery", "customers", "permit", "residents", "unknown"}
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,12 @@ class WayRule:
     mode: str
     #: Seconds a ferry takes for the whole way (``duration`` tag), else None.
     duration: float | None = None
+    #: Open only to reach places on it (``destination`` access): a route may start or end
+    #: there, but entering it from an open road costs :data:`MAX_TURN_SECONDS` of weight.
+    restricted: bool = False
+    #: False where a route may not start or end (car.lua: ``highway=service`` with
+    #: ``access=private``): coordinates are never snapped onto such a way.
+    startpoint: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,12 @@ class TurnCosts:
         total = np.where(costly, turn, 0.0) + np.where(u_turn, self.u_turn_penalty, 0.0)
         result: NDArray[np.float64] = total
         return result
+
+
+#: Weight (s) of a turn from an open road into a restricted one: OSRM's ``max_turn_weight``
+#: (the largest 16-bit turn penalty, in tenths of a second), so that routes enter a restricted
+#: area only when they start or end in it.
+MAX_TURN_SECONDS = 3276.7
 
 
 def _oneway(value: str | None) -> int | None:
@@ -146,19 +163,36 @@ class Profile:
     ferry_speed: float = 5.0
     #: What turns cost (OSRM's ``process_turn`` of the matching profile).
     turns: TurnCosts = TurnCosts("none")
+    #: Access values that make a way restricted (see :attr:`WayRule.restricted`) rather than
+    #: closed. OSRM's bicycle and foot profiles have none; the issue wants ``destination``
+    #: honoured there too, so bike and foot restrict on ``destination`` only.
+    restricted_access: frozenset[str] = frozenset({"destination"})
+    #: Access values of a ``highway=service`` way no route starts or ends on (car.lua's
+    #: ``service_access_tag_blacklist``).
+    service_no_start: frozenset[str] = frozenset()
 
     def access(self, tags: dict[str, str]) -> str | None:
-        """The access value of the most specific key present, or None."""
+        """The access value of the most specific key present, or None; of a list
+        (``destination;delivery``) the most permissive value, as OSRM's ``resolve_access``."""
         for key in self.access_keys:
             value = tags.get(key)
             if value is not None:
-                return value.split(";")[0].strip()
+                parts = [part.strip() for part in value.split(";")]
+                return max(parts, key=self._access_rank)
         return None
+
+    def _access_rank(self, value: str) -> int:
+        if value in OPEN_ACCESS and value not in self.restricted_access:
+            return 3
+        if value in self.restricted_access:
+            return 2
+        return 1 if value in BLOCKING_ACCESS else 0
 
     def way(self, tags: dict[str, str]) -> WayRule | None:
         """Directions and speeds on a way with ``tags``, or None when this mode cannot use it."""
         access = self.access(tags)
-        if access in BLOCKING_ACCESS:
+        restricted = access in self.restricted_access
+        if access in BLOCKING_ACCESS and not restricted:
             return None
         if tags.get("route") == "ferry" and "highway" not in tags:
             return self._ferry(tags, access)
@@ -181,6 +215,8 @@ class Profile:
             speed_forward=forward_speed,
             speed_backward=backward_speed,
             mode=self.mode,
+            restricted=restricted,
+            startpoint=not (highway == "service" and access in self.service_no_start),
         )
 
     def _directional(self, tags: dict[str, str], direction: str, speed: float) -> float:
@@ -252,6 +288,8 @@ class CarProfile(Profile):
     mode = "driving"
     access_keys = ("motorcar", "motor_vehicle", "vehicle", "access")
     restriction_modes = ("motorcar", "motor_vehicle", "vehicle")
+    restricted_access = CAR_RESTRICTED_ACCESS
+    service_no_start = frozenset({"private"})
     # car.lua: turn_penalty 7.5, turn_bias 1.075 (right-hand traffic), u_turn_penalty 20.
     turns = TurnCosts(
         "sigmoid",

@@ -317,10 +317,10 @@ class RoutingService:
         distances: list[list[float | None]] = []
         if "distance" not in options.annotations:
             # Durations only (OSRM's default): one search per source, no path unpacked.
-            weights = engine.weights(
+            seconds = engine.durations(
                 [snaps[i] for i in options.sources], [snaps[j] for j in options.destinations]
             )
-            durations = [[None if w is None else round(w / 1000.0, 1) for w in r] for r in weights]
+            durations = [[None if d is None else round(d, 1) for d in row] for row in seconds]
         else:
             for i in options.sources:
                 row_time: list[float | None] = []

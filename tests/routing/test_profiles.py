@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from routing.maxspeed import default_car_speed, is_urban, parse_maxspeed
-from routing.profiles import PROFILES, parse_duration
+from routing.profiles import PROFILES, Profile, WayRule, parse_duration
 
 car, bike, foot = PROFILES["car"], PROFILES["bike"], PROFILES["foot"]
 
@@ -49,9 +49,25 @@ def test_french_defaults() -> None:
     assert not is_urban({"highway": "residential", "zone:traffic": "FR:rural"})
 
 
+def _rule(profile: Profile, tags: dict[str, str]) -> WayRule:
+    rule = profile.way(tags)
+    assert rule is not None
+    return rule
+
+
 def test_access_hierarchy() -> None:
     assert car.way({"highway": "residential", "access": "no", "motorcar": "yes"}) is not None
-    assert car.way({"highway": "residential", "motor_vehicle": "private"}) is None
+    # car.lua: private, destination, delivery... let cars start or end there, not pass through.
+    for value in ("private", "destination", "delivery", "customers"):
+        rule = _rule(car, {"highway": "residential", "motor_vehicle": value})
+        assert rule.restricted and rule.startpoint
+    assert not _rule(car, {"highway": "residential"}).restricted
+    assert car.way({"highway": "track", "motor_vehicle": "private"}) is None
+    # No route starts on a private driveway.
+    assert not _rule(car, {"highway": "service", "access": "private"}).startpoint
+    assert bike.way({"highway": "residential", "access": "private"}) is None
+    assert _rule(bike, {"highway": "residential", "bicycle": "destination"}).restricted
+    assert _rule(foot, {"highway": "footway", "access": "destination;no"}).restricted
     assert car.way({"highway": "footway"}) is None
     assert car.way({"highway": "track"}) is None
     assert car.way({"highway": "track", "motor_vehicle": "yes"}) is not None

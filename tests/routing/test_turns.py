@@ -157,7 +157,9 @@ def _arc_turns(engine: Engine, count: int) -> list[tuple[int, int, int]]:
     found = []
     for i in rng.sample(range(len(tails)), count):
         a, b = engine.origin[tails[i]], engine.origin[heads[i]]
-        found.append((a, b, weights[i] - engine.weight[a]))
+        # Less the restricted-area penalty, which is weight, not time.
+        penalty = int(engine.restricted_ms(np.asarray([a]), np.asarray([b]))[0])
+        found.append((a, b, weights[i] - engine.weight[a] - penalty))
     return found
 
 
