@@ -24,10 +24,11 @@ from routing.settings import RoutingSettings
 
 
 class RoutingCommand:
-    """Build the car, bike and foot routing graphs of the imported data (also run by import).
+    """Build the car, bike and foot routing data of the imported data (the import builds it
+    before its swap; this builds it again for the data served).
 
-    build   read the road network, build each profile's graph, store it with the data version
-    status  list the stored graphs
+    build   read the road network, build each profile's routing data, store it with the data
+    status  list the stored routing data
     """
 
     name: ClassVar[str] = "routing"
