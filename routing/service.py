@@ -11,10 +11,12 @@ from contextvars import ContextVar
 from pathlib import Path as FilePath
 from typing import Any
 
+import psycopg2
+
 from osmimport.errors import FondplanError
 from routing import osrm, store
 from routing.engine import Engine, Path, Snap
-from routing.errors import OsrmError
+from routing.errors import GraphNotBuiltError, OsrmError
 from routing.network import data_version
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingSettings
@@ -121,7 +123,10 @@ class RoutingService:
             if engine is not None:
                 return engine
             try:
-                arrays = store.load(self.url, name, version, cache=self._cache())
+                try:
+                    arrays = store.load(self.url, name, version, cache=self._cache())
+                except psycopg2.Error as exc:
+                    raise GraphNotBuiltError(f"the routing data cannot be read: {exc}") from exc
                 engine = Engine(arrays, self.settings.routing_small_component)
             except FondplanError as exc:
                 self._errors[(version, name)] = str(exc)
