@@ -148,14 +148,23 @@ def main() -> int:
             conn = connect(url)
             try:
                 with conn.cursor() as cur:
+                    cur.execute("SELECT to_regclass('osm.routing_data') IS NOT NULL")
+                    row = cur.fetchone()
+                    # Before the array format: pickled graphs in routing.graphs (for a
+                    # measurement of an older checkout).
+                    table, column, profiles = (
+                        ("osm.routing_data", "data", "osm.routing_profiles")
+                        if row and row[0]
+                        else ("routing.graphs", "graph", "routing.graphs")
+                    )
                     cur.execute(
-                        "SELECT coalesce(sum(octet_length(data)), 0), "
-                        "pg_total_relation_size('osm.routing_data') FROM osm.routing_data"
+                        f"SELECT coalesce(sum(octet_length({column})), 0), "
+                        f"pg_total_relation_size('{table}') FROM {table}"
                     )
                     row = cur.fetchone()
                     assert row is not None
                     stored, on_disk = int(row[0]), int(row[1])
-                    cur.execute("SELECT profile, edges FROM osm.routing_profiles")
+                    cur.execute(f"SELECT profile, edges FROM {profiles}")
                     edges = dict(cur.fetchall())
             finally:
                 conn.close()
