@@ -15,8 +15,8 @@ import networkx as nx
 import numpy as np
 import routingkit_cch as rk
 from numpy.typing import NDArray
-from scipy import sparse
-from scipy.sparse import csgraph
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from routing import kernels
@@ -651,12 +651,14 @@ class Engine:
         return x, y
 
     def small(self, snap: Snap) -> bool:
-        """Whether ``snap`` lies on a small part of the graph (see ``SMALL_COMPONENT_SIZE``)."""
-        return bool(self.edge_small[snap.edge])
+        """Whether every direction ``snap`` may be travelled in lies on a small part of the
+        graph the engine searches (see ``SMALL_COMPONENT_SIZE``): a trap, such as a one-way
+        dead end or a road whose every exit is turn-restricted, or a lone driveway."""
+        return all(bool(self.edge_small[edge]) for edge, _ in self.directions(snap))
 
-    def component(self, snap: Snap) -> int:
-        """The strongly connected part of the graph ``snap`` lies on."""
-        return int(self.edge_component[snap.edge])
+    def components(self, snap: Snap) -> frozenset[int]:
+        """The strongly connected parts of the turn graph ``snap``'s directions lie on."""
+        return frozenset(int(self.edge_component[edge]) for edge, _ in self.directions(snap))
 
     def _index_pieces(self) -> None:
         """The snapping index (at build time): every straight piece of road (one direction of
@@ -681,11 +683,17 @@ class Engine:
         )
         cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(piece_xy))))
         left, bottom, columns, rows, starts, members = kernels.build_grid(piece_xy, cell)
-        nodes = len(self.node_ids)
-        matrix = sparse.csr_matrix(
-            (np.ones(count, dtype=np.int8), (self.edge_tail, self.edge_head)), shape=(nodes, nodes)
+        # The strongly connected parts of the turn graph (the edge-based graph with turn
+        # restrictions that routes are searched on, as OSRM computes them): an edge from which
+        # the rest cannot be reached, or which cannot be reached from it, is alone or in a
+        # small part. Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
+        nodes = len(a["turn_origin"])
+        tails = np.repeat(np.arange(nodes, dtype=np.int64), np.diff(a["turn_offsets"]))
+        arcs = csr_matrix(
+            (np.ones(len(tails), dtype=np.int8), (tails, a["turn_next"])), shape=(nodes, nodes)
         )
-        _, component = csgraph.connected_components(matrix, directed=True, connection="strong")
+        _, labels = connected_components(arcs, directed=True, connection="strong")
+        labels = np.asarray(labels, dtype=np.int64)
         # Metres along the edge to each piece, summed as the edge's length was (a point at the
         # end of an edge is at fraction 1.0 exactly).
         offsets: list[float] = []
@@ -705,8 +713,8 @@ class Engine:
             grid_frame=np.asarray([left, bottom, columns, rows, cell, self._cos]),
             grid_starts=starts,
             grid_members=members,
-            node_component=component.astype(np.int64),
-            component_size=np.bincount(component, minlength=1).astype(np.int64),
+            edge_component=labels[:count],
+            component_size=np.bincount(labels, minlength=1).astype(np.int64),
         )
 
     def _load_snapping(self) -> None:
@@ -715,13 +723,10 @@ class Engine:
         self._cos = cos
         self._cell = cell
         self._grid = (left, bottom, int(columns), int(rows), a["grid_starts"], a["grid_members"])
-        component, size = a["node_component"], a["component_size"]
-        #: Per edge, its strongly connected component, and whether it is small: an edge into
-        #: or out of a small part (a one-way trap) counts as small.
-        self.edge_component: NDArray[np.int64] = component[self.edge_tail]
+        #: Per edge, its strongly connected part of the turn graph, and whether that is small.
+        self.edge_component: NDArray[np.int64] = a["edge_component"]
         self.edge_small: NDArray[np.bool_] = (
-            np.minimum(size[self.edge_component], size[component[self.edge_head]])
-            < self.small_component_size
+            a["component_size"][self.edge_component] < self.small_component_size
         )
         self._piece_edge: NDArray[np.int64] = a["piece_edge"]
         self._piece_offset: NDArray[np.float64] = a["piece_offset"]
@@ -732,14 +737,17 @@ class Engine:
         # Pieces a coordinate may snap onto: not where no route may start (a private
         # driveway); "large" ones also on a part of the graph the rest is reachable from.
         self._piece_allowed: NDArray[np.bool_] = self.startpoint[self._piece_edge]
-        self._piece_large: NDArray[np.bool_] = (
-            self._piece_allowed & ~self.edge_small[self._piece_edge]
+        # A road is large where either direction is (the other may be a trap).
+        reverse = self._reverse[self._piece_edge]
+        large_piece = ~self.edge_small[self._piece_edge] | (
+            (reverse >= 0) & ~self.edge_small[np.maximum(reverse, 0)]
         )
+        self._piece_large: NDArray[np.bool_] = self._piece_allowed & large_piece
 
     @cached_property
-    def _sampled(self) -> tuple[_Samples, _Samples]:
-        """Points every few metres along the pieces in a k-d tree, all and those of large
-        components (made on the first search that needs more than the nearest piece)."""
+    def _sample_points(self) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Points every few metres along the pieces and the piece of each (made on the first
+        search that needs more than the nearest piece)."""
         xy = self._piece_xy
         x0, y0, x1, y1 = xy[:, 0], xy[:, 1], xy[:, 2], xy[:, 3]
         lengths = np.hypot(x1 - x0, y1 - y0)
@@ -754,14 +762,30 @@ class Engine:
             ],
             axis=1,
         )
+        return samples, owner
+
+    @cached_property
+    def _samples(self) -> _Samples:
+        """The samples of the pieces a coordinate may snap onto, in a k-d tree."""
+        samples, owner = self._sample_points
         allowed = self._piece_allowed[owner]
+        return self._any_samples if allowed.all() else _Samples(samples[allowed], owner[allowed])
+
+    @cached_property
+    def _large_samples(self) -> _Samples:
+        """The samples of the large pieces a coordinate may snap onto."""
+        samples, owner = self._sample_points
         large = self._piece_large[owner]
-        every = (
-            _Samples(samples, owner)
-            if allowed.all()
-            else _Samples(samples[allowed], owner[allowed])
-        )
-        return every, (every if large.all() else _Samples(samples[large], owner[large]))
+        return self._samples if large.all() else _Samples(samples[large], owner[large])
+
+    @cached_property
+    def _any_samples(self) -> _Samples:
+        """The samples of every road piece, start points or not (``snapping=any``)."""
+        return _Samples(*self._sample_points)
+
+    @cached_property
+    def _piece_any(self) -> NDArray[np.bool_]:
+        return np.ones(len(self._piece_edge), dtype=np.bool_)
 
     def snap(
         self,
@@ -772,11 +796,19 @@ class Engine:
         number: int = 1,
         bearing: tuple[float, float] | None = None,
         large_only: bool = False,
+        any_edge: bool = False,
     ) -> list[Snap]:
         """The ``number`` nearest distinct roads within ``radius`` metres (all if None); with
         ``bearing`` (value, range in degrees) only roads travelled in such a direction, the
         snap then restricted to the matching direction(s); with ``large_only`` only roads of
-        components that are not small."""
+        components that are not small; with ``any_edge`` also roads no route may start on (OSRM's
+        ``snapping=any``)."""
+        if large_only:
+            allowed = self._piece_large
+        elif any_edge:
+            allowed = self._piece_any
+        else:
+            allowed = self._piece_allowed
         if not len(self._piece_edge):
             return []
         px = math.radians(lon) * EARTH_RADIUS * self._cos
@@ -787,7 +819,7 @@ class Engine:
                 px,
                 py,
                 self._piece_xy,
-                self._piece_large if large_only else self._piece_allowed,
+                allowed,
                 left,
                 bottom,
                 self._cell,
@@ -801,7 +833,9 @@ class Engine:
                 return []
             snap = self._snap_on(piece, t, lon, lat)
             return [] if radius is not None and snap.distance > radius else [snap]
-        samples = self._sampled[1 if large_only else 0]
+        samples = (
+            self._large_samples if large_only else self._any_samples if any_edge else self._samples
+        )
         if samples.tree is None:
             return []
         total = len(samples.owner)
@@ -839,7 +873,7 @@ class Engine:
             seen.add(snap.edge)
             if bearing is not None:
                 bearing_snap = self._bearing_snap(snap, piece, bearing)
-                if bearing_snap is None:
+                if bearing_snap is None or large_only and self.small(bearing_snap):
                     continue
                 snap = bearing_snap
             found.append(snap)
@@ -886,8 +920,9 @@ class Engine:
             found.append((reverse, 1.0 - snap.fraction))
         return found
 
-    def sources(self, snap: Snap) -> dict[int, tuple[int, int]]:
-        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge).
+    def sources(self, snap: Snap, *, penalties: bool = True) -> dict[int, tuple[int, int]]:
+        """Turn-graph nodes a route from ``snap`` starts on: node -> (initial cost, edge);
+        without ``penalties``, the costs leave out entering a restricted road.
 
         A point at the very end of its edge is the junction there: left by any road leaving it,
         without a turn."""
@@ -897,11 +932,17 @@ class Engine:
                 leaving = np.asarray(self.leaving[self.head[edge]], dtype=np.int64)
                 # No turn, but entering a restricted road from an open one still weighs.
                 entering = self.restricted_ms(np.full(len(leaving), edge), leaving)
+                if not penalties:
+                    entering[:] = 0
                 onward = list(zip(leaving.tolist(), entering.tolist(), strict=True))
             else:
                 rest = round((1.0 - fraction) * self.weight[edge])
-                turns = zip(self.successors[edge], self.successor_turns[edge], strict=True)
-                onward = [(nxt, rest + turn) for nxt, turn in turns]
+                nexts = self.successors[edge]
+                turns = np.asarray(self.successor_turns[edge], dtype=np.int64)
+                if not penalties:
+                    origins = self._origin[np.asarray(nexts, dtype=np.int64)]
+                    turns = turns - self.restricted_ms(np.full(len(nexts), edge), origins)
+                onward = list(zip(nexts, (rest + turns).tolist(), strict=True))
             for nxt, cost in onward:
                 if nxt not in found or cost < found[nxt][0]:
                     found[nxt] = (cost, edge)
@@ -985,9 +1026,14 @@ class Engine:
         path = self.route(start, end)
         return None if path is None else path.weight
 
-    def weights(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[int | None]]:
+    def weights(
+        self, starts: Sequence[Snap], ends: Sequence[Snap], *, penalties: bool = True
+    ) -> list[list[int | None]]:
         """The weight (ms) of the fastest path from each of ``starts`` to each of ``ends``
-        (None where there is none): one search per start towards every end at once."""
+        (None where there is none): one search per start towards every end at once. Without
+        ``penalties``, the fastest path were restricted roads open (their weight is their
+        duration)."""
+        metric = self._metric if penalties else self._duration_metric
         pinned: list[int] = []
         #: Per end, its pinned turn-graph nodes (as indices into ``pinned``) and their costs.
         reached: list[list[tuple[int, int]]] = []
@@ -995,10 +1041,10 @@ class Engine:
             found = self.targets(end)
             reached.append([(len(pinned) + k, cost) for k, cost in enumerate(found.values())])
             pinned.extend(found)
-        query = rk.CCHOneToMany(self._metric, pinned) if pinned and self._metric else None
+        query = rk.CCHOneToMany(metric, pinned) if pinned and metric else None
         rows: list[list[int | None]] = []
         for start in starts:
-            sources = self.sources(start)
+            sources = self.sources(start, penalties=penalties)
             far: list[int | None] = [None] * len(pinned)
             if query is not None and sources:
                 far = query.distances_from_multi([(n, cost) for n, (cost, _) in sources.items()])
@@ -1012,20 +1058,37 @@ class Engine:
             rows.append(row)
         return rows
 
+    @cached_property
+    def _duration_metric(self) -> rk.CCHMetric | None:
+        """The CCH customized to durations: the arcs without the restricted-road penalty."""
+        if self._metric is None:
+            return None
+        tails, heads, weights = self.arcs
+        a = self._origin[np.asarray(tails, dtype=np.int64)]
+        b = self._origin[np.asarray(heads, dtype=np.int64)]
+        plain = np.asarray(weights, dtype=np.int64) - self.restricted_ms(a, b)
+        return rk.CCHMetric(self._cch, plain.tolist())
+
     def durations(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[float | None]]:
-        """Seconds of the fastest path from each of ``starts`` to each of ``ends``: the
-        weights, but a path through a restricted area is followed to drop its penalty."""
+        """Seconds of the fastest path from each of ``starts`` to each of ``ends`` (None where
+        there is none): its weight, unless that holds a restricted-road penalty; then the path
+        is followed for its duration."""
         rows = self.weights(starts, ends)
         penalty = round(MAX_TURN_SECONDS * 1000)
+        if not any(w is not None and w >= penalty for row in rows for w in row):
+            return [[None if w is None else w / 1000.0 for w in row] for row in rows]
+        # A path weighing less than a penalty above the fastest one with restricted roads
+        # open can hold no penalty: its weight is its duration.
+        plain = self.weights(starts, ends, penalties=False)
         result: list[list[float | None]] = []
-        for start, row in zip(starts, rows, strict=True):
+        for start, row, bound in zip(starts, rows, plain, strict=True):
             line: list[float | None] = []
-            for end, weight in zip(ends, row, strict=True):
-                if weight is not None and weight >= penalty and self.restricted.any():
+            for end, weight, fastest in zip(ends, row, bound, strict=True):
+                if weight is None or fastest is not None and weight - fastest < penalty:
+                    line.append(None if weight is None else weight / 1000.0)
+                else:
                     path = self.route(start, end)
                     line.append(None if path is None else self.duration(path))
-                else:
-                    line.append(None if weight is None else weight / 1000.0)
             result.append(line)
         return result
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,21 @@ def parse_coordinates(text: str) -> list[tuple[float, float]]:
     return points
 
 
+#: OSRM's numbers: JSON doubles (no ``nan``, ``inf``, hex or trailing dot).
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?")
+#: A bearing: two 16-bit integers, ``value,range``.
+_BEARING = re.compile(r"([+-]?\d{1,5}),([+-]?\d{1,5})")
+#: A hint: base64 (OSRM's alphabet, URL-safe).
+_HINT = re.compile(r"[A-Za-z0-9+/_=-]+")
+#: An exclude class name.
+_CLASS = re.compile(r"[A-Za-z0-9]+")
+APPROACHES = ("unrestricted", "curb", "opposite")
+
+
+def _malformed(name: str, value: str) -> OsrmError:
+    return invalid_query(f"Query string malformed: {name}={value}")
+
+
 def _boolean(params: Mapping[str, str], name: str, default: bool) -> bool:
     value = params.get(name)
     if value is None:
@@ -106,6 +122,19 @@ def _choice(params: Mapping[str, str], name: str, choices: tuple[str, ...], defa
     return value
 
 
+def _number(name: str, value: str) -> float:
+    if not _NUMBER.fullmatch(value):
+        raise _malformed(name, value)
+    return float(value)
+
+
+def _count(name: str, value: str) -> int:
+    """An unsigned integer in ASCII digits."""
+    if not (value.isascii() and value.isdigit()):
+        raise _malformed(name, value)
+    return int(value)
+
+
 def _per_coordinate(params: Mapping[str, str], name: str, count: int) -> list[str] | None:
     value = params.get(name)
     if value is None:
@@ -113,7 +142,9 @@ def _per_coordinate(params: Mapping[str, str], name: str, count: int) -> list[st
     parts = value.split(";")
     if len(parts) != count:
         raise OsrmError(
-            "InvalidOptions", f"Number of {name} ({len(parts)}) must match coordinates ({count})"
+            "InvalidOptions",
+            f"Number of elements in {name} size {len(parts)} does not match coordinate size "
+            f"{count}",
         )
     return parts
 
@@ -129,120 +160,203 @@ class Options:
     alternatives: int = 0
     annotations: tuple[str, ...] = ()
     geometries: str = "polyline"
+    #: "simplified", "full", "false" or "by_legs" (a full geometry per leg, none overall).
     overview: str = "simplified"
     #: Per coordinate, (bearing, range) in degrees or None.
     bearings: list[tuple[float, float] | None] = field(default_factory=list)
     #: "default" (the profile decides), "true" or "false".
     continue_straight: str = "default"
+    #: "default" (not onto small parts of the network) or "any".
+    snapping: str = "default"
     sources: list[int] = field(default_factory=list)
     destinations: list[int] = field(default_factory=list)
     number: int = 1
+    #: /table: km/h of the straight-line estimate where no route exists, or None.
+    fallback_speed: float | None = None
+    #: /table: "input" or "snapped", the coordinates the estimate is measured between.
+    fallback_coordinate: str = "input"
+    #: /table: factor of the durations.
+    scale_factor: float = 1.0
+
+
+def _radiuses(params: Mapping[str, str], count: int, default: float) -> list[float | None]:
+    radiuses: list[float | None] = [default] * count
+    for i, value in enumerate(_per_coordinate(params, "radiuses", count) or []):
+        if value in {"", "unlimited"}:
+            radiuses[i] = None if value == "unlimited" else default
+            continue
+        radius = _number("radiuses", value)
+        if not math.isfinite(radius) or radius < 0:
+            raise OsrmError("InvalidValue", f"Invalid radius {value!r}")
+        radiuses[i] = radius
+    return radiuses
+
+
+def _bearings(params: Mapping[str, str], count: int) -> list[tuple[float, float] | None]:
+    bearings: list[tuple[float, float] | None] = [None] * count
+    for i, value in enumerate(_per_coordinate(params, "bearings", count) or []):
+        if not value:
+            continue
+        match = _BEARING.fullmatch(value)
+        if match is None:
+            raise _malformed("bearings", value)
+        heading, spread = int(match[1]), int(match[2])
+        if not (0 <= heading <= 360 and 0 <= spread <= 180):
+            raise OsrmError(
+                "InvalidOptions", f"Bearing {value!r} must be 0-360 with a range of 0-180"
+            )
+        bearings[i] = (float(heading), float(spread))
+    return bearings
+
+
+def _check_common(params: Mapping[str, str], count: int) -> None:
+    """Options that are parsed and checked like OSRM does, then not applied."""
+    for value in _per_coordinate(params, "approaches", count) or []:
+        if value and value not in APPROACHES:
+            raise _malformed("approaches", value)
+    for value in _per_coordinate(params, "hints", count) or []:
+        if value and not _HINT.fullmatch(value):
+            raise _malformed("hints", value)
+    exclude = params.get("exclude")
+    if exclude is not None:
+        if not all(_CLASS.fullmatch(name) for name in exclude.split(",")):
+            raise _malformed("exclude", exclude)
+        raise OsrmError("InvalidValue", "Exclude flag combination is not supported")
 
 
 def parse_options(
     service: str, params: Mapping[str, str], count: int, settings: RoutingSettings
 ) -> Options:
-    """Check the query string of ``service`` for ``count`` coordinates."""
+    """Check the query string of ``service`` for ``count`` coordinates: a value OSRM cannot
+    parse is ``InvalidQuery``, one it parses but rejects (a count not matching the
+    coordinates, a bearing out of range, a speed not above 0) is ``InvalidOptions``."""
     allowed = {"route": ROUTE_OPTIONS, "table": TABLE_OPTIONS, "nearest": NEAREST_OPTIONS}[service]
     for name in params:
         if name not in allowed:
             raise invalid_query(f"Query string malformed: unknown option {name!r}")
-    radiuses: list[float | None] = [settings.routing_snap_radius] * count
-    for i, value in enumerate(_per_coordinate(params, "radiuses", count) or []):
-        if value in {"", "unlimited"}:
-            radiuses[i] = None if value == "unlimited" else settings.routing_snap_radius
-            continue
-        try:
-            radius = float(value)
-        except ValueError:
-            raise invalid_query(f"Query string malformed: radius {value!r}") from None
-        if not math.isfinite(radius) or radius < 0:
-            raise OsrmError("InvalidValue", f"Invalid radius {value!r}")
-        radiuses[i] = radius
-    bearings: list[tuple[float, float] | None] = [None] * count
-    for i, value in enumerate(_per_coordinate(params, "bearings", count) or []):
-        if not value:
-            continue
-        pieces = value.split(",")
-        try:
-            if len(pieces) != 2:
-                raise ValueError
-            heading, spread = float(pieces[0]), float(pieces[1])
-        except ValueError:
-            raise invalid_query(f"Query string malformed: bearing {value!r}") from None
-        if not (0 <= heading <= 360 and 0 <= spread <= 180):
-            raise OsrmError("InvalidValue", f"Invalid bearing {value!r}")
-        bearings[i] = (heading, spread)
-    # Approaches are accepted and, like OSRM profiles without approach support, not applied.
-    _per_coordinate(params, "approaches", count)
-    if params.get("exclude"):
-        raise OsrmError("InvalidValue", "Exclude flag combination is not supported")
+    _check_common(params, count)
     options = Options(
-        radiuses=radiuses,
-        bearings=bearings,
+        radiuses=_radiuses(params, count, settings.routing_snap_radius),
+        bearings=_bearings(params, count),
         generate_hints=_boolean(params, "generate_hints", True),
         skip_waypoints=_boolean(params, "skip_waypoints", False),
+        snapping=_choice(params, "snapping", ("default", "any"), "default"),
     )
     if service == "route":
-        options.steps = _boolean(params, "steps", False)
-        options.geometries = _choice(
-            params, "geometries", ("polyline", "polyline6", "geojson"), "polyline"
-        )
-        options.overview = _choice(
-            params, "overview", ("simplified", "full", "false"), "simplified"
-        )
-        options.continue_straight = _choice(
-            params, "continue_straight", ("default", "true", "false"), "default"
-        )
-        alternatives = params.get("alternatives", "false")
-        if alternatives in {"true", "false"}:
-            options.alternatives = 1 if alternatives == "true" else 0
-        elif alternatives.isdigit():
-            options.alternatives = min(int(alternatives), settings.routing_max_alternatives)
-        else:
-            raise invalid_query(f"Query string malformed: alternatives {alternatives!r}")
-        annotations = params.get("annotations", "false")
-        if annotations in {"true", "false"}:
-            options.annotations = ANNOTATIONS if annotations == "true" else ()
-        else:
-            wanted = tuple(annotations.split(","))
-            if any(name not in ANNOTATIONS for name in wanted):
-                raise invalid_query(f"Query string malformed: annotations {annotations!r}")
-            options.annotations = wanted
-        if "waypoints" in params:
-            raise OsrmError("NotImplemented", "The waypoints option is not supported")
+        _route_options(options, params, count, settings)
     elif service == "table":
-        options.sources = _indices(params, "sources", count)
-        options.destinations = _indices(params, "destinations", count)
-        annotations = params.get("annotations", "duration")
-        wanted = tuple(annotations.split(","))
-        if any(name not in {"duration", "distance"} for name in wanted):
-            raise invalid_query(f"Query string malformed: annotations {annotations!r}")
-        options.annotations = wanted
+        _table_options(options, params, count)
     else:
-        number = params.get("number", "1")
-        if not number.isdigit() or int(number) < 1:
-            raise invalid_query(f"Query string malformed: number {number!r}")
-        if int(number) > settings.routing_max_nearest:
+        number = _count("number", params.get("number", "1"))
+        if number < 1:
+            raise OsrmError("InvalidOptions", "number must be at least 1")
+        if number > settings.routing_max_nearest:
             raise OsrmError(
                 "TooBig", f"Number of results is higher than {settings.routing_max_nearest}"
             )
-        options.number = int(number)
+        options.number = number
     return options
+
+
+def _route_options(
+    options: Options, params: Mapping[str, str], count: int, settings: RoutingSettings
+) -> None:
+    options.steps = _boolean(params, "steps", False)
+    options.geometries = _choice(
+        params, "geometries", ("polyline", "polyline6", "geojson"), "polyline"
+    )
+    options.overview = _choice(
+        params, "overview", ("simplified", "full", "false", "by_legs"), "simplified"
+    )
+    options.continue_straight = _choice(
+        params, "continue_straight", ("default", "true", "false"), "default"
+    )
+    alternatives = params.get("alternatives", "false")
+    if alternatives in {"true", "false"}:
+        options.alternatives = 1 if alternatives == "true" else 0
+    else:
+        wanted = _count("alternatives", alternatives)
+        options.alternatives = min(wanted, settings.routing_max_alternatives)
+    annotations = params.get("annotations", "false")
+    if annotations in {"true", "false"}:
+        options.annotations = ANNOTATIONS if annotations == "true" else ()
+    else:
+        names = annotations.split(",")
+        if any(name not in ANNOTATIONS for name in names):
+            raise _malformed("annotations", annotations)
+        options.annotations = tuple(name for name in ANNOTATIONS if name in names)
+    if "waypoints" in params:
+        waypoints = [_count("waypoints", part) for part in params["waypoints"].split(";")]
+        if any(index >= count for index in waypoints):
+            raise OsrmError("InvalidOptions", "waypoints index out of range")
+        if waypoints[0] != 0 or waypoints[-1] != count - 1:
+            raise OsrmError(
+                "InvalidValue", "First and last coordinates must be specified as waypoints."
+            )
+        if waypoints != list(range(count)):
+            raise OsrmError("NotImplemented", "Waypoints other than every coordinate")
+
+
+def _table_options(options: Options, params: Mapping[str, str], count: int) -> None:
+    if count < 2:
+        raise OsrmError("InvalidOptions", "Number of coordinates needs to be at least two.")
+    options.sources = _indices(params, "sources", count)
+    options.destinations = _indices(params, "destinations", count)
+    annotations = params.get("annotations", "duration")
+    names = annotations.split(",")
+    if any(name not in {"duration", "distance"} for name in names):
+        raise _malformed("annotations", annotations)
+    options.annotations = tuple(name for name in ("duration", "distance") if name in names)
+    if "fallback_speed" in params:
+        options.fallback_speed = _number("fallback_speed", params["fallback_speed"])
+        if options.fallback_speed <= 0:
+            raise OsrmError("InvalidOptions", "fallback_speed must be > 0")
+    options.fallback_coordinate = _choice(
+        params, "fallback_coordinate", ("input", "snapped"), "input"
+    )
+    if "scale_factor" in params:
+        options.scale_factor = _number("scale_factor", params["scale_factor"])
+        if options.scale_factor <= 0:
+            raise OsrmError("InvalidOptions", "scale_factor must be > 0")
 
 
 def _indices(params: Mapping[str, str], name: str, count: int) -> list[int]:
     value = params.get(name, "all")
     if value == "all":
         return list(range(count))
-    indices = []
-    for part in value.split(";"):
-        if not part.isdigit():
-            raise invalid_query(f"Query string malformed: {name} {value!r}")
-        if int(part) >= count:
-            raise OsrmError("InvalidOptions", f"{name} index {part} is out of range")
-        indices.append(int(part))
+    indices = [_count(name, part) for part in value.split(";")]
+    for index in indices:
+        if index >= count:
+            raise OsrmError("InvalidOptions", f"{name} index {index} is out of range")
     return indices
+
+
+def fallback(
+    coordinates: Sequence[tuple[float, float]],
+    snaps: Sequence[Snap],
+    options: Options,
+    durations: list[list[float | None]],
+    distances: list[list[float | None]],
+) -> list[list[int]]:
+    """/table's ``fallback_speed``: where no route exists, the straight-line distance between
+    the input (or snapped) coordinates, and that at ``fallback_speed`` metres per second. Fills
+    the tables in place and returns the cells estimated as ``[row, column]``."""
+    assert options.fallback_speed is not None
+    if options.fallback_coordinate == "snapped":
+        points = [(snap.lon, snap.lat) for snap in snaps]
+    else:
+        points = list(coordinates)
+    cells = []
+    for row, i in enumerate(options.sources):
+        for column, j in enumerate(options.destinations):
+            if durations[row][column] is not None:
+                continue
+            metres = haversine(*points[i], *points[j])
+            durations[row][column] = round(metres / options.fallback_speed, 1)
+            if distances:
+                distances[row][column] = round(metres, 1)
+            cells.append([row, column])
+    return cells
 
 
 # -- responses -----------------------------------------------------------------------------
@@ -345,7 +459,10 @@ def route_object(engine: Engine, paths: list[Path], options: Options) -> dict[st
         "duration": round(duration, 1),
         "distance": round(distance, 1),
     }
-    if options.overview != "false":
+    if options.overview == "by_legs":
+        for item, chunk in zip(legs, chunks, strict=True):
+            item["geometry"] = geometry(chunk, options.geometries)
+    elif options.overview != "false":
         coords = (
             np.asarray(chunks[0])
             if len(chunks) == 1

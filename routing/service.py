@@ -225,15 +225,23 @@ class RoutingService:
     def _snap(
         self, engine: Engine, coordinates: list[tuple[float, float]], options: osrm.Options
     ) -> list[Snap]:
-        """The nearest road of each coordinate, as OSRM picks them: roads of small
-        disconnected parts (a lone driveway, a parking aisle) only when every coordinate lies
-        on the same one, or when no other road is within the radius."""
+        """The nearest road of each coordinate, as OSRM picks them: roads of small parts of
+        the turn graph (a lone driveway, a one-way dead end, a road whose every exit is
+        turn-restricted) only when every coordinate lies on the same one, or when no other
+        road is within the radius."""
 
         def nearest(i: int, large_only: bool = False) -> list[Snap]:
             lon, lat = coordinates[i]
             bearing = options.bearings[i] if options.bearings else None
             radius = options.radiuses[i]
-            return engine.snap(lon, lat, radius=radius, bearing=bearing, large_only=large_only)
+            return engine.snap(
+                lon,
+                lat,
+                radius=radius,
+                bearing=bearing,
+                large_only=large_only,
+                any_edge=options.snapping == "any",
+            )
 
         snaps = []
         for i in range(len(coordinates)):
@@ -244,7 +252,7 @@ class RoutingService:
                 )
             snaps.append(found[0])
         small = [engine.small(snap) for snap in snaps]
-        if any(small) and len({engine.component(snap) for snap in snaps}) > 1:
+        if any(small) and not frozenset.intersection(*(engine.components(s) for s in snaps)):
             for i, snap in enumerate(snaps):
                 if small[i]:
                     large = nearest(i, large_only=True)
@@ -302,7 +310,14 @@ class RoutingService:
         options = osrm.parse_options("nearest", params, 1, self.settings)
         engine = self.engine(profile)
         lon, lat = coordinates[0]
-        found = engine.snap(lon, lat, radius=options.radiuses[0], number=options.number)
+        found = engine.snap(
+            lon,
+            lat,
+            radius=options.radiuses[0],
+            number=options.number,
+            bearing=options.bearings[0],
+            any_edge=options.snapping == "any",
+        )
         if not found:
             raise OsrmError("NoSegment", "Could not find a matching segment for coordinate 0")
         return {
@@ -337,6 +352,14 @@ class RoutingService:
                 durations.append(row_time)
                 distances.append(row_length)
         result: dict[str, Any] = {"code": "Ok"}
+        if options.fallback_speed is not None:
+            cells = osrm.fallback(coordinates, snaps, options, durations, distances)
+            result["fallback_speed_cells"] = cells
+        if options.scale_factor != 1.0:
+            durations = [
+                [None if d is None else round(d * options.scale_factor, 1) for d in row]
+                for row in durations
+            ]
         if "duration" in options.annotations:
             result["durations"] = durations
         if "distance" in options.annotations:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Strongly connected parts of a road graph with fewer nodes than this are "small" (OSRM's
-#: ``--small-component-size``).
+#: Strongly connected parts of a profile's turn graph (one node per road direction, with turn
+#: restrictions) with fewer nodes than this are "small" (OSRM's ``--small-component-size``).
 SMALL_COMPONENT_SIZE = 1000
 
 
@@ -26,9 +26,9 @@ class RoutingSettings(BaseSettings):
     #: every road of the profile gets ``NoSegment`` (e.g. outside the imported area). Generous,
     #: because a point in the mountains may lie kilometres from the nearest road a car may use.
     routing_snap_radius: float = 5000.0
-    #: Strongly connected parts of a profile's road graph with fewer nodes than this are
-    #: "small" (OSRM's ``--small-component-size``): a coordinate is snapped onto them only when
-    #: every coordinate lies on the same one, or no other road is within the radius.
+    #: Strongly connected parts of a profile's turn graph with fewer road directions than this
+    #: are "small" (OSRM's ``--small-component-size``): a coordinate is snapped onto them only
+    #: when every coordinate lies on the same one, or no other road is within the radius.
     routing_small_component: int = SMALL_COMPONENT_SIZE
     #: Seconds between two checks of the data version by a running server.
     routing_reload_interval: float = 10.0

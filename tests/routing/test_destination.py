@@ -134,6 +134,7 @@ def test_liechtenstein_routes_enter_destination_streets_only_to_end_there(
     # Ends next to restricted streets, where going through them would be tempting.
     near = [int(e) for e in open_edges if car.restricted[car.leaving[car.head[int(e)]]].any()]
     ending = 0
+    pairs = []
     for _ in range(300):
         snaps = []
         for pool in (near, open_edges):
@@ -147,8 +148,16 @@ def test_liechtenstein_routes_enter_destination_streets_only_to_end_there(
         # reached only through one).
         assert through is None or not nx.has_path(open_graph, *through), (snaps, path)
         ending += bool(car.restricted[path.edges].any())
+        pairs.append((snaps[0], snaps[1]))
     # Liechtenstein has 185 restricted car edges: many of these routes start or end there.
     assert ending > 20
+    # A table's durations are the routes' real durations, penalties or not.
+    starts, ends = [a for a, _ in pairs[:12]], [b for _, b in pairs[:12]]
+    for start, row in zip(starts, car.durations(starts, ends), strict=True):
+        for end, seconds in zip(ends, row, strict=True):
+            path = car.route(start, end)
+            assert path is not None and seconds is not None
+            assert seconds == pytest.approx(car.duration(path), abs=5e-4 * len(path.edges) + 1e-3)
 
 
 def test_no_route_starts_on_a_private_driveway(streets: dict[str, Engine]) -> None:
@@ -157,4 +166,6 @@ def test_no_route_starts_on_a_private_driveway(streets: dict[str, Engine]) -> No
     (snap,) = car.snap(7.002, 47.9995, radius=100)
     assert car.edges[snap.edge]["way_id"] in {1, 2}
     assert snap.distance == pytest.approx(0.0005 * 111_200, rel=0.01)
-    assert any(d["way_id"] == 900 for d in car.edges)
+    # OSRM's snapping=any: onto any road.
+    (anywhere,) = car.snap(7.002, 47.9995, radius=100, any_edge=True)
+    assert car.edges[anywhere.edge]["way_id"] == 900 and anywhere.distance < 0.01

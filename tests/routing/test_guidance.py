@@ -302,7 +302,7 @@ def test_bearings_choose_the_departure_direction(client: TestClient) -> None:
         directions.append(after)
     assert directions
     bad = client.get(f"/route/v1/driving/{VADUZ};{BALZERS}", params={"bearings": "400,10;"})
-    assert bad.status_code == 400 and bad.json()["code"] == "InvalidValue"
+    assert bad.status_code == 400 and bad.json()["code"] == "InvalidOptions"
 
 
 def test_continue_straight_avoids_u_turns_at_via_points(client: TestClient) -> None:

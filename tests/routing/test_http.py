@@ -134,6 +134,48 @@ def test_table(client: TestClient) -> None:
         ("/route/v1/car/9.52,47.14", "InvalidOptions"),
         ("/table/v1/car/9.52,47.14;9.51,47.16?sources=5", "InvalidOptions"),
         ("/nearest/v1/car/9.52,47.14?number=x", "InvalidQuery"),
+        # What OSRM's grammar can't parse is InvalidQuery, what it parses but rejects
+        # (counts, ranges, speeds not above 0) is InvalidOptions.
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?approaches=curb;foo", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?approaches=curb", "InvalidOptions"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?snapping=x", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?bearings=90.5,10;", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?bearings=90;", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?bearings=400,10;", "InvalidOptions"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?bearings=90,200;", "InvalidOptions"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?radiuses=nan;10", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?radiuses=1e999999;10", "InvalidValue"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?hints=a%25b;", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?hints=", "InvalidOptions"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?exclude=", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?exclude=toll;ferry", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?exclude=toll", "InvalidValue"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?annotations=duration,foo", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?annotations=", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?alternatives=-1", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?alternatives=%C2%B2", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?continue_straight=maybe", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?steps=1", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?generate_hints=yes", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?skip_waypoints=no", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?overview=some", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?waypoints=x", "InvalidQuery"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?waypoints=0;5", "InvalidOptions"),
+        (f"/route/v1/car/{VADUZ};{SCHAAN}?waypoints=1", "InvalidValue"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?fallback_speed=-1", "InvalidOptions"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?fallback_speed=0", "InvalidOptions"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?fallback_speed=inf", "InvalidQuery"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?fallback_speed=fast", "InvalidQuery"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?scale_factor=0", "InvalidOptions"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?scale_factor=-2", "InvalidOptions"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?fallback_coordinate=foo", "InvalidQuery"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?annotations=true", "InvalidQuery"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?sources=a", "InvalidQuery"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?destinations=0;9", "InvalidOptions"),
+        (f"/table/v1/car/{VADUZ};{SCHAAN}?steps=true", "InvalidQuery"),
+        (f"/table/v1/car/{VADUZ}", "InvalidOptions"),
+        (f"/nearest/v1/car/{VADUZ}?number=0", "InvalidOptions"),
+        (f"/nearest/v1/car/{VADUZ}?bearings=10,10;", "InvalidOptions"),
     ],
 )
 def test_errors(client: TestClient, path: str, code: str) -> None:
@@ -141,6 +183,81 @@ def test_errors(client: TestClient, path: str, code: str) -> None:
     assert answer.status_code == 400
     body = answer.json()
     assert body["code"] == code and isinstance(body["message"], str) and body["message"]
+
+
+def test_valid_options_osrm_accepts(client: TestClient) -> None:
+    first = client.get(f"/route/v1/driving/{VADUZ};{SCHAAN}").json()
+    hints = ";".join(waypoint["hint"] for waypoint in first["waypoints"])
+    answer = client.get(
+        f"/route/v1/driving/{VADUZ};{SCHAAN}",
+        params={
+            "approaches": "curb;",
+            "snapping": "any",
+            "hints": hints,
+            "bearings": ";",
+            "radiuses": "unlimited;",
+            "waypoints": "0;1",
+            "annotations": "speed,duration",
+            "alternatives": "0",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    route = answer.json()["routes"][0]
+    assert route["distance"] == first["routes"][0]["distance"]
+    assert set(route["legs"][0]["annotation"]) == {"speed", "duration"}
+
+
+def test_overview_by_legs(client: TestClient) -> None:
+    answer = client.get(
+        f"/route/v1/driving/{VADUZ};{SCHAAN};{VADUZ}",
+        params={"overview": "by_legs", "geometries": "geojson"},
+    )
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    route = data["routes"][0]
+    # OSRM: no overview of the whole route, a full geometry in each leg.
+    assert "geometry" not in route
+    for leg, start, end in zip(
+        route["legs"], data["waypoints"][:-1], data["waypoints"][1:], strict=True
+    ):
+        line = leg["geometry"]["coordinates"]
+        assert line[0] == pytest.approx(start["location"], abs=1e-6)
+        assert line[-1] == pytest.approx(end["location"], abs=1e-6)
+        length = sum(haversine(*a, *b) for a, b in zip(line, line[1:], strict=False))
+        assert length == pytest.approx(leg["distance"], rel=0.01)
+
+
+def test_table_scale_factor_and_fallback_speed(client: TestClient, engines: dict[str, Any]) -> None:
+    plain = client.get(f"/table/v1/driving/{VADUZ};{SCHAAN}").json()["durations"]
+    scaled = client.get(f"/table/v1/driving/{VADUZ};{SCHAAN}?scale_factor=2").json()["durations"]
+    assert plain[0][1] > 60
+    assert scaled[0][1] == pytest.approx(2 * plain[0][1], abs=0.2)
+    assert scaled[1][1] == plain[1][1] == 0
+    # A pair without a route: estimated from the straight line at 10 m/s.
+    lon, lat = _island(engines["car"])
+    query = {"radiuses": "unlimited;1", "sources": "0", "destinations": "1"}
+    table = client.get(f"/table/v1/driving/{VADUZ};{lon},{lat}", params=query).json()
+    assert table["durations"] == [[None]] and "fallback_speed_cells" not in table
+    query.update(fallback_speed="10", annotations="duration,distance", scale_factor="1.5")
+    table = client.get(f"/table/v1/driving/{VADUZ};{lon},{lat}", params=query).json()
+    metres = haversine(*map(float, VADUZ.split(",")), lon, lat)
+    assert table["fallback_speed_cells"] == [[0, 0]]
+    assert table["distances"][0][0] == pytest.approx(metres, abs=0.1)
+    assert table["durations"][0][0] == pytest.approx(1.5 * metres / 10, abs=0.2)
+
+
+def test_nearest_bearing(client: TestClient, engines: dict[str, Any]) -> None:
+    lon, lat = map(float, VADUZ.split(","))
+    plain = client.get(f"/nearest/v1/driving/{VADUZ}").json()["waypoints"][0]["location"]
+    moved = 0
+    for heading in (0, 90, 180, 270):
+        expected = engines["car"].snap(lon, lat, radius=5000, bearing=(heading, 20))
+        answer = client.get(f"/nearest/v1/driving/{VADUZ}", params={"bearings": f"{heading},20"})
+        assert answer.status_code == 200, answer.text
+        location = answer.json()["waypoints"][0]["location"]
+        assert location == [round(expected[0].lon, 6), round(expected[0].lat, 6)]
+        moved += location != plain
+    assert moved
 
 
 def _island(engine: Any) -> tuple[float, float]:
