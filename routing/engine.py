@@ -660,6 +660,12 @@ class Engine:
         """The strongly connected parts of the turn graph ``snap``'s directions lie on."""
         return frozenset(int(self.edge_component[edge]) for edge, _ in self.directions(snap))
 
+    def connected(self, snaps: Sequence[Snap]) -> bool:
+        """Whether ``snaps`` all lie on one strongly connected part with a cycle, where each
+        reaches every other (a lone one-way edge reaches nothing behind a point on it)."""
+        shared = frozenset.intersection(*(self.components(snap) for snap in snaps))
+        return any(self._component_size[part] > 1 for part in shared)
+
     def _index_pieces(self) -> None:
         """The snapping index (at build time): every straight piece of road (one direction of
         two-way roads), projected, in a grid; the strongly connected components."""
@@ -725,9 +731,15 @@ class Engine:
         self._grid = (left, bottom, int(columns), int(rows), a["grid_starts"], a["grid_members"])
         #: Per edge, its strongly connected part of the turn graph, and whether that is small.
         self.edge_component: NDArray[np.int64] = a["edge_component"]
+        #: Turn-graph nodes (road directions) of each strongly connected part.
+        self._component_size: NDArray[np.int64] = a["component_size"]
+        size = self._component_size
+        # Below the threshold (a small extract) the part holding most roads is the main one.
+        largest = int(np.argmax(size))
+        main = largest if 2 * size[largest] > len(self.origin) else -1
         self.edge_small: NDArray[np.bool_] = (
-            a["component_size"][self.edge_component] < self.small_component_size
-        )
+            size[self.edge_component] < self.small_component_size
+        ) & (self.edge_component != main)
         self._piece_edge: NDArray[np.int64] = a["piece_edge"]
         self._piece_offset: NDArray[np.float64] = a["piece_offset"]
         self._piece_lonlat = (a["piece_start"], a["piece_end"])

@@ -252,7 +252,7 @@ class RoutingService:
                 )
             snaps.append(found[0])
         small = [engine.small(snap) for snap in snaps]
-        if any(small) and not frozenset.intersection(*(engine.components(s) for s in snaps)):
+        if any(small) and not engine.connected(snaps):
             for i, snap in enumerate(snaps):
                 if small[i]:
                     large = nearest(i, large_only=True)
