@@ -127,8 +127,12 @@ def group_routes(context: Any) -> list[BaseRoute]:
         follow=lambda: tiles.version,
         data_dir=database.data_dir,
     )
-    tiles.add_switch_hook(service.prepare)
-    context.health["routing"] = service.health
+    if context.settings.server.tiles_file is not None:
+        # Tiles from an archive, no database: no routing data (routes answer 503 NoGraph).
+        context.health["routing"] = lambda: {"ready": True, "served": False}
+    else:
+        tiles.add_switch_hook(service.prepare)
+        context.health["routing"] = service.health
     for method in FAST_SERVICES:
         context.add_fast_route(f"/{method}/v1/", f"osrm_{method}", partial(fast_answer, service))
     return routes(service)
