@@ -1,23 +1,24 @@
-"""Build the per-profile networkx road graphs from the raw network and keep them in the DB."""
+"""Build each profile's routing data from the raw road network and store it with its import."""
 
 from __future__ import annotations
 
-import pickle
+import json
 import sys
 import time
 from collections import Counter, defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
-import psycopg2
-from psycopg2 import sql
+import numpy as np
 
 from osmimport import schema
-from osmimport.database import connect, load_sql
-from routing.errors import GraphNotBuiltError
+from osmimport.database import connect
+from routing import store
 from routing.network import Network, data_version, haversine, read_network
 from routing.profiles import PROFILES, Profile
+from routing.store import Arrays
 
 #: Edge attributes of every graph: ``length`` (m), ``travel_time`` (s), ``weight`` (integer
 #: milliseconds, what the engine minimises), ``way_id``, ``name``, ``ref``, ``highway``, ``mode``,
@@ -230,90 +231,165 @@ def _chain(adjacency: dict[int, list[tuple[int, int]]], start: int, end: int) ->
     return keys[::-1]
 
 
-def _identifiers() -> dict[str, sql.Composable]:
-    return {
-        "schema": sql.Identifier(schema.ROUTING_SCHEMA),
-        "graphs": sql.Identifier(schema.ROUTING_SCHEMA, schema.ROUTING_GRAPHS_TABLE),
+#: Edge attributes kept as numbers (dtype) and as strings, whatever the graph holds; any other
+#: attribute a profile adds is kept too, by the type of its values.
+NUMBER_COLUMNS = {
+    "weight": np.int64,
+    "reverse": np.int64,
+    "way_id": np.int64,
+    "length": np.float64,
+    "travel_time": np.float64,
+    "roundabout": np.bool_,
+    "restricted": np.bool_,
+    "startpoint": np.bool_,
+}
+TEXT_COLUMNS = ("name", "ref", "highway", "mode", "junction", "destinations")
+#: Values of attributes an edge may lack.
+COLUMN_DEFAULTS: dict[str, Any] = {"restricted": False, "startpoint": True}
+#: Array name prefixes of the per-edge attributes.
+NUMBER_PREFIX = "edge:"
+TEXT_PREFIX = "text:"
+#: ``restriction_kind`` values.
+RESTRICTION_NO, RESTRICTION_ONLY = 0, 1
+
+
+def graph_arrays(graph: nx.MultiDiGraph) -> Arrays:
+    """The routing data of a profile's graph: nodes, per-edge attributes as columns (strings as
+    numbers into one string pool), geometries, barriers and restrictions, as numpy arrays."""
+    count = graph.number_of_edges()
+    node_ids = np.asarray(sorted(graph.nodes), dtype=np.int64)
+    edges: list[dict[str, Any]] = [{}] * count
+    tails = np.zeros(count, dtype=np.int64)
+    heads = np.zeros(count, dtype=np.int64)
+    for u, v, key, data in graph.edges(keys=True, data=True):
+        edges[key] = data
+        tails[key] = u
+        heads[key] = v
+    arrays: Arrays = {
+        "meta": np.frombuffer(
+            json.dumps(
+                {"profile": graph.graph["profile"], "data_version": graph.graph["data_version"]}
+            ).encode(),
+            dtype=np.uint8,
+        ),
+        "node_ids": node_ids,
+        "node_lon": np.asarray([graph.nodes[n]["x"] for n in node_ids.tolist()], np.float64),
+        "node_lat": np.asarray([graph.nodes[n]["y"] for n in node_ids.tolist()], np.float64),
+        "edge_tail": np.searchsorted(node_ids, tails),
+        "edge_head": np.searchsorted(node_ids, heads),
     }
-
-
-def _run(cursor: psycopg2.extensions.cursor, name: str, **params: Any) -> None:
-    query = sql.SQL(load_sql("routing", name)).format(**_identifiers())
-    cursor.execute(query, params or None)
-
-
-def save_graph(url: str, graph: nx.MultiDiGraph, build_seconds: float) -> None:
-    """Store ``graph`` as the graph of its profile for its data version (replacing others)."""
-    blob = pickle.dumps(graph, protocol=pickle.HIGHEST_PROTOCOL)
-    conn = connect(url)
-    try:
-        with conn, conn.cursor() as cur:
-            _run(cur, "graphs_table.sql")
-            _run(
-                cur,
-                "save_graph.sql",
-                profile=graph.graph["profile"],
-                data_version=graph.graph["data_version"],
-                build_seconds=build_seconds,
-                nodes=graph.number_of_nodes(),
-                edges=graph.number_of_edges(),
-                graph=psycopg2.Binary(blob),
+    strings: dict[str, int] = {"": 0}
+    extra = sorted({k for data in edges for k in data} - {"geometry", "nodes"})
+    for key in sorted({*NUMBER_COLUMNS, *TEXT_COLUMNS, *extra}):
+        values = [data.get(key, COLUMN_DEFAULTS.get(key)) for data in edges]
+        if key in TEXT_COLUMNS or (
+            key not in NUMBER_COLUMNS and values and all(isinstance(v, str) for v in values)
+        ):
+            arrays[TEXT_PREFIX + key] = np.fromiter(
+                (strings.setdefault(v or "", len(strings)) for v in values), np.int32, count
             )
-    finally:
-        conn.close()
+        else:
+            dtype = NUMBER_COLUMNS.get(key) or (
+                np.bool_
+                if all(isinstance(v, bool) for v in values)
+                else np.int64
+                if all(isinstance(v, int) for v in values)
+                else np.float64
+            )
+            arrays[NUMBER_PREFIX + key] = np.asarray(values, dtype=dtype).reshape(count)
+    encoded = [text.encode() for text in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(text) for text in encoded], out=offsets[1:])
+    arrays["strings"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    arrays["string_offsets"] = offsets
+    sizes = np.fromiter((len(data["geometry"]) for data in edges), np.int64, count)
+    geometry_offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(sizes, out=geometry_offsets[1:])
+    arrays["geometry_offsets"] = geometry_offsets
+    arrays["geometry"] = np.asarray(
+        [point for data in edges for point in data["geometry"]], dtype=np.float64
+    ).reshape(-1, 2)
+    arrays["geometry_nodes"] = np.asarray(
+        [node for data in edges for node in data["nodes"]], dtype=np.int64
+    )
+    arrays["barriers"] = np.asarray(graph.graph.get("barriers", ()), dtype=np.int64)
+    restrictions = graph.graph.get("restrictions", ())
+    arrays["restriction_kind"] = np.asarray(
+        [RESTRICTION_NO if kind == "no" else RESTRICTION_ONLY for kind, *_ in restrictions],
+        dtype=np.int8,
+    )
+    arrays["restriction_from"] = np.asarray([r[1] for r in restrictions], dtype=np.int64)
+    arrays["restriction_to"] = np.asarray([r[3] for r in restrictions], dtype=np.int64)
+    via_sizes = [len(r[2]) for r in restrictions]
+    via_offsets = np.zeros(len(restrictions) + 1, dtype=np.int64)
+    np.cumsum(via_sizes, out=via_offsets[1:])
+    arrays["restriction_via_offsets"] = via_offsets
+    arrays["restriction_via"] = np.asarray(
+        [edge for r in restrictions for edge in r[2]], dtype=np.int64
+    )
+    return arrays
 
 
-def load_graph(url: str, profile: str, version: str | None = None) -> nx.MultiDiGraph:
-    """The stored graph of ``profile`` for the current data version."""
-    version = version or data_version(url)
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            try:
-                _run(cur, "load_graph.sql", profile=profile, data_version=version)
-            except psycopg2.errors.UndefinedTable:
-                row = None
-            else:
-                row = cur.fetchone()
-    finally:
-        conn.close()
-    if row is None:
-        raise GraphNotBuiltError(
-            f"no {profile} routing graph for data version {version}: run `fondplan routing build`"
-        )
-    graph: nx.MultiDiGraph = pickle.loads(bytes(row[0]))
-    return graph
+def load_graph(url: str, profile: str) -> nx.MultiDiGraph:
+    """The graph of ``profile`` made again from the served road network: the model the stored
+    routing data is checked against (tests, benchmarks)."""
+    return build_profile_graph(read_network(url), PROFILES[profile])
 
 
-def graph_versions(url: str) -> list[dict[str, Any]]:
-    """What is stored: profile, data version, build time, node and edge counts."""
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            try:
-                _run(cur, "graph_versions.sql")
-            except psycopg2.errors.UndefinedTable:
-                return []
-            names = [column.name for column in cur.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-    finally:
-        conn.close()
-
-
-def build_graphs(url: str, *, profiles: list[str] | None = None, quiet: bool = False) -> None:
-    """Build and store the graph of every profile for the current data (the after-import hook)."""
+def build_routing(
+    url: str,
+    schema_name: str,
+    version: str,
+    *,
+    profiles: Sequence[str] | None = None,
+    quiet: bool = False,
+) -> None:
+    """Build and store the routing data of every profile from the road network of
+    ``schema_name``, as data version ``version`` (each profile committed on its own)."""
+    names = list(profiles or PROFILES)
+    if not quiet:
+        print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
     started = time.perf_counter()
-    network = read_network(url)
+    network = read_network(url, schema_name, version)
     read_seconds = time.perf_counter() - started
-    for name in profiles or list(PROFILES):
-        began = time.perf_counter()
-        graph = build_profile_graph(network, PROFILES[name])
-        seconds = time.perf_counter() - began + read_seconds / len(profiles or PROFILES)
-        save_graph(url, graph, seconds)
-        if not quiet:
-            print(
-                f"routing: {name} graph {graph.number_of_nodes()} nodes, "
-                f"{graph.number_of_edges()} edges, {len(graph.graph['restrictions'])} "
-                f"restrictions, built in {seconds:.1f} s",
-                file=sys.stderr,
-            )
+    # The engine reads the array format this module defines: imported here, not at the top.
+    from routing.engine import Engine
+
+    conn = connect(url)
+    try:
+        for name in names:
+            began = time.perf_counter()
+            graph = build_profile_graph(network, PROFILES[name])
+            arrays = Engine.compile(graph)
+            seconds = time.perf_counter() - began + read_seconds / len(names)
+            with conn, conn.cursor() as cur:
+                size = store.save(
+                    cur,
+                    schema_name,
+                    name,
+                    version,
+                    arrays,
+                    build_seconds=seconds,
+                    nodes=graph.number_of_nodes(),
+                    edges=graph.number_of_edges(),
+                )
+            if not quiet:
+                print(
+                    f"routing: {name} graph {graph.number_of_nodes()} nodes, "
+                    f"{graph.number_of_edges()} edges, {len(graph.graph['restrictions'])} "
+                    f"restrictions, {size / 1e6:.1f} MB, built in {seconds:.1f} s",
+                    file=sys.stderr,
+                )
+            del graph, arrays
+    finally:
+        conn.close()
+
+
+def build_before_swap(url: str, staging: str, version: str) -> None:
+    """The import's before-swap hook: the routing data of the staged import, in its schema."""
+    build_routing(url, staging, version)
+
+
+def build_graphs(url: str, *, profiles: Sequence[str] | None = None, quiet: bool = False) -> None:
+    """Build and store the routing data of the served data again, for its data version."""
+    build_routing(url, schema.SCHEMA, data_version(url), profiles=profiles, quiet=quiet)

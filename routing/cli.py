@@ -16,17 +16,19 @@ from osmimport.command import Command, dispatch
 from osmimport.database import database_url, existing_database_url
 from osmimport.errors import UsageError
 from osmimport.settings import DatabaseSettings
-from routing.build import build_graphs, graph_versions
+from routing import store
+from routing.build import build_graphs
 from routing.errors import OsrmError
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingSettings
 
 
 class RoutingCommand:
-    """Build the car, bike and foot routing graphs of the imported data (also run by import).
+    """Build the car, bike and foot routing data of the imported data (the import builds it
+    before its swap; this builds it again for the data served).
 
-    build   read the road network, build each profile's graph, store it with the data version
-    status  list the stored graphs
+    build   read the road network, build each profile's routing data, store it with the data
+    status  list the stored routing data
     """
 
     name: ClassVar[str] = "routing"
@@ -45,15 +47,15 @@ class RoutingCommand:
         if args.action == "build":
             build_graphs(url, profiles=args.profile)
             return 0
-        rows = graph_versions(url)
+        rows = store.versions(url)
         if not rows:
             print("no routing graph: run `fondplan routing build`")
             return 3
         for row in rows:
             print(
                 f"{row['profile']}: data version {row['data_version']}, {row['nodes']} nodes, "
-                f"{row['edges']} edges, built {row['built_at']:%Y-%m-%d %H:%M} "
-                f"in {row['build_seconds']:.1f} s"
+                f"{row['edges']} edges, {row['bytes'] / 1e6:.1f} MB, "
+                f"built {row['built_at']:%Y-%m-%d %H:%M} in {row['build_seconds']:.1f} s"
             )
         return 0
 

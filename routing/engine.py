@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, NamedTuple
 
 import networkx as nx
@@ -19,9 +20,11 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from routing import kernels
+from routing.build import NUMBER_PREFIX, RESTRICTION_NO, TEXT_PREFIX, graph_arrays
 from routing.network import EARTH_RADIUS, bearing, haversine
 from routing.profiles import MAX_TURN_SECONDS, PROFILES
 from routing.settings import SMALL_COMPONENT_SIZE
+from routing.store import Arrays
 
 #: Spacing (m) of the sample points indexing road pieces for snapping.
 SAMPLE_SPACING = 20.0
@@ -111,13 +114,13 @@ class Junction:
 class Junctions:
     """Per-node and per-edge data the turn-by-turn steps read, computed once per graph."""
 
-    at: dict[int, Junction]
+    at: Mapping[int, Junction]
     #: Per edge: its road's index in the junction at its tail, and at its head.
-    out_index: list[int]
-    in_index: list[int]
+    out_index: Sequence[int]
+    in_index: Sequence[int]
     #: Per edge: bearing of its first piece (leaving its tail) and of its last (reaching its head).
-    first_bearing: list[float]
-    last_bearing: list[float]
+    first_bearing: NDArray[np.float64]
+    last_bearing: NDArray[np.float64]
 
 
 def _bearing_arrays(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -146,55 +149,258 @@ def angle_difference(a: float, b: float) -> float:
     return 360.0 - d if d > 180.0 else d
 
 
+class _Csr(Sequence[list[int]]):
+    """Rows of a compressed sparse row table: row ``i`` is ``values[offsets[i]:offsets[i+1]]``."""
+
+    def __init__(self, offsets: NDArray[np.int64], values: NDArray[Any]) -> None:
+        self.offsets = offsets
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> list[int]:  # type: ignore[override]
+        return self.values[self.offsets[i] : self.offsets[i + 1]].tolist()  # type: ignore[no-any-return]
+
+
+class _ByNode(Mapping[int, list[int]]):
+    """Edges per OSM node id (leaving or arriving), from a table per node index."""
+
+    def __init__(self, node_ids: NDArray[np.int64], rows: _Csr) -> None:
+        self.node_ids = node_ids
+        self.rows = rows
+
+    def index(self, node: int) -> int:
+        """The node's index, or -1 when it is no node of the graph."""
+        i = int(np.searchsorted(self.node_ids, node))
+        return i if i < len(self.node_ids) and self.node_ids[i] == node else -1
+
+    def __getitem__(self, node: int) -> list[int]:
+        i = self.index(node)
+        return self.rows[i] if i >= 0 else []
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.node_ids.tolist())
+
+    def __len__(self) -> int:
+        return len(self.node_ids)
+
+
+class _Strings:
+    """The string pool of the routing data: string ``i`` is ``data[offsets[i]:offsets[i+1]]``."""
+
+    def __init__(self, data: NDArray[np.uint8], offsets: NDArray[np.int64]) -> None:
+        self.data = data
+        self.offsets = offsets
+
+    def __getitem__(self, i: int) -> str:
+        return bytes(self.data[self.offsets[i] : self.offsets[i + 1]]).decode()
+
+
+class _Edges(Sequence[dict[str, Any]]):
+    """Each edge's attributes as the graph had them (``engine.edges[e]["name"]``), made on
+    demand from the arrays."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __len__(self) -> int:
+        return self.engine.edge_count
+
+    def __getitem__(self, e: int) -> dict[str, Any]:  # type: ignore[override]
+        engine = self.engine
+        data: dict[str, Any] = {key: column[e].item() for key, column in engine.columns.items()}
+        for key, column in engine.text_columns.items():
+            data[key] = engine.strings[int(column[e])]
+        start, end = int(engine.offsets[e]), int(engine.offsets[e + 1])
+        data["geometry"] = tuple(map(tuple, engine.points[start:end].tolist()))
+        data["nodes"] = tuple(engine.point_nodes[start:end].tolist())
+        return data
+
+
+class _Junctions(Mapping[int, "Junction"]):
+    """The junction at each OSM node, made on first use (a bounded cache keeps the recent)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._cached = lru_cache(maxsize=65536)(self._make)
+
+    def __getitem__(self, node: int) -> Junction:
+        return self._cached(int(node))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.engine.leaving)
+
+    def __len__(self) -> int:
+        return len(self.engine.leaving)
+
+    def _make(self, node: int) -> Junction:
+        engine = self.engine
+        first, last = engine._first_bearing, engine._last_bearing
+        found = [(float(first[k]), k, k) for k in engine.leaving[node]]
+        found += [
+            ((float(last[k]) + 180.0) % 360.0, -1, k)
+            for k in engine.arriving[node]
+            if engine._reverse[k] < 0
+        ]
+        found.sort()
+        i = engine.leaving.index(node)
+        # np.round, like the geometries, so a location equals its point in the route line.
+        lon, lat = np.round([engine.node_lon[i], engine.node_lat[i]], 6).tolist()
+        return Junction(
+            tuple(angle for angle, _, _ in found),
+            tuple(round(angle) % 360 for angle, _, _ in found),
+            tuple(out for _, out, _ in found),
+            tuple(road for _, _, road in found),
+            (float(lon), float(lat)),
+        )
+
+
+class _RoadIndex(Sequence[int]):
+    """Per edge, its road's index in the junction at its tail (``leaving``) or head."""
+
+    def __init__(self, engine: Engine, at: _Junctions, leaving: bool) -> None:
+        self.engine = engine
+        self.at = at
+        self.leaving = leaving
+
+    def __len__(self) -> int:
+        return self.engine.edge_count
+
+    def __getitem__(self, e: int) -> int:  # type: ignore[override]
+        engine = self.engine
+        if self.leaving:
+            return self.at[int(engine.tail[e])].out.index(e)
+        junction = self.at[int(engine.head[e])]
+        reverse = int(engine._reverse[e])
+        if reverse >= 0:
+            return junction.out.index(reverse)
+        return next(
+            i
+            for i, (out, road) in enumerate(zip(junction.out, junction.road, strict=True))
+            if out < 0 and road == e
+        )
+
+
+def _rows(keys: NDArray[np.int64], count: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The offsets and members of a table of ``range(len(keys))`` grouped by key."""
+    order = np.argsort(keys, kind="stable").astype(np.int64)
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=count), out=offsets[1:])
+    return offsets, order
+
+
+class _Copies(Mapping[int, list[int]]):
+    """Per edge, its turn-graph nodes: itself, then its copies (see ``_compile_turns``)."""
+
+    def __init__(self, count: int, origin: NDArray[np.int64], node: NDArray[np.int64]) -> None:
+        self.count = count
+        self.origin = origin
+        self.node = node
+
+    def __getitem__(self, edge: int) -> list[int]:
+        start, end = np.searchsorted(self.origin, [edge, edge + 1])
+        return [int(edge), *self.node[start:end].tolist()]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.count))
+
+    def __len__(self) -> int:
+        return self.count
+
+
 class Engine:
-    """Routes on one profile's graph: snapping, fastest paths, tables, alternatives."""
+    """Routes on one profile's routing data: snapping, fastest paths, tables, alternatives.
+
+    Made from the arrays of :func:`routing.build.graph_arrays`. What derives from them (the
+    turn graph and its CCH order, the snapping index, the components) is computed when missing
+    and kept in :attr:`arrays`: the import stores them all, and a server opens them ready-made,
+    memory-mapped, building only the CCH. A networkx graph (tests, benchmarks) is converted
+    first and kept as :attr:`graph`.
+    """
 
     def __init__(
-        self, graph: nx.MultiDiGraph, small_component_size: int = SMALL_COMPONENT_SIZE
+        self,
+        data: Arrays | nx.MultiDiGraph,
+        small_component_size: int = SMALL_COMPONENT_SIZE,
+        *,
+        search: bool = True,
     ) -> None:
-        self.graph = graph
+        self.graph: nx.MultiDiGraph | None = None
+        if isinstance(data, nx.MultiDiGraph):
+            self.graph = data
+            data = graph_arrays(data)
+        #: Every array of the routing data, the derived ones included.
+        self.arrays: Arrays = dict(data)
+        a = self.arrays
+        meta = json.loads(a["meta"].tobytes())
+        self.profile: str = meta["profile"]
+        self.data_version: str = meta["data_version"]
         self.small_component_size = small_component_size
-        self.profile: str = graph.graph["profile"]
-        self.data_version: str = graph.graph["data_version"]
-        count = graph.number_of_edges()
-        self.edges: list[dict[str, Any]] = [{} for _ in range(count)]
-        self.tail: list[int] = [0] * count
-        self.head: list[int] = [0] * count
-        for u, v, key, data in graph.edges(keys=True, data=True):
-            self.edges[key] = data
-            self.tail[key] = u
-            self.head[key] = v
-        self.weight = [int(data["weight"]) for data in self.edges]
-        self.edge_length = np.fromiter((d["length"] for d in self.edges), np.float64, count)
-        self.edge_time = np.fromiter((d["travel_time"] for d in self.edges), np.float64, count)
-        labels: dict[str, int] = {}
-        #: Per edge, the index of its road's label (name, else ref) in ``labels``, or -1.
-        self.edge_label = np.fromiter(
-            (
-                labels.setdefault(label, len(labels)) if label else -1
-                for label in (d["name"] or d["ref"] for d in self.edges)
-            ),
-            np.int64,
-            count,
-        )
-        self.labels = list(labels)
-        sizes = np.fromiter((len(data["geometry"]) for data in self.edges), np.int64, count)
-        #: Every edge's geometry in one array: edge ``e`` is ``points[offsets[e]:offsets[e+1]]``.
-        self.offsets: NDArray[np.int64] = np.concatenate(([0], np.cumsum(sizes)))
-        self.points: NDArray[np.float64] = np.asarray(
-            [point for data in self.edges for point in data["geometry"]], dtype=np.float64
-        ).reshape(-1, 2)
+        self.node_ids: NDArray[np.int64] = a["node_ids"]
+        self.node_lon: NDArray[np.float64] = a["node_lon"]
+        self.node_lat: NDArray[np.float64] = a["node_lat"]
+        #: Per edge, the index of its tail and head in ``node_ids``.
+        self.edge_tail: NDArray[np.int64] = a["edge_tail"]
+        self.edge_head: NDArray[np.int64] = a["edge_head"]
+        #: Per edge, the OSM ids of its tail and head nodes.
+        self.tail: NDArray[np.int64] = self.node_ids[self.edge_tail]
+        self.head: NDArray[np.int64] = self.node_ids[self.edge_head]
+        self.edge_count = len(self.edge_tail)
+        self.strings = _Strings(a["strings"], a["string_offsets"])
+        #: Per edge attribute, its values: numbers, or string numbers (``text_columns``).
+        self.columns = {
+            k.removeprefix(NUMBER_PREFIX): v for k, v in a.items() if k.startswith(NUMBER_PREFIX)
+        }
+        self.text_columns = {
+            k.removeprefix(TEXT_PREFIX): v for k, v in a.items() if k.startswith(TEXT_PREFIX)
+        }
+        self.edges = _Edges(self)
+        self.weight: NDArray[np.int64] = self.columns["weight"]
+        self.edge_length: NDArray[np.float64] = self.columns["length"]
+        self.edge_time: NDArray[np.float64] = self.columns["travel_time"]
+        self._reverse: NDArray[np.int64] = self.columns["reverse"]
+        name, ref = self.text_columns["name"], self.text_columns["ref"]
+        #: Per edge, the string number of its road's label (name, else ref); 0 for none.
+        self.edge_label = np.where(name > 0, name, ref)
+        #: Every edge's geometry in one array: edge ``e`` is ``points[offsets[e]:offsets[e+1]]``,
+        #: the OSM nodes of those points ``point_nodes[offsets[e]:offsets[e+1]]``.
+        self.offsets: NDArray[np.int64] = a["geometry_offsets"]
+        self.points: NDArray[np.float64] = a["geometry"]
+        self.point_nodes: NDArray[np.int64] = a["geometry_nodes"]
         #: Metres from the start of its edge to each point of ``points``.
-        self.along = self._along()
+        self.along: NDArray[np.float64] = self._derived("along", self._along)
+        nodes = len(self.node_ids)
+        if "out_edges" not in a:
+            a["out_offsets"], a["out_edges"] = _rows(self.edge_tail, nodes)
+            a["in_offsets"], a["in_edges"] = _rows(self.edge_head, nodes)
+        #: The edges leaving and arriving at each node (by OSM id).
+        self.leaving = _ByNode(self.node_ids, _Csr(a["out_offsets"], a["out_edges"]))
+        self.arriving = _ByNode(self.node_ids, _Csr(a["in_offsets"], a["in_edges"]))
         self._turn_geometry()
-        self._compile_turns()
-        self._build_cch()
-        self._build_snapping()
-        self._warm_up()
+        if "turn_origin" not in a:
+            self._compile_turns()
+        self._load_turns()
+        if "piece_edge" not in a:
+            self._index_pieces()
+        self._load_snapping()
+        if search:
+            self._build_cch()
+            self._warm_up()
+
+    @classmethod
+    def compile(cls, graph: nx.MultiDiGraph) -> Arrays:
+        """Every array of the routing data of ``graph``: what the import stores."""
+        return cls(graph, search=False).arrays
+
+    def _derived(self, name: str, compute: Callable[[], NDArray[Any]]) -> NDArray[Any]:
+        if name not in self.arrays:
+            self.arrays[name] = compute()
+        return self.arrays[name]
 
     def _warm_up(self) -> None:
         """Compile (or load from the disk cache) the kernels now rather than on a request."""
-        if self.edges:
+        if self.edge_count:
             lon, lat = self.points[0]
             self.snap(float(lon), float(lat), radius=None)
             line = self.line(Path(np.zeros(1, dtype=np.int64), 0.0, 1.0, 0))
@@ -220,33 +426,28 @@ class Engine:
 
     def _turn_geometry(self) -> None:
         """Per edge what its turns cost depends on: end bearings, roads at its head, mode."""
-        count = len(self.edges)
         first = self.offsets[:-1]
         last = self.offsets[1:] - 1
-        if count:
-            self._first_bearing = _bearing_arrays(self.points[first], self.points[first + 1])
-            self._last_bearing = _bearing_arrays(self.points[last - 1], self.points[last])
-        else:
-            self._first_bearing = self._last_bearing = np.zeros(0)
-        self._reverse = np.fromiter((d["reverse"] for d in self.edges), np.int64, count)
-        ends = np.concatenate([np.asarray(self.tail, np.int64), np.asarray(self.head, np.int64)])
-        ids, inverse = np.unique(ends, return_inverse=True)
-        tails, heads = inverse[:count], inverse[count:]
+
+        def first_bearing() -> NDArray[np.float64]:
+            return _bearing_arrays(self.points[first], self.points[first + 1])
+
+        def last_bearing() -> NDArray[np.float64]:
+            return _bearing_arrays(self.points[last - 1], self.points[last])
+
+        self._first_bearing = self._derived("first_bearing", first_bearing)
+        self._last_bearing = self._derived("last_bearing", last_bearing)
+        nodes = len(self.node_ids)
         # The roads at a node as its junction lists them: every edge leaving it and every
         # one-way edge arriving at it.
-        roads = np.bincount(tails, minlength=len(ids)) + np.bincount(
-            heads[self._reverse < 0], minlength=len(ids)
+        roads = np.bincount(self.edge_tail, minlength=nodes) + np.bincount(
+            self.edge_head[self._reverse < 0], minlength=nodes
         )
-        self._head_roads: NDArray[np.int64] = roads[heads]
-        modes: dict[str, int] = {}
-        self._mode = np.fromiter(
-            (modes.setdefault(d["mode"], len(modes)) for d in self.edges), np.int64, count
-        )
+        self._head_roads: NDArray[np.int64] = roads[self.edge_head]
+        self._mode = self.text_columns["mode"]
         self._turn_costs = PROFILES[self.profile].turns
         #: Per edge, whether it is open only to reach places on it (``destination`` access).
-        self.restricted: NDArray[np.bool_] = np.fromiter(
-            (d.get("restricted", False) for d in self.edges), np.bool_, count
-        )
+        self.restricted: NDArray[np.bool_] = self.columns["restricted"]
 
     def restricted_ms(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
         """Weight (ms) added to each turn from ``a`` into ``b`` on top of its duration: OSRM's
@@ -272,7 +473,7 @@ class Engine:
         """Milliseconds of each turn between consecutive ``edges``: looked up among the arcs,
         computed for any pair that is not one."""
         a, b = edges[:-1], edges[1:]
-        keys = a * len(self.edges) + b
+        keys = a * self.edge_count + b
         index = np.minimum(np.searchsorted(self._arc_keys, keys), max(0, len(self._arc_keys) - 1))
         if len(self._arc_keys):
             found = self._arc_keys[index] == keys
@@ -290,152 +491,157 @@ class Engine:
         return result
 
     def _compile_turns(self) -> None:
-        out: dict[int, list[int]] = defaultdict(list)
-        #: The edges arriving at each node.
-        self.arriving: dict[int, list[int]] = defaultdict(list)
-        for key in range(len(self.edges)):
-            out[self.tail[key]].append(key)
-            self.arriving[self.head[key]].append(key)
-        #: The edges leaving each node.
-        self.leaving = out
-        blocked = set(self.graph.graph.get("barriers", ()))
+        """The turn graph (at build time): per edge the edges a route may turn into, with
+        restrictions applied, as rows of ``turn_next``; its CCH order."""
+        a = self.arrays
+        count = self.edge_count
+        out = self.leaving.rows
+        heads = self.edge_head.tolist()
+        reverses = self._reverse.tolist()
+        ids = a["barriers"]
+        at = np.minimum(np.searchsorted(self.node_ids, ids), max(len(self.node_ids) - 1, 0))
+        blocked = set(at[self.node_ids[at] == ids].tolist()) if len(self.node_ids) else set()
         successors: list[list[int]] = []
-        for key, data in enumerate(self.edges):
-            node = self.head[key]
-            others = [b for b in out[node] if b != data["reverse"]]
+        for key in range(count):
+            node = heads[key]
+            reverse = reverses[key]
+            others = [b for b in out[node] if b != reverse]
             if node in blocked or not others:
                 # Turning back is allowed only where nothing else is (dead ends, barriers).
-                successors.append([data["reverse"]] if data["reverse"] >= 0 else [])
+                successors.append([reverse] if reverse >= 0 else [])
             else:
                 successors.append(others)
         forbidden: set[tuple[int, int]] = set()
         only: dict[int, set[int]] = defaultdict(set)
         via_way = []
-        for kind, a, via, b in self.graph.graph.get("restrictions", ()):
+        vias = _Csr(a["restriction_via_offsets"], a["restriction_via"])
+        for i, (kind, a_, b) in enumerate(
+            zip(
+                a["restriction_kind"].tolist(),
+                a["restriction_from"].tolist(),
+                a["restriction_to"].tolist(),
+                strict=True,
+            )
+        ):
+            via = vias[i]
             if via:
-                via_way.append((kind, a, via, b))
-            elif kind == "no":
-                forbidden.add((a, b))
+                via_way.append((kind, a_, via, b))
+            elif kind == RESTRICTION_NO:
+                forbidden.add((a_, b))
             else:
-                only[a].add(b)
-        for a, nexts in enumerate(successors):
-            if a in only:
-                nexts[:] = [b for b in nexts if b in only[a]]
+                only[a_].add(b)
+        for a_, nexts in enumerate(successors):
+            if a_ in only:
+                nexts[:] = [b for b in nexts if b in only[a_]]
             if forbidden:
-                nexts[:] = [b for b in nexts if (a, b) not in forbidden]
-        #: Turn-graph nodes: one per edge, then copies of via-way edges (state "entered from
-        #: the restriction's from-edge"); ``origin`` maps each back to its edge.
-        origin = list(range(len(self.edges)))
-        for kind, a, via, b in via_way:
-            if via[0] not in successors[a]:
+                nexts[:] = [b for b in nexts if (a_, b) not in forbidden]
+        # Turn-graph nodes: one per edge, then copies of via-way edges (state "entered from
+        # the restriction's from-edge"); ``origin`` maps each back to its edge.
+        origin = list(range(count))
+        for kind, a_, via, b in via_way:
+            if via[0] not in successors[a_]:
                 continue
             copies = list(range(len(origin), len(origin) + len(via)))
             origin.extend(via)
             successors.extend([] for _ in via)
-            successors[a] = [copies[0] if x == via[0] else x for x in successors[a]]
+            successors[a_] = [copies[0] if x == via[0] else x for x in successors[a_]]
             for i, (edge, copy) in enumerate(zip(via, copies, strict=True)):
                 if i + 1 < len(via):
                     rest = [x for x in successors[edge] if x != via[i + 1]]
                     successors[copy] = [*rest, copies[i + 1]]
-                elif kind == "no":
+                elif kind == RESTRICTION_NO:
                     successors[copy] = [x for x in successors[edge] if x != b]
                 else:
                     successors[copy] = [x for x in successors[edge] if x == b]
-        self.origin = origin
-        self._origin = np.asarray(origin, dtype=np.int64)
-        self.successors = successors
-        self.copies: dict[int, list[int]] = defaultdict(list)
-        for node, edge in enumerate(origin):
-            self.copies[edge].append(node)
-
-    def _build_cch(self) -> None:
-        tails = [node for node, nexts in enumerate(self.successors) for _ in nexts]
-        heads = [nxt for nexts in self.successors for nxt in nexts]
+        turn_origin = np.asarray(origin, dtype=np.int64)
+        sizes = np.fromiter((len(nexts) for nexts in successors), np.int64, len(successors))
+        offsets = np.zeros(len(successors) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        turn_next = np.fromiter(
+            (nxt for nexts in successors for nxt in nexts), np.int64, int(offsets[-1])
+        )
+        tails = np.repeat(np.arange(len(successors), dtype=np.int64), sizes)
         # An arc costs its tail edge and the turn into its head edge (copies turn like their
         # originals).
-        a = self._origin[np.asarray(tails, dtype=np.int64)]
-        b = self._origin[np.asarray(heads, dtype=np.int64)]
-        turn = self.turn_ms(a, b)
+        first, second = turn_origin[tails], turn_origin[turn_next]
+        turn = self.turn_ms(first, second)
         # What the search minimises: durations, plus the restricted-area penalty.
-        turn_weight = turn + self.restricted_ms(a, b)
-        #: Per turn-graph node, the turn weight (ms) of each of its ``successors``.
-        self.successor_turns: list[list[int]] = []
-        position = 0
-        turn_list = turn_weight.tolist()
-        for nexts in self.successors:
-            self.successor_turns.append(turn_list[position : position + len(nexts)])
-            position += len(nexts)
-        weights = (np.asarray(self.weight, dtype=np.int64)[a] + turn_weight).tolist()
+        turn_weight = turn + self.restricted_ms(first, second)
         # The turn (duration) of every pair of edges an arc joins, sorted by pair, for durations.
-        keys = a * len(self.edges) + b
+        keys = first * count + second
         by_pair = np.argsort(keys, kind="stable")
-        self._arc_keys: NDArray[np.int64] = keys[by_pair]
-        self._arc_turn: NDArray[np.int64] = turn[by_pair]
+        copy_order = np.argsort(turn_origin[count:], kind="stable")
+        a.update(
+            turn_origin=turn_origin,
+            turn_offsets=offsets,
+            turn_next=turn_next,
+            turn_cost=turn_weight,
+            arc_keys=keys[by_pair],
+            arc_turn=turn[by_pair],
+            copy_origin=turn_origin[count:][copy_order],
+            copy_node=(np.arange(count, len(origin), dtype=np.int64))[copy_order],
+        )
+        starts = self.points[self.offsets[turn_origin]] if count else np.zeros((0, 2))
+        a["cch_order"] = np.asarray(
+            rk.compute_order_inertial(
+                len(origin),
+                tails,  # type: ignore[arg-type]
+                turn_next,  # type: ignore[arg-type]
+                starts[:, 1].tolist(),
+                starts[:, 0].tolist(),
+            )
+            if len(origin)
+            else [],
+            dtype=np.int64,
+        )
+
+    def _load_turns(self) -> None:
+        a = self.arrays
+        #: Per turn-graph node, its edge.
+        self.origin: NDArray[np.int64] = a["turn_origin"]
+        self._origin = self.origin
+        #: Per turn-graph node, the nodes a route may go on to and the turn cost (ms) of each.
+        self.successors = _Csr(a["turn_offsets"], a["turn_next"])
+        self.successor_turns = _Csr(a["turn_offsets"], a["turn_cost"])
+        self._arc_keys: NDArray[np.int64] = a["arc_keys"]
+        self._arc_turn: NDArray[np.int64] = a["arc_turn"]
+        self.copies = _Copies(self.edge_count, a["copy_origin"], a["copy_node"])
+
+    def _build_cch(self) -> None:
+        a = self.arrays
         count = len(self.origin)
-        lats: list[float] = []
-        lons: list[float] = []
-        for node in range(count):
-            lon, lat = self.edges[self.origin[node]]["geometry"][0]
-            lons.append(lon)
-            lats.append(lat)
+        offsets = a["turn_offsets"]
+        tails = np.repeat(np.arange(count, dtype=np.int64), np.diff(offsets))
+        heads = a["turn_next"]
+        weights = self.weight[self.origin[tails]] + a["turn_cost"]
         self.arcs = (tails, heads, weights)
         if count == 0:
             self._metric = None
             return
-        order = rk.compute_order_inertial(count, tails, heads, lats, lons)
-        self._cch = rk.CCH(order, tails, heads, False)
-        self._metric = rk.CCHMetric(self._cch, weights)
+        # The binding reads any sequence: arrays spare a list of millions of ints.
+        self._cch = rk.CCH(a["cch_order"], tails, heads, False)  # type: ignore[arg-type]
+        self._metric = rk.CCHMetric(self._cch, weights)  # type: ignore[arg-type]
 
     def turn_graph(self) -> nx.DiGraph:
         """The edge-based graph the engine searches, as networkx (the reference in tests)."""
         graph = nx.DiGraph()
         graph.add_nodes_from(range(len(self.origin)))
-        tails, heads, weights = self.arcs
+        tails, heads, weights = (array.tolist() for array in self.arcs)
         for tail, head, weight in zip(tails, heads, weights, strict=True):
             graph.add_edge(tail, head, weight=weight)
         return graph
 
     @cached_property
     def junctions(self) -> Junctions:
-        """The roads at every node with their bearings (built on first use of steps)."""
-        count = len(self.edges)
-        first_bearing: list[float] = self._first_bearing.tolist()
-        last_bearing: list[float] = self._last_bearing.tolist()
-        roads: dict[int, list[tuple[float, int, int]]] = defaultdict(list)
-        for key in range(count):
-            roads[self.tail[key]].append((first_bearing[key], key, key))
-            if self.edges[key]["reverse"] < 0:
-                roads[self.head[key]].append(((last_bearing[key] + 180.0) % 360.0, -1, key))
-        at: dict[int, Junction] = {}
-        out_index = [0] * count
-        in_index = [0] * count
-        keys = list(roads)
-        # np.round, like the geometries, so a location equals its point in the route line.
-        lonlat = np.round(
-            np.asarray([(self.graph.nodes[n]["x"], self.graph.nodes[n]["y"]) for n in keys]), 6
-        ).reshape(-1, 2)
-        places = {
-            node: (float(lon), float(lat))
-            for node, (lon, lat) in zip(keys, lonlat.tolist(), strict=True)
-        }
-        for node, found in roads.items():
-            found.sort()
-            at[node] = Junction(
-                tuple(angle for angle, _, _ in found),
-                tuple(round(angle) % 360 for angle, _, _ in found),
-                tuple(out for _, out, _ in found),
-                tuple(road for _, _, road in found),
-                places[node],
-            )
-            for i, (_, out, road) in enumerate(found):
-                if out >= 0:
-                    out_index[out] = i
-                    reverse = self.edges[out]["reverse"]
-                    if reverse >= 0:
-                        in_index[reverse] = i
-                else:
-                    in_index[road] = i
-        return Junctions(at, out_index, in_index, first_bearing, last_bearing)
+        """The roads at every node with their bearings (each made on first use)."""
+        at = _Junctions(self)
+        return Junctions(
+            at,
+            _RoadIndex(self, at, leaving=True),
+            _RoadIndex(self, at, leaving=False),
+            self._first_bearing,
+            self._last_bearing,
+        )
 
     # -- snapping -----------------------------------------------------------------------------
 
@@ -460,67 +666,102 @@ class Engine:
         shared = frozenset.intersection(*(self.components(snap) for snap in snaps))
         return any(self._component_size[part] > 1 for part in shared)
 
-    def _components(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-        """Per edge, its strongly connected component in the turn graph (the edge-based graph
-        with turn restrictions that routes are searched on, as OSRM computes them) and whether
-        that one is small. An edge from which the rest cannot be reached, or which cannot be
-        reached from it, is alone or in a small part."""
-        count = len(self.edges)
-        #: Turn-graph nodes (road directions) of each strongly connected part.
-        self._component_size: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-        if not count:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.bool_)
-        nodes = len(self.origin)
-        tails, heads, _ = self.arcs
+    def _index_pieces(self) -> None:
+        """The snapping index (at build time): every straight piece of road (one direction of
+        two-way roads), projected, in a grid; the strongly connected components."""
+        a = self.arrays
+        count = self.edge_count
+        keys = np.arange(count, dtype=np.int64)
+        keep = ~((self._reverse >= 0) & (self._reverse < keys))
+        pieces = np.where(keep, np.diff(self.offsets) - 1, 0)
+        piece_edge = np.repeat(keys, pieces)
+        first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+        point = self.offsets[:-1][piece_edge] + (np.arange(len(piece_edge)) - first)
+        start, end = self.points[point], self.points[point + 1]
+        mean_lat = float(np.mean(self.node_lat)) if len(self.node_lat) else 0.0
+        self._cos = math.cos(math.radians(mean_lat))
+        x0, y0 = self._project(start[:, 0], start[:, 1])
+        x1, y1 = self._project(end[:, 0], end[:, 1])
+        piece_xy = np.stack([x0, y0, x1, y1], axis=1).reshape(-1, 4)
+        # The grid for the common single nearest road: about one piece per cell.
+        area = (
+            float(np.ptp(piece_xy[:, 0::2]) * np.ptp(piece_xy[:, 1::2])) if len(piece_xy) else 0.0
+        )
+        cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(piece_xy))))
+        left, bottom, columns, rows, starts, members = kernels.build_grid(piece_xy, cell)
+        # The strongly connected parts of the turn graph (the edge-based graph with turn
+        # restrictions that routes are searched on, as OSRM computes them): an edge from which
+        # the rest cannot be reached, or which cannot be reached from it, is alone or in a
+        # small part. Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
+        nodes = len(a["turn_origin"])
+        tails = np.repeat(np.arange(nodes, dtype=np.int64), np.diff(a["turn_offsets"]))
         arcs = csr_matrix(
-            (np.ones(len(tails), dtype=np.int8), (np.asarray(tails), np.asarray(heads))),
-            shape=(nodes, nodes),
+            (np.ones(len(tails), dtype=np.int8), (tails, a["turn_next"])), shape=(nodes, nodes)
         )
         _, labels = connected_components(arcs, directed=True, connection="strong")
         labels = np.asarray(labels, dtype=np.int64)
-        size = np.bincount(labels, minlength=1)
-        self._component_size = size
-        # Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
-        component = labels[:count]
+        # Metres along the edge to each piece, summed as the edge's length was (a point at the
+        # end of an edge is at fraction 1.0 exactly).
+        offsets: list[float] = []
+        first_piece = np.ones(len(point), dtype=np.bool_)
+        first_piece[1:] = piece_edge[1:] != piece_edge[:-1]
+        total = 0.0
+        for new, a_, b in zip(first_piece.tolist(), start.tolist(), end.tolist(), strict=True):
+            total = 0.0 if new else total
+            offsets.append(total)
+            total += haversine(*a_, *b)
+        a.update(
+            piece_edge=piece_edge,
+            piece_offset=np.asarray(offsets, dtype=np.float64),
+            piece_start=start,
+            piece_end=end,
+            piece_xy=piece_xy,
+            grid_frame=np.asarray([left, bottom, columns, rows, cell, self._cos]),
+            grid_starts=starts,
+            grid_members=members,
+            edge_component=labels[:count],
+            component_size=np.bincount(labels, minlength=1).astype(np.int64),
+        )
+
+    def _load_snapping(self) -> None:
+        a = self.arrays
+        left, bottom, columns, rows, cell, cos = a["grid_frame"].tolist()
+        self._cos = cos
+        self._cell = cell
+        self._grid = (left, bottom, int(columns), int(rows), a["grid_starts"], a["grid_members"])
+        #: Per edge, its strongly connected part of the turn graph, and whether that is small.
+        self.edge_component: NDArray[np.int64] = a["edge_component"]
+        #: Turn-graph nodes (road directions) of each strongly connected part.
+        self._component_size: NDArray[np.int64] = a["component_size"]
+        size = self._component_size
         # Below the threshold (a small extract) the part holding most roads is the main one.
         largest = int(np.argmax(size))
-        main = largest if 2 * size[largest] > nodes else -1
-        small: NDArray[np.bool_] = (size[component] < self.small_component_size) & (
-            component != main
-        )
-        return component, small
-
-    def _build_snapping(self) -> None:
-        lats = [self.graph.nodes[n]["y"] for n in self.graph.nodes]
-        self._cos = math.cos(math.radians(float(np.mean(lats)) if lats else 0.0))
-        self.edge_component, self.edge_small = self._components()
+        main = largest if 2 * size[largest] > len(self.origin) else -1
+        self.edge_small: NDArray[np.bool_] = (
+            size[self.edge_component] < self.small_component_size
+        ) & (self.edge_component != main)
+        self._piece_edge: NDArray[np.int64] = a["piece_edge"]
+        self._piece_offset: NDArray[np.float64] = a["piece_offset"]
+        self._piece_lonlat = (a["piece_start"], a["piece_end"])
+        self._piece_xy: NDArray[np.float64] = a["piece_xy"]
         #: Per edge, whether a route may start or end on it (see ``startpoint`` in build.py).
-        self.startpoint: NDArray[np.bool_] = np.fromiter(
-            (d.get("startpoint", True) for d in self.edges), np.bool_, len(self.edges)
+        self.startpoint: NDArray[np.bool_] = self.columns["startpoint"]
+        # Pieces a coordinate may snap onto: not where no route may start (a private
+        # driveway); "large" ones also on a part of the graph the rest is reachable from.
+        self._piece_allowed: NDArray[np.bool_] = self.startpoint[self._piece_edge]
+        # A road is large where either direction is (the other may be a trap).
+        reverse = self._reverse[self._piece_edge]
+        large_piece = ~self.edge_small[self._piece_edge] | (
+            (reverse >= 0) & ~self.edge_small[np.maximum(reverse, 0)]
         )
-        piece_edge: list[int] = []
-        piece_offset: list[float] = []
-        starts: list[tuple[float, float]] = []
-        ends: list[tuple[float, float]] = []
-        for key, data in enumerate(self.edges):
-            if 0 <= data["reverse"] < key:
-                continue
-            geometry = data["geometry"]
-            offset = 0.0
-            for a, b in zip(geometry, geometry[1:], strict=False):
-                piece_edge.append(key)
-                piece_offset.append(offset)
-                starts.append(a)
-                ends.append(b)
-                offset += haversine(*a, *b)
-        self._piece_edge = np.asarray(piece_edge, dtype=np.int64)
-        self._piece_offset = np.asarray(piece_offset, dtype=np.float64)
-        start = np.asarray(starts, dtype=np.float64).reshape(-1, 2)
-        end = np.asarray(ends, dtype=np.float64).reshape(-1, 2)
-        self._piece_lonlat = (start, end)
-        x0, y0 = self._project(start[:, 0], start[:, 1])
-        x1, y1 = self._project(end[:, 0], end[:, 1])
-        self._piece_xy: NDArray[np.float64] = np.stack([x0, y0, x1, y1], axis=1)
+        self._piece_large: NDArray[np.bool_] = self._piece_allowed & large_piece
+
+    @cached_property
+    def _sample_points(self) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Points every few metres along the pieces and the piece of each (made on the first
+        search that needs more than the nearest piece)."""
+        xy = self._piece_xy
+        x0, y0, x1, y1 = xy[:, 0], xy[:, 1], xy[:, 2], xy[:, 3]
         lengths = np.hypot(x1 - x0, y1 - y0)
         counts = np.maximum(1, np.ceil(lengths / SAMPLE_SPACING).astype(np.int64)) + 1
         owner = np.repeat(np.arange(len(lengths)), counts)
@@ -533,32 +774,21 @@ class Engine:
             ],
             axis=1,
         )
-        # Pieces a coordinate may snap onto: not where no route may start (a private
-        # driveway); "large" ones also on a part of the graph the rest is reachable from.
-        self._piece_allowed: NDArray[np.bool_] = self.startpoint[self._piece_edge]
-        # A road is large where either direction is (the other may be a trap).
-        reverse = self._reverse[self._piece_edge]
-        large_piece = ~self.edge_small[self._piece_edge] | (
-            (reverse >= 0) & ~self.edge_small[np.maximum(reverse, 0)]
-        )
-        self._piece_large: NDArray[np.bool_] = self._piece_allowed & large_piece
+        return samples, owner
+
+    @cached_property
+    def _samples(self) -> _Samples:
+        """The samples of the pieces a coordinate may snap onto, in a k-d tree."""
+        samples, owner = self._sample_points
         allowed = self._piece_allowed[owner]
+        return self._any_samples if allowed.all() else _Samples(samples[allowed], owner[allowed])
+
+    @cached_property
+    def _large_samples(self) -> _Samples:
+        """The samples of the large pieces a coordinate may snap onto."""
+        samples, owner = self._sample_points
         large = self._piece_large[owner]
-        self._sample_points = (samples, owner)
-        self._samples = (
-            self._any_samples if allowed.all() else _Samples(samples[allowed], owner[allowed])
-        )
-        self._large_samples = (
-            self._samples if large.all() else _Samples(samples[large], owner[large])
-        )
-        # The grid for the common single nearest road: about one piece per cell.
-        area = (
-            float(np.ptp(self._piece_xy[:, 0::2]) * np.ptp(self._piece_xy[:, 1::2]))
-            if len(lengths)
-            else 0.0
-        )
-        self._cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(lengths))))
-        self._grid = kernels.build_grid(self._piece_xy, self._cell)
+        return self._samples if large.all() else _Samples(samples[large], owner[large])
 
     @cached_property
     def _any_samples(self) -> _Samples:
@@ -586,12 +816,12 @@ class Engine:
         components that are not small; with ``any_edge`` also roads no route may start on (OSRM's
         ``snapping=any``)."""
         if large_only:
-            samples, allowed = self._large_samples, self._piece_large
+            allowed = self._piece_large
         elif any_edge:
-            samples, allowed = self._any_samples, self._piece_any
+            allowed = self._piece_any
         else:
-            samples, allowed = self._samples, self._piece_allowed
-        if samples.tree is None:
+            allowed = self._piece_allowed
+        if not len(self._piece_edge):
             return []
         px = math.radians(lon) * EARTH_RADIUS * self._cos
         py = math.radians(lat) * EARTH_RADIUS
@@ -615,6 +845,11 @@ class Engine:
                 return []
             snap = self._snap_on(piece, t, lon, lat)
             return [] if radius is not None and snap.distance > radius else [snap]
+        samples = (
+            self._large_samples if large_only else self._any_samples if any_edge else self._samples
+        )
+        if samples.tree is None:
+            return []
         total = len(samples.owner)
         k = min(total, max(16, number * 16) * (8 if bearing is not None else 1))
         distances, indices = samples.tree.query((px, py), k=k)
@@ -664,7 +899,7 @@ class Engine:
         start, end = self._piece_lonlat[0][piece], self._piece_lonlat[1][piece]
         slon = float(start[0] + (end[0] - start[0]) * t)
         slat = float(start[1] + (end[1] - start[1]) * t)
-        length = self.edges[edge]["length"]
+        length = float(self.edge_length[edge])
         along = float(self._piece_offset[piece]) + haversine(
             float(start[0]), float(start[1]), slon, slat
         )
@@ -677,7 +912,7 @@ class Engine:
         heading = bearing(float(start[0]), float(start[1]), float(end[0]), float(end[1]))
         value, spread = wanted
         forward = angle_difference(heading, value) <= spread
-        reverse = self.edges[snap.edge]["reverse"]
+        reverse = int(self._reverse[snap.edge])
         backward = reverse >= 0 and angle_difference((heading + 180.0) % 360.0, value) <= spread
         if forward and backward:
             return snap
@@ -692,7 +927,7 @@ class Engine:
     def directions(self, snap: Snap) -> list[tuple[int, float]]:
         """The edges a snapped point lies on, each with the point's fraction along it."""
         found = [(snap.edge, snap.fraction)]
-        reverse = self.edges[snap.edge]["reverse"]
+        reverse = int(self._reverse[snap.edge])
         if reverse >= 0 and snap.both:
             found.append((reverse, 1.0 - snap.fraction))
         return found
@@ -735,7 +970,8 @@ class Engine:
             ends = [(edge, round(fraction * self.weight[edge]))]
             if fraction <= 0.0:
                 ends = [
-                    (arriving, self.weight[arriving]) for arriving in self.arriving[self.tail[edge]]
+                    (arriving, int(self.weight[arriving]))
+                    for arriving in self.arriving[self.tail[edge]]
                 ]
             for last, cost in ends:
                 for node in self.copies[last]:
@@ -781,7 +1017,7 @@ class Engine:
     ) -> Path:
         first_edge = sources[nodes[0]][1]
         first_fraction = dict(self.directions(start))[first_edge]
-        last_edge = self.origin[nodes[-1]]
+        last_edge = int(self.origin[nodes[-1]])
         # An edge not under ``end`` arrives at the junction ``end`` lies at: travelled whole.
         last_fraction = dict(self.directions(end)).get(last_edge, 1.0)
         edges = np.empty(len(nodes) + 1, dtype=np.int64)
@@ -875,22 +1111,19 @@ class Engine:
             return []
         chosen = [best]
         used = {part.edge for part in best.parts}
-        lons = [lon for part in best.parts for lon, _ in self.edges[part.edge]["geometry"]]
-        lats = [lat for part in best.parts for _, lat in self.edges[part.edge]["geometry"]]
-        pad_lon = (max(lons) - min(lons)) * 0.3 + 0.002
-        pad_lat = (max(lats) - min(lats)) * 0.3 + 0.002
-        candidates = [
-            key
-            for key, data in enumerate(self.edges)
-            if key not in used
-            and min(lons) - pad_lon <= data["geometry"][0][0] <= max(lons) + pad_lon
-            and min(lats) - pad_lat <= data["geometry"][0][1] <= max(lats) + pad_lat
-        ]
+        travelled = np.concatenate(
+            [self.points[self.offsets[e] : self.offsets[e + 1]] for e in best.edges.tolist()]
+        )
+        low, high = travelled.min(axis=0), travelled.max(axis=0)
+        pad = (high - low) * 0.3 + 0.002
+        firsts = self.points[self.offsets[:-1]]
+        inside = np.all((firsts >= low - pad) & (firsts <= high + pad), axis=1)
+        candidates = [key for key in np.flatnonzero(inside).tolist() if key not in used]
         rng = random.Random(start.edge * 7919 + end.edge)
         rng.shuffle(candidates)
         found: list[Path] = []
         for via in candidates[:60]:
-            lon, lat = self.edges[via]["geometry"][0]
+            lon, lat = self.points[self.offsets[via]].tolist()
             middle = Snap(via, 0.0, lon, lat, 0.0)
             first = self.route(start, middle)
             second = self.route(middle, end) if first is not None else None
@@ -915,9 +1148,9 @@ class Engine:
 
     def _shared(self, path: Path, other: Path) -> float:
         edges = {part.edge for part in other.parts}
-        edges |= {self.edges[e]["reverse"] for e in edges}
+        edges |= {int(self._reverse[e]) for e in edges}
         return sum(
-            float(self.edges[part.edge]["length"]) * (part.end - part.start)
+            float(self.edge_length[part.edge]) * (part.end - part.start)
             for part in path.parts
             if part.edge in edges
         )
@@ -936,19 +1169,19 @@ class Engine:
     def summary(self, path: Path) -> str:
         """The two roads (names, else refs) ``path`` travels longest, in the order travelled."""
         labels = self.edge_label[path.edges]
-        # Metres per label, unnamed roads (-1) in slot 0.
-        totals = np.bincount(labels + 1, weights=self.edge_length[path.edges] * path.shares)
+        # Metres per label, unnamed roads in slot 0.
+        totals = np.bincount(labels, weights=self.edge_length[path.edges] * path.shares)
         totals[0] = 0.0
         best: list[int] = []
         for _ in range(2):
             label = int(np.argmax(totals))
             if totals[label] <= 0.0:
                 break
-            best.append(label - 1)
+            best.append(label)
             totals[label] = 0.0
         # In the order travelled: where each is last travelled.
         best.sort(key=lambda label: int(np.flatnonzero(labels == label)[-1]))
-        return ", ".join(self.labels[label] for label in best)
+        return ", ".join(self.strings[label] for label in best)
 
     def line(self, path: Path) -> NDArray[np.float64]:
         """The coordinates of ``path``, without repeated consecutive points (at least two)."""

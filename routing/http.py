@@ -157,12 +157,24 @@ def routes(service: RoutingService) -> list[BaseRoute]:
 def group_routes(context: Any) -> list[BaseRoute]:
     """The route group factory of the tile server (gets its app context, duck-typed).
 
-    The graphs are loaded when the server starts (``context.on_startup``) and reloaded when
-    the data version changes.
+    Routes follow the tiles' data version: the engines of a new version are loaded before the
+    tile service switches to it (its switch hook), so both switch together; ``/health`` shows
+    each profile's state.
     """
     database = context.settings.database
-    service = RoutingService(lambda: database_url(database), RoutingSettings())
-    context.on_startup.append(service.load)
+    tiles = context.tiles
+    service = RoutingService(
+        lambda: database_url(database),
+        RoutingSettings(),
+        follow=lambda: tiles.version,
+        data_dir=database.data_dir,
+    )
+    if context.settings.server.tiles_file is not None:
+        # Tiles from an archive, no database: no routing data (routes answer 503 NoGraph).
+        context.health["routing"] = lambda: {"ready": True, "served": False}
+    else:
+        tiles.add_switch_hook(service.prepare)
+        context.health["routing"] = service.health
     for method in FAST_SERVICES:
         context.add_fast_route(
             f"/{method}/v1/", f"osrm_{method}", partial(fast_answer, service), request_cost

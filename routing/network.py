@@ -46,8 +46,8 @@ def _query(name: str, **identifiers: sql.Composable) -> sql.Composed:
     return sql.SQL(load_sql("routing", name)).format(**identifiers)
 
 
-def _table(name: str) -> sql.Identifier:
-    return sql.Identifier(schema.SCHEMA, name)
+def _table(name: str, schema_name: str = schema.SCHEMA) -> sql.Identifier:
+    return sql.Identifier(schema_name, name)
 
 
 def _rows(cursor: psycopg2.extensions.cursor, batch: int = 20000) -> Iterator[tuple[Any, ...]]:
@@ -82,17 +82,21 @@ def data_version(url: str) -> str:
         conn.close()
 
 
-def read_network(url: str) -> Network:
-    """Load the road network of the served schema into memory."""
-    version = data_version(url)
+def read_network(url: str, schema_name: str = schema.SCHEMA, version: str | None = None) -> Network:
+    """Load the road network of ``schema_name`` (the served one by default) into memory."""
+    version = version or data_version(url)
+
+    def table(name: str) -> sql.Identifier:
+        return _table(name, schema_name)
+
     conn = connect(url)
     try:
         with conn.cursor(name="routing_ways") as cur:
             cur.itersize = 20000
-            cur.execute(_query("road_ways.sql", ways=_table(schema.ROAD_WAYS_TABLE)))
+            cur.execute(_query("road_ways.sql", ways=table(schema.ROAD_WAYS_TABLE)))
             ways = [(int(osm_id), tags or {}, list(nodes)) for osm_id, tags, nodes in _rows(cur)]
         with conn.cursor(name="routing_nodes") as cur:
-            cur.execute(_query("road_nodes.sql", nodes=_table(schema.ROAD_NODES_TABLE)))
+            cur.execute(_query("road_nodes.sql", nodes=table(schema.ROAD_NODES_TABLE)))
             ids: list[int] = []
             lons: list[float] = []
             lats: list[float] = []
@@ -105,9 +109,9 @@ def read_network(url: str) -> Network:
         node_lon = np.asarray(lons, dtype=np.float64)[order]
         node_lat = np.asarray(lats, dtype=np.float64)[order]
         with conn.cursor() as cur:
-            cur.execute(_query("barriers.sql", barriers=_table(schema.BARRIERS_TABLE)))
+            cur.execute(_query("barriers.sql", barriers=table(schema.BARRIERS_TABLE)))
             barriers = {int(osm_id): tags or {} for osm_id, tags in cur.fetchall()}
-            cur.execute(_query("restrictions.sql", restrictions=_table(schema.RESTRICTIONS_TABLE)))
+            cur.execute(_query("restrictions.sql", restrictions=table(schema.RESTRICTIONS_TABLE)))
             restrictions = [
                 (int(osm_id), tags or {}, members or []) for osm_id, tags, members in cur.fetchall()
             ]

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from pathlib import Path as FilePath
 from typing import Any
 
+import psycopg2
+
 from osmimport.errors import FondplanError
-from routing import osrm
-from routing.build import load_graph
+from routing import osrm, store
 from routing.engine import Engine, Path, Snap
-from routing.errors import OsrmError
+from routing.errors import GraphNotBuiltError, OsrmError
 from routing.network import data_version
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingSettings
+
+log = logging.getLogger(__name__)
 
 #: Set while queries must not wait (see :meth:`RoutingService.without_waiting`).
 _NO_WAIT: ContextVar[bool] = ContextVar("routing_no_wait", default=False)
@@ -31,14 +36,33 @@ STRAIGHT_AT_WAYPOINTS = frozenset({"car"})
 
 
 class RoutingService:
-    """Loads each profile's graph for the data version in the database, reloading on change."""
+    """The engine of each profile for the data version served.
+
+    Alone (the ``fondplan route`` command, tests) it polls the database for the data version.
+    In the server it ``follow``s the version the tiles are served for: :meth:`prepare` loads the
+    engines of a new version before the server switches to it, so tiles and routes switch
+    together. With ``data_dir`` the routing data is memory-mapped from a file cache there, one
+    copy for every worker process.
+    """
 
     def __init__(
-        self, url: str | Callable[[], str], settings: RoutingSettings | None = None
+        self,
+        url: str | Callable[[], str],
+        settings: RoutingSettings | None = None,
+        *,
+        follow: Callable[[], str] | None = None,
+        data_dir: FilePath | None = None,
     ) -> None:
         self._url = url
         self.settings = settings or RoutingSettings()
-        self._engines: dict[str, Engine] = {}
+        self._follow = follow
+        self._data_dir = data_dir
+        #: Engines by (data version, profile).
+        self._engines: dict[tuple[str, str], Engine] = {}
+        #: Why a profile could not be loaded, by (data version, profile).
+        self._errors: dict[tuple[str, str], str] = {}
+        self._loading: set[str] = set()
+        self._started = False
         self._version: str | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -50,14 +74,95 @@ class RoutingService:
             self._url = self._url()
         return self._url
 
+    def _cache(self) -> FilePath | None:
+        return None if self._data_dir is None else store.cache_root(self._data_dir, self.url)
+
     def load(self) -> None:
-        """Load every profile now (at server start); missing graphs are loaded when built."""
+        """Load every profile of the current data version now; missing ones are loaded when
+        built (requests answer 503 meanwhile)."""
+        version = self.current_version()
         for name in PROFILES:
+            self._get(name, version, quiet=True)
+
+    def prepare(self, version: str) -> None:
+        """Get the engines of ``version`` ready before the server switches to it (its switch
+        hook). At start, when nothing is served yet, they load in a thread instead: the tiles
+        need not wait, and a route waits for its profile only."""
+        if self._follow is not None and not self._started:
+            self._started = True
+            self._loading.add(version)
+            threading.Thread(
+                target=self._prepare, args=(version,), name="fondplan-routing", daemon=True
+            ).start()
+            return
+        self._prepare(version)
+
+    def _prepare(self, version: str) -> None:
+        try:
+            for name in PROFILES:
+                self._get(name, version, quiet=True)
+        finally:
+            self._loading.discard(version)
+        keep = {version}
+        if self._follow is not None:
+            keep.add(self._follow())
+        with self._lock:
+            self._engines = {k: e for k, e in self._engines.items() if k[0] in keep}
+        cache = self._cache()
+        if cache is not None:
+            store.prune(cache, keep)
+
+    def _get(self, name: str, version: str, *, quiet: bool = False) -> Engine | None:
+        """The engine of ``name`` for ``version``, loaded now if needed (None when quiet and
+        it cannot be)."""
+        engine = self._engines.get((version, name))
+        if engine is not None:
+            return engine
+        with self._lock:
+            engine = self._engines.get((version, name))
+            if engine is not None:
+                return engine
             try:
-                self.engine(name)
-            except FondplanError:
-                # Served once built: requests answer 503 meanwhile.
-                pass
+                try:
+                    arrays = store.load(self.url, name, version, cache=self._cache())
+                except psycopg2.Error as exc:
+                    raise GraphNotBuiltError(f"the routing data cannot be read: {exc}") from exc
+                engine = Engine(arrays, self.settings.routing_small_component)
+            except FondplanError as exc:
+                self._errors[(version, name)] = str(exc)
+                if quiet:
+                    log.warning("routing %s: %s", name, exc)
+                    return None
+                raise
+            self._errors.pop((version, name), None)
+            self._engines = {**self._engines, (version, name): engine}
+            return engine
+
+    def health(self) -> dict[str, Any]:
+        """Per profile the data version served, whether its engine is loaded and its edges;
+        ``ready`` when every profile is."""
+        version = self.current_version() if self._follow is not None else self._version
+        result: dict[str, Any] = {}
+        for name in PROFILES:
+            engine = self._engines.get((version or "", name))
+            state: dict[str, Any] = {
+                "data_version": version,
+                "loaded": engine is not None,
+                "edges": len(engine.edges) if engine is not None else None,
+            }
+            if engine is None:
+                error = self._errors.get((version or "", name))
+                state["state"] = (
+                    "loading" if version in self._loading or error is None else "unavailable"
+                )
+                if error is not None:
+                    state["error"] = error
+            result[name] = state
+        return {
+            "ready": all(p["loaded"] for p in result.values()),
+            "loading": bool(self._loading),
+            "profiles": result,
+        }
 
     @contextmanager
     def without_waiting(self) -> Iterator[None]:
@@ -69,6 +174,20 @@ class RoutingService:
         finally:
             _NO_WAIT.reset(token)
 
+    def current_version(self) -> str:
+        """The data version routes are answered for."""
+        if self._follow is not None:
+            return self._follow()
+        if (
+            self._version is None
+            or time.monotonic() - self._checked > self.settings.routing_reload_interval
+        ):
+            if _NO_WAIT.get():
+                raise Busy("data version")
+            self.refresh()
+        assert self._version is not None
+        return self._version
+
     def engine(self, profile: str) -> Engine:
         """The engine of ``profile`` (an OSRM alias) for the current data version."""
         name = PROFILE_ALIASES.get(profile)
@@ -77,42 +196,29 @@ class RoutingService:
                 "InvalidUrl",
                 f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILE_ALIASES))}",
             )
-        engines = self._engines
-        if (
-            name in engines
-            and time.monotonic() - self._checked <= self.settings.routing_reload_interval
-        ):
-            return engines[name]
+        version = self.current_version()
+        engine = self._engines.get((version, name))
+        if engine is not None:
+            return engine
         if _NO_WAIT.get():
             raise Busy(profile)
-        with self._lock:
-            self._refresh()
-            engine = self._engines.get(name)
-            if engine is None or engine.data_version != self._version:
-                assert self._version is not None
-                engine = Engine(
-                    load_graph(self.url, name, self._version), self.settings.routing_small_component
-                )
-                self._engines[name] = engine
-            return engine
+        engine = self._get(name, version)
+        assert engine is not None
+        return engine
 
     def refresh(self) -> None:
-        """Check the data version when the reload interval has passed."""
+        """Check the data version in the database (alone; in the server the tiles' version
+        is followed and this does nothing)."""
+        if self._follow is not None:
+            return
         with self._lock:
-            self._refresh()
-
-    def _refresh(self) -> None:
-        now = time.monotonic()
-        if self._version is None or now - self._checked > self.settings.routing_reload_interval:
-            version = data_version(self.url)
-            self._checked = now
-            if version != self._version:
-                self._version = version
-                self._engines = {
-                    key: engine
-                    for key, engine in self._engines.items()
-                    if engine.data_version == version
-                }
+            now = time.monotonic()
+            if self._version is None or now - self._checked > self.settings.routing_reload_interval:
+                version = data_version(self.url)
+                self._checked = now
+                if version != self._version:
+                    self._version = version
+                    self._engines = {k: e for k, e in self._engines.items() if k[0] == version}
 
     # -- services ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -62,15 +63,25 @@ def make_database(admin_url: str) -> Iterator[Callable[[], str]]:
         return _with_dbname(admin_url, name)
 
     yield make
+    from osmimport.settings import DatabaseSettings
+    from routing.store import cache_root
+
     for name in created:
         drop_database(admin_url, name)
+        # The routing file cache the test servers filled for it.
+        shutil.rmtree(
+            cache_root(DatabaseSettings().data_dir, _with_dbname(admin_url, name)),
+            ignore_errors=True,
+        )
 
 
 @pytest.fixture(scope="session")
 def liechtenstein_url(make_database: Callable[[], str]) -> str:
-    """A database with the whole Liechtenstein 2021 extract imported (built once a session)."""
+    """A database with the whole Liechtenstein 2021 extract imported with its routing data
+    (built once a session)."""
     from osmimport.importer import run_import
+    from routing.build import build_before_swap
 
     url = make_database()
-    run_import(url, [LIECHTENSTEIN])
+    run_import(url, [LIECHTENSTEIN], before_swap=[build_before_swap])
     return url

@@ -13,7 +13,7 @@ from cities import cli as cities_cli
 from osmimport import cli as import_cli
 from osmimport.command import Command, dispatch
 from routing import cli as routing_cli
-from routing.build import build_graphs
+from routing.build import build_before_swap
 from tileserver import commands as tile_commands
 from tileserver import raster_cli, townplan_renderer
 
@@ -21,7 +21,7 @@ from tileserver import raster_cli, townplan_renderer
 def all_commands() -> list[Command]:
     """The commands of every package, in the order the help lists them."""
     commands: list[Command] = [
-        import_cli.ImportCommand(after_import=[build_graphs])
+        import_cli.ImportCommand(before_swap=[build_before_swap])
         if isinstance(command, import_cli.ImportCommand)
         else command
         for command in import_cli.COMMANDS

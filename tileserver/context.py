@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tileserver.fastpath import FastCost, FastHandler, FastRoute
 from tileserver.limits import Limits
@@ -29,8 +30,10 @@ class AppContext:
     on_startup: list[Callable[[], None]] = field(default_factory=list)
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
     fast_routes: list[FastRoute] = field(default_factory=list)
-    #: Sections of ``/health`` (name → a cheap callable giving JSON-able facts).
-    health: dict[str, Callable[[], object]] = field(default_factory=dict)
+    #: What ``/health`` reports besides the database: name -> a callable giving its state
+    #: (``"ready": False`` in it makes the status ``degraded``, or ``loading`` with
+    #: ``"loading": True``).
+    health: dict[str, Callable[[], dict[str, Any]]] = field(default_factory=dict)
 
     def add_fast_route(
         self, prefix: str, name: str, handler: FastHandler, cost: FastCost | None = None

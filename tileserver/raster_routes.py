@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -120,12 +121,14 @@ class RasterService:
                 )
             return self._pool
 
-    def describe(self) -> dict[str, object]:
-        """The render process's state for /health (``started: false`` before any render)."""
+    def health(self) -> dict[str, Any]:
+        """The render process's state for ``/health``: whether it started (on the first render),
+        its process and counters, its queue limit."""
         pool = self._pool
+        base: dict[str, Any] = {"ready": True, "max_pending": self.raster.max_pending}
         if pool is None:
-            return {"started": False}
-        return {"started": True, **describe(pool)}
+            return {**base, "started": False}
+        return {**base, "started": True, **describe(pool)}
 
     def gauges(self) -> dict[str, float]:
         """Render counters for /metrics."""
@@ -355,7 +358,7 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     """
     service = RasterService(context)
     context.on_shutdown.append(service.close)
-    context.health["render"] = service.describe
+    context.health["render"] = service.health
     context.metrics.add_gauges(service.gauges)
     methods = ["GET", "HEAD"]
     return [

@@ -6,6 +6,7 @@ import logging
 import select
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -46,6 +47,8 @@ class TileService:
         self._version = "none"
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._switch = threading.Lock()
+        self._switch_hooks: list[Callable[[str], None]] = []
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self, *, watch: bool = True) -> None:
@@ -72,14 +75,28 @@ class TileService:
         """The data version tiles are currently served for."""
         return self._version
 
+    def add_switch_hook(self, hook: Callable[[str], None]) -> None:
+        """Run ``hook(version)`` before each switch to a new data version: what is served
+        with the tiles (routes) gets ready first, then everything switches at once."""
+        self._switch_hooks.append(hook)
+
     def _set_version(self, version: str) -> None:
         if version == self._version:
             return
-        previous, self._version = self._version, version
-        log.info("data version %s -> %s", previous, version)
-        self.memory.clear()
-        if self.disk is not None:
-            threading.Thread(target=self.disk.prune, args=(version,), daemon=True).start()
+        # One switch at a time; a tile request that saw the new data waits for it.
+        with self._switch:
+            if version == self._version:
+                return
+            for hook in self._switch_hooks:
+                try:
+                    hook(version)
+                except Exception:
+                    log.exception("getting data version %s ready", version)
+            previous, self._version = self._version, version
+            log.info("data version %s -> %s", previous, version)
+            self.memory.clear()
+            if self.disk is not None:
+                threading.Thread(target=self.disk.prune, args=(version,), daemon=True).start()
 
     def refresh(self) -> str:
         """Re-read the data version now."""

@@ -89,8 +89,8 @@ class ImportCommand:
     name: ClassVar[str] = "import"
     help: ClassVar[str] = "import OSM extracts (replaces the loaded data)"
 
-    def __init__(self, after_import: Sequence[Callable[[str], None]] = ()) -> None:
-        self.after_import = list(after_import)
+    def __init__(self, before_swap: Sequence[Callable[[str, str, str], None]] = ()) -> None:
+        self.before_swap = list(before_swap)
 
     def add_args(self, parser: argparse.ArgumentParser) -> None:
         """Declare the input files."""
@@ -119,7 +119,7 @@ class ImportCommand:
             url,
             args.files,
             progress=not args.quiet,
-            after_import=self.after_import,
+            before_swap=self.before_swap,
             node_dir=node_store_dir(settings.data_dir, url),
             generalise=args.generalise,
             allow_empty=args.allow_empty,

@@ -643,6 +643,7 @@ def run_import(
     *,
     progress: bool = False,
     after_import: Sequence[Callable[[str], None]] = (),
+    before_swap: Sequence[Callable[[str, str, str], None]] = (),
     node_dir: Path | None = None,
     generalise: bool = True,
     allow_empty: bool = False,
@@ -663,6 +664,10 @@ def run_import(
     node, any 64-bit id). With ``node_dir``, that file is kept as
     ``node_dir/nodes-<version>.cache`` for later updates; ``osm.meta`` names the file that
     belongs to the data swapped in.
+
+    ``before_swap`` hooks get (url, staging schema, data version) once the staging schema is
+    complete and add to it what must switch with the data (the routing data); ``after_import``
+    hooks get the url after the swap.
     """
     started = time.monotonic()
     paths = [Path(f) for f in files]
@@ -756,6 +761,8 @@ def run_import(
                     )
                 cur.execute(sql.SQL("ANALYZE {}").format(_ident(staging, schema.META_TABLE)))
                 conn.commit()
+                for build in before_swap:
+                    build(url, staging, version)
                 _swap(cur, version)
             conn.commit()
         except BaseException:

@@ -33,11 +33,13 @@ ROAD_NODES_TABLE = "road_nodes"
 BARRIERS_TABLE = "barriers"
 RESTRICTIONS_TABLE = "restrictions"
 
-#: Routing graphs built from the raw network, one row per profile, keyed by the data version:
-#:  routing.graphs(profile text, data_version text, built_at, build_seconds, nodes, edges,
-#:      graph bytea). Kept outside SCHEMA so a swap does not drop them.
-ROUTING_SCHEMA = "routing"
-ROUTING_GRAPHS_TABLE = "graphs"
+#: Routing data built from the raw network before the swap, in the same schema (so it becomes
+#: current with the tiles and plans of its import, and replicas have it):
+#:  routing_profiles(profile text PK, data_version, built_at, build_seconds, nodes, edges,
+#:      bytes, layout jsonb) - per profile, the dtype and shape of each named array;
+#:  routing_data(profile, name, chunk, data bytea) - the arrays' bytes, in chunks.
+ROUTING_PROFILES_TABLE = "routing_profiles"
+ROUTING_DATA_TABLE = "routing_data"
 
 #: Administrative areas usable for town plans (levels 6 to 10 and the configured ones):
 #:  communes(osm_id bigint PK (relation id), name, name_fr, name_de, name_en, admin_level int,

@@ -141,10 +141,7 @@ def network_db(make_database: Callable[[], str]) -> Callable[[Path | str], str]:
 
 @pytest.fixture(scope="session")
 def routing_liechtenstein_url(liechtenstein_url: str) -> str:
-    """Liechtenstein 2021 imported, with the routing graphs built."""
-    from routing.build import build_graphs
-
-    build_graphs(liechtenstein_url, quiet=True)
+    """Liechtenstein 2021 imported, with the routing data built."""
     return liechtenstein_url
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -78,6 +79,11 @@ def test_fast_path_answers_like_the_regular_route(
     with TestClient(app) as client:
         assert app.fast is not None
         assert {route.prefix for route in app.fast.routes} == {"/route/v1/", "/nearest/v1/"}
+        # The engines load in a thread at start; meanwhile routes take the regular path.
+        deadline = time.monotonic() + 120
+        while client.get("/health").json()["status"] != "ok":
+            assert time.monotonic() < deadline, "the routing data never loaded"
+            time.sleep(0.1)
         headers = {"Origin": "https://a.example", "Accept-Encoding": "gzip"}
         got = client.get(path, params=dict(query), headers=headers)
         assert got.status_code == 200

@@ -69,10 +69,15 @@ def test_public_url_setting_wins(liechtenstein_url: str, tmp_path: Path) -> None
 
 
 def test_health_reports_database_and_version(tile_client: TestClient) -> None:
-    response = tile_client.get("/health")
+    deadline = time.monotonic() + 120
+    while (response := tile_client.get("/health")).json()["status"] == "loading":
+        assert response.status_code == 200
+        assert time.monotonic() < deadline, "the routing data never loaded"
+        time.sleep(0.1)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["database"] == "ok"
+    assert all(profile["loaded"] for profile in body["routing"]["profiles"].values())
     assert (
         body["data_version"]
         == tile_client.get("/tiles/basemap.json").json()["fondplan:data_version"]

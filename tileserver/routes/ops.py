@@ -18,13 +18,16 @@ from tileserver.sources import PostGISSource
 
 
 def health(request: Request) -> Response:
-    """200 with the data version; ``degraded`` while the database cannot be read.
+    """200 with the data version, the database's state, the routing profiles and the renderer.
 
-    The server then still answers cached tiles, styles, fonts and sprites, so it stays in
-    service (a load balancer taking it out would serve nothing at all). The probe never waits
-    longer than the connect timeout, and not at all while the database is known to be down.
+    ``status`` is ``ok`` when all are ready, ``loading`` while a routing profile loads (at start),
+    ``degraded`` while the database cannot be read or a part cannot be made ready. The server
+    then still answers cached tiles, styles, fonts and sprites, so it stays in service (a load
+    balancer taking it out would serve nothing at all). The probe never waits longer than the
+    connect timeout, and not at all while the database is known to be down.
     """
     service = tile_service(request)
+    context: AppContext = request.app.state.context
     source = service.source
     body: dict[str, object] = {"data_version": service.version, "status": "ok"}
     if isinstance(source, PostGISSource):
@@ -38,8 +41,11 @@ def health(request: Request) -> Response:
     else:
         body["database"] = "not used"
         body["tiles_file"] = str(getattr(source, "path", ""))
-    for name, check in request.app.state.context.health.items():
-        body[name] = check()
+    states = {name: describe() for name, describe in context.health.items()}
+    body.update(states)
+    if body["status"] == "ok" and not all(state.get("ready", True) for state in states.values()):
+        loading = any(state.get("loading") for state in states.values())
+        body["status"] = "loading" if loading else "degraded"
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,2 @@
+DELETE FROM {data} WHERE profile = %(profile)s;
+DELETE FROM {profiles} WHERE profile = %(profile)s;

@@ -1,0 +1,1 @@
+SELECT name, data FROM {data} WHERE profile = %(profile)s ORDER BY name, chunk

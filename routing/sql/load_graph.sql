@@ -1,1 +1,0 @@
-SELECT graph FROM {graphs} WHERE profile = %(profile)s AND data_version = %(data_version)s

@@ -1,0 +1,1 @@
+SELECT data_version, layout FROM {profiles} WHERE profile = %(profile)s

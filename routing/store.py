@@ -1,0 +1,212 @@
+"""Routing data as named numpy arrays: chunks in the data schema, a memory-mapped file cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg2
+from numpy.typing import NDArray
+from psycopg2 import sql
+
+from osmimport import schema
+from osmimport.database import connect, load_sql
+from routing.errors import GraphNotBuiltError
+
+#: The named arrays of one profile's routing data.
+Arrays = dict[str, NDArray[Any]]
+
+#: Bytes per stored row: big arrays span several rows, so no single value nears bytea's limit.
+CHUNK_BYTES = 32 * 1024 * 1024
+#: The file of a cached profile naming its arrays' dtypes and shapes (written last).
+LAYOUT_FILE = "layout.json"
+
+
+def _identifiers(schema_name: str) -> dict[str, sql.Composable]:
+    return {
+        "profiles": sql.Identifier(schema_name, schema.ROUTING_PROFILES_TABLE),
+        "data": sql.Identifier(schema_name, schema.ROUTING_DATA_TABLE),
+    }
+
+
+def _run(cur: psycopg2.extensions.cursor, schema_name: str, file: str, **params: Any) -> None:
+    cur.execute(sql.SQL(load_sql("routing", file)).format(**_identifiers(schema_name)), params)
+
+
+def save(
+    cur: psycopg2.extensions.cursor,
+    schema_name: str,
+    profile: str,
+    version: str,
+    arrays: Arrays,
+    *,
+    build_seconds: float,
+    nodes: int,
+    edges: int,
+) -> int:
+    """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any);
+    returns the bytes stored. The caller commits."""
+    _run(cur, schema_name, "routing_tables.sql")
+    _run(cur, schema_name, "delete_profile.sql", profile=profile)
+    layout: dict[str, dict[str, Any]] = {}
+    total = 0
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape)}
+        raw = array.reshape(-1).view(np.uint8)
+        for chunk, start in enumerate(range(0, len(raw), CHUNK_BYTES)):
+            _run(
+                cur,
+                schema_name,
+                "save_chunk.sql",
+                profile=profile,
+                name=name,
+                chunk=chunk,
+                data=psycopg2.Binary(raw[start : start + CHUNK_BYTES].tobytes()),
+            )
+        total += len(raw)
+    _run(
+        cur,
+        schema_name,
+        "save_profile.sql",
+        profile=profile,
+        data_version=version,
+        build_seconds=build_seconds,
+        nodes=nodes,
+        edges=edges,
+        bytes=total,
+        layout=json.dumps(layout),
+    )
+    return total
+
+
+def versions(url: str) -> list[dict[str, Any]]:
+    """What the served schema holds: per profile its data version, build time and size."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            try:
+                _run(cur, schema.SCHEMA, "profile_versions.sql")
+            except psycopg2.errors.UndefinedTable:
+                return []
+            names = [column.name for column in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def cache_root(data_dir: Path, url: str) -> Path:
+    """Where the routing data of the database at ``url`` is cached, next to its data."""
+    dbname = psycopg2.extensions.parse_dsn(url).get("dbname") or "default"
+    return data_dir / "routing" / dbname
+
+
+def load(url: str, profile: str, version: str, *, cache: Path | None = None) -> Arrays:
+    """The routing data of ``profile`` for data version ``version``: memory-mapped from
+    ``cache/<version>/<profile>/`` (fetched from the database into it first when missing), or
+    read into memory without ``cache``."""
+    folder = cache / version / profile if cache is not None else None
+    if folder is not None and (folder / LAYOUT_FILE).exists():
+        return _open(folder)
+    conn = connect(url)
+    try:
+        # One snapshot: the layout row and the chunks of the same import.
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            try:
+                _run(cur, schema.SCHEMA, "load_profile.sql", profile=profile)
+            except psycopg2.errors.UndefinedTable:
+                row = None
+            else:
+                row = cur.fetchone()
+        if row is None:
+            raise GraphNotBuiltError(
+                f"no {profile} routing data for data version {version}: "
+                "run `fondplan routing build`"
+            )
+        stored, layout = str(row[0]), row[1]
+        if stored != version:
+            raise GraphNotBuiltError(
+                f"the {profile} routing data is of data version {stored}, not {version}"
+            )
+        if folder is None:
+            return _read(conn, profile, layout)
+        _fetch(conn, profile, layout, folder)
+    finally:
+        conn.close()
+    return _open(folder)
+
+
+def _chunks(conn: psycopg2.extensions.connection, profile: str) -> Any:
+    with conn.cursor(name="routing_chunks") as cur:
+        cur.itersize = 1
+        _run(cur, schema.SCHEMA, "load_chunks.sql", profile=profile)
+        for name, data in cur:
+            yield str(name), data
+
+
+def _read(conn: psycopg2.extensions.connection, profile: str, layout: dict[str, Any]) -> Arrays:
+    parts: dict[str, list[bytes]] = {name: [] for name in layout}
+    for name, data in _chunks(conn, profile):
+        parts[name].append(bytes(data))
+    return {
+        name: np.frombuffer(b"".join(parts[name]), dtype=np.dtype(spec["dtype"])).reshape(
+            spec["shape"]
+        )
+        for name, spec in layout.items()
+    }
+
+
+def _fetch(
+    conn: psycopg2.extensions.connection, profile: str, layout: dict[str, Any], folder: Path
+) -> None:
+    """Stream the chunks into files of a private folder, then rename it into place: readers
+    never see a half-written cache, and concurrent workers each end with a complete one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.parent / f".{profile}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    try:
+        current: tuple[str, Any] | None = None
+        for name, data in _chunks(conn, profile):
+            if current is None or current[0] != name:
+                if current is not None:
+                    current[1].close()
+                current = (name, (partial / f"{name}.bin").open("wb"))
+            current[1].write(data)
+        if current is not None:
+            current[1].close()
+        (partial / LAYOUT_FILE).write_text(json.dumps(layout))
+        try:
+            partial.rename(folder)
+        except OSError:
+            if not (folder / LAYOUT_FILE).exists():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _open(folder: Path) -> Arrays:
+    layout = json.loads((folder / LAYOUT_FILE).read_text())
+    arrays: Arrays = {}
+    for name, spec in layout.items():
+        dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
+        if int(np.prod(shape)) == 0:
+            arrays[name] = np.zeros(shape, dtype=dtype)
+        else:
+            arrays[name] = np.memmap(folder / f"{name}.bin", dtype=dtype, mode="r", shape=shape)
+    return arrays
+
+
+def prune(cache: Path, keep: set[str]) -> None:
+    """Remove the cached data of every data version but those in ``keep`` (mapped files stay
+    readable by the processes that opened them)."""
+    if not cache.is_dir():
+        return
+    for entry in cache.iterdir():
+        if entry.is_dir() and entry.name not in keep:
+            shutil.rmtree(entry, ignore_errors=True)
