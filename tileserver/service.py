@@ -123,8 +123,12 @@ class TileService:
                         cur.execute(f"LISTEN {VERSION_CHANNEL}")
                 self.refresh()
                 last = time.monotonic()
+                # poll(), not select(): a process with many open files (memory-mapped routing
+                # data) has descriptors above select's limit of 1024.
+                waiter = select.poll()
+                waiter.register(conn.fileno(), select.POLLIN)
                 while not self._stop.is_set():
-                    ready, _, _ = select.select([conn], [], [], 0.5)
+                    ready = waiter.poll(500)
                     notified = False
                     if ready:
                         conn.poll()

@@ -18,12 +18,13 @@ DEVELOPMENT_ONLY = {
     "postgresql-15-postgis-3",
     "postgresql-15-pgrouting",
     "postgresql-contrib",
-    "osmium-tool",
     "osm2pgsql",
     "chromium",
     "gdal-bin",
     "poppler-utils",
     "docker-compose",
+    "qgis",
+    "python3-qgis",
 }
 
 
