@@ -64,4 +64,6 @@ def test_a_503_is_logged_once_without_leaking(
     assert "does not exist" not in response.text
     records = [r for r in caplog.records if "r503" in r.getMessage()]
     assert len(records) == 1
-    assert "does not exist" in records[0].getMessage()
+    # The cause is logged: with the request, or by the guard when the version watcher met the
+    # failure first (then the request is refused at once, as the database is known to be down).
+    assert any("does not exist" in r.getMessage() for r in caplog.records)
