@@ -71,7 +71,8 @@ def communes(url: str) -> tuple[str, str]:
     conn = connect(url)
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT name FROM osm.communes WHERE complete AND country = 'LI' ORDER BY ST_Area(geom)"
+            "SELECT name FROM osm.communes WHERE complete AND commune AND country = 'LI' "
+            "ORDER BY ST_Area(geom)"
         )
         names = [row[0] for row in cur.fetchall()]
     conn.close()
