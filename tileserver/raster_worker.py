@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -274,8 +275,6 @@ class TileRenderer:
                 )
             )
         image = self._block_image(block)
-        import io
-
         start = round(self._margin * tile.pixel_ratio)
         size = round(tile.tile_size * tile.pixel_ratio)
         left = start + (tile.x - block.x) * size
@@ -304,8 +303,6 @@ class TileRenderer:
             return image
 
     def _draw(self, block: Block) -> Any:
-        import io
-
         from PIL import Image
 
         lon, lat, zoom = block_view(block)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from osmimport.database import ensure_database
 from osmimport.embedded import EmbeddedCluster, find_pg_bindir
 from routing.network import data_version
 from tests.conftest import ROOT, SAMPLE, TEST_DATA
-from tests.tileserver.conftest import tile_of
+from tests.tileserver.conftest import free_port, tile_of
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +34,6 @@ SECOND = TEST_DATA / "wehr-baden.osm.pbf"
 #: A short trip on the roads of each extract.
 MULHOUSE = ((7.31697, 47.73374), (7.30902, 47.73171))
 WEHR = ((7.90855, 47.5855), (7.90983, 47.58964))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pg(tool: str, *args: str) -> None:
@@ -81,7 +74,7 @@ def clusters() -> Iterator[Clusters]:
         # -R: standby.signal and primary_conninfo, so the copy starts as a streaming replica.
         server = primary.url("postgres").rsplit("/", 1)[0]
         _pg("pg_basebackup", *"-R -X stream -c fast -D".split(), str(replica_dir), "-d", server)
-        port, log = _free_port(), str(replica_dir / "server.log")
+        port, log = free_port(), str(replica_dir / "server.log")
         options = f"-p {port} -k {replica_dir}"
         _pg("pg_ctl", "start", "-w", "-D", str(replica_dir), "-l", log, "-o", options)
         replica_started = True
@@ -146,7 +139,7 @@ def replica_server(clusters: Clusters) -> Iterator[Server]:
     """``fondplan serve`` (uvicorn) on the replica, after the first import on the primary."""
     _import(clusters, FIRST)
     work = Path(tempfile.mkdtemp(prefix="fondplan-replica-serve-"))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "FONDPLAN_DATABASE_URL": clusters.replica,

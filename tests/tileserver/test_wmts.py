@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ from PIL import Image
 
 from osmimport.paths import styles_dir
 from osmimport.settings import DatabaseSettings
+from tests.tileserver.conftest import free_port
 from tileserver.app import create_app
 from tileserver.raster import lonlat_to_mercator
 from tileserver.settings import CacheSettings, Settings
@@ -29,20 +29,13 @@ STYLE = "colour"
 VADUZ = (9.5209, 47.1410)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(liechtenstein_url: str) -> Iterator[str]:
     """A real uvicorn serving the app; yields its base URL."""
     settings = Settings(
         database=DatabaseSettings(database_url=liechtenstein_url), cache=CacheSettings(disk=False)
     )
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
