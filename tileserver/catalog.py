@@ -69,6 +69,34 @@ class Catalog:
         """Whether ``table`` has ``column``."""
         return any(c.name == column for c in self.columns.get(table, ()))
 
+    def vector_layers(self) -> list[dict[str, Any]]:
+        """TileJSON ``vector_layers``: every layer of the definition with its fields.
+
+        Fields are the layer's defined attributes; where the served schema has the layer's
+        tables, only those they hold (data imported by an older definition lacks newer ones).
+        """
+        described: list[dict[str, Any]] = []
+        for layer in schema.LAYERS:
+            fields = layer_fields(layer)
+            served = {
+                column.name
+                for zoom in range(layer.minzoom, layer.maxzoom + 1)
+                if (table := self.table_for(layer, zoom)) is not None
+                for column in self.attributes(table)
+            }
+            if served:
+                fields = {name: kind for name, kind in fields.items() if name in served}
+            described.append(
+                {
+                    "id": layer.name,
+                    "fields": fields,
+                    "minzoom": layer.minzoom,
+                    "maxzoom": layer.maxzoom,
+                    "description": layer.description,
+                }
+            )
+        return described
+
     def bbox(self) -> tuple[float, float, float, float] | None:
         """The loaded area as (west, south, east, north) in degrees, when the import stored it."""
         return parse_bbox(self.meta.get("bbox"))
@@ -85,6 +113,15 @@ class Catalog:
         if bbox is None:
             return None
         return (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+
+
+def layer_fields(layer: schema.Layer) -> dict[str, str]:
+    """A layer's tile attributes and their TileJSON types, from its definition (with the
+    French-first label where the layer has names)."""
+    columns = [Column(name, type_) for name, type_ in layer.columns]
+    if {"name", "name_fr"} <= set(layer.column_names):
+        columns.append(Column(schema.LABEL_COLUMN, "text"))
+    return {column.name: column.tilejson_type for column in columns}
 
 
 def parse_point(value: Any) -> tuple[float, float] | None:

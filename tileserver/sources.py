@@ -291,22 +291,7 @@ class PostGISSource:
     def describe(self) -> dict[str, Any]:
         """vector_layers from the layer list and the catalog; bounds/center from meta."""
         catalog = self._catalog
-        layers = []
-        for layer in schema.LAYERS:
-            fields: dict[str, str] = {}
-            for zoom in range(layer.minzoom, layer.maxzoom + 1):
-                table = catalog.table_for(layer, zoom)
-                for column in catalog.attributes(table) if table else ():
-                    fields.setdefault(column.name, column.tilejson_type)
-            layers.append(
-                {
-                    "id": layer.name,
-                    "fields": fields,
-                    "minzoom": layer.minzoom,
-                    "maxzoom": layer.maxzoom,
-                    "description": layer.description,
-                }
-            )
+        layers = catalog.vector_layers()
         bbox = catalog.bbox()
         bounds = [round(v, 6) for v in bbox] if bbox else [-180.0, -85.051129, 180.0, 85.051129]
         return {

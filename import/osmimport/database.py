@@ -122,14 +122,6 @@ def load_sql(package: str, name: str) -> str:
     return resources.files(package).joinpath("sql", name).read_text(encoding="utf-8")
 
 
-def run_sql_file(
-    cursor: psycopg2.extensions.cursor, package: str, name: str, **params: Any
-) -> None:
-    """Run an SQL file of ``package``; values go in as named parameters (``%(name)s``)."""
-    text = load_sql(package, name)
-    cursor.execute(text, params or None)
-
-
 @contextmanager
 def transaction(url: str) -> Iterator[psycopg2.extensions.connection]:
     """A connection whose work commits on success and rolls back on any error."""

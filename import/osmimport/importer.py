@@ -26,7 +26,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
-from osmimport import mapping, schema
+from osmimport import schema
 from osmimport.database import connect, load_sql
 from osmimport.errors import OsmImportError
 from osmimport.inputs import file_header, prepare, unsorted_error
@@ -57,42 +57,6 @@ Step = tuple[sql.Composable | str, dict[str, Any] | None]
 
 #: 256-pixel-tile pixel size in EPSG:3857 metres at zoom 0.
 PIXEL_Z0 = 40075016.686 / 256
-
-
-@dataclass(frozen=True)
-class Generalisation:
-    """How a layer's ``_z<N>`` table is made: merged lines or simplified polygons."""
-
-    #: Columns grouped on when lines are merged; the others get the value given.
-    group_by: tuple[str, ...] = ()
-    reset: tuple[tuple[str, Any], ...] = ()
-    merge: bool = False
-
-
-GENERALISATIONS: dict[str, Generalisation] = {
-    "streets": Generalisation(
-        group_by=("kind", "rail"),
-        reset=(
-            ("link", False),
-            ("tunnel", False),
-            ("bridge", False),
-            ("oneway", False),
-            ("oneway_reverse", False),
-            ("tracktype", None),
-            ("surface", ""),
-            ("service", None),
-            ("bicycle", ""),
-            ("horse", ""),
-        ),
-        merge=True,
-    ),
-    "boundaries": Generalisation(group_by=("admin_level", "maritime", "disputed"), merge=True),
-    "water_lines": Generalisation(
-        group_by=("kind",), reset=(("tunnel", False), ("bridge", False)), merge=True
-    ),
-    "water_polygons": Generalisation(),
-    "land": Generalisation(),
-}
 
 
 @dataclass
@@ -205,7 +169,7 @@ def _geometry_expr(kind: str) -> sql.Composable:
 
 def layer_table_query(staging: str, layer: str) -> sql.Composed:
     """The layer table from its raw table: EPSG:3857, typed geometry, way_area from the shape."""
-    spec = mapping.COLUMNS[layer]
+    spec = schema.LAYER_BY_NAME[layer]
     columns: list[sql.Composable] = []
     for name, kind in spec.columns:
         if name == "way_area":
@@ -234,8 +198,8 @@ def generalised_queries(staging: str, layer: schema.Layer) -> list[tuple[str, St
     made: list[tuple[str, Step]] = []
     if not layer.generalised:
         return made
-    rule = GENERALISATIONS[layer.name]
-    attr_names = [name for name, _ in mapping.COLUMNS[layer.name].columns]
+    rule = layer.generalisation
+    attr_names = list(layer.column_names)
     reset = dict(rule.reset)
     for zoom in sorted(layer.generalised):
         table = f"{layer.name}_z{zoom}"
@@ -259,14 +223,14 @@ def _merged_lines(
     base: str,
     table: str,
     attrs: list[str],
-    rule: Generalisation,
+    rule: schema.Generalisation,
     reset: dict[str, Any],
 ) -> sql.Composed:
     group = [*rule.group_by, "minzoom"]
     outer: list[sql.Composable] = []
     for name in attrs:
         if name in reset:
-            kind = dict(mapping.COLUMNS[base].columns)[name]
+            kind = dict(schema.LAYER_BY_NAME[base].columns)[name]
             outer.append(
                 sql.SQL("{}::{} AS {}").format(
                     sql.Literal(reset[name]), sql.SQL(kind), _ident(name)

@@ -96,7 +96,7 @@ def tag_dict(tags: osmium.osm.TagList) -> dict[str, str]:
 
 def layer_raw_columns(layer: str) -> list[str]:
     """Columns of ``raw_<layer>``: the system columns and the layer's attributes."""
-    return [*SYSTEM_RAW_COLUMNS, *(name for name, _ in mapping.COLUMNS[layer].columns)]
+    return [*SYSTEM_RAW_COLUMNS, *schema.LAYER_BY_NAME[layer].column_names]
 
 
 def create_raw_tables(cursor: psycopg2.extensions.cursor, staging: str) -> None:
@@ -108,7 +108,7 @@ def create_raw_tables(cursor: psycopg2.extensions.cursor, staging: str) -> None:
             ("geom", "geometry(Geometry, 4326)"),
             ("minzoom", "smallint"),
             ("sort_key", "real"),
-            *mapping.COLUMNS[layer.name].columns,
+            *layer.columns,
         ]
         _create(cursor, staging, RAW_PREFIX + layer.name, columns)
     for table, definition in RAW_TABLES.items():
@@ -327,7 +327,7 @@ class Loader:
             for layer in schema.LAYERS
         }
         self.columns = {
-            layer: [name for name, _ in mapping.COLUMNS[layer].columns] for layer in self.layers
+            layer: list(schema.LAYER_BY_NAME[layer].column_names) for layer in self.layers
         }
         self.raw = {
             table: CopyBuffer(self.sender, staging, table, [name for name, _ in columns])

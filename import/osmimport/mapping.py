@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
-
-from osmimport.schema import LAYER_BY_NAME, NAME_COLUMNS
 
 
 class Tags(Protocol):
@@ -27,122 +23,6 @@ class Feature(NamedTuple):
     sort_key: float | None
     attrs: dict[str, Any]
 
-
-@dataclass(frozen=True)
-class LayerColumns:
-    """The geometry type and the Shortbread attribute columns of a layer table."""
-
-    geometry: str
-    columns: tuple[tuple[str, str], ...]
-
-
-_NAMES = tuple((name, "text") for name in NAME_COLUMNS)
-
-#: Attribute columns per layer, as the Shortbread 1.1 specification lists them (plus name_fr).
-COLUMNS: dict[str, LayerColumns] = {
-    "ocean": LayerColumns("MultiPolygon", ()),
-    "water_polygons": LayerColumns("MultiPolygon", (("kind", "text"), ("way_area", "real"))),
-    "water_polygons_labels": LayerColumns(
-        "Point", (("kind", "text"), ("way_area", "real"), *_NAMES)
-    ),
-    "water_lines": LayerColumns(
-        "LineString", (("kind", "text"), ("tunnel", "boolean"), ("bridge", "boolean"))
-    ),
-    "water_lines_labels": LayerColumns(
-        "LineString",
-        (("kind", "text"), *_NAMES, ("tunnel", "boolean"), ("bridge", "boolean")),
-    ),
-    "dam_polygons": LayerColumns("MultiPolygon", (("kind", "text"),)),
-    "dam_lines": LayerColumns("LineString", (("kind", "text"),)),
-    "pier_polygons": LayerColumns("MultiPolygon", (("kind", "text"),)),
-    "pier_lines": LayerColumns("LineString", (("kind", "text"),)),
-    "boundaries": LayerColumns(
-        "LineString",
-        (("admin_level", "integer"), ("maritime", "boolean"), ("disputed", "boolean")),
-    ),
-    "boundary_labels": LayerColumns(
-        "Point", (("admin_level", "integer"), ("way_area", "real"), *_NAMES)
-    ),
-    "place_labels": LayerColumns("Point", (("kind", "text"), *_NAMES, ("population", "bigint"))),
-    "land": LayerColumns("MultiPolygon", (("kind", "text"),)),
-    "sites": LayerColumns("MultiPolygon", (("kind", "text"),)),
-    "buildings": LayerColumns("MultiPolygon", (("dummy", "integer"),)),
-    "addresses": LayerColumns("Point", (("housename", "text"), ("housenumber", "text"))),
-    "streets": LayerColumns(
-        "LineString",
-        (
-            ("kind", "text"),
-            ("link", "boolean"),
-            ("rail", "boolean"),
-            ("tunnel", "boolean"),
-            ("bridge", "boolean"),
-            ("oneway", "boolean"),
-            ("oneway_reverse", "boolean"),
-            ("tracktype", "text"),
-            ("surface", "text"),
-            ("service", "text"),
-            ("bicycle", "text"),
-            ("horse", "text"),
-        ),
-    ),
-    "street_polygons": LayerColumns(
-        "MultiPolygon",
-        (
-            ("kind", "text"),
-            ("bridge", "boolean"),
-            ("rail", "boolean"),
-            ("service", "text"),
-            ("surface", "text"),
-            ("tunnel", "boolean"),
-        ),
-    ),
-    "street_labels": LayerColumns(
-        "LineString",
-        (
-            ("kind", "text"),
-            ("ref", "text"),
-            ("ref_rows", "integer"),
-            ("ref_cols", "integer"),
-            *_NAMES,
-            ("tunnel", "boolean"),
-        ),
-    ),
-    "streets_polygons_labels": LayerColumns("Point", (("kind", "text"), *_NAMES)),
-    "street_labels_points": LayerColumns("Point", (("kind", "text"), ("ref", "text"), *_NAMES)),
-    "bridges": LayerColumns("MultiPolygon", (("kind", "text"),)),
-    "aerialways": LayerColumns("LineString", (("kind", "text"),)),
-    "ferries": LayerColumns("LineString", (("kind", "text"), *_NAMES)),
-    "public_transport": LayerColumns("Point", (("kind", "text"), *_NAMES, ("iata", "text"))),
-    "pois": LayerColumns(
-        "Point",
-        (
-            ("amenity", "text"),
-            ("leisure", "text"),
-            ("tourism", "text"),
-            ("shop", "text"),
-            ("man_made", "text"),
-            ("historic", "text"),
-            ("emergency", "text"),
-            ("highway", "text"),
-            ("office", "text"),
-            *_NAMES,
-            ("housename", "text"),
-            ("housenumber", "text"),
-            ("cuisine", "text"),
-            ("sport", "text"),
-            ("vending", "text"),
-            ("information", "text"),
-            ("tower:type", "text"),
-            ("religion", "text"),
-            ("denomination", "text"),
-            ("recycling:glass_bottles", "boolean"),
-            ("recycling:paper", "boolean"),
-            ("recycling:clothes", "boolean"),
-            ("recycling:scrap_metal", "boolean"),
-            ("atm", "boolean"),
-        ),
-    ),
-}
 
 TUNNEL_VALUES = frozenset({"yes", "building_passage"})
 BRIDGE_VALUES = frozenset(
@@ -169,6 +49,10 @@ WATER_LINES: dict[str, tuple[str, int]] = {
 }
 WATER_LINES_LABELS_MINZOOM = {"canal": 12, "river": 12, "stream": 14, "ditch": 14}
 PIER_KINDS = frozenset({"pier", "breakwater", "groyne"})
+DAM_KIND = "dam"
+BRIDGE_KIND = "bridge"
+FERRY_KIND = "ferry"
+JUNCTION_KIND = "motorway_junction"
 
 LAND: dict[tuple[str, str], tuple[str, int]] = {
     ("landuse", "forest"): ("forest", 7),
@@ -259,6 +143,8 @@ PLACES: dict[str, tuple[int, int]] = {
     "isolated_dwelling": (10, 5), "farm": (10, 5), "island": (10, 0), "locality": (10, 0),
 }  # fmt: skip
 CAPITAL_PLACES = frozenset({"city", "town", "village", "hamlet"})
+#: capital=* -> the kind of a capital place (and its minzoom, 4).
+CAPITAL_KINDS: dict[str, str] = {"yes": "capital", "4": "state_capital"}
 
 PUBLIC_TRANSPORT: dict[tuple[str, str], tuple[str, int]] = {
     ("aeroway", "aerodrome"): ("aerodrome", 11),
@@ -272,12 +158,13 @@ PUBLIC_TRANSPORT: dict[tuple[str, str], tuple[str, int]] = {
     ("aerialway", "station"): ("aerialway_station", 13),
 }
 
-POIS: dict[str, frozenset[str]] = {
+#: The POI values of Shortbread 1.1, by key.
+SHORTBREAD_POIS: dict[str, frozenset[str]] = {
     "amenity": frozenset({
         "arts_centre", "atm", "bank", "bar", "bench", "bicycle_rental", "biergarten", "cafe",
         "car_rental", "car_sharing", "car_wash", "cinema", "clinic", "college",
         "community_centre", "courthouse", "dentist", "doctors", "dog_park", "drinking_water",
-        "embassy", "fast_food", "fire_station", "food_court", "fountain", "grave_yard",
+        "embassy", "fast_food", "fire_station", "food_court", "fountain", "fuel", "grave_yard",
         "hospital", "hunting_stand", "library", "marketplace", "nightclub", "nursing_home",
         "pharmacy", "place_of_worship", "playground", "police", "post_box", "post_office",
         "prison", "pub", "public_building", "recycling", "restaurant", "school", "shelter",
@@ -289,8 +176,8 @@ POIS: dict[str, frozenset[str]] = {
         "archaeological_site", "battlefield", "castle", "fort", "memorial", "monument",
         "ruins", "wayside_cross", "wayside_shrine"}),
     "leisure": frozenset({
-        "golf_course", "ice_rink", "pitch", "sports_centre", "stadium", "swimming_pool",
-        "water_park"}),
+        "dog_park", "golf_course", "ice_rink", "pitch", "playground", "sports_centre", "stadium",
+        "swimming_pool", "water_park"}),
     "man_made": frozenset({
         "lighthouse", "surveillance", "tower", "wastewater_plant", "water_well", "water_works",
         "watermill", "windmill"}),
@@ -307,6 +194,17 @@ POIS: dict[str, frozenset[str]] = {
         "guest_house", "hostel", "hotel", "information", "motel", "picnic_site", "theme_park",
         "viewpoint", "zoo"}),
 }  # fmt: skip
+#: POI values beyond Shortbread 1.1 that the town plans' facilities index and the styles' icons
+#: ask for (schools for the youngest, museums, attractions, charging stations).
+POI_EXTENSIONS: dict[str, frozenset[str]] = {
+    "amenity": frozenset({"kindergarten", "charging_station"}),
+    "tourism": frozenset({"museum", "attraction"}),
+}
+#: key -> the values that make a POI of it.
+POIS: dict[str, frozenset[str]] = {
+    key: values | POI_EXTENSIONS.get(key, frozenset()) for key, values in SHORTBREAD_POIS.items()
+}
+
 #: Extra string attributes: column -> (key, values of that key that select it).
 POI_EXTRA_TEXT: dict[str, tuple[str, frozenset[str]]] = {
     "cuisine": ("amenity", frozenset({"restaurant", "fast_food", "pub", "bar", "cafe"})),
@@ -495,10 +393,10 @@ def line_features(tags: Tags, *, closed: bool) -> list[Feature]:
             features.append(Feature("aerialways", 12, None, {"kind": aerialway}))
         if tags.get("route") == "ferry":
             minzoom = 12 if tags.get("motor_vehicle") == "no" else 10
-            features.append(Feature("ferries", minzoom, None, {"kind": "ferry", **names(tags)}))
+            features.append(Feature("ferries", minzoom, None, {"kind": FERRY_KIND, **names(tags)}))
     if not closed:
         if tags.get("waterway") == "dam":
-            features.append(Feature("dam_lines", 12, None, {"kind": "dam"}))
+            features.append(Feature("dam_lines", 12, None, {"kind": DAM_KIND}))
         man_made = tags.get("man_made")
         if man_made in PIER_KINDS:
             features.append(Feature("pier_lines", 12, None, {"kind": man_made}))
@@ -527,12 +425,12 @@ def area_features(tags: Tags, *, from_way: bool) -> list[Feature]:
                 Feature("water_polygons_labels", minzoom, None, {"kind": kind, **names(tags)})
             )
     if tags.get("waterway") == "dam":
-        features.append(Feature("dam_polygons", 12, None, {"kind": "dam"}))
+        features.append(Feature("dam_polygons", 12, None, {"kind": DAM_KIND}))
     man_made = tags.get("man_made")
     if man_made in PIER_KINDS:
         features.append(Feature("pier_polygons", 12, None, {"kind": man_made}))
     elif man_made == "bridge":
-        features.append(Feature("bridges", 12, None, {"kind": "bridge"}))
+        features.append(Feature("bridges", 12, None, {"kind": BRIDGE_KIND}))
     land = _lookup(LAND, tags)
     if land is not None:
         features.append(Feature("land", land[1], None, {"kind": land[0]}))
@@ -578,8 +476,8 @@ def _place(tags: Tags) -> Feature | None:
     minzoom, population = found
     kind: str = place
     capital = tags.get("capital")
-    if place in CAPITAL_PLACES and capital in ("yes", "4"):
-        kind, minzoom = ("capital" if capital == "yes" else "state_capital"), 4
+    if place in CAPITAL_PLACES and capital in CAPITAL_KINDS:
+        kind, minzoom = CAPITAL_KINDS[capital], 4
     value = parse_int(tags.get("population"))
     if value is not None:
         population = value
@@ -633,7 +531,7 @@ def node_features(tags: Tags) -> list[Feature]:
     """Rows for a tagged node."""
     features = point_features(tags)
     if tags.get("highway") == "motorway_junction":
-        attrs = {"kind": "motorway_junction", "ref": tags.get("ref"), **names(tags)}
+        attrs = {"kind": JUNCTION_KIND, "ref": tags.get("ref"), **names(tags)}
         features.append(Feature("street_labels_points", 12, None, attrs))
     return features
 
@@ -668,11 +566,3 @@ def admin_level(tags: Tags) -> int | None:
     if tags.get("boundary") != "administrative":
         return None
     return parse_int(tags.get("admin_level"))
-
-
-RuleFunction = Callable[[Tags], list[Feature]]
-
-#: Layers whose every row is made in SQL rather than by the rules above.
-SQL_ONLY_LAYERS = frozenset({"ocean", "boundaries", "boundary_labels"})
-
-assert set(COLUMNS) == set(LAYER_BY_NAME), "every schema layer needs its columns"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+from osmimport import mapping
 
 #: The schema that is served. An import builds STAGING_SCHEMA and swaps it in as SCHEMA.
 SCHEMA = "osm"
@@ -65,23 +69,63 @@ LABEL_COLUMN = "name_label"
 
 MAX_ZOOM = 14
 
+_NAMES = tuple((name, "text") for name in NAME_COLUMNS)
+
+#: Attribute column types: (column name, PostgreSQL type).
+Columns = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Generalisation:
+    """How a layer's ``_z<N>`` tables are made: merged lines or simplified polygons."""
+
+    #: Columns grouped on when lines are merged; the others get the value given.
+    group_by: tuple[str, ...] = ()
+    reset: tuple[tuple[str, Any], ...] = ()
+    merge: bool = False
+
 
 @dataclass(frozen=True)
 class Layer:
-    """A Shortbread 1.1 vector tile layer and the zooms at which it has features."""
+    """A Shortbread 1.1 vector tile layer: its table, attributes, zooms and generalisation.
+
+    The one definition of a layer. The import creates its tables from ``geometry`` and
+    ``columns`` (rows come from the rules of ``mapping``; ``sql/layer_<name>.sql``, when it
+    exists, post-processes the table), TileJSON lists its ``columns``, and the tile query reads
+    its tables. ``values`` lists, per attribute, every value the import can give it (taken from
+    the tag tables of ``mapping``): the values styles and town plans may ask for.
+    """
 
     name: str
     minzoom: int
+    geometry: str
+    columns: Columns = ()
+    values: tuple[tuple[str, frozenset[Any]], ...] = ()
     maxzoom: int = MAX_ZOOM
     description: str = ""
     #: Generalised copies: a table ``<name>_z<N>`` serves the zooms up to N (above the previous
     #: one); zooms above the last N read the full-detail table.
     generalised: tuple[int, ...] = ()
+    generalisation: Generalisation = Generalisation()
 
     @property
     def table(self) -> str:
         """The table holding the layer's features at full detail."""
         return self.name
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The attribute column names, in table order."""
+        return tuple(name for name, _ in self.columns)
+
+    def values_of(self, column: str) -> frozenset[Any] | None:
+        """Every value the import gives ``column``; None when it is not a closed set."""
+        return dict(self.values).get(column)
+
+    @property
+    def kinds(self) -> frozenset[Any]:
+        """The values ``kind`` can take (empty for a layer without ``kind``)."""
+        return self.values_of("kind") or frozenset()
 
     def tables_for_zoom(self, zoom: int) -> list[str]:
         """The tables that can serve ``zoom``, best first: generalised ones covering it, then full.
@@ -97,34 +141,275 @@ class Layer:
         return self.tables_for_zoom(zoom)[0]
 
 
-#: The 26 Shortbread 1.1 layers, in drawing order.
+def _kinds(values: Iterable[Any]) -> tuple[tuple[str, frozenset[Any]], ...]:
+    return (("kind", frozenset(values)),)
+
+
+_WATER_POLYGON_KINDS = _kinds(kind for kind, _ in mapping.WATER_POLYGONS.values())
+_WATER_LINE_KINDS = _kinds(kind for kind, _ in mapping.WATER_LINES.values())
+_STREET_POLYGON_KINDS = _kinds(mapping.STREET_POLYGONS)
+#: The keys a POI is selected by, in column order (``mapping.POIS`` lists their values).
+_POI_KEYS = (
+    "amenity", "leisure", "tourism", "shop", "man_made", "historic", "emergency", "highway",
+    "office",
+)  # fmt: skip
+_ADMIN_LEVELS = (("admin_level", frozenset(mapping.BOUNDARY_LEVELS)),)
+
+#: The 26 Shortbread 1.1 layers (plus ``name_fr`` and a few attributes for labels), in drawing
+#: order.
 LAYERS: tuple[Layer, ...] = (
-    Layer("ocean", 0, description="Oceans (empty: the region is landlocked)"),
-    Layer("water_polygons", 4, description="Inland water bodies and glaciers", generalised=(6, 9)),
-    Layer("water_polygons_labels", 4, description="Label points of named water polygons"),
-    Layer("water_lines", 9, description="Rivers, canals, streams, ditches", generalised=(11,)),
-    Layer("water_lines_labels", 12, description="Named water lines"),
-    Layer("dam_polygons", 12, description="Dams mapped as areas"),
-    Layer("dam_lines", 12, description="Dams mapped as lines"),
-    Layer("pier_polygons", 12, description="Piers, breakwaters, groynes (areas)"),
-    Layer("pier_lines", 12, description="Piers, breakwaters, groynes (lines)"),
-    Layer("boundaries", 0, description="Country and state boundary lines", generalised=(6, 9)),
-    Layer("boundary_labels", 2, description="Country and state label points"),
-    Layer("place_labels", 4, description="Populated places"),
-    Layer("land", 7, description="Land use and land cover", generalised=(9, 11, 13)),
-    Layer("sites", 14, description="Sites such as universities, hospitals, parking"),
-    Layer("buildings", 14, description="Buildings"),
-    Layer("addresses", 14, description="House numbers"),
-    Layer("streets", 5, description="Roads, paths, railways", generalised=(8, 10)),
-    Layer("street_polygons", 11, description="Pedestrian areas, service and runway areas"),
-    Layer("street_labels", 10, description="Named streets"),
-    Layer("streets_polygons_labels", 14, description="Named street areas"),
-    Layer("street_labels_points", 12, description="Road reference numbers as points"),
-    Layer("bridges", 12, description="Bridge areas"),
-    Layer("aerialways", 12, description="Cable cars and lifts"),
-    Layer("ferries", 10, description="Ferry routes"),
-    Layer("public_transport", 11, description="Stations, stops, aerodromes"),
-    Layer("pois", 14, description="Points of interest"),
+    Layer("ocean", 0, "MultiPolygon", description="Oceans (empty: the region is landlocked)"),
+    Layer(
+        "water_polygons",
+        4,
+        "MultiPolygon",
+        (("kind", "text"), ("way_area", "real")),
+        _WATER_POLYGON_KINDS,
+        description="Inland water bodies and glaciers",
+        generalised=(6, 9),
+    ),
+    Layer(
+        "water_polygons_labels",
+        4,
+        "Point",
+        (("kind", "text"), ("way_area", "real"), *_NAMES),
+        _WATER_POLYGON_KINDS,
+        description="Label points of named water polygons",
+    ),
+    Layer(
+        "water_lines",
+        9,
+        "LineString",
+        (("kind", "text"), ("tunnel", "boolean"), ("bridge", "boolean")),
+        _WATER_LINE_KINDS,
+        description="Rivers, canals, streams, ditches",
+        generalised=(11,),
+        generalisation=Generalisation(
+            group_by=("kind",), reset=(("tunnel", False), ("bridge", False)), merge=True
+        ),
+    ),
+    Layer(
+        "water_lines_labels",
+        12,
+        "LineString",
+        (("kind", "text"), *_NAMES, ("tunnel", "boolean"), ("bridge", "boolean")),
+        _WATER_LINE_KINDS,
+        description="Named water lines",
+    ),
+    Layer(
+        "dam_polygons",
+        12,
+        "MultiPolygon",
+        (("kind", "text"),),
+        _kinds({mapping.DAM_KIND}),
+        description="Dams mapped as areas",
+    ),
+    Layer(
+        "dam_lines",
+        12,
+        "LineString",
+        (("kind", "text"),),
+        _kinds({mapping.DAM_KIND}),
+        description="Dams mapped as lines",
+    ),
+    Layer(
+        "pier_polygons",
+        12,
+        "MultiPolygon",
+        (("kind", "text"),),
+        _kinds(mapping.PIER_KINDS),
+        description="Piers, breakwaters, groynes (areas)",
+    ),
+    Layer(
+        "pier_lines",
+        12,
+        "LineString",
+        (("kind", "text"),),
+        _kinds(mapping.PIER_KINDS),
+        description="Piers, breakwaters, groynes (lines)",
+    ),
+    Layer(
+        "boundaries",
+        0,
+        "LineString",
+        (("admin_level", "integer"), ("maritime", "boolean"), ("disputed", "boolean")),
+        _ADMIN_LEVELS,
+        description="Country and state boundary lines",
+        generalised=(6, 9),
+        generalisation=Generalisation(group_by=("admin_level", "maritime", "disputed"), merge=True),
+    ),
+    Layer(
+        "boundary_labels",
+        2,
+        "Point",
+        (("admin_level", "integer"), ("way_area", "real"), *_NAMES),
+        _ADMIN_LEVELS,
+        description="Country and state label points",
+    ),
+    Layer(
+        "place_labels",
+        4,
+        "Point",
+        (("kind", "text"), *_NAMES, ("population", "bigint")),
+        _kinds({*mapping.PLACES, *mapping.CAPITAL_KINDS.values()}),
+        description="Populated places",
+    ),
+    Layer(
+        "land",
+        7,
+        "MultiPolygon",
+        (("kind", "text"),),
+        _kinds(kind for kind, _ in mapping.LAND.values()),
+        description="Land use and land cover",
+        generalised=(9, 11, 13),
+    ),
+    Layer(
+        "sites",
+        14,
+        "MultiPolygon",
+        (("kind", "text"),),
+        _kinds(mapping.SITES.values()),
+        description="Sites such as universities, hospitals, parking",
+    ),
+    Layer("buildings", 14, "MultiPolygon", (("dummy", "integer"),), description="Buildings"),
+    Layer(
+        "addresses",
+        14,
+        "Point",
+        (("housename", "text"), ("housenumber", "text")),
+        description="House numbers",
+    ),
+    Layer(
+        "streets",
+        5,
+        "LineString",
+        (
+            ("kind", "text"),
+            ("link", "boolean"),
+            ("rail", "boolean"),
+            ("tunnel", "boolean"),
+            ("bridge", "boolean"),
+            ("oneway", "boolean"),
+            ("oneway_reverse", "boolean"),
+            ("tracktype", "text"),
+            ("surface", "text"),
+            ("service", "text"),
+            ("bicycle", "text"),
+            ("horse", "text"),
+        ),
+        _kinds(kind for kind, _, _ in mapping.STREETS.values()),
+        description="Roads, paths, railways",
+        generalised=(8, 10),
+        generalisation=Generalisation(
+            group_by=("kind", "rail"),
+            reset=(
+                ("link", False),
+                ("tunnel", False),
+                ("bridge", False),
+                ("oneway", False),
+                ("oneway_reverse", False),
+                ("tracktype", None),
+                ("surface", ""),
+                ("service", None),
+                ("bicycle", ""),
+                ("horse", ""),
+            ),
+            merge=True,
+        ),
+    ),
+    Layer(
+        "street_polygons",
+        11,
+        "MultiPolygon",
+        (
+            ("kind", "text"),
+            ("bridge", "boolean"),
+            ("rail", "boolean"),
+            ("service", "text"),
+            ("surface", "text"),
+            ("tunnel", "boolean"),
+        ),
+        _STREET_POLYGON_KINDS,
+        description="Pedestrian areas, service and runway areas",
+    ),
+    Layer(
+        "street_labels",
+        10,
+        "LineString",
+        (
+            ("kind", "text"),
+            ("ref", "text"),
+            ("ref_rows", "integer"),
+            ("ref_cols", "integer"),
+            *_NAMES,
+            ("tunnel", "boolean"),
+        ),
+        _kinds(mapping.STREET_LABELS_MINZOOM),
+        description="Named streets",
+    ),
+    Layer(
+        "streets_polygons_labels",
+        14,
+        "Point",
+        (("kind", "text"), *_NAMES),
+        _STREET_POLYGON_KINDS,
+        description="Named street areas",
+    ),
+    Layer(
+        "street_labels_points",
+        12,
+        "Point",
+        (("kind", "text"), ("ref", "text"), *_NAMES),
+        _kinds({mapping.JUNCTION_KIND}),
+        description="Road reference numbers as points",
+    ),
+    Layer(
+        "bridges",
+        12,
+        "MultiPolygon",
+        (("kind", "text"),),
+        _kinds({mapping.BRIDGE_KIND}),
+        description="Bridge areas",
+    ),
+    Layer(
+        "aerialways",
+        12,
+        "LineString",
+        (("kind", "text"),),
+        _kinds(mapping.AERIALWAYS.values()),
+        description="Cable cars and lifts",
+    ),
+    Layer(
+        "ferries",
+        10,
+        "LineString",
+        (("kind", "text"), *_NAMES),
+        _kinds({mapping.FERRY_KIND}),
+        description="Ferry routes",
+    ),
+    Layer(
+        "public_transport",
+        11,
+        "Point",
+        (("kind", "text"), *_NAMES, ("iata", "text")),
+        _kinds(kind for kind, _ in mapping.PUBLIC_TRANSPORT.values()),
+        description="Stations, stops, aerodromes",
+    ),
+    Layer(
+        "pois",
+        14,
+        "Point",
+        (
+            *((key, "text") for key in _POI_KEYS),
+            *_NAMES,
+            ("housename", "text"),
+            ("housenumber", "text"),
+            *((column, "text") for column in mapping.POI_EXTRA_TEXT),
+            *((column, "boolean") for column in mapping.POI_EXTRA_BOOL),
+        ),
+        tuple((key, frozenset(values)) for key, values in mapping.POIS.items()),
+        description="Points of interest",
+    ),
 )
 
 LAYER_BY_NAME = {layer.name: layer for layer in LAYERS}

@@ -12,7 +12,6 @@ import pytest
 
 from osmimport import schema
 from osmimport.importer import ImportSummary, run_import
-from osmimport.mapping import COLUMNS
 from tests.conftest import LIECHTENSTEIN
 from tests.osmimport.opl import Opl
 
@@ -181,7 +180,7 @@ def test_every_layer_table_has_the_contract_columns(imported: tuple[str, ImportS
             (layer.name,),
         )
         names = [r[0] for r in found]
-        assert names == [*schema.SYSTEM_COLUMNS, *(c for c, _ in COLUMNS[layer.name].columns)]
+        assert names == [*schema.SYSTEM_COLUMNS, *layer.column_names]
         srid = rows(url, "SELECT Find_SRID('osm', %s, 'geom')", (layer.name,))
         assert srid == [(3857,)]
 

@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
-from osmimport.mapping import COLUMNS
 from osmimport.paths import styles_dir
 from osmimport.schema import LABEL_COLUMN, LAYER_BY_NAME, NAME_COLUMNS
+from tests.stylekit import OURS, image_names, load_style, walk
 from tileserver.glyphs import available_fonts, glyph_range
 from tileserver.sprites import SPRITE_NAME, VERSATILES_SPRITE, sprite
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = ROOT / "node_modules" / ".bin" / "gl-style-validate"
-OURS = ["colour", "grey", "print"]
 THIRD_PARTY = ["versatiles-colorful"]
 #: Our styles label with the French-first name the tiles carry: no ``coalesce`` for QGIS 3.22.
 NAME_EXPR = ["get", LABEL_COLUMN]
@@ -27,26 +26,11 @@ OPTIONAL_FIELDS = {("addresses", "unit")}
 LEGACY_OPS = {"==", "!=", "<", ">", "<=", ">=", "in", "!in", "has", "!has"}
 
 
-def _load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((styles_dir() / f"{name}.json").read_text())
-    return data
-
-
-def _walk(value: Any) -> Iterator[list[Any]]:
-    if isinstance(value, list):
-        yield value
-        for item in value:
-            yield from _walk(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _walk(item)
-
-
 def _fields(layer: dict[str, Any]) -> set[str]:
     """Feature properties a layer reads, in expressions, legacy filters and "{token}" text."""
     found: set[str] = set()
     parts = [layer.get("filter"), layer.get("layout", {}), layer.get("paint", {})]
-    for node in _walk(parts):
+    for node in walk(parts):
         if len(node) == 2 and node[0] in ("get", "has", "!has") and isinstance(node[1], str):
             found.add(node[1])
         elif (
@@ -62,24 +46,6 @@ def _fields(layer: dict[str, Any]) -> set[str]:
     if isinstance(text, str):
         found.update(part.split("}")[0] for part in text.split("{")[1:])
     return found
-
-
-def _outputs(expr: Any) -> set[str]:
-    """The string values an icon-image expression can produce."""
-    if isinstance(expr, str):
-        return {expr} if expr else set()
-    if not isinstance(expr, list) or not expr:
-        return set()
-    op = expr[0]
-    if op == "match":
-        return set().union(*(_outputs(v) for v in [*expr[3:-1:2], expr[-1]]))
-    if op == "case":
-        return set().union(*(_outputs(v) for v in [*expr[2:-1:2], expr[-1]]))
-    if op == "coalesce":
-        return set().union(*(_outputs(v) for v in expr[1:]))
-    if op == "step":
-        return set().union(*(_outputs(v) for v in [expr[2], *expr[4::2]]))
-    raise AssertionError(f"icon-image expression {op!r} not understood by this test")
 
 
 def _evaluate(expr: Any, props: dict[str, Any]) -> Any:
@@ -122,7 +88,7 @@ def test_style_passes_the_maplibre_validator(name: str) -> None:
 
 
 def test_validator_rejects_a_broken_style(tmp_path: Path) -> None:
-    broken = _load("colour")
+    broken = load_style("colour")
     broken["layers"][1]["type"] = "fil"
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(broken))
@@ -132,7 +98,7 @@ def test_validator_rejects_a_broken_style(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", OURS + THIRD_PARTY)
 def test_every_source_layer_and_field_is_in_the_tile_contract(name: str) -> None:
-    style = _load(name)
+    style = load_style(name)
     vector_sources = {k for k, v in style["sources"].items() if v["type"] == "vector"}
     used = set()
     for layer in style["layers"]:
@@ -141,7 +107,7 @@ def test_every_source_layer_and_field_is_in_the_tile_contract(name: str) -> None
         assert layer["source"] in vector_sources, layer["id"]
         source_layer = layer["source-layer"]
         assert source_layer in LAYER_BY_NAME, (layer["id"], source_layer)
-        columns = {column for column, _ in COLUMNS[source_layer].columns}
+        columns = set(LAYER_BY_NAME[source_layer].column_names)
         if set(NAME_COLUMNS) <= columns:
             columns.add(LABEL_COLUMN)
         for field in _fields(layer):
@@ -155,7 +121,7 @@ def test_every_source_layer_and_field_is_in_the_tile_contract(name: str) -> None
 
 @pytest.mark.parametrize("name", OURS)
 def test_our_styles_use_the_server_placeholders_and_french_names(name: str) -> None:
-    style = _load(name)
+    style = load_style(name)
     assert style["version"] == 8
     assert style["glyphs"] == "fondplan://fonts/{fontstack}/{range}.pbf"
     assert style["sprite"] == f"fondplan://sprites/{SPRITE_NAME}"
@@ -173,7 +139,7 @@ def test_our_styles_use_the_server_placeholders_and_french_names(name: str) -> N
     ]
     assert len(named) >= 10
     for layer in named:
-        assert NAME_EXPR in list(_walk(layer["layout"]["text-field"])), layer["id"]
+        assert NAME_EXPR in list(walk(layer["layout"]["text-field"])), layer["id"]
         assert "coalesce" not in json.dumps(layer["layout"]["text-field"]).replace(
             '"coalesce", ["get", "ref"]', ""
         ), layer["id"]
@@ -181,7 +147,7 @@ def test_our_styles_use_the_server_placeholders_and_french_names(name: str) -> N
 
 @pytest.mark.parametrize("name", OURS + THIRD_PARTY)
 def test_every_fontstack_is_installed_and_builds(name: str) -> None:
-    style = _load(name)
+    style = load_style(name)
     installed = {font.lower().replace(" ", "_") for font in available_fonts()}
     stacks = {
         tuple(layer["layout"]["text-font"])
@@ -196,33 +162,12 @@ def test_every_fontstack_is_installed_and_builds(name: str) -> None:
         assert len(message) > 10_000, stack
 
 
-def test_every_icon_our_styles_name_is_in_the_sprite() -> None:
-    index = json.loads(sprite(SPRITE_NAME, 1)[0])
-    for name in OURS:
-        icons: set[str] = set()
-        for layer in _load(name)["layers"]:
-            icons |= _outputs(layer.get("layout", {}).get("icon-image"))
-        assert icons, name
-        assert icons <= set(index), (name, icons - set(index))
-
-
-def _image_names(style: dict[str, Any]) -> set[str]:
-    """Every sprite image a style can ask for: icons and fill/line/background patterns."""
-    named: set[str] = set()
-    for layer in style["layers"]:
-        for part in (layer.get("layout", {}), layer.get("paint", {})):
-            for prop, value in part.items():
-                if prop == "icon-image" or prop.endswith("-pattern"):
-                    named |= _outputs(value)
-    return named
-
-
 def test_versatiles_sprite_has_every_image_its_style_names() -> None:
-    style = _load("versatiles-colorful")
+    style = load_style("versatiles-colorful")
     (entry,) = style["sprite"]
     assert entry["url"] == f"fondplan://sprites/{VERSATILES_SPRITE}"
     prefix = entry["id"] + ":"
-    named = _image_names(style)
+    named = image_names(style)
     assert len(named) >= 120 and all(n.startswith(prefix) for n in named)
     assert any(n.startswith(prefix + "pattern-") for n in named)
     ours = json.loads(sprite(VERSATILES_SPRITE, 1)[0])
@@ -242,12 +187,12 @@ STREET_LABEL_KINDS = [
 
 
 def test_print_style_names_every_street_and_house_number() -> None:
-    layers = _load("print")["layers"]
+    layers = load_style("print")["layers"]
     street_labels = [
         layer
         for layer in layers
         if layer.get("source-layer") == "street_labels"
-        and NAME_EXPR in list(_walk(layer["layout"]["text-field"]))
+        and NAME_EXPR in list(walk(layer["layout"]["text-field"]))
     ]
     for kind in STREET_LABEL_KINDS:
         props = {"kind": kind, "name": "Rue de la Paix"}
@@ -273,7 +218,7 @@ def _luminance(colour: str) -> float:
 def test_print_labels_are_larger_and_contrast_in_black_and_white() -> None:
     def sizes(style: str) -> dict[str, float]:
         out = {}
-        for layer in _load(style)["layers"]:
+        for layer in load_style(style)["layers"]:
             size = layer.get("layout", {}).get("text-size")
             if size is not None:
                 numbers = list(_walk_numbers(size))
@@ -283,7 +228,7 @@ def test_print_labels_are_larger_and_contrast_in_black_and_white() -> None:
     colour, printed = sizes("colour"), sizes("print")
     shared = set(colour) & set(printed)
     assert shared and all(printed[i] > colour[i] for i in shared)
-    for layer in _load("print")["layers"]:
+    for layer in load_style("print")["layers"]:
         paint = layer.get("paint", {})
         if "text-color" in paint:
             text, halo = _luminance(paint["text-color"]), _luminance(paint["text-halo-color"])
