@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,3 +243,44 @@ def _walk_numbers(expr: Any) -> Iterator[float]:
         yield float(expr)
     elif isinstance(expr, list) and expr[0] == "interpolate":
         yield from (float(v) for v in expr[4::2])
+
+
+def _palette_module() -> Any:
+    spec = importlib.util.spec_from_file_location("palette", ROOT / "scripts" / "palette.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["palette"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_committed_styles_are_the_ones_the_palette_gives() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "palette.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    palette = _palette_module().load_palette()
+    assert set(palette) == set(OURS)
+
+
+def test_a_palette_colour_changes_every_layer_using_it_and_nothing_else() -> None:
+    module = _palette_module()
+    palette = module.load_palette()
+    style = load_style("colour")
+    old = palette["colour"]["motorway"]
+    users = set(module.colours_of(style)[old])
+    assert {"road-motorway", "bridge-motorway", "tunnel-motorway"} <= users
+    changed = module.apply("colour", style, {**palette["colour"], "motorway": "#123456"})
+    assert old not in module.colours_of(changed)
+    assert module.colours_of(changed)["#123456"] == module.colours_of(style)[old]
+    before = {layer["id"]: layer for layer in style["layers"]}
+    for layer in changed["layers"]:
+        if layer["id"] not in users:
+            assert layer == before[layer["id"]]
+    unnamed = {**palette["colour"]}
+    del unnamed["motorway"]
+    with pytest.raises(module.PaletteError, match=f"colours without a name.*{old}"):
+        module.apply("colour", changed | {"layers": style["layers"]}, unnamed)
