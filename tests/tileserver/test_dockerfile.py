@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 import subprocess
+import tomllib
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT
 
@@ -78,3 +82,71 @@ def test_the_server_runs_unprivileged_with_a_healthcheck() -> None:
     assert DOCKERFILE.index("USER") < DOCKERFILE.index("CMD [")
     (check,) = re.findall(r"^HEALTHCHECK .*?CMD (.*)$", DOCKERFILE, re.MULTILINE | re.S)
     assert "/health" in check and "timeout" in check
+
+
+#: Distributions PyPI has no wheel of for this platform, and the Debian packages that build them.
+BUILT_FROM_SOURCE = {"pycairo": {"libcairo2-dev", "pkg-config", "gcc", "python3-dev"}}
+
+
+def _runtime_distributions() -> set[str]:
+    """The runtime dependencies and everything they need, as installed here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pending = [Requirement(dep).name for dep in project["dependencies"]]
+    seen: set[str] = set()
+    while pending:
+        name = canonicalize_name(pending.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                pending.append(requirement.name)
+    return seen
+
+
+def _built_here(name: str) -> bool:
+    """Whether the installed distribution was built on this machine (no PyPI wheel fitted)."""
+    wheel = importlib.metadata.distribution(name).read_text("WHEEL") or ""
+    tags = re.findall(r"^Tag: (\S+)", wheel, re.MULTILINE)
+    return any(tag.endswith("linux_x86_64") and "manylinux" not in tag for tag in tags)
+
+
+def test_only_packages_the_image_can_build_come_without_a_wheel() -> None:
+    distributions = _runtime_distributions()
+    assert {"starlette", "osmium", "pycairo", "anyio"} <= distributions
+    built = {name for name in distributions if _built_here(name)}
+    assert built <= set(BUILT_FROM_SOURCE), f"built from source, not in the image: {built}"
+    for name in built:
+        assert BUILT_FROM_SOURCE[name] <= dockerfile_packages(), name
+
+
+def _engine() -> str | None:
+    for engine in ("docker", "podman"):
+        if shutil.which(engine) is None:
+            continue
+        info = subprocess.run([engine, "info"], capture_output=True, timeout=30)
+        if info.returncode == 0:
+            return engine
+    return None
+
+
+@pytest.mark.slow
+def test_the_image_builds_where_a_container_engine_runs() -> None:
+    engine = _engine()
+    if engine is None:
+        pytest.skip("no running container engine here (the checks above stand in for it)")
+    built = subprocess.run(
+        [engine, "build", "--quiet", "--tag", "fondplan-test", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    user = subprocess.run(
+        [engine, "run", "--rm", "--entrypoint", "id", "fondplan-test", "-u"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert user.stdout.strip() not in ("", "0"), user.stderr
