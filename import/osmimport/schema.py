@@ -1,4 +1,4 @@
-"""The database contract: schema, table and layer names every fondplan package reads."""
+"""The database contract: schema and table names, and the one definition of every tile layer."""
 
 from __future__ import annotations
 
