@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
@@ -13,19 +12,14 @@ from starlette.routing import BaseRoute, Route
 from tileserver import glyphs, sprites
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound
-from tileserver.routes import app_settings
+from tileserver.routes import app_settings, cached_response
 
 _RANGE = re.compile(r"^(\d{1,6})-(\d{1,6})\.pbf$")
 _SPRITE = re.compile(r"^([A-Za-z0-9_-]{1,64})(?:@([1-9])x)?\.(json|png)$")
 
 
 def _cached_response(request: Request, body: bytes, media_type: str) -> Response:
-    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-    max_age = app_settings(request).tiles.max_age
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
-    if request.headers.get("if-none-match", "") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
+    return cached_response(request, body, media_type, app_settings(request).tiles.max_age)
 
 
 def font_range(request: Request, builder: glyphs.GlyphBuilder) -> Response:
