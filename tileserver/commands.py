@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from osmimport.command import Command
+from osmimport.dataversion import NO_DATA
 from osmimport.errors import UsageError
 from osmimport.mercator import BBox, parse_bbox
 from osmimport.schema import MAX_ZOOM
@@ -44,7 +45,7 @@ def _area(args: argparse.Namespace, service: TileService) -> BBox:
     if args.bbox:
         return parse_bbox(args.bbox, "--bbox")
     bbox = service.bbox()
-    if bbox is None or service.version == "none":
+    if bbox is None or service.version == NO_DATA:
         raise UsageError("no data imported yet: run `fondplan import FILE` or give --bbox")
     return bbox
 

@@ -17,6 +17,7 @@ import freetype
 from osmimport.errors import FondplanError
 from osmimport.lru import LRUCache
 from tileserver.diskcache import cache_dir, read_sealed, write_sealed
+from tileserver.errors import BadRequest, NotFound
 
 #: The fontnik / sdf-glyph-foundry conventions MapLibre expects from a glyph server.
 SIZE = 24
@@ -54,15 +55,15 @@ class GlyphError(FondplanError):
     """A glyph request that cannot be answered."""
 
 
-class FontNotFoundError(GlyphError):
+class FontNotFoundError(GlyphError, NotFound):
     """None of the fonts of a fontstack is installed (the server answers 404)."""
 
 
-class GlyphRangeError(GlyphError):
+class GlyphRangeError(GlyphError, BadRequest):
     """A glyph range is not one of the 256-codepoint blocks (the server answers 400)."""
 
 
-class FontstackError(GlyphError):
+class FontstackError(GlyphError, BadRequest):
     """A fontstack naming too many fonts or too long (the server answers 400)."""
 
 
