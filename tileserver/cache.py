@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from osmimport.etag import fingerprint
 from osmimport.lru import LRUCache
 from tileserver.catalog import TILE_FORMAT
 from tileserver.diskcache import read_sealed, write_sealed
@@ -35,7 +35,7 @@ class CachedTile:
 
 def make_tile(version: str, raw: bytes) -> CachedTile:
     """Gzip ``raw`` (deterministically) and give it an ETag from its bytes and the version."""
-    digest = hashlib.blake2b(raw, digest_size=12, key=version.encode()[:64]).hexdigest()
+    digest = fingerprint(raw, version)
     gzipped = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
     return CachedTile(gzipped, digest)
 

@@ -52,6 +52,21 @@ def test_style_urls_follow_forwarded_headers(tile_client: TestClient) -> None:
     )
 
 
+def test_documents_carry_etags_and_answer_304(tile_client: TestClient) -> None:
+    for path in ("/styles/colour.json", "/styles/colour/wmts.xml", "/styles/colour/tiles.json"):
+        first = tile_client.get(path)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('"'), path
+        for header in (etag, f'W/{etag}, "other"'):
+            again = tile_client.get(path, headers={"if-none-match": header})
+            assert again.status_code == 304 and again.content == b"", (path, header)
+            assert again.headers["etag"] == etag
+        assert tile_client.get(path, headers={"if-none-match": '"other"'}).status_code == 200
+    # The document names the host it was asked at: another host, another tag.
+    moved = tile_client.get("/styles/colour.json", headers={"x-forwarded-host": "maps.example"})
+    assert moved.headers["etag"] != tile_client.get("/styles/colour.json").headers["etag"]
+
+
 def test_unknown_style_is_404_json(tile_client: TestClient) -> None:
     for path in ("/styles/nope.json", "/styles/..%2Fpyproject.json", "/styles/a%20b.json"):
         response = tile_client.get(path)
