@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mapbox_vector_tile
+import pytest
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
@@ -65,6 +66,24 @@ def test_documents_carry_etags_and_answer_304(tile_client: TestClient) -> None:
     # The document names the host it was asked at: another host, another tag.
     moved = tile_client.get("/styles/colour.json", headers={"x-forwarded-host": "maps.example"})
     assert moved.headers["etag"] != tile_client.get("/styles/colour.json").headers["etag"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/fonts/Comic Nope Regular/0-255.pbf", 404),
+        ("/fonts/Noto Sans Regular/1-256.pbf", 400),
+        ("/sprites/nope.json", 404),
+        ("/sprites/fondplan@9x.png", 400),
+    ],
+)
+def test_glyph_and_sprite_errors_go_through_the_error_map(
+    tile_client: TestClient, path: str, status: int
+) -> None:
+    response = tile_client.get(path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["detail"]
 
 
 def test_unknown_style_is_404_json(tile_client: TestClient) -> None:
