@@ -50,8 +50,8 @@ import psutil  # noqa: E402
 
 from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
 from osmimport.embedded import EmbeddedCluster  # noqa: E402
+from osmimport.mercator import tile_xy  # noqa: E402
 from tileserver.routes.tiles import TILESET  # noqa: E402
-from tileserver.tiling import tile_xy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRACT = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"

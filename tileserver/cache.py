@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from osmimport.etag import fingerprint
+from osmimport.lru import LRUCache
 from tileserver.catalog import TILE_FORMAT
 from tileserver.diskcache import read_sealed, write_sealed
 
@@ -36,56 +35,16 @@ class CachedTile:
 
 def make_tile(version: str, raw: bytes) -> CachedTile:
     """Gzip ``raw`` (deterministically) and give it an ETag from its bytes and the version."""
-    digest = hashlib.blake2b(raw, digest_size=12, key=version.encode()[:64]).hexdigest()
+    digest = fingerprint(raw, version)
     gzipped = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
     return CachedTile(gzipped, digest)
 
 
-class MemoryCache:
-    """A thread-safe LRU of tiles bounded by the bytes it holds."""
+class MemoryCache(LRUCache[TileKey, CachedTile]):
+    """Tiles in memory, bounded by their gzipped bytes (plus 64 of bookkeeping each)."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[TileKey, CachedTile] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes currently held."""
-        return self._bytes
-
-    def get(self, key: TileKey) -> CachedTile | None:
-        """The cached tile, marked as recently used, or None."""
-        with self._lock:
-            tile = self._items.get(key)
-            if tile is not None:
-                self._items.move_to_end(key)
-            return tile
-
-    def put(self, key: TileKey, tile: CachedTile) -> None:
-        """Store ``tile``, evicting the least recently used ones beyond the byte bound."""
-        cost = len(tile.gzipped) + 64
-        if cost > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old.gzipped) + 64
-            self._items[key] = tile
-            self._bytes += cost
-            while self._bytes > self.max_bytes:
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= len(evicted.gzipped) + 64
-
-    def clear(self) -> None:
-        """Drop every tile."""
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
+        super().__init__(max_bytes, lambda tile: len(tile.gzipped) + 64)
 
 
 def _safe(version: str) -> str:

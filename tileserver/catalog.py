@@ -12,6 +12,7 @@ from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.database import load_sql
+from osmimport.dataversion import version_expression, version_from_meta
 
 #: What the tile query puts in a tile, bumped when that changes (2: ``name_label``), so caches of
 #: tiles cut by an older query are not served for the same data version.
@@ -48,8 +49,8 @@ class Catalog:
 
     @property
     def data_version(self) -> str:
-        """The version of the loaded data ("none" before the first import)."""
-        return self.meta.get("data_version") or "none"
+        """The version of the loaded data (NO_DATA before the first import)."""
+        return version_from_meta(self.meta)
 
     def attributes(self, table: str) -> tuple[Column, ...]:
         """The attributes of ``table``'s tile features: every non-system column, and the
@@ -199,9 +200,7 @@ def version_query(catalog: Catalog) -> sql.Composable:
     """An expression giving the data version, read in the tile query's own snapshot."""
     if not catalog.has_meta:
         return sql.SQL("NULL::text")
-    return sql.SQL(load_sql("tileserver", "data_version.sql").strip()).format(
-        schema=sql.Identifier(schema.SCHEMA), meta=sql.Identifier(schema.META_TABLE)
-    )
+    return version_expression()
 
 
 def _attribute(column: Column) -> sql.Composable:

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from osmimport.command import Command
+from osmimport.dataversion import NO_DATA
 from osmimport.errors import UsageError
+from osmimport.mercator import BBox, parse_bbox
 from osmimport.schema import MAX_ZOOM
 from tileserver.app import build_service
-from tileserver.errors import BadRequest
 from tileserver.export import export, seed
 from tileserver.service import TileService
 from tileserver.settings import CacheSettings, ServerSettings, Settings
-from tileserver.tiling import BBox, parse_bbox_arg
 
 
 def _zoom(text: str) -> int:
@@ -43,12 +43,9 @@ def _area(args: argparse.Namespace, service: TileService) -> BBox:
     if args.minzoom > args.maxzoom:
         raise UsageError("--minzoom must not be above --maxzoom")
     if args.bbox:
-        try:
-            return parse_bbox_arg(args.bbox)
-        except BadRequest as exc:
-            raise UsageError(str(exc)) from exc
+        return parse_bbox(args.bbox, "--bbox")
     bbox = service.bbox()
-    if bbox is None or service.version == "none":
+    if bbox is None or service.version == NO_DATA:
         raise UsageError("no data imported yet: run `fondplan import FILE` or give --bbox")
     return bbox
 

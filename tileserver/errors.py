@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from osmimport.errors import DatabaseError, FondplanError
+from tileserver.middleware import REQUEST_ID
 
 
 class TileserverError(FondplanError):
@@ -76,7 +77,7 @@ def _handle(request: Request, exc: Exception) -> Response:
     response = error_response(exc)
     if response.status_code >= 500:
         # Logged here, once, with the request id; the client gets no more than the detail.
-        rid = request.scope.get("fondplan.request_id", "-")
+        rid = request.scope.get(REQUEST_ID, "-")
         cause = exc.__cause__ or exc
         log.warning(
             "request %s %s answered %d: %s",

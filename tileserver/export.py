@@ -16,11 +16,12 @@ from typing import Any, TextIO
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer as PMTilesWriter
 
+from osmimport.mercator import BBox
 from tileserver.cache import CachedTile
 from tileserver.errors import ArchiveError
 from tileserver.service import TileService
 from tileserver.sources import ATTRIBUTION
-from tileserver.tiling import BBox, count_tiles, tiles_in_bbox
+from tileserver.tiling import count_tiles, tiles_in_bbox
 
 TileXYZ = tuple[int, int, int]
 

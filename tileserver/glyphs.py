@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,9 @@ from pathlib import Path
 import freetype
 
 from osmimport.errors import FondplanError
+from osmimport.lru import LRUCache
 from tileserver.diskcache import cache_dir, read_sealed, write_sealed
+from tileserver.errors import BadRequest, NotFound
 
 #: The fontnik / sdf-glyph-foundry conventions MapLibre expects from a glyph server.
 SIZE = 24
@@ -54,15 +55,15 @@ class GlyphError(FondplanError):
     """A glyph request that cannot be answered."""
 
 
-class FontNotFoundError(GlyphError):
+class FontNotFoundError(GlyphError, NotFound):
     """None of the fonts of a fontstack is installed (the server answers 404)."""
 
 
-class GlyphRangeError(GlyphError):
+class GlyphRangeError(GlyphError, BadRequest):
     """A glyph range is not one of the 256-codepoint blocks (the server answers 400)."""
 
 
-class FontstackError(GlyphError):
+class FontstackError(GlyphError, BadRequest):
     """A fontstack naming too many fonts or too long (the server answers 400)."""
 
 
@@ -226,8 +227,8 @@ class GlyphBuilder:
         self.disk_fontstacks = disk_fontstacks
         self._fonts: dict[str, FontFile] | None = None
         self._lock = threading.Lock()
-        self._ranges: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
-        self._font_ranges: OrderedDict[tuple[str, int], dict[int, bytes]] = OrderedDict()
+        self._ranges: LRUCache[tuple[str, ...], bytes] = LRUCache(memory_ranges)
+        self._font_ranges: LRUCache[tuple[str, int], dict[int, bytes]] = LRUCache(memory_ranges)
 
     def fonts(self) -> dict[str, FontFile]:
         """The installed fonts by key (scanned once)."""
@@ -275,11 +276,9 @@ class GlyphBuilder:
         check_range(start, end)
         fonts = self.resolve(fontstack)
         key = (*(font_key(font.name) for font in fonts), str(start))
-        with self._lock:
-            cached = self._ranges.get(key)
-            if cached is not None:
-                self._ranges.move_to_end(key)
-                return cached
+        cached = self._ranges.get(key)
+        if cached is not None:
+            return cached
         disk = self._disk_path(fonts, start, end)
         found = read_sealed(disk) if disk is not None else None
         if found is not None:
@@ -294,10 +293,7 @@ class GlyphBuilder:
             if disk is not None:
                 write_sealed(disk, data)
                 self._bound_disk(disk.parent)
-        with self._lock:
-            self._ranges[key] = data
-            while len(self._ranges) > self.memory_ranges:
-                self._ranges.popitem(last=False)
+        self._ranges.put(key, data)
         return data
 
     def prebuild(self, fontstacks: Iterable[str], starts: Iterable[int] = LATIN_RANGES) -> int:
@@ -311,11 +307,9 @@ class GlyphBuilder:
 
     def _font_range(self, font: FontFile, start: int) -> dict[int, bytes]:
         key = (font_key(font.name), start)
-        with self._lock:
-            cached = self._font_ranges.get(key)
-            if cached is not None:
-                self._font_ranges.move_to_end(key)
-                return cached
+        cached_glyphs = self._font_ranges.get(key)
+        if cached_glyphs is not None:
+            return cached_glyphs
         # A Face per build: FreeType faces must not be shared between threads.
         face = freetype.Face(str(font.path))
         face.set_char_size(SIZE * OVERSAMPLE * 64)
@@ -324,10 +318,7 @@ class GlyphBuilder:
             glyph = render_glyph(face, codepoint)
             if glyph is not None:
                 glyphs[codepoint] = glyph
-        with self._lock:
-            self._font_ranges[key] = glyphs
-            while len(self._font_ranges) > self.memory_ranges:
-                self._font_ranges.popitem(last=False)
+        self._font_ranges.put(key, glyphs)
         return glyphs
 
     def _disk_path(self, fonts: Sequence[FontFile], start: int, end: int) -> Path | None:

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from osmimport.errors import FondplanError
+from osmimport.mercator import EARTH_CIRCUMFERENCE, lonlat_to_mercator, mercator_to_lonlat
 from osmimport.paths import styles_dir as default_styles_dir
 from tileserver.errors import NotFound, Unavailable
 from tileserver.glyphs import default_cache_dir as default_glyph_cache_dir
@@ -33,6 +34,7 @@ from tileserver.raster_worker import (
 )
 
 __all__ = [
+    "EARTH_CIRCUMFERENCE",
     "ImageRequest",
     "RasterError",
     "RasterPool",
@@ -43,15 +45,14 @@ __all__ = [
     "TileRequest",
     "UnknownStyle",
     "bbox_view",
+    "lonlat_to_mercator",
+    "mercator_to_lonlat",
     "draw_attribution",
     "render_image",
 ]
 
 log = logging.getLogger(__name__)
 
-EARTH_RADIUS = 6378137.0
-EARTH_CIRCUMFERENCE = 2 * math.pi * EARTH_RADIUS
-ORIGIN_SHIFT = EARTH_CIRCUMFERENCE / 2
 #: MapLibre zoom levels are defined for 512 px tiles.
 MAPLIBRE_TILE_SIZE = 512
 MAX_IMAGE_SIDE = 8192
@@ -363,20 +364,6 @@ def bbox_view(bbox_3857: tuple[float, float, float, float], width: int, height: 
     zoom = math.log2(EARTH_CIRCUMFERENCE / (MAPLIBRE_TILE_SIZE * scale))
     lon, lat = mercator_to_lonlat((west + east) / 2, (south + north) / 2)
     return View(lon=lon, lat=lat, zoom=zoom)
-
-
-def mercator_to_lonlat(x: float, y: float) -> tuple[float, float]:
-    """EPSG:3857 metres to WGS84 degrees."""
-    lon = x / ORIGIN_SHIFT * 180.0
-    lat = math.degrees(2 * math.atan(math.exp(y / EARTH_RADIUS)) - math.pi / 2)
-    return lon, lat
-
-
-def lonlat_to_mercator(lon: float, lat: float) -> tuple[float, float]:
-    """WGS84 degrees to EPSG:3857 metres."""
-    x = lon / 180.0 * ORIGIN_SHIFT
-    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
-    return x, y
 
 
 def render_image(

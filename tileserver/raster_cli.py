@@ -9,25 +9,20 @@ from typing import ClassVar
 
 from osmimport.database import database_url
 from osmimport.errors import UsageError
+from osmimport.mercator import (
+    EARTH_CIRCUMFERENCE,
+    MAX_LAT,
+    lonlat_to_mercator,
+    mercator_to_lonlat,
+    parse_bbox,
+)
 from osmimport.settings import DatabaseSettings
 from tileserver.raster import (
     MAPLIBRE_TILE_SIZE,
     RasterError,
     RasterPool,
-    lonlat_to_mercator,
     render_image,
 )
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """``W,S,E,N`` in degrees, checked."""
-    try:
-        west, south, east, north = (float(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(f"--bbox must be W,S,E,N in degrees, got {text!r}") from None
-    if not (-180 <= west < east <= 180 and -85.06 <= south < north <= 85.06):
-        raise UsageError(f"--bbox must have W < E within ±180 and S < N within ±85: {text!r}")
-    return west, south, east, north
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -66,7 +61,7 @@ class RenderCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Render and write the file."""
-        west, south, east, north = parse_bbox(args.bbox)
+        west, south, east, north = parse_bbox(args.bbox, "--bbox", MAX_LAT)
         x0, y0 = lonlat_to_mercator(west, south)
         x1, y1 = lonlat_to_mercator(east, north)
         bbox = (x0, y0, x1, y1)
@@ -75,7 +70,7 @@ class RenderCommand:
         if args.size:
             width, height = parse_size(args.size)
         elif args.zoom is not None:
-            metres_per_px = 2 * math.pi * 6378137.0 / (256 * 2**args.zoom)
+            metres_per_px = EARTH_CIRCUMFERENCE / (256 * 2**args.zoom)
             width = max(1, round((x1 - x0) / metres_per_px))
             height = max(1, round((y1 - y0) / metres_per_px))
             if max(width, height) > 8192:
@@ -122,8 +117,6 @@ class RenderCommand:
 
 def _mid_latitude(south: float, north: float) -> float:
     """The latitude halfway between ``south`` and ``north`` in Web Mercator."""
-    from tileserver.raster import mercator_to_lonlat
-
     y = (lonlat_to_mercator(0, south)[1] + lonlat_to_mercator(0, north)[1]) / 2
     return mercator_to_lonlat(0, y)[1]
 

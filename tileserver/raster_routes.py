@@ -3,34 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from osmimport import schema
+from osmimport.etag import fingerprint
+from osmimport.lru import LRUCache
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound, TileOutOfRange
 from tileserver.glyphs import cache_dir_for
 from tileserver.raster import (
     RasterPool,
     RasterSettings,
-    RenderBusy,
     TileRequest,
     describe,
     draw_attribution,
 )
-from tileserver.routes import public_url
+from tileserver.routes import cached_response, document_max_age, public_url
 from tileserver.routes.styles import style_names
-from tileserver.routes.tiles import TILESET
-from tileserver.sources import ATTRIBUTION, PostGISSource
+from tileserver.routes.tiles import TILESET, tilejson_response
+from tileserver.sources import PostGISSource
 from tileserver.wmts import QgisSources, WmtsLayer, capabilities, qgis_connections
 
 #: Raster tiles are drawn up to this zoom (vector tiles stop at schema.MAX_ZOOM and overzoom).
@@ -48,48 +47,6 @@ class _Entry:
     etag: str
 
 
-class PngCache:
-    """Rendered PNGs in memory, least recently used first out, bounded by their bytes."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[object, ...]) -> _Entry | None:
-        """The entry of ``key``, marked as recently used."""
-        with self._lock:
-            entry = self._items.get(key)
-            if entry is not None:
-                self._items.move_to_end(key)
-            return entry
-
-    def put(self, key: tuple[object, ...], entry: _Entry) -> None:
-        """Keep ``entry``, evicting the oldest ones beyond the byte bound."""
-        if len(entry.png) > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old.png)
-            self._items[key] = entry
-            self._bytes += len(entry.png)
-            while self._bytes > self.max_bytes:
-                _, evicted = self._items.popitem(last=False)
-                self._bytes -= len(evicted.png)
-
-    def clear(self) -> None:
-        """Drop everything."""
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
-
-
-def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-
-
 class RasterService:
     """Raster tiles and the GIS-client documents of every style, for one app.
 
@@ -103,7 +60,9 @@ class RasterService:
         self.context = context
         self.settings = context.settings
         self.raster = raster or RasterSettings()
-        self.cache = PngCache(self.raster.cache_bytes)
+        self.cache: LRUCache[tuple[object, ...], _Entry] = LRUCache(
+            self.raster.cache_bytes, lambda entry: len(entry.png)
+        )
         self._pool: RasterPool | None = None
         self._lock = threading.Lock()
         self._rendered_version: str | None = None
@@ -174,18 +133,8 @@ class RasterService:
             raise TileOutOfRange(f"tile {z}/{x}/{y} is outside the world")
         attribution = _flag(request, "attribution")
         version = self.context.tiles.version
-        try:
-            entry = await self._entry(version, style, size, scale, z, x, y, attribution)
-        except RenderBusy as exc:
-            return _error(503, str(exc), {"Retry-After": "1"})
-        headers = {
-            "ETag": entry.etag,
-            "Cache-Control": f"public, max-age={self.settings.tiles.max_age}",
-        }
-        if _etag_matches(request.headers.get("if-none-match"), entry.etag):
-            return Response(status_code=304, headers=headers)
-        body = b"" if request.method == "HEAD" else entry.png
-        return Response(body, media_type=PNG, headers=headers)
+        entry = await self._entry(version, style, size, scale, z, x, y, attribution)
+        return cached_response(request, entry.png, PNG, self.settings.tiles.max_age, entry.etag)
 
     async def _entry(
         self,
@@ -213,8 +162,7 @@ class RasterService:
             # Renders beyond the raster gate's limit wait in its queue instead of failing.
             async with self.context.limits["raster"].slot():
                 png = await pool.arender(_tile_request(style, z, x, y, size, scale))
-        digest = hashlib.blake2b(png, digest_size=12, key=version.encode()[:64]).hexdigest()
-        entry = _Entry(png, f'"{digest}"')
+        entry = _Entry(png, f'"{fingerprint(png, version)}"')
         self.cache.put(key, entry)
         return entry
 
@@ -234,25 +182,18 @@ class RasterService:
         base = public_url(request)
         prefix = f"{base}/styles/{style}" + ("" if size == 256 else f"/{size}")
         described = self.context.tiles.source.describe()
-        body: dict[str, object] = {
-            "tilejson": "3.0.0",
-            "name": f"fondplan {style}",
-            "description": f"OpenStreetMap raster tiles ({size} px) drawn with the {style} style",
-            "scheme": "xyz",
-            "format": "png",
-            "tileSize": size,
-            "tiles": [f"{prefix}/{{z}}/{{x}}/{{y}}.png{query}"],
-            "minzoom": 0,
-            "maxzoom": RASTER_MAX_ZOOM,
-            "attribution": ATTRIBUTION,
-            "fondplan:style": f"{base}/styles/{style}.json",
-            "fondplan:data_version": self.context.tiles.version,
-        }
-        for field in ("bounds", "center"):
-            if described.get(field):
-                body[field] = described[field]
-        max_age = min(self.settings.tiles.max_age, 300)
-        return JSONResponse(body, headers={"Cache-Control": f"public, max-age={max_age}"})
+        return tilejson_response(
+            request,
+            f"fondplan {style}",
+            f"OpenStreetMap raster tiles ({size} px) drawn with the {style} style",
+            f"{prefix}/{{z}}/{{x}}/{{y}}.png{query}",
+            "png",
+            tileSize=size,
+            minzoom=0,
+            maxzoom=RASTER_MAX_ZOOM,
+            **{"fondplan:style": f"{base}/styles/{style}.json"},
+            **{field: described[field] for field in ("bounds", "center") if described.get(field)},
+        )
 
     def _layers(self, request: Request, base: str, styles: list[str]) -> list[WmtsLayer]:
         bounds = self.context.tiles.source.describe().get("bounds")
@@ -266,11 +207,8 @@ class RasterService:
                 layers.append(WmtsLayer(style, style, url))
         return layers
 
-    def _xml(self, text: str) -> Response:
-        max_age = min(self.settings.tiles.max_age, 300)
-        return Response(
-            text, media_type=XML, headers={"Cache-Control": f"public, max-age={max_age}"}
-        )
+    def _xml(self, request: Request, text: str) -> Response:
+        return cached_response(request, text, XML, document_max_age(request))
 
     def wmts(self, request: Request) -> Response:
         """``/styles/{style}/wmts.xml``: WMTS capabilities of one style."""
@@ -279,24 +217,26 @@ class RasterService:
             raise NotFound(f"unknown style {style!r}; see /styles")
         base = public_url(request)
         return self._xml(
+            request,
             capabilities(
                 self._layers(request, base, [style]),
                 capabilities_url=f"{base}/styles/{style}/wmts.xml",
                 service_url=f"{base}/styles/{style}/",
                 max_zoom=RASTER_MAX_ZOOM,
-            )
+            ),
         )
 
     def wmts_all(self, request: Request) -> Response:
         """``/styles/wmts.xml``: WMTS capabilities with every style as a layer."""
         base = public_url(request)
         return self._xml(
+            request,
             capabilities(
                 self._layers(request, base, style_names()),
                 capabilities_url=f"{base}/styles/wmts.xml",
                 service_url=f"{base}/styles/",
                 max_zoom=RASTER_MAX_ZOOM,
-            )
+            ),
         )
 
     def qgis(self, request: Request) -> Response:
@@ -317,7 +257,7 @@ class RasterService:
             )
             for style in style_names()
         ]
-        response = self._xml(qgis_connections(kind, sources))
+        response = self._xml(request, qgis_connections(kind, sources))
         response.headers["Content-Disposition"] = (
             f'attachment; filename="fondplan-{kind}-connections.xml"'
         )
@@ -342,13 +282,6 @@ def _flag(request: Request, name: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise BadRequest(f"{name} must be 1 or 0 (true/false), not {value!r}")
-
-
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
-    return "*" in candidates or etag in candidates
 
 
 def routes(context: AppContext) -> Sequence[BaseRoute]:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import socket
 import sys
 import threading
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from osmimport.lru import LRUCache
+from osmimport.mercator import tile_lonlat
 
 if TYPE_CHECKING:
     from tileserver.sources import TileSource
@@ -77,7 +80,7 @@ class Resources:
     def __init__(self, config: WorkerConfig) -> None:
         self._config = config
         self._lock = threading.Lock()
-        self._tiles: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._tiles: LRUCache[tuple[int, int, int], bytes] = LRUCache(config.tile_cache_size)
         self._tile_source: TileSource | None = None
         self._connections = threading.BoundedSemaphore(max(1, config.tile_connections))
         from tileserver.glyphs import builder_for
@@ -117,16 +120,11 @@ class Resources:
     def tile(self, z: int, x: int, y: int) -> bytes | None:
         """The MVT of z/x/y, from the process's cache or the database."""
         key = (z, x, y)
-        with self._lock:
-            cached = self._tiles.get(key)
-            if cached is not None:
-                self._tiles.move_to_end(key)
-                return cached or None
+        cached = self._tiles.get(key)
+        if cached is not None:
+            return cached or None
         data = self._read_tile(z, x, y)
-        with self._lock:
-            self._tiles[key] = data
-            while len(self._tiles) > self._config.tile_cache_size:
-                self._tiles.popitem(last=False)
+        self._tiles.put(key, data)
         return data or None
 
     def _read_tile(self, z: int, x: int, y: int) -> bytes:
@@ -201,7 +199,6 @@ TILE_MARGIN = 96
 #: Tiles are drawn in aligned blocks of METATILE x METATILE (one render, then cut), so the
 #: tiles of a block always agree and a client's neighbouring requests share one render.
 METATILE = 2
-_WEB_MERCATOR_HALF = 20037508.342789244
 
 
 @dataclass(frozen=True)
@@ -230,13 +227,8 @@ def block_of(tile: TileRequest, margin: int = TILE_MARGIN) -> Block | None:
 
 def block_view(block: Block) -> tuple[float, float, float]:
     """(lon, lat, MapLibre zoom) of the view centred on ``block``."""
-    import math
-
-    n = 2**block.z
-    x = ((block.x + block.size / 2) / n * 2 - 1) * _WEB_MERCATOR_HALF
-    y = (1 - (block.y + block.size / 2) / n * 2) * _WEB_MERCATOR_HALF
-    lon = x / _WEB_MERCATOR_HALF * 180.0
-    lat = math.degrees(2 * math.atan(math.exp(y / _WEB_MERCATOR_HALF * math.pi)) - math.pi / 2)
+    centre = block.size / 2
+    lon, lat = tile_lonlat(block.z, block.x + centre, block.y + centre)
     return lon, lat, block.z + math.log2(block.tile_size / 512)
 
 
@@ -252,10 +244,8 @@ class TileRenderer:
     def __init__(self, pool: Any, margin: int = TILE_MARGIN, budget: int = 64 << 20) -> None:
         self._pool = pool
         self._margin = margin
-        #: Bytes of block images kept (RGBA: 4 bytes a pixel).
-        self._budget = budget
-        self._kept = 0
-        self._images: OrderedDict[Block, Any] = OrderedDict()
+        #: Block images kept, bounded by their bytes (RGBA: 4 bytes a pixel).
+        self._images: LRUCache[Block, Any] = LRUCache(budget, _image_bytes)
         self._lock = threading.Lock()
         #: One lock per block being drawn: its other tiles wait for that render.
         self._drawing: dict[Block, threading.Lock] = {}
@@ -288,17 +278,12 @@ class TileRenderer:
         with self._lock:
             drawing = self._drawing.setdefault(block, threading.Lock())
         with drawing:
-            with self._lock:
-                image = self._images.get(block)
-                if image is not None:
-                    self._images.move_to_end(block)
-                    return image
+            image = self._images.get(block)
+            if image is not None:
+                return image
             image = self._draw(block)
+            self._images.put(block, image)
             with self._lock:
-                self._images[block] = image
-                self._kept += _image_bytes(image)
-                while self._kept > self._budget and len(self._images) > 1:
-                    self._kept -= _image_bytes(self._images.popitem(last=False)[1])
                 self._drawing.pop(block, None)
             return image
 

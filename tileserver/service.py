@@ -12,14 +12,12 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 
+from osmimport.dataversion import NO_DATA, NOTIFY_CHANNEL
 from osmimport.errors import FondplanError
 from tileserver.cache import CachedTile, DiskCache, MemoryCache, TileKey, make_tile
 from tileserver.guard import KEEPALIVES
 from tileserver.metrics import Metrics
 from tileserver.sources import PostGISSource, TileSource
-
-#: The channel an import NOTIFYs (payload: the new data version) after it swapped the data in.
-VERSION_CHANNEL = "fondplan_data_version"
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,7 @@ class TileService:
         self.disk = DiskCache(disk_root) if disk_root is not None else None
         self.version_ttl = version_ttl
         self.metrics = metrics or Metrics()
-        self._version = "none"
+        self._version = NO_DATA
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._switch = threading.Lock()
@@ -120,7 +118,7 @@ class TileService:
                     cur.execute("SELECT pg_is_in_recovery()")
                     row = cur.fetchone()
                     if not (row and row[0]):
-                        cur.execute(f"LISTEN {VERSION_CHANNEL}")
+                        cur.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 self.refresh()
                 last = time.monotonic()
                 # poll(), not select(): a process with many open files (memory-mapped routing

@@ -23,6 +23,7 @@ from pmtiles.tile import Compression
 
 from osmimport import schema
 from osmimport.database import serving_url
+from osmimport.dataversion import NO_DATA
 from osmimport.errors import DatabaseError
 from osmimport.settings import DatabaseSettings
 from tileserver.catalog import Catalog, parse_bbox, read_catalog, tile_query
@@ -285,7 +286,7 @@ class PostGISSource:
             self.refresh()
             with self.connection() as conn:
                 row = self._execute(conn, z, x, y)
-        version = row[0] or "none"
+        version = row[0] or NO_DATA
         return str(version), bytes(row[1] or b"")
 
     def describe(self) -> dict[str, Any]:

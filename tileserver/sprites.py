@@ -13,9 +13,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from osmimport.errors import FondplanError
 from osmimport.paths import styles_dir
 from tileserver.diskcache import cache_dir, write_atomically
+from tileserver.errors import BadRequest, NotFound
 
 #: The sprite sheet of our icons; the styles name it ``fondplan://sprites/fondplan``.
 SPRITE_NAME = "fondplan"
@@ -165,11 +165,11 @@ VERSATILES_ALIASES: dict[str, str] = {
 }
 
 
-class SpriteError(FondplanError):
+class SpriteError(BadRequest):
     """A sprite request that cannot be answered (bad ratio: the server answers 400)."""
 
 
-class SpriteNotFoundError(SpriteError):
+class SpriteNotFoundError(NotFound, SpriteError):
     """No sprite sheet of that name (the server answers 404)."""
 
 

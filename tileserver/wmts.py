@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
+
+from osmimport.mercator import HALF_WORLD, MAX_LAT
 
 #: Attribution every client shows (required by the ODbL).
 ATTRIBUTION = "© OpenStreetMap contributors"
@@ -13,8 +14,7 @@ ATTRIBUTION_URL = "https://www.openstreetmap.org/copyright"
 
 #: OGC's standardized rendering pixel (0.28 mm) and the EPSG:3857 extent.
 _PIXEL_SIZE_M = 0.00028
-_HALF_WORLD = math.pi * 6378137.0
-WORLD_BBOX = (-180.0, -85.0511287798066, 180.0, 85.0511287798066)
+WORLD_BBOX = (-180.0, -MAX_LAT, 180.0, MAX_LAT)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class WmtsLayer:
 
 def scale_denominator(zoom: int, tile_size: int = 256) -> float:
     """The WMTS scale denominator of GoogleMapsCompatible at ``zoom``."""
-    return 2 * _HALF_WORLD / (tile_size * 2.0**zoom) / _PIXEL_SIZE_M
+    return 2 * HALF_WORLD / (tile_size * 2.0**zoom) / _PIXEL_SIZE_M
 
 
 def _tile_matrix_set(identifier: str, max_zoom: int, tile_size: int) -> str:
@@ -42,7 +42,7 @@ def _tile_matrix_set(identifier: str, max_zoom: int, tile_size: int) -> str:
             f"      <ows:Identifier>{zoom}</ows:Identifier>\n"
             f"      <ScaleDenominator>{scale_denominator(zoom, tile_size):.10f}"
             "</ScaleDenominator>\n"
-            f"      <TopLeftCorner>{-_HALF_WORLD:.10f} {_HALF_WORLD:.10f}</TopLeftCorner>\n"
+            f"      <TopLeftCorner>{-HALF_WORLD:.10f} {HALF_WORLD:.10f}</TopLeftCorner>\n"
             f"      <TileWidth>{tile_size}</TileWidth>\n"
             f"      <TileHeight>{tile_size}</TileHeight>\n"
             f"      <MatrixWidth>{count}</MatrixWidth>\n"

@@ -28,6 +28,7 @@ from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.database import connect, load_sql
+from osmimport.dataversion import NOTIFY_CHANNEL
 from osmimport.errors import OsmImportError
 from osmimport.inputs import file_header, prepare, unsorted_error
 from osmimport.loader import RAW_PREFIX, RAW_TABLES, Loader, UnsortedInput, create_raw_tables
@@ -35,7 +36,6 @@ from osmimport.settings import CommuneSettings
 
 #: pg_advisory_lock key held for the whole import ("fondplan" as an integer).
 IMPORT_LOCK_KEY = 0x666F6E64706C616E & 0x7FFFFFFFFFFFFFFF
-NOTIFY_CHANNEL = "fondplan_data_version"
 
 #: Recognised input formats (the suffix decides, as osmium does).
 SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl", ".osc")

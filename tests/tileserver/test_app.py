@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mapbox_vector_tile
+import pytest
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
@@ -50,6 +51,39 @@ def test_style_urls_follow_forwarded_headers(tile_client: TestClient) -> None:
         for s in style["sources"].values()
         if "url" in s
     )
+
+
+def test_documents_carry_etags_and_answer_304(tile_client: TestClient) -> None:
+    for path in ("/styles/colour.json", "/styles/colour/wmts.xml", "/styles/colour/tiles.json"):
+        first = tile_client.get(path)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('"'), path
+        for header in (etag, f'W/{etag}, "other"'):
+            again = tile_client.get(path, headers={"if-none-match": header})
+            assert again.status_code == 304 and again.content == b"", (path, header)
+            assert again.headers["etag"] == etag
+        assert tile_client.get(path, headers={"if-none-match": '"other"'}).status_code == 200
+    # The document names the host it was asked at: another host, another tag.
+    moved = tile_client.get("/styles/colour.json", headers={"x-forwarded-host": "maps.example"})
+    assert moved.headers["etag"] != tile_client.get("/styles/colour.json").headers["etag"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/fonts/Comic Nope Regular/0-255.pbf", 404),
+        ("/fonts/Noto Sans Regular/1-256.pbf", 400),
+        ("/sprites/nope.json", 404),
+        ("/sprites/fondplan@9x.png", 400),
+    ],
+)
+def test_glyph_and_sprite_errors_go_through_the_error_map(
+    tile_client: TestClient, path: str, status: int
+) -> None:
+    response = tile_client.get(path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["detail"]
 
 
 def test_unknown_style_is_404_json(tile_client: TestClient) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import signal
 import threading
@@ -19,6 +18,8 @@ import pytest
 from PIL import Image
 
 from osmimport import schema
+from osmimport.mercator import HALF_WORLD as HALF
+from osmimport.mercator import lonlat_to_mercator, mercator_to_lonlat
 from osmimport.paths import styles_dir
 from osmimport.settings import DatabaseSettings
 from tests.tileserver.conftest import MULHOUSE
@@ -28,8 +29,6 @@ from tileserver.raster import (
     RasterPool,
     RenderTimeout,
     TileRequest,
-    lonlat_to_mercator,
-    mercator_to_lonlat,
 )
 from tileserver.raster_worker import METATILE, block_of, block_view
 from tileserver.settings import CacheSettings, Settings
@@ -40,7 +39,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 STYLE = "colour"
-HALF = math.pi * 6378137.0
 
 
 def settings_for(url: str) -> Settings:

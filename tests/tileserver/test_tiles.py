@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import math
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 from osmimport import schema
 from osmimport.importer import read_meta
+from osmimport.mercator import tile_bounds
 from tests.conftest import LIECHTENSTEIN
 from tests.tileserver.conftest import VADUZ, TestClient, tile_of
 from tileserver.cache import DiskCache, make_tile
@@ -22,15 +22,6 @@ from tileserver.catalog import TILE_FORMAT
 ZOOM = 14
 STREET_KINDS = {"primary", "secondary", "tertiary", "residential", "unclassified", "living_street"}
 POI_AMENITIES = {"restaurant", "cafe", "pharmacy", "bank", "fast_food", "bar", "pub"}
-
-
-def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
-    n = 2**z
-
-    def lat(row: int) -> float:
-        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
-
-    return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
 
 
 class _Collector(osmium.SimpleHandler):  # type: ignore[misc]
@@ -203,6 +194,30 @@ def test_etag_and_304(tile_client: TestClient) -> None:
     assert other.headers["etag"] != etag
     stale = get_tile(tile_client, 12, x, y, **{"accept-encoding": "gzip", "if-none-match": '"0"'})
     assert stale.status_code == 200
+    # RFC 9110: weak comparison, lists, several header lines, "*".
+    for header in (f'"0", W/{etag}', f"W/{etag}", "*"):
+        listed = get_tile(
+            tile_client, 12, x, y, **{"accept-encoding": "gzip", "if-none-match": header}
+        )
+        assert listed.status_code == 304, header
+    lines = tile_client.get(
+        f"/tiles/basemap/12/{x}/{y}.mvt",
+        headers=[("accept-encoding", "gzip"), ("if-none-match", '"0"'), ("if-none-match", etag)],
+    )
+    assert lines.status_code == 304
+    # The identity representation has its own tag.
+    plain = get_tile(
+        tile_client, 12, x, y, **{"accept-encoding": "identity", "if-none-match": etag}
+    )
+    assert plain.status_code == 200
+
+
+def test_tilejson_etag(tile_client: TestClient) -> None:
+    first = tile_client.get("/tiles/basemap.json")
+    assert first.status_code == 200 and first.headers["etag"].startswith('"')
+    again = tile_client.get("/tiles/basemap.json", headers={"if-none-match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["cache-control"] == first.headers["cache-control"]
 
 
 def test_gzip_and_identity_give_the_same_tile(tile_client: TestClient) -> None:
@@ -241,38 +256,32 @@ def test_empty_tile_is_204(tile_client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "path",
+    ("path", "status"),
     [
-        "/tiles/basemap/15/0/0.mvt",
-        "/tiles/basemap/-1/0/0.mvt",
-        "/tiles/basemap/3/8/0.mvt",
-        "/tiles/basemap/3/0/-1.mvt",
-        "/tiles/elsewhere/3/0/0.mvt",
-        "/tiles/elsewhere.json",
+        # Outside the world or the zoom range, or another tileset: 404.
+        ("/tiles/basemap/15/0/0.mvt", 404),
+        ("/tiles/basemap/-1/0/0.mvt", 404),
+        ("/tiles/basemap/3/8/0.mvt", 404),
+        ("/tiles/basemap/3/0/-1.mvt", 404),
+        ("/tiles/elsewhere/3/0/0.mvt", 404),
+        ("/tiles/elsewhere.json", 404),
+        # Malformed: 400.
+        ("/tiles/basemap/a/0/0.mvt", 400),
+        ("/tiles/basemap/3/0/zero.mvt", 400),
+        ("/tiles/basemap/3/0/0.png", 400),
+        ("/tiles/basemap/3/0", 400),
+        ("/tiles/basemap/3/0/0/1.mvt", 400),
+        ("/tiles/basemap/99999999999/0/0.mvt", 400),
     ],
 )
-def test_outside_the_world_or_zoom_range_is_404_json(tile_client: TestClient, path: str) -> None:
+def test_bad_tile_paths_are_answered_json(tile_client: TestClient, path: str, status: int) -> None:
     response = tile_client.get(path)
-    assert response.status_code == 404
+    assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
-    assert response.json()["detail"]
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/tiles/basemap/a/0/0.mvt",
-        "/tiles/basemap/3/0/zero.mvt",
-        "/tiles/basemap/3/0/0.png",
-        "/tiles/basemap/3/0",
-        "/tiles/basemap/3/0/0/1.mvt",
-        "/tiles/basemap/99999999999/0/0.mvt",
-    ],
-)
-def test_malformed_path_is_400_json(tile_client: TestClient, path: str) -> None:
-    response = tile_client.get(path)
-    assert response.status_code == 400
-    assert "malformed" in response.json()["detail"] or "format" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert detail
+    if status == 400:
+        assert "malformed" in detail or "format" in detail
 
 
 def test_tilejson(tile_client: TestClient, liechtenstein_url: str) -> None:

@@ -18,11 +18,11 @@ import uvicorn
 from owslib.wmts import WebMapTileService
 from PIL import Image
 
+from osmimport.mercator import lonlat_to_mercator
 from osmimport.paths import styles_dir
 from osmimport.settings import DatabaseSettings
 from tests.tileserver.conftest import free_port
 from tileserver.app import create_app
-from tileserver.raster import lonlat_to_mercator
 from tileserver.settings import CacheSettings, Settings
 
 STYLE = "colour"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
@@ -12,20 +11,15 @@ from starlette.routing import BaseRoute, Route
 
 from tileserver import glyphs, sprites
 from tileserver.context import AppContext
-from tileserver.errors import BadRequest, NotFound
-from tileserver.routes import app_settings
+from tileserver.errors import BadRequest
+from tileserver.routes import app_settings, cached_response
 
 _RANGE = re.compile(r"^(\d{1,6})-(\d{1,6})\.pbf$")
 _SPRITE = re.compile(r"^([A-Za-z0-9_-]{1,64})(?:@([1-9])x)?\.(json|png)$")
 
 
 def _cached_response(request: Request, body: bytes, media_type: str) -> Response:
-    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-    max_age = app_settings(request).tiles.max_age
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
-    if request.headers.get("if-none-match", "") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(body, media_type=media_type, headers=headers)
+    return cached_response(request, body, media_type, app_settings(request).tiles.max_age)
 
 
 def font_range(request: Request, builder: glyphs.GlyphBuilder) -> Response:
@@ -35,12 +29,7 @@ def font_range(request: Request, builder: glyphs.GlyphBuilder) -> Response:
     if not match:
         raise BadRequest("malformed glyph path: expected /fonts/{fontstack}/{start}-{end}.pbf")
     start, end = int(match.group(1)), int(match.group(2))
-    try:
-        data = builder.glyph_range(fontstack, start, end)
-    except glyphs.FontNotFoundError as exc:
-        raise NotFound(str(exc)) from exc
-    except (glyphs.GlyphRangeError, glyphs.FontstackError) as exc:
-        raise BadRequest(str(exc)) from exc
+    data = builder.glyph_range(fontstack, start, end)
     return _cached_response(request, data, "application/x-protobuf")
 
 
@@ -50,12 +39,7 @@ def sprite_file(request: Request) -> Response:
     if not match:
         raise BadRequest("malformed sprite path: expected /sprites/{name}[@2x].json|png")
     name, ratio, ext = match.group(1), int(match.group(2) or 1), match.group(3)
-    try:
-        index, png = sprites.sprite(name, ratio)
-    except sprites.SpriteNotFoundError as exc:
-        raise NotFound(str(exc)) from exc
-    except sprites.SpriteError as exc:
-        raise BadRequest(str(exc)) from exc
+    index, png = sprites.sprite(name, ratio)
     if ext == "json":
         return _cached_response(request, index, "application/json")
     return _cached_response(request, png, "image/png")

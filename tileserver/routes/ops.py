@@ -53,7 +53,7 @@ def metrics(request: Request) -> Response:
     """The Prometheus text exposition."""
     service = tile_service(request)
     extra = {
-        "fondplan_tile_cache_memory_bytes": float(service.memory.size_bytes),
+        "fondplan_tile_cache_memory_bytes": float(service.memory.total_cost),
         "fondplan_tile_cache_memory_tiles": float(len(service.memory)),
     }
     return PlainTextResponse(

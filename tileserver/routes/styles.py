@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from osmimport.paths import styles_dir
 from tileserver.context import AppContext
 from tileserver.errors import NotFound
-from tileserver.routes import app_settings, public_url
+from tileserver.routes import cached_response, document_max_age, public_url
 
 #: Written in style files where the server's absolute URL goes (``fondplan://tiles/...``).
 PLACEHOLDER = "fondplan://"
@@ -50,10 +50,7 @@ def style(request: Request) -> Response:
     """One style, MapLibre style spec v8."""
     name = request.path_params["style"]
     text = render_style(name, public_url(request))
-    max_age = min(app_settings(request).tiles.max_age, 300)
-    return Response(
-        text, media_type="application/json", headers={"Cache-Control": f"public, max-age={max_age}"}
-    )
+    return cached_response(request, text, "application/json", document_max_age(request))
 
 
 def style_list(request: Request) -> Response:

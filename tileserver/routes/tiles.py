@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from osmimport import schema
 from tileserver.cache import CachedTile
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound, TileOutOfRange
-from tileserver.routes import app_settings, public_url
+from tileserver.routes import app_settings, cached_json, document_max_age, not_modified, public_url
 from tileserver.service import TileService
 from tileserver.sources import ATTRIBUTION
 
@@ -55,13 +55,6 @@ def parse_tile_path(z: str, x: str, tail: str) -> tuple[int, int, int, str]:
     return zoom, col, row, ext
 
 
-def _etag_matches(header: str, etag: str) -> bool:
-    if header.strip() == "*":
-        return True
-    candidates = [part.strip().removeprefix("W/") for part in header.split(",")]
-    return etag in candidates
-
-
 def tile_response(request: Request, tile: CachedTile, media_type: str, max_age: int) -> Response:
     """The HTTP answer for a tile: 204 empty, 304 unchanged, else gzip or identity bytes."""
     accepts_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
@@ -71,8 +64,7 @@ def tile_response(request: Request, tile: CachedTile, media_type: str, max_age: 
         "Cache-Control": f"public, max-age={max_age}",
         "Vary": "Accept-Encoding",
     }
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match and _etag_matches(if_none_match, etag):
+    if not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     if tile.empty:
         return Response(status_code=204, headers=headers)
@@ -101,25 +93,36 @@ async def tile(request: Request) -> Response:
     return tile_response(request, found_tile, MEDIA_TYPES[ext], max_age)
 
 
+def tilejson_response(
+    request: Request, name: str, description: str, tile_url: str, fmt: str, **fields: object
+) -> Response:
+    """A TileJSON 3.0.0 document with the attribution and data version, plus ``fields``."""
+    body = {
+        "tilejson": "3.0.0",
+        "name": name,
+        "description": description,
+        "scheme": "xyz",
+        "format": fmt,
+        "tiles": [tile_url],
+        "attribution": ATTRIBUTION,
+        "fondplan:data_version": tile_service(request).version,
+        **fields,
+    }
+    return cached_json(request, body, document_max_age(request))
+
+
 def tilejson(request: Request) -> Response:
     """TileJSON 3.0.0 of the tileset, with absolute tile URLs."""
     _check_tileset(request.path_params["tileset"])
-    service = tile_service(request)
-    base = public_url(request)
-    body = {
-        "tilejson": "3.0.0",
-        "name": "fondplan basemap",
-        "description": "OpenStreetMap vector tiles in the Shortbread 1.1 schema",
-        "version": "1.0.0",
-        "scheme": "xyz",
-        "format": "pbf",
-        "tiles": [f"{base}/tiles/{TILESET}/{{z}}/{{x}}/{{y}}.mvt"],
-        "attribution": ATTRIBUTION,
-        "fondplan:data_version": service.version,
-        **service.source.describe(),
-    }
-    max_age = app_settings(request).tiles.max_age
-    return JSONResponse(body, headers={"Cache-Control": f"public, max-age={min(max_age, 300)}"})
+    return tilejson_response(
+        request,
+        "fondplan basemap",
+        "OpenStreetMap vector tiles in the Shortbread 1.1 schema",
+        f"{public_url(request)}/tiles/{TILESET}/{{z}}/{{x}}/{{y}}.mvt",
+        "pbf",
+        version="1.0.0",
+        **tile_service(request).source.describe(),
+    )
 
 
 def malformed(request: Request) -> Response:

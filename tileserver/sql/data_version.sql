@@ -1,1 +1,0 @@
-(SELECT value #>> '{{}}' FROM {schema}.{meta} WHERE key = 'data_version')
