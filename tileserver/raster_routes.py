@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute, Route
 from osmimport import schema
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound, TileOutOfRange
-from tileserver.glyphs import cache_dir_for
 from tileserver.raster import (
     RasterPool,
     RasterSettings,
@@ -26,6 +25,7 @@ from tileserver.raster import (
     TileRequest,
     describe,
     draw_attribution,
+    pool_for,
 )
 from tileserver.routes import public_url
 from tileserver.routes.styles import style_names
@@ -102,7 +102,7 @@ class RasterService:
     def __init__(self, context: AppContext, raster: RasterSettings | None = None) -> None:
         self.context = context
         self.settings = context.settings
-        self.raster = raster or RasterSettings()
+        self.raster = raster or context.settings.raster
         self.cache = PngCache(self.raster.cache_bytes)
         self._pool: RasterPool | None = None
         self._lock = threading.Lock()
@@ -113,11 +113,11 @@ class RasterService:
         with self._lock:
             if self._pool is None:
                 source = self.context.tiles.source
-                self._pool = RasterPool(
+                self._pool = pool_for(
+                    self.settings,
                     database_url=source.url if isinstance(source, PostGISSource) else None,
                     tiles_file=self.settings.server.tiles_file,
-                    settings=self.raster,
-                    glyph_cache_dir=cache_dir_for(self.settings.database.data_dir),
+                    raster=self.raster,
                 )
             return self._pool
 
@@ -205,7 +205,9 @@ class RasterService:
             return entry
         if attribution:
             plain = await self._entry(version, style, size, scale, z, x, y, False)
-            png = await asyncio.to_thread(draw_attribution, plain.png, scale)
+            png = await asyncio.to_thread(
+                draw_attribution, plain.png, scale, font_dirs=self.settings.assets.font_dirs
+            )
         else:
             pool = self.pool()
             if version != self._rendered_version:
