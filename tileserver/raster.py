@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from osmimport.errors import FondplanError
 from osmimport.paths import styles_dir as default_styles_dir
@@ -91,12 +91,18 @@ class RasterPool:
         tiles_file: str | Path | None = None,
         styles_dir: str | Path | None = None,
         settings: RasterSettings | None = None,
-        glyph_cache_dir: Path | None = None,
-        sprite_cache_dir: Path | None = None,
+        glyph_cache_dir: Path | Literal["default"] | None = "default",
+        sprite_cache_dir: Path | Literal["default"] | None = "default",
         font_dirs: Sequence[Path] = DEFAULT_FONT_DIRS,
         tiles: TileSettings | None = None,
     ) -> None:
         self.settings = settings or RasterSettings()
+        # "default": the disk caches of the default data folder (None: in memory only).
+        defaults = Settings.model_construct()
+        if glyph_cache_dir == "default":
+            glyph_cache_dir = defaults.glyph_cache_dir()
+        if sprite_cache_dir == "default":
+            sprite_cache_dir = defaults.sprite_cache_dir()
         self._config = WorkerConfig(
             database_url=database_url,
             tiles_file=str(tiles_file) if tiles_file is not None else None,
