@@ -186,11 +186,13 @@ def _environment_reads(path: Path) -> list[str]:
 
 
 def _tree_constructions(path: Path, trees: set[str]) -> list[str]:
-    """Calls building a whole settings tree (which reads the variables)."""
+    """Calls building a whole settings tree (which reads the variables), or a database section
+    of defaults only (which would ignore FONDPLAN_DATABASE_URL and FONDPLAN_DATA_DIR)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text("utf-8"))):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in trees:
+            bare = not node.args and not node.keywords
+            if node.func.id in trees or (node.func.id == "DatabaseSettings" and bare):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     return found
 

@@ -82,8 +82,10 @@ class MapLibreMapRenderer:
         self._rendered_version: str | None = None
 
     @classmethod
-    def for_database(cls, url: str, settings: Settings) -> MapLibreMapRenderer:
-        """A renderer with its own render process reading the database at ``url``."""
+    def for_database(cls, url: str, settings: Settings | None = None) -> MapLibreMapRenderer:
+        """A renderer with its own render process reading the database at ``url``, configured
+        by ``settings`` (default: every setting at its default)."""
+        settings = settings or Settings.model_construct()
         # Two render threads: an atlas asks for two sheets at once.
         raster = settings.raster.model_copy(update={"threads": 2, "timeout": PIECE_TIMEOUT})
         styles = plan_styles()
