@@ -145,6 +145,8 @@ def test_a_section_given_in_code_replaces_the_variables(monkeypatch: pytest.Monk
 def test_a_misspelt_field_in_code_is_an_error() -> None:
     with pytest.raises(ValueError, match="statement_timeout"):
         TileSettings(statement_timeout=5)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="tile\n"):
+        Settings(tile=TileSettings())  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

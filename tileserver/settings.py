@@ -1,8 +1,4 @@
-"""The settings tree of the server and the ``fondplan`` CLI, and its README table.
-
-``python -m tileserver.settings`` prints the table of every variable; ``--readme`` writes it
-into README.md.
-"""
+"""The server's and the CLI's settings tree; ``python -m tileserver.settings [--readme]``."""
 
 from __future__ import annotations
 

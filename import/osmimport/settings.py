@@ -166,7 +166,7 @@ class SettingsTree(BaseSettings):
     section not given is read from the variables.
     """
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="forbid")
 
     @classmethod
     def settings_customise_sources(
