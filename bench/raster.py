@@ -27,7 +27,7 @@ import psutil  # noqa: E402
 
 from osmimport.database import drop_database, ensure_database  # noqa: E402
 from osmimport.embedded import EmbeddedCluster  # noqa: E402
-from osmimport.settings import DatabaseSettings  # noqa: E402
+from osmimport.settings import DatabaseSettings, ImportSettings  # noqa: E402
 from tileserver.app import create_app  # noqa: E402
 from tileserver.raster import RasterPool, RasterSettings, TileRequest  # noqa: E402
 from tileserver.settings import CacheSettings, Settings  # noqa: E402
@@ -157,7 +157,7 @@ def main() -> int:
     if url is None:
         from osmimport.importer import run_import
 
-        cluster = EmbeddedCluster(DatabaseSettings().data_dir)
+        cluster = EmbeddedCluster(ImportSettings().database.data_dir)
         cluster.start()
         admin = cluster.url("postgres")
         name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"

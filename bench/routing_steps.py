@@ -33,7 +33,7 @@ from routing.build import build_graphs, load_graph  # noqa: E402
 from routing.engine import Engine  # noqa: E402
 from routing.engine import Path as RoutePath  # noqa: E402
 from routing.network import haversine  # noqa: E402
-from routing.settings import RoutingSettings  # noqa: E402
+from routing.settings import RoutingCommandSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRACT = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
@@ -95,7 +95,7 @@ def main() -> int:
         path = engine.route(start[0], end[0]) if start and end else None
         if path is not None:
             paths.append(path)
-    settings = RoutingSettings()
+    settings = RoutingCommandSettings().routing
     timings: dict[str, list[float]] = {}
     steps_count = []
     for label, params in (

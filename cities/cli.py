@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cities.communes import find_commune, list_communes
 from cities.errors import CitiesError
@@ -32,10 +32,10 @@ from cities.townplan import (
 from osmimport.command import Command, dispatch
 from osmimport.database import connect, database_url, existing_database_url
 from osmimport.errors import UsageError
-from osmimport.settings import DatabaseSettings
 
-#: Builds the map renderer for a database URL; the umbrella CLI passes MapLibre Native's.
-RendererFactory = Callable[[str], MapRenderer]
+#: Builds the map renderer for a database URL and the settings tree; the umbrella CLI passes
+#: MapLibre Native's.
+RendererFactory = Callable[[str, Any], MapRenderer]
 
 
 def write_plan(plan: Plan, output: Path) -> list[Path]:
@@ -123,10 +123,10 @@ class TownplanCommand:
             style=args.style,
             title=args.title,
         )
-        url = database_url(DatabaseSettings())
+        url = database_url(args.settings.database)
         if self.renderer_factory is None:
             raise UsageError("no map renderer: run `fondplan townplan` (MapLibre Native)")
-        renderer = self.renderer_factory(url)
+        renderer = self.renderer_factory(url, args.settings)
         try:
             return self._run(args, url, options, renderer, fmt)
         finally:
@@ -232,7 +232,7 @@ class CommunesCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Print one commune per line."""
-        conn = connect(existing_database_url(DatabaseSettings()))
+        conn = connect(existing_database_url(args.settings.database))
         try:
             communes = list_communes(conn, args.search, admin_level=args.admin_level)
         finally:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from importlib import resources
 
 import psycopg2
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -21,28 +20,10 @@ from cities.db import data_version
 from cities.errors import CitiesError, IncompleteBoundary, NoData, UnknownCommune
 from cities.paper import parse_layout, parse_orientation, parse_paper
 from cities.render import MapRenderer
+from cities.settings import TownplanSettings
 from cities.townplan import PlanOptions, commune_area, make_plan
 from osmimport.database import connect
 from osmimport.errors import DatabaseError, FondplanError
-
-
-class TownplanSettings(BaseSettings):
-    """Town plans over HTTP: generation pool, time limit, cache size."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="FONDPLAN_TOWNPLAN_", env_file=".env", extra="ignore"
-    )
-
-    #: Plans drawn at the same time (each takes a core and a few hundred MB).
-    workers: int = 1
-    #: Plans waiting for a worker before new requests get 503.
-    queue: int = 4
-    #: Seconds a request waits for its plan; the plan is still finished and cached.
-    timeout: float = 120.0
-    #: Cached plans kept in memory (bytes).
-    cache_bytes: int = 256 * 1024 * 1024
-    #: Highest DPI a request may ask for.
-    max_dpi: int = 300
 
 
 @dataclass(frozen=True)
@@ -102,10 +83,9 @@ DATABASE_DOWN = "the database is unavailable; try again shortly"
 def townplan_routes(
     database_url: str,
     renderer: MapRenderer,
-    settings: TownplanSettings | None = None,
+    settings: TownplanSettings,
 ) -> list[BaseRoute]:
     """The ``/townplans`` routes (mount them at the app root), drawing maps with ``renderer``."""
-    settings = settings or TownplanSettings()
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="townplan")
     slots = threading.BoundedSemaphore(settings.workers + settings.queue)
     cache = PlanCache(settings.cache_bytes)

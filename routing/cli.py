@@ -15,12 +15,11 @@ from typing import ClassVar
 from osmimport.command import Command, dispatch
 from osmimport.database import database_url, existing_database_url
 from osmimport.errors import UsageError
-from osmimport.settings import DatabaseSettings
 from routing import store
 from routing.build import build_graphs
 from routing.errors import OsrmError
 from routing.profiles import PROFILE_ALIASES, PROFILES
-from routing.settings import RoutingSettings
+from routing.settings import RoutingCommandSettings
 
 
 class RoutingCommand:
@@ -43,7 +42,7 @@ class RoutingCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Carry out the action."""
-        url = database_url(DatabaseSettings())
+        url = database_url(args.settings.database)
         if args.action == "build":
             build_graphs(url, profiles=args.profile)
             return 0
@@ -99,7 +98,8 @@ class RouteCommand:
         points = [_coordinate(text) for text in args.points]
         if len(points) < 2:
             raise UsageError("give at least two points: LON,LAT LON,LAT")
-        service = RoutingService(existing_database_url(DatabaseSettings()), RoutingSettings())
+        settings = args.settings
+        service = RoutingService(existing_database_url(settings.database), settings.routing)
         params = {"steps": "true", "overview": "full", "geometries": "polyline6"}
         try:
             answer = service.route(args.profile, points, params)
@@ -147,7 +147,7 @@ COMMANDS: list[Command] = [RoutingCommand(), RouteCommand()]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the routing commands on their own (``python -m routing.cli``)."""
-    return dispatch("fondplan", __doc__ or "", COMMANDS, argv)
+    return dispatch("fondplan", __doc__ or "", COMMANDS, argv, RoutingCommandSettings)
 
 
 if __name__ == "__main__":

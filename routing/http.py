@@ -19,7 +19,6 @@ from osmimport.errors import FondplanError
 from routing.errors import OsrmError
 from routing.osrm import parse_coordinates
 from routing.service import Busy, RoutingService
-from routing.settings import RoutingSettings
 
 Handler = Callable[[str, list[tuple[float, float]], dict[str, str]], dict[str, Any]]
 
@@ -165,7 +164,7 @@ def group_routes(context: Any) -> list[BaseRoute]:
     tiles = context.tiles
     service = RoutingService(
         lambda: database_url(database),
-        RoutingSettings(),
+        context.settings.routing,
         follow=lambda: tiles.version,
         data_dir=database.data_dir,
     )

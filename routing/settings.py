@@ -1,34 +1,38 @@
-"""Routing settings (``FONDPLAN_ROUTING_*``): request limits and snapping radius."""
+"""Routing's section of the settings tree (``FONDPLAN_ROUTING_*``): limits, snapping, reloads."""
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+
+from osmimport.settings import ImportSettings, Section
 
 #: Strongly connected parts of a profile's turn graph (one node per road direction, with turn
 #: restrictions) with fewer nodes than this are "small" (OSRM's ``--small-component-size``).
 SMALL_COMPONENT_SIZE = 1000
 
 
-class RoutingSettings(BaseSettings):
-    """Limits of the OSRM-compatible API; every field can be set as ``FONDPLAN_<NAME>``."""
+class RoutingSettings(Section):
+    """Limits of the OSRM-compatible API; the fields carry their ``routing_`` prefix."""
 
-    model_config = SettingsConfigDict(env_prefix="FONDPLAN_", env_file=".env", extra="ignore")
-
-    #: Most coordinates accepted by /route and /nearest (OSRM's max-viaroute-size).
     routing_max_coordinates: int = 100
-    #: Most coordinates accepted by /table (OSRM's max-table-size).
+    """Most coordinates accepted by /route and /nearest (OSRM's max-viaroute-size)."""
     routing_max_table_size: int = 100
-    #: Most alternatives computed for one route.
+    """Most coordinates accepted by /table (OSRM's max-table-size)."""
     routing_max_alternatives: int = 3
-    #: Most results of /nearest (OSRM's max-nearest-size).
+    """Most alternatives computed for one route."""
     routing_max_nearest: int = 100
-    #: Snapping radius in metres when a request gives none: a coordinate farther than this from
-    #: every road of the profile gets ``NoSegment`` (e.g. outside the imported area). Generous,
-    #: because a point in the mountains may lie kilometres from the nearest road a car may use.
+    """Most results of /nearest (OSRM's max-nearest-size)."""
     routing_snap_radius: float = 5000.0
-    #: Strongly connected parts of a profile's turn graph with fewer road directions than this
-    #: are "small" (OSRM's ``--small-component-size``): a coordinate is snapped onto them only
-    #: when every coordinate lies on the same one, or no other road is within the radius.
+    """Snapping radius in metres when a request gives none; farther from every road of the
+    profile is `NoSegment`."""
     routing_small_component: int = SMALL_COMPONENT_SIZE
-    #: Seconds between two checks of the data version by a running server.
+    """Parts of a profile's network with fewer road directions are snapped onto only when every
+    coordinate lies on the same one or no other road is within the radius."""
     routing_reload_interval: float = 10.0
+    """Seconds between two checks of the data version by a running server."""
+
+
+class RoutingCommandSettings(ImportSettings):
+    """What the routing commands need on their own (``python -m routing.cli``)."""
+
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)

@@ -63,14 +63,14 @@ def make_database(admin_url: str) -> Iterator[Callable[[], str]]:
         return _with_dbname(admin_url, name)
 
     yield make
-    from osmimport.settings import DatabaseSettings
+    from osmimport.settings import ImportSettings
     from routing.store import cache_root
 
     for name in created:
         drop_database(admin_url, name)
         # The routing file cache the test servers filled for it.
         shutil.rmtree(
-            cache_root(DatabaseSettings().data_dir, _with_dbname(admin_url, name)),
+            cache_root(ImportSettings().database.data_dir, _with_dbname(admin_url, name)),
             ignore_errors=True,
         )
 

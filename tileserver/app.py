@@ -25,7 +25,7 @@ from tileserver.fastpath import FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
 from tileserver.middleware import MetricsMiddleware, ProxyHeaders, RequestIds, TrustedProxies
-from tileserver.server import die_with_parent
+from tileserver.server import die_with_parent, set_header_timeout
 from tileserver.service import TileService
 from tileserver.settings import Settings
 from tileserver.sources import PostGISSource, TileSource, archive_source
@@ -159,7 +159,9 @@ def create_app(
     ``pool`` (the psycopg2 ThreadedConnectionPool, None when serving a file) and
     ``database_url``.
     """
+    # uvicorn's worker processes call the factory without arguments: they read the tree here.
     settings = settings or Settings()
+    set_header_timeout(settings.server.header_timeout)
     metrics = Metrics()
     service = build_service(settings, metrics)
     limits = Limits(settings.limits)

@@ -16,6 +16,7 @@ from routing import cli as routing_cli
 from routing.build import build_before_swap
 from tileserver import commands as tile_commands
 from tileserver import raster_cli, townplan_renderer
+from tileserver.settings import Settings
 
 
 def all_commands() -> list[Command]:
@@ -35,7 +36,7 @@ def all_commands() -> list[Command]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``fondplan`` console script."""
-    return dispatch("fondplan", __doc__ or "", all_commands(), argv)
+    return dispatch("fondplan", __doc__ or "", all_commands(), argv, Settings)
 
 
 if __name__ == "__main__":

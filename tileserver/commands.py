@@ -16,7 +16,7 @@ from osmimport.schema import MAX_ZOOM
 from tileserver.app import build_service
 from tileserver.export import export, seed
 from tileserver.service import TileService
-from tileserver.settings import CacheSettings, ServerSettings, Settings
+from tileserver.settings import ServerSettings, Settings
 
 
 def _zoom(text: str) -> int:
@@ -63,65 +63,73 @@ class ServeCommand:
     def add_args(self, parser: argparse.ArgumentParser) -> None:
         """Declare where to listen and what to serve."""
         defaults = ServerSettings()
-        parser.add_argument("--host", default=defaults.host, help=f"default {defaults.host}")
+        parser.add_argument("--host", help=f"default FONDPLAN_HOST, else {defaults.host}")
+        parser.add_argument("--port", type=int, help=f"default FONDPLAN_PORT, else {defaults.port}")
         parser.add_argument(
-            "--port", type=int, default=defaults.port, help=f"default {defaults.port}"
-        )
-        parser.add_argument(
-            "--workers", type=int, default=defaults.workers, help="server processes (default 1)"
+            "--workers", type=int, help="server processes (default FONDPLAN_WORKERS, else 1)"
         )
         parser.add_argument(
             "--tiles", type=Path, metavar="FILE", help="serve a .pmtiles or .mbtiles file instead"
         )
 
     def run(self, args: argparse.Namespace) -> int:
-        """Start uvicorn with the app factory (settings come from the environment)."""
+        """Start uvicorn with the app of the settings (and the options given)."""
+        settings: Settings = args.settings
+        chosen: dict[str, object] = {
+            name: getattr(args, name)
+            for name in ("host", "port", "workers")
+            if getattr(args, name) is not None
+        }
         if args.tiles is not None:
             if args.tiles.suffix.lower() not in (".pmtiles", ".mbtiles"):
                 raise UsageError(f"{args.tiles}: expected a .pmtiles or .mbtiles file")
             if not args.tiles.is_file():
                 raise UsageError(f"{args.tiles}: no such file")
-            # Worker processes read their settings from the environment.
-            os.environ["FONDPLAN_TILES_FILE"] = str(args.tiles.resolve())
-        if args.workers < 1:
+            chosen["tiles_file"] = args.tiles.resolve()
+        server = settings.server.model_copy(update=chosen)
+        if server.workers < 1:
             raise UsageError("--workers must be at least 1")
-        settings = ServerSettings()
-        shared = None
-        if args.workers > 1:
-            # Workers stop when this process is gone (tileserver.server.die_with_parent) and
-            # share their metrics through a folder of this run.
-            os.environ["FONDPLAN_SUPERVISOR_PID"] = str(os.getpid())
-            shared = tempfile.TemporaryDirectory(prefix="fondplan-metrics-")
-            os.environ["FONDPLAN_METRICS_DIR"] = shared.name
-        try:
-            self._run_uvicorn(args, settings)
-        finally:
-            if shared is not None:
-                shared.cleanup()
+        settings = settings.model_copy(update={"server": server})
+        if server.workers == 1:
+            from tileserver.app import create_app
+
+            self._run_uvicorn(create_app(settings), server)
+            return 0
+        # Each worker process builds its own app (uvicorn imports the factory there) from the
+        # environment it inherits: what this command decided goes along in it.
+        if server.tiles_file is not None:
+            os.environ[ServerSettings.variable("tiles_file")] = str(server.tiles_file)
+        # Workers stop when this process is gone (tileserver.server.die_with_parent) and
+        # share their metrics through a folder of this run.
+        os.environ[ServerSettings.variable("supervisor_pid")] = str(os.getpid())
+        with tempfile.TemporaryDirectory(prefix="fondplan-metrics-") as shared:
+            os.environ[ServerSettings.variable("metrics_dir")] = shared
+            self._run_uvicorn("tileserver.app:create_app", server)
         return 0
 
-    def _run_uvicorn(self, args: argparse.Namespace, settings: ServerSettings) -> None:
+    def _run_uvicorn(self, app: object, server: ServerSettings) -> None:
         import uvicorn
 
         uvicorn.run(
-            "tileserver.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
+            app,  # type: ignore[arg-type]
+            factory=isinstance(app, str),
+            host=server.host,
+            port=server.port,
+            workers=server.workers,
             # Forwarded headers are checked by the app itself (FONDPLAN_FORWARDED_ALLOW_IPS).
             proxy_headers=False,
             access_log=False,
             http="tileserver.server:HeaderTimeoutProtocol",
-            timeout_keep_alive=settings.keep_alive,
-            limit_concurrency=settings.limit_concurrency,
-            timeout_graceful_shutdown=settings.graceful_shutdown,
+            timeout_keep_alive=server.keep_alive,
+            limit_concurrency=server.limit_concurrency,
+            timeout_graceful_shutdown=server.graceful_shutdown,
         )
 
 
-def _batch_service(*, memory_bytes: int) -> TileService:
-    settings = Settings(cache=CacheSettings(memory_bytes=memory_bytes))
-    service = build_service(settings)
+def _batch_service(settings: Settings) -> TileService:
+    """The tile service of a batch command: no memory cache (each tile is cut once)."""
+    cache = settings.cache.model_copy(update={"memory_bytes": 0})
+    service = build_service(settings.model_copy(update={"cache": cache}))
     service.start(watch=False)
     return service
 
@@ -141,9 +149,9 @@ class SeedCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Seed, with progress on stderr and a summary on stdout."""
-        if not CacheSettings().disk:
+        if not args.settings.cache.disk:
             raise UsageError("the disk cache is off (FONDPLAN_CACHE_DISK=false): nothing to fill")
-        service = _batch_service(memory_bytes=0)
+        service = _batch_service(args.settings)
         try:
             bbox = _area(args, service)
             summary = seed(service, bbox, args.minzoom, args.maxzoom, jobs=args.jobs)
@@ -171,7 +179,7 @@ class ExportCommand:
         """Export, with progress on stderr and a summary on stdout."""
         if args.out.suffix.lower() not in (".pmtiles", ".mbtiles"):
             raise UsageError(f"{args.out}: the output must end in .pmtiles or .mbtiles")
-        service = _batch_service(memory_bytes=0)
+        service = _batch_service(args.settings)
         try:
             bbox = _area(args, service)
             summary = export(service, args.out, bbox, args.minzoom, args.maxzoom, jobs=args.jobs)

@@ -29,17 +29,6 @@ def write_atomically(path: Path, data: bytes) -> None:
         partial.unlink(missing_ok=True)
 
 
-def cache_dir(env_var: str, data_dir: Path, name: str) -> Path | None:
-    """``$env_var`` if set, else ``data_dir/cache/<name>``; ``None`` when set but empty.
-
-    Made absolute so a render process started elsewhere finds the same files.
-    """
-    value = os.environ.get(env_var)
-    if value is not None:
-        return Path(value).resolve() if value.strip() else None
-    return (data_dir / "cache" / name).resolve()
-
-
 def _digest(meta: bytes, data: bytes) -> bytes:
     return hashlib.blake2b(meta + b"\0" + data, digest_size=16).digest()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import shutil
 import threading
@@ -16,8 +15,9 @@ import freetype
 
 from osmimport.errors import FondplanError
 from osmimport.lru import LRUCache
-from tileserver.diskcache import cache_dir, read_sealed, write_sealed
+from tileserver.diskcache import read_sealed, write_sealed
 from tileserver.errors import BadRequest, NotFound
+from tileserver.settings import DEFAULT_FONT_DIRS
 
 #: The fontnik / sdf-glyph-foundry conventions MapLibre expects from a glyph server.
 SIZE = 24
@@ -43,7 +43,6 @@ MAX_FONTSTACK_LENGTH = 256
 #: Fontstacks (font combinations) kept in the disk cache; the least recently used go first.
 MAX_DISK_FONTSTACKS = 64
 
-DEFAULT_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 FONT_SUFFIXES = (".ttf", ".otf")
 
 #: Ranges the bundled styles need for French, German and English labels: Basic Latin and
@@ -221,7 +220,7 @@ class GlyphBuilder:
         memory_ranges: int = 256,
         disk_fontstacks: int = MAX_DISK_FONTSTACKS,
     ) -> None:
-        self.font_dirs = tuple(font_dirs) if font_dirs is not None else _font_dirs_from_env()
+        self.font_dirs = tuple(font_dirs) if font_dirs is not None else DEFAULT_FONT_DIRS
         self.cache_dir = cache_dir
         self.memory_ranges = memory_ranges
         self.disk_fontstacks = disk_fontstacks
@@ -347,49 +346,26 @@ class GlyphBuilder:
             return
 
 
-def _font_dirs_from_env() -> tuple[Path, ...]:
-    value = os.environ.get("FONDPLAN_FONT_DIRS")
-    if value:
-        return tuple(Path(part) for part in value.split(os.pathsep) if part)
-    return DEFAULT_FONT_DIRS
-
-
-#: Where the glyph disk cache goes; empty switches it off (memory only).
-CACHE_DIR_ENV = "FONDPLAN_GLYPH_CACHE_DIR"
-
-_builders: dict[Path | None, GlyphBuilder] = {}
+_builders: dict[tuple[Path | None, tuple[Path, ...]], GlyphBuilder] = {}
 _default_lock = threading.Lock()
 
 
-def cache_dir_for(data_dir: Path) -> Path | None:
-    """The shared glyph disk cache: ``$FONDPLAN_GLYPH_CACHE_DIR``, else ``data_dir/cache/glyphs``.
-
-    Made absolute so a render process started elsewhere finds the same files; ``None`` when
-    the variable is set but empty (memory cache only).
-    """
-    return cache_dir(CACHE_DIR_ENV, data_dir, "glyphs")
-
-
-def default_cache_dir() -> Path | None:
-    """The glyph disk cache of the configured data dir (``FONDPLAN_DATA_DIR``)."""
-    from osmimport.settings import DatabaseSettings
-
-    return cache_dir_for(DatabaseSettings().data_dir)
-
-
-def builder_for(cache_dir: Path | None) -> GlyphBuilder:
-    """The process-wide builder over the system fonts caching on disk in ``cache_dir``."""
-    key = cache_dir.resolve() if cache_dir is not None else None
+def builder_for(
+    cache_dir: Path | None, font_dirs: Sequence[Path] = DEFAULT_FONT_DIRS
+) -> GlyphBuilder:
+    """The process-wide builder over the fonts of ``font_dirs`` caching on disk in ``cache_dir``
+    (the settings' ``glyph_cache_dir()``; ``None``: in memory only)."""
+    key = (cache_dir.resolve() if cache_dir is not None else None, tuple(font_dirs))
     with _default_lock:
         builder = _builders.get(key)
         if builder is None:
-            builder = _builders[key] = GlyphBuilder(cache_dir=key)
+            builder = _builders[key] = GlyphBuilder(font_dirs=key[1], cache_dir=key[0])
         return builder
 
 
 def default_builder() -> GlyphBuilder:
-    """The process-wide builder over the system fonts, with the default disk cache."""
-    return builder_for(default_cache_dir())
+    """The process-wide builder over the default font folders, caching in memory only."""
+    return builder_for(None)
 
 
 def glyph_range(fontstack: str, start: int, end: int) -> bytes:

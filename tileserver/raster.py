@@ -11,20 +11,18 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
-
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any, Literal
 
 from osmimport.errors import FondplanError
 from osmimport.mercator import EARTH_CIRCUMFERENCE, lonlat_to_mercator, mercator_to_lonlat
 from osmimport.paths import styles_dir as default_styles_dir
 from tileserver.errors import NotFound, Unavailable
-from tileserver.glyphs import default_cache_dir as default_glyph_cache_dir
 from tileserver.raster_worker import (
     UNKNOWN_STYLE,
     ImageRequest,
@@ -32,6 +30,7 @@ from tileserver.raster_worker import (
     WorkerConfig,
     style_files,
 )
+from tileserver.settings import DEFAULT_FONT_DIRS, RasterSettings, Settings, TileSettings
 
 __all__ = [
     "EARTH_CIRCUMFERENCE",
@@ -47,6 +46,7 @@ __all__ = [
     "bbox_view",
     "lonlat_to_mercator",
     "mercator_to_lonlat",
+    "pool_for",
     "draw_attribution",
     "render_image",
 ]
@@ -56,29 +56,6 @@ log = logging.getLogger(__name__)
 #: MapLibre zoom levels are defined for 512 px tiles.
 MAPLIBRE_TILE_SIZE = 512
 MAX_IMAGE_SIDE = 8192
-
-
-class RasterSettings(BaseSettings):
-    """Raster rendering: pool size, queue limit and per-render timeout."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="FONDPLAN_RASTER_", env_file=".env", extra="ignore"
-    )
-
-    #: Render threads (MapLibre renderers) in the render process.
-    threads: int = 2
-    #: Renders queued or running at once; beyond it requests get 503 at once.
-    max_pending: int = 32
-    #: Seconds a render may take before the render process is restarted and 503 answered.
-    timeout: float = 30.0
-    #: Rendered PNGs kept in memory (bytes).
-    cache_bytes: int = 256 * 1024 * 1024
-    #: Vector tiles the render process reads from the source at once.
-    tile_connections: int = 4
-    #: Renders after which the render process is replaced by a fresh one (0: never), like
-    #: gunicorn's max_requests: MapLibre Native's caches have no size option, so this keeps
-    #: the memory flat. The old process finishes its renders while the new one takes over.
-    max_renders: int = 2000
 
 
 class RasterError(FondplanError):
@@ -115,11 +92,18 @@ class RasterPool:
         tiles_file: str | Path | None = None,
         styles_dir: str | Path | None = None,
         settings: RasterSettings | None = None,
-        glyph_cache_dir: Path | None = None,
+        glyph_cache_dir: Path | Literal["default"] | None = "default",
+        sprite_cache_dir: Path | Literal["default"] | None = "default",
+        font_dirs: Sequence[Path] = DEFAULT_FONT_DIRS,
+        tiles: TileSettings | None = None,
     ) -> None:
         self.settings = settings or RasterSettings()
-        if glyph_cache_dir is None:
-            glyph_cache_dir = default_glyph_cache_dir()
+        # "default": the disk caches of the default data folder (None: in memory only).
+        defaults = Settings.model_construct()
+        if glyph_cache_dir == "default":
+            glyph_cache_dir = defaults.glyph_cache_dir()
+        if sprite_cache_dir == "default":
+            sprite_cache_dir = defaults.sprite_cache_dir()
         self._config = WorkerConfig(
             database_url=database_url,
             tiles_file=str(tiles_file) if tiles_file is not None else None,
@@ -127,6 +111,9 @@ class RasterPool:
             threads=self.settings.threads,
             tile_connections=self.settings.tile_connections,
             glyph_cache_dir=str(glyph_cache_dir) if glyph_cache_dir is not None else None,
+            sprite_cache_dir=str(sprite_cache_dir) if sprite_cache_dir is not None else None,
+            font_dirs=tuple(str(folder) for folder in font_dirs),
+            tile_settings=(tiles or TileSettings()).model_dump(),
         )
         self._lock = threading.RLock()
         self._ids = itertools.count()
@@ -344,6 +331,28 @@ class RasterPool:
                 self._fail_pending_locked(generation)
 
 
+def pool_for(
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    tiles_file: Path | None = None,
+    raster: RasterSettings | None = None,
+    styles_dir: str | Path | None = None,
+) -> RasterPool:
+    """A render pool reading ``database_url`` or ``tiles_file``, configured by the settings
+    tree (``raster`` replaces its raster section): disk caches, fonts and tile settings."""
+    return RasterPool(
+        database_url=database_url,
+        tiles_file=tiles_file,
+        styles_dir=styles_dir,
+        settings=raster or settings.raster,
+        glyph_cache_dir=settings.glyph_cache_dir(),
+        sprite_cache_dir=settings.sprite_cache_dir(),
+        font_dirs=settings.assets.font_dirs,
+        tiles=settings.tiles,
+    )
+
+
 @dataclass(frozen=True)
 class View:
     """Where a static image looks: centre in degrees and MapLibre zoom."""
@@ -422,7 +431,12 @@ ATTRIBUTION_TEXT = "© OpenStreetMap contributors"
 ATTRIBUTION_FONTS = "Noto Sans Regular,DejaVu Sans Book"
 
 
-def draw_attribution(png: bytes, pixel_ratio: float = 1.0, text: str = ATTRIBUTION_TEXT) -> bytes:
+def draw_attribution(
+    png: bytes,
+    pixel_ratio: float = 1.0,
+    text: str = ATTRIBUTION_TEXT,
+    font_dirs: Sequence[Path] = DEFAULT_FONT_DIRS,
+) -> bytes:
     """``png`` with ``text`` on a light box in the bottom-right corner, sized by ``pixel_ratio``.
 
     For clients that show no attribution of their own (plain image viewers, some GIS tools).
@@ -432,12 +446,12 @@ def draw_attribution(png: bytes, pixel_ratio: float = 1.0, text: str = ATTRIBUTI
 
     from PIL import Image, ImageDraw, ImageFont
 
-    from tileserver.glyphs import default_builder
+    from tileserver.glyphs import builder_for
 
     with Image.open(io.BytesIO(png)) as opened:
         mode = opened.mode if opened.mode in ("RGB", "RGBA") else "RGBA"
         image = opened.convert("RGBA")
-    font_path = default_builder().resolve(ATTRIBUTION_FONTS)[0].path
+    font_path = builder_for(None, font_dirs).resolve(ATTRIBUTION_FONTS)[0].path
     size = max(6, round(10 * pixel_ratio))
     pad = max(1, round(2 * pixel_ratio))
     while True:

@@ -16,11 +16,10 @@ from osmimport.mercator import (
     mercator_to_lonlat,
     parse_bbox,
 )
-from osmimport.settings import DatabaseSettings
 from tileserver.raster import (
     MAPLIBRE_TILE_SIZE,
     RasterError,
-    RasterPool,
+    pool_for,
     render_image,
 )
 
@@ -77,10 +76,11 @@ class RenderCommand:
                 raise UsageError("the bbox is larger than 8192 px at that zoom: give --size")
         else:
             width, height = 1024, 768
+        settings = args.settings
         if args.tiles_file is not None:
-            pool = RasterPool(tiles_file=args.tiles_file)
+            pool = pool_for(settings, tiles_file=args.tiles_file)
         else:
-            pool = RasterPool(database_url=database_url(DatabaseSettings()))
+            pool = pool_for(settings, database_url=database_url(settings.database))
         if args.style not in pool.styles:
             raise UsageError(f"no such style: {args.style} (styles: {', '.join(pool.styles)})")
         try:

@@ -18,13 +18,13 @@ from osmimport.etag import fingerprint
 from osmimport.lru import LRUCache
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound, TileOutOfRange
-from tileserver.glyphs import cache_dir_for
 from tileserver.raster import (
     RasterPool,
     RasterSettings,
     TileRequest,
     describe,
     draw_attribution,
+    pool_for,
 )
 from tileserver.routes import cached_response, document_max_age, public_url
 from tileserver.routes.styles import style_names
@@ -59,7 +59,7 @@ class RasterService:
     def __init__(self, context: AppContext, raster: RasterSettings | None = None) -> None:
         self.context = context
         self.settings = context.settings
-        self.raster = raster or RasterSettings()
+        self.raster = raster or context.settings.raster
         self.cache: LRUCache[tuple[object, ...], _Entry] = LRUCache(
             self.raster.cache_bytes, lambda entry: len(entry.png)
         )
@@ -72,11 +72,11 @@ class RasterService:
         with self._lock:
             if self._pool is None:
                 source = self.context.tiles.source
-                self._pool = RasterPool(
+                self._pool = pool_for(
+                    self.settings,
                     database_url=source.url if isinstance(source, PostGISSource) else None,
                     tiles_file=self.settings.server.tiles_file,
-                    settings=self.raster,
-                    glyph_cache_dir=cache_dir_for(self.settings.database.data_dir),
+                    raster=self.raster,
                 )
             return self._pool
 
@@ -154,7 +154,9 @@ class RasterService:
             return entry
         if attribution:
             plain = await self._entry(version, style, size, scale, z, x, y, False)
-            png = await asyncio.to_thread(draw_attribution, plain.png, scale)
+            png = await asyncio.to_thread(
+                draw_attribution, plain.png, scale, font_dirs=self.settings.assets.font_dirs
+            )
         else:
             pool = self.pool()
             if version != self._rendered_version:

@@ -12,7 +12,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,12 @@ class WorkerConfig:
     tile_connections: int = 4
     #: The glyph disk cache shared with the server and other render processes.
     glyph_cache_dir: str | None = None
+    #: The sprite disk cache shared with the server and other render processes.
+    sprite_cache_dir: str | None = None
+    #: Folders of the fonts glyphs are drawn from.
+    font_dirs: tuple[str, ...] = ()
+    #: The server's tile settings (``TileSettings`` fields), for cutting tiles the same way.
+    tile_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,9 @@ class Resources:
         from tileserver.glyphs import builder_for
 
         cache_dir = Path(config.glyph_cache_dir) if config.glyph_cache_dir else None
-        self._glyphs = builder_for(cache_dir)
+        font_dirs = [Path(folder) for folder in config.font_dirs]
+        self._glyphs = builder_for(cache_dir, *([font_dirs] if font_dirs else []))
+        self._sprite_cache = Path(config.sprite_cache_dir) if config.sprite_cache_dir else None
 
     def handle(self, url: str) -> bytes | None:
         """The body for ``url`` (``None`` means no content, e.g. an empty tile)."""
@@ -146,7 +154,7 @@ class Resources:
         ratio = 1
         if name.endswith("@2x"):
             name, ratio = name.removesuffix("@2x"), 2
-        sprite_json, sprite_png = sprite(name, ratio)
+        sprite_json, sprite_png = sprite(name, ratio, self._sprite_cache)
         if ext == "json":
             return sprite_json if isinstance(sprite_json, bytes) else sprite_json.encode()
         return sprite_png
@@ -167,7 +175,9 @@ def open_tile_source(config: WorkerConfig) -> TileSource:
         source = archive_source(Path(config.tiles_file))
     elif config.database_url:
         source = PostGISSource(
-            config.database_url, TileSettings(), pool_size=max(1, config.tile_connections)
+            config.database_url,
+            TileSettings(**config.tile_settings),
+            pool_size=max(1, config.tile_connections),
         )
     else:
         raise LookupError("no tile source: neither a database nor a tiles file")

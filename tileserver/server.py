@@ -18,14 +18,17 @@ log = logging.getLogger(__name__)
 
 #: prctl(2) option: the signal this process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
-_header_timeout: float | None = None
+_header_timeout: float = ServerSettings.model_fields["header_timeout"].default
+
+
+def set_header_timeout(seconds: float) -> None:
+    """Set by the app factory from its settings (one app per server process)."""
+    global _header_timeout
+    _header_timeout = seconds
 
 
 def header_timeout() -> float:
-    """Seconds a connection may take to send a request's headers (read once per process)."""
-    global _header_timeout
-    if _header_timeout is None:
-        _header_timeout = ServerSettings().header_timeout
+    """Seconds a connection may take to send a request's headers."""
     return _header_timeout
 
 

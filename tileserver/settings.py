@@ -1,140 +1,255 @@
-"""Tile server settings: one pydantic-settings class per concern, all read from FONDPLAN_*."""
+"""The server's and the CLI's settings tree; ``python -m tileserver.settings [--readme]``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
-from osmimport.settings import DatabaseSettings
+from cities.settings import TownplanSettings
+from osmimport.settings import (
+    CommuneSettings,
+    DatabaseSettings,
+    ImportSettings,
+    Section,
+    markdown_table,
+    replace_table,
+)
+from routing.settings import RoutingSettings
+
+__all__ = [
+    "AssetSettings",
+    "CacheSettings",
+    "CommuneSettings",
+    "DatabaseSettings",
+    "LimitSettings",
+    "RasterSettings",
+    "RoutingSettings",
+    "ServerSettings",
+    "Settings",
+    "TileSettings",
+    "TownplanSettings",
+]
 
 
-class ServerSettings(BaseSettings):
+#: Where glyphs look for fonts unless told otherwise.
+DEFAULT_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+
+
+def _split(value: Any, separator: str = ",") -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(separator) if part.strip())
+    return value
+
+
+class ServerSettings(Section):
     """The HTTP side: where to listen, the public URL, which route groups are switched on."""
 
-    model_config = SettingsConfigDict(env_prefix="FONDPLAN_", env_file=".env", extra="ignore")
-
     host: str = "127.0.0.1"
+    """Address `fondplan serve` listens on."""
     port: int = 8080
+    """Port `fondplan serve` listens on."""
     workers: int = 1
-    #: Absolute URL the server is reached at (e.g. behind a proxy); overrides X-Forwarded-*.
+    """Server processes of `fondplan serve`."""
     public_url: str | None = None
-    #: Route groups switched off, comma-separated (e.g. ``viewer,raster``).
+    """Absolute URL the server is reached at (e.g. behind a proxy); overrides X-Forwarded-*."""
     disable: Annotated[frozenset[str], NoDecode] = frozenset()
-    #: Serve this PMTiles/MBTiles file instead of the database.
+    """Route groups switched off, comma-separated (tiles, raster, styles, assets, ops, viewer,
+    routing, townplans)."""
     tiles_file: Path | None = None
-    #: Origins allowed by CORS.
+    """Serve this PMTiles/MBTiles file instead of the database."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ("*",)
-    #: Peers (addresses or networks, comma-separated; ``*`` for any) whose ``X-Forwarded-*``
-    #: headers are believed; from anyone else they are dropped.
+    """Origins allowed by CORS, comma-separated."""
     forwarded_allow_ips: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.1", "::1")
-    #: Estimated milliseconds of work a request may cost on the event loop (the routing fast
-    #: path); dearer ones go to the worker threads.
+    """Peers (addresses or networks, comma-separated; `*` for any) whose `X-Forwarded-*` headers
+    are believed; from anyone else they are dropped."""
     fast_budget: float = 3.0
-    #: Longest a thread holds the GIL when others wait (seconds; Python's default is 0.005):
-    #: shorter keeps the event loop, which answers cached tiles, responsive while worker
-    #: threads compute routes.
+    """Estimated milliseconds of event-loop work a routing request may cost to be answered on
+    the fast path; dearer ones go to the worker threads."""
     switch_interval: float = 0.001
-    #: Seconds a connection may take to send a request's headers before it is closed.
+    """Longest a thread holds the GIL when others wait (seconds), so the event loop stays
+    responsive while worker threads compute routes."""
     header_timeout: float = 10.0
-    #: Seconds an idle keep-alive connection stays open.
+    """Seconds a connection may take to send a request's headers before it is closed."""
     keep_alive: int = 5
-    #: Connections (and requests) a server process takes at once; beyond, uvicorn answers 503.
+    """Seconds an idle keep-alive connection stays open."""
     limit_concurrency: int = 1024
-    #: Seconds shutdown waits for requests in flight before closing them.
+    """Connections (and requests) a server process takes at once; beyond, 503."""
     graceful_shutdown: int = 10
-    #: Set by ``fondplan serve --workers N`` in its workers: the supervisor's process id.
+    """Seconds shutdown waits for requests in flight before closing them."""
     supervisor_pid: int | None = None
-    #: Set by ``fondplan serve --workers N``: where workers share their metrics.
+    """Set by `fondplan serve --workers N` in its workers: the supervisor's process id."""
     metrics_dir: Path | None = None
+    """Set by `fondplan serve --workers N`: where workers share their metrics."""
 
     @field_validator("disable", mode="before")
     @classmethod
     def _split_disable(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return frozenset(part.strip() for part in value.split(",") if part.strip())
-        return value
+        value = _split(value)
+        return frozenset(value) if isinstance(value, tuple) else value
 
     @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return _split(value)
 
 
-class TileSettings(BaseSettings):
+class TileSettings(Section):
     """How vector tiles are cut from PostGIS and how long clients may keep them."""
 
-    model_config = SettingsConfigDict(env_prefix="FONDPLAN_TILE_", env_file=".env", extra="ignore")
+    env_prefix: ClassVar[str] = "TILE_"
 
     extent: int = 4096
+    """Tile extent (MVT coordinate units per tile side)."""
     buffer: int = 64
-    #: Longest a tile query may run before it is cancelled (milliseconds).
+    """Geometry kept beyond the tile edge (units of the extent)."""
     statement_timeout_ms: int = 15000
-    #: Seconds a new database connection may take.
+    """Longest a tile query may run before it is cancelled (milliseconds)."""
     connect_timeout: float = 3.0
-    #: Seconds database work is refused (503 + Retry-After) after a connection failure, before
-    #: the next request tries again.
+    """Seconds a new database connection may take."""
     retry_after: float = 2.0
-    #: ``Cache-Control: max-age`` of tiles, TileJSON and styles (seconds).
+    """Seconds database work is refused (503 + Retry-After) after a connection failure, before
+    the next request tries again."""
     max_age: int = 3600
+    """`Cache-Control: max-age` of tiles, TileJSON and styles (seconds)."""
 
     def deadline(self) -> float:
         """Seconds after which a database call is cut on the client side (a hung server)."""
         return self.statement_timeout_ms / 1000 + 5.0
 
 
-class CacheSettings(BaseSettings):
+class CacheSettings(Section):
     """The tile cache: a bounded in-memory LRU, then an optional folder on disk."""
 
-    model_config = SettingsConfigDict(env_prefix="FONDPLAN_CACHE_", env_file=".env", extra="ignore")
+    env_prefix: ClassVar[str] = "CACHE_"
 
     memory_bytes: int = 256 * 1024 * 1024
+    """Tiles kept in memory (bytes)."""
     disk: bool = True
-    #: Folder of the disk cache; defaults to ``<FONDPLAN_DATA_DIR>/tiles``.
+    """Keep tiles on disk too."""
     dir: Path | None = None
-    #: Seconds between two reads of the data version (besides LISTEN fondplan_data_version).
+    """Folder of the disk tile cache; unset: `<data dir>/tiles`."""
     version_ttl: float = 10.0
+    """Seconds between two reads of the data version (besides LISTEN)."""
 
 
-class LimitSettings(BaseSettings):
+class LimitSettings(Section):
     """Requests of each kind handled at once; as many again per ``queue_factor`` may wait.
 
     Tiles and raster count only cache misses (database queries, renders).
     """
 
-    model_config = SettingsConfigDict(env_prefix="FONDPLAN_LIMIT_", env_file=".env", extra="ignore")
+    env_prefix: ClassVar[str] = "LIMIT_"
 
     tiles: int = 16
+    """Tile database queries at once."""
     raster: int = 32
+    """Raster requests rendered at once."""
     routes: int = 8
+    """Routing requests computed at once (worker threads)."""
     plans: int = 2
+    """Town plan requests handled at once."""
     static: int = 8
+    """Styles, fonts, sprites and viewer files served at once."""
     ops: int = 2
-    #: Waiting requests allowed per running one, before 503.
+    """Health and metrics requests at once."""
     queue_factor: int = 8
-    #: Seconds a request may wait for its turn, before 503.
+    """Waiting requests allowed per running one, before 503."""
     wait: float = 20.0
+    """Seconds a request may wait for its turn, before 503."""
 
     def limit(self, kind: str) -> int:
         """The limit of ``kind``."""
         return int(getattr(self, kind))
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything ``create_app`` needs; each part reads its own environment variables."""
+class RasterSettings(Section):
+    """Raster rendering: pool size, queue limit and per-render timeout."""
 
-    database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    server: ServerSettings = field(default_factory=ServerSettings)
-    tiles: TileSettings = field(default_factory=TileSettings)
-    cache: CacheSettings = field(default_factory=CacheSettings)
-    limits: LimitSettings = field(default_factory=LimitSettings)
+    env_prefix: ClassVar[str] = "RASTER_"
+
+    threads: int = 2
+    """Render threads (MapLibre renderers) in the render process."""
+    max_pending: int = 32
+    """Renders queued or running at once; beyond it requests get 503 at once."""
+    timeout: float = 30.0
+    """Seconds a render may take before the render process is restarted and 503 answered."""
+    cache_bytes: int = 256 * 1024 * 1024
+    """Rendered PNGs kept in memory (bytes)."""
+    tile_connections: int = 4
+    """Vector tiles the render process reads from the source at once."""
+    max_renders: int = 2000
+    """Renders after which the render process is replaced by a fresh one (0: never), which
+    keeps MapLibre Native's memory flat."""
+
+
+class AssetSettings(Section):
+    """Fonts for glyphs, and the disk caches of glyphs and sprites."""
+
+    font_dirs: Annotated[tuple[Path, ...], NoDecode] = DEFAULT_FONT_DIRS
+    """Folders searched for the fonts of glyphs, separated by `:`."""
+    glyph_cache_dir: str | None = None
+    """Folder of the glyph disk cache; unset: `<data dir>/cache/glyphs`; empty: memory only."""
+    sprite_cache_dir: str | None = None
+    """Folder of the sprite disk cache; unset: `<data dir>/cache/sprites`; empty: memory
+    only."""
+
+    @field_validator("font_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return DEFAULT_FONT_DIRS
+        return _split(value, ":")
+
+
+def _cache_folder(value: str | None, data_dir: Path, name: str) -> Path | None:
+    """``value`` if set, else ``data_dir/cache/<name>``; ``None`` when set but empty.
+
+    Made absolute so a render process started elsewhere finds the same files.
+    """
+    if value is not None:
+        return Path(value).resolve() if value.strip() else None
+    return (data_dir / "cache" / name).resolve()
+
+
+class Settings(ImportSettings):
+    """Everything the server and the ``fondplan`` commands need, one section per concern."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    tiles: TileSettings = Field(default_factory=TileSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    raster: RasterSettings = Field(default_factory=RasterSettings)
+    townplan: TownplanSettings = Field(default_factory=TownplanSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    assets: AssetSettings = Field(default_factory=AssetSettings)
 
     def cache_dir(self) -> Path:
         """The folder of the disk tile cache."""
         return self.cache.dir or self.database.data_dir / "tiles"
+
+    def glyph_cache_dir(self) -> Path | None:
+        """The glyph disk cache shared by the server and its render processes, if any."""
+        return _cache_folder(self.assets.glyph_cache_dir, self.database.data_dir, "glyphs")
+
+    def sprite_cache_dir(self) -> Path | None:
+        """The sprite disk cache shared by the server and its render processes, if any."""
+        return _cache_folder(self.assets.sprite_cache_dir, self.database.data_dir, "sprites")
+
+
+def main(argv: list[str]) -> int:
+    """Print the settings table, or with ``--readme`` write it into README.md."""
+    table = markdown_table(Settings)
+    if argv == ["--readme"]:
+        readme = Path(__file__).resolve().parent.parent / "README.md"
+        readme.write_text(replace_table(readme.read_text("utf-8"), table), "utf-8")
+        return 0
+    print(table, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

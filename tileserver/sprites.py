@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from osmimport.paths import styles_dir
-from tileserver.diskcache import cache_dir, write_atomically
+from tileserver.diskcache import write_atomically
 from tileserver.errors import BadRequest, NotFound
 
 #: The sprite sheet of our icons; the styles name it ``fondplan://sprites/fondplan``.
@@ -26,8 +26,6 @@ MAX_RATIO = 4
 PADDING = 2
 #: Bumped when the packing or the rendering changes, so old disk caches are not served.
 FORMAT_VERSION = 1
-#: Where the sprite disk cache goes; empty switches it off (memory only).
-CACHE_DIR_ENV = "FONDPLAN_SPRITE_CACHE_DIR"
 
 #: Name prefix of the icons drawn from Maki glyphs (styles/icons/maki-*.svg).
 MAKI_PREFIX = "maki-"
@@ -376,22 +374,6 @@ def _read_cached(json_path: Path, png_path: Path) -> SpriteSheet | None:
     return SpriteSheet(index, png)
 
 
-def cache_dir_for(data_dir: Path) -> Path | None:
-    """The sprite disk cache: ``$FONDPLAN_SPRITE_CACHE_DIR``, else ``data_dir/cache/sprites``.
-
-    Made absolute so a render process started elsewhere finds the same files; ``None`` when
-    the variable is set but empty (memory cache only).
-    """
-    return cache_dir(CACHE_DIR_ENV, data_dir, "sprites")
-
-
-def default_cache_dir() -> Path | None:
-    """The sprite disk cache of the configured data dir (``FONDPLAN_DATA_DIR``)."""
-    from osmimport.settings import DatabaseSettings
-
-    return cache_dir_for(DatabaseSettings().data_dir)
-
-
 _builders: dict[Path | None, SpriteBuilder] = {}
 _default_lock = threading.Lock()
 
@@ -406,15 +388,8 @@ def builder_for(cache_dir: Path | None) -> SpriteBuilder:
         return builder
 
 
-def default_builder() -> SpriteBuilder:
-    """The process-wide builder over the bundled icons, with the default disk cache.
-
-    The server and its render processes share the environment, so both read one cache.
-    """
-    return builder_for(default_cache_dir())
-
-
-def sprite(name: str, ratio: int) -> tuple[bytes, bytes]:
-    """The sprite ``name`` at ``ratio``: (JSON index, PNG sheet)."""
-    sheet = default_builder().sheet(name, ratio)
+def sprite(name: str, ratio: int, cache_dir: Path | None = None) -> tuple[bytes, bytes]:
+    """The sprite ``name`` at ``ratio``: (JSON index, PNG sheet), kept on disk in ``cache_dir``
+    (the settings' ``sprite_cache_dir()``, shared by the server and its render processes)."""
+    sheet = builder_for(cache_dir).sheet(name, ratio)
     return sheet.json_bytes(), sheet.png

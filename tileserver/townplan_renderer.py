@@ -19,18 +19,18 @@ from cities.style import NO_STREET_NAMES, without_street_names
 from osmimport.database import database_url
 from osmimport.paths import styles_dir
 from tileserver.context import AppContext
-from tileserver.glyphs import cache_dir_for
 from tileserver.raster import (
     EARTH_CIRCUMFERENCE,
     MAPLIBRE_TILE_SIZE,
     MAX_IMAGE_SIDE,
     RasterError,
     RasterPool,
-    RasterSettings,
     mercator_to_lonlat,
+    pool_for,
     render_image,
 )
 from tileserver.raster_worker import style_files
+from tileserver.settings import Settings
 
 #: Device pixels of one rendered piece; bigger maps are drawn piece by piece and assembled.
 PIECE_SIDE = 4608
@@ -82,12 +82,14 @@ class MapLibreMapRenderer:
         self._rendered_version: str | None = None
 
     @classmethod
-    def for_database(cls, url: str) -> MapLibreMapRenderer:
-        """A renderer with its own render process reading the database at ``url``."""
+    def for_database(cls, url: str, settings: Settings | None = None) -> MapLibreMapRenderer:
+        """A renderer with its own render process reading the database at ``url``, configured
+        by ``settings`` (default: every setting at its default)."""
+        settings = settings or Settings.model_construct()
         # Two render threads: an atlas asks for two sheets at once.
-        settings = RasterSettings(threads=2, timeout=PIECE_TIMEOUT)
+        raster = settings.raster.model_copy(update={"threads": 2, "timeout": PIECE_TIMEOUT})
         styles = plan_styles()
-        pool = RasterPool(database_url=url, settings=settings, styles_dir=styles.name)
+        pool = pool_for(settings, database_url=url, raster=raster, styles_dir=styles.name)
         return cls(pool, owns_pool=True, styles=styles)
 
     def close(self) -> None:
@@ -202,9 +204,9 @@ def _png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def renderer_factory(url: str) -> MapLibreMapRenderer:
+def renderer_factory(url: str, settings: Settings) -> MapLibreMapRenderer:
     """The CLI's renderer factory: MapLibre Native reading the database at ``url``."""
-    return MapLibreMapRenderer.for_database(url)
+    return MapLibreMapRenderer.for_database(url, settings)
 
 
 #: The viewer loads this script; without town plans it adds nothing to the page.
@@ -239,17 +241,13 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     tiles_file = context.settings.server.tiles_file
     if tiles_file is not None:
         return unavailable_routes(tiles_file)
-    from cities.routes import TownplanSettings, townplan_routes
+    from cities.routes import townplan_routes
 
     url = database_url(context.settings.database, start=False)
-    settings = TownplanSettings()
+    settings = context.settings.townplan
     styles = plan_styles()
-    pool = RasterPool(
-        database_url=url,
-        settings=RasterSettings(threads=1, timeout=settings.timeout),
-        styles_dir=styles.name,
-        glyph_cache_dir=cache_dir_for(context.settings.database.data_dir),
-    )
+    raster = context.settings.raster.model_copy(update={"threads": 1, "timeout": settings.timeout})
+    pool = pool_for(context.settings, database_url=url, raster=raster, styles_dir=styles.name)
     renderer = MapLibreMapRenderer(
         pool, version=lambda: context.tiles.version, timeout=settings.timeout, styles=styles
     )

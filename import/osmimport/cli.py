@@ -18,7 +18,6 @@ from osmimport.database import database_url, existing_database_url
 from osmimport.embedded import EmbeddedCluster
 from osmimport.errors import DatabaseError
 from osmimport.importer import ImportSummary, node_store_dir, read_meta, run_import
-from osmimport.settings import CommuneSettings, DatabaseSettings
 
 
 class DbCommand:
@@ -43,7 +42,7 @@ class DbCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Carry out the action."""
-        settings = DatabaseSettings()
+        settings = args.settings.database
         if args.action == "url":
             print(existing_database_url(settings))
             return 0
@@ -113,7 +112,7 @@ class ImportCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Import, then print the summary."""
-        settings = DatabaseSettings()
+        settings = args.settings.database
         url = database_url(settings)
         summary = run_import(
             url,
@@ -123,7 +122,7 @@ class ImportCommand:
             node_dir=node_store_dir(settings.data_dir, url),
             generalise=args.generalise,
             allow_empty=args.allow_empty,
-            communes=CommuneSettings(),
+            communes=args.settings.communes,
         )
         print(format_summary(summary))
         return 0
@@ -153,7 +152,7 @@ class InfoCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         """Print the facts from the meta table."""
-        meta = read_meta(existing_database_url(DatabaseSettings()))
+        meta = read_meta(existing_database_url(args.settings.database))
         if meta is None:
             print("nothing is loaded yet: run `fondplan import FILE`", file=sys.stderr)
             print("nothing loaded")

@@ -7,7 +7,11 @@ import sys
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
 from osmimport.errors import FondplanError
+from osmimport.settings import ImportSettings, SettingsTree, settings_error
 
 
 class Command(Protocol):
@@ -20,7 +24,8 @@ class Command(Protocol):
         """Declare the command's arguments."""
 
     def run(self, args: argparse.Namespace) -> int:
-        """Do the work; the return value is the exit code."""
+        """Do the work (``args.settings`` is the settings tree); the return value is the exit
+        code."""
 
 
 def build_parser(
@@ -44,12 +49,22 @@ def build_parser(
 
 
 def dispatch(
-    prog: str, description: str, commands: Sequence[Command], argv: Sequence[str] | None
+    prog: str,
+    description: str,
+    commands: Sequence[Command],
+    argv: Sequence[str] | None,
+    settings: type[SettingsTree] = ImportSettings,
 ) -> int:
-    """Parse ``argv`` and run the chosen command; user errors print ``error: ...`` and give 1."""
+    """Parse ``argv``, read the settings tree once and run the chosen command with it in
+    ``args.settings``; user errors print ``error: ...`` and give 1."""
     parser = build_parser(prog, description, commands)
     args = parser.parse_args(argv)
     command: Command = args._command
+    try:
+        args.settings = settings()
+    except (ValidationError, SettingsError) as exc:
+        print(f"error: {settings_error(settings, exc)}", file=sys.stderr)
+        return 1
     try:
         return command.run(args)
     except FondplanError as exc:

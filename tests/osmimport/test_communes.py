@@ -13,7 +13,7 @@ import pytest
 
 from cities.communes import find_commune, list_communes
 from osmimport.importer import run_import
-from osmimport.settings import CommuneSettings
+from osmimport.settings import ImportSettings
 from tests.osmimport.opl import Opl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,5 +119,7 @@ def test_commune_levels_are_settings(
     # Here French départements count where no commune lies inside them.
     monkeypatch.setenv("FONDPLAN_COMMUNE_LEVELS", '{"FR": [8, 6], "DE": [8]}')
     url = make_database()
-    run_import(url, [boundaries(tmp_path / "c.opl")], allow_empty=True, communes=CommuneSettings())
+    run_import(
+        url, [boundaries(tmp_path / "c.opl")], allow_empty=True, communes=ImportSettings().communes
+    )
     assert names(url) == ["Bindlach", "Haut-Rhin", "Krems an der Donau"]

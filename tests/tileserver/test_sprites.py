@@ -17,8 +17,8 @@ from PIL import Image
 
 from tests.conftest import ROOT, run_json
 from tileserver import sprites
+from tileserver.settings import AssetSettings, DatabaseSettings, Settings
 from tileserver.sprites import (
-    CACHE_DIR_ENV,
     SPRITE_NAME,
     VERSATILES_SPRITE,
     SpriteBuilder,
@@ -28,6 +28,8 @@ from tileserver.sprites import (
     icons_key,
     sprite,
 )
+
+CACHE_DIR_ENV = AssetSettings.variable("sprite_cache_dir")
 
 
 def _decode(name: str, ratio: int) -> tuple[dict[str, dict[str, int]], np.ndarray]:
@@ -94,12 +96,14 @@ import hashlib, json, sys
 if sys.argv[1] == "nocairo":
     sys.modules["cairosvg"] = None
 from tileserver import sprites
+from tileserver.settings import Settings
+cache = Settings().sprite_cache_dir()
 out = {}
 for name in ("fondplan", "versatiles"):
     for ratio in (1, 2):
-        index, png = sprites.sprite(name, ratio)
+        index, png = sprites.sprite(name, ratio, cache)
         out[f"{name}@{ratio}"] = hashlib.sha256(index + png).hexdigest()
-out["builds"] = sprites.default_builder().builds
+out["builds"] = sprites.builder_for(cache).builds
 print(json.dumps(out))
 """
 
@@ -196,9 +200,12 @@ def test_a_damaged_cache_file_is_rebuilt(tmp_path: Path) -> None:
 def test_cache_dir_follows_the_data_dir_and_the_override(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def cache_dir(data_dir: Path) -> Path | None:
+        return Settings(database=DatabaseSettings(data_dir=data_dir)).sprite_cache_dir()
+
     monkeypatch.delenv(CACHE_DIR_ENV, raising=False)
-    assert sprites.cache_dir_for(tmp_path) == (tmp_path / "cache" / "sprites").resolve()
+    assert cache_dir(tmp_path) == (tmp_path / "cache" / "sprites").resolve()
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "elsewhere"))
-    assert sprites.cache_dir_for(Path("var")) == (tmp_path / "elsewhere").resolve()
+    assert cache_dir(Path("var")) == (tmp_path / "elsewhere").resolve()
     monkeypatch.setenv(CACHE_DIR_ENV, "")
-    assert sprites.cache_dir_for(Path("var")) is None
+    assert cache_dir(Path("var")) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,26 +34,31 @@ def font_range(request: Request, builder: glyphs.GlyphBuilder) -> Response:
     return _cached_response(request, data, "application/x-protobuf")
 
 
-def sprite_file(request: Request) -> Response:
-    """A sprite sheet's JSON index or PNG, at @1x or @Nx."""
+def sprite_file(request: Request, cache_dir: Path | None) -> Response:
+    """A sprite sheet's JSON index or PNG, at @1x or @Nx (kept on disk in ``cache_dir``)."""
     match = _SPRITE.match(request.path_params["file"])
     if not match:
         raise BadRequest("malformed sprite path: expected /sprites/{name}[@2x].json|png")
     name, ratio, ext = match.group(1), int(match.group(2) or 1), match.group(3)
-    index, png = sprites.sprite(name, ratio)
+    index, png = sprites.sprite(name, ratio, cache_dir)
     if ext == "json":
         return _cached_response(request, index, "application/json")
     return _cached_response(request, png, "image/png")
 
 
 def routes(context: AppContext) -> Sequence[BaseRoute]:
-    """The glyph and sprite routes, at the root; glyphs share the data dir's disk cache."""
-    builder = glyphs.builder_for(glyphs.cache_dir_for(context.settings.database.data_dir))
+    """The glyph and sprite routes, at the root, with the disk caches of the settings."""
+    settings = context.settings
+    builder = glyphs.builder_for(settings.glyph_cache_dir(), settings.assets.font_dirs)
+    sprite_cache = settings.sprite_cache_dir()
 
     def fonts(request: Request) -> Response:
         return font_range(request, builder)
 
+    def sprite_sheet(request: Request) -> Response:
+        return sprite_file(request, sprite_cache)
+
     return [
         Route("/fonts/{fontstack}/{range}", fonts, methods=["GET", "HEAD"]),
-        Route("/sprites/{file}", sprite_file, methods=["GET", "HEAD"]),
+        Route("/sprites/{file}", sprite_sheet, methods=["GET", "HEAD"]),
     ]
