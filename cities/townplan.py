@@ -287,9 +287,13 @@ def make_plan(
     for sheet, png in sheet_pngs:
         bbox = atlas.sheet_bbox(sheet)
         ink = InkMap(png, frame.x, frame.y, frame.w)
-        placer = _street_labels(streets, atlas, sheet, bbox, frame, ink, label_pt)
+        placer = Placer(ink, _inner(frame), label_pt)
+        # Towns, villages and suburbs are named first, then the streets, then small places.
+        targets = _place_targets(places, bbox, frame, label_pt / LABEL_PT)
+        names = placer.place_points([t for t in targets if t.bold])
+        placer.place(_street_targets(streets, atlas, sheet, bbox, frame))
+        names += placer.place_points([t for t in targets if not t.bold])
         named.update(label.key for label in placer.labels)
-        names = placer.place_points(_place_targets(places, bbox, frame, label_pt / LABEL_PT))
         maps.append(SheetMap(sheet, bbox, png, placer.labels, ink, names))
     overview: SheetMap | None = None
     if overview_png is not None:
@@ -359,16 +363,14 @@ def _to_page(frame: Rect, bbox: tuple[float, float, float, float]) -> Any:
     return transform
 
 
-def _street_labels(
+def _street_targets(
     streets: list[StreetEntry],
     atlas: Atlas,
     sheet: Sheet,
     bbox: tuple[float, float, float, float],
     frame: Rect,
-    ink: InkMap,
-    size_pt: float,
-) -> Placer:
-    """The street names of one sheet, each street named in cells its index entry gives."""
+) -> list[LabelTarget]:
+    """The streets to name on one sheet, each in the cells its index entry gives."""
     transform = _to_page(frame, bbox)
     inner = _inner(frame)
     view = shapely.box(*bbox)
@@ -391,9 +393,7 @@ def _street_labels(
         # Kept a little inside the cells, so a name never starts on a cell's edge.
         allowed = shapely.intersection(cover.buffer(-0.3, join_style="mitre"), inner)
         targets.append(LabelTarget(key, entry.name, line, allowed))
-    placer = Placer(ink, inner, size_pt)
-    placer.place(targets)
-    return placer
+    return targets
 
 
 def _inner(frame: Rect) -> Any:
