@@ -1,4 +1,4 @@
-"""Street names drawn by the plan itself: placed along or beside each street, never overlapping."""
+"""Street and place names written by the plan itself, placed so that none overlaps another."""
 
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from cities.flow import PT, Measure, set_font
 
 #: Face of the street names: condensed, so names fit along short streets.
 LABEL_FONT = "DejaVu Sans Condensed"
-#: Dark pixels of the map image: its own labels and pictograms (roads and areas are light).
+#: Dark pixels of the map image: its pictograms (roads and areas are light).
 DARK = 90
-#: Largest share of dark pixels under a name: more means it would hide the map's own text.
+#: Largest share of dark pixels under a name: more means it would hide a pictogram.
 MAX_INK = 0.04
 #: Share of the em from the centre line of a name down to its baseline.
 BASELINE = 0.36

@@ -292,11 +292,11 @@ LABEL_INK = 0.06
 
 
 class LabelSpots:
-    """Where an icon can go on the rendered map without hiding a label.
+    """Where an icon can go on the map without hiding a name or a pictogram.
 
-    Labels are drawn by MapLibre into the map image, so they are found there: text is dense
-    black on white, while roads and areas are light (casings are thin). An icon whose disc
-    would cover much dark ink is moved to the nearest clear spot around its place.
+    The map image carries no text, only pictograms (dense dark ink on light roads and areas);
+    the names are the boxes given. An icon whose disc would cover much of either is moved to
+    the nearest clear spot around its place.
     """
 
     def __init__(self, ink: InkMap, frame: Rect, boxes: Sequence[Polygon] = ()) -> None:
