@@ -1,6 +1,6 @@
 """Town plan benchmark: time and peak memory of A4/A3/A0 plans of the largest and smallest
 Liechtenstein communes (goal: an A3 plan with index in <= 15 s and <= 2 GB), with the pages,
-sheets, scale and street names drawn of each (a commune that does not read on one sheet at
+sheets, scale, street and place names drawn of each (a commune that does not read on one sheet at
 1:12 000 becomes an atlas of sheets).
 
 Maps are drawn by MapLibre Native with the print style (a render process per plan, started
@@ -44,7 +44,7 @@ finally:
     renderer.close()
 open(out, "wb").write(plan.documents[0])
 print(plan.page_count, len(plan.atlas.sheets), round(plan.scale), len(plan.streets),
-      plan.label_count, len(plan.unnamed), round(plan.map_dpi))
+      plan.label_count, plan.place_count, len(plan.unnamed), round(plan.map_dpi))
 """
 
 
@@ -107,17 +107,18 @@ def main() -> int:
         largest, smallest = communes(url)
         print(f"largest commune: {largest}, smallest: {smallest}; layout {args.layout}")
         print(f"{'commune':<14}{'paper':<7}{'seconds':>9}{'peak MB':>10}{'pages':>7}"
-              f"{'sheets':>8}{'scale':>8}{'streets':>9}{'names':>7}{'unnamed':>9}{'map dpi':>9}"
+              f"{'sheets':>8}{'scale':>8}{'streets':>9}{'names':>7}{'places':>8}{'unnamed':>9}"
+              f"{'map dpi':>9}"
               f"{'t/goal':>8}{'mem/goal':>10}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             for name in (largest, smallest):
                 for paper in args.papers.split(","):
                     out = Path(tmp) / f"{name}-{paper}.pdf"
                     seconds, mb, info = run_one(url, name, paper, args.layout, out)
-                    pages, sheets, scale, streets, names, unnamed, dpi = info.split()
+                    pages, sheets, scale, streets, names, places, unnamed, dpi = info.split()
                     print(
                         f"{name:<14}{paper:<7}{seconds:>9.2f}{mb:>10.0f}{pages:>7}{sheets:>8}"
-                        f"{scale:>8}{streets:>9}{names:>7}{unnamed:>9}{dpi:>9}"
+                        f"{scale:>8}{streets:>9}{names:>7}{places:>8}{unnamed:>9}{dpi:>9}"
                         f"{seconds / GOAL_SECONDS:>8.2f}{mb / GOAL_MB:>10.2f}"
                     )
     finally:

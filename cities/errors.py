@@ -19,6 +19,10 @@ class UnknownCommune(CitiesError):
         super().__init__(f"no commune named {query!r} in the loaded data{hint}")
 
 
+class NoSuchPage(CitiesError):
+    """The path names no plan document, or a page beyond the plan's last (HTTP 404)."""
+
+
 class IncompleteBoundary(CitiesError):
     """The commune's boundary could not be closed in the data (HTTP 422)."""
 
@@ -30,13 +34,24 @@ class IncompleteBoundary(CitiesError):
         )
 
 
-class NoData(CitiesError):
+class EmptyArea(CitiesError):
+    """The planned box holds no street and no facility of the loaded data (HTTP 422)."""
+
+
+class PlanUnavailable(CitiesError):
+    """Base of the answers "not now, ask again shortly" (HTTP 503)."""
+
+    #: Seconds a client is told to wait before asking again.
+    retry_after = 5
+
+
+class NoData(PlanUnavailable):
     """Nothing is loaded yet (HTTP 503)."""
 
 
-class PlanTimeout(CitiesError):
-    """A plan took longer than the time limit (HTTP 503)."""
+class PlanBusy(PlanUnavailable):
+    """Every plan worker and queue slot is taken (HTTP 503)."""
 
 
-class EmptyArea(CitiesError):
-    """The planned box holds no street and no facility of the loaded data (HTTP 422)."""
+class PlanTimeout(PlanUnavailable):
+    """A plan took longer than the time limit; it is still finished and cached (HTTP 503)."""

@@ -1,4 +1,4 @@
-"""Street names drawn by the plan itself: placed along or beside each street, never overlapping."""
+"""Street and place names written by the plan itself, placed so that none overlaps another."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from PIL import Image, ImageDraw
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from cities.flow import PT
+from cities.flow import PT, Measure, set_font
 
 #: Face of the street names: condensed, so names fit along short streets.
 LABEL_FONT = "DejaVu Sans Condensed"
-#: Dark pixels of the map image: its own labels and pictograms (roads and areas are light).
+#: Dark pixels of the map image: its pictograms (roads and areas are light).
 DARK = 90
-#: Largest share of dark pixels under a name: more means it would hide the map's own text.
+#: Largest share of dark pixels under a name: more means it would hide a pictogram.
 MAX_INK = 0.04
 #: Share of the em from the centre line of a name down to its baseline.
 BASELINE = 0.36
@@ -132,6 +132,20 @@ class StreetLabel:
     size: float
     box: Polygon
     leader: tuple[tuple[float, float], tuple[float, float]] | None = None
+    #: Place names are set in the plan's face (bold for towns and villages), not condensed.
+    place: bool = False
+    bold: bool = False
+
+
+@dataclass(frozen=True)
+class PointTarget:
+    """A place to name on one map frame: its point (page mm), the size and weight of its name."""
+
+    text: str
+    x: float
+    y: float
+    size: float
+    bold: bool
 
 
 class Occupied:
@@ -299,6 +313,40 @@ class Placer:
         self.taken.add(label.box)
         self.labels.append(label)
 
+    def block(self, box: Polygon) -> None:
+        """Keep names off ``box`` (something drawn there that is not a name)."""
+        self.taken.add(box)
+
+    def place_points(self, targets: Sequence[PointTarget]) -> list[StreetLabel]:
+        """Name each place (in the order given) on its point or near it; those placed."""
+        measure = Measure()
+        placed: list[StreetLabel] = []
+        for target in targets:
+            width = measure.width(target.text, target.size, target.bold)
+            label = self._near(target, width, MAX_INK * 3) or self._near(target, width, 1.0)
+            if label is not None:
+                self.taken.add(label.box)
+                placed.append(label)
+        return placed
+
+    def _near(self, target: PointTarget, width: float, max_ink: float) -> StreetLabel | None:
+        """The name of ``target`` centred on its point, else the nearest free spot around it."""
+        em = target.size * PT
+        height = (ASCENT + DESCENT) * em
+        spots = [(0.0, 0.0)] + [
+            (dx * (width / 2 + step), dy * (height / 2 + step))
+            for step in (1.0, 2.5, 4.5, 7.0)
+            for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0))
+        ]
+        for dx, dy in spots:
+            x, y = target.x + dx - width / 2, target.y + dy + BASELINE * em
+            box, _, _ = _box(x, y, 0.0, width, em, 0.35 * em)
+            if self.frame.contains(box) and not self.taken.hits(box):
+                if self.ink.share(box) <= max_ink:
+                    return StreetLabel(-1, target.text, x, y, 0.0, target.size, box,
+                                       place=True, bold=target.bold)  # fmt: skip
+        return None
+
     def place(self, targets: Sequence[LabelTarget]) -> list[LabelTarget]:
         """Name every target once (shortest streets first), then long ones again; the unnamed."""
         order = sorted(targets, key=lambda t: t.line.length)
@@ -347,7 +395,10 @@ def draw_labels(ctx: cairo.Context[Any], labels: Sequence[StreetLabel]) -> None:
             ctx.arc(x1, y1, 0.35, 0, 2 * math.pi)
             ctx.fill()
     for label in labels:
-        set_label_font(ctx, label.size)
+        if label.place:
+            set_font(ctx, label.size, label.bold)
+        else:
+            set_label_font(ctx, label.size)
         ctx.save()
         ctx.translate(label.x, label.y)
         ctx.rotate(label.angle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cairo
@@ -165,8 +165,10 @@ class SheetMap:
     bbox: BBox
     png: bytes
     labels: list[StreetLabel]
-    #: The map's dark pixels (its own text), where names and pictograms keep off.
+    #: The map's dark pixels (its pictograms), where names and pictograms keep off.
     ink: InkMap | None = None
+    #: Names of the places on the map (written by the plan, like the street names).
+    places: list[StreetLabel] = field(default_factory=list)
 
 
 @dataclass
@@ -217,14 +219,47 @@ def _project(frame: Rect, bbox: BBox, x: float, y: float) -> tuple[float, float]
 def _halo_text(ctx: cairo.Context[Any], text: str, x: float, y: float, halo: float) -> None:
     """``text`` centred on (x, y), dark on a white halo (the current font)."""
     e = ctx.text_extents(text)
-    ctx.move_to(x - e.x_bearing - e.width / 2, y - e.y_bearing - e.height / 2)
+    start = (x - e.x_bearing - e.width / 2, y - e.y_bearing - e.height / 2)
+    ctx.move_to(*start)
     ctx.text_path(text)
     ctx.set_source_rgb(1, 1, 1)
     ctx.set_line_width(halo)
     ctx.set_line_join(cairo.LINE_JOIN_ROUND)
-    ctx.stroke_preserve()
+    ctx.stroke()
+    # Shown as text, not filled as a path: the PDF says what and where it is.
+    ctx.move_to(*start)
     ctx.set_source_rgb(*INK)
-    ctx.fill()
+    ctx.show_text(text)
+
+
+@dataclass(frozen=True)
+class SheetNumber:
+    """A sheet's number on the overview: centred on (x, y) mm, ``size`` pt bold, its box."""
+
+    text: str
+    x: float
+    y: float
+    size: float
+    box: Polygon
+
+
+def sheet_numbers(
+    frame: Rect, bbox: BBox, sheets: Sequence[tuple[Sheet, BBox]], scale: float
+) -> list[SheetNumber]:
+    """Where the overview writes each sheet's number: the middle of its outline."""
+    measure = Measure()
+    numbers = []
+    for sheet, b in sheets:
+        x0, y0 = _project(frame, bbox, b[0], b[3])
+        x1, y1 = _project(frame, bbox, b[2], b[1])
+        size = min(28 * scale, (y1 - y0) / PT * 0.5)
+        text = str(sheet.number)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half_w = measure.width(text, size, bold=True) / 2 + 1.2 * scale
+        half_h = size * PT * 0.4 + 1.2 * scale
+        box = shapely.box(cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+        numbers.append(SheetNumber(text, cx, cy, size, box))
+    return numbers
 
 
 #: JPEG quality of the map images in PDF plans (street names are vector text on top).
@@ -257,11 +292,11 @@ LABEL_INK = 0.06
 
 
 class LabelSpots:
-    """Where an icon can go on the rendered map without hiding a label.
+    """Where an icon can go on the map without hiding a name or a pictogram.
 
-    Labels are drawn by MapLibre into the map image, so they are found there: text is dense
-    black on white, while roads and areas are light (casings are thin). An icon whose disc
-    would cover much dark ink is moved to the nearest clear spot around its place.
+    The map image carries no text, only pictograms (dense dark ink on light roads and areas);
+    the names are the boxes given. An icon whose disc would cover much of either is moved to
+    the nearest clear spot around its place.
     """
 
     def __init__(self, ink: InkMap, frame: Rect, boxes: Sequence[Polygon] = ()) -> None:
@@ -371,6 +406,7 @@ class PageDrawer:
             self._title(ctx, self.c.title, subtitle)
             self._map_image(ctx, overview.png, self.g.frame, overview.bbox)
             self._sheet_layout(ctx, overview.bbox)
+            draw_labels(ctx, overview.places)
             self._frame_line(ctx, self.g.frame)
         self._items(ctx, placed)
         self._footer(ctx, self.g, (overview or self.c.maps[0]).bbox)
@@ -471,7 +507,7 @@ class PageDrawer:
         ctx.clip()
         self._grid_lines(ctx, g, sheet_map)
         self._icons(ctx, g, sheet_map)
-        draw_labels(ctx, sheet_map.labels)
+        draw_labels(ctx, [*sheet_map.labels, *sheet_map.places])
         ctx.restore()
         self._frame_line(ctx, f)
         self._grid_labels(ctx, g, sheet_map)
@@ -490,10 +526,10 @@ class PageDrawer:
             ctx.set_source_rgba(0.1, 0.2, 0.55, 0.9)
             ctx.set_line_width(0.7 * s)
             ctx.stroke()
-            assert sheet_map.sheet is not None
-            size = min(28 * s, (y1 - y0) / PT * 0.5)
-            set_font(ctx, size, bold=True)
-            _halo_text(ctx, str(sheet_map.sheet.number), (x0 + x1) / 2, (y0 + y1) / 2, 1.2 * s)
+        sheets = [(m.sheet, m.bbox) for m in self.c.maps if m.sheet is not None]
+        for number in sheet_numbers(f, bbox, sheets, s):
+            set_font(ctx, number.size, bold=True)
+            _halo_text(ctx, number.text, number.x, number.y, 1.2 * s)
         ctx.restore()
 
     @staticmethod
@@ -506,7 +542,8 @@ class PageDrawer:
     def _icons(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
         size = 3.6 * g.scale
         assert sheet_map.ink is not None
-        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in sheet_map.labels])
+        names = [*sheet_map.labels, *sheet_map.places]
+        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in names])
         drawn: list[tuple[float, float]] = []
         b = sheet_map.bbox
         for _category, entries in self.c.facilities:

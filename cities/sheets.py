@@ -5,9 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
 
 from cities.grid import TARGET_CELL_MM, Cell, Grid
 
@@ -118,57 +115,25 @@ def atlas_grid(bounds: BBox, width_mm: float, height_mm: float, units: float) ->
 
 
 def atlas_of(grid: Grid, needed: Sequence[Cell], width_mm: float, height_mm: float) -> Atlas:
-    """Few sheets that together print every ``needed`` cell of ``grid``.
+    """Sheets in a regular layout that together print every ``needed`` cell of ``grid``.
 
-    The fewest sheets of a greedy cover (each sheet the block of cells holding most of the
-    cells still unprinted, apart from earlier sheets if it can, else overlapping them) and of
-    a regular layout shifted to fit. A cell on two sheets belongs to the first. The grid
-    returned is extended over every sheet, so its letters and numbers run on across sheets.
+    The sheets are the blocks of one lattice (sheet-sized, edge to edge, never overlapping),
+    shifted cell by cell to need the fewest; the blocks holding a needed cell are printed. The
+    grid returned is extended over every sheet, so its letters and numbers run on across sheets.
     """
     cols, rows = sheet_cells(width_mm, height_mm)
     if not needed:
         needed = [Cell(c, r) for c in range(grid.cols) for r in range(grid.rows)]
-    # Unprinted cells on a padded array, so blocks may start left of or above the grid.
-    pad_c, pad_r = cols - 1, rows - 1
-    left = np.zeros((grid.rows + 2 * pad_r, grid.cols + 2 * pad_c), dtype=np.int32)
-    for cell in needed:
-        left[cell.row + pad_r, cell.col + pad_c] = 1
-
-    def sums(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        """The sum of ``a`` over the block starting at each position."""
-        t = np.pad(a.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-        return t[rows:, cols:] - t[:-rows, cols:] - t[rows:, :-cols] + t[:-rows, :-cols]  # type: ignore[no-any-return]
-
-    def greedy(apart: bool) -> list[tuple[int, int]]:
-        """Blocks chosen one by one, each printing most of what is left."""
-        todo, taken = left.copy(), np.zeros_like(left)
-        chosen: list[tuple[int, int]] = []
-        while todo.any():
-            counts = sums(todo)
-            if apart:
-                # Blocks that do not overlap earlier ones first: an atlas reads better so.
-                free = np.where(sums(taken) == 0, counts, 0)
-                if free.max() > 0:
-                    counts = free
-            r0, c0 = np.unravel_index(int(np.argmax(counts)), counts.shape)
-            chosen.append((int(c0) - pad_c, int(r0) - pad_r))
-            todo[r0 : r0 + rows, c0 : c0 + cols] = 0
-            taken[r0 : r0 + rows, c0 : c0 + cols] = 1
-        return chosen
-
-    def regular() -> list[tuple[int, int]]:
-        """A regular layout of blocks, shifted cell by cell to need the fewest."""
-        best: set[tuple[int, int]] | None = None
-        for ox in range(cols):
-            for oy in range(rows):
-                found = {((c.col + ox) // cols, (c.row + oy) // rows) for c in needed}
-                if best is None or len(found) < len(best):
-                    best, shift = found, (ox, oy)
-        assert best is not None
-        return [(bx * cols - shift[0], by * rows - shift[1]) for bx, by in best]
-
-    # The fewest sheets of three ways; on a tie the first (sheets apart, then regular).
-    blocks = min((greedy(True), regular(), greedy(False)), key=len)
+    best: set[tuple[int, int]] | None = None
+    shift = (0, 0)
+    for ox in range(cols):
+        for oy in range(rows):
+            found = {((c.col + ox) // cols, (c.row + oy) // rows) for c in needed}
+            # The fewest sheets; on a tie the layout closest to a rectangle of sheets.
+            if best is None or (len(found), _spread(found)) < (len(best), _spread(best)):
+                best, shift = found, (ox, oy)
+    assert best is not None
+    blocks = [(bx * cols - shift[0], by * rows - shift[1]) for bx, by in best]
     bx0 = min(c for c, _ in blocks)
     by0 = min(r for _, r in blocks)
     bx1 = max(c for c, _ in blocks) + cols
@@ -189,3 +154,10 @@ def atlas_of(grid: Grid, needed: Sequence[Cell], width_mm: float, height_mm: flo
         Sheet(n, c - bx0, r - by0, cols, rows) for n, (c, r) in enumerate(ordered, start=1)
     )
     return Atlas(new, sheets)
+
+
+def _spread(blocks: set[tuple[int, int]]) -> int:
+    """Sheets of the bounding rectangle of ``blocks`` left empty: fewer is a tidier layout."""
+    xs = [x for x, _ in blocks]
+    ys = [y for _, y in blocks]
+    return (max(xs) - min(xs) + 1) * (max(ys) - min(ys) + 1) - len(blocks)

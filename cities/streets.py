@@ -77,15 +77,27 @@ def _clusters(parts: list[BaseGeometry], gap: float) -> list[list[int]]:
     return list(groups.values())
 
 
-def _read_places(
-    conn: psycopg2.extensions.connection, area_wkb: bytes
-) -> list[tuple[str, float, float]]:
+@dataclass(frozen=True)
+class Place:
+    """A named locality: its name, its kind (town, village, suburb, hamlet…), its point."""
+
+    name: str
+    kind: str
+    x: float
+    y: float
+
+
+def read_places(conn: psycopg2.extensions.connection, area: BaseGeometry) -> list[Place]:
+    """The named localities in ``area`` (EPSG:3857), the most populous first."""
     places = schema.LAYER_BY_NAME["place_labels"].table
     if not table_exists(conn, places):
         return []
     with conn.cursor() as cur:
-        cur.execute(query("places.sql", place_labels=places), {"area": psycopg2.Binary(area_wkb)})
-        return [(row[0], row[1], row[2]) for row in cur.fetchall()]
+        cur.execute(
+            query("places.sql", place_labels=places),
+            {"area": psycopg2.Binary(shapely.to_wkb(area))},
+        )
+        return [Place(*row) for row in cur.fetchall()]
 
 
 def street_index(
@@ -120,7 +132,7 @@ def street_index(
             continue
         by_name[fold(name)].append((name.strip(), geometry))
     gap = SAME_STREET_GAP_M / max(math.cos(math.radians(latitude)), 0.1)
-    places = _read_places(conn, area_wkb)
+    places = read_places(conn, area)
     entries: list[StreetEntry] = []
     for pieces in by_name.values():
         spelling = Counter(name for name, _ in pieces).most_common(1)[0][0]
@@ -136,15 +148,13 @@ def street_index(
     return entries
 
 
-def _qualifiers(
-    geometries: list[BaseGeometry], places: list[tuple[str, float, float]]
-) -> list[str]:
+def _qualifiers(geometries: list[BaseGeometry], places: list[Place]) -> list[str]:
     """A distinguishing label per same-name street: its nearest locality, else its first cell."""
     labels: list[str] = []
     for geometry in geometries:
         if places:
-            nearest = min(places, key=lambda p: geometry.distance(shapely.Point(p[1], p[2])))
-            labels.append(nearest[0])
+            nearest = min(places, key=lambda p: geometry.distance(shapely.Point(p.x, p.y)))
+            labels.append(nearest.name)
         else:
             labels.append("")
     if len(set(labels)) == len(labels) and all(labels):

@@ -192,22 +192,20 @@ def legend_entries(style: dict[str, Any]) -> list[LegendEntry]:
     return entries
 
 
-#: Style names ending with this draw the named style without its street names (the plan sets
-#: those itself as vector text).
-NO_STREET_NAMES = "-sans-rues"
-#: Source layers whose names are street names.
-STREET_NAME_LAYERS = ("street_labels", "streets_polygons_labels")
+#: Style names ending with this draw the named style without any text: the plan writes the
+#: names itself as vector text, so none is cut at a frame or hidden under another.
+NO_TEXT = "-sans-texte"
 
 
-def without_street_names(style: dict[str, Any]) -> dict[str, Any]:
-    """``style`` without the symbol layers that write street names (route numbers are kept)."""
-    kept = [
-        layer
-        for layer in style.get("layers", [])
-        if not (
-            layer.get("type") == "symbol"
-            and layer.get("source-layer") in STREET_NAME_LAYERS
-            and '"name' in json.dumps(layer.get("layout", {}).get("text-field", ""))
-        )
-    ]
+def without_text(style: dict[str, Any]) -> dict[str, Any]:
+    """``style`` without text: symbol layers keep their icons only, text-only ones are dropped."""
+    kept = []
+    for layer in style.get("layers", []):
+        layout = layer.get("layout", {})
+        if layer.get("type") != "symbol" or "text-field" not in layout:
+            kept.append(layer)
+        elif "icon-image" in layout:
+            plain = {k: v for k, v in layout.items() if not k.startswith("text-")}
+            paint = {k: v for k, v in layer.get("paint", {}).items() if not k.startswith("text-")}
+            kept.append({**layer, "layout": plain, "paint": paint})
     return {**style, "layers": kept}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cairo
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -19,11 +20,12 @@ from cities.errors import CitiesError, EmptyArea
 from cities.facilities import Category, Facility, facilities_index
 from cities.flow import Placed
 from cities.grid import Cell, Grid
-from cities.labels import InkMap, LabelTarget, Placer, StreetLabel
+from cities.labels import InkMap, LabelTarget, Placer, PointTarget
 from cities.layout import (
     ATTRIBUTION,
     MAX_MAP_PIXELS,
     PageDrawer,
+    PageGeometry,
     PlanContent,
     Rect,
     SheetMap,
@@ -31,6 +33,7 @@ from cities.layout import (
     french_date,
     map_scale,
     page_geometry,
+    sheet_numbers,
 )
 from cities.paper import (
     Layout,
@@ -53,8 +56,8 @@ from cities.sheets import (
     single_sheet,
     units_per_mm,
 )
-from cities.streets import StreetEntry, street_index
-from cities.style import NO_STREET_NAMES, PRINT_STYLE, legend_entries, load_style
+from cities.streets import Place, StreetEntry, read_places, street_index
+from cities.style import NO_TEXT, PRINT_STYLE, legend_entries, load_style
 from osmimport.database import connect
 
 EARTH_RADIUS = 6378137.0
@@ -174,6 +177,8 @@ class Plan:
     sheet_pages: list[tuple[int, Rect, SheetMap]] = field(default_factory=list)
     #: Index streets no name could be placed for (on no sheet).
     unnamed: list[str] = field(default_factory=list)
+    #: An atlas's overview (on page 1): its map frame (mm) and map.
+    overview: tuple[Rect, SheetMap] | None = None
 
     @property
     def grid(self) -> Grid:
@@ -184,6 +189,12 @@ class Plan:
     def label_count(self) -> int:
         """Street names drawn on the map, over all sheets."""
         return sum(len(m.labels) for _, _, m in self.sheet_pages)
+
+    @property
+    def place_count(self) -> int:
+        """Place names drawn on the maps (sheets and overview)."""
+        on_overview = len(self.overview[1].places) if self.overview else 0
+        return sum(len(m.places) for _, _, m in self.sheet_pages) + on_overview
 
     @property
     def media_type(self) -> str:
@@ -236,6 +247,7 @@ def make_plan(
             atlas = atlas_of(grid, needed, f.w, f.h)
         streets = street_index(conn, area.geometry, atlas.grid, latitude=area.latitude)
         facilities = facilities_index(conn, area.geometry, atlas.grid)
+        places = read_places(conn, area.geometry)
     finally:
         conn.close()
     if not streets and not facilities and not area.masked:
@@ -258,28 +270,34 @@ def make_plan(
     # Sheets are drawn two at a time (the renderer queues what it cannot draw at once); names
     # are placed on each as it comes.
     whole = frame_bbox(bounds, geometry.frame)
+    plain_style = options.style + NO_TEXT
     with ThreadPoolExecutor(max_workers=RENDERS_AT_ONCE) as drawing:
         overview_png = (
             drawing.submit(
-                _render, renderer, options.style, whole, geometry.frame, min(map_dpi, 150.0)
+                _render, renderer, plain_style, whole, geometry.frame, min(map_dpi, 150.0)
             )
             if atlas.is_atlas
             else None
         )
         pngs = drawing.map(
-            lambda b: _render(renderer, options.style + NO_STREET_NAMES, b, frame, map_dpi),
+            lambda b: _render(renderer, plain_style, b, frame, map_dpi),
             [atlas.sheet_bbox(sheet) for sheet in atlas.sheets],
         )
         sheet_pngs = list(zip(atlas.sheets, pngs, strict=True))
     for sheet, png in sheet_pngs:
         bbox = atlas.sheet_bbox(sheet)
         ink = InkMap(png, frame.x, frame.y, frame.w)
-        labels = _street_labels(streets, atlas, sheet, bbox, frame, ink, label_pt)
-        named.update(label.key for label in labels)
-        maps.append(SheetMap(sheet, bbox, png, labels, ink))
+        placer = Placer(ink, _inner(frame), label_pt)
+        # Towns, villages and suburbs are named first, then the streets, then small places.
+        targets = _place_targets(places, bbox, frame, label_pt / LABEL_PT)
+        names = placer.place_points([t for t in targets if t.bold])
+        placer.place(_street_targets(streets, atlas, sheet, bbox, frame))
+        names += placer.place_points([t for t in targets if not t.bold])
+        named.update(label.key for label in placer.labels)
+        maps.append(SheetMap(sheet, bbox, png, placer.labels, ink, names))
     overview: SheetMap | None = None
     if overview_png is not None:
-        overview = SheetMap(None, whole, overview_png.result(), [])
+        overview = _overview(overview_png.result(), whole, geometry, maps, places)
     unnamed = [entry.display for i, entry in enumerate(streets) if i not in named]
     if unnamed:
         warnings.append(f"{len(unnamed)} streets could not be named on the map")
@@ -316,6 +334,7 @@ def make_plan(
         map_scale(maps[0].bbox, frame, area.latitude),
         [(first_sheet_page + k, frame, m) for k, m in enumerate(maps)],
         unnamed,
+        None if overview is None else (geometry.frame, overview),
     )
 
 
@@ -344,19 +363,16 @@ def _to_page(frame: Rect, bbox: tuple[float, float, float, float]) -> Any:
     return transform
 
 
-def _street_labels(
+def _street_targets(
     streets: list[StreetEntry],
     atlas: Atlas,
     sheet: Sheet,
     bbox: tuple[float, float, float, float],
     frame: Rect,
-    ink: InkMap,
-    size_pt: float,
-) -> list[StreetLabel]:
-    """The street names of one sheet, each street named in cells its index entry gives."""
+) -> list[LabelTarget]:
+    """The streets to name on one sheet, each in the cells its index entry gives."""
     transform = _to_page(frame, bbox)
-    inner = shapely.box(frame.x + 0.5, frame.y + 0.5, frame.x + frame.w - 0.5,
-                        frame.y + frame.h - 0.5)  # fmt: skip
+    inner = _inner(frame)
     view = shapely.box(*bbox)
     targets: list[LabelTarget] = []
     for key, entry in enumerate(streets):
@@ -377,9 +393,61 @@ def _street_labels(
         # Kept a little inside the cells, so a name never starts on a cell's edge.
         allowed = shapely.intersection(cover.buffer(-0.3, join_style="mitre"), inner)
         targets.append(LabelTarget(key, entry.name, line, allowed))
-    placer = Placer(ink, inner, size_pt)
-    placer.place(targets)
-    return placer.labels
+    return targets
+
+
+def _inner(frame: Rect) -> Any:
+    """Where names may stand in ``frame``: half a millimetre inside its line."""
+    return shapely.box(frame.x + 0.5, frame.y + 0.5, frame.x + frame.w - 0.5,
+                       frame.y + frame.h - 0.5)  # fmt: skip
+
+
+#: Size (pt, on A3) and weight of place names by kind; kinds not listed are named small.
+PLACE_TYPE: dict[str, tuple[float, bool]] = {
+    "city": (12.0, True),
+    "capital": (12.0, True),
+    "state_capital": (12.0, True),
+    "town": (11.0, True),
+    "village": (9.5, True),
+    "suburb": (8.5, True),
+    "quarter": (8.0, False),
+    "neighbourhood": (7.5, False),
+}
+#: Size (pt, on A3) of the names of hamlets, localities and other small places.
+SMALL_PLACE_PT = 7.0
+
+
+def _place_targets(
+    places: list[Place], bbox: tuple[float, float, float, float], frame: Rect, scale: float
+) -> list[PointTarget]:
+    """The places inside ``bbox`` to name in ``frame``, the most important first."""
+    targets = []
+    for place in places:
+        if not (bbox[0] <= place.x <= bbox[2] and bbox[1] <= place.y <= bbox[3]):
+            continue
+        size, bold = PLACE_TYPE.get(place.kind, (SMALL_PLACE_PT, False))
+        x, y = _to_page(frame, bbox)(np.array([[place.x, place.y]]))[0]
+        targets.append(PointTarget(place.name, float(x), float(y), size * scale, bold))
+    targets.sort(key=lambda t: -t.size)
+    return targets
+
+
+def _overview(
+    png: bytes,
+    bbox: tuple[float, float, float, float],
+    geometry: PageGeometry,
+    maps: list[SheetMap],
+    places: list[Place],
+) -> SheetMap:
+    """The overview map of an atlas: its place names keep off the sheet numbers."""
+    frame = geometry.frame
+    ink = InkMap(png, frame.x, frame.y, frame.w)
+    placer = Placer(ink, _inner(frame), LABEL_PT)
+    sheets = [(m.sheet, m.bbox) for m in maps if m.sheet is not None]
+    for number in sheet_numbers(frame, bbox, sheets, geometry.scale):
+        placer.block(number.box)
+    names = placer.place_points(_place_targets(places, bbox, frame, geometry.scale))
+    return SheetMap(None, bbox, png, [], ink, names)
 
 
 def _lines(geometry: Any) -> Any:

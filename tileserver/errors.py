@@ -12,6 +12,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from cities.errors import (
+    CitiesError,
+    EmptyArea,
+    IncompleteBoundary,
+    NoData,
+    NoSuchPage,
+    PlanBusy,
+    PlanTimeout,
+    UnknownCommune,
+)
 from osmimport.errors import DatabaseError, FondplanError
 from tileserver.middleware import REQUEST_ID
 
@@ -50,6 +60,14 @@ STATUS_CODES: dict[type[Exception], int] = {
     psycopg2.extensions.QueryCanceledError: 503,
     psycopg2.OperationalError: 503,
     psycopg2.pool.PoolError: 503,
+    CitiesError: 400,
+    UnknownCommune: 404,
+    NoSuchPage: 404,
+    IncompleteBoundary: 422,
+    EmptyArea: 422,
+    NoData: 503,
+    PlanBusy: 503,
+    PlanTimeout: 503,
 }
 
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from cities.style import NO_STREET_NAMES, without_street_names
+from cities.style import NO_TEXT, without_text
 from osmimport.database import database_url
 from osmimport.paths import styles_dir
 from tileserver.context import AppContext
@@ -43,13 +43,13 @@ BBox = tuple[float, float, float, float]
 
 
 def plan_styles() -> tempfile.TemporaryDirectory[str]:
-    """A folder with every style, and each again without its street names (plans set those)."""
+    """A folder with every style, and each again without text (plans write the names)."""
     folder = tempfile.TemporaryDirectory(prefix="fondplan-plan-styles-")
     for name, path in style_files(styles_dir()).items():
         text = path.read_text(encoding="utf-8")
         (Path(folder.name) / path.name).write_text(text, encoding="utf-8")
-        plain = without_street_names(json.loads(text))
-        (Path(folder.name) / f"{name}{NO_STREET_NAMES}.json").write_text(
+        plain = without_text(json.loads(text))
+        (Path(folder.name) / f"{name}{NO_TEXT}.json").write_text(
             json.dumps(plain), encoding="utf-8"
         )
     return folder

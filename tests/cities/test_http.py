@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -55,21 +56,39 @@ def test_townplan_pdf_over_http(liechtenstein_url: str, tmp_path: Path) -> None:
 
 
 def test_townplan_http_errors(liechtenstein_url: str, tmp_path: Path) -> None:
-    unknown, bad_paper, bad_format, bad_dpi = get_all(
+    """The cities errors raised by the routes, answered by the server's one error map."""
+    unknown, bad_paper, bad_format, bad_dpi, big_dpi = get_all(
         liechtenstein_url,
         [
             "/townplans/Vadus.pdf",
             "/townplans/Vaduz.pdf?paper=B5",
             "/townplans/Vaduz.svg",
             "/townplans/Vaduz.pdf?dpi=abc",
+            "/townplans/Vaduz.pdf?dpi=1200",
         ],
         tmp_path,
     )
     assert unknown.status_code == 404
-    assert "Vaduz" in unknown.json()["suggestions"] and "detail" in unknown.json()
+    assert unknown.json()["detail"] == "no commune named 'Vadus' in the loaded data; closest: Vaduz"
     assert bad_paper.status_code == 400 and "paper" in bad_paper.json()["detail"]
     assert bad_format.status_code == 404
+    assert bad_format.json() == {"detail": "ask for /townplans/{commune}.pdf or .png"}
     assert bad_dpi.status_code == 400
+    assert bad_dpi.json() == {"detail": "dpi must be a whole number, got 'abc'"}
+    assert big_dpi.status_code == 400 and big_dpi.json() == {"detail": "dpi may be at most 300"}
+
+
+def test_townplan_http_unavailable_and_incomplete(
+    make_database: Callable[[], str], mulhouse_url: str, tmp_path: Path
+) -> None:
+    """Nothing loaded: 503 with Retry-After; a boundary the extract cuts: 422."""
+    (empty,) = get_all(make_database(), ["/townplans/Vaduz.pdf"], tmp_path / "empty")
+    assert empty.status_code == 503
+    assert empty.json() == {"detail": "no data loaded: run `fondplan import FILE` first"}
+    assert empty.headers["retry-after"] == "5"
+    (cut,) = get_all(mulhouse_url, ["/townplans/Mulhouse.pdf"], tmp_path / "mulhouse")
+    assert cut.status_code == 422
+    assert "the boundary of 'Mulhouse' is incomplete" in cut.json()["detail"]
 
 
 def test_townplan_png_pages_and_head(liechtenstein_url: str, tmp_path: Path) -> None:

@@ -16,11 +16,11 @@ from shapely.geometry import Polygon
 from cities.flow import PT, Column, Item, Measure, TextSizes, flow, measure_item
 from cities.grid import Cell, Grid
 from cities.labels import ASCENT, DESCENT, LABEL_FONT, TextWidths
-from cities.layout import page_geometry
+from cities.layout import Rect, page_geometry
 from cities.paper import Layout, Orientation, page_size_mm
 from cities.render import MapRenderer
 from cities.sheets import Atlas, atlas_of
-from cities.style import legend_entries, load_style
+from cities.style import legend_entries, load_style, without_text
 from cities.townplan import Plan, PlanOptions, bbox_area, make_plan
 from tests.cities.conftest import plan_of
 
@@ -163,26 +163,64 @@ def test_every_index_street_is_named_in_a_cell_it_lists(plan: Plan) -> None:
     assert unnamed == []
 
 
-def test_street_names_do_not_overlap_and_stay_in_the_frame(plan: Plan) -> None:
-    widths = TextWidths()
+def text_box(run: Text, widths: TextWidths, measure: Measure) -> Polygon:
+    """The ink box of any text run on the page (street names, place names, sheet numbers)."""
+    if is_street_name(run):
+        return label_box(run, widths)
+    width, em = measure.width(run.text, run.size, bold="Bold" in run.font), run.size * MM
+    return shapely.box(run.x, run.y - ASCENT * em, run.x + width, run.y + DESCENT * em)
+
+
+def map_frames(plan: Plan) -> dict[int, Rect]:
+    """The map frame of each page (from 0) that has one: sheets and an atlas's overview."""
     frames = {number - 1: frame for number, frame, _ in plan.sheet_pages}
+    if plan.overview is not None:
+        frames[0] = plan.overview[0]
+    return frames
+
+
+def test_map_text_does_not_overlap_and_stays_in_the_frame(plan: Plan) -> None:
+    """Every name on a map (streets, places, sheet numbers) is whole inside its frame and
+    clear of the others; the map images themselves carry no text that a frame could cut."""
+    widths, measure = TextWidths(), Measure()
+    frames = map_frames(plan)
+    places = names = 0
     for number, runs in enumerate(page_texts(plan.documents[0])):
-        boxes = [label_box(run, widths) for run in runs if is_street_name(run)]
         if number not in frames:
-            assert boxes == []
+            assert [run for run in runs if is_street_name(run)] == []
             continue
         f = frames[number]
         frame = shapely.box(f.x, f.y, f.x + f.w, f.y + f.h)
-        assert boxes
-        assert all(frame.contains(box) for box in boxes)
+        on_map = [run for run in runs if frame.contains(shapely.Point(run.x, run.y))]
+        boxes = [text_box(run, widths, measure) for run in on_map]
+        names += len(boxes)
+        if not boxes:
+            continue  # a sheet printing only a pictogram's cell may have no name to write
+        assert [
+            run.text for run, box in zip(on_map, boxes, strict=True) if not frame.contains(box)
+        ] == []
         tree = shapely.STRtree(boxes)
         left, right = tree.query(boxes, predicate="intersects")
         overlaps = [
-            (i, j)
+            (on_map[i].text, on_map[j].text)
             for i, j in zip(left.tolist(), right.tolist(), strict=True)
             if i < j and boxes[i].intersection(boxes[j]).area > 0.01
         ]
         assert overlaps == []
+        places += sum(1 for run in on_map if not is_street_name(run) and not run.text.isdigit())
+    assert places == plan.place_count
+    assert names >= plan.label_count + plan.place_count
+
+
+def test_plan_styles_carry_no_text() -> None:
+    """The maps are drawn without text: MapLibre's labels would be cut at the sheet frames."""
+    style = load_style("print")
+    plain = without_text(style)
+    assert not any("text-field" in layer.get("layout", {}) for layer in plain["layers"])
+    icons = [layer["id"] for layer in style["layers"] if "icon-image" in layer.get("layout", {})]
+    assert icons and icons == [
+        layer["id"] for layer in plain["layers"] if "icon-image" in layer.get("layout", {})
+    ]
 
 
 def test_car_parks_are_not_streets(vaduz_a3: tuple[Path, Plan]) -> None:
@@ -206,6 +244,24 @@ def test_vaduz_atlas_sheets(vaduz_a3: tuple[Path, Plan]) -> None:
         columns_seen.update(run.text for run in pages[number - 1] if run.text.isalpha())
     # The sheets' column letters are those of one grid (not A, B, C… again on each sheet).
     assert len({c for c in columns_seen if len(c) == 1}) > plan.atlas.sheets[0].cols
+    assert_regular(plan.atlas)
+    # Place names are written by the plan, on the overview (clear of the sheet numbers) too.
+    assert plan.overview is not None and plan.overview[1].places
+    assert plan.place_count > len(plan.overview[1].places)
+
+
+def assert_regular(atlas: Atlas) -> None:
+    """The sheets are blocks of one lattice of sheet-sized blocks: edge to edge, none overlapping,
+    numbered in reading order."""
+    sheets = atlas.sheets
+    cols, rows = sheets[0].cols, sheets[0].rows
+    assert {(s.cols, s.rows) for s in sheets} == {(cols, rows)}
+    assert len({s.col0 % cols for s in sheets}) == 1
+    assert len({s.row0 % rows for s in sheets}) == 1
+    assert len({(s.col0, s.row0) for s in sheets}) == len(sheets)
+    assert [s.number for s in sorted(sheets, key=lambda s: (s.row0, s.col0))] == list(
+        range(1, len(sheets) + 1)
+    )
 
 
 def test_atlas_covers_needed_cells_with_a_continuing_grid() -> None:
@@ -213,6 +269,12 @@ def test_atlas_covers_needed_cells_with_a_continuing_grid() -> None:
     needed = [Cell(1, 1), Cell(2, 2), Cell(15, 8), Cell(16, 8)]
     atlas: Atlas = atlas_of(grid, needed, 90.0, 90.0)  # sheets of 2 × 2 cells
     assert len(atlas.sheets) == 2
+    assert_regular(atlas)
+    # Cells in an L: three sheets of one lattice, not a fourth to cover the corner.
+    corner = [Cell(c, r) for c in range(4) for r in range(2)] + [Cell(0, 2), Cell(1, 3)]
+    l_shape = atlas_of(grid, corner, 90.0, 90.0)
+    assert len(l_shape.sheets) == 3
+    assert_regular(l_shape)
     for cell in needed:
         x0, y0, x1, y1 = grid.cell_box(cell)
         moved = atlas.grid.cell_at((x0 + x1) / 2, (y0 + y1) / 2)
