@@ -32,3 +32,6 @@ class RoutingSettings(BaseSettings):
     routing_small_component: int = SMALL_COMPONENT_SIZE
     #: Seconds between two checks of the data version by a running server.
     routing_reload_interval: float = 10.0
+    #: Child processes per server process answering the routing requests too heavy for its
+    #: event loop (0: its worker threads answer them, competing with the loop for the GIL).
+    routing_processes: int = 2
