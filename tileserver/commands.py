@@ -119,6 +119,7 @@ class ServeCommand:
             timeout_keep_alive=settings.keep_alive,
             limit_concurrency=settings.limit_concurrency,
             timeout_graceful_shutdown=settings.graceful_shutdown,
+            timeout_worker_healthcheck=settings.worker_healthcheck,
         )
 
 

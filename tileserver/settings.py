@@ -46,6 +46,10 @@ class ServerSettings(BaseSettings):
     limit_concurrency: int = 1024
     #: Seconds shutdown waits for requests in flight before closing them.
     graceful_shutdown: int = 10
+    #: Seconds a worker of ``--workers N`` may leave its supervisor's health check unanswered
+    #: before it is killed and replaced (uvicorn's 5 s kill starting workers in a loop on a
+    #: busy machine, as they load their extension modules).
+    worker_healthcheck: int = 30
     #: Set by ``fondplan serve --workers N`` in its workers: the supervisor's process id.
     supervisor_pid: int | None = None
     #: Set by ``fondplan serve --workers N``: where workers share their metrics.
