@@ -11,6 +11,9 @@ count, sampling the server's RSS every 10 s; it prints the curve and its slope.
 
     .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
     .venv/bin/python bench/load.py --soak 600 --clients 32 --workers 2
+
+``--database-url`` uses a database already imported with its routing data (kept afterwards)
+instead of importing the sample into a throwaway one, so runs to compare start sooner.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 from types import ModuleType
 
 import psutil
+import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +43,7 @@ sys.path.insert(0, str(ROOT / "import"))
 from osmimport.database import drop_database, ensure_database  # noqa: E402
 from osmimport.embedded import EmbeddedCluster  # noqa: E402
 from osmimport.importer import run_import  # noqa: E402
+from tileserver.catalog import read_catalog  # noqa: E402
 from tileserver.tiling import tiles_in_bbox  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
@@ -284,6 +289,9 @@ def main() -> int:
     parser.add_argument("--clients", default="1,8,32,128", help="client counts, comma-separated")
     parser.add_argument("--workers", default="1,2", help="server processes, comma-separated")
     parser.add_argument(
+        "--database-url", help="an imported database with routing data, instead of importing"
+    )
+    parser.add_argument(
         "--soak",
         type=float,
         metavar="SECONDS",
@@ -293,16 +301,10 @@ def main() -> int:
     client_counts = [int(v) for v in args.clients.split(",")]
     worker_counts = [int(v) for v in args.workers.split(",")]
 
-    admin, url = _db()
+    admin, url = _db() if args.database_url is None else ("", args.database_url)
     dbname = url.rsplit("/", 1)[1]
     try:
-        print(f"importing {SAMPLE.name} and building the routing graphs ...", flush=True)
-        summary = run_import(url, [SAMPLE])
-        from routing.build import build_graphs
-
-        build_graphs(url, quiet=True)
-        assert summary.bbox is not None
-        load, warm = workload(summary.bbox)
+        load, warm = workload(_imported(url) if args.database_url is None else _bbox(url))
         if args.soak:
             workers, clients = worker_counts[0], client_counts[0]
             with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
@@ -352,8 +354,31 @@ def main() -> int:
             ratio = cold_rates[(workers, 32)] / max(cold_rates[(workers, 1)], 1e-9)
             print(f"cold tiles/s at 32 clients / at 1 client, --workers {workers}: {ratio:.2f}")
     finally:
-        drop_database(admin, dbname)
+        if args.database_url is None:
+            drop_database(admin, dbname)
     return 0
+
+
+def _imported(url: str) -> Sequence[float]:
+    """Import the sample with its routing data into ``url``; the data's bbox."""
+    print(f"importing {SAMPLE.name} and building the routing graphs ...", flush=True)
+    summary = run_import(url, [SAMPLE])
+    from routing.build import build_graphs
+
+    build_graphs(url, quiet=True)
+    assert summary.bbox is not None
+    return summary.bbox
+
+
+def _bbox(url: str) -> Sequence[float]:
+    """The bbox of the data imported in ``url``."""
+    conn = psycopg2.connect(url)
+    try:
+        bbox = read_catalog(conn).bbox()
+    finally:
+        conn.close()
+    assert bbox is not None, f"nothing imported in {url}"
+    return bbox
 
 
 if __name__ == "__main__":
