@@ -129,6 +129,8 @@ class Step:
     seconds: float
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     server_errors: int = 0
+    #: 5xx answers by kind of request and status.
+    error_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     conn_errors: int = 0
     #: (seconds since the start, server RSS in MB).
     rss_mb: list[tuple[float, float]] = field(default_factory=list)
@@ -180,6 +182,7 @@ async def run_step(
                 continue
             if status >= 500:
                 step.server_errors += 1
+                step.error_kinds[f"{kind} {status}"] += 1
             else:
                 step.latencies[kind].append((time.perf_counter() - started) * 1000)
         conn.close()
@@ -219,7 +222,7 @@ def row(workers: int, clients: int, step: Step) -> str:
         f"{pct(every, 0.95):>8.1f} {pct(every, 0.99):>8.1f} "
         f"{pct(step.latencies.get('cached', []), 0.99):>10.1f} {cold:>7.1f} "
         f"{step.server_errors:>5} {step.conn_errors:>8} {rss:>7.0f}"
-    )
+    ) + "".join(f"\n{'':>16}5xx: {k} x{n}" for k, n in sorted(step.error_kinds.items()))
 
 
 def slope(points: Sequence[tuple[float, float]]) -> float:
