@@ -34,4 +34,5 @@ class RoutingSettings(BaseSettings):
     routing_reload_interval: float = 10.0
     #: Child processes per server process answering the routing requests too heavy for its
     #: event loop (0: its worker threads answer them, competing with the loop for the GIL).
-    routing_processes: int = 2
+    #: Each costs about 130 MB of its own on Liechtenstein, beyond the shared routing files.
+    routing_processes: int = 1

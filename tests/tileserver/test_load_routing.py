@@ -1,5 +1,5 @@
 """Under load the event loop stays free: heavy routes run in child processes, cheap ones on the
-loop with the same headers as every other answer."""
+loop with the same headers as every other answer; database connections are kept."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.tileserver.conftest import LOOPBACK, TestClient, tile_settings
+from tests.tileserver.conftest import LOOPBACK, VADUZ, TestClient, tile_of, tile_settings
 from tileserver.app import create_app
 
 SHORT_DRIVE = "/route/v1/driving/9.5209,47.1410;9.5230,47.1395"
@@ -105,3 +105,13 @@ def test_a_killed_routing_process_is_replaced(client: TestClient) -> None:
     assert again.status_code == 200, again.text
     assert metrics(client)["fondplan_routing_process_restarts_total"] >= 1
     assert {c.pid for c in routing_children()}.isdisjoint(c.pid for c in children)
+
+
+def test_database_connections_are_kept_between_tiles(client: TestClient) -> None:
+    x, y = tile_of(*VADUZ, 14)
+    for dx in range(4):
+        assert client.get(f"/tiles/basemap/14/{x + dx}/{y + 3}.mvt").status_code in (200, 204)
+    found = metrics(client)
+    # Returned to the pool, not closed: the next uncached tile needs no new connection.
+    assert found["fondplan_db_pool_idle"] >= 1
+    assert found["fondplan_db_pool_in_use"] == 0
