@@ -6,7 +6,14 @@ keep-alive clients, with ``--workers 1`` and ``2``. Each step prints throughput,
 the p99 of cached tiles, cold tiles/s, 5xx and connection errors and the server's RSS (all its
 processes). Then cold tiles alone at 1 and 32 clients, whose ratio should be >= 1.
 
+``--soak SECONDS`` runs the mix instead for that long at the first client count and worker
+count, sampling the server's RSS every 10 s; it prints the curve and its slope.
+
     .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
+    .venv/bin/python bench/load.py --soak 600 --clients 32 --workers 2
+
+``--database-url`` uses a database already imported with its routing data (kept afterwards)
+instead of importing the sample into a throwaway one, so runs to compare start sooner.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from pathlib import Path
 from types import ModuleType
 
 import psutil
+import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,6 +43,7 @@ sys.path.insert(0, str(ROOT / "import"))
 from osmimport.database import drop_database, ensure_database  # noqa: E402
 from osmimport.embedded import EmbeddedCluster  # noqa: E402
 from osmimport.importer import run_import  # noqa: E402
+from tileserver.catalog import read_catalog  # noqa: E402
 from tileserver.tiling import tiles_in_bbox  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
@@ -120,8 +129,11 @@ class Step:
     seconds: float
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     server_errors: int = 0
+    #: 5xx answers by kind of request and status.
+    error_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     conn_errors: int = 0
-    rss_mb: list[float] = field(default_factory=list)
+    #: (seconds since the start, server RSS in MB).
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)
 
 
 def server_rss_mb(pid: int) -> float:
@@ -140,11 +152,19 @@ def server_rss_mb(pid: int) -> float:
 
 
 async def run_step(
-    port: int, pid: int, load: Workload, clients: int, seconds: float, kinds: set[str] | None
+    port: int,
+    pid: int,
+    load: Workload,
+    clients: int,
+    seconds: float,
+    kinds: set[str] | None,
+    rss_every: float = 0.5,
 ) -> Step:
-    """``clients`` keep-alive clients for ``seconds``; ``kinds`` limits the mix."""
+    """``clients`` keep-alive clients for ``seconds``; ``kinds`` limits the mix; the server's
+    RSS sampled every ``rss_every`` seconds."""
     step = Step(seconds)
-    stop = time.perf_counter() + seconds
+    begin = time.perf_counter()
+    stop = begin + seconds
 
     async def client() -> None:
         conn = TILES.Conn("127.0.0.1", port)
@@ -162,14 +182,18 @@ async def run_step(
                 continue
             if status >= 500:
                 step.server_errors += 1
+                step.error_kinds[f"{kind} {status}"] += 1
             else:
                 step.latencies[kind].append((time.perf_counter() - started) * 1000)
         conn.close()
 
     async def sample_rss() -> None:
-        while time.perf_counter() < stop:
-            step.rss_mb.append(server_rss_mb(pid))
-            await asyncio.sleep(0.5)
+        while True:
+            now = time.perf_counter()
+            step.rss_mb.append((now - begin, server_rss_mb(pid)))
+            if now + rss_every > stop:
+                return
+            await asyncio.sleep(rss_every)
 
     await asyncio.gather(sample_rss(), *(client() for _ in range(clients)))
     return step
@@ -192,13 +216,40 @@ def row(workers: int, clients: int, step: Step) -> str:
     every = [v for values in step.latencies.values() for v in values]
     rate = len(every) / step.seconds
     cold = len(step.latencies.get("cold", [])) / step.seconds
-    rss = max(step.rss_mb) if step.rss_mb else 0.0
+    rss = max(mb for _, mb in step.rss_mb) if step.rss_mb else 0.0
     return (
         f"{workers:>7} {clients:>7} {rate:>8.1f} {pct(every, 0.5):>8.1f} "
         f"{pct(every, 0.95):>8.1f} {pct(every, 0.99):>8.1f} "
         f"{pct(step.latencies.get('cached', []), 0.99):>10.1f} {cold:>7.1f} "
         f"{step.server_errors:>5} {step.conn_errors:>8} {rss:>7.0f}"
+    ) + "".join(f"\n{'':>16}5xx: {k} x{n}" for k, n in sorted(step.error_kinds.items()))
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float:
+    """The least-squares slope of (x, y) points (0 for fewer than two)."""
+    if len(points) < 2:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else 0.0
+
+
+def soak_report(step: Step, workers: int, clients: int) -> str:
+    """The RSS curve of a long run and its slope, whole and over the second half (after the
+    caches have filled)."""
+    lines = [f"soak: {step.seconds:.0f} s, {clients} clients, --workers {workers}"]
+    lines.append(f"{'t s':>6} {'RSS MB':>8}")
+    lines += [f"{t:>6.0f} {mb:>8.1f}" for t, mb in step.rss_mb]
+    later = [(t, mb) for t, mb in step.rss_mb if t >= step.seconds / 2]
+    lines.append(
+        f"RSS slope: {slope(step.rss_mb) * 60:+.2f} MB/min over the run, "
+        f"{slope(later) * 60:+.2f} MB/min over its second half; "
+        f"first {step.rss_mb[0][1]:.0f} MB, last {step.rss_mb[-1][1]:.0f} MB, "
+        f"max {max(mb for _, mb in step.rss_mb):.0f} MB"
     )
+    lines += [HEADER, row(workers, clients, step)]
+    return "\n".join(lines)
 
 
 def serve(url: str, workers: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -240,20 +291,37 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step")
     parser.add_argument("--clients", default="1,8,32,128", help="client counts, comma-separated")
     parser.add_argument("--workers", default="1,2", help="server processes, comma-separated")
+    parser.add_argument(
+        "--database-url", help="an imported database with routing data, instead of importing"
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="instead of the curve: one long run sampling the server's RSS every 10 s",
+    )
     args = parser.parse_args()
     client_counts = [int(v) for v in args.clients.split(",")]
     worker_counts = [int(v) for v in args.workers.split(",")]
 
-    admin, url = _db()
+    admin, url = _db() if args.database_url is None else ("", args.database_url)
     dbname = url.rsplit("/", 1)[1]
     try:
-        print(f"importing {SAMPLE.name} and building the routing graphs ...", flush=True)
-        summary = run_import(url, [SAMPLE])
-        from routing.build import build_graphs
-
-        build_graphs(url, quiet=True)
-        assert summary.bbox is not None
-        load, warm = workload(summary.bbox)
+        load, warm = workload(_imported(url) if args.database_url is None else _bbox(url))
+        if args.soak:
+            workers, clients = worker_counts[0], client_counts[0]
+            with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
+                proc, port = serve(url, workers, Path(tmp))
+                try:
+                    asyncio.run(warm_up(port, warm, workers))
+                    step = asyncio.run(
+                        run_step(port, proc.pid, load, clients, args.soak, None, rss_every=10.0)
+                    )
+                    print(soak_report(step, workers, clients), flush=True)
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+            return 0
         cold_rates: dict[tuple[int, int], float] = {}
         lines = []
         for workers in worker_counts:
@@ -289,8 +357,31 @@ def main() -> int:
             ratio = cold_rates[(workers, 32)] / max(cold_rates[(workers, 1)], 1e-9)
             print(f"cold tiles/s at 32 clients / at 1 client, --workers {workers}: {ratio:.2f}")
     finally:
-        drop_database(admin, dbname)
+        if args.database_url is None:
+            drop_database(admin, dbname)
     return 0
+
+
+def _imported(url: str) -> Sequence[float]:
+    """Import the sample with its routing data into ``url``; the data's bbox."""
+    print(f"importing {SAMPLE.name} and building the routing graphs ...", flush=True)
+    summary = run_import(url, [SAMPLE])
+    from routing.build import build_graphs
+
+    build_graphs(url, quiet=True)
+    assert summary.bbox is not None
+    return summary.bbox
+
+
+def _bbox(url: str) -> Sequence[float]:
+    """The bbox of the data imported in ``url``."""
+    conn = psycopg2.connect(url)
+    try:
+        bbox = read_catalog(conn).bbox()
+    finally:
+        conn.close()
+    assert bbox is not None, f"nothing imported in {url}"
+    return bbox
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from importlib import resources
 from typing import Any
@@ -18,6 +18,7 @@ from osmimport.database import database_url
 from osmimport.errors import FondplanError
 from routing.errors import OsrmError
 from routing.osrm import parse_coordinates
+from routing.processes import RoutingProcesses
 from routing.service import Busy, RoutingService
 
 Handler = Callable[[str, list[tuple[float, float]], dict[str, str]], dict[str, Any]]
@@ -71,6 +72,24 @@ def _endpoint(service: RoutingService, method: str) -> Callable[[Request], Respo
             request.query_params.multi_items(),
         )
         return Response(body, status_code=status, media_type="application/json")
+
+    endpoint.__name__ = f"osrm_{method}"
+    return endpoint
+
+
+def _process_endpoint(
+    service: RoutingService, processes: RoutingProcesses, method: str
+) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        status, body = await processes.answer(
+            service.current_version(),
+            method,
+            request.path_params["profile"],
+            request.path_params["coordinates"],
+            request.query_params.multi_items(),
+        )
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     endpoint.__name__ = f"osrm_{method}"
     return endpoint
@@ -143,12 +162,19 @@ def viewer_script(request: Request) -> Response:
     return Response(text, media_type="text/javascript; charset=utf-8")
 
 
-def routes(service: RoutingService) -> list[BaseRoute]:
-    """The routes the tile server mounts; plain ``def`` handlers run in the thread pool."""
+def routes(service: RoutingService, processes: RoutingProcesses | None = None) -> list[BaseRoute]:
+    """The routes the tile server mounts; queries run in ``processes`` when given, else in the
+    thread pool."""
+
+    def endpoint(method: str) -> Callable[[Request], Any]:
+        if processes is None:
+            return _endpoint(service, method)
+        return _process_endpoint(service, processes, method)
+
     return [
-        Route("/route/v1/{profile}/{coordinates:path}", _endpoint(service, "route")),
-        Route("/nearest/v1/{profile}/{coordinates:path}", _endpoint(service, "nearest")),
-        Route("/table/v1/{profile}/{coordinates:path}", _endpoint(service, "table")),
+        Route("/route/v1/{profile}/{coordinates:path}", endpoint("route")),
+        Route("/nearest/v1/{profile}/{coordinates:path}", endpoint("nearest")),
+        Route("/table/v1/{profile}/{coordinates:path}", endpoint("table")),
         Route("/routing/routing.js", viewer_script),
     ]
 
@@ -162,12 +188,20 @@ def group_routes(context: Any) -> list[BaseRoute]:
     """
     database = context.settings.database
     tiles = context.tiles
+    settings = context.settings.routing
     service = RoutingService(
         lambda: database_url(database),
-        context.settings.routing,
+        settings,
         follow=lambda: tiles.version,
         data_dir=database.data_dir,
     )
+    processes = None
+    if settings.routing_processes > 0:
+        processes = RoutingProcesses(
+            database_url(database), settings, database.data_dir, settings.routing_processes
+        )
+        context.on_shutdown.append(processes.close)
+        context.metrics.add_gauges(processes.gauges)
     if context.settings.server.tiles_file is not None:
         # Tiles from an archive, no database: no routing data (routes answer 503 NoGraph).
         context.health["routing"] = lambda: {"ready": True, "served": False}
@@ -178,4 +212,4 @@ def group_routes(context: Any) -> list[BaseRoute]:
         context.add_fast_route(
             f"/{method}/v1/", f"osrm_{method}", partial(fast_answer, service), request_cost
         )
-    return routes(service)
+    return routes(service, processes)

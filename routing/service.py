@@ -206,6 +206,12 @@ class RoutingService:
         assert engine is not None
         return engine
 
+    def forget_other_versions(self, version: str) -> None:
+        """Drop the engines of every data version but ``version`` (a follower whose leader
+        switched)."""
+        with self._lock:
+            self._engines = {k: e for k, e in self._engines.items() if k[0] == version}
+
     def refresh(self) -> None:
         """Check the data version in the database (alone; in the server the tiles' version
         is followed and this does nothing)."""

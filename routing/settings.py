@@ -30,6 +30,10 @@ class RoutingSettings(Section):
     coordinate lies on the same one or no other road is within the radius."""
     routing_reload_interval: float = 10.0
     """Seconds between two checks of the data version by a running server."""
+    routing_processes: int = 1
+    """Child processes per server process answering the routing requests too heavy for its
+    event loop (0: its worker threads answer them, competing with the loop for the GIL); each
+    costs about 130 MB of its own on Liechtenstein, beyond the shared routing files."""
 
 
 class RoutingCommandSettings(ImportSettings):

@@ -15,7 +15,6 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import BaseRoute, Mount
 from starlette.types import Receive, Scope, Send
 
@@ -24,7 +23,7 @@ from tileserver.errors import exception_handlers
 from tileserver.fastpath import FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
-from tileserver.middleware import MetricsMiddleware, ProxyHeaders, RequestIds, TrustedProxies
+from tileserver.middleware import Answers, ProxyHeaders, TrustedProxies
 from tileserver.server import die_with_parent, set_header_timeout
 from tileserver.service import TileService
 from tileserver.settings import Settings
@@ -36,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Smallest answer worth compressing, in bytes.
 GZIP_MINIMUM_SIZE = 1024
+#: Answers from this size on are compressed in a worker thread.
+GZIP_THREAD_SIZE = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Server(Starlette):
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast
-        if fast is not None and scope["type"] == "http" and await fast.handle(scope, send):
+        if fast is not None and scope["type"] == "http" and await fast.handle(scope, receive, send):
             return
         await super().__call__(scope, receive, send)
 
@@ -198,40 +199,19 @@ def create_app(
                 except Exception:
                     log.exception("shutdown step %s failed", getattr(hook, "__qualname__", hook))
 
-    middleware = [
-        Middleware(RequestIds),
-        Middleware(MetricsMiddleware, metrics=metrics),
-        Middleware(
-            CORSMiddleware,
-            allow_origins=list(settings.server.cors_origins),
-            allow_methods=["GET", "HEAD", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["ETag", "Content-Length"],
-            max_age=86400,
-        ),
-        Middleware(
-            GZipMiddleware,
-            minimum_size=GZIP_MINIMUM_SIZE,
-            compresslevel=6,
-            # Tiles set Content-Encoding themselves and are passed through as they are.
-            exclude_content_types=("image/png", "application/pdf"),
-        ),
-        Middleware(LimitMiddleware, limits=limits),
-    ]
     app = Server(
         routes=build_routes(context, groups, extra_routes),
-        middleware=middleware,
+        middleware=[
+            *response_middleware(settings, metrics),
+            Middleware(LimitMiddleware, limits=limits),
+        ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
     app.proxies = ProxyHeaders(app._dispatch, TrustedProxies(settings.server.forwarded_allow_ips))
     if context.fast_routes:
         app.fast = FastPaths(
-            context.fast_routes,
-            metrics,
-            settings.server.cors_origins,
-            GZIP_MINIMUM_SIZE,
-            settings.server.fast_budget,
+            context.fast_routes, response_middleware(settings, metrics), settings.server.fast_budget
         )
         metrics.add_gauges(app.fast.gauges)
     app.state.settings = settings
@@ -240,3 +220,28 @@ def create_app(
     app.state.tiles = service
     app.state.limits = limits
     return app
+
+
+def response_middleware(settings: Settings, metrics: Metrics) -> list[Middleware]:
+    """What every answer passes through, the fast path's too: request id, CORS, gzip, metrics."""
+    cors = CORSMiddleware(
+        None,  # type: ignore[arg-type]  # its preflight answers and settings only
+        allow_origins=list(settings.server.cors_origins),
+        allow_methods=["GET", "HEAD", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=["ETag", "Content-Length"],
+        max_age=86400,
+    )
+    return [
+        Middleware(
+            Answers,
+            metrics=metrics,
+            cors=cors,
+            gzip_minimum=GZIP_MINIMUM_SIZE,
+            gzip_level=6,
+            # Bigger answers (long routes with steps) are compressed off the event loop.
+            thread_size=GZIP_THREAD_SIZE,
+            # Tiles set Content-Encoding themselves and are passed through as they are.
+            exclude_types=("image/png", "application/pdf"),
+        )
+    ]

@@ -123,6 +123,7 @@ class ServeCommand:
             timeout_keep_alive=server.keep_alive,
             limit_concurrency=server.limit_concurrency,
             timeout_graceful_shutdown=server.graceful_shutdown,
+            timeout_worker_healthcheck=server.worker_healthcheck,
         )
 
 

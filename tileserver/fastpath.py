@@ -1,14 +1,13 @@
-"""Requests answered on the event loop ahead of the middleware stack, for sub-millisecond APIs."""
+"""Requests answered on the event loop ahead of routing and admission, for sub-millisecond APIs."""
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
-from starlette.types import Scope, Send
-
-from tileserver.metrics import Metrics
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 #: Gets the request path and query string; answers (status, JSON body), or None to let the
 #: regular route answer (e.g. when the answer needs the database or a worker thread).
@@ -19,13 +18,15 @@ FastCost = Callable[[str, str], float]
 
 #: Work (see FastCost) the event loop takes on for one request; more goes to the threads.
 DEFAULT_BUDGET = 3.0
+#: Where the answer waits in the ASGI scope for the innermost app of the fast path.
+ANSWER = "fondplan.fast_answer"
 
 
 @dataclass(frozen=True)
 class FastRoute:
     """GET and HEAD requests under ``prefix`` are offered to ``handler`` before the app's
-    middleware and routing, when ``cost`` says they are cheap; ``name`` labels them in the
-    metrics."""
+    routing and admission limits, when ``cost`` says they are cheap; ``name`` labels them in
+    the metrics."""
 
     prefix: str
     name: str
@@ -33,15 +34,29 @@ class FastRoute:
     cost: FastCost | None = None
 
 
+async def _send_answer(scope: Scope, receive: Receive, send: Send) -> None:
+    """The innermost app of the fast path: sends the JSON answer the handler left in the scope."""
+    status, body = scope[ANSWER]
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+
+
+def wrap(app: ASGIApp, middleware: Sequence[Middleware]) -> ASGIApp:
+    """``app`` behind ``middleware``, the first outermost (as Starlette builds its stack)."""
+    for cls, args, kwargs in reversed(middleware):
+        app = cls(app, *args, **kwargs)
+    return app
+
+
 class FastPaths:
-    """Answers fast routes with the headers the middleware would add: CORS, gzip, metrics."""
+    """Answers fast routes through the same response middleware as the app (request ids,
+    metrics, CORS, gzip), skipping only its routing and admission limits."""
 
     def __init__(
         self,
         routes: Sequence[FastRoute],
-        metrics: Metrics,
-        cors_origins: Sequence[str],
-        gzip_minimum: int,
+        middleware: Sequence[Middleware],
         budget: float = DEFAULT_BUDGET,
     ) -> None:
         self.routes = tuple(routes)
@@ -49,16 +64,14 @@ class FastPaths:
         #: Requests answered here, and those handed to the threads for their cost.
         self.answered = 0
         self.deferred = 0
-        self.metrics = metrics
-        self.any_origin = "*" in cors_origins
-        self.origins = frozenset(origin.encode("latin-1") for origin in cors_origins)
-        self.gzip_minimum = gzip_minimum
+        self._respond = wrap(_send_answer, middleware)
+        # What the metrics middleware reads a route's label from.
+        self._endpoints = {route.prefix: SimpleNamespace(__name__=route.name) for route in routes}
 
-    async def handle(self, scope: Scope, send: Send) -> bool:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if a fast route takes it; False leaves it to the app."""
         path: str = scope["path"]
-        method: str = scope["method"]
-        if method not in ("GET", "HEAD"):
+        if scope["method"] not in ("GET", "HEAD"):
             return False
         for route in self.routes:
             if path.startswith(route.prefix):
@@ -78,25 +91,9 @@ class FastPaths:
         if answer is None:
             return False
         self.answered += 1
-        status, body = answer
-        request_headers = dict(scope["headers"])
-        headers = [(b"content-type", b"application/json")]
-        origin = request_headers.get(b"origin")
-        if origin is not None:
-            if self.any_origin:
-                headers.append((b"access-control-allow-origin", b"*"))
-            elif origin in self.origins:
-                headers += [(b"access-control-allow-origin", origin), (b"vary", b"Origin")]
-            headers.append((b"access-control-expose-headers", b"ETag, Content-Length"))
-        if len(body) >= self.gzip_minimum:
-            headers.append((b"vary", b"Accept-Encoding"))
-            if b"gzip" in request_headers.get(b"accept-encoding", b""):
-                body = gzip.compress(body, compresslevel=6, mtime=0)
-                headers.append((b"content-encoding", b"gzip"))
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
-        self.metrics.request(route.name, method, status)
+        scope[ANSWER] = answer
+        scope["endpoint"] = self._endpoints[route.prefix]
+        await self._respond(scope, receive, send)
         return True
 
     def gauges(self) -> dict[str, float]:

@@ -2,50 +2,24 @@
 
 from __future__ import annotations
 
+import gzip
 import ipaddress
 import logging
+import os
 import re
-import uuid
+import zlib
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
+import anyio.to_thread
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tileserver.metrics import Metrics
 
 log = logging.getLogger("tileserver.errors")
-
-
-def _route_label(scope: Scope) -> str:
-    endpoint = scope.get("endpoint")
-    if endpoint is None:
-        return "unmatched"
-    return str(getattr(endpoint, "__name__", None) or type(endpoint).__name__)
-
-
-class MetricsMiddleware:
-    """Counts every HTTP answer by route (the endpoint's name), method and status."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on and count the status it was answered with."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.request(_route_label(scope), str(scope.get("method", "")), status)
 
 
 #: Request headers only a trusted proxy may set.
@@ -152,53 +126,177 @@ def request_id(scope: Scope) -> str:
     found = scope.get(REQUEST_ID)
     if found is None:
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        found = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        found = given if _REQUEST_ID.match(given) else os.urandom(8).hex()
         scope[REQUEST_ID] = found
     return str(found)
 
 
-class RequestIds:
-    """Gives each request an id, answered in ``X-Request-ID``; logs an unhandled error once.
+class Answers:
+    """What every answer gets on its way out, in one pass (the fast path's too): its request
+    id (``X-Request-ID``), CORS headers, gzip when the client accepts it and the body is worth
+    it, and its count in the metrics by route, method and status.
 
-    An error no handler took is logged here, with the id and the traceback, and answered 500
-    JSON; it does not reach the server, which would log it a second time without the id.
+    CORS follows Starlette's ``CORSMiddleware`` configured by ``cors`` (which answers the
+    preflight requests); compression is done in a worker thread from ``thread_size`` bytes on.
+    An error no handler took is logged here once, with the id and the traceback, and answered
+    500 JSON; it does not reach the server, which would log it again without the id.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        cors: CORSMiddleware,
+        gzip_minimum: int,
+        gzip_level: int,
+        thread_size: int,
+        exclude_types: Sequence[str],
+    ) -> None:
         self.app = app
+        self.metrics = metrics
+        self.cors = cors
+        simple = cors.simple_headers.items()
+        self.simple_cors = [(k.lower().encode(), v.encode()) for k, v in simple]
+        self.gzip_minimum = gzip_minimum
+        self.gzip_level = gzip_level
+        self.thread_size = thread_size
+        self.exclude_types = frozenset(t.encode() for t in exclude_types)
+
+    def cors_headers(self, origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of a (non-preflight) answer to a request from ``origin``."""
+        if origin is None:
+            return []
+        if self.cors.allow_all_origins:
+            return self.simple_cors
+        if self.cors.is_allowed_origin(origin.decode("latin-1")):
+            return [*self.simple_cors, (b"access-control-allow-origin", origin)]
+        return []
+
+    def _compressible(self, start: Message) -> bool:
+        """Whether the answer may be compressed, by its status and headers."""
+        if start["status"] in (204, 206, 304):
+            return False
+        for name, value in start["headers"]:
+            if name == b"content-encoding":
+                return False
+            if name == b"content-type" and value.partition(b";")[0].strip() in self.exclude_types:
+                return False
+        return True
+
+    async def _gzip(self, body: bytes) -> bytes:
+        compress = partial(gzip.compress, body, self.gzip_level, mtime=0)
+        if len(body) >= self.thread_size:
+            return await anyio.to_thread.run_sync(compress)
+        return compress()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on with its id; answer 500 for an error nobody handled."""
+        """Pass the request on, completing its answer's headers and body on the way out."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        origin: bytes | None = None
+        accepts_gzip = False
+        preflight = False
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value
+            elif name == b"accept-encoding":
+                accepts_gzip = b"gzip" in value
+            elif name == b"access-control-request-method":
+                preflight = True
         rid = request_id(scope).encode("latin-1")
+        if preflight and origin is not None and scope["method"] == "OPTIONS":
+            response = self.cors.preflight_response(request_headers=Headers(scope=scope))
+            response.headers["x-request-id"] = rid.decode("latin-1")
+            await response(scope, receive, send)
+            self.metrics.request(_route_label(scope), "OPTIONS", response.status_code)
+            return
+        extra = [(b"x-request-id", rid), *self.cors_headers(origin)]
+        status = 500
         started = False
+        held: Message | None = None
+        compressor: Any = None
 
-        async def send_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
+        async def send_answer(message: Message) -> None:
+            nonlocal status, started, held, compressor
+            kind = message["type"]
+            if kind == "http.response.start":
                 started = True
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", []), (b"x-request-id", rid)],
-                }
-            await send(message)
+                status = int(message["status"])
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                if self._compressible(message):
+                    # Whether to compress depends on the body's size: the headers wait for it.
+                    held = message
+                    return
+                await send(_vary(message, b"Origin"))
+                return
+            if kind != "http.response.body" and held is not None:
+                # No body to decide on (a file sent by path): the answer goes as it is.
+                start, held = held, None
+                await send(_vary(start, b"Origin"))
+            if kind != "http.response.body" or (held is None and compressor is None):
+                await send(message)
+                return
+            body: bytes = message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if held is not None:
+                start, held = held, None
+                if not more and len(body) < self.gzip_minimum:
+                    await send(_vary(start, b"Origin"))
+                    await send(message)
+                    return
+                start = _vary(start, b"Accept-Encoding", b"Origin")
+                if not accepts_gzip:
+                    await send(start)
+                    await send(message)
+                    return
+                headers = [(k, v) for k, v in start["headers"] if k != b"content-length"]
+                headers.append((b"content-encoding", b"gzip"))
+                if more:
+                    compressor = zlib.compressobj(self.gzip_level, zlib.DEFLATED, 31)
+                else:
+                    body = await self._gzip(body)
+                    headers.append((b"content-length", b"%d" % len(body)))
+                await send({**start, "headers": headers})
+            if compressor is not None:
+                body = compressor.compress(body)
+                body += compressor.flush(zlib.Z_SYNC_FLUSH if more else zlib.Z_FINISH)
+            await send({**message, "body": body})
 
         try:
-            await self.app(scope, receive, send_id)
+            await self.app(scope, receive, send_answer)
         except Exception:
             log.exception("request %s %s failed", rid.decode(), scope.get("path", ""))
             if not started:
                 body = b'{"detail":"internal server error"}'
-                await send_id(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                headers = [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ]
+                start = {"type": "http.response.start", "status": 500, "headers": headers}
+                await send_answer(start)
+                await send_answer({"type": "http.response.body", "body": body})
+        finally:
+            self.metrics.request(_route_label(scope), str(scope.get("method", "")), status)
+
+
+def _vary(start: Message, *names: bytes) -> Message:
+    """The start message with ``names`` added to its one ``Vary`` header."""
+    values: list[bytes] = []
+    headers = []
+    for key, value in start["headers"]:
+        if key == b"vary":
+            values += [part.strip() for part in value.split(b",") if part.strip()]
+        else:
+            headers.append((key, value))
+    known = {value.lower() for value in values}
+    values += [name for name in names if name.lower() not in known]
+    headers.append((b"vary", b", ".join(values)))
+    return {**start, "headers": headers}
+
+
+def _route_label(scope: Scope) -> str:
+    endpoint = scope.get("endpoint")
+    if endpoint is None:
+        return "unmatched"
+    return str(getattr(endpoint, "__name__", None) or type(endpoint).__name__)

@@ -80,6 +80,9 @@ class ServerSettings(Section):
     """Connections (and requests) a server process takes at once; beyond, 503."""
     graceful_shutdown: int = 10
     """Seconds shutdown waits for requests in flight before closing them."""
+    worker_healthcheck: int = 30
+    """Seconds a worker of `--workers N` may leave its supervisor's health check unanswered before
+    it is killed and replaced (uvicorn's 5 s kills workers still loading on a busy machine)."""
     supervisor_pid: int | None = None
     """Set by `fondplan serve --workers N` in its workers: the supervisor's process id."""
     metrics_dir: Path | None = None

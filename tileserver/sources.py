@@ -90,6 +90,24 @@ SWAP_ERRORS: tuple[type[psycopg2.Error], ...] = (
 )
 
 
+class KeepingPool(psycopg2.pool.ThreadedConnectionPool):
+    """Opens connections when first needed, and keeps up to ``maxconn`` of them open when
+    returned: psycopg2 keeps only ``minconn``, so with 0 every tile query connected anew."""
+
+    def __init__(self, maxconn: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(0, maxconn, *args, **kwargs)
+        self.minconn = maxconn
+
+    def discard_idle(self) -> None:
+        """Close the idle connections."""
+        lock: threading.Lock = getattr(self, "_lock")  # noqa: B009  # psycopg2's, untyped
+        idle: list[psycopg2.extensions.connection] = getattr(self, "_pool")  # noqa: B009
+        with lock:
+            for conn in idle:
+                conn.close()
+            idle.clear()
+
+
 def _connection_failed(exc: psycopg2.Error) -> bool:
     """Whether ``exc`` says the connection or server failed, not the statement."""
     if isinstance(exc, psycopg2.extensions.QueryCanceledError):
@@ -131,7 +149,7 @@ class PostGISSource:
         self.url = database if isinstance(database, str) else ""
         self.settings = settings
         self.pool_size = max(1, pool_size)
-        self.pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self.pool: KeepingPool | None = None
         self._catalog = Catalog()
         self._queries: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -161,9 +179,7 @@ class PostGISSource:
         if not isinstance(self.database, str):
             # The embedded cluster's read-only role: the server never writes.
             self.url = serving_url(self.database)
-        self.pool = psycopg2.pool.ThreadedConnectionPool(
-            0, self.pool_size, self.url, **self.connect_kwargs()
-        )
+        self.pool = KeepingPool(self.pool_size, self.url, **self.connect_kwargs())
         try:
             self.refresh()
         except DatabaseDown as exc:
@@ -202,6 +218,8 @@ class PostGISSource:
             broken = True
             if _connection_failed(exc):
                 self.breaker.failed(exc)
+                # The idle ones very likely lost their server too (a restart).
+                pool.discard_idle()
                 raise DatabaseDown(self.breaker.cooldown) from exc
             raise
         finally:

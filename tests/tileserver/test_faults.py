@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import mapbox_vector_tile
@@ -191,3 +192,60 @@ def test_a_hung_render_process_is_replaced(
         assert "fondplan_render_process_up 1.0" in metrics
         assert 'fondplan_requests_limit{kind="raster"} 32.0' in metrics
         assert "fondplan_db_up 1.0" in metrics
+
+
+#: Town centres of Liechtenstein, the ends of the routes asked while the database is down.
+TOWNS = [
+    (9.5209, 47.1410),  # Vaduz
+    (9.5095, 47.1650),  # Schaan
+    (9.4980, 47.0650),  # Balzers
+    (9.5420, 47.1180),  # Triesenberg
+    (9.5300, 47.1040),  # Triesen
+    (9.5220, 47.2110),  # Eschen
+    (9.5620, 47.2000),  # Planken
+]
+
+
+def route_paths(count: int) -> list[str]:
+    """``count`` driving routes between the towns; every third with steps and a full
+    overview (answered by a worker thread, the others by the event loop)."""
+    pairs = [(a, b) for a in TOWNS for b in TOWNS if a != b]
+    paths = []
+    for i in range(count):
+        (x0, y0), (x1, y1) = pairs[i % len(pairs)]
+        # Moved a little each round, so that no two requests are the same.
+        shift = (i // len(pairs)) * 0.0004
+        options = "?steps=true&overview=full&annotations=true" if i % 3 == 0 else ""
+        paths.append(
+            f"/route/v1/driving/{x0 + shift:.5f},{y0:.5f};{x1:.5f},{y1 + shift:.5f}{options}"
+        )
+    return paths
+
+
+def test_routing_answers_without_the_database(
+    cluster: EmbeddedCluster, liechtenstein_url: str, tmp_path: Path
+) -> None:
+    settings = fault_settings(liechtenstein_url, tmp_path)
+    settings = replace(settings, server=ServerSettings(disable=frozenset({"raster"})))
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
+        deadline = time.monotonic() + 120
+        while not client.get("/health").json()["routing"]["ready"]:
+            assert time.monotonic() < deadline, "the routing data did not load"
+            time.sleep(0.5)
+        paths = route_paths(200)
+        fresh = tiles_around(14, 1, skip=5)[0]
+        cluster.stop()
+        try:
+            assert client.get(fresh).status_code == 503
+            for path in paths:
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.text)
+                route = response.json()["routes"][0]
+                assert route["distance"] > 500
+                assert ("legs" in route and route["legs"][0]["steps"]) or "steps" not in path
+            health = client.get("/health").json()
+            assert health["status"] == "degraded" and health["routing"]["ready"]
+        finally:
+            cluster.start()
+        assert_recovers(client, fresh)
+        assert client.get(paths[1]).status_code == 200
