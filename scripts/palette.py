@@ -1,11 +1,11 @@
-"""Write styles/palette.json's colours into the colour, grey and print styles (--check: compare).
+"""Write styles/palette/palette.json's colours into the colour, grey and print styles (--check: compare).
 
 Every colour of those styles has a name in the palette, per style (``"motorway"`` in
 ``"colour"`` is the fill of motorways in colour.json). Each style records the palette it was
 last written with in its metadata (``fondplan:palette``): a colour whose value changed in the
 palette is replaced wherever that style uses it. Run from the repository root:
 
-    .venv/bin/python scripts/palette.py          # after editing styles/palette.json
+    .venv/bin/python scripts/palette.py          # after editing styles/palette/palette.json
     .venv/bin/python scripts/palette.py --check  # exit 1 when a style is not the generated one
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STYLES = ROOT / "styles"
-PALETTE = STYLES / "palette.json"
+PALETTE = STYLES / "palette" / "palette.json"
 #: The style metadata key holding the palette a style was written with.
 APPLIED = "fondplan:palette"
 COLOUR = re.compile(r"^(#[0-9a-fA-F]{3,8}|(rgb|rgba|hsl|hsla)\(.*\))$")
