@@ -64,6 +64,12 @@ UNREAD_TAGS = frozenset(
         "wikipedia",
     }
 )
+#: The tags signposted destinations are read from (see :func:`routing.build.destinations`).
+SIGN_TAGS = tuple(
+    f"{key}{suffix}"
+    for key in ("destination", "destination:ref")
+    for suffix in ("", ":forward", ":backward")
+)
 #: Per-way strings kept (numbers into the pool of :class:`Roads`).
 WAY_TEXTS = ("name", "ref", "highway", "junction", "destinations_forward", "destinations_backward")
 #: Pool numbers of the ``junction`` values of roundabouts (the first strings of the pool).
@@ -176,7 +182,10 @@ class _WayReader:
         self.strings: dict[str, int] = {"": 0, "roundabout": CIRCULAR[0], "circular": CIRCULAR[1]}
         #: Per profile, the pool number of each rule's mode.
         self.rule_modes: dict[str, list[int]] = {p.name: [] for p in self.profiles}
-        self._cache: dict[tuple[tuple[str, str], ...], tuple[int, ...]] = {}
+        self._cache: dict[tuple[tuple[str, str], ...], tuple[tuple[int, ...], int, int]] = {}
+        self._signs: dict[tuple[str | None, ...], tuple[int, int]] = {}
+        self._rule_index = [self.rule_index[p.name] for p in self.profiles]
+        self._texts = [self.texts[key] for key in WAY_TEXTS]
 
     def _number(self, name: str, rule: WayRule | None) -> int:
         if rule is None or not (rule.forward or rule.backward):
@@ -188,31 +197,48 @@ class _WayReader:
             self.rule_modes[name].append(self.strings.setdefault(rule.mode, len(self.strings)))
         return numbers[rule]
 
+    def _text(self, value: str) -> int:
+        return self.strings.setdefault(value, len(self.strings))
+
     def add(self, osm_id: int, tags: dict[str, str], nodes: list[int]) -> None:
         if len(nodes) < 2:
             return
         key = tuple(item for item in tags.items() if item[0] not in UNREAD_TAGS)
-        numbers = self._cache.get(key)
-        if numbers is None:
+        cached = self._cache.get(key)
+        if cached is None:
             numbers = tuple(self._number(p.name, p.way(tags)) for p in self.profiles)
-            self._cache[key] = numbers
+            # highway and junction are part of the key: their numbers are cached with it.
+            highway = self._text(tags.get("highway", tags.get("route", "")))
+            cached = (numbers, highway, self._text(tags.get("junction", "")))
+            self._cache[key] = cached
+        numbers, highway, junction = cached
         if max(numbers) < 0:
             return
         self.way_ids.append(osm_id)
         self.sizes.append(len(nodes))
         self.refs.extend(nodes)
-        for profile, number in zip(self.profiles, numbers, strict=True):
-            self.rule_index[profile.name].append(number)
-        strings = self.strings
-        for key_, value in (
-            ("name", tags.get("name", "")),
-            ("ref", tags.get("ref", "")),
-            ("highway", tags.get("highway", tags.get("route", ""))),
-            ("junction", tags.get("junction", "")),
-            ("destinations_forward", destinations(tags, True)),
-            ("destinations_backward", destinations(tags, False)),
+        for rule_index, number in zip(self._rule_index, numbers, strict=True):
+            rule_index.append(number)
+        signs = tuple(tags.get(sign) for sign in SIGN_TAGS)
+        directions = self._signs.get(signs)
+        if directions is None:
+            directions = (
+                self._text(destinations(tags, True)),
+                self._text(destinations(tags, False)),
+            )
+            self._signs[signs] = directions
+        for column, value in zip(
+            self._texts,
+            (
+                self._text(tags.get("name", "")),
+                self._text(tags.get("ref", "")),
+                highway,
+                junction,
+                *directions,
+            ),
+            strict=True,
         ):
-            self.texts[key_].append(strings.setdefault(value, len(strings)))
+            column.append(value)
 
 
 def read_roads(url: str, schema_name: str, version: str, profiles: Sequence[Profile]) -> Roads:
