@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from routing.build import (
 )
 from routing.errors import GraphNotBuiltError
 from routing.kernels import _compiled
-from routing.network import EARTH_RADIUS, _query, _table, read_nodes, read_rules
+from routing.network import _query, _table, haversine, read_nodes, read_rules
 from routing.profiles import Profile, WayRule
 from routing.store import Arrays
 
@@ -78,15 +77,8 @@ CIRCULAR = (1, 2)
 WAY_BATCH = 20000
 
 
-@_compiled
-def _haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    # routing.network.haversine compiled: the same operations in the same order, equal results.
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp = p2 - p1
-    dl = math.radians(lon2 - lon1)
-    sp, sl = math.sin(dp / 2), math.sin(dl / 2)
-    a = sp * sp + math.cos(p1) * math.cos(p2) * (sl * sl)
-    return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(a)))
+#: :func:`routing.network.haversine` compiled from its own code: the same results to the bit.
+_haversine = _compiled(haversine)
 
 
 @_compiled

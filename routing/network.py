@@ -150,7 +150,8 @@ def haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp = p2 - p1
     dl = math.radians(lon2 - lon1)
-    # Squares as products, as the compiled copy in routing.arrays does: both equal to the bit.
+    # Squares as products: routing.arrays compiles this function with numba, which makes
+    # ``** 2`` a product where Python calls pow(); the two may differ in the last bit.
     sp, sl = math.sin(dp / 2), math.sin(dl / 2)
     a = sp * sp + math.cos(p1) * math.cos(p2) * (sl * sl)
     return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(a)))
