@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -392,7 +393,10 @@ def build_routing(
                     f"built in {seconds:.1f} s",
                     file=sys.stderr,
                 )
+            # The engine refers to itself (its lazy views): only the collector frees it, and
+            # with it this profile's arrays, before the next profile's are made.
             del arrays
+            gc.collect()
     finally:
         conn.close()
 

@@ -594,8 +594,8 @@ class Engine:
                 len(origin),
                 tails,  # type: ignore[arg-type]
                 turn_next,  # type: ignore[arg-type]
-                starts[:, 1].tolist(),
-                starts[:, 0].tolist(),
+                np.ascontiguousarray(starts[:, 1]),  # type: ignore[arg-type]
+                np.ascontiguousarray(starts[:, 0]),  # type: ignore[arg-type]
             )
             if len(origin)
             else [],
