@@ -312,7 +312,8 @@ class _Copies(Mapping[int, list[int]]):
 class Engine:
     """Routes on one profile's routing data: snapping, fastest paths, tables, alternatives.
 
-    Made from the arrays of :func:`routing.build.graph_arrays`. What derives from them (the
+    Made from the arrays of :func:`routing.arrays.profile_arrays` (the import) or of
+    :func:`routing.build.graph_arrays` (the networkx model). What derives from them (the
     turn graph and its CCH order, the snapping index, the components) is computed when missing
     and kept in :attr:`arrays`: the import stores them all, and a server opens them ready-made,
     memory-mapped, building only the CCH. A networkx graph (tests, benchmarks) is converted
@@ -387,11 +388,6 @@ class Engine:
         if search:
             self._build_cch()
             self._warm_up()
-
-    @classmethod
-    def compile(cls, graph: nx.MultiDiGraph) -> Arrays:
-        """Every array of the routing data of ``graph``: what the import stores."""
-        return cls(graph, search=False).arrays
 
     def _derived(self, name: str, compute: Callable[[], NDArray[Any]]) -> NDArray[Any]:
         if name not in self.arrays:
