@@ -9,12 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import psycopg2
 from numpy.typing import NDArray
-from psycopg2 import sql
 
-from osmimport import schema
-from osmimport.database import connect
 from routing.build import (
     NUMBER_PREFIX,
     TEXT_PREFIX,
@@ -24,9 +20,8 @@ from routing.build import (
     restriction_arrays,
     string_arrays,
 )
-from routing.errors import GraphNotBuiltError
 from routing.kernels import _compiled
-from routing.network import _query, _table, haversine, read_nodes, read_rules
+from routing.network import haversine, scan_network
 from routing.profiles import Profile, WayRule
 from routing.store import Arrays
 
@@ -73,8 +68,6 @@ SIGN_TAGS = tuple(
 WAY_TEXTS = ("name", "ref", "highway", "junction", "destinations_forward", "destinations_backward")
 #: Pool numbers of the ``junction`` values of roundabouts (the first strings of the pool).
 CIRCULAR = (1, 2)
-#: Ways fetched per round trip.
-WAY_BATCH = 20000
 
 
 #: :func:`routing.network.haversine` compiled from its own code: the same results to the bit.
@@ -236,27 +229,10 @@ class _WayReader:
 def read_roads(url: str, schema_name: str, version: str, profiles: Sequence[Profile]) -> Roads:
     """The road network of ``schema_name`` as :class:`Roads` for ``profiles``, streamed: the
     ways in batches through a server-side cursor, the nodes in packed pages."""
-
-    def table(name: str) -> sql.Identifier:
-        return _table(name, schema_name)
-
     reader = _WayReader(profiles)
-    conn = connect(url)
-    try:
-        with conn.cursor(name="routing_ways") as cur:
-            cur.itersize = WAY_BATCH
-            cur.execute(_query("road_ways.sql", ways=table(schema.ROAD_WAYS_TABLE)))
-            while rows := cur.fetchmany(WAY_BATCH):
-                for osm_id, tags, nodes in rows:
-                    reader.add(int(osm_id), tags or {}, nodes)
-        node_ids, node_lon, node_lat = read_nodes(conn, table(schema.ROAD_NODES_TABLE))
-        barriers, restrictions = read_rules(conn, table)
-    except psycopg2.errors.UndefinedTable as exc:
-        raise GraphNotBuiltError(
-            "the database has no road network: import an OSM extract first"
-        ) from exc
-    finally:
-        conn.close()
+    (node_ids, node_lon, node_lat), barriers, restrictions = scan_network(
+        url, schema_name, reader.add
+    )
     offsets = np.zeros(len(reader.sizes) + 1, dtype=np.int64)
     np.cumsum(np.frombuffer(reader.sizes, dtype=np.int64), out=offsets[1:])
     return Roads(

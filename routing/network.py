@@ -87,6 +87,25 @@ def data_version(url: str) -> str:
 def read_network(url: str, schema_name: str = schema.SCHEMA, version: str | None = None) -> Network:
     """Load the road network of ``schema_name`` (the served one by default) into memory."""
     version = version or data_version(url)
+    ways: list[tuple[int, dict[str, str], list[int]]] = []
+    nodes, barriers, restrictions = scan_network(
+        url, schema_name, lambda osm_id, tags, refs: ways.append((osm_id, tags, refs))
+    )
+    return Network(ways, *nodes, barriers, restrictions, version)
+
+
+#: The ids, longitudes and latitudes of the road nodes.
+Nodes = tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
+#: Turn restriction relations: id, tags, members.
+Relations = list[tuple[int, dict[str, str], list[dict[str, Any]]]]
+
+
+def scan_network(
+    url: str, schema_name: str, way: Callable[[int, dict[str, str], list[int]], None]
+) -> tuple[Nodes, dict[int, dict[str, str]], Relations]:
+    """Stream every road way of ``schema_name`` to ``way`` (id, tags, node ids; in id order,
+    fetched in batches through a server-side cursor); return the road nodes, the barrier nodes
+    and the turn restrictions."""
 
     def table(name: str) -> sql.Identifier:
         return _table(name, schema_name)
@@ -96,8 +115,9 @@ def read_network(url: str, schema_name: str = schema.SCHEMA, version: str | None
         with conn.cursor(name="routing_ways") as cur:
             cur.itersize = 20000
             cur.execute(_query("road_ways.sql", ways=table(schema.ROAD_WAYS_TABLE)))
-            ways = [(int(osm_id), tags or {}, list(nodes)) for osm_id, tags, nodes in _rows(cur)]
-        node_ids, node_lon, node_lat = read_nodes(conn, table(schema.ROAD_NODES_TABLE))
+            for osm_id, tags, refs in _rows(cur):
+                way(int(osm_id), tags or {}, refs)
+        nodes = read_nodes(conn, table(schema.ROAD_NODES_TABLE))
         barriers, restrictions = read_rules(conn, table)
     except psycopg2.errors.UndefinedTable as exc:
         raise GraphNotBuiltError(
@@ -105,12 +125,12 @@ def read_network(url: str, schema_name: str = schema.SCHEMA, version: str | None
         ) from exc
     finally:
         conn.close()
-    return Network(ways, node_ids, node_lon, node_lat, barriers, restrictions, version)
+    return nodes, barriers, restrictions
 
 
 def read_nodes(
     conn: psycopg2.extensions.connection, nodes: sql.Identifier, page: int = 1 << 18
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+) -> Nodes:
     """Ids (ascending), longitudes and latitudes of the road nodes, fetched in packed pages:
     no Python object per node."""
     parts: list[NDArray[Any]] = []
@@ -133,7 +153,7 @@ def read_nodes(
 
 def read_rules(
     conn: psycopg2.extensions.connection, table: Callable[[str], sql.Identifier]
-) -> tuple[dict[int, dict[str, str]], list[tuple[int, dict[str, str], list[dict[str, Any]]]]]:
+) -> tuple[dict[int, dict[str, str]], Relations]:
     """The barrier nodes and the turn restrictions (few: read whole)."""
     with conn.cursor() as cur:
         cur.execute(_query("barriers.sql", barriers=table(schema.BARRIERS_TABLE)))
