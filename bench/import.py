@@ -8,7 +8,8 @@ Runs, each into its own throwaway database of the same PostGIS server:
   2. "no hooks": `fondplan import` with the generalised low-zoom tables the tiles use,
   3. "with hooks": plus the post-import hooks the umbrella CLI wires (the routing graphs),
   4. `osm2pgsql --create` (default pgsql output and style, no --slim).
-Prints wall time, peak RSS of each child process and the ratio fondplan / osm2pgsql.
+Prints wall time, peak RSS of each child process and the ratio fondplan / osm2pgsql, and the
+routing build seconds of each profile (what the import stored in ``routing_profiles``).
 `--scale N` first builds an input made of the extract repeated N times side by side
 (ids renumbered, shifted east in longitude) with pyosmium. `--merge` adds a run importing the
 input cut into two overlapping halves (osmium extract), which the import merges.
@@ -16,19 +17,26 @@ input cut into two overlapping halves (osmium extract), which the import merges.
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
 from pathlib import Path
 
-import osmium
+# Run as a script, this file's folder comes first on sys.path: bench/routing.py would hide the
+# routing package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from osmimport.database import drop_database, ensure_database
-from osmimport.embedded import EmbeddedCluster
+import argparse  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from typing import Any  # noqa: E402
+
+import osmium  # noqa: E402
+
+from osmimport.database import drop_database, ensure_database  # noqa: E402
+from osmimport.embedded import EmbeddedCluster  # noqa: E402
+from routing.store import versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
@@ -152,6 +160,7 @@ def main() -> int:
                                            "--quiet", *inputs])
             )  # fmt: skip
         results: dict[str, tuple[float, float, int]] = {}
+        routing: list[dict[str, Any]] = []
         databases: list[str] = []
         try:
             for label, cmd in runs:
@@ -165,6 +174,8 @@ def main() -> int:
                     "FONDPLAN_DATA_DIR": str(Path(tmp) / name),
                 }
                 results[label] = run_child(cmd, env)
+                if label == "fondplan (with hooks)":
+                    routing = versions(env["FONDPLAN_DATABASE_URL"])
             name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
             ensure_database(admin, name)
             databases.append(name)
@@ -180,6 +191,11 @@ def main() -> int:
     print(f"{'run':<24} {'time (s)':>9} {'peak RSS (MB)':>14} {'exit':>5}")
     for label, (elapsed, rss, code) in results.items():
         print(f"{label:<24} {elapsed:>9.2f} {rss:>14.0f} {code:>5}")
+    for row in routing:
+        print(
+            f"routing {row['profile']:<5} built in {row['build_seconds']:6.1f} s: "
+            f"{row['nodes']} nodes, {row['edges']} edges, {row['bytes'] / 1e6:.1f} MB"
+        )
     reference = results["osm2pgsql"][0]
     for label, (elapsed, _, _) in results.items():
         if label != "osm2pgsql":

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,12 @@ class _Restriction:
     to_way: int
 
 
-def _restrictions(network: Network, profile: Profile) -> list[_Restriction]:
+def profile_restrictions(
+    relations: Sequence[tuple[int, dict[str, str], list[dict[str, Any]]]], profile: Profile
+) -> list[_Restriction]:
+    """The turn restrictions of ``relations`` binding ``profile`` that routing can apply."""
     found = []
-    for osm_id, tags, members in network.restrictions:
+    for osm_id, tags, members in relations:
         value = profile.restriction(tags)
         if not value or tags.get("day_on") or tags.get("hour_on"):
             continue
@@ -89,7 +93,7 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
         for node, tags in network.barriers.items()
         if node in occurrences and profile.barrier_blocks(tags)
     }
-    restrictions = _restrictions(network, profile)
+    restrictions = profile_restrictions(network.restrictions, profile)
     split = {node for node, count in occurrences.items() if count > 1} | blocked
     split.update(node for r in restrictions for node in r.via_nodes)
     key = 0
@@ -143,7 +147,7 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
                     **base,
                     travel_time=travel_time,
                     weight=max(1, round(travel_time * 1000)),
-                    destinations=_destinations(tags, forward),
+                    destinations=destinations(tags, forward),
                     nodes=tuple(piece_nodes if forward else piece_nodes[::-1]),
                     geometry=tuple(piece if forward else piece[::-1]),
                     reverse=-1,
@@ -155,11 +159,11 @@ def build_profile_graph(network: Network, profile: Profile) -> nx.MultiDiGraph:
                 graph.edges[keys[0]]["reverse"] = keys[1][2]
                 graph.edges[keys[1]]["reverse"] = keys[0][2]
     graph.graph["barriers"] = sorted(blocked)
-    graph.graph["restrictions"] = _resolve_restrictions(graph, restrictions, by_way)
+    graph.graph["restrictions"] = resolve_restrictions(restrictions, by_way)
     return graph
 
 
-def _destinations(tags: dict[str, str], forward: bool) -> str:
+def destinations(tags: dict[str, str], forward: bool) -> str:
     """Signposted destinations of a direction as OSRM writes them: ``"A 13: Chur, Buchs"``."""
     suffix = ":forward" if forward else ":backward"
 
@@ -173,12 +177,12 @@ def _destinations(tags: dict[str, str], forward: bool) -> str:
     return refs or names
 
 
-def _resolve_restrictions(
-    graph: nx.MultiDiGraph,
+def resolve_restrictions(
     restrictions: list[_Restriction],
     by_way: dict[int, list[tuple[int, int, int]]],
 ) -> list[tuple[str, int, tuple[int, ...], int]]:
-    """Restrictions as edge keys; those whose ways are not in this graph are dropped."""
+    """Restrictions as edge keys (``by_way``: the (tail, head, key) of each way's edges, in
+    key order); those whose ways have no edges are dropped."""
     resolved: list[tuple[str, int, tuple[int, ...], int]] = []
     for r in restrictions:
         if r.from_way not in by_way or r.to_way not in by_way:
@@ -297,11 +301,7 @@ def graph_arrays(graph: nx.MultiDiGraph) -> Arrays:
                 else np.float64
             )
             arrays[NUMBER_PREFIX + key] = np.asarray(values, dtype=dtype).reshape(count)
-    encoded = [text.encode() for text in strings]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(text) for text in encoded], out=offsets[1:])
-    arrays["strings"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    arrays["string_offsets"] = offsets
+    arrays.update(string_arrays(strings))
     sizes = np.fromiter((len(data["geometry"]) for data in edges), np.int64, count)
     geometry_offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(sizes, out=geometry_offsets[1:])
@@ -313,21 +313,33 @@ def graph_arrays(graph: nx.MultiDiGraph) -> Arrays:
         [node for data in edges for node in data["nodes"]], dtype=np.int64
     )
     arrays["barriers"] = np.asarray(graph.graph.get("barriers", ()), dtype=np.int64)
-    restrictions = graph.graph.get("restrictions", ())
-    arrays["restriction_kind"] = np.asarray(
-        [RESTRICTION_NO if kind == "no" else RESTRICTION_ONLY for kind, *_ in restrictions],
-        dtype=np.int8,
-    )
-    arrays["restriction_from"] = np.asarray([r[1] for r in restrictions], dtype=np.int64)
-    arrays["restriction_to"] = np.asarray([r[3] for r in restrictions], dtype=np.int64)
-    via_sizes = [len(r[2]) for r in restrictions]
-    via_offsets = np.zeros(len(restrictions) + 1, dtype=np.int64)
-    np.cumsum(via_sizes, out=via_offsets[1:])
-    arrays["restriction_via_offsets"] = via_offsets
-    arrays["restriction_via"] = np.asarray(
-        [edge for r in restrictions for edge in r[2]], dtype=np.int64
-    )
+    arrays.update(restriction_arrays(graph.graph.get("restrictions", ())))
     return arrays
+
+
+def string_arrays(strings: Iterable[str]) -> Arrays:
+    """The string pool: ``strings`` (UTF-8) end to end, and where each starts."""
+    encoded = [text.encode() for text in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(text) for text in encoded], out=offsets[1:])
+    return {"strings": np.frombuffer(b"".join(encoded), dtype=np.uint8), "string_offsets": offsets}
+
+
+def restriction_arrays(restrictions: Sequence[tuple[str, int, tuple[int, ...], int]]) -> Arrays:
+    """Resolved restrictions (see :func:`resolve_restrictions`) as arrays: kind, from edge, to
+    edge, and the via edges of each (a table of rows)."""
+    via_offsets = np.zeros(len(restrictions) + 1, dtype=np.int64)
+    np.cumsum([len(r[2]) for r in restrictions], out=via_offsets[1:])
+    return {
+        "restriction_kind": np.asarray(
+            [RESTRICTION_NO if kind == "no" else RESTRICTION_ONLY for kind, *_ in restrictions],
+            dtype=np.int8,
+        ),
+        "restriction_from": np.asarray([r[1] for r in restrictions], dtype=np.int64),
+        "restriction_to": np.asarray([r[3] for r in restrictions], dtype=np.int64),
+        "restriction_via_offsets": via_offsets,
+        "restriction_via": np.asarray([e for r in restrictions for e in r[2]], dtype=np.int64),
+    }
 
 
 def load_graph(url: str, profile: str) -> nx.MultiDiGraph:
@@ -350,18 +362,19 @@ def build_routing(
     if not quiet:
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
     started = time.perf_counter()
-    network = read_network(url, schema_name, version)
-    read_seconds = time.perf_counter() - started
     # The engine reads the array format this module defines: imported here, not at the top.
+    from routing.arrays import profile_arrays, read_roads
     from routing.engine import Engine
 
+    roads = read_roads(url, schema_name, version, [PROFILES[name] for name in names])
+    read_seconds = time.perf_counter() - started
     conn = connect(url)
     try:
         for name in names:
             began = time.perf_counter()
-            graph = build_profile_graph(network, PROFILES[name])
-            arrays = Engine.compile(graph)
+            arrays = Engine(profile_arrays(roads, PROFILES[name]), search=False).arrays
             seconds = time.perf_counter() - began + read_seconds / len(names)
+            nodes, edges = len(arrays["node_ids"]), len(arrays["edge_tail"])
             with conn, conn.cursor() as cur:
                 size = store.save(
                     cur,
@@ -370,17 +383,20 @@ def build_routing(
                     version,
                     arrays,
                     build_seconds=seconds,
-                    nodes=graph.number_of_nodes(),
-                    edges=graph.number_of_edges(),
+                    nodes=nodes,
+                    edges=edges,
                 )
             if not quiet:
                 print(
-                    f"routing: {name} graph {graph.number_of_nodes()} nodes, "
-                    f"{graph.number_of_edges()} edges, {len(graph.graph['restrictions'])} "
-                    f"restrictions, {size / 1e6:.1f} MB, built in {seconds:.1f} s",
+                    f"routing: {name} graph {nodes} nodes, {edges} edges, "
+                    f"{len(arrays['restriction_kind'])} restrictions, {size / 1e6:.1f} MB, "
+                    f"built in {seconds:.1f} s",
                     file=sys.stderr,
                 )
-            del graph, arrays
+            # The engine refers to itself (its lazy views): only the collector frees it, and
+            # with it this profile's arrays, before the next profile's are made.
+            del arrays
+            gc.collect()
     finally:
         conn.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
@@ -20,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from routing import kernels
+from routing.arrays import cumulative_lengths, within
 from routing.build import NUMBER_PREFIX, RESTRICTION_NO, TEXT_PREFIX, graph_arrays
 from routing.network import EARTH_RADIUS, bearing, haversine
 from routing.profiles import MAX_TURN_SECONDS, PROFILES
@@ -312,7 +312,8 @@ class _Copies(Mapping[int, list[int]]):
 class Engine:
     """Routes on one profile's routing data: snapping, fastest paths, tables, alternatives.
 
-    Made from the arrays of :func:`routing.build.graph_arrays`. What derives from them (the
+    Made from the arrays of :func:`routing.arrays.profile_arrays` (the import) or of
+    :func:`routing.build.graph_arrays` (the networkx model). What derives from them (the
     turn graph and its CCH order, the snapping index, the components) is computed when missing
     and kept in :attr:`arrays`: the import stores them all, and a server opens them ready-made,
     memory-mapped, building only the CCH. A networkx graph (tests, benchmarks) is converted
@@ -387,11 +388,6 @@ class Engine:
         if search:
             self._build_cch()
             self._warm_up()
-
-    @classmethod
-    def compile(cls, graph: nx.MultiDiGraph) -> Arrays:
-        """Every array of the routing data of ``graph``: what the import stores."""
-        return cls(graph, search=False).arrays
 
     def _derived(self, name: str, compute: Callable[[], NDArray[Any]]) -> NDArray[Any]:
         if name not in self.arrays:
@@ -495,72 +491,79 @@ class Engine:
         restrictions applied, as rows of ``turn_next``; its CCH order."""
         a = self.arrays
         count = self.edge_count
-        out = self.leaving.rows
-        heads = self.edge_head.tolist()
-        reverses = self._reverse.tolist()
+        heads = self.edge_head
+        reverse = self._reverse
+        out_offsets, out_edges = a["out_offsets"], a["out_edges"]
+        # Every edge leaving each edge's head but the way back, in key order.
+        degree = np.diff(out_offsets)[heads]
+        tails = np.repeat(np.arange(count, dtype=np.int64), degree)
+        nexts = out_edges[np.repeat(out_offsets[heads], degree) + within(degree)]
+        onward = nexts != reverse[tails]
+        tails, nexts = tails[onward], nexts[onward]
         ids = a["barriers"]
         at = np.minimum(np.searchsorted(self.node_ids, ids), max(len(self.node_ids) - 1, 0))
-        blocked = set(at[self.node_ids[at] == ids].tolist()) if len(self.node_ids) else set()
-        successors: list[list[int]] = []
-        for key in range(count):
-            node = heads[key]
-            reverse = reverses[key]
-            others = [b for b in out[node] if b != reverse]
-            if node in blocked or not others:
-                # Turning back is allowed only where nothing else is (dead ends, barriers).
-                successors.append([reverse] if reverse >= 0 else [])
-            else:
-                successors.append(others)
-        forbidden: set[tuple[int, int]] = set()
-        only: dict[int, set[int]] = defaultdict(set)
-        via_way = []
-        vias = _Csr(a["restriction_via_offsets"], a["restriction_via"])
-        for i, (kind, a_, b) in enumerate(
-            zip(
-                a["restriction_kind"].tolist(),
-                a["restriction_from"].tolist(),
-                a["restriction_to"].tolist(),
-                strict=True,
-            )
-        ):
-            via = vias[i]
-            if via:
-                via_way.append((kind, a_, via, b))
-            elif kind == RESTRICTION_NO:
-                forbidden.add((a_, b))
-            else:
-                only[a_].add(b)
-        for a_, nexts in enumerate(successors):
-            if a_ in only:
-                nexts[:] = [b for b in nexts if b in only[a_]]
-            if forbidden:
-                nexts[:] = [b for b in nexts if (a_, b) not in forbidden]
+        blocked = np.zeros(len(self.node_ids), dtype=np.bool_)
+        if len(self.node_ids):
+            blocked[at[self.node_ids[at] == ids]] = True
+        # Turning back is allowed only where nothing else is (dead ends, barriers).
+        back = blocked[heads] | (np.bincount(tails, minlength=count) == 0)
+        keep = ~back[tails]
+        turning = np.flatnonzero(back & (reverse >= 0))
+        tails = np.concatenate([tails[keep], turning])
+        nexts = np.concatenate([nexts[keep], reverse[turning]])
+        order = np.argsort(tails, kind="stable")
+        tails, nexts = tails[order], nexts[order]
+        kinds, froms, tos = a["restriction_kind"], a["restriction_from"], a["restriction_to"]
+        plain = np.diff(a["restriction_via_offsets"]) == 0
+        keys = tails * count + nexts
+        only = plain & (kinds != RESTRICTION_NO)
+        allowed = ~np.isin(tails, froms[only]) | np.isin(keys, froms[only] * count + tos[only])
+        no = plain & (kinds == RESTRICTION_NO)
+        allowed &= ~np.isin(keys, froms[no] * count + tos[no])
+        tails, nexts = tails[allowed], nexts[allowed]
+        del keys, allowed, order, keep
+        offsets = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(np.bincount(tails, minlength=count), out=offsets[1:])
+        successors = _Csr(offsets, nexts)
         # Turn-graph nodes: one per edge, then copies of via-way edges (state "entered from
-        # the restriction's from-edge"); ``origin`` maps each back to its edge.
+        # the restriction's from-edge"); ``origin`` maps each back to its edge. Rows changed
+        # by them are kept aside: there are few.
         origin = list(range(count))
-        for kind, a_, via, b in via_way:
-            if via[0] not in successors[a_]:
+        rows: dict[int, list[int]] = {}
+
+        def row(node: int) -> list[int]:
+            return rows[node] if node in rows else successors[node]
+
+        vias = _Csr(a["restriction_via_offsets"], a["restriction_via"])
+        for i in np.flatnonzero(~plain).tolist():
+            kind, a_, via, b = int(kinds[i]), int(froms[i]), vias[i], int(tos[i])
+            if via[0] not in row(a_):
                 continue
             copies = list(range(len(origin), len(origin) + len(via)))
             origin.extend(via)
-            successors.extend([] for _ in via)
-            successors[a_] = [copies[0] if x == via[0] else x for x in successors[a_]]
-            for i, (edge, copy) in enumerate(zip(via, copies, strict=True)):
-                if i + 1 < len(via):
-                    rest = [x for x in successors[edge] if x != via[i + 1]]
-                    successors[copy] = [*rest, copies[i + 1]]
+            rows[a_] = [copies[0] if x == via[0] else x for x in row(a_)]
+            for k, (edge, copy) in enumerate(zip(via, copies, strict=True)):
+                if k + 1 < len(via):
+                    rest = [x for x in row(edge) if x != via[k + 1]]
+                    rows[copy] = [*rest, copies[k + 1]]
                 elif kind == RESTRICTION_NO:
-                    successors[copy] = [x for x in successors[edge] if x != b]
+                    rows[copy] = [x for x in row(edge) if x != b]
                 else:
-                    successors[copy] = [x for x in successors[edge] if x == b]
-        turn_origin = np.asarray(origin, dtype=np.int64)
-        sizes = np.fromiter((len(nexts) for nexts in successors), np.int64, len(successors))
-        offsets = np.zeros(len(successors) + 1, dtype=np.int64)
+                    rows[copy] = [x for x in row(edge) if x == b]
+        if rows:
+            changed = np.asarray(sorted(rows), dtype=np.int64)
+            kept = ~np.isin(tails, changed)
+            added = [(node, nxt) for node in changed.tolist() for nxt in rows[node]]
+            extra = np.asarray(added, dtype=np.int64).reshape(-1, 2)
+            tails = np.concatenate([tails[kept], extra[:, 0]])
+            nexts = np.concatenate([nexts[kept], extra[:, 1]])
+            order = np.argsort(tails, kind="stable")
+            tails, nexts = tails[order], nexts[order]
+        sizes = np.bincount(tails, minlength=len(origin))
+        offsets = np.zeros(len(origin) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        turn_next = np.fromiter(
-            (nxt for nexts in successors for nxt in nexts), np.int64, int(offsets[-1])
-        )
-        tails = np.repeat(np.arange(len(successors), dtype=np.int64), sizes)
+        turn_next = nexts
+        turn_origin = np.asarray(origin, dtype=np.int64)
         # An arc costs its tail edge and the turn into its head edge (copies turn like their
         # originals).
         first, second = turn_origin[tails], turn_origin[turn_next]
@@ -587,8 +590,8 @@ class Engine:
                 len(origin),
                 tails,  # type: ignore[arg-type]
                 turn_next,  # type: ignore[arg-type]
-                starts[:, 1].tolist(),
-                starts[:, 0].tolist(),
+                np.ascontiguousarray(starts[:, 1]),  # type: ignore[arg-type]
+                np.ascontiguousarray(starts[:, 0]),  # type: ignore[arg-type]
             )
             if len(origin)
             else [],
@@ -702,17 +705,12 @@ class Engine:
         labels = np.asarray(labels, dtype=np.int64)
         # Metres along the edge to each piece, summed as the edge's length was (a point at the
         # end of an edge is at fraction 1.0 exactly).
-        offsets: list[float] = []
         first_piece = np.ones(len(point), dtype=np.bool_)
         first_piece[1:] = piece_edge[1:] != piece_edge[:-1]
-        total = 0.0
-        for new, a_, b in zip(first_piece.tolist(), start.tolist(), end.tolist(), strict=True):
-            total = 0.0 if new else total
-            offsets.append(total)
-            total += haversine(*a_, *b)
+        offsets = cumulative_lengths(np.concatenate([start, end], axis=1), first_piece)
         a.update(
             piece_edge=piece_edge,
-            piece_offset=np.asarray(offsets, dtype=np.float64),
+            piece_offset=offsets,
             piece_start=start,
             piece_end=end,
             piece_xy=piece_xy,

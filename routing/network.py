@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,8 @@ from osmimport.database import connect, load_sql
 from routing.errors import GraphNotBuiltError
 
 EARTH_RADIUS = 6371008.8
+#: A road node as ``road_nodes.sql`` packs it.
+_NODE_RECORD = np.dtype([("id", ">i8"), ("lon", ">f8"), ("lat", ">f8")])
 
 
 @dataclass
@@ -85,6 +87,25 @@ def data_version(url: str) -> str:
 def read_network(url: str, schema_name: str = schema.SCHEMA, version: str | None = None) -> Network:
     """Load the road network of ``schema_name`` (the served one by default) into memory."""
     version = version or data_version(url)
+    ways: list[tuple[int, dict[str, str], list[int]]] = []
+    nodes, barriers, restrictions = scan_network(
+        url, schema_name, lambda osm_id, tags, refs: ways.append((osm_id, tags, refs))
+    )
+    return Network(ways, *nodes, barriers, restrictions, version)
+
+
+#: The ids, longitudes and latitudes of the road nodes.
+Nodes = tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
+#: Turn restriction relations: id, tags, members.
+Relations = list[tuple[int, dict[str, str], list[dict[str, Any]]]]
+
+
+def scan_network(
+    url: str, schema_name: str, way: Callable[[int, dict[str, str], list[int]], None]
+) -> tuple[Nodes, dict[int, dict[str, str]], Relations]:
+    """Stream every road way of ``schema_name`` to ``way`` (id, tags, node ids; in id order,
+    fetched in batches through a server-side cursor); return the road nodes, the barrier nodes
+    and the turn restrictions."""
 
     def table(name: str) -> sql.Identifier:
         return _table(name, schema_name)
@@ -94,34 +115,54 @@ def read_network(url: str, schema_name: str = schema.SCHEMA, version: str | None
         with conn.cursor(name="routing_ways") as cur:
             cur.itersize = 20000
             cur.execute(_query("road_ways.sql", ways=table(schema.ROAD_WAYS_TABLE)))
-            ways = [(int(osm_id), tags or {}, list(nodes)) for osm_id, tags, nodes in _rows(cur)]
-        with conn.cursor(name="routing_nodes") as cur:
-            cur.execute(_query("road_nodes.sql", nodes=table(schema.ROAD_NODES_TABLE)))
-            ids: list[int] = []
-            lons: list[float] = []
-            lats: list[float] = []
-            for osm_id, lon, lat in _rows(cur):
-                ids.append(osm_id)
-                lons.append(lon)
-                lats.append(lat)
-        order = np.argsort(np.asarray(ids, dtype=np.int64), kind="stable")
-        node_ids = np.asarray(ids, dtype=np.int64)[order]
-        node_lon = np.asarray(lons, dtype=np.float64)[order]
-        node_lat = np.asarray(lats, dtype=np.float64)[order]
-        with conn.cursor() as cur:
-            cur.execute(_query("barriers.sql", barriers=table(schema.BARRIERS_TABLE)))
-            barriers = {int(osm_id): tags or {} for osm_id, tags in cur.fetchall()}
-            cur.execute(_query("restrictions.sql", restrictions=table(schema.RESTRICTIONS_TABLE)))
-            restrictions = [
-                (int(osm_id), tags or {}, members or []) for osm_id, tags, members in cur.fetchall()
-            ]
+            for osm_id, tags, refs in _rows(cur):
+                way(int(osm_id), tags or {}, refs)
+        nodes = read_nodes(conn, table(schema.ROAD_NODES_TABLE))
+        barriers, restrictions = read_rules(conn, table)
     except psycopg2.errors.UndefinedTable as exc:
         raise GraphNotBuiltError(
             "the database has no road network: import an OSM extract first"
         ) from exc
     finally:
         conn.close()
-    return Network(ways, node_ids, node_lon, node_lat, barriers, restrictions, version)
+    return nodes, barriers, restrictions
+
+
+def read_nodes(
+    conn: psycopg2.extensions.connection, nodes: sql.Identifier, page: int = 1 << 18
+) -> Nodes:
+    """Ids (ascending), longitudes and latitudes of the road nodes, fetched in packed pages:
+    no Python object per node."""
+    parts: list[NDArray[Any]] = []
+    after = -(1 << 63)
+    with conn.cursor() as cur:
+        while True:
+            cur.execute(_query("road_nodes.sql", nodes=nodes), {"after": after, "limit": page})
+            data, last = cur.fetchone() or (None, None)
+            if data is None:
+                break
+            parts.append(np.frombuffer(data, dtype=_NODE_RECORD))
+            after = last
+    records = np.concatenate(parts) if parts else np.zeros(0, dtype=_NODE_RECORD)
+    return (
+        records["id"].astype(np.int64),
+        records["lon"].astype(np.float64),
+        records["lat"].astype(np.float64),
+    )
+
+
+def read_rules(
+    conn: psycopg2.extensions.connection, table: Callable[[str], sql.Identifier]
+) -> tuple[dict[int, dict[str, str]], Relations]:
+    """The barrier nodes and the turn restrictions (few: read whole)."""
+    with conn.cursor() as cur:
+        cur.execute(_query("barriers.sql", barriers=table(schema.BARRIERS_TABLE)))
+        barriers = {int(osm_id): tags or {} for osm_id, tags in cur.fetchall()}
+        cur.execute(_query("restrictions.sql", restrictions=table(schema.RESTRICTIONS_TABLE)))
+        restrictions = [
+            (int(osm_id), tags or {}, members or []) for osm_id, tags, members in cur.fetchall()
+        ]
+    return barriers, restrictions
 
 
 def haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -129,7 +170,10 @@ def haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp = p2 - p1
     dl = math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    # Squares as products: routing.arrays compiles this function with numba, which makes
+    # ``** 2`` a product where Python calls pow(); the two may differ in the last bit.
+    sp, sl = math.sin(dp / 2), math.sin(dl / 2)
+    a = sp * sp + math.cos(p1) * math.cos(p2) * (sl * sl)
     return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(a)))
 
 

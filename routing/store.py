@@ -21,8 +21,9 @@ from routing.errors import GraphNotBuiltError
 #: The named arrays of one profile's routing data.
 Arrays = dict[str, NDArray[Any]]
 
-#: Bytes per stored row: big arrays span several rows, so no single value nears bytea's limit.
-CHUNK_BYTES = 32 * 1024 * 1024
+#: Bytes per stored row: big arrays span several rows, so no single value nears bytea's limit
+#: and the escaped copy the driver sends of one stays small next to the arrays.
+CHUNK_BYTES = 8 * 1024 * 1024
 #: The file of a cached profile naming its arrays' dtypes and shapes (written last).
 LAYOUT_FILE = "layout.json"
 

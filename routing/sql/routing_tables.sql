@@ -8,10 +8,11 @@ CREATE TABLE IF NOT EXISTS {profiles} (
     bytes bigint NOT NULL,
     layout jsonb NOT NULL
 );
+-- lz4 rather than the default pglz: about as small, four times faster to write.
 CREATE TABLE IF NOT EXISTS {data} (
     profile text NOT NULL,
     name text NOT NULL,
     chunk integer NOT NULL,
-    data bytea NOT NULL,
+    data bytea COMPRESSION lz4 NOT NULL,
     PRIMARY KEY (profile, name, chunk)
 );

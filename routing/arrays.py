@@ -1,0 +1,479 @@
+"""Each profile's routing arrays made straight from the road tables, with numpy."""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from routing.build import (
+    NUMBER_PREFIX,
+    TEXT_PREFIX,
+    destinations,
+    profile_restrictions,
+    resolve_restrictions,
+    restriction_arrays,
+    string_arrays,
+)
+from routing.kernels import _compiled
+from routing.network import haversine, scan_network
+from routing.profiles import Profile, WayRule
+from routing.store import Arrays
+
+#: Tags no profile reads (``Profile.way``): left out of the key its rules are cached by, so
+#: that streets differing only by name share one evaluation. A tag missing here only costs
+#: cache hits, a tag wrongly here changes results: keep it to tags surely unread.
+UNREAD_TAGS = frozenset(
+    {
+        "name",
+        "ref",
+        "int_ref",
+        "alt_name",
+        "old_name",
+        "official_name",
+        "loc_name",
+        "destination",
+        "destination:ref",
+        "destination:forward",
+        "destination:backward",
+        "destination:ref:forward",
+        "destination:ref:backward",
+        "surface",
+        "smoothness",
+        "tracktype",
+        "lanes",
+        "width",
+        "layer",
+        "bridge",
+        "tunnel",
+        "source",
+        "note",
+        "fixme",
+        "wikidata",
+        "wikipedia",
+    }
+)
+#: The tags signposted destinations are read from (see :func:`routing.build.destinations`).
+SIGN_TAGS = tuple(
+    f"{key}{suffix}"
+    for key in ("destination", "destination:ref")
+    for suffix in ("", ":forward", ":backward")
+)
+#: Per-way strings kept (numbers into the pool of :class:`Roads`).
+WAY_TEXTS = ("name", "ref", "highway", "junction", "destinations_forward", "destinations_backward")
+#: Pool numbers of the ``junction`` values of roundabouts (the first strings of the pool).
+CIRCULAR = (1, 2)
+
+
+#: :func:`routing.network.haversine` compiled from its own code: the same results to the bit.
+_haversine = _compiled(haversine)
+
+
+@_compiled
+def _run_lengths(
+    lon: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    starts: NDArray[np.int64],
+    ends: NDArray[np.int64],
+    out: NDArray[np.float64],
+) -> None:
+    """Metres from point ``starts[k]`` to point ``ends[k]`` along the points, summed in order."""
+    for k in range(len(starts)):
+        total = 0.0
+        for i in range(starts[k], ends[k]):
+            total += _haversine(lon[i], lat[i], lon[i + 1], lat[i + 1])
+        out[k] = total
+
+
+def run_lengths(
+    lon: NDArray[np.float64],
+    lat: NDArray[np.float64],
+    starts: NDArray[np.int64],
+    ends: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """Metres along the points from each of ``starts`` to the matching one of ``ends``, equal to
+    summing :func:`routing.network.haversine` over the steps in order."""
+    out = np.zeros(len(starts), dtype=np.float64)
+    if len(starts):
+        _run_lengths(lon, lat, starts.astype(np.int64), ends.astype(np.int64), out)
+    return out
+
+
+@_compiled
+def _cumulative_lengths(
+    points: NDArray[np.float64], first: NDArray[np.bool_], out: NDArray[np.float64]
+) -> None:
+    total = 0.0
+    for k in range(len(first)):
+        if first[k]:
+            total = 0.0
+        out[k] = total
+        total += _haversine(points[k, 0], points[k, 1], points[k, 2], points[k, 3])
+
+
+def cumulative_lengths(
+    pieces: NDArray[np.float64], first: NDArray[np.bool_]
+) -> NDArray[np.float64]:
+    """Metres before each piece (lon0, lat0, lon1, lat1 rows) since the last one flagged
+    ``first``, summed in order as :func:`routing.network.haversine` would."""
+    out = np.zeros(len(first), dtype=np.float64)
+    if len(first):
+        _cumulative_lengths(np.ascontiguousarray(pieces, dtype=np.float64), first, out)
+    return out
+
+
+@dataclass
+class Roads:
+    """The road ways some profile may use as flat arrays, with what each profile makes of them.
+
+    Way ``i`` has the nodes ``refs[way_offsets[i]:way_offsets[i+1]]`` (at least two); per
+    profile, ``rule_index[profile][i]`` is its rule in ``rules[profile]``, -1 where the profile
+    cannot use it; ``texts[key][i]`` its strings (see :data:`WAY_TEXTS`) as numbers into
+    ``pool``, whose string 0 is ``""``."""
+
+    data_version: str
+    way_ids: NDArray[np.int64]
+    way_offsets: NDArray[np.int64]
+    refs: NDArray[np.int64]
+    rule_index: dict[str, NDArray[np.int32]]
+    rules: dict[str, list[WayRule]]
+    rule_modes: dict[str, list[int]]
+    texts: dict[str, NDArray[np.int32]]
+    pool: list[str]
+    node_ids: NDArray[np.int64]
+    node_lon: NDArray[np.float64]
+    node_lat: NDArray[np.float64]
+    barriers: dict[int, dict[str, str]]
+    restrictions: list[tuple[int, dict[str, str], list[dict[str, Any]]]]
+
+
+class _WayReader:
+    """Accumulates the usable ways of a stream of rows into growable typed buffers."""
+
+    def __init__(self, profiles: Sequence[Profile]) -> None:
+        self.profiles = list(profiles)
+        self.way_ids = array("q")
+        self.sizes = array("q")
+        self.refs = array("q")
+        self.rule_index = {p.name: array("i") for p in self.profiles}
+        self.rules: dict[str, list[WayRule]] = {p.name: [] for p in self.profiles}
+        self._rule_numbers: dict[str, dict[WayRule, int]] = {p.name: {} for p in self.profiles}
+        self.texts = {key: array("i") for key in WAY_TEXTS}
+        self.strings: dict[str, int] = {"": 0, "roundabout": CIRCULAR[0], "circular": CIRCULAR[1]}
+        #: Per profile, the pool number of each rule's mode.
+        self.rule_modes: dict[str, list[int]] = {p.name: [] for p in self.profiles}
+        self._cache: dict[tuple[tuple[str, str], ...], tuple[tuple[int, ...], int, int]] = {}
+        self._signs: dict[tuple[str | None, ...], tuple[int, int]] = {}
+        self._rule_index = [self.rule_index[p.name] for p in self.profiles]
+        self._texts = [self.texts[key] for key in WAY_TEXTS]
+
+    def _number(self, name: str, rule: WayRule | None) -> int:
+        if rule is None or not (rule.forward or rule.backward):
+            return -1
+        numbers = self._rule_numbers[name]
+        if rule not in numbers:
+            numbers[rule] = len(numbers)
+            self.rules[name].append(rule)
+            self.rule_modes[name].append(self.strings.setdefault(rule.mode, len(self.strings)))
+        return numbers[rule]
+
+    def _text(self, value: str) -> int:
+        return self.strings.setdefault(value, len(self.strings))
+
+    def add(self, osm_id: int, tags: dict[str, str], nodes: list[int]) -> None:
+        if len(nodes) < 2:
+            return
+        key = tuple(item for item in tags.items() if item[0] not in UNREAD_TAGS)
+        cached = self._cache.get(key)
+        if cached is None:
+            numbers = tuple(self._number(p.name, p.way(tags)) for p in self.profiles)
+            # highway and junction are part of the key: their numbers are cached with it.
+            highway = self._text(tags.get("highway", tags.get("route", "")))
+            cached = (numbers, highway, self._text(tags.get("junction", "")))
+            self._cache[key] = cached
+        numbers, highway, junction = cached
+        if max(numbers) < 0:
+            return
+        self.way_ids.append(osm_id)
+        self.sizes.append(len(nodes))
+        self.refs.extend(nodes)
+        for rule_index, number in zip(self._rule_index, numbers, strict=True):
+            rule_index.append(number)
+        signs = tuple(tags.get(sign) for sign in SIGN_TAGS)
+        directions = self._signs.get(signs)
+        if directions is None:
+            directions = (
+                self._text(destinations(tags, True)),
+                self._text(destinations(tags, False)),
+            )
+            self._signs[signs] = directions
+        for column, value in zip(
+            self._texts,
+            (
+                self._text(tags.get("name", "")),
+                self._text(tags.get("ref", "")),
+                highway,
+                junction,
+                *directions,
+            ),
+            strict=True,
+        ):
+            column.append(value)
+
+
+def read_roads(url: str, schema_name: str, version: str, profiles: Sequence[Profile]) -> Roads:
+    """The road network of ``schema_name`` as :class:`Roads` for ``profiles``, streamed: the
+    ways in batches through a server-side cursor, the nodes in packed pages."""
+    reader = _WayReader(profiles)
+    (node_ids, node_lon, node_lat), barriers, restrictions = scan_network(
+        url, schema_name, reader.add
+    )
+    offsets = np.zeros(len(reader.sizes) + 1, dtype=np.int64)
+    np.cumsum(np.frombuffer(reader.sizes, dtype=np.int64), out=offsets[1:])
+    return Roads(
+        data_version=version,
+        way_ids=np.frombuffer(reader.way_ids, dtype=np.int64),
+        way_offsets=offsets,
+        refs=np.frombuffer(reader.refs, dtype=np.int64),
+        rule_index={k: np.frombuffer(v, dtype=np.int32) for k, v in reader.rule_index.items()},
+        rules=reader.rules,
+        rule_modes=reader.rule_modes,
+        texts={k: np.frombuffer(v, dtype=np.int32) for k, v in reader.texts.items()},
+        pool=list(reader.strings),
+        node_ids=node_ids,
+        node_lon=node_lon,
+        node_lat=node_lat,
+        barriers=barriers,
+        restrictions=restrictions,
+    )
+
+
+def _lookup(ids: NDArray[np.int64], wanted: NDArray[np.int64]) -> NDArray[np.int64]:
+    """The index of each of ``wanted`` in the sorted ``ids``, -1 where absent."""
+    if not len(ids):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return np.where(ids[at] == wanted, at, -1).astype(np.int64)
+
+
+def _starts(sizes: NDArray[np.int64]) -> NDArray[np.int64]:
+    starts = np.zeros(len(sizes), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    return starts
+
+
+def within(sizes: NDArray[np.int64]) -> NDArray[np.int64]:
+    """0, 1, ... size-1 for each of ``sizes``, concatenated."""
+    total = int(sizes.sum())
+    result: NDArray[np.int64] = np.arange(total, dtype=np.int64) - np.repeat(_starts(sizes), sizes)
+    return result
+
+
+def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
+    """The routing data of ``profile`` as :func:`routing.build.graph_arrays` makes it from
+    :func:`routing.build.build_profile_graph`'s graph, array for array, made with numpy."""
+    name = profile.name
+    numbers = roads.rule_index[name]
+    sizes = np.diff(roads.way_offsets)
+    way_of_ref = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    at = _lookup(roads.node_ids, roads.refs)
+    missing = np.bincount(way_of_ref[at < 0], minlength=len(sizes))
+    usable = (numbers >= 0) & (missing == 0)
+    ways = np.flatnonzero(usable)
+    # The nodes of the usable ways, as indices into the road nodes, way after way.
+    keep = usable[way_of_ref]
+    pos = at[keep]
+    refs = roads.refs[keep]
+    del at, keep, way_of_ref, missing
+    way_sizes = sizes[ways]
+    firsts = _starts(way_sizes)
+    lasts = firsts + way_sizes - 1
+    nodes = len(roads.node_ids)
+    occurrences = np.bincount(pos, minlength=nodes)
+    occurrences += np.bincount(pos[firsts], minlength=nodes)
+    occurrences += np.bincount(pos[lasts], minlength=nodes)
+    split = occurrences > 1
+    blocked_ids = _blocked(roads, profile, occurrences > 0)
+    split[_lookup(roads.node_ids, blocked_ids)] = True
+    restrictions = profile_restrictions(roads.restrictions, profile)
+    via = np.asarray([n for r in restrictions for n in r.via_nodes], dtype=np.int64)
+    found = _lookup(roads.node_ids, via)
+    split[found[found >= 0]] = True
+    del occurrences
+    # Pieces: from a way's first node, or a split node, to the next split node or its last.
+    bounds = split[pos]
+    bounds[firsts] = True
+    bounds[lasts] = True
+    del split
+    ends_here = np.zeros(len(pos), dtype=np.bool_)
+    ends_here[lasts] = True
+    marks = np.flatnonzero(bounds)
+    del bounds
+    starting = ~ends_here[marks[:-1]]
+    piece_start = marks[:-1][starting]
+    piece_end = marks[1:][starting]
+    del marks, starting, ends_here
+    piece_way = np.repeat(np.arange(len(ways), dtype=np.int64), way_sizes)[piece_start]
+    lon, lat = roads.node_lon[pos], roads.node_lat[pos]
+    length = run_lengths(lon, lat, piece_start, piece_end)
+    # The rules' fields, per piece.
+    rules = roads.rules[name]
+    rule = numbers[ways][piece_way]
+
+    def field(get: Any, dtype: Any) -> NDArray[Any]:
+        return np.asarray([get(r) for r in rules], dtype=dtype).reshape(len(rules))[rule]
+
+    forward = field(lambda r: r.forward, np.bool_)
+    backward = field(lambda r: r.backward, np.bool_)
+    duration = field(lambda r: r.duration or 0.0, np.float64)
+    # Edges: the forward one of a piece (when allowed), then the backward one.
+    count = forward.astype(np.int64) + backward
+    first_edge = _starts(count)
+    edges = int(count.sum())
+    edge_piece = np.repeat(np.arange(len(count), dtype=np.int64), count)
+    edge_forward = np.zeros(edges, dtype=np.bool_)
+    edge_forward[first_edge] = forward
+    reverse = np.full(edges, -1, dtype=np.int64)
+    both = first_edge[count == 2]
+    reverse[both] = both + 1
+    reverse[both + 1] = both
+    edge_rule = rule[edge_piece]
+    edge_length = length[edge_piece]
+    speed = np.where(
+        edge_forward,
+        field(lambda r: r.speed_forward, np.float64)[edge_piece],
+        field(lambda r: r.speed_backward, np.float64)[edge_piece],
+    )
+    edge_duration = duration[edge_piece]
+    timed = np.flatnonzero(duration > 0)
+    totals = np.zeros(len(ways), dtype=np.float64)
+    timed_ways = np.unique(piece_way[timed])
+    totals[timed_ways] = run_lengths(lon, lat, firsts[timed_ways], lasts[timed_ways])
+    edge_total = totals[piece_way[edge_piece]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        travel_time = np.where(
+            (edge_duration > 0) & (edge_total > 0),
+            edge_duration * edge_length / edge_total,
+            edge_length / (speed / 3.6),
+        )
+    weight = np.maximum(1, np.rint(travel_time * 1000.0)).astype(np.int64)
+    # Graph nodes: the pieces' ends.
+    tail_pos = np.where(edge_forward, piece_start[edge_piece], piece_end[edge_piece])
+    head_pos = np.where(edge_forward, piece_end[edge_piece], piece_start[edge_piece])
+    ends = np.unique(np.concatenate([pos[piece_start], pos[piece_end]]))
+    edge_way = ways[piece_way[edge_piece]]
+    arrays: Arrays = {
+        "meta": np.frombuffer(
+            json.dumps({"profile": name, "data_version": roads.data_version}).encode(),
+            dtype=np.uint8,
+        ),
+        "node_ids": roads.node_ids[ends],
+        "node_lon": roads.node_lon[ends],
+        "node_lat": roads.node_lat[ends],
+        "edge_tail": np.searchsorted(ends, pos[tail_pos]),
+        "edge_head": np.searchsorted(ends, pos[head_pos]),
+    }
+    texts = roads.texts
+    mode_numbers = np.asarray(roads.rule_modes[name], dtype=np.int32).reshape(len(rules))
+    text_columns = {
+        "destinations": np.where(
+            edge_forward,
+            texts["destinations_forward"][edge_way],
+            texts["destinations_backward"][edge_way],
+        ),
+        "highway": texts["highway"][edge_way],
+        "junction": texts["junction"][edge_way],
+        "mode": mode_numbers[edge_rule],
+        "name": texts["name"][edge_way],
+        "ref": texts["ref"][edge_way],
+    }
+    numbers_columns: dict[str, NDArray[Any]] = {
+        "length": edge_length,
+        "restricted": field(lambda r: r.restricted, np.bool_)[edge_piece],
+        "reverse": reverse,
+        "roundabout": np.isin(texts["junction"][edge_way], CIRCULAR),
+        "startpoint": field(lambda r: r.startpoint, np.bool_)[edge_piece],
+        "travel_time": travel_time,
+        "way_id": roads.way_ids[edge_way],
+        "weight": weight,
+    }
+    # The string pool in the model's order: "" first, then by first use over the text columns
+    # in name order, edge after edge.
+    used = np.concatenate([text_columns[k] for k in sorted(text_columns)]).astype(np.int64)
+    unique, first = np.unique(used, return_index=True)
+    order = unique[np.argsort(first, kind="stable")]
+    order = np.r_[0, order[order != 0]].astype(np.int64)
+    local = np.zeros(len(roads.pool), dtype=np.int32)
+    local[order] = np.arange(len(order), dtype=np.int32)
+    for key in sorted({*numbers_columns, *text_columns}):
+        if key in text_columns:
+            arrays[TEXT_PREFIX + key] = local[text_columns[key]]
+        else:
+            arrays[NUMBER_PREFIX + key] = numbers_columns[key]
+    arrays.update(string_arrays(roads.pool[i] for i in order.tolist()))
+    # Geometries: each piece's points, reversed for a backward edge.
+    points = (piece_end - piece_start + 1)[edge_piece]
+    geometry_offsets = np.zeros(edges + 1, dtype=np.int64)
+    np.cumsum(points, out=geometry_offsets[1:])
+    step = within(points)
+    source = np.where(
+        np.repeat(edge_forward, points),
+        np.repeat(piece_start[edge_piece], points) + step,
+        np.repeat(piece_end[edge_piece], points) - step,
+    )
+    del step
+    arrays["geometry_offsets"] = geometry_offsets
+    arrays["geometry"] = np.stack([lon[source], lat[source]], axis=1).reshape(-1, 2)
+    arrays["geometry_nodes"] = refs[source]
+    del source
+    arrays["barriers"] = blocked_ids
+    by_way = _edges_of_ways(
+        {w for r in restrictions for w in (r.from_way, r.to_way, *r.via_ways)},
+        arrays[NUMBER_PREFIX + "way_id"],
+        arrays["node_ids"][arrays["edge_tail"]],
+        arrays["node_ids"][arrays["edge_head"]],
+    )
+    arrays.update(restriction_arrays(resolve_restrictions(restrictions, by_way)))
+    return arrays
+
+
+def _blocked(roads: Roads, profile: Profile, occurring: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """The barrier nodes on the profile's ways that stop it, ascending."""
+    ids = np.asarray(sorted(roads.barriers), dtype=np.int64)
+    at = _lookup(roads.node_ids, ids)
+    on_ways = np.zeros(len(ids), dtype=np.bool_)
+    on_ways[at >= 0] = occurring[at[at >= 0]]
+    verdicts: dict[tuple[tuple[str, str], ...], bool] = {}
+    blocked = []
+    for node in ids[on_ways].tolist():
+        tags = roads.barriers[node]
+        key = tuple(sorted(tags.items()))
+        if key not in verdicts:
+            verdicts[key] = profile.barrier_blocks(tags)
+        if verdicts[key]:
+            blocked.append(node)
+    return np.asarray(blocked, dtype=np.int64)
+
+
+def _edges_of_ways(
+    wanted: set[int],
+    way_id: NDArray[np.int64],
+    tails: NDArray[np.int64],
+    heads: NDArray[np.int64],
+) -> dict[int, list[tuple[int, int, int]]]:
+    """The (tail, head, key) of the edges of each of ``wanted`` that has edges (edges are in
+    way id order)."""
+    by_way: dict[int, list[tuple[int, int, int]]] = {}
+    for way in sorted(wanted):
+        low, high = np.searchsorted(way_id, [way, way + 1]).tolist()
+        if high > low:
+            keys = range(low, high)
+            by_way[way] = list(
+                zip(tails[low:high].tolist(), heads[low:high].tolist(), keys, strict=True)
+            )
+    return by_way
