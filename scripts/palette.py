@@ -1,4 +1,4 @@
-"""Write styles/palette/palette.json's colours into the colour, grey and print styles (--check: compare).
+"""Write the palette's colours into the colour, grey and print styles (--check: compare).
 
 Every colour of those styles has a name in the palette, per style (``"motorway"`` in
 ``"colour"`` is the fill of motorways in colour.json). Each style records the palette it was
