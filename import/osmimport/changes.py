@@ -36,6 +36,8 @@ class ChangeSet:
     newest: datetime | None = None
     #: Objects read (every version, before keeping the newest of each).
     objects: int = 0
+    #: Each file read and the newest edit in it.
+    files: list[tuple[Path, datetime | None]] = field(default_factory=list)
     _versions: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
 
     @property
@@ -55,10 +57,14 @@ class ChangeSet:
 
     def read(self, path: Path) -> None:
         """Add the objects of ``path``; a later file's version of an object wins on a tie."""
+        newest, self.newest = self.newest, None
         try:
             for obj in osmium.FileProcessor(str(path)):
                 self.objects += 1
                 self._take(obj)
+            self.files.append((path, self.newest))
+            if newest is not None and (self.newest is None or newest > self.newest):
+                self.newest = newest
         except (RuntimeError, ValueError, OSError, EOFError) as exc:
             raise OsmImportError(
                 f"{path}: corrupt or truncated change file ({exc}); nothing was changed"

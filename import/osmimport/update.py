@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.changes import ChangeSet, read_changes
+from osmimport.copybuffer import copy_value
 from osmimport.database import connect, load_sql
 from osmimport.errors import OsmImportError
 from osmimport.importer import (
@@ -57,7 +59,7 @@ EXPIRED_TABLE = "expired_tiles"
 EXPIRE_BUFFER = 64 / 4096
 EARTH_HALF = 20037508.342789244
 
-#: The network tables rebuilt for routing, and the objects they belong to.
+#: The network tables an update changes besides the layers (counted again afterwards).
 NETWORK_TABLES = (
     schema.ROAD_WAYS_TABLE,
     schema.ROAD_NODES_TABLE,
@@ -150,11 +152,43 @@ def _run(cur: psycopg2.extensions.cursor, name: str, params: dict[str, Any] | No
     )
 
 
+#: Above this many ids, the rows holding one are found by a scan and a hash join rather than
+#: one index probe per id.
+PROBE_LIMIT = 5000
+
+
 def _ids(
     cur: psycopg2.extensions.cursor, query: sql.Composable, params: dict[str, Any]
 ) -> set[int]:
     cur.execute(query, params)
     return {int(row[0]) for row in cur.fetchall()}
+
+
+def _holding(cur: psycopg2.extensions.cursor, table: str, column: str, ids: set[int]) -> set[int]:
+    """The ids of the middle rows of ``table`` whose array ``column`` holds one of ``ids``."""
+    if not ids:
+        return set()
+    target = _ident(schema.SCHEMA, table)
+    if len(ids) <= PROBE_LIMIT:
+        return _ids(
+            cur,
+            sql.SQL("SELECT id FROM {} WHERE {} && %(ids)s::bigint[]").format(
+                target, _ident(column)
+            ),
+            {"ids": sorted(ids)},
+        )
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS update_ids (id bigint) ON COMMIT DROP")
+    cur.execute("TRUNCATE update_ids")
+    cur.copy_expert("COPY update_ids FROM STDIN", StringIO("".join(f"{i}\n" for i in ids)))
+    cur.execute("ANALYZE update_ids")
+    return _ids(
+        cur,
+        sql.SQL(
+            "SELECT DISTINCT t.id FROM {} t CROSS JOIN LATERAL unnest(t.{}) AS m(ref) "
+            "WHERE m.ref IN (SELECT id FROM update_ids)"
+        ).format(target, _ident(column)),
+        {},
+    )
 
 
 class Update:
@@ -236,20 +270,9 @@ class Update:
         """(ways to re-make, relations to read with them, way rows replaced, relations replaced)."""
         changes = self.changes
         mid = schema.SCHEMA
-        changed_nodes = sorted(changes.nodes)
-        changed_ways = set(changes.ways) | _ids(
-            cur,
-            sql.SQL("SELECT id FROM {} WHERE nodes && %(ids)s::bigint[]").format(
-                _ident(mid, "mid_ways")
-            ),
-            {"ids": changed_nodes},
-        )
-        affected_relations = set(changes.relations) | _ids(
-            cur,
-            sql.SQL("SELECT id FROM {} WHERE way_ids && %(ids)s::bigint[]").format(
-                _ident(mid, "mid_relations")
-            ),
-            {"ids": sorted(changed_ways)},
+        changed_ways = set(changes.ways) | _holding(cur, "mid_ways", "nodes", set(changes.nodes))
+        affected_relations = set(changes.relations) | _holding(
+            cur, "mid_relations", "way_ids", changed_ways
         )
         members = _ids(
             cur,
@@ -438,8 +461,6 @@ class Update:
             self._regeneralise(cur, layer, groups)
         self._lap("apply layers")
         _run(cur, "update_apply.sql")
-        for table in NETWORK_TABLES:
-            self.added[table] = 0
         self._lap("apply network and middle")
         changed = self._communes(cur)
         self._lap("communes")
@@ -587,10 +608,6 @@ def _copy(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
 ) -> None:
-    from io import StringIO
-
-    from osmimport.copybuffer import copy_value
-
     data = StringIO("".join("\t".join(copy_value(v) for v in row) + "\n" for row in rows))
     cur.copy_expert(
         sql.SQL("COPY {} ({}) FROM STDIN")
@@ -688,16 +705,16 @@ def run_update(
 def _check_times(
     meta: dict[str, Any], changes: ChangeSet, replication: ReplicationState | None
 ) -> None:
-    """Refuse changes older than the data."""
+    """Refuse a change file older than the data (a feed's order is its sequence numbers)."""
     current = data_timestamp(meta)
-    if current is None:
+    if current is None or replication is not None:
         return
-    newest = replication.timestamp if replication is not None else changes.newest
-    if newest is not None and newest < current:
-        raise OsmImportError(
-            f"the changes (newest edit {newest.isoformat()}) are older than the loaded data "
-            f"({current.isoformat()}): nothing was changed"
-        )
+    for path, newest in changes.files:
+        if newest is not None and newest < current:
+            raise OsmImportError(
+                f"{path}: its changes (newest edit {newest.isoformat()}) are older than the "
+                f"loaded data ({current.isoformat()}); nothing was changed"
+            )
 
 
 def _write_meta(
@@ -709,7 +726,8 @@ def _write_meta(
 ) -> None:
     counts: dict[str, int] = dict(meta.get("counts") or {})
     for table in counts:
-        if table in update.added or table in update.deleted:
+        recount = table in NETWORK_TABLES or table == schema.COMMUNES_TABLE
+        if recount or update.added.get(table) or update.deleted.get(table):
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(schema.SCHEMA, table)))
             row = cur.fetchone()
             counts[table] = int(row[0]) if row else 0
@@ -773,3 +791,25 @@ def write_expire_list(path: Path, tiles: Sequence[tuple[int, int, int]]) -> None
     partial = path.with_name(path.name + ".partial")
     partial.write_text("".join(f"{z}/{x}/{y}\n" for z, x, y in tiles), encoding="utf-8")
     partial.replace(path)
+
+
+def format_update(summary: UpdateSummary) -> str:
+    """The end-of-update report: objects, rows replaced per table, tiles expired, time."""
+    lines = [
+        f"updated data version {summary.previous_version} -> {summary.data_version}: "
+        f"{summary.objects:,} objects changed"
+    ]
+    for table in sorted(set(summary.rows_deleted) | set(summary.rows_added)):
+        gone, made = summary.rows_deleted.get(table, 0), summary.rows_added.get(table, 0)
+        if gone or made:
+            lines.append(f"  {table:<26} -{gone:>8,} +{made:>8,}")
+    lines.append(f"tiles expired: {len(summary.expired):,}")
+    if summary.communes:
+        lines.append(f"communes changed: {len(summary.communes):,}")
+    if summary.replication is not None:
+        lines.append(
+            f"replication: sequence {summary.replication.sequence}, "
+            f"timestamp {summary.replication.timestamp.isoformat()}"
+        )
+    lines.append(f"elapsed: {summary.elapsed:.1f}s (routing build {summary.routing_seconds:.1f}s)")
+    return "\n".join(lines)
