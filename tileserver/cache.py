@@ -35,8 +35,11 @@ class CachedTile:
 
 
 def make_tile(version: str, raw: bytes) -> CachedTile:
-    """Gzip ``raw`` (deterministically) and give it an ETag from its bytes and the version."""
-    digest = hashlib.blake2b(raw, digest_size=12, key=version.encode()[:64]).hexdigest()
+    """Gzip ``raw`` (deterministically) and give it an ETag from its bytes.
+
+    The ETag does not depend on ``version``: a tile an update leaves unchanged keeps it.
+    """
+    digest = hashlib.blake2b(raw, digest_size=12).hexdigest()
     gzipped = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
     return CachedTile(gzipped, digest)
 
@@ -87,6 +90,23 @@ class MemoryCache:
             self._items.clear()
             self._bytes = 0
 
+    def carry_over(self, previous: str, version: str, expired: set[tuple[int, int, int]]) -> int:
+        """Keep the tiles of ``previous`` an update left unchanged as tiles of ``version``.
+
+        Tiles in ``expired`` (z, x, y) and those of any other version are dropped; returns the
+        number kept.
+        """
+        with self._lock:
+            kept: OrderedDict[TileKey, CachedTile] = OrderedDict()
+            size = 0
+            for (old, z, x, y), tile in self._items.items():
+                if old == previous and (z, x, y) not in expired:
+                    kept[(version, z, x, y)] = tile
+                    size += len(tile.gzipped) + 64
+            self._items = kept
+            self._bytes = size
+            return len(kept)
+
 
 def _safe(version: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in version) or "none"
@@ -120,6 +140,24 @@ class DiskCache:
         """Store ``tile`` atomically (write to a temporary file, then rename)."""
         # A full or read-only disk only costs the cache, never the response.
         write_sealed(self._path(key), tile.gzipped, tile.etag.encode("ascii"))
+
+    def carry_over(self, previous: str, version: str, expired: set[tuple[int, int, int]]) -> bool:
+        """Make the stored tiles of ``previous``, but those in ``expired``, tiles of ``version``.
+
+        The folder is renamed, so it only works before tiles of ``version`` are stored; says
+        whether it did (otherwise the old tiles go with the next ``prune``).
+        """
+        old = self.root / _safe(previous)
+        new = self.root / _safe(version)
+        if not old.is_dir() or new.exists():
+            return False
+        for z, x, y in expired:
+            (old / f"f{TILE_FORMAT}" / str(z) / str(x) / f"{y}.mvt.gz").unlink(missing_ok=True)
+        try:
+            old.rename(new)
+        except OSError:
+            return False
+        return True
 
     def prune(self, keep_version: str) -> None:
         """Delete the folders of every other data version."""

@@ -785,6 +785,50 @@ def _store_expired(cur: psycopg2.extensions.cursor, version: str) -> None:
     )
 
 
+def expired_tiles(url: str, previous: str, version: str) -> set[tuple[int, int, int]] | None:
+    """The tiles the update from data version ``previous`` to ``version`` changed.
+
+    None when ``version`` was not made by an update of ``previous`` (an import, or a server
+    more than one update behind): then every cached tile is out of date.
+    """
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{EXPIRED_TABLE}",))
+            row = cur.fetchone()
+            if row is None or row[0] is None:
+                return None
+            cur.execute(
+                sql.SQL("SELECT previous_version, z, x, y FROM {} WHERE data_version = %s").format(
+                    _ident(schema.SCHEMA, EXPIRED_TABLE)
+                ),
+                (version,),
+            )
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    made = {str(r[0]) for r in rows}
+    if made and made != {previous}:
+        return None
+    if not rows:
+        # No row at all: an update that changed no tile, or no update; the meta table tells.
+        return _unchanged_update(url, previous, version)
+    return {(int(z), int(x), int(y)) for _, z, x, y in rows}
+
+
+def _unchanged_update(url: str, previous: str, version: str) -> set[tuple[int, int, int]] | None:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            meta = read_meta_with(cur) or {}
+    finally:
+        conn.close()
+    last = meta.get(UPDATED_KEY) or {}
+    if meta.get("data_version") == version and last.get("previous_version") == previous:
+        return set()
+    return None
+
+
 def write_expire_list(path: Path, tiles: Sequence[tuple[int, int, int]]) -> None:
     """``z/x/y`` per line, written to a temporary file then renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)

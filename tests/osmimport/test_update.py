@@ -423,3 +423,50 @@ def test_a_feed_that_does_not_answer_is_an_error(town_url: str, tmp_path: Path) 
             timeout=2,
         )
     assert digests(town_url) == before
+
+
+def test_served_tiles_switch_and_only_changed_ones_get_a_new_etag(
+    town_url: str, tmp_path: Path
+) -> None:
+    """Through the app: the building's tile changes (new ETag, no longer cached), a far tile
+    keeps its ETag and its cached copy across the update."""
+    import warnings
+
+    from tests.tileserver.conftest import LOOPBACK, tile_settings
+    from tileserver.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    near, far = _tile(14, 9.50025, 47.09525), _tile(14, 9.905, 47.3)
+    cache = tmp_path / "tilecache"
+
+    def path(tile: tuple[int, int, int]) -> str:
+        return "/tiles/basemap/{}/{}/{}.mvt".format(*tile)
+
+    with TestClient(create_app(tile_settings(town_url, cache)), client=LOOPBACK) as client:
+        before = {t: client.get(path(t)) for t in (near, far)}
+        assert before[far].status_code == 200
+        old_version = meta(town_url)["data_version"]
+        assert list(cache.glob(f"*{old_version[-8:]}*"))
+        run_update(
+            town_url,
+            [edits(tmp_path / "e.osc")],
+            node_dir=nodes_of(town_url),
+            before_swap=[build_before_swap],
+        )
+        deadline = time.monotonic() + 30
+        while client.get(path(near)).headers["etag"] == before[near].headers["etag"]:
+            assert time.monotonic() < deadline, "the server never switched to the update"
+            time.sleep(0.2)
+        new_version = meta(town_url)["data_version"]
+        # The far tile was carried over to the new version's disk folder, not cut again.
+        (folder,) = [p for p in cache.iterdir() if p.name == new_version]
+        assert list(folder.glob(f"*/{far[0]}/{far[1]}/{far[2]}.mvt.gz"))
+        after_far = client.get(path(far), headers={"if-none-match": before[far].headers["etag"]})
+        assert after_far.status_code == 304
+        assert after_far.headers["etag"] == before[far].headers["etag"]
+        after_near = client.get(path(near))
+        assert after_near.headers["etag"] != before[near].headers["etag"]
+        assert len(after_near.content) > len(before[near].content)
