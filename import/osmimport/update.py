@@ -87,6 +87,7 @@ class UpdateSummary:
     rows_deleted: dict[str, int]
     rows_added: dict[str, int]
     expired: list[tuple[int, int, int]]
+    #: The communes whose own row or whose content changed (their town plans are out of date).
     communes: list[int]
     elapsed: float
     routing_seconds: float = 0.0
@@ -437,7 +438,7 @@ class Update:
     # -- phase B: one transaction applies the staged rows to the served schema --
 
     def apply(self, cur: psycopg2.extensions.cursor) -> list[int]:
-        """Replace the affected rows of every table; the communes whose row changed."""
+        """Replace the affected rows of every table; the communes whose plans changed."""
         live, work = schema.SCHEMA, WORK_SCHEMA
         for layer in schema.LAYERS:
             groups = _group_columns(layer)
@@ -462,11 +463,12 @@ class Update:
         self._lap("apply layers")
         _run(cur, "update_apply.sql")
         self._lap("apply network and middle")
-        changed = self._communes(cur)
+        self._communes(cur)
         self._lap("communes")
         self._routing(cur)
         self._lap("apply routing")
-        return changed
+        _run(cur, "update_plans.sql", {"maxzoom": schema.MAX_ZOOM})
+        return [int(row[0]) for row in cur.fetchall()]
 
     def _replace(self, cur: psycopg2.extensions.cursor, table: str, new: str, maxzoom: int) -> None:
         cur.execute(
@@ -542,8 +544,8 @@ class Update:
             previous = zoom
         del previous
 
-    def _communes(self, cur: psycopg2.extensions.cursor) -> list[int]:
-        """The communes made again from the updated raw tables; those whose row changed."""
+    def _communes(self, cur: psycopg2.extensions.cursor) -> None:
+        """The communes made again from the updated raw tables replace those that differ."""
         cur.execute(
             sql.SQL("SET search_path TO {}, {}, public").format(
                 _ident(COMMUNES_SCHEMA), _ident(schema.SCHEMA)
@@ -558,7 +560,6 @@ class Update:
         )
         cur.execute("RESET search_path")
         _run(cur, "update_communes.sql")
-        return sorted(int(row[0]) for row in cur.fetchall())
 
     def _routing(self, cur: psycopg2.extensions.cursor) -> None:
         """The routing tables built on the updated network replace the served ones."""
@@ -849,7 +850,7 @@ def format_update(summary: UpdateSummary) -> str:
             lines.append(f"  {table:<26} -{gone:>8,} +{made:>8,}")
     lines.append(f"tiles expired: {len(summary.expired):,}")
     if summary.communes:
-        lines.append(f"communes changed: {len(summary.communes):,}")
+        lines.append(f"communes whose town plan changed: {len(summary.communes):,}")
     if summary.replication is not None:
         lines.append(
             f"replication: sequence {summary.replication.sequence}, "

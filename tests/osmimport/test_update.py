@@ -275,6 +275,7 @@ def test_small_edits_change_routes_plans_and_exactly_their_tiles(
     assert done.returncode == 0, done.stderr
     version = meta(town_url)["data_version"]
     assert version in done.stdout
+    assert "communes whose town plan changed: 1" in done.stdout
     assert scalar(town_url, "SELECT data_version FROM osm.routing_profiles LIMIT 1") == version
     assert _route_km(town_url) > 2.0
     assert _streets(town_url) == ["Aussenweg", "Hauptstrasse", "Umweg"]
