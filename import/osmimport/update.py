@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 import uuid
@@ -25,6 +26,7 @@ from osmimport.copybuffer import copy_value
 from osmimport.database import connect, load_sql
 from osmimport.errors import OsmImportError
 from osmimport.importer import (
+    GENERALISATIONS,
     NOTIFY_CHANNEL,
     generalised_queries,
     import_lock,
@@ -221,6 +223,8 @@ class Update:
         now = time.monotonic()
         self.timings[name] = round(now - self._clock, 3)
         self._clock = now
+        if self.progress:
+            print(f"update: {name} {self.timings[name]:.1f}s", file=sys.stderr, flush=True)
 
     # -- phase A: stage everything in WORK_SCHEMA (committed; the served data is untouched) --
 
@@ -461,9 +465,13 @@ class Update:
             self._replace(cur, layer.name, layer.name, 14)
             self._regeneralise(cur, layer, groups)
         self._lap("apply layers")
+        # Asked before the kept raw rows are replaced: a commune deleted leaves none after.
+        _run(cur, "update_communes_touched.sql")
+        row = cur.fetchone()
+        communes_touched = bool(row and row[0])
         _run(cur, "update_apply.sql")
         self._lap("apply network and middle")
-        self._communes(cur)
+        self._communes(cur, communes_touched)
         self._lap("communes")
         self._routing(cur)
         self._lap("apply routing")
@@ -516,7 +524,6 @@ class Update:
             only = sql.SQL(
                 "EXISTS (SELECT 1 FROM {a} a WHERE a.osm_type = b.osm_type AND a.osm_id = b.osm_id)"
             ).format(a=_ident(work, "affected"))
-        previous = -1
         for table, (query, params) in generalised_queries(
             schema.SCHEMA, layer, insert=True, only=only
         ):
@@ -541,11 +548,17 @@ class Update:
                 ).format(g=_ident(schema.SCHEMA, table), only=only, dirty=_ident(work, "dirty")),
                 {"zoom": zoom},
             )
-            previous = zoom
-        del previous
 
-    def _communes(self, cur: psycopg2.extensions.cursor) -> None:
-        """The communes made again from the updated raw tables replace those that differ."""
+    def _communes(self, cur: psycopg2.extensions.cursor, touched: bool) -> None:
+        """The communes made again from the updated raw tables replace those that differ
+        (when the update ``touched`` what they are made of)."""
+        if not touched:
+            cur.execute(
+                sql.SQL("CREATE TABLE {} (osm_id bigint)").format(
+                    _ident(COMMUNES_SCHEMA, "changed")
+                )
+            )
+            return
         cur.execute(
             sql.SQL("SET search_path TO {}, {}, public").format(
                 _ident(COMMUNES_SCHEMA), _ident(schema.SCHEMA)
@@ -591,8 +604,6 @@ class Update:
 
 
 def _group_columns(layer: schema.Layer) -> list[str]:
-    from osmimport.importer import GENERALISATIONS
-
     rule = GENERALISATIONS.get(layer.name)
     if not layer.generalised or rule is None or not rule.merge:
         return []

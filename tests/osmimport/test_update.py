@@ -61,14 +61,7 @@ def digests(url: str) -> dict[str, tuple[int, str]]:
 
 def fondplan(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """The ``fondplan`` command (updates build routing data there) on the database at ``url``."""
-    env = {**os.environ, "FONDPLAN_DATABASE_URL": url}
-    return subprocess.run(
-        [sys.executable, "-m", "tileserver.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return cli(url, *args, module="tileserver.cli")
 
 
 def meta(url: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ CREATE TABLE {work}.road_node_candidates AS
     UNION SELECT osm_id FROM {work}.affected WHERE osm_type = 'n'
     UNION SELECT osm_id FROM {work}.road_nodes;
 CREATE INDEX ON {work}.road_node_candidates (osm_id);
+ANALYZE {work}.road_node_candidates;
 
 -- A candidate stays when a new road way has it, or a road way the update leaves has it.
 CREATE TABLE {work}.road_nodes_final AS
@@ -21,6 +22,7 @@ CREATE TABLE {work}.road_nodes_final AS
             AND NOT EXISTS (
                 SELECT 1 FROM {work}.affected a WHERE a.osm_type = 'w' AND a.osm_id = m.id));
 CREATE INDEX ON {work}.road_nodes_final (osm_id);
+ANALYZE {work}.road_nodes_final;
 
 -- Barrier tags: the new ones of changed nodes, the kept ones of the others.
 CREATE TABLE {work}.barriers_final AS
