@@ -149,7 +149,7 @@ def update_once(
                 node_dir=node_dir,
                 before_swap=before_swap,
                 communes=communes,
-                replication=ReplicationState(base, last, stamp),
+                replication=ReplicationState(base, last, stamp, previous=current),
                 expire_list=expire_list,
                 progress=progress,
             )

@@ -77,6 +77,8 @@ class ReplicationState:
     url: str
     sequence: int
     timestamp: datetime
+    #: The sequence the data was at when the diffs were fetched (None: not known then).
+    previous: int | None = None
 
 
 @dataclass
@@ -671,6 +673,7 @@ def run_update(
                     )
                 node_store = _node_store(meta, node_dir)
                 _check_times(meta, changes, replication)
+                _check_sequence(meta, replication)
                 update = Update(
                     url,
                     changes,
@@ -727,6 +730,18 @@ def _check_times(
                 f"{path}: its changes (newest edit {newest.isoformat()}) are older than the "
                 f"loaded data ({current.isoformat()}); nothing was changed"
             )
+
+
+def _check_sequence(meta: dict[str, Any], replication: ReplicationState | None) -> None:
+    """Refuse diffs fetched for a sequence the data is no longer at (another update ran)."""
+    if replication is None:
+        return
+    known = (meta.get(REPLICATION_KEY) or {}).get("sequence")
+    if known is not None and replication.previous is not None and known != replication.previous:
+        raise OsmImportError(
+            f"the data moved from sequence {replication.previous} to {known} while the diffs "
+            "were fetched (another update ran); nothing was changed: run the update again"
+        )
 
 
 def _write_meta(

@@ -464,3 +464,39 @@ def test_served_tiles_switch_and_only_changed_ones_get_a_new_etag(
         after_near = client.get(path(near))
         assert after_near.headers["etag"] != before[near].headers["etag"]
         assert len(after_near.content) > len(before[near].content)
+
+
+def test_loop_keeps_following_the_feed(town_url: str, tmp_path: Path) -> None:
+    """`--loop` applies a diff published while it runs, then waits for the next one."""
+    feed = tmp_path / "feed"
+    _publish(feed, 7, edits(tmp_path / "7.osc"), "2024-05-01T10:00:00Z")
+    env = {**os.environ, "FONDPLAN_DATABASE_URL": town_url}
+    args = ["update", "--quiet", "--replication", str(feed), "--start-sequence", "6"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "osmimport.cli", *args, "--loop", "0.5"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def sequence() -> int | None:
+            state = meta(town_url).get("replication")
+            return None if state is None else int(state["sequence"])
+
+        deadline = time.monotonic() + 120
+        while sequence() != 7:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        change = osc(tmp_path / "8.osc", delete=way_xml(4, list(FAR)))
+        _publish(feed, 8, change, "2024-05-01T11:00:00Z")
+        while sequence() != 8:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert scalar(town_url, "SELECT count(*) FROM osm.streets WHERE osm_id = 4") == 0
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
