@@ -10,6 +10,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from osmimport.update import lineage
 from tileserver.catalog import TILE_FORMAT
 from tileserver.diskcache import read_sealed, write_sealed
 
@@ -35,11 +36,13 @@ class CachedTile:
 
 
 def make_tile(version: str, raw: bytes) -> CachedTile:
-    """Gzip ``raw`` (deterministically) and give it an ETag from its bytes.
+    """Gzip ``raw`` (deterministically) and give it an ETag from its bytes and the version.
 
-    The ETag does not depend on ``version``: a tile an update leaves unchanged keeps it.
+    The version's import part only: a tile that updates of an import leave unchanged keeps
+    its ETag; a new import gives every tile a new one.
     """
-    digest = hashlib.blake2b(raw, digest_size=12).hexdigest()
+    key = lineage(version).encode()[:64]
+    digest = hashlib.blake2b(raw, digest_size=12, key=key).hexdigest()
     gzipped = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
     return CachedTile(gzipped, digest)
 

@@ -54,6 +54,10 @@ REPLICATION_KEY = "replication"
 TIMESTAMP_KEY = "data_timestamp"
 UPDATED_KEY = "last_update"
 
+#: An update's data version is its import's, this separator, and its own stamp: tiles keep
+#: ETags keyed by the import across updates (see ``lineage``).
+VERSION_SEPARATOR = "+"
+
 #: Tiles whose content changed, per data version (read by servers to drop them from caches).
 EXPIRED_TABLE = "expired_tiles"
 #: Expiry covers zooms 0..MAX_ZOOM; a geometry dirties the tiles its bbox, grown by the tile
@@ -101,6 +105,11 @@ class UpdateSummary:
 
 def _ident(*parts: str) -> sql.Identifier:
     return sql.Identifier(*parts)
+
+
+def lineage(version: str) -> str:
+    """The data version of the import an (updated) data version comes from."""
+    return version.split(VERSION_SEPARATOR, 1)[0]
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -208,6 +217,7 @@ class Update:
         communes: CommuneSettings,
         before_swap: Sequence[Callable[[str, str, str], None]] = (),
         progress: bool = False,
+        previous_version: str = "",
     ) -> None:
         self.url = url
         self.changes = changes
@@ -215,7 +225,8 @@ class Update:
         self.communes = communes
         self.before_swap = before_swap
         self.progress = progress
-        self.version = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+        self.version = f"{lineage(previous_version)}{VERSION_SEPARATOR}{stamp}"
         self.timings: dict[str, float] = {}
         self.deleted: dict[str, int] = {}
         self.added: dict[str, int] = {}
@@ -681,6 +692,7 @@ def run_update(
                     communes=communes or CommuneSettings.model_construct(),
                     before_swap=before_swap,
                     progress=progress,
+                    previous_version=str(meta.get("data_version") or "none"),
                 )
                 cur.execute("SET jit TO off")
                 with tempfile.TemporaryDirectory(prefix="fondplan-update-", dir=node_dir) as tmp:
