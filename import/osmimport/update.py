@@ -869,11 +869,10 @@ def _unchanged_update(url: str, previous: str, version: str) -> set[tuple[int, i
 
 
 def write_expire_list(path: Path, tiles: Sequence[tuple[int, int, int]]) -> None:
-    """``z/x/y`` per line, written to a temporary file then renamed into place."""
+    """Append ``z/x/y`` lines to ``path`` (as osm2pgsql does: whoever purges empties it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(f"{z}/{x}/{y}\n" for z, x, y in tiles), encoding="utf-8")
-    partial.replace(path)
+    with path.open("a", encoding="utf-8") as stream:
+        stream.write("".join(f"{z}/{x}/{y}\n" for z, x, y in tiles))
 
 
 def format_update(summary: UpdateSummary) -> str:
