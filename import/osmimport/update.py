@@ -232,7 +232,8 @@ class Update:
         self.added: dict[str, int] = {}
         self._clock = time.monotonic()
 
-    def _lap(self, name: str) -> None:
+    def lap(self, name: str) -> None:
+        """Record the time since the last lap as step ``name``."""
         now = time.monotonic()
         self.timings[name] = round(now - self._clock, 3)
         self._clock = now
@@ -249,15 +250,15 @@ class Update:
         cur.execute(sql.SQL("CREATE SCHEMA {}").format(_ident(NETWORK_SCHEMA)))
         cur.execute(sql.SQL("CREATE SCHEMA {}").format(_ident(COMMUNES_SCHEMA)))
         ways, relations, row_ways, affected_relations = self._affected(cur)
-        self._lap("find affected")
+        self.lap("find affected")
         self._save_sets(cur, row_ways, affected_relations)
         mini = tmp / "update.osm.pbf"
         self._write_objects(cur, mini, ways, relations)
-        self._lap("write objects")
+        self.lap("write objects")
         create_raw_tables(cur, WORK_SCHEMA)
         loader = Loader(cur, WORK_SCHEMA, self.communes.all_levels())
         loader.run(mini)
-        self._lap("load")
+        self.lap("load")
         _run(cur, "update_filter.sql")
         for layer in schema.LAYERS:
             cur.execute(
@@ -280,7 +281,7 @@ class Update:
         cur.execute(load_sql("osmimport", "network.sql"))
         cur.execute("RESET search_path")
         _run(cur, "update_network.sql")
-        self._lap("build rows")
+        self.lap("build rows")
 
     def _affected(
         self, cur: psycopg2.extensions.cursor
@@ -477,17 +478,17 @@ class Update:
                 )
             self._replace(cur, layer.name, layer.name, 14)
             self._regeneralise(cur, layer, groups)
-        self._lap("apply layers")
+        self.lap("apply layers")
         # Asked before the kept raw rows are replaced: a commune deleted leaves none after.
         _run(cur, "update_communes_touched.sql")
         row = cur.fetchone()
         communes_touched = bool(row and row[0])
         _run(cur, "update_apply.sql")
-        self._lap("apply network and middle")
+        self.lap("apply network and middle")
         self._communes(cur, communes_touched)
-        self._lap("communes")
+        self.lap("communes")
         self._routing(cur)
-        self._lap("apply routing")
+        self.lap("apply routing")
         _run(cur, "update_plans.sql", {"maxzoom": schema.MAX_ZOOM})
         return [int(row[0]) for row in cur.fetchall()]
 
@@ -699,11 +700,11 @@ def run_update(
                     update.stage(cur, Path(tmp))
                 conn.commit()
                 routing_seconds = update.build_routing()
-                update._lap("routing build")
+                update.lap("routing build")
                 # One transaction from here: a kill or an error leaves everything as it was.
                 changed_communes = update.apply(cur)
                 expired = update.expired_tiles(cur)
-                update._lap("expiry")
+                update.lap("expiry")
                 _store_expired(cur, update.version)
                 _write_meta(cur, meta, update, changes, replication)
                 cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, update.version))
