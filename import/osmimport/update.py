@@ -634,7 +634,7 @@ def _copy(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
 ) -> None:
-    data = StringIO("".join("\t".join(copy_value(v) for v in row) + "\n" for row in rows))
+    data = StringIO("".join(["\t".join([copy_value(v) for v in row]) + "\n" for row in rows]))
     cur.copy_expert(
         sql.SQL("COPY {} ({}) FROM STDIN")
         .format(_ident(WORK_SCHEMA, table), sql.SQL(", ").join(_ident(c) for c in columns))
