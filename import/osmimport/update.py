@@ -178,19 +178,35 @@ def _ids(
     return {int(row[0]) for row in cur.fetchall()}
 
 
+def _by_index(
+    cur: psycopg2.extensions.cursor, query: sql.Composable, params: dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Rows of ``query``, read through the GIN index of an array overlap (``&&``).
+
+    The planner overestimates what && with a long array keeps and would rather scan the
+    table, comparing every row's array with every id given.
+    """
+    cur.execute("SELECT set_config('enable_seqscan', 'off', true)")
+    cur.execute(query, params)
+    rows = list(cur.fetchall())
+    cur.execute("SELECT set_config('enable_seqscan', 'on', true)")
+    return rows
+
+
 def _holding(cur: psycopg2.extensions.cursor, table: str, column: str, ids: set[int]) -> set[int]:
     """The ids of the middle rows of ``table`` whose array ``column`` holds one of ``ids``."""
     if not ids:
         return set()
     target = _ident(schema.SCHEMA, table)
     if len(ids) <= PROBE_LIMIT:
-        return _ids(
+        rows = _by_index(
             cur,
             sql.SQL("SELECT id FROM {} WHERE {} && %(ids)s::bigint[]").format(
                 target, _ident(column)
             ),
             {"ids": sorted(ids)},
         )
+        return {int(row[0]) for row in rows}
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS update_ids (id bigint) ON COMMIT DROP")
     cur.execute("TRUNCATE update_ids")
     cur.copy_expert("COPY update_ids FROM STDIN", StringIO("".join(f"{i}\n" for i in ids)))
@@ -319,14 +335,15 @@ class Update:
                 ways[way_id] = way_state
         # The relations a re-made way's rows depend on (boundary levels, communes, disputes).
         relations: dict[int, Any] = {}
-        cur.execute(
+        context = _by_index(
+            cur,
             sql.SQL(
                 "SELECT DISTINCT ON (id) id, members, tags FROM {} "
                 "WHERE way_ids && %(ways)s::bigint[] AND NOT id = ANY(%(changed)s::bigint[])"
             ).format(_ident(mid, "mid_relations")),
             {"ways": sorted(ways), "changed": sorted(changes.relations)},
         )
-        for rel_id, rel_members, tags in cur.fetchall():
+        for rel_id, rel_members, tags in context:
             relations[int(rel_id)] = ([(m[0], int(m[1]), m[2]) for m in rel_members], tags or {})
         for rel_id, rel_state in changes.relations.items():
             if rel_state is not None and relation_makes_rows(rel_state[1]):
