@@ -9,6 +9,7 @@ from pathlib import Path
 
 from osmimport.etag import fingerprint
 from osmimport.lru import LRUCache
+from osmimport.update import lineage
 from tileserver.catalog import TILE_FORMAT
 from tileserver.diskcache import read_sealed, write_sealed
 
@@ -34,8 +35,12 @@ class CachedTile:
 
 
 def make_tile(version: str, raw: bytes) -> CachedTile:
-    """Gzip ``raw`` (deterministically) and give it an ETag from its bytes and the version."""
-    digest = fingerprint(raw, version)
+    """Gzip ``raw`` (deterministically) and give it an ETag from its bytes and the version.
+
+    The version's import part only: a tile that updates of an import leave unchanged keeps
+    its ETag; a new import gives every tile a new one.
+    """
+    digest = fingerprint(raw, lineage(version))
     gzipped = gzip.compress(raw, compresslevel=6, mtime=0) if raw else b""
     return CachedTile(gzipped, digest)
 
@@ -45,6 +50,19 @@ class MemoryCache(LRUCache[TileKey, CachedTile]):
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(max_bytes, lambda tile: len(tile.gzipped) + 64)
+
+    def carry_over(self, previous: str, version: str, expired: set[tuple[int, int, int]]) -> int:
+        """Keep the tiles of ``previous`` an update left unchanged as tiles of ``version``.
+
+        Tiles in ``expired`` (z, x, y) and those of any other version are dropped; returns the
+        number kept.
+        """
+
+        def moved(key: TileKey) -> TileKey | None:
+            old, z, x, y = key
+            return (version, z, x, y) if old == previous and (z, x, y) not in expired else None
+
+        return self.rekey(moved)
 
 
 def _safe(version: str) -> str:
@@ -79,6 +97,24 @@ class DiskCache:
         """Store ``tile`` atomically (write to a temporary file, then rename)."""
         # A full or read-only disk only costs the cache, never the response.
         write_sealed(self._path(key), tile.gzipped, tile.etag.encode("ascii"))
+
+    def carry_over(self, previous: str, version: str, expired: set[tuple[int, int, int]]) -> bool:
+        """Make the stored tiles of ``previous``, but those in ``expired``, tiles of ``version``.
+
+        The folder is renamed, so it only works before tiles of ``version`` are stored; says
+        whether it did (otherwise the old tiles go with the next ``prune``).
+        """
+        old = self.root / _safe(previous)
+        new = self.root / _safe(version)
+        if not old.is_dir() or new.exists():
+            return False
+        for z, x, y in expired:
+            (old / f"f{TILE_FORMAT}" / str(z) / str(x) / f"{y}.mvt.gz").unlink(missing_ok=True)
+        try:
+            old.rename(new)
+        except OSError:
+            return False
+        return True
 
     def prune(self, keep_version: str) -> None:
         """Delete the folders of every other data version."""

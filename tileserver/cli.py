@@ -21,17 +21,21 @@ from tileserver.settings import Settings
 
 def all_commands() -> list[Command]:
     """The commands of every package, in the order the help lists them."""
-    commands: list[Command] = [
-        import_cli.ImportCommand(before_swap=[build_before_swap])
-        if isinstance(command, import_cli.ImportCommand)
-        else command
-        for command in import_cli.COMMANDS
-    ]
+    commands: list[Command] = [_with_routing(command) for command in import_cli.COMMANDS]
     commands += routing_cli.COMMANDS
     commands += cities_cli.commands(townplan_renderer.renderer_factory)
     commands += tile_commands.COMMANDS
     commands += raster_cli.COMMANDS
     return commands
+
+
+def _with_routing(command: Command) -> Command:
+    """Imports and updates build the routing data of the data they make, before it is served."""
+    if isinstance(command, import_cli.ImportCommand):
+        return import_cli.ImportCommand(before_swap=[build_before_swap])
+    if isinstance(command, import_cli.UpdateCommand):
+        return import_cli.UpdateCommand(before_swap=[build_before_swap])
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import psycopg2.extensions
 
 from osmimport.dataversion import NO_DATA, NOTIFY_CHANNEL
 from osmimport.errors import FondplanError
+from osmimport.update import expired_tiles
 from tileserver.cache import CachedTile, DiskCache, MemoryCache, TileKey, make_tile
 from tileserver.guard import KEEPALIVES
 from tileserver.metrics import Metrics
@@ -90,11 +91,28 @@ class TileService:
                     hook(version)
                 except Exception:
                     log.exception("getting data version %s ready", version)
+            expired = self._expired(self._version, version)
             previous, self._version = self._version, version
             log.info("data version %s -> %s", previous, version)
-            self.memory.clear()
+            if expired is None:
+                self.memory.clear()
+            else:
+                # An update from the version served: only the tiles it changed go.
+                self.memory.carry_over(previous, version, expired)
+                if self.disk is not None:
+                    self.disk.carry_over(previous, version, expired)
             if self.disk is not None:
                 threading.Thread(target=self.disk.prune, args=(version,), daemon=True).start()
+
+    def _expired(self, previous: str, version: str) -> set[tuple[int, int, int]] | None:
+        """The tiles an update from ``previous`` to ``version`` changed (None: unknown)."""
+        if not isinstance(self.source, PostGISSource):
+            return None
+        try:
+            return expired_tiles(self.source.url, previous, version)
+        except (psycopg2.Error, FondplanError) as exc:
+            log.warning("reading the tiles expired by data version %s: %s", version, exc)
+            return None
 
     def refresh(self) -> str:
         """Re-read the data version now."""

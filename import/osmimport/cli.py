@@ -2,6 +2,7 @@
 
 fondplan db start | stop | status | url
 fondplan import FILE [FILE ...]
+fondplan update --osc FILE [--osc FILE ...] | --replication URL_OR_DIR [--loop SECONDS]
 fondplan info
 """
 
@@ -13,11 +14,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from osmimport import replication
 from osmimport.command import Command, dispatch
 from osmimport.database import database_url, existing_database_url
 from osmimport.embedded import EmbeddedCluster
-from osmimport.errors import DatabaseError
+from osmimport.errors import DatabaseError, UsageError
 from osmimport.importer import ImportSummary, node_store_dir, read_meta, run_import
+from osmimport.update import (
+    REPLICATION_KEY,
+    TIMESTAMP_KEY,
+    UPDATED_KEY,
+    format_update,
+    run_update,
+)
 
 
 class DbCommand:
@@ -141,6 +150,81 @@ def format_summary(summary: ImportSummary) -> str:
     return "\n".join(lines)
 
 
+class UpdateCommand:
+    """Apply OpenStreetMap changes to the loaded data (imported by `fondplan import`).
+
+    --osc applies change files (.osc, .osc.gz) in the order given; --replication follows a
+    replication feed (an HTTP URL or a local folder with state.txt and 000/000/001.osc.gz ...)
+    from the sequence the data is at, --loop keeps following it. Every update is one
+    transaction: tiles, routing data and town plans switch together to the new data version,
+    and a failed or interrupted update leaves the data and the replication state as they were.
+    --expire-list writes the tiles whose content changed (z/x/y per line) for an outside
+    cache to purge; the servers drop them from their own caches.
+    """
+
+    name: ClassVar[str] = "update"
+    help: ClassVar[str] = "apply OSM change files or follow a replication feed"
+
+    def __init__(self, before_swap: Sequence[Callable[[str, str, str], None]] = ()) -> None:
+        self.before_swap = list(before_swap)
+
+    def add_args(self, parser: argparse.ArgumentParser) -> None:
+        """Declare the sources of changes."""
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--osc", action="append", type=Path, metavar="FILE", default=None)
+        source.add_argument("--replication", metavar="URL_OR_DIR")
+        parser.add_argument(
+            "--max-diffs", type=int, default=None, metavar="N", help="at most N diffs a run"
+        )
+        parser.add_argument(
+            "--loop", type=float, default=None, metavar="SECONDS", help="keep following the feed"
+        )
+        parser.add_argument(
+            "--start-sequence",
+            type=int,
+            default=None,
+            metavar="N",
+            help="the feed's sequence the loaded data is at (first run, when the data's "
+            "timestamp cannot tell it)",
+        )
+        parser.add_argument("--expire-list", type=Path, default=None, metavar="FILE")
+        parser.add_argument("--quiet", action="store_true", help="only the summary")
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Update, then print what changed."""
+        settings = args.settings.database
+        url = existing_database_url(settings)
+        node_dir = node_store_dir(settings.data_dir, url)
+        if args.osc:
+            if args.loop is not None or args.max_diffs is not None:
+                raise UsageError("--loop and --max-diffs go with --replication, not --osc")
+            summary = run_update(
+                url,
+                args.osc,
+                node_dir=node_dir,
+                before_swap=self.before_swap,
+                communes=args.settings.communes,
+                expire_list=args.expire_list,
+                progress=not args.quiet,
+            )
+            print(format_update(summary))
+            return 0
+        for summary in replication.follow(
+            url,
+            args.replication,
+            node_dir=node_dir,
+            before_swap=self.before_swap,
+            communes=args.settings.communes,
+            max_diffs=args.max_diffs,
+            loop=args.loop,
+            start_sequence=args.start_sequence,
+            expire_list=args.expire_list,
+            progress=not args.quiet,
+        ):
+            print(format_update(summary), flush=True)
+        return 0
+
+
 class InfoCommand:
     """Show what is loaded: source files, timestamps, bounding box, data version, counts."""
 
@@ -182,10 +266,21 @@ def format_info(meta: dict[str, Any]) -> str:
         lines.append(f"  {table:<{width}}  {count:>10,}")
     warnings: dict[str, int] = meta.get("warnings", {})
     lines.append(f"warnings at import: {sum(warnings.values())}")
+    if meta.get(TIMESTAMP_KEY):
+        lines.append(f"data timestamp: {meta[TIMESTAMP_KEY]}")
+    updated = meta.get(UPDATED_KEY)
+    if updated:
+        lines.append(f"last update: {updated.get('at')} ({updated.get('objects', 0):,} objects)")
+    replication = meta.get(REPLICATION_KEY)
+    if replication:
+        lines.append(
+            f"replication: sequence {replication.get('sequence')}, "
+            f"timestamp {replication.get('timestamp')}, from {replication.get('url')}"
+        )
     return "\n".join(lines)
 
 
-COMMANDS: list[Command] = [DbCommand(), ImportCommand(), InfoCommand()]
+COMMANDS: list[Command] = [DbCommand(), ImportCommand(), UpdateCommand(), InfoCommand()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,14 +31,25 @@ from osmimport.database import connect, load_sql
 from osmimport.dataversion import NOTIFY_CHANNEL
 from osmimport.errors import OsmImportError
 from osmimport.inputs import file_header, prepare, unsorted_error
-from osmimport.loader import RAW_PREFIX, RAW_TABLES, Loader, UnsortedInput, create_raw_tables
+from osmimport.loader import (
+    KEPT_RAW_TABLES,
+    MIDDLE_TABLES,
+    RAW_PREFIX,
+    RAW_TABLES,
+    Loader,
+    UnsortedInput,
+    create_middle_tables,
+    create_raw_tables,
+)
 from osmimport.settings import CommuneSettings
 
 #: pg_advisory_lock key held for the whole import ("fondplan" as an integer).
 IMPORT_LOCK_KEY = 0x666F6E64706C616E & 0x7FFFFFFFFFFFFFFF
 
 #: Recognised input formats (the suffix decides, as osmium does).
-SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl", ".osc")
+SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz", ".opl")
+#: Change files: applied by ``fondplan update``, never imported.
+CHANGE_SUFFIXES = (".osc", ".osc.gz", ".osc.bz2")
 
 #: Node location files: ``<node dir>/nodes-<data version>.cache``.
 NODE_STORE_PREFIX = "nodes-"
@@ -93,6 +104,11 @@ def check_input(path: Path) -> None:
     if not path.is_file():
         raise OsmImportError(f"{path}: not a regular file")
     name = path.name.lower()
+    if name.endswith(CHANGE_SUFFIXES):
+        raise OsmImportError(
+            f"{path}: a change file (.osc) is not an extract: apply it to the loaded data with "
+            f"`fondplan update --osc {path}`"
+        )
     if not name.endswith(SUFFIXES):
         raise OsmImportError(
             f"{path}: unknown format (expected .osm.pbf, .osm, .osm.bz2 or .osm.gz)"
@@ -104,6 +120,11 @@ def check_input(path: Path) -> None:
     if name.endswith((".osm", ".osm.bz2", ".osm.gz")):
         if not head.lstrip().startswith(b"<"):
             raise OsmImportError(f"{path}: not OSM XML (does not start with '<')")
+        if b"<osmChange" in head:
+            raise OsmImportError(
+                f"{path}: an OSM change file (osmChange), not an extract: apply it to the "
+                f"loaded data with `fondplan update --osc {path}`"
+            )
     elif name.endswith(".pbf") and head.lstrip().startswith(b"<"):
         raise OsmImportError(f"{path}: looks like XML, not PBF (rename it to .osm)")
 
@@ -113,14 +134,14 @@ def _head(path: Path) -> bytes:
     try:
         if name.endswith(".bz2"):
             with bz2.open(path, "rb") as stream:
-                return stream.read(64)
+                return stream.read(256)
         if name.endswith(".gz"):
             with gzip.open(path, "rb") as stream:
-                return stream.read(64)
+                return stream.read(256)
     except (OSError, EOFError, ValueError) as exc:
         raise OsmImportError(f"{path}: corrupt compressed file ({exc})") from exc
     with path.open("rb") as stream:
-        return stream.read(64)
+        return stream.read(256)
 
 
 def read_header(path: Path) -> tuple[str | None, list[float] | None]:
@@ -193,8 +214,18 @@ def layer_table_query(staging: str, layer: str) -> sql.Composed:
     )
 
 
-def generalised_queries(staging: str, layer: schema.Layer) -> list[tuple[str, Step]]:
-    """The ``<layer>_z<N>`` tables the schema declares for ``layer``: (table, statement)."""
+def generalised_queries(
+    staging: str,
+    layer: schema.Layer,
+    *,
+    insert: bool = False,
+    only: sql.Composable | None = None,
+) -> list[tuple[str, Step]]:
+    """The ``<layer>_z<N>`` tables the schema declares for ``layer``: (table, statement).
+
+    ``insert``: statements adding to existing tables (an update) rather than creating them;
+    ``only``: a condition on the base table's rows (alias ``b``) that limits what is made.
+    """
     made: list[tuple[str, Step]] = []
     if not layer.generalised:
         return made
@@ -205,10 +236,14 @@ def generalised_queries(staging: str, layer: schema.Layer) -> list[tuple[str, St
         table = f"{layer.name}_z{zoom}"
         tolerance = PIXEL_Z0 / 2**zoom / 2
         if rule.merge:
-            query = _merged_lines(staging, layer.name, table, attr_names, rule, reset)
+            query = _merged_lines(
+                staging, layer.name, table, attr_names, rule, reset, insert=insert, only=only
+            )
             params: dict[str, Any] = {"zoom": zoom, "tolerance": tolerance}
         else:
-            query = _simplified_polygons(staging, layer.name, table, attr_names)
+            query = _simplified_polygons(
+                staging, layer.name, table, attr_names, insert=insert, only=only
+            )
             params = {
                 "zoom": zoom,
                 "tolerance": tolerance,
@@ -225,6 +260,9 @@ def _merged_lines(
     attrs: list[str],
     rule: schema.Generalisation,
     reset: dict[str, Any],
+    *,
+    insert: bool = False,
+    only: sql.Composable | None = None,
 ) -> sql.Composed:
     group = [*rule.group_by, "minzoom"]
     outer: list[sql.Composable] = []
@@ -239,35 +277,50 @@ def _merged_lines(
         else:
             outer.append(_ident(name))
     return sql.SQL(
-        "CREATE TABLE {table} AS "
+        "{make} {table} {as_} "
         "SELECT 'w'::char(1) AS osm_type, osm_id, "
         "ST_SimplifyPreserveTopology(geom, %(tolerance)s)::geometry(LineString, 3857) AS geom, "
         "minzoom, sort_key, {outer} FROM ("
         "  SELECT min(osm_id) AS osm_id, min(sort_key) AS sort_key, {group}, "
         "  (ST_Dump(ST_LineMerge(ST_Collect(geom)))).geom AS geom "
-        "  FROM {base} WHERE minzoom <= %(zoom)s GROUP BY {group}"
+        "  FROM {base} b WHERE minzoom <= %(zoom)s{only} GROUP BY {group}"
         ") merged WHERE GeometryType(geom) = 'LINESTRING'"
     ).format(
+        make=sql.SQL("INSERT INTO" if insert else "CREATE TABLE"),
+        as_=sql.SQL("" if insert else "AS"),
         table=_ident(staging, table),
         outer=sql.SQL(", ").join(outer),
         group=sql.SQL(", ").join(_ident(g) for g in group),
         base=_ident(staging, base),
+        only=sql.SQL("") if only is None else sql.SQL(" AND ") + only,
     )
 
 
-def _simplified_polygons(staging: str, base: str, table: str, attrs: list[str]) -> sql.Composed:
+def _simplified_polygons(
+    staging: str,
+    base: str,
+    table: str,
+    attrs: list[str],
+    *,
+    insert: bool = False,
+    only: sql.Composable | None = None,
+) -> sql.Composed:
     return sql.SQL(
-        "CREATE TABLE {table} AS SELECT osm_type, osm_id, geom, minzoom, sort_key{sep}{cols} "
+        "{make} {table} {as_} SELECT osm_type, osm_id, geom, minzoom, sort_key{sep}{cols} "
         "FROM (SELECT osm_type, osm_id, "
         "  ST_Multi(ST_SimplifyPreserveTopology(geom, %(tolerance)s))"
         "    ::geometry(MultiPolygon, 3857) AS geom, minzoom, sort_key{sep}{cols} "
-        "  FROM {base} WHERE minzoom <= %(zoom)s AND ST_Area(geom) >= %(min_area)s OFFSET 0) s "
+        "  FROM {base} b WHERE minzoom <= %(zoom)s AND ST_Area(geom) >= %(min_area)s{only} "
+        "  OFFSET 0) s "
         "WHERE NOT ST_IsEmpty(geom)"
     ).format(
+        make=sql.SQL("INSERT INTO" if insert else "CREATE TABLE"),
+        as_=sql.SQL("" if insert else "AS"),
         table=_ident(staging, table),
         sep=sql.SQL(", " if attrs else ""),
         cols=sql.SQL(", ").join(_ident(a) for a in attrs),
         base=_ident(staging, base),
+        only=sql.SQL("") if only is None else sql.SQL(" AND ") + only,
     )
 
 
@@ -316,8 +369,12 @@ def plan_jobs(
     *,
     generalise: bool = True,
     communes: CommuneSettings | None = None,
+    middle: bool = False,
 ) -> list[Job]:
-    """The independent jobs that turn the raw tables into the served ones."""
+    """The independent jobs that turn the raw tables into the served ones.
+
+    ``middle``: also index the tables an update reads (see ``loader.MIDDLE_TABLES``).
+    """
     rules = communes or CommuneSettings.model_construct()
     jobs: list[Job] = []
     for layer in schema.LAYERS:
@@ -366,6 +423,16 @@ def plan_jobs(
             [schema.COMMUNES_TABLE],
         )
     )
+    if middle:
+        kept = [*MIDDLE_TABLES, *KEPT_RAW_TABLES]
+        jobs.append(
+            Job(
+                "middle",
+                sum(raw_sizes.get(t, 0) for t in kept),
+                [(load_sql("osmimport", "middle.sql"), None)],
+                kept,
+            )
+        )
     for job in jobs:
         job.steps.extend(
             (sql.SQL("ANALYZE {}").format(_ident(staging, table)), None) for table in job.tables
@@ -663,9 +730,12 @@ def run_import(
                 cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(staging)))
                 cur.execute(sql.SQL("CREATE SCHEMA {}").format(_ident(staging)))
                 create_raw_tables(cur, staging)
+                middle = node_store is not None
+                if middle:
+                    create_middle_tables(cur, staging)
                 conn.commit()
                 rules = communes or CommuneSettings.model_construct()
-                loader = Loader(cur, staging, rules.all_levels())
+                loader = Loader(cur, staging, rules.all_levels(), middle=middle)
                 loader.warnings.update(input_warnings)
                 try:
                     # Node locations always go to a file-backed index (memory does not grow
@@ -681,18 +751,29 @@ def run_import(
                 _say(progress, f"building tables on {BUILD_WORKERS} connections")
                 building = time.monotonic()
                 jobs = plan_jobs(
-                    staging, _raw_sizes(cur, staging), generalise=generalise, communes=rules
+                    staging,
+                    _raw_sizes(cur, staging),
+                    generalise=generalise,
+                    communes=rules,
+                    middle=middle,
                 )
                 conn.commit()
                 built = run_jobs(url, staging, jobs, BUILD_WORKERS)
                 _say(progress, f"built {len(built)} tables in {time.monotonic() - building:.1f}s")
-                for table in [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]:
-                    cur.execute(sql.SQL("DROP TABLE {}").format(_ident(staging, table)))
+                raw = [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]
+                for table in raw:
+                    if not (middle and table in KEPT_RAW_TABLES):
+                        cur.execute(sql.SQL("DROP TABLE {}").format(_ident(staging, table)))
                 layer_jobs = [job for job in jobs if job.name in schema.LAYER_BY_NAME]
                 all_tables = [
                     *(job.tables[0] for job in layer_jobs),
                     *(table for job in layer_jobs for table in job.tables[1:]),
-                    *(table for job in jobs if job not in layer_jobs for table in job.tables),
+                    *(
+                        table
+                        for job in jobs
+                        if job not in layer_jobs and job.name != "middle"
+                        for table in job.tables
+                    ),
                 ]
                 counts = {table: built[table] for table in all_tables}
                 loader.warnings.update(_built_warnings(cur, staging))

@@ -60,6 +60,32 @@ RAW_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
     "raw_countries": (("osm_id", "bigint"), ("code", "text"), ("geom", "geometry(Geometry, 4326)")),
 }
 
+#: Tables an update needs, kept in the served schema by imports that keep node locations:
+#: every way (its nodes and tags), the relations that can make rows, and the node locations
+#: changed by updates since the import (NULL: deleted), read before the import's node file.
+MIDDLE_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "mid_ways": (("id", "bigint"), ("nodes", "bigint[]"), ("tags", "jsonb")),
+    "mid_relations": (
+        ("id", "bigint"),
+        ("tags", "jsonb"),
+        # [[type, ref, role], ...]
+        ("members", "jsonb"),
+        ("way_ids", "bigint[]"),
+    ),
+    "mid_nodes": (("id", "bigint PRIMARY KEY"), ("lon", "float8"), ("lat", "float8")),
+}
+#: Raw tables an update reads again (the commune and barrier rules look across objects).
+KEPT_RAW_TABLES = ("raw_barriers", "raw_communes", "raw_commune_ways", "raw_countries")
+
+#: Relation types whose relations can make rows (areas, boundaries, turn restrictions).
+ROW_RELATION_TYPES = frozenset({"multipolygon", "boundary", "restriction"})
+
+
+def relation_makes_rows(tags: dict[str, str]) -> bool:
+    """Whether a relation with ``tags`` can make rows or change those of its member ways."""
+    return tags.get("type") in ROW_RELATION_TYPES or "boundary" in tags
+
+
 #: Admin levels kept as commune candidates besides those of the settings: ``--admin-level``
 #: can ask for them (départements and Kreise at 6 to quartiers at 10).
 LOCAL_LEVELS = frozenset(range(6, 11))
@@ -115,14 +141,23 @@ def create_raw_tables(cursor: psycopg2.extensions.cursor, staging: str) -> None:
         _create(cursor, staging, table, definition)
 
 
+def create_middle_tables(cursor: psycopg2.extensions.cursor, staging: str) -> None:
+    """Create the (logged) tables an update needs besides the served ones."""
+    for table, definition in MIDDLE_TABLES.items():
+        _create(cursor, staging, table, definition, logged=True)
+
+
 def _create(
     cursor: psycopg2.extensions.cursor,
     staging: str,
     table: str,
     columns: Sequence[tuple[str, str]],
+    *,
+    logged: bool = False,
 ) -> None:
     cursor.execute(
-        sql.SQL("CREATE UNLOGGED TABLE {}.{} ({})").format(
+        sql.SQL("CREATE {}TABLE {}.{} ({})").format(
+            sql.SQL("" if logged else "UNLOGGED "),
             sql.Identifier(staging),
             sql.Identifier(table),
             sql.SQL(", ").join(
@@ -259,6 +294,7 @@ class _BoundaryWays(osmium.SimpleHandler):
             self.loader.warnings[DUPLICATES] += 1
             return
         self.last_id = way_id
+        self.loader.middle_way(way)
         if way_id in scan.boundary_ways or way_id in scan.commune_ways:
             self.loader.way(way)
         else:
@@ -266,6 +302,10 @@ class _BoundaryWays(osmium.SimpleHandler):
             if "building" in tags and way.is_closed() and tags.get("area") != "no":
                 # Compared with the building areas made from ways: the difference is reported.
                 self.loader.building_ways += 1
+
+    def relation(self, rel: osmium.osm.Relation) -> None:
+        """Keep the relations the restriction filter dropped that can make rows."""
+        self.loader.middle_relation(rel, tag_dict(rel.tags))
 
 
 class Progress:
@@ -314,6 +354,8 @@ class Loader:
         cursor: psycopg2.extensions.cursor,
         staging: str,
         commune_levels: frozenset[int] = LOCAL_LEVELS,
+        *,
+        middle: bool = False,
     ) -> None:
         self.cursor = cursor
         self.staging = staging
@@ -332,6 +374,11 @@ class Loader:
         self.raw = {
             table: CopyBuffer(self.sender, staging, table, [name for name, _ in columns])
             for table, columns in RAW_TABLES.items()
+        }
+        self.middle = {
+            table: CopyBuffer(self.sender, staging, table, [name for name, _ in columns])
+            for table, columns in MIDDLE_TABLES.items()
+            if middle and table != "mid_nodes"
         }
         self.scan = RelationScan(LOCAL_LEVELS | commune_levels)
         self.areas_built: set[int] = set()
@@ -397,7 +444,7 @@ class Loader:
         count = 0
         handlers: dict[type, Callable[[Any], None]] = {
             osmium.osm.Node: self.node,
-            osmium.osm.Way: self.way,
+            osmium.osm.Way: self._way_and_middle if self.middle else self.way,
             osmium.osm.Area: self.area,
             osmium.osm.Relation: self.relation,
         }
@@ -444,6 +491,28 @@ class Loader:
             self._emit("n", node.id, geom, features)
         if not BARRIER_KEYS.isdisjoint(tags):
             self.raw["raw_barriers"].add((node.id, _json(tags)))
+
+    def middle_way(self, way: osmium.osm.Way) -> None:
+        """Keep ``way``'s nodes and tags for updates (every way: a relation may take it later)."""
+        buffer = self.middle.get("mid_ways")
+        if buffer is None:
+            return
+        refs = ",".join([str(node.ref) for node in way.nodes])
+        tags = copy_value(_json(tag_dict(way.tags)))
+        buffer.add_line(f"{way.id}\t{{{refs}}}\t{tags}\n")
+
+    def middle_relation(self, rel: osmium.osm.Relation, tags: dict[str, str]) -> None:
+        """Keep a relation that can make rows, with its members, for updates."""
+        buffer = self.middle.get("mid_relations")
+        if buffer is None or not relation_makes_rows(tags):
+            return
+        members = [[m.type, m.ref, m.role] for m in rel.members]
+        ways = ",".join([str(ref) for kind, ref, _ in members if kind == "w"])
+        buffer.add((rel.id, _json(tags), json.dumps(members, separators=(",", ":")), f"{{{ways}}}"))
+
+    def _way_and_middle(self, way: osmium.osm.Way) -> None:
+        self.middle_way(way)
+        self.way(way)
 
     def way(self, way: osmium.osm.Way) -> None:
         """Lines: streets, waterways, boundaries, ...; routing ways and their nodes."""
@@ -538,6 +607,7 @@ class Loader:
     def relation(self, rel: osmium.osm.Relation) -> None:
         """Turn restrictions for routing."""
         tags = tag_dict(rel.tags)
+        self.middle_relation(rel, tags)
         if tags.get("type") == "restriction":
             members = [{"type": m.type, "ref": m.ref, "role": m.role} for m in rel.members]
             self.raw["raw_restrictions"].add(
@@ -622,7 +692,7 @@ class Loader:
             self.warnings["multipolygon or boundary relations that could not be assembled"] += (
                 broken
             )
-        for buffer in [*self.layers.values(), *self.raw.values()]:
+        for buffer in [*self.layers.values(), *self.raw.values(), *self.middle.values()]:
             buffer.flush()
         self.sender.close()
 

@@ -64,6 +64,19 @@ class LRUCache(Generic[K, V]):
                 _, (_, evicted) = self._items.popitem(last=False)
                 self._total -= evicted
 
+    def rekey(self, new_key: Callable[[K], K | None]) -> int:
+        """Keep each entry under ``new_key(key)`` (in the same order), dropping those it maps to
+        None; returns the number kept."""
+        with self._lock:
+            kept: OrderedDict[K, tuple[V, int]] = OrderedDict()
+            for key, entry in self._items.items():
+                moved = new_key(key)
+                if moved is not None:
+                    kept[moved] = entry
+            self._items = kept
+            self._total = sum(cost for _, cost in kept.values())
+            return len(kept)
+
     def clear(self) -> None:
         """Drop everything."""
         with self._lock:

@@ -22,11 +22,12 @@ def scalar(url: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     return query(url, sql, params)[0][0]
 
 
-def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``fondplan`` import commands run on the database at ``url``, in a child process."""
+def cli(url: str, *args: str, module: str = "osmimport.cli") -> subprocess.CompletedProcess[str]:
+    """``fondplan`` import commands run on the database at ``url``, in a child process
+    (``module="tileserver.cli"``: the whole ``fondplan`` command, with its hooks)."""
     env = {**os.environ, "FONDPLAN_DATABASE_URL": url}
     return subprocess.run(
-        [sys.executable, "-m", "osmimport.cli", *args],
+        [sys.executable, "-m", module, *args],
         env=env,
         capture_output=True,
         text=True,

@@ -5,7 +5,10 @@
 -- level counts for a complete area with no commune of the first level inside it and not a county
 -- (a German kreisfreie Stadt at level 6). Unknown countries use %(default_levels)s.
 CREATE TABLE communes AS
-    WITH hulls AS (
+    -- Country outlines in EPSG:3857 once, not once per commune looked up in them.
+    WITH countries AS MATERIALIZED (
+        SELECT osm_id, code, ST_Transform(geom, 3857) AS geom FROM raw_countries
+    ), hulls AS (
         SELECT relation_id, ST_ConvexHull(ST_Collect(geom)) AS geom
         FROM raw_commune_ways GROUP BY relation_id
     ), shaped AS (
@@ -17,9 +20,9 @@ CREATE TABLE communes AS
     ), placed AS (
         SELECT s.osm_id, s.name, s.name_fr, s.name_de, s.name_en, s.admin_level,
                COALESCE(s.country, (
-                   SELECT k.code FROM raw_countries k
+                   SELECT k.code FROM countries k
                    WHERE s.geom IS NOT NULL
-                     AND ST_Intersects(ST_Transform(k.geom, 3857), ST_PointOnSurface(s.geom))
+                     AND ST_Intersects(k.geom, ST_PointOnSurface(s.geom))
                    ORDER BY k.osm_id LIMIT 1)) AS country,
                s.insee, s.population, s.place, s.complete,
                (CASE WHEN ST_IsEmpty(s.geom) THEN NULL ELSE s.geom END) AS geom

@@ -1,0 +1,213 @@
+"""Update benchmark: changes of 100, 1,000 and 10,000 objects, and 2013->2021 vs a re-import.
+
+    python bench/update.py [--scale N] [--sizes 100,1000,10000] [--skip-routing] [--skip-years]
+
+1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
+   bench/import.py builds it) with what updates need and the routing data, then applies
+   changes touching about N objects each (half moved road nodes, a quarter renamed buildings,
+   a quarter new POIs), one after the other: wall time, routing rebuild time, tiles expired.
+2. Imports Liechtenstein 2013, applies `osmium derive-changes` 2013->2021 and times it against
+   a full import of 2021 (both with the routing data unless --skip-routing).
+Prints one line per run and a JSON summary last.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and bench/routing.py would hide
+# the routing package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
+from osmimport.importer import run_import  # noqa: E402
+from osmimport.update import run_update  # noqa: E402
+from routing.build import build_before_swap  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LI_2013 = ROOT / "tests" / "data" / "liechtenstein-2013-08-03.osm.pbf"
+LI_2021 = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
+STAMP = "2030-01-01T00:00:00Z"
+
+
+def _import_bench() -> Any:
+    """bench/import.py as a module (its name is a keyword): the scaled input and the server."""
+    spec = importlib.util.spec_from_file_location("bench_import", ROOT / "bench" / "import.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def _tags(tags: dict[str, str]) -> str:
+    def esc(text: str) -> str:
+        return text.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+    return "".join(f'<tag k="{esc(k)}" v="{esc(v)}"/>' for k, v in tags.items())
+
+
+def make_change(url: str, size: int, seed: int, target: Path) -> int:
+    """An osmChange touching about ``size`` objects of the loaded data; the objects written."""
+    rng = random.Random(seed)
+    moves = _rows(
+        url,
+        "SELECT osm_id, lon, lat FROM osm.road_nodes ORDER BY md5(osm_id::text || %s) LIMIT %s",
+        (str(seed), size // 2),
+    )
+    buildings = _rows(
+        url,
+        "SELECT id, nodes, tags FROM osm.mid_ways WHERE tags ? 'building' "
+        "ORDER BY md5(id::text || %s) LIMIT %s",
+        (str(seed), size // 4),
+    )
+    create, modify = [], []
+    base = 9_000_000_000_000 + seed * 100_000
+    for i, (_, lon, lat) in enumerate(moves[: size // 4]):
+        tags = _tags({"amenity": "bench", "name": f"Bench {seed}-{i}"})
+        create.append(
+            f'<node id="{base + i}" version="1" timestamp="{STAMP}" '
+            f'lon="{lon + 0.0001:.7f}" lat="{lat:.7f}">{tags}</node>'
+        )
+    for osm_id, lon, lat in moves:
+        shift = rng.uniform(-0.00005, 0.00005)
+        modify.append(
+            f'<node id="{osm_id}" version="99" timestamp="{STAMP}" '
+            f'lon="{lon + shift:.7f}" lat="{lat + shift:.7f}"/>'
+        )
+    for osm_id, nodes, tags in buildings:
+        named = {**tags, "name": f"Building {seed}"}
+        refs = "".join(f'<nd ref="{n}"/>' for n in nodes)
+        modify.append(
+            f'<way id="{osm_id}" version="99" timestamp="{STAMP}">{refs}{_tags(named)}</way>'
+        )
+    # Nodes first, then ways: osmium reads a change file in order.
+    modify.sort(key=lambda element: 0 if element.startswith("<node") else 1)
+    target.write_text(
+        "<?xml version='1.0' encoding='UTF-8'?>\n<osmChange version=\"0.6\">\n"
+        f"<create>{''.join(create)}</create>\n<modify>{''.join(modify)}</modify>\n"
+        "</osmChange>\n",
+        encoding="utf-8",
+    )
+    return len(create) + len(modify)
+
+
+def _timed(step: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.monotonic()
+    result = step()
+    return time.monotonic() - started, result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--scale", type=int, default=1, help="repeat the extract N times")
+    parser.add_argument("--sizes", default="100,1000,10000", help="objects per change")
+    parser.add_argument("--skip-routing", action="store_true", help="no routing data")
+    parser.add_argument("--skip-years", action="store_true", help="no 2013->2021 run")
+    args = parser.parse_args()
+    bench_import = _import_bench()
+    admin = bench_import.admin_url()
+    hooks = [] if args.skip_routing else [build_before_swap]
+    report: dict[str, Any] = {"scale": args.scale, "routing": not args.skip_routing}
+    work = Path(tempfile.mkdtemp(prefix="fondplan-bench-update-", dir=ROOT / "var"))
+    created: list[str] = []
+
+    def database() -> str:
+        name = f"fondplan_bench_{uuid.uuid4().hex[:10]}"
+        ensure_database(admin, name)
+        created.append(name)
+        return admin.rsplit("/", 1)[0] + "/" + name
+
+    try:
+        source = LI_2021
+        if args.scale > 1:
+            source = work / f"scaled-{args.scale}.osm.pbf"
+            bench_import.build_scaled(LI_2021, args.scale, source)
+        url = database()
+        seconds, _ = _timed(
+            lambda: run_import(url, [source], node_dir=work / "nodes", before_swap=hooks)
+        )
+        print(f"import x{args.scale}: {seconds:.1f}s", flush=True)
+        report["import_seconds"] = round(seconds, 1)
+        report["changes"] = []
+        for seed, size in enumerate(int(s) for s in args.sizes.split(",")):
+            change = work / f"change-{size}.osc"
+            objects = make_change(url, size, seed, change)
+            seconds, summary = _timed(
+                lambda change=change: run_update(
+                    url, [change], node_dir=work / "nodes", before_swap=hooks
+                )
+            )
+            row = {
+                "objects": objects,
+                "seconds": round(seconds, 2),
+                "routing_seconds": round(summary.routing_seconds, 2),
+                "without_routing_seconds": round(seconds - summary.routing_seconds, 2),
+                "tiles_expired": len(summary.expired),
+                "steps": summary.timings,
+            }
+            report["changes"].append(row)
+            print(
+                f"update of {objects:,} objects: {seconds:.2f}s "
+                f"(routing {summary.routing_seconds:.2f}s), {len(summary.expired):,} tiles expired",
+                flush=True,
+            )
+        if not args.skip_years:
+            tool = shutil.which("osmium")
+            assert tool is not None, "osmium-tool is needed"
+            change = work / "li-2013-2021.osc.gz"
+            subprocess.run(
+                [tool, "derive-changes", str(LI_2013), str(LI_2021), "-o", str(change)], check=True
+            )
+            old, new = database(), database()
+            run_import(old, [LI_2013], node_dir=work / "nodes13", before_swap=hooks)
+            update_seconds, summary = _timed(
+                lambda: run_update(old, [change], node_dir=work / "nodes13", before_swap=hooks)
+            )
+            import_seconds, _ = _timed(
+                lambda: run_import(new, [LI_2021], node_dir=work / "nodes21", before_swap=hooks)
+            )
+            report["years"] = {
+                "objects": summary.objects,
+                "update_seconds": round(update_seconds, 1),
+                "reimport_seconds": round(import_seconds, 1),
+                "tiles_expired": len(summary.expired),
+                "steps": summary.timings,
+            }
+            print(
+                f"2013->2021 ({summary.objects:,} objects): update {update_seconds:.1f}s, "
+                f"full import of 2021 {import_seconds:.1f}s",
+                flush=True,
+            )
+    finally:
+        for name in created:
+            drop_database(admin, name)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
