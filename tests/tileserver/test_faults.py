@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import mapbox_vector_tile
@@ -226,7 +225,7 @@ def test_routing_answers_without_the_database(
     cluster: EmbeddedCluster, liechtenstein_url: str, tmp_path: Path
 ) -> None:
     settings = fault_settings(liechtenstein_url, tmp_path)
-    settings = replace(settings, server=ServerSettings(disable=frozenset({"raster"})))
+    settings = settings.model_copy(update={"server": ServerSettings(disable=frozenset({"raster"}))})
     with TestClient(create_app(settings), client=LOOPBACK) as client:
         deadline = time.monotonic() + 120
         while not client.get("/health").json()["routing"]["ready"]:
