@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg2.extensions
@@ -43,11 +42,3 @@ def meta_value(conn: psycopg2.extensions.connection, key: str) -> Any:
         )
         row = cur.fetchone()
     return None if row is None else row[0]
-
-
-def data_version(conn: psycopg2.extensions.connection) -> str:
-    """The version of the loaded data, or "" when nothing is loaded."""
-    value = meta_value(conn, "data_version")
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)

@@ -16,13 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from cities.communes import Commune, find_commune, list_communes
-from cities.db import data_version
 from cities.errors import CitiesError, NoSuchPage, PlanBusy, PlanTimeout
 from cities.paper import parse_layout, parse_orientation, parse_paper
 from cities.render import MapRenderer
 from cities.settings import TownplanSettings
 from cities.townplan import PlanOptions, commune_area, make_plan
 from osmimport.database import connect
+from osmimport.dataversion import read_data_version
 from osmimport.lru import LRUCache
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class TownplanEndpoints:
         stem, options, page = plan_request(request, self.service.settings.max_dpi)
         conn = connect(self.service.database_url)
         try:
-            version = data_version(conn)
+            version = read_data_version(conn)
             by_insee = stem.isdigit() and len(stem) == 5
             commune = find_commune(conn, insee=stem) if by_insee else find_commune(conn, name=stem)
         finally:

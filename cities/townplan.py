@@ -15,7 +15,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from cities.communes import Commune, commune_geometry
-from cities.db import data_version, meta_value
+from cities.db import meta_value
 from cities.errors import CitiesError, EmptyArea
 from cities.facilities import Category, Facility, facilities_index
 from cities.flow import Placed
@@ -58,18 +58,12 @@ from cities.sheets import (
 )
 from cities.streets import Place, StreetEntry, read_places, street_index
 from cities.style import NO_TEXT, PRINT_STYLE, legend_entries, load_style
+from osmimport import mercator
 from osmimport.database import connect
+from osmimport.dataversion import read_data_version
 
-EARTH_RADIUS = 6378137.0
 MM_PER_INCH = 25.4
 FORMATS = ("pdf", "png")
-
-
-def lonlat_to_3857(lon: float, lat: float) -> tuple[float, float]:
-    """Web Mercator metres of a WGS84 point."""
-    x = math.radians(lon) * EARTH_RADIUS
-    y = math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) * EARTH_RADIUS
-    return x, y
 
 
 @dataclass(frozen=True)
@@ -134,12 +128,7 @@ def commune_area(database_url: str, commune: Commune) -> PlanArea:
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
     """``W,S,E,N`` in degrees, checked."""
-    try:
-        west, south, east, north = (float(v) for v in text.split(","))
-    except ValueError:
-        raise CitiesError(f"--bbox wants W,S,E,N in degrees, got {text!r}") from None
-    if not (-180 <= west < east <= 180 and -85 < south < north < 85):
-        raise CitiesError(f"--bbox {text!r} is not a box W,S,E,N with W<E and S<N")
+    west, south, east, north = mercator.parse_bbox(text, "--bbox", max_lat=85.0)
     if (east - west) > 2 or (north - south) > 2:
         raise CitiesError("--bbox is larger than 2 degrees: that is not a town plan")
     return west, south, east, north
@@ -148,8 +137,8 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
 def bbox_area(bbox: tuple[float, float, float, float], title: str | None) -> PlanArea:
     """The plan area of a W,S,E,N box in degrees."""
     west, south, east, north = bbox
-    x0, y0 = lonlat_to_3857(west, south)
-    x1, y1 = lonlat_to_3857(east, north)
+    x0, y0 = mercator.lonlat_to_mercator(west, south)
+    x1, y1 = mercator.lonlat_to_mercator(east, north)
     name = title or f"Plan {west:.4f},{south:.4f},{east:.4f},{north:.4f}"
     slug = "plan-" + "_".join(f"{v:.3f}" for v in bbox)
     return PlanArea(
@@ -205,7 +194,7 @@ class Plan:
 def _data_note(database_url: str) -> tuple[str, str]:
     conn = connect(database_url)
     try:
-        version = data_version(conn)
+        version = read_data_version(conn)
         imported = meta_value(conn, "imported_at")
     finally:
         conn.close()

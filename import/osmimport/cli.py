@@ -194,32 +194,26 @@ class UpdateCommand:
         """Update, then print what changed."""
         settings = args.settings.database
         url = existing_database_url(settings)
-        node_dir = node_store_dir(settings.data_dir, url)
+        common: dict[str, Any] = {
+            "node_dir": node_store_dir(settings.data_dir, url),
+            "before_swap": self.before_swap,
+            "communes": args.settings.communes,
+            "expire_list": args.expire_list,
+            "progress": not args.quiet,
+        }
         if args.osc:
             if args.loop is not None or args.max_diffs is not None:
                 raise UsageError("--loop and --max-diffs go with --replication, not --osc")
-            summary = run_update(
-                url,
-                args.osc,
-                node_dir=node_dir,
-                before_swap=self.before_swap,
-                communes=args.settings.communes,
-                expire_list=args.expire_list,
-                progress=not args.quiet,
-            )
+            summary = run_update(url, args.osc, **common)
             print(format_update(summary))
             return 0
         for summary in replication.follow(
             url,
             args.replication,
-            node_dir=node_dir,
-            before_swap=self.before_swap,
-            communes=args.settings.communes,
+            **common,
             max_diffs=args.max_diffs,
             loop=args.loop,
             start_sequence=args.start_sequence,
-            expire_list=args.expire_list,
-            progress=not args.quiet,
         ):
             print(format_update(summary), flush=True)
         return 0
