@@ -14,6 +14,7 @@ from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.database import connect, load_sql
+from osmimport.dataversion import NO_DATA, read_data_version
 from routing.errors import GraphNotBuiltError
 
 EARTH_RADIUS = 6371008.8
@@ -64,14 +65,10 @@ def data_version(url: str) -> str:
     """The version of the data served: the import's ``data_version``, else a fingerprint."""
     conn = connect(url)
     try:
+        version = read_data_version(conn)
+        if version != NO_DATA:
+            return version
         with conn.cursor() as cur:
-            try:
-                cur.execute(_query("data_version.sql", meta=_table(schema.META_TABLE)))
-                row = cur.fetchone()
-                if row is not None and row[0]:
-                    return str(row[0])
-            except psycopg2.Error:
-                conn.rollback()
             try:
                 cur.execute(_query("network_fingerprint.sql", ways=_table(schema.ROAD_WAYS_TABLE)))
             except psycopg2.errors.UndefinedTable as exc:
