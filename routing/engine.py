@@ -57,7 +57,7 @@ class Part(NamedTuple):
 
 
 @dataclass(frozen=True, eq=False)
-class Path:
+class Route:
     """A route between two snapped points: the edges travelled in order, where it starts on the
     first (a fraction of it) and ends on the last, and its integer weight (ms). Every edge in
     between is travelled whole."""
@@ -68,7 +68,7 @@ class Path:
     weight: int
 
     @classmethod
-    def from_parts(cls, parts: Sequence[Part], weight: int) -> Path:
+    def from_parts(cls, parts: Sequence[Part], weight: int) -> Route:
         """The path travelling ``parts`` (whole edges but the first and last)."""
         edges = np.fromiter((part.edge for part in parts), np.int64, len(parts))
         return cls(edges, parts[0].start, parts[-1].end, weight)
@@ -399,7 +399,7 @@ class Engine:
         if self.edge_count:
             lon, lat = self.points[0]
             self.snap(float(lon), float(lat), radius=None)
-            line = self.line(Path(np.zeros(1, dtype=np.int64), 0.0, 1.0, 0))
+            line = self.line(Route(np.zeros(1, dtype=np.int64), 0.0, 1.0, 0))
             kernels.encode_polyline(kernels.simplify(line, 1e-5), 5)
 
     def _along(self) -> NDArray[np.float64]:
@@ -479,7 +479,7 @@ class Engine:
         result = self.turn_ms(a, b)
         return result
 
-    def turns(self, path: Path) -> NDArray[np.int64]:
+    def turns(self, path: Route) -> NDArray[np.int64]:
         """Milliseconds of the turn into each edge of ``path`` (0 for the first)."""
         result = np.zeros(len(path.edges), dtype=np.int64)
         if len(path.edges) > 1:
@@ -977,17 +977,17 @@ class Engine:
                         found[node] = cost
         return found
 
-    def _direct(self, start: Snap, end: Snap) -> Path | None:
-        best: Path | None = None
+    def _direct(self, start: Snap, end: Snap) -> Route | None:
+        best: Route | None = None
         ends = dict(self.directions(end))
         for edge, fraction in self.directions(start):
             if edge in ends and ends[edge] >= fraction:
                 weight = round(ends[edge] * self.weight[edge]) - round(fraction * self.weight[edge])
                 if best is None or weight < best.weight:
-                    best = Path(np.asarray([edge]), fraction, ends[edge], weight)
+                    best = Route(np.asarray([edge]), fraction, ends[edge], weight)
         return best
 
-    def route(self, start: Snap, end: Snap) -> Path | None:
+    def route(self, start: Snap, end: Snap) -> Route | None:
         """The fastest path from ``start`` to ``end``, or None when there is none."""
         best = self._direct(start, end)
         sources = self.sources(start)
@@ -1012,7 +1012,7 @@ class Engine:
         sources: dict[int, tuple[int, int]],
         nodes: list[int],
         weight: int,
-    ) -> Path:
+    ) -> Route:
         first_edge = sources[nodes[0]][1]
         first_fraction = dict(self.directions(start))[first_edge]
         last_edge = int(self.origin[nodes[-1]])
@@ -1029,7 +1029,7 @@ class Engine:
             edges, last_fraction = edges[:-1], 1.0
         if len(edges) == 1 and last_fraction < first_fraction:
             last_fraction = first_fraction
-        return Path(edges, first_fraction, last_fraction, weight)
+        return Route(edges, first_fraction, last_fraction, weight)
 
     def weight_of(self, start: Snap, end: Snap) -> int | None:
         """Only the weight (ms) of the fastest path, or None."""
@@ -1102,7 +1102,7 @@ class Engine:
             result.append(line)
         return result
 
-    def alternatives(self, start: Snap, end: Snap, best: Path, count: int) -> list[Path]:
+    def alternatives(self, start: Snap, end: Snap, best: Route, count: int) -> list[Route]:
         """Up to ``count`` reasonable other paths: through a via edge, ≤ 40 % slower, sharing
         at most 60 % of their length with the routes already chosen."""
         if count <= 0:
@@ -1119,7 +1119,7 @@ class Engine:
         candidates = [key for key in np.flatnonzero(inside).tolist() if key not in used]
         rng = random.Random(start.edge * 7919 + end.edge)
         rng.shuffle(candidates)
-        found: list[Path] = []
+        found: list[Route] = []
         for via in candidates[:60]:
             lon, lat = self.points[self.offsets[via]].tolist()
             middle = Snap(via, 0.0, lon, lat, 0.0)
@@ -1134,7 +1134,7 @@ class Engine:
             edges = [part.edge for part in parts]
             if len(set(edges)) != len(edges):
                 continue
-            path = Path.from_parts(parts, weight)
+            path = Route.from_parts(parts, weight)
             length = self.length(path)
             if any(self._shared(path, other) > 0.6 * length for other in chosen):
                 continue
@@ -1144,7 +1144,7 @@ class Engine:
                 break
         return sorted(found, key=lambda path: path.weight)
 
-    def _shared(self, path: Path, other: Path) -> float:
+    def _shared(self, path: Route, other: Route) -> float:
         edges = {part.edge for part in other.parts}
         edges |= {int(self._reverse[e]) for e in edges}
         return sum(
@@ -1153,18 +1153,18 @@ class Engine:
             if part.edge in edges
         )
 
-    def length(self, path: Path) -> float:
+    def length(self, path: Route) -> float:
         """Metres travelled along ``path``."""
         return float(self.edge_length[path.edges] @ path.shares)
 
-    def duration(self, path: Path) -> float:
+    def duration(self, path: Route) -> float:
         """Seconds travelled along ``path``, the turns on the way included."""
         seconds = float(self.edge_time[path.edges] @ path.shares)
         if len(path.edges) > 1:
             seconds += float(self._path_turn_ms(path.edges).sum()) / 1000.0
         return seconds
 
-    def summary(self, path: Path) -> str:
+    def summary(self, path: Route) -> str:
         """The two roads (names, else refs) ``path`` travels longest, in the order travelled."""
         labels = self.edge_label[path.edges]
         # Metres per label, unnamed roads in slot 0.
@@ -1181,7 +1181,7 @@ class Engine:
         best.sort(key=lambda label: int(np.flatnonzero(labels == label)[-1]))
         return ", ".join(self.strings[label] for label in best)
 
-    def line(self, path: Path) -> NDArray[np.float64]:
+    def line(self, path: Route) -> NDArray[np.float64]:
         """The coordinates of ``path``, without repeated consecutive points (at least two)."""
         return kernels.route_line(
             path.edges, path.start, path.end, self.offsets, self.points, self.along

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from routing import kernels, polyline
-from routing.engine import Engine, Path, Snap, dedupe
+from routing.engine import Engine, Route, Snap, dedupe
 from routing.errors import OsrmError
 from routing.guidance import MODES, Stretch, build_steps, stretch
 from routing.network import haversine
@@ -395,7 +395,7 @@ def geometry(coords: Coords, kind: str) -> Any:
     return polyline.encode(coords, 6 if kind == "polyline6" else 5)
 
 
-def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], Coords]:
+def leg(engine: Engine, path: Route, options: Options) -> tuple[dict[str, Any], Coords]:
     """An OSRM route leg for one path, and its coordinates."""
     stretches: list[Stretch] = []
     if options.steps or options.annotations:
@@ -442,7 +442,7 @@ def leg(engine: Engine, path: Path, options: Options) -> tuple[dict[str, Any], C
     return result, engine.line(path) if options.overview != "false" else ()
 
 
-def route_object(engine: Engine, paths: list[Path], options: Options) -> dict[str, Any]:
+def route_object(engine: Engine, paths: list[Route], options: Options) -> dict[str, Any]:
     """An OSRM route made of one path per leg."""
     legs = []
     chunks: list[Coords] = []

@@ -15,7 +15,7 @@ import psycopg2
 
 from osmimport.errors import FondplanError
 from routing import osrm, store
-from routing.engine import Engine, Path, Snap
+from routing.engine import Engine, Route, Snap
 from routing.errors import GraphNotBuiltError, OsrmError
 from routing.network import data_version
 from routing.profiles import PROFILE_ALIASES, PROFILES
@@ -285,7 +285,7 @@ class RoutingService:
         straight = options.continue_straight == "true" or (
             options.continue_straight == "default" and engine.profile in STRAIGHT_AT_WAYPOINTS
         )
-        paths: list[Path] = []
+        paths: list[Route] = []
         for start, end in zip(snaps, snaps[1:], strict=False):
             path = None
             if straight and paths:

@@ -59,6 +59,31 @@ class _RoadHandler(osmium.SimpleHandler):
             self.restrictions.append((r.id, tags, members))
 
 
+def grid_nodes(
+    picture: str,
+    west: float = 7.0,
+    south: float = 48.0,
+    step: tuple[float, float] = (0.001, 0.001),
+    tags: dict[int, str] | None = None,
+) -> str:
+    """OPL nodes drawn as a map: node numbers in rows north to south, ``.`` for an empty place.
+
+    Columns are ``step[0]`` degrees apart from ``west``, rows ``step[1]`` apart up from ``south``;
+    ``tags`` gives a node's OPL tags (``key=value,...``).
+    """
+    rows = [line.split() for line in picture.strip().splitlines()]
+    nodes: dict[int, tuple[float, float]] = {}
+    for row, cells in enumerate(reversed(rows)):
+        for column, cell in enumerate(cells):
+            if cell != ".":
+                nodes[int(cell)] = (west + column * step[0], south + row * step[1])
+    tags = tags or {}
+    return "".join(
+        f"n{node} v1 {'T' + tags[node] + ' ' if node in tags else ''}x{x:.7f} y{y:.7f}\n"
+        for node, (x, y) in sorted(nodes.items())
+    )
+
+
 def load_network(url: str, source: Path | str) -> None:
     """Write the road tables of the ``osm`` schema from an OSM file or an OPL string."""
     handler = _RoadHandler()

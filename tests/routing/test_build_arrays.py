@@ -17,22 +17,17 @@ from routing.engine import Engine
 from routing.network import haversine, read_network
 from routing.profiles import PROFILES
 from routing.store import Arrays
-from tests.routing.conftest import LIECHTENSTEIN
+from tests.routing.conftest import LIECHTENSTEIN, grid_nodes
 
 # A street grid at 7.00x E, 48.00x N, nodes every 0.001 degree, with a bollard and a gate.
-NODES = """\
-n1 v1 x7.000 y48.000
-n2 v1 x7.001 y48.000
-n3 v1 x7.002 y48.000
-n4 v1 x7.002 y48.001
-n5 v1 x7.001 y48.001
-n6 v1 x7.000 y48.001
-n7 v1 Tbarrier=bollard x7.000 y48.002
-n8 v1 Tbarrier=gate,access=private x7.001 y48.002
-n9 v1 x7.002 y48.002
-n10 v1 Thighway=traffic_signals x7.003 y48.002
-n11 v1 x7.003 y48.000
-"""
+NODES = grid_nodes(
+    """
+    7 8 9 10
+    6 5 4 .
+    1 2 3 11
+    """,
+    tags={7: "barrier=bollard", 8: "barrier=gate,access=private", 10: "highway=traffic_signals"},
+)
 WAYS = """\
 w1 v1 Thighway=primary,name=Hauptstrasse,destination=Vaduz,destination:ref=28 Nn1,n2,n3,n11
 w2 v1 Thighway=residential,oneway=yes,oneway:bicycle=no Nn3,n4,n9

@@ -9,18 +9,20 @@ import networkx as nx
 
 from routing.build import build_graphs, load_graph
 from routing.engine import Engine
+from tests.routing.conftest import grid_nodes
 
 # A square street block at 7.00-7.00x E, 48.00x N: nodes every 0.001 degree.
-NODES = """\
-n1 v1 x7.000 y48.000
-n2 v1 x7.001 y48.000
-n3 v1 x7.002 y48.000
-n4 v1 x7.002 y48.001
-n5 v1 x7.001 y48.003
-n6 v1 x7.000 y48.003
-n9 v1 x7.010 y48.010
-n10 v1 x7.011 y48.010
-"""
+NODES = (
+    grid_nodes(
+        """
+        6 5 .
+        . . .
+        . . 4
+        1 2 3
+        """
+    )
+    + "n9 v1 x7.010 y48.010\nn10 v1 x7.011 y48.010\n"
+)
 
 
 def engines(

@@ -10,16 +10,16 @@ import pytest
 import shapely
 
 from routing import kernels, polyline
-from routing.engine import Engine, Path
+from routing.engine import Engine, Route
 from routing.guidance import stretch
 from routing.network import EARTH_RADIUS
 
 
-def random_paths(engine: Engine, count: int) -> list[Path]:
+def random_paths(engine: Engine, count: int) -> list[Route]:
     """Routes between random road positions (partial first and last edges)."""
     rng = random.Random(3)
     nodes = [(d["x"], d["y"]) for _, d in engine.graph.nodes(data=True)]
-    found: list[Path] = []
+    found: list[Route] = []
     while len(found) < count:
         (lon1, lat1), (lon2, lat2) = rng.choice(nodes), rng.choice(nodes)
         start = engine.snap(lon1 + 0.0004, lat1 - 0.0003, radius=None)

@@ -12,7 +12,7 @@ import pytest
 
 from osmimport import schema
 from osmimport.database import connect
-from routing.engine import Engine, Path, Snap
+from routing.engine import Engine, Route, Snap
 from routing.network import haversine
 
 VADUZ = (9.5209, 47.1410)
@@ -32,7 +32,7 @@ def fetch(url: str, query: str) -> list[dict[str, Any]]:
         conn.close()
 
 
-def route(engine: Engine, a: tuple[float, float], b: tuple[float, float]) -> Path | None:
+def route(engine: Engine, a: tuple[float, float], b: tuple[float, float]) -> Route | None:
     return engine.route(engine.snap(*a, radius=500)[0], engine.snap(*b, radius=500)[0])
 
 

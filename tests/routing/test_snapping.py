@@ -16,7 +16,7 @@ from routing.errors import OsrmError
 from routing.http import routes
 from routing.service import RoutingService
 from routing.settings import RoutingSettings
-from tests.routing.conftest import ROOT
+from tests.routing.conftest import ROOT, grid_nodes
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -25,14 +25,16 @@ with warnings.catch_warnings():
 # A block of two-way streets around the junction J (n2). w1 comes one-way into J from n1, and
 # every way out of J from w1 is forbidden by a turn restriction; n1 itself is on the block
 # (w5), so J and n1 are both well connected in the road graph. w7 is a one-way dead end.
-OPL = """\
-n1 v1 x7.000 y48.000
-n2 v1 x7.001 y48.000
-n3 v1 x7.002 y48.000
-n4 v1 x7.001 y48.001
-n5 v1 x7.001 y47.999
-n6 v1 x7.000 y48.001
-n7 v1 x7.003 y48.000
+OPL = (
+    grid_nodes(
+        """
+    6 4 . .
+    1 2 3 7
+    . 5 . .
+    """,
+        south=47.999,
+    )
+    + """\
 w1 v1 Thighway=residential,oneway=yes Nn1,n2
 w2 v1 Thighway=residential Nn2,n3
 w3 v1 Thighway=residential Nn2,n4
@@ -44,6 +46,7 @@ r1 v1 Ttype=restriction,restriction=no_straight_on Mw1@from,n2@via,w2@to
 r2 v1 Ttype=restriction,restriction=no_left_turn Mw1@from,n2@via,w3@to
 r3 v1 Ttype=restriction,restriction=no_right_turn Mw1@from,n2@via,w4@to
 """
+)
 #: 2.5 cm west of J, on w1.
 NEAR_J = (7.001 - 0.025 / 74_490, 48.0)
 #: On w6, the diagonal from n3 to n4.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from pathlib import Path as FilePath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from routing.build import build_graphs, load_graph
-from routing.engine import Engine, Path
+from routing.engine import Engine, Route
+from tests.routing.conftest import grid_nodes
 
 # car.lua's values, written out here rather than read from the profile under test.
 TURN_PENALTY = 7.5
@@ -23,16 +24,13 @@ U_TURN_PENALTY = 20.0
 # A road east along 48.000 N (w1), then two ways on to the junction x (7.003, 48.001):
 # w2 bends gently (no junction on the way), w3 + w4 turn left then right. w5 is a stub that
 # makes r a junction; w6 leads on east from x.
-NODES = """\
-n1 v1 x7.000 y48.000
-n2 v1 x7.001 y48.000
-n3 v1 x7.0015 y48.000
-n4 v1 x7.0025 y48.001
-n5 v1 x7.003 y48.001
-n6 v1 x7.004 y48.001
-n7 v1 x7.001 y48.001
-n8 v1 x7.000 y48.001
-"""
+NODES = grid_nodes(
+    """
+    8 . 7 . . 4 5 . 6
+    1 . 2 3 . . . . .
+    """,
+    step=(0.0005, 0.001),
+)
 OPL = (
     "w1 v1 Thighway=unclassified,maxspeed=50 Nn1,n2\n"
     "w2 v1 Thighway=unclassified,maxspeed=35 Nn2,n3,n4,n5\n"
@@ -85,7 +83,7 @@ def _edge(engine: Engine, way: int, tail: int) -> int:
 
 
 def test_two_turns_lose_to_a_slower_straight_road(
-    network_db: Callable[[FilePath | str], str],
+    network_db: Callable[[Path | str], str],
 ) -> None:
     url = network_db(NODES + OPL)
     build_graphs(url, quiet=True)
@@ -99,7 +97,7 @@ def test_two_turns_lose_to_a_slower_straight_road(
     straight = [_edge(car, 1, 1), _edge(car, 2, 2), _edge(car, 6, 5)]
     turning = [_edge(car, 1, 1), _edge(car, 3, 2), _edge(car, 4, 7), _edge(car, 6, 5)]
     assert path.edges.tolist() == straight
-    other = Path(np.asarray(turning), path.start, path.end, 0)
+    other = Route(np.asarray(turning), path.start, path.end, 0)
 
     def travel(edges: list[int]) -> float:
         times = [float(car.edges[e]["travel_time"]) for e in edges]
@@ -127,13 +125,13 @@ def test_two_turns_lose_to_a_slower_straight_road(
 
 
 def test_u_turn_at_a_dead_end_costs_the_u_turn_penalty(
-    network_db: Callable[[FilePath | str], str],
+    network_db: Callable[[Path | str], str],
 ) -> None:
     url = network_db(NODES + "w1 v1 Thighway=unclassified,maxspeed=50 Nn1,n2\n")
     build_graphs(url, quiet=True)
     car = Engine(load_graph(url, "car"))
     forward, back = _edge(car, 1, 1), _edge(car, 1, 2)
-    path = Path(np.asarray([forward, back]), 0.5, 0.6, 0)
+    path = Route(np.asarray([forward, back]), 0.5, 0.6, 0)
     expected = (
         float(car.edges[forward]["travel_time"]) * 0.5 + float(car.edges[back]["travel_time"]) * 0.6
     )
@@ -141,7 +139,7 @@ def test_u_turn_at_a_dead_end_costs_the_u_turn_penalty(
     assert math.isclose(car.duration(path), expected, abs_tol=2e-3)
     foot = Engine(load_graph(url, "foot"))
     forward, back = _edge(foot, 1, 1), _edge(foot, 1, 2)
-    path = Path(np.asarray([forward, back]), 0.5, 0.6, 0)
+    path = Route(np.asarray([forward, back]), 0.5, 0.6, 0)
     walked = (
         float(foot.edges[forward]["travel_time"]) * 0.5
         + float(foot.edges[back]["travel_time"]) * 0.6
