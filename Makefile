@@ -32,7 +32,7 @@ bench: setup
 	$(BIN)/python bench/import.py
 	$(BIN)/python bench/tiles.py
 	$(BIN)/python bench/raster.py
-	$(BIN)/python bench/routing.py
+	$(BIN)/python bench/routes.py
 	$(BIN)/python bench/routing_fidelity.py
 	$(BIN)/python bench/townplan.py
 	$(BIN)/python bench/scale.py

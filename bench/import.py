@@ -17,26 +17,21 @@ input cut into two overlapping halves (osmium extract), which the import merges.
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path: bench/routing.py would hide the
-# routing package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import osmium
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from typing import Any  # noqa: E402
-
-import osmium  # noqa: E402
-
-from osmimport.database import drop_database, ensure_database  # noqa: E402
-from osmimport.embedded import EmbeddedCluster  # noqa: E402
-from routing.store import versions  # noqa: E402
+from osmimport.database import drop_database, ensure_database
+from osmimport.embedded import EmbeddedCluster
+from routing.store import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"

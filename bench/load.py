@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import random
 import subprocess
@@ -31,7 +30,6 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 import psutil
 import psycopg2
@@ -39,6 +37,8 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "import"))
+
+from common import load_bench  # noqa: E402
 
 from osmimport.database import drop_database, ensure_database  # noqa: E402
 from osmimport.embedded import EmbeddedCluster  # noqa: E402
@@ -52,16 +52,8 @@ MIX = {"cached": 80, "cold": 10, "raster": 5, "route": 4, "plan": 1}
 HEAVY_ROUTE = "?steps=true&overview=full&annotations=true"
 
 
-def _bench_tiles() -> ModuleType:
-    """bench/tiles.py, for its keep-alive client (bench/ stays off sys.path)."""
-    spec = importlib.util.spec_from_file_location("bench_tiles", ROOT / "bench" / "tiles.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TILES = _bench_tiles()
+#: bench/tiles.py, for its keep-alive client.
+TILES = load_bench("tiles")
 
 
 @dataclass

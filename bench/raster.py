@@ -9,28 +9,23 @@ embedded PostGIS (dropped at the end).
 
 from __future__ import annotations
 
+import argparse
+import math
+import statistics
 import sys
+import time
+import uuid
+import warnings
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path, where bench/routing.py would hide
-# the routing package the app mounts.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import psutil
 
-import argparse  # noqa: E402
-import math  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-import warnings  # noqa: E402
-
-import psutil  # noqa: E402
-
-from osmimport.database import drop_database, ensure_database  # noqa: E402
-from osmimport.embedded import EmbeddedCluster  # noqa: E402
-from osmimport.settings import DatabaseSettings, ImportSettings  # noqa: E402
-from tileserver.app import create_app  # noqa: E402
-from tileserver.raster import RasterPool, RasterSettings, TileRequest  # noqa: E402
-from tileserver.settings import CacheSettings, Settings  # noqa: E402
+from osmimport.database import drop_database, ensure_database
+from osmimport.embedded import EmbeddedCluster
+from osmimport.settings import DatabaseSettings, ImportSettings
+from tileserver.app import create_app
+from tileserver.raster import RasterPool, RasterSettings, TileRequest
+from tileserver.settings import CacheSettings, Settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")

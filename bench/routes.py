@@ -23,58 +23,43 @@ side by side with renumbered ids, built with bench/import.py's builder) the same
    exists to install it into var/bench-osrm (created once); otherwise says why it is skipped.
    Car durations of fondplan and OSRM are compared on the same pairs (distribution printed).
 
-    .venv/bin/python bench/routing.py [--scales 1,8] [--pairs 200] [--pgr-pairs 40]
+    .venv/bin/python bench/routes.py [--scales 1,8] [--pairs 200] [--pgr-pairs 40]
 """
 
 from __future__ import annotations
 
+import argparse
+import glob
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
-# Run as a script, this file's folder comes first on sys.path and its name would hide the
-# routing package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import httpx
+import osmium
+from common import load_bench
+from psycopg2.extras import execute_values
 
-import argparse  # noqa: E402
-import glob  # noqa: E402
-import http.client  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from types import ModuleType  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
-
-import httpx  # noqa: E402
-import osmium  # noqa: E402
-from psycopg2.extras import execute_values  # noqa: E402
-
-from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
-from osmimport.importer import run_import  # noqa: E402
-from routing.build import load_graph  # noqa: E402
-from routing.network import haversine  # noqa: E402
+from osmimport.database import connect, drop_database, ensure_database
+from osmimport.importer import run_import
+from routing.build import load_graph
+from routing.network import haversine
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRACT = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 OSRM_VENV = ROOT / "var" / "bench-osrm"
 
 Pair = tuple[float, float, float, float]
-
-
-def import_bench() -> ModuleType:
-    """bench/import.py (its name is a keyword: loaded from its path)."""
-    spec = importlib.util.spec_from_file_location("bench_import", ROOT / "bench" / "import.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -374,7 +359,7 @@ def run_size(
     tmp: Path,
 ) -> dict[str, list[Pair]]:
     """Benchmark one network size; returns the size-1 pairs (made on the first call)."""
-    bench_import = import_bench()
+    bench_import = load_bench("import")
     name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
     ensure_database(admin, name)
     url = admin.rsplit("/", 1)[0] + "/" + name
@@ -485,7 +470,7 @@ def main() -> int:
     parser.add_argument("--no-osrm", action="store_true", help="skip the OSRM comparison")
     args = parser.parse_args()
     scales = sorted({int(s) for s in args.scales.split(",")})
-    bench_import = import_bench()
+    bench_import = load_bench("import")
     admin = bench_import.admin_url()
     osrm: Path | None = None
     if args.no_osrm:

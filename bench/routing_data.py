@@ -16,34 +16,26 @@ Every figure is printed with the goal of the region-scale issue.
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import re
+import subprocess
 import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its name would hide the
-# routing package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import psutil
+from common import load_bench
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
-import uuid  # noqa: E402
-
-import psutil  # noqa: E402
-
-from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
+from osmimport.database import connect, drop_database, ensure_database
 
 ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("bench_import", ROOT / "bench" / "import.py")
-assert _spec is not None and _spec.loader is not None
-bench_import = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_import)
+bench_import = load_bench("import")
 DEFAULT_FILE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 #: Vaduz to Schaan, in the first copy of the extract.
 ROUTE = "/route/v1/driving/9.5209,47.1410;9.5095,47.1650?overview=false"

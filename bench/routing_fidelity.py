@@ -1,8 +1,8 @@
 """Step fidelity: fondplan's turn-by-turn steps against osrm-routed's on the same random pairs.
 
-For ``--pairs`` random pairs per profile (half short, half long, bench/routing.py's pairs) the
+For ``--pairs`` random pairs per profile (half short, half long, bench/routes.py's pairs) the
 same run asks fondplan (in-process ``RoutingService``) and osrm-routed (PyPI ``osrm-bindings``,
-prepared with bench/routing.py's helpers, car.lua and foot.lua) for ``steps=true``, aligns the
+prepared with bench/routes.py's helpers, car.lua and foot.lua) for ``steps=true``, aligns the
 step sequences by maneuver location (an OSRM step is matched by the nearest unused fondplan step
 within ``--radius`` metres, in route order) and prints, over the steps between depart and
 arrive: the share of OSRM steps matched at the same place, of matched steps with the same
@@ -18,45 +18,32 @@ it the extract is imported into a throwaway database first.
 
 from __future__ import annotations
 
+import argparse
 import sys
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-# Run as a script, this file's folder comes first on sys.path and would hide the routing package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import httpx
+from common import load_bench
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import tempfile  # noqa: E402
-import uuid  # noqa: E402
-from collections import Counter  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from types import ModuleType  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-
-from osmimport.database import drop_database, ensure_database  # noqa: E402
-from osmimport.importer import run_import  # noqa: E402
-from routing.build import build_graphs, load_graph  # noqa: E402
-from routing.errors import OsrmError  # noqa: E402
-from routing.network import haversine  # noqa: E402
-from routing.service import RoutingService  # noqa: E402
+from osmimport.database import drop_database, ensure_database
+from osmimport.importer import run_import
+from routing.build import build_graphs, load_graph
+from routing.errors import OsrmError
+from routing.network import haversine
+from routing.service import RoutingService
 
 ROOT = Path(__file__).resolve().parent.parent
 #: OSRM's profile file and URL profile per fondplan profile.
 OSRM_PROFILES = {"car": ("car.lua", "driving"), "foot": ("foot.lua", "walking")}
 QUERY = {"steps": "true", "overview": "false"}
-
-
-def routing_bench() -> ModuleType:
-    """bench/routing.py, loaded from its path (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_routing", ROOT / "bench" / "routing.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextmanager
@@ -65,7 +52,7 @@ def database(url: str | None, bench: ModuleType) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    admin = bench.import_bench().admin_url()
+    admin = load_bench("import").admin_url()
     name = f"fondplan_bench_{uuid.uuid4().hex[:8]}"
     ensure_database(admin, name)
     made = admin.rsplit("/", 1)[0] + "/" + name
@@ -78,7 +65,7 @@ def database(url: str | None, bench: ModuleType) -> Iterator[str]:
 
 
 def osrm_package_for(package: Path, profile_file: str, where: Path) -> Path:
-    """A view of OSRM's package whose ``car.lua`` is ``profile_file`` (bench/routing.py's
+    """A view of OSRM's package whose ``car.lua`` is ``profile_file`` (bench/routes.py's
     osrm_prepare always extracts with car.lua)."""
     if profile_file == "car.lua":
         return package
@@ -270,7 +257,7 @@ def main() -> int:
     parser.add_argument("--url", default=None, help="a database with the graphs built")
     parser.add_argument("--examples", type=int, default=0, help="routes with differences shown")
     args = parser.parse_args()
-    bench = routing_bench()
+    bench = load_bench("routes")
     package, why = bench.osrm_tools()
     if package is None:
         print(f"OSRM: not available ({why}); nothing to compare")

@@ -10,30 +10,28 @@ ratio. ``--graph PATH`` keeps the built graph in a pickle to skip the import nex
 
 from __future__ import annotations
 
+import argparse
+import pickle
+import random
+import statistics
 import sys
+import time
+import uuid
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and would hide the routing package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import networkx as nx
+from common import load_bench
 
-import argparse  # noqa: E402
-import importlib.util  # noqa: E402
-import pickle  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-
-import networkx as nx  # noqa: E402
-
-from osmimport.database import drop_database, ensure_database  # noqa: E402
-from osmimport.importer import run_import  # noqa: E402
-from routing import osrm  # noqa: E402
-from routing.build import build_graphs, load_graph  # noqa: E402
-from routing.engine import Engine  # noqa: E402
-from routing.engine import Path as RoutePath  # noqa: E402
-from routing.network import haversine  # noqa: E402
-from routing.settings import RoutingCommandSettings  # noqa: E402
+from osmimport.database import drop_database, ensure_database
+from osmimport.importer import run_import
+from routing import osrm
+from routing.build import build_graphs, load_graph
+from routing.engine import (
+    Engine,
+    Route,
+)
+from routing.network import haversine
+from routing.settings import RoutingCommandSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRACT = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
@@ -41,11 +39,7 @@ EXTRACT = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 
 def admin_url() -> str:
     """The admin URL of the embedded cluster (bench/import.py's helper)."""
-    spec = importlib.util.spec_from_file_location("bench_import", ROOT / "bench" / "import.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    url: str = module.admin_url()
+    url: str = load_bench("import").admin_url()
     return url
 
 
@@ -85,7 +79,7 @@ def main() -> int:
     engine = Engine(car_graph(args.graph))
     nodes = [(data["x"], data["y"]) for _, data in engine.graph.nodes(data=True)]
     rng = random.Random(7)
-    paths: list[RoutePath] = []
+    paths: list[Route] = []
     while len(paths) < args.pairs:
         a, b = rng.sample(nodes, 2)
         if haversine(*a, *b) < 8000:

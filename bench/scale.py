@@ -23,30 +23,24 @@ kept in DATA_DIR/logs.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and bench/routing.py would hide
-# the routing package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse  # noqa: E402
 import http.client  # noqa: E402
-import importlib.util  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import sys
 import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from types import ModuleType  # noqa: E402
+from pathlib import Path
 
 import osmium  # noqa: E402
 import psutil  # noqa: E402
+from common import load_bench  # noqa: E402
 
 from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
 from osmimport.embedded import EmbeddedCluster  # noqa: E402
@@ -66,18 +60,8 @@ Pair = tuple[float, float, float, float]
 ROUTED = (200, 400)
 
 
-def load_bench(name: str) -> ModuleType:
-    """Another benchmark of this folder (loaded from its path: names like ``import`` are
-    keywords, ``routing`` is a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH_ROUTING = load_bench("routing")
-BENCH_IMPORT = BENCH_ROUTING.import_bench()
+BENCH_ROUTING = load_bench("routes")
+BENCH_IMPORT = load_bench("import")
 
 
 # -- processes ----------------------------------------------------------------------------------

@@ -13,24 +13,20 @@ Prints one line per run and a JSON summary last.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder comes first on sys.path and bench/routing.py would hide
-# the routing package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import sys
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path
 from typing import Any  # noqa: E402
+
+from common import load_bench  # noqa: E402
 
 from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
 from osmimport.importer import run_import  # noqa: E402
@@ -41,15 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 LI_2013 = ROOT / "tests" / "data" / "liechtenstein-2013-08-03.osm.pbf"
 LI_2021 = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 STAMP = "2030-01-01T00:00:00Z"
-
-
-def _import_bench() -> Any:
-    """bench/import.py as a module (its name is a keyword): the scaled input and the server."""
-    spec = importlib.util.spec_from_file_location("bench_import", ROOT / "bench" / "import.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -127,7 +114,7 @@ def main() -> int:
     parser.add_argument("--skip-routing", action="store_true", help="no routing data")
     parser.add_argument("--skip-years", action="store_true", help="no 2013->2021 run")
     args = parser.parse_args()
-    bench_import = _import_bench()
+    bench_import = load_bench("import")
     admin = bench_import.admin_url()
     hooks = [] if args.skip_routing else [build_before_swap]
     report: dict[str, Any] = {"scale": args.scale, "routing": not args.skip_routing}
