@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
@@ -156,61 +156,44 @@ def _attrs(values: dict[str, str]) -> str:
     return " ".join(f"{key}={quoteattr(value)}" for key, value in values.items())
 
 
+def _xyz(s: QgisSources) -> dict[str, str]:
+    return {"url": s.xyz_url, "zmin": "0", "zmax": str(s.max_zoom), "tilePixelRatio": "1"}
+
+
+def _vectortile(s: QgisSources) -> dict[str, str]:
+    zooms = {"zmin": "0", "zmax": str(s.vector_max_zoom)}
+    return {"url": s.vector_url, **zooms, "serviceType": "", "styleUrl": s.style_url}
+
+
+def _wms(s: QgisSources) -> dict[str, str]:
+    ignored = ("ignoreGetMapURI", "ignoreGetFeatureInfoURI", "ignoreAxisOrientation")
+    switches = dict.fromkeys((*ignored, "invertAxisOrientation", "smoothPixmapTransform"), "false")
+    return {"url": s.wmts_url, **switches, "dpiMode": "7"}
+
+
+#: Per kind: the file's root element, each connection's element, the name's suffix, whether it
+#: has an authentication configuration, and the kind's own attributes.
+_CONNECTIONS: dict[str, tuple[str, str, str, bool, Callable[[QgisSources], dict[str, str]]]] = {
+    "xyz": ("qgsXYZTilesConnections", "xyztiles", "", True, _xyz),
+    "vectortile": ("qgsVectorTileConnections", "vectortile", "", True, _vectortile),
+    "wmts": ("qgsWMSConnections", "wms", " (WMTS)", False, _wms),
+}
+
+
 def qgis_connections(kind: str, sources: Sequence[QgisSources]) -> str:
     """A QGIS "Load connections" file of ``kind`` (``xyz``, ``vectortile`` or ``wmts``).
 
     QGIS reads one kind of connection per file, named by the root element.
     """
-    rows: list[str] = []
-    if kind == "xyz":
-        root = "qgsXYZTilesConnections"
-        for s in sources:
-            values = {
-                "name": f"fondplan {s.style}",
-                "url": s.xyz_url,
-                "zmin": "0",
-                "zmax": str(s.max_zoom),
-                "tilePixelRatio": "1",
-                "authcfg": "",
-                "username": "",
-                "password": "",
-                "referer": "",
-            }
-            rows.append(f"  <xyztiles {_attrs(values)}/>")
-    elif kind == "vectortile":
-        root = "qgsVectorTileConnections"
-        for s in sources:
-            values = {
-                "name": f"fondplan {s.style}",
-                "url": s.vector_url,
-                "zmin": "0",
-                "zmax": str(s.vector_max_zoom),
-                "serviceType": "",
-                "styleUrl": s.style_url,
-                "authcfg": "",
-                "username": "",
-                "password": "",
-                "referer": "",
-            }
-            rows.append(f"  <vectortile {_attrs(values)}/>")
-    elif kind == "wmts":
-        root = "qgsWMSConnections"
-        for s in sources:
-            values = {
-                "name": f"fondplan {s.style} (WMTS)",
-                "url": s.wmts_url,
-                "ignoreGetMapURI": "false",
-                "ignoreGetFeatureInfoURI": "false",
-                "ignoreAxisOrientation": "false",
-                "invertAxisOrientation": "false",
-                "smoothPixmapTransform": "false",
-                "dpiMode": "7",
-                "username": "",
-                "password": "",
-                "referer": "",
-            }
-            rows.append(f"  <wms {_attrs(values)}/>")
-    else:
+    if kind not in _CONNECTIONS:
         raise ValueError(f"unknown connection kind: {kind}")
+    root, element, suffix, authcfg, attributes = _CONNECTIONS[kind]
+    rows: list[str] = []
+    for s in sources:
+        values = {"name": f"fondplan {s.style}{suffix}", **attributes(s)}
+        if authcfg:
+            values["authcfg"] = ""
+        values |= {"username": "", "password": "", "referer": ""}
+        rows.append(f"  <{element} {_attrs(values)}/>")
     body = "\n".join(rows)
     return f'<!DOCTYPE connections>\n<{root} version="1.0">\n{body}\n</{root}>\n'

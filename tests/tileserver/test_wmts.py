@@ -109,28 +109,20 @@ def _vaduz_window(half_size_m: float = 800) -> list[str]:
     ]
 
 
-def _assert_gdal_draws_vaduz(source: str, out: Path, tmp_path: Path) -> None:
-    """gdal_translate cuts Vaduz from ``source`` into a 256 px PNG that shows a real map."""
+def _gdal(args: list[str], tmp_path: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """A GDAL command run in ``tmp_path`` with its own cache settings; it must succeed."""
     run = subprocess.run(
-        [
-            "gdal_translate",
-            "-of",
-            "PNG",
-            "-outsize",
-            "256",
-            "256",
-            "-projwin",
-            *_vaduz_window(),
-            source,
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        env=_gdal_env(tmp_path),
-        cwd=tmp_path,
-        timeout=300,
+        args, capture_output=True, text=True, env=_gdal_env(tmp_path), cwd=tmp_path, timeout=timeout
     )
     assert run.returncode == 0, run.stderr
+    return run
+
+
+def _assert_gdal_draws_vaduz(source: str, out: Path, tmp_path: Path) -> None:
+    """gdal_translate cuts Vaduz from ``source`` into a 256 px PNG that shows a real map."""
+    size = ["-outsize", "256", "256"]
+    window = ["-projwin", *_vaduz_window()]
+    _gdal(["gdal_translate", "-of", "PNG", *size, *window, source, str(out)], tmp_path, 300)
     image = decode(out.read_bytes())
     assert image.shape == (256, 256, 3)
     assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20
@@ -138,15 +130,7 @@ def _assert_gdal_draws_vaduz(source: str, out: Path, tmp_path: Path) -> None:
 
 def test_gdal_reads_the_wmts(server: str, tmp_path: Path) -> None:
     source = f"WMTS:{server}/styles/{STYLE}/wmts.xml"
-    info = subprocess.run(
-        ["gdalinfo", source],
-        capture_output=True,
-        text=True,
-        env=_gdal_env(tmp_path),
-        cwd=tmp_path,
-        timeout=120,
-    )
-    assert info.returncode == 0, info.stderr
+    info = _gdal(["gdalinfo", source], tmp_path, 120)
     assert "Driver: WMTS" in info.stdout
     assert "3857" in info.stdout
     _assert_gdal_draws_vaduz(source, tmp_path / "wmts.png", tmp_path)
