@@ -24,6 +24,8 @@ from tileserver.sources import ATTRIBUTION
 from tileserver.tiling import count_tiles, tiles_in_bbox
 
 TileXYZ = tuple[int, int, int]
+#: Called with each tile fetched, in order.
+OnTile = Callable[[TileXYZ, CachedTile], None]
 
 
 class Progress:
@@ -92,7 +94,7 @@ def produce(
     tiles: Iterable[TileXYZ],
     *,
     jobs: int,
-    on_tile: Callable[[TileXYZ, CachedTile], None],
+    on_tile: OnTile,
     progress: Progress | None = None,
 ) -> RunSummary:
     """Fetch ``tiles`` through ``service`` with ``jobs`` threads; ``on_tile`` sees them in order."""
@@ -117,6 +119,10 @@ def produce(
                 progress.step(len(chunk))
     summary.seconds = time.monotonic() - started
     return summary
+
+
+#: Fetches the tiles of an export, handing each to the archive writer, and says what it did.
+Fill = Callable[[OnTile], RunSummary]
 
 
 def seed(
@@ -165,11 +171,16 @@ def export(
     progress = None if quiet else Progress(len(tiles), f"export {out.name}")
     tmp = out.with_name(out.name + ".partial")
     tmp.unlink(missing_ok=True)
+
+    def fill(on_tile: OnTile) -> RunSummary:
+        summary = produce(service, tiles, jobs=jobs, on_tile=on_tile, progress=progress)
+        if summary.non_empty == 0:
+            raise ArchiveError("every tile of the area is empty: nothing to export")
+        return summary
+
+    write = _write_pmtiles if suffix == ".pmtiles" else _write_mbtiles
     try:
-        if suffix == ".pmtiles":
-            summary = _write_pmtiles(service, tmp, tiles, bbox, metadata, jobs, progress)
-        else:
-            summary = _write_mbtiles(service, tmp, tiles, bbox, metadata, jobs, progress)
+        summary = write(tmp, fill, bbox, [t[0] for t in tiles], metadata)
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -177,13 +188,7 @@ def export(
 
 
 def _write_pmtiles(
-    service: TileService,
-    path: Path,
-    tiles: list[TileXYZ],
-    bbox: BBox,
-    metadata: dict[str, Any],
-    jobs: int,
-    progress: Progress | None,
+    path: Path, fill: Fill, bbox: BBox, zooms: list[int], metadata: dict[str, Any]
 ) -> RunSummary:
     with path.open("wb") as fh:
         writer = PMTilesWriter(fh)  # type: ignore[no-untyped-call]
@@ -192,11 +197,9 @@ def _write_pmtiles(
             if not tile.empty:
                 writer.write_tile(zxy_to_tileid(*xyz), tile.gzipped)  # type: ignore[no-untyped-call]
 
-        summary = produce(service, tiles, jobs=jobs, on_tile=write, progress=progress)
-        if summary.non_empty == 0:
-            raise ArchiveError("every tile of the area is empty: nothing to export")
+        summary = fill(write)
         west, south, east, north = bbox
-        center_zoom = min(max(t[0] for t in tiles), 10)
+        center_zoom = min(max(zooms), 10)
         header = {
             "tile_type": TileType.MVT,
             "tile_compression": Compression.GZIP,
@@ -213,13 +216,7 @@ def _write_pmtiles(
 
 
 def _write_mbtiles(
-    service: TileService,
-    path: Path,
-    tiles: list[TileXYZ],
-    bbox: BBox,
-    metadata: dict[str, Any],
-    jobs: int,
-    progress: Progress | None,
+    path: Path, fill: Fill, bbox: BBox, zooms: list[int], metadata: dict[str, Any]
 ) -> RunSummary:
     conn = sqlite3.connect(path)
     try:
@@ -237,11 +234,8 @@ def _write_mbtiles(
                     "INSERT INTO tiles VALUES (?, ?, ?, ?)", (z, x, (1 << z) - 1 - y, tile.gzipped)
                 )
 
-        summary = produce(service, tiles, jobs=jobs, on_tile=write, progress=progress)
-        if summary.non_empty == 0:
-            raise ArchiveError("every tile of the area is empty: nothing to export")
+        summary = fill(write)
         west, south, east, north = bbox
-        zooms = [t[0] for t in tiles]
         rows = {
             "name": metadata["name"],
             "format": "pbf",
