@@ -21,22 +21,10 @@ from cities.errors import IncompleteBoundary, UnknownCommune
 from cities.layout import ATTRIBUTION, Rect, page_geometry
 from cities.paper import PAPERS, Layout, Orientation, page_size_mm
 from cities.render import MapRenderer
+from cities.streets import EXCLUDED_KINDS
 from cities.townplan import Plan
 from tests.cities.conftest import plan_of
 from tileserver.cli import main
-
-# Kinds the plan index leaves out: railways and airfields are not streets.
-NOT_STREETS = (
-    "rail",
-    "narrow_gauge",
-    "tram",
-    "light_rail",
-    "funicular",
-    "subway",
-    "monorail",
-    "runway",
-    "taxiway",
-)
 
 
 def pdf_text(document: bytes) -> list[str]:
@@ -63,7 +51,7 @@ def vaduz_streets(url: str) -> dict[str, shapely.Geometry]:
               AND NOT (s.kind = 'service' AND s.name ILIKE '%%parking%%')
             GROUP BY 1
             """,
-            (list(NOT_STREETS),),
+            (EXCLUDED_KINDS,),
         )
         rows = cur.fetchall()
     conn.close()

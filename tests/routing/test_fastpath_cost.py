@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from routing.http import request_cost
-from tests.tileserver.conftest import LOOPBACK, TestClient, tile_settings
-from tileserver.app import create_app
+from tests.tileserver.conftest import TestClient, serving_client
 from tileserver.fastpath import DEFAULT_BUDGET
 
 #: Across Liechtenstein, north to south.
@@ -22,8 +20,7 @@ HEAVY = "steps=true&overview=full&annotations=true"
 def app_client(
     routing_liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    settings = tile_settings(routing_liechtenstein_url, Path(tmp_path_factory.mktemp("fast")))
-    with TestClient(create_app(settings), client=LOOPBACK) as client:
+    with serving_client(routing_liechtenstein_url, tmp_path_factory.mktemp("fast")) as client:
         yield client
 
 

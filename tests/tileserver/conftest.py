@@ -116,14 +116,20 @@ def render_settings(url: str, limits: LimitSettings | None = None) -> Settings:
     )
 
 
+@contextmanager
+def serving_client(url: str, cache_dir: Path) -> Iterator[TestClient]:
+    """A client of an app serving ``url``, tile cache in ``cache_dir`` (lifespan running)."""
+    # From loopback, like a reverse proxy on the same host: its X-Forwarded-* are trusted.
+    with TestClient(create_app(tile_settings(url, cache_dir)), client=LOOPBACK) as client:
+        yield client
+
+
 @pytest.fixture(scope="session")
 def tile_client(
     liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
     """A client of an app serving the Liechtenstein import (lifespan running)."""
-    settings = tile_settings(liechtenstein_url, tmp_path_factory.mktemp("tilecache"))
-    # From loopback, like a reverse proxy on the same host: its X-Forwarded-* are trusted.
-    with TestClient(create_app(settings), client=LOOPBACK) as client:
+    with serving_client(liechtenstein_url, tmp_path_factory.mktemp("tilecache")) as client:
         yield client
 
 

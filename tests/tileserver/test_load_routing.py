@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.tileserver.conftest import LOOPBACK, VADUZ, TestClient, tile_of, tile_settings
-from tileserver.app import create_app
+from tests.tileserver.conftest import VADUZ, TestClient, serving_client, tile_of
 
 SHORT_DRIVE = "/route/v1/driving/9.5209,47.1410;9.5230,47.1395"
 NEAREST = "/nearest/v1/driving/9.5209,47.1410?number=40"
@@ -23,8 +21,7 @@ HEAVY = "/route/v1/foot/9.5209,47.1410;9.5220,47.2110?steps=true&overview=full&a
 def client(
     liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    settings = tile_settings(liechtenstein_url, Path(tmp_path_factory.mktemp("load")))
-    with TestClient(create_app(settings), client=LOOPBACK) as test_client:
+    with serving_client(liechtenstein_url, tmp_path_factory.mktemp("load")) as test_client:
         deadline = time.monotonic() + 120
         while not test_client.get("/health").json()["routing"]["ready"]:
             assert time.monotonic() < deadline, "the routing data did not load"
