@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from cities.communes import find_commune, list_communes
 from cities.errors import CitiesError
-from cities.paper import PAPERS, Layout, parse_layout, parse_orientation, parse_paper
+from cities.paper import DEFAULT_PAPER, PAPERS, Layout, parse_layout, parse_orientation, parse_paper
 from cities.render import MapRenderer
 from cities.townplan import (
     Plan,
@@ -82,7 +82,9 @@ class TownplanCommand:
         what.add_argument("--all", action="store_true", help="every commune loaded")
         add_admin_level(parser)
         parser.add_argument("--title", help="title printed on the plan")
-        parser.add_argument("--paper", default="A3", help=f"{', '.join(PAPERS)} (default A3)")
+        parser.add_argument(
+            "--paper", default=DEFAULT_PAPER, help=f"{', '.join(PAPERS)} (default {DEFAULT_PAPER})"
+        )
         parser.add_argument(
             "--orientation",
             default="best",

@@ -14,6 +14,8 @@ PAPERS: dict[str, tuple[float, float]] = {
     "A1": (594.0, 841.0),
     "A0": (841.0, 1189.0),
 }
+#: The paper of a plan when none is asked for.
+DEFAULT_PAPER = "A3"
 
 
 class Layout(StrEnum):

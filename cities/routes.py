@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from cities.communes import Commune, find_commune, list_communes
 from cities.errors import CitiesError, NoSuchPage, PlanBusy, PlanTimeout
-from cities.paper import parse_layout, parse_orientation, parse_paper
+from cities.paper import DEFAULT_PAPER, PAPERS, parse_layout, parse_orientation, parse_paper
 from cities.render import MapRenderer
 from cities.settings import TownplanSettings
 from cities.townplan import PlanOptions, commune_area, make_plan
@@ -122,7 +122,7 @@ def plan_request(request: Request, max_dpi: int) -> tuple[str, PlanOptions, int]
     if int(dpi_text) > max_dpi:
         raise CitiesError(f"dpi may be at most {max_dpi}")
     options = PlanOptions(
-        paper=parse_paper(query.get("paper", "A3")),
+        paper=parse_paper(query.get("paper", DEFAULT_PAPER)),
         orientation=parse_orientation(query.get("orientation", "best")),
         layout=parse_layout(query.get("layout", "index-side")),
         format=fmt,
@@ -151,6 +151,11 @@ class TownplanEndpoints:
                 for c in found
             ]
         )
+
+    def papers(self, request: Request) -> Response:
+        """``papers.json``: the paper sizes a plan may take (portrait, mm) and the default one."""
+        sizes = [{"name": n, "width_mm": w, "height_mm": h} for n, (w, h) in PAPERS.items()]
+        return JSONResponse({"default": DEFAULT_PAPER, "papers": sizes})
 
     def panel(self, request: Request) -> Response:
         """The viewer's "Plan de ville" panel script."""
@@ -210,6 +215,7 @@ def townplan_routes(
     endpoints = TownplanEndpoints(PlanService(database_url, renderer, settings))
     return [
         Route("/townplans/communes.json", endpoints.communes, methods=["GET"]),
+        Route("/townplans/papers.json", endpoints.papers, methods=["GET"]),
         Route("/townplans/panel.js", endpoints.panel, methods=["GET"]),
         Route("/townplans/{name}", endpoints.plan, methods=["GET"]),
     ]

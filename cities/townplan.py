@@ -36,6 +36,7 @@ from cities.layout import (
     sheet_numbers,
 )
 from cities.paper import (
+    DEFAULT_PAPER,
     Layout,
     Orientation,
     page_size_mm,
@@ -70,7 +71,7 @@ FORMATS = ("pdf", "png")
 class PlanOptions:
     """How a plan is printed."""
 
-    paper: str = "A3"
+    paper: str = DEFAULT_PAPER
     orientation: Orientation = Orientation.BEST
     layout: Layout = Layout.INDEX_SIDE
     format: str = "pdf"

@@ -21,8 +21,7 @@
   }
   function render(container) {
     var communes = el("select", { id: "townplan-commune", "aria-label": "Commune" }, []);
-    var paper = select("townplan-paper", [["A4", "A4"], ["A3", "A3"], ["A2", "A2"], ["A1", "A1"], ["A0", "A0"]]);
-    paper.value = "A3";
+    var paper = el("select", { id: "townplan-paper" }, []);
     var orientation = select("townplan-orientation", [["best", "Au mieux"], ["portrait", "Portrait"], ["landscape", "Paysage"]]);
     var layout = select("townplan-layout", [["index-side", "Index à côté"], ["index-below", "Index dessous"], ["index-pages", "Index sur pages séparées"]]);
     var link = el("a", { id: "townplan-download", href: "#", "aria-disabled": "true" }, ["Télécharger le PDF"]);
@@ -34,11 +33,22 @@
     function update() {
       var name = communes.value;
       link.setAttribute("aria-disabled", name ? "false" : "true");
-      link.href = name ? base() + "/townplans/" + encodeURIComponent(name) + ".pdf?paper=" + paper.value +
-        "&orientation=" + orientation.value + "&layout=" + layout.value : "#";
+      var size = paper.value ? "paper=" + paper.value + "&" : "";
+      link.href = name ? base() + "/townplans/" + encodeURIComponent(name) + ".pdf?" + size +
+        "orientation=" + orientation.value + "&layout=" + layout.value : "#";
       link.setAttribute("download", name ? "plan-" + name + ".pdf" : "");
     }
     [communes, paper, orientation, layout].forEach(function (s) { s.addEventListener("change", update); });
+    // The paper sizes come from the server (cities/paper.py), the one place they are defined.
+    fetch(base() + "/townplans/papers.json").then(function (r) { return r.json(); })
+      .then(function (answer) {
+        answer.papers.forEach(function (p) {
+          paper.appendChild(el("option", { value: p.name }, [p.name]));
+        });
+        paper.value = answer.default;
+        update();
+      })
+      .catch(function () { paper.disabled = true; });
     fetch(base() + "/townplans/communes.json").then(function (r) { return r.ok ? r.json() : []; })
       .then(function (list) {
         var usable = list.filter(function (c) { return c.complete; });

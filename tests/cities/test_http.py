@@ -11,6 +11,7 @@ import httpx
 import pypdf
 from PIL import Image
 
+from cities.paper import PAPERS
 from osmimport.settings import DatabaseSettings
 from tileserver.app import ROUTE_GROUPS, create_app
 from tileserver.settings import CacheSettings, Settings
@@ -76,6 +77,30 @@ def test_townplan_http_errors(liechtenstein_url: str, tmp_path: Path) -> None:
     assert bad_dpi.status_code == 400
     assert bad_dpi.json() == {"detail": "dpi must be a whole number, got 'abc'"}
     assert big_dpi.status_code == 400 and big_dpi.json() == {"detail": "dpi may be at most 300"}
+
+
+def test_townplan_papers_are_served_and_each_is_accepted(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    """``papers.json`` lists the sizes of cities/paper.py; the plan route takes every one."""
+    answers = get_all(
+        liechtenstein_url,
+        ["/townplans/papers.json"] + [f"HEAD /townplans/Planken.pdf?paper={p}" for p in PAPERS],
+        tmp_path,
+    )
+    papers = answers[0]
+    assert papers.status_code == 200 and papers.headers["content-type"] == "application/json"
+    assert papers.json() == {
+        "default": "A3",
+        "papers": [
+            {"name": "A4", "width_mm": 210.0, "height_mm": 297.0},
+            {"name": "A3", "width_mm": 297.0, "height_mm": 420.0},
+            {"name": "A2", "width_mm": 420.0, "height_mm": 594.0},
+            {"name": "A1", "width_mm": 594.0, "height_mm": 841.0},
+            {"name": "A0", "width_mm": 841.0, "height_mm": 1189.0},
+        ],
+    }
+    assert [head.status_code for head in answers[1:]] == [200] * len(PAPERS)
 
 
 def test_townplan_http_unavailable_and_incomplete(

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from cities.paper import DEFAULT_PAPER, PAPERS
 from tests.tileserver.test_viewer import run_viewer, server
 
 __all__ = ["server"]  # the fixture: a real `fondplan serve` over the Liechtenstein import
@@ -24,6 +25,7 @@ def test_panel_downloads_a_pdf(server: str, tmp_path: Path) -> None:
     assert isinstance(steps, dict)
     assert steps["title"] == "Plan de ville"
     assert "Vaduz" in steps["communes"] and "Schaan" in steps["communes"]
+    assert steps["papers"] == list(PAPERS) and steps["defaultPaper"] == DEFAULT_PAPER
     link = urlparse(steps["href"])
     assert link.path == "/townplans/Vaduz.pdf"
     assert parse_qs(link.query) == {

@@ -6,6 +6,10 @@ export default async function (page, report) {
   const vaduz = await page.$$eval("#townplan-commune option", (o) =>
     o.find((x) => x.textContent === "Vaduz")?.value);
   await page.selectOption("#townplan-commune", vaduz);
+  // The paper sizes are the server's: the default is chosen before anyone picks one.
+  await page.waitForSelector("#townplan-paper option", { state: "attached" });
+  report.papers = await page.$$eval("#townplan-paper option", (o) => o.map((x) => x.value));
+  report.defaultPaper = await page.$eval("#townplan-paper", (s) => s.value);
   await page.selectOption("#townplan-paper", "A4");
   await page.selectOption("#townplan-layout", "index-pages");
   report.href = await page.$eval("#townplan-download", (a) => a.href);
