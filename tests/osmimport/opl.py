@@ -58,6 +58,14 @@ class Opl:
         self.relations[rel_id] = f"r{rel_id} v1 T{_tags(tags)} M{refs}"
         return rel_id
 
+    def boundary(
+        self, rel_id: int, ways: list[int], admin_level: str, type: str = "boundary", **tags: str
+    ) -> int:
+        """An administrative boundary relation of the outer ways ``ways``."""
+        members = [("w", way, "outer") for way in ways]
+        boundary = {"type": type, "boundary": "administrative", "admin_level": admin_level}
+        return self.relation(rel_id, members, **boundary, **tags)
+
     def write(self, path: Path) -> Path:
         lines = [
             *(self.nodes[k] for k in sorted(self.nodes)),

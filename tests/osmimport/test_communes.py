@@ -38,22 +38,19 @@ def boundaries(path: Path) -> Path:
     levels = {1: "6", 2: "6", 3: "6", 4: "8", 5: "6"}
     for rel_id, x, y, size, tags in areas:
         way = opl.square(100 + rel_id, x, y, size)
-        opl.relation(
+        opl.boundary(
             rel_id,
-            [("w", way, "outer")],
-            type="boundary",
-            boundary="administrative",
-            admin_level=levels[rel_id],
+            [way],
+            levels[rel_id],
             **tags,
         )
     # Krems: an Austrian Statutarstadt tagged type=multipolygon.
     way = opl.square(106, 15.60, 48.40, 0.05)
-    opl.relation(
+    opl.boundary(
         6,
-        [("w", way, "outer")],
+        [way],
+        "8",
         type="multipolygon",
-        boundary="administrative",
-        admin_level="8",
         name="Krems an der Donau",
         **{"ref:at:gkz": "30101"},
     )

@@ -44,21 +44,17 @@ def _build() -> Opl:
     o.way(131, [a, b])
     o.way(132, [b, c])
     o.way(133, [c, a])
-    o.relation(
+    o.boundary(
         1,
-        [("w", 131, "outer"), ("w", 132, "outer"), ("w", 133, "outer")],
-        type="boundary",
-        boundary="administrative",
-        admin_level="2",
+        [131, 132, 133],
+        "2",
         name="Testland",
         **{"name:en": "Testland EN", "ISO3166-1": "FR"},
     )
-    o.relation(
+    o.boundary(
         2,
-        [("w", 131, "outer")],
-        type="boundary",
-        boundary="administrative",
-        admin_level="4",
+        [131],
+        "4",
         name="Teststate",
     )
     # Places
@@ -104,23 +100,19 @@ def _build() -> Opl:
     o.node(X + 0.07, Y + 0.1, amenity="parking_space")
     # Communes: one closed ring, one with a member way missing from the extract
     o.square(191, X, Y + 0.2, size=0.05)
-    o.relation(
+    o.boundary(
         3,
-        [("w", 191, "outer")],
-        type="boundary",
-        boundary="administrative",
-        admin_level="8",
+        [191],
+        "8",
         name="Mulhouse",
         population="108312",
         **{"ref:INSEE": "68224", "name:de": "Mülhausen"},
     )
     o.line(192, X + 0.1, Y + 0.2, length=0.05)
-    o.relation(
+    o.boundary(
         4,
-        [("w", 192, "outer"), ("w", 999999, "outer")],
-        type="boundary",
-        boundary="administrative",
-        admin_level="8",
+        [192, 999999],
+        "8",
         name="Riedisheim",
         **{"ref:INSEE": "68278"},
     )

@@ -163,12 +163,10 @@ def town(path: Path) -> Path:
     opl.way(3, list(OUTSIDE), highway="residential", name="Aussenweg")
     opl.way(4, list(FAR), highway="residential", name="Fernweg")
     opl.way(100, [*RING, RING[0]])
-    opl.relation(
+    opl.boundary(
         1,
-        [("w", 100, "outer")],
-        type="boundary",
-        boundary="administrative",
-        admin_level="8",
+        [100],
+        "8",
         name="Testdorf",
     )
     return opl.write(path)

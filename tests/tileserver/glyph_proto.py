@@ -27,21 +27,18 @@ def _message_class() -> Any:
     stack = proto.message_type.add(name="fontstack")
     stack.field.add(name="name", number=1, type=_F.TYPE_STRING, label=_F.LABEL_REQUIRED)
     stack.field.add(name="range", number=2, type=_F.TYPE_STRING, label=_F.LABEL_REQUIRED)
-    stack.field.add(
-        name="glyphs",
-        number=3,
-        type=_F.TYPE_MESSAGE,
-        label=_F.LABEL_REPEATED,
-        type_name=".fondplan_test.glyphs.glyph",
-    )
     glyphs = proto.message_type.add(name="glyphs")
-    glyphs.field.add(
-        name="stacks",
-        number=1,
-        type=_F.TYPE_MESSAGE,
-        label=_F.LABEL_REPEATED,
-        type_name=".fondplan_test.glyphs.fontstack",
-    )
+    for message, name, number, item in (
+        (stack, "glyphs", 3, "glyph"),
+        (glyphs, "stacks", 1, "fontstack"),
+    ):
+        message.field.add(
+            name=name,
+            number=number,
+            type=_F.TYPE_MESSAGE,
+            label=_F.LABEL_REPEATED,
+            type_name=f".fondplan_test.glyphs.{item}",
+        )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(

@@ -20,7 +20,7 @@ from PIL import Image
 from osmimport import schema
 from osmimport.paths import styles_dir
 from tests.tileserver.conftest import VADUZ, tile_of
-from tests.tileserver.test_viewer import run_viewer, server  # noqa: F401 - fixture
+from tests.tileserver.test_viewer import server, viewer_steps  # noqa: F401 - fixture
 from tileserver.raster import RasterPool, lonlat_to_mercator, render_image
 
 with warnings.catch_warnings():
@@ -236,11 +236,9 @@ def test_viewer_switches_to_the_style_without_console_errors(
     server: str,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
 ) -> None:
-    steps = tmp_path / "switch.mjs"
-    steps.write_text(_SWITCH % json.dumps([STYLE, _style()["name"]]), encoding="utf-8")
-    report = run_viewer(server, tmp_path / "viewer.png", "colour", steps)
-    assert "error" not in report, report.get("error")
-    assert report["consoleErrors"] == []
+    report = viewer_steps(
+        server, tmp_path, "colour", _SWITCH % json.dumps([STYLE, _style()["name"]])
+    )
     assert report["failedRequests"] == []
     switched = report["steps"]
     assert isinstance(switched, dict)
@@ -282,12 +280,8 @@ def test_viewer_finds_every_image_of_the_style(
     server: str,  # noqa: F811 - the fixture imported above
     tmp_path: Path,
 ) -> None:
-    steps = tmp_path / "visit.mjs"
     views = [[*VADUZ, zoom] for zoom in (17, 16, 15, 14)] + [[9.5095, 47.1653, 16.5]]
-    steps.write_text(_VISIT % json.dumps(views), encoding="utf-8")
-    report = run_viewer(server, tmp_path / "viewer.png", STYLE, steps)
-    assert "error" not in report, report.get("error")
-    assert report["consoleErrors"] == []
+    report = viewer_steps(server, tmp_path, STYLE, _VISIT % json.dumps(views))
     missing = report["steps"]["missing"]  # type: ignore[index]
     assert missing == []
     warnings = report["consoleWarnings"]

@@ -45,6 +45,16 @@ def run_viewer(
     )
 
 
+def viewer_steps(url: str, tmp_path: Path, style: str, script: str) -> dict[str, object]:
+    """The viewer's report after it ran the steps ``script`` on ``style``, with no error logged."""
+    steps = tmp_path / "steps.mjs"
+    steps.write_text(script, encoding="utf-8")
+    report = run_viewer(url, tmp_path / "viewer.png", style, steps)
+    assert "error" not in report, report.get("error")
+    assert report["consoleErrors"] == []
+    return report
+
+
 @pytest.mark.parametrize("style", ["colour", "grey"])
 def test_viewer_loads_clean_and_draws(server: str, tmp_path: Path, style: str) -> None:
     shot = tmp_path / "viewer.png"
@@ -127,11 +137,7 @@ export default async (page, report) => {
 
 
 def test_viewer_opens_on_the_data_and_folds_its_panels(server: str, tmp_path: Path) -> None:
-    steps = tmp_path / "fold.mjs"
-    steps.write_text(_FOLD, encoding="utf-8")
-    report = run_viewer(server, tmp_path / "viewer.png", "colour", steps)
-    assert "error" not in report, report.get("error")
-    assert report["consoleErrors"] == []
+    report = viewer_steps(server, tmp_path, "colour", _FOLD)
     result = report["steps"]
     assert isinstance(result, dict)
     # The first view shows the whole imported area in the part of the window the panels leave
