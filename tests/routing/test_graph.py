@@ -33,6 +33,14 @@ def engines(
     return {name: Engine(load_graph(url, name)) for name in ("car", "bike", "foot")}
 
 
+def residential(*chains: str) -> str:
+    """OPL ways w1, w2, ... of residential streets, each through the node numbers of a chain."""
+    return "".join(
+        f"w{way} v1 Thighway=residential N{','.join('n' + node for node in chain.split(','))}\n"
+        for way, chain in enumerate(chains, 1)
+    )
+
+
 def ways(engine: Engine, start: tuple[float, float], end: tuple[float, float]) -> list[int] | None:
     a = engine.snap(*start, radius=50)[0]
     b = engine.snap(*end, radius=50)[0]
@@ -70,12 +78,7 @@ def test_bike_follows_oneway_without_exception(network_db: Callable[[Path | str]
 
 
 def test_via_node_restriction(network_db: Callable[[Path | str], str]) -> None:
-    opl = (
-        "w1 v1 Thighway=residential Nn1,n2\n"
-        "w2 v1 Thighway=residential Nn2,n4\n"
-        "w3 v1 Thighway=residential Nn2,n5,n6,n1\n"
-        "w4 v1 Thighway=residential Nn4,n3,n2\n"
-    )
+    opl = residential("1,2", "2,4", "2,5,6,1", "4,3,2")
     restriction = "r1 v1 Ttype=restriction,restriction=no_left_turn Mw1@from,n2@via,w2@to\n"
     start, end = (7.0005, 48.0), (7.0015, 48.0005)
     free = engines(network_db, opl)
@@ -90,11 +93,7 @@ def test_via_node_restriction(network_db: Callable[[Path | str], str]) -> None:
 
 
 def test_only_restriction(network_db: Callable[[Path | str], str]) -> None:
-    opl = (
-        "w1 v1 Thighway=residential Nn1,n2\n"
-        "w2 v1 Thighway=residential Nn2,n4\n"
-        "w3 v1 Thighway=residential Nn2,n5,n6,n1\n"
-        "w4 v1 Thighway=residential Nn4,n3,n2\n"
+    opl = residential("1,2", "2,4", "2,5,6,1", "4,3,2") + (
         "r1 v1 Ttype=restriction,restriction=only_right_turn Mw1@from,n2@via,w4@to\n"
     )
     e = engines(network_db, opl)
@@ -104,12 +103,7 @@ def test_only_restriction(network_db: Callable[[Path | str], str]) -> None:
 
 
 def test_via_way_restriction(network_db: Callable[[Path | str], str]) -> None:
-    opl = (
-        "w1 v1 Thighway=residential Nn1,n2\n"
-        "w2 v1 Thighway=residential Nn2,n3\n"
-        "w3 v1 Thighway=residential Nn3,n4\n"
-        "w4 v1 Thighway=residential Nn2,n5,n4\n"
-    )
+    opl = residential("1,2", "2,3", "3,4", "2,5,4")
     restriction = "r1 v1 Ttype=restriction,restriction=no_left_turn Mw1@from,w2@via,w3@to\n"
     start, end = (7.0005, 48.0), (7.002, 48.0008)
     assert ways(engines(network_db, opl)["car"], start, end) == [1, 2, 3]
