@@ -7,8 +7,9 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2 import sql
 
-from osmimport import schema
+from osmimport import database, schema
 from osmimport.database import load_sql
+from osmimport.dataversion import read_meta_with
 
 
 def table(name: str) -> sql.Identifier:
@@ -23,22 +24,19 @@ def query(name: str, **tables: str) -> sql.Composed:
     )
 
 
+def layer_query(name: str, **layers: str) -> sql.Composed:
+    """``query`` with each placeholder bound to the table of the vector tile layer named."""
+    return query(name, **{key: schema.LAYER_BY_NAME[layer].table for key, layer in layers.items()})
+
+
 def table_exists(conn: psycopg2.extensions.connection, name: str) -> bool:
     """Whether ``osm.<name>`` exists (the data may not be loaded yet)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema.SCHEMA}.{name}",))
-        row = cur.fetchone()
-    return bool(row and row[0])
+        return database.table_exists(cur, schema.SCHEMA, name)
 
 
 def meta_value(conn: psycopg2.extensions.connection, key: str) -> Any:
     """A value of ``osm.meta`` (decoded JSON), or None when absent or nothing is loaded."""
-    if not table_exists(conn, schema.META_TABLE):
-        return None
     with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("SELECT value FROM {} WHERE key = %s").format(table(schema.META_TABLE)),
-            (key,),
-        )
-        row = cur.fetchone()
-    return None if row is None else row[0]
+        meta = read_meta_with(cur)
+    return None if meta is None else meta.get(key)

@@ -1,4 +1,4 @@
-"""The data version: which import the served data comes from, as its meta table records it."""
+"""The served data's meta table: its facts, and the data version (which import they come from)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from osmimport import schema
-from osmimport.database import load_sql
+from osmimport.database import load_sql, table_exists
 
 #: The data version when nothing is loaded (no meta table, or no version in it).
 NO_DATA = "none"
@@ -33,13 +33,19 @@ def version_from_meta(meta: Mapping[str, Any] | None) -> str:
     return str(value) if value not in (None, "") else NO_DATA
 
 
+def read_meta_with(cur: psycopg2.extensions.cursor) -> dict[str, Any] | None:
+    """The facts of the served meta table (JSON values decoded), None when nothing is loaded."""
+    if not table_exists(cur, schema.SCHEMA, schema.META_TABLE):
+        return None
+    cur.execute(
+        sql.SQL("SELECT key, value FROM {}").format(
+            sql.Identifier(schema.SCHEMA, schema.META_TABLE)
+        )
+    )
+    return dict(cur.fetchall())
+
+
 def read_data_version(conn: psycopg2.extensions.connection) -> str:
     """The data version of the served schema, NO_DATA when nothing is loaded."""
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.META_TABLE}",))
-        row = cur.fetchone()
-        if row is None or row[0] is None:
-            return NO_DATA
-        cur.execute(sql.SQL("SELECT {}").format(version_expression()))
-        row = cur.fetchone()
-    return version_from_meta({DATA_VERSION_KEY: row[0] if row else None})
+        return version_from_meta(read_meta_with(cur))

@@ -28,7 +28,7 @@ from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.database import connect, load_sql
-from osmimport.dataversion import NOTIFY_CHANNEL
+from osmimport.dataversion import NOTIFY_CHANNEL, read_meta_with
 from osmimport.errors import OsmImportError
 from osmimport.inputs import file_header, prepare, unsorted_error
 from osmimport.loader import (
@@ -253,6 +253,20 @@ def generalised_queries(
     return made
 
 
+def _generalised_target(
+    staging: str, base: str, table: str, insert: bool, only: sql.Composable | None
+) -> dict[str, sql.Composable]:
+    """What a generalised table's query fills in: ``{make} {table} {as_}`` (a new table, or
+    rows added to it) from ``{base}``, limited by ``{only}`` (`` AND ...``) when given."""
+    return {
+        "make": sql.SQL("INSERT INTO" if insert else "CREATE TABLE"),
+        "as_": sql.SQL("" if insert else "AS"),
+        "table": _ident(staging, table),
+        "base": _ident(staging, base),
+        "only": sql.SQL("") if only is None else sql.SQL(" AND ") + only,
+    }
+
+
 def _merged_lines(
     staging: str,
     base: str,
@@ -286,13 +300,9 @@ def _merged_lines(
         "  FROM {base} b WHERE minzoom <= %(zoom)s{only} GROUP BY {group}"
         ") merged WHERE GeometryType(geom) = 'LINESTRING'"
     ).format(
-        make=sql.SQL("INSERT INTO" if insert else "CREATE TABLE"),
-        as_=sql.SQL("" if insert else "AS"),
-        table=_ident(staging, table),
+        **_generalised_target(staging, base, table, insert, only),
         outer=sql.SQL(", ").join(outer),
         group=sql.SQL(", ").join(_ident(g) for g in group),
-        base=_ident(staging, base),
-        only=sql.SQL("") if only is None else sql.SQL(" AND ") + only,
     )
 
 
@@ -314,13 +324,9 @@ def _simplified_polygons(
         "  OFFSET 0) s "
         "WHERE NOT ST_IsEmpty(geom)"
     ).format(
-        make=sql.SQL("INSERT INTO" if insert else "CREATE TABLE"),
-        as_=sql.SQL("" if insert else "AS"),
-        table=_ident(staging, table),
+        **_generalised_target(staging, base, table, insert, only),
         sep=sql.SQL(", " if attrs else ""),
         cols=sql.SQL(", ").join(_ident(a) for a in attrs),
-        base=_ident(staging, base),
-        only=sql.SQL("") if only is None else sql.SQL(" AND ") + only,
     )
 
 
@@ -881,15 +887,3 @@ def read_meta(url: str) -> dict[str, Any] | None:
             return read_meta_with(cur)
     finally:
         conn.close()
-
-
-def read_meta_with(cur: psycopg2.extensions.cursor) -> dict[str, Any] | None:
-    """``read_meta`` on an open cursor."""
-    cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.META_TABLE}",))
-    row = cur.fetchone()
-    if row is None or row[0] is None:
-        return None
-    cur.execute(
-        sql.SQL("SELECT key, value FROM {}").format(_ident(schema.SCHEMA, schema.META_TABLE))
-    )
-    return dict(cur.fetchall())

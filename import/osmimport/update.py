@@ -23,14 +23,13 @@ from psycopg2 import sql
 from osmimport import schema
 from osmimport.changes import ChangeSet, read_changes
 from osmimport.copybuffer import copy_value
-from osmimport.database import connect, load_sql
-from osmimport.dataversion import NOTIFY_CHANNEL
+from osmimport.database import connect, load_sql, table_exists
+from osmimport.dataversion import NOTIFY_CHANNEL, read_meta_with
 from osmimport.errors import OsmImportError
 from osmimport.importer import (
     generalised_queries,
     import_lock,
     layer_table_query,
-    read_meta_with,
 )
 from osmimport.loader import (
     KEPT_RAW_TABLES,
@@ -145,9 +144,7 @@ def _node_store(meta: dict[str, Any], node_dir: Path) -> Path:
 
 def _has_middle(cur: psycopg2.extensions.cursor) -> bool:
     for table in [*MIDDLE_TABLES, *KEPT_RAW_TABLES]:
-        cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{table}",))
-        row = cur.fetchone()
-        if row is None or row[0] is None:
+        if not table_exists(cur, schema.SCHEMA, table):
             return False
     return True
 
@@ -558,9 +555,7 @@ class Update:
             schema.SCHEMA, layer, insert=True, only=only
         ):
             zoom = int(table.rsplit("_z", 1)[1])
-            cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{table}",))
-            row = cur.fetchone()
-            if row is None or row[0] is None:
+            if not table_exists(cur, schema.SCHEMA, table):
                 continue
             cur.execute(
                 sql.SQL(
@@ -607,9 +602,7 @@ class Update:
     def _routing(self, cur: psycopg2.extensions.cursor) -> None:
         """The routing tables built on the updated network replace the served ones."""
         for table in (schema.ROUTING_PROFILES_TABLE, schema.ROUTING_DATA_TABLE):
-            cur.execute("SELECT to_regclass(%s)", (f"{NETWORK_SCHEMA}.{table}",))
-            row = cur.fetchone()
-            if row is None or row[0] is None:
+            if not table_exists(cur, NETWORK_SCHEMA, table):
                 continue
             cur.execute(
                 sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)").format(
@@ -850,9 +843,7 @@ def expired_tiles(url: str, previous: str, version: str) -> set[tuple[int, int, 
     conn = connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{EXPIRED_TABLE}",))
-            row = cur.fetchone()
-            if row is None or row[0] is None:
+            if not table_exists(cur, schema.SCHEMA, EXPIRED_TABLE):
                 return None
             cur.execute(
                 sql.SQL("SELECT previous_version, z, x, y FROM {} WHERE data_version = %s").format(

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from routing.http import request_cost
-from tests.tileserver.conftest import TestClient, serving_client
+from tests.tileserver.conftest import TestClient, tile_client  # noqa: F401 - fixture
 from tileserver.fastpath import DEFAULT_BUDGET
 
 #: Across Liechtenstein, north to south.
 LONG_WALK = ";".join(f"{9.52 + 0.004 * (i % 3):.4f},{47.22 - 0.02 * i:.4f}" for i in range(10))
 SHORT_DRIVE = "9.5209,47.1410;9.5230,47.1395"
 HEAVY = "steps=true&overview=full&annotations=true"
-
-
-@pytest.fixture(scope="module")
-def app_client(
-    routing_liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TestClient]:
-    with serving_client(routing_liechtenstein_url, tmp_path_factory.mktemp("fast")) as client:
-        yield client
 
 
 def counters(client: TestClient) -> dict[str, float]:
@@ -43,8 +31,9 @@ def test_cost_grows_with_distance_and_options_not_coordinates() -> None:
     assert request_cost(f"/route/v1/foot/{far}", "") > request_cost(f"/route/v1/foot/{close}", "")
 
 
-def test_heavy_routes_go_to_the_threads_and_answer_the_same(app_client: TestClient) -> None:
-    tile_client = app_client
+def test_heavy_routes_go_to_the_threads_and_answer_the_same(
+    tile_client: TestClient,  # noqa: F811 - the fixture imported above
+) -> None:
     # The first request checks the data version in a thread; then the fast path may answer.
     assert tile_client.get(f"/route/v1/driving/{SHORT_DRIVE}").status_code == 200
     before = counters(tile_client)
