@@ -281,6 +281,18 @@ def _implied_oneway(tags: dict[str, str]) -> int:
     return 0
 
 
+def _vehicle_oneway(tags: dict[str, str], keys: tuple[str, ...]) -> int | None:
+    """The first of the oneway ``keys`` set; None (closed) on reversible or alternating roads;
+    implied on motorways and roundabouts when none is set."""
+    if tags.get("oneway") in {"reversible", "alternating"}:
+        return None
+    for key in keys:
+        value = _oneway(tags.get(key))
+        if value is not None:
+            return value
+    return _implied_oneway(tags)
+
+
 class CarProfile(Profile):
     """Motor cars: motorcar > motor_vehicle > vehicle > access, French default limits."""
 
@@ -350,13 +362,8 @@ class CarProfile(Profile):
 
     def oneway(self, tags: dict[str, str]) -> int | None:
         """``oneway`` (or its motor_vehicle/vehicle forms), implied on motorways and roundabouts."""
-        if tags.get("oneway") in {"reversible", "alternating"}:
-            return None
-        for key in ("oneway:motorcar", "oneway:motor_vehicle", "oneway:vehicle", "oneway"):
-            value = _oneway(tags.get(key))
-            if value is not None:
-                return value
-        return _implied_oneway(tags)
+        keys = ("oneway:motorcar", "oneway:motor_vehicle", "oneway:vehicle", "oneway")
+        return _vehicle_oneway(tags, keys)
 
 
 class BikeProfile(Profile):
@@ -447,13 +454,7 @@ class BikeProfile(Profile):
                 return 0
         if tags.get("cycleway:left:oneway") == "no" or tags.get("cycleway:right:oneway") == "no":
             return 0
-        if tags.get("oneway") in {"reversible", "alternating"}:
-            return None
-        for key in ("oneway:vehicle", "oneway"):
-            value = _oneway(tags.get(key))
-            if value is not None:
-                return value
-        return _implied_oneway(tags)
+        return _vehicle_oneway(tags, ("oneway:vehicle", "oneway"))
 
 
 class FootProfile(Profile):
