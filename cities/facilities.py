@@ -10,9 +10,8 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from cities.collation import sort_key
-from cities.db import query
+from cities.db import layer_query
 from cities.grid import Cell, Grid
-from osmimport import schema
 
 
 @dataclass(frozen=True)
@@ -177,11 +176,7 @@ def facilities_index(
             owner[(key, value)] = category
     with conn.cursor() as cur:
         cur.execute(
-            query(
-                "facilities.sql",
-                pois=schema.LAYER_BY_NAME["pois"].table,
-                public_transport=schema.LAYER_BY_NAME["public_transport"].table,
-            ),
+            layer_query("facilities.sql", pois="pois", public_transport="public_transport"),
             {
                 "area": psycopg2.Binary(shapely.to_wkb(area)),
                 **{key: wanted.get(key, []) for key in ("amenity", "leisure", "tourism")},

@@ -11,7 +11,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from cities.collation import fold, sort_key
-from cities.db import query, table_exists
+from cities.db import layer_query, query, table_exists
 from cities.grid import Cell, Grid
 from osmimport import schema
 
@@ -111,12 +111,12 @@ def street_index(
     area_wkb = shapely.to_wkb(area)
     with conn.cursor() as cur:
         cur.execute(
-            query(
+            layer_query(
                 "street_names.sql",
-                street_labels=schema.LAYER_BY_NAME["street_labels"].table,
-                streets=schema.LAYER_BY_NAME["streets"].table,
-                street_polygons=schema.LAYER_BY_NAME["street_polygons"].table,
-                street_polygon_labels=schema.LAYER_BY_NAME["streets_polygons_labels"].table,
+                street_labels="street_labels",
+                streets="streets",
+                street_polygons="street_polygons",
+                street_polygon_labels="streets_polygons_labels",
             ),
             {
                 "area": psycopg2.Binary(area_wkb),
