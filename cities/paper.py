@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
 
 from cities.errors import CitiesError
 
@@ -16,6 +17,9 @@ PAPERS: dict[str, tuple[float, float]] = {
 }
 #: The paper of a plan when none is asked for.
 DEFAULT_PAPER = "A3"
+
+
+Named = TypeVar("Named", bound=StrEnum)
 
 
 class Layout(StrEnum):
@@ -42,22 +46,23 @@ def parse_paper(value: str) -> str:
     return name
 
 
+def _parse_named(kind: type[Named], what: str, value: str) -> Named:
+    """The member of ``kind`` named ``value`` (any case), or an error listing the known ones."""
+    try:
+        return kind(value.strip().lower())
+    except ValueError:
+        known = ", ".join(member.value for member in kind)
+        raise CitiesError(f"unknown {what} {value!r}; use one of {known}") from None
+
+
 def parse_layout(value: str) -> Layout:
     """The layout named ``value``, or an error listing the known ones."""
-    try:
-        return Layout(value.strip().lower())
-    except ValueError:
-        known = ", ".join(layout.value for layout in Layout)
-        raise CitiesError(f"unknown layout {value!r}; use one of {known}") from None
+    return _parse_named(Layout, "layout", value)
 
 
 def parse_orientation(value: str) -> Orientation:
     """The orientation named ``value``, or an error listing the known ones."""
-    try:
-        return Orientation(value.strip().lower())
-    except ValueError:
-        known = ", ".join(o.value for o in Orientation)
-        raise CitiesError(f"unknown orientation {value!r}; use one of {known}") from None
+    return _parse_named(Orientation, "orientation", value)
 
 
 def page_size_mm(paper: str, orientation: Orientation, extent_ratio: float) -> tuple[float, float]:

@@ -58,7 +58,7 @@ def test_townplan_pdf_over_http(liechtenstein_url: str, tmp_path: Path) -> None:
 
 def test_townplan_http_errors(liechtenstein_url: str, tmp_path: Path) -> None:
     """The cities errors raised by the routes, answered by the server's one error map."""
-    unknown, bad_paper, bad_format, bad_dpi, big_dpi = get_all(
+    unknown, bad_paper, bad_format, bad_dpi, big_dpi, bad_layout, bad_orientation = get_all(
         liechtenstein_url,
         [
             "/townplans/Vadus.pdf",
@@ -66,6 +66,8 @@ def test_townplan_http_errors(liechtenstein_url: str, tmp_path: Path) -> None:
             "/townplans/Vaduz.svg",
             "/townplans/Vaduz.pdf?dpi=abc",
             "/townplans/Vaduz.pdf?dpi=1200",
+            "/townplans/Vaduz.pdf?layout=side",
+            "/townplans/Vaduz.pdf?orientation=up",
         ],
         tmp_path,
     )
@@ -77,6 +79,12 @@ def test_townplan_http_errors(liechtenstein_url: str, tmp_path: Path) -> None:
     assert bad_dpi.status_code == 400
     assert bad_dpi.json() == {"detail": "dpi must be a whole number, got 'abc'"}
     assert big_dpi.status_code == 400 and big_dpi.json() == {"detail": "dpi may be at most 300"}
+    assert bad_layout.status_code == 400 and bad_layout.json() == {
+        "detail": "unknown layout 'side'; use one of index-side, index-below, index-pages"
+    }
+    assert bad_orientation.status_code == 400 and bad_orientation.json() == {
+        "detail": "unknown orientation 'up'; use one of portrait, landscape, best"
+    }
 
 
 def test_townplan_papers_are_served_and_each_is_accepted(
