@@ -16,3 +16,17 @@ export function launchChromium(extraArgs = []) {
     ],
   });
 }
+
+// Runs `work(browser)` in a headless Chromium, then prints `report` as JSON: an error on the way
+// is reported (report.error), not thrown, and the browser is closed either way.
+export async function reportFromChromium(report, extraArgs, work) {
+  const browser = await launchChromium(extraArgs);
+  try {
+    await work(browser);
+  } catch (err) {
+    report.error = String(err);
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(report));
+}

@@ -4,13 +4,12 @@
 // CASES_JSON is a list of {name, service, profile, waypoints: [[lat, lng], ...], again}; the page
 // reads these from its query string; with "again", the route is asked a second time (LRM then
 // sends the hints it kept from the first answer), then once more as while dragging a waypoint.
-import { launchChromium } from "../chromium.mjs";
+import { reportFromChromium } from "../chromium.mjs";
 
 const [pageUrl, casesJson] = process.argv.slice(2);
 const cases = JSON.parse(casesJson);
-const browser = await launchChromium();
 const report = { cases: {} };
-try {
+await reportFromChromium(report, [], async (browser) => {
   for (const c of cases) {
     const result = { console: [], requests: [], events: [] };
     report.cases[c.name] = result;
@@ -53,9 +52,4 @@ try {
     });
     await page.close();
   }
-} catch (err) {
-  report.error = String(err);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
+});

@@ -3,13 +3,12 @@
 // VIEWS_JSON: [{"name": "...", "zoom": 16, "lat": 47.75, "lon": 7.33}, ...]
 // Street label layers: the style's symbol layers on `street_labels` that draw a name.
 // Prints {style: {view name: {count, names, layers}}} as JSON.
-import { launchChromium } from "../chromium.mjs";
+import { reportFromChromium } from "../chromium.mjs";
 
 const [url, viewsJson, ...styles] = process.argv.slice(2);
 const views = JSON.parse(viewsJson);
-const browser = await launchChromium(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]);
 const report = { counts: {}, consoleErrors: [] };
-try {
+await reportFromChromium(report, ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"], async (browser) => {
   for (const style of styles) {
     const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
     page.on("console", (msg) => {
@@ -52,9 +51,4 @@ try {
     }
     await page.close();
   }
-} catch (err) {
-  report.error = String(err);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
+});

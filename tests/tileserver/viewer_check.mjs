@@ -3,13 +3,12 @@
 // Usage: node viewer_check.mjs URL SCREENSHOT.png [STYLE] [STEPS.mjs]
 // STEPS.mjs (optional) default-exports async (page, report) => {...}, run once the map is idle;
 // what it stores in report.steps is reported too.
-import { launchChromium } from "../chromium.mjs";
+import { reportFromChromium } from "../chromium.mjs";
 import { pathToFileURL } from "node:url";
 
 const [url, screenshot, style, steps] = process.argv.slice(2);
-const browser = await launchChromium(["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]);
 const report = { consoleErrors: [], consoleWarnings: [], failedRequests: [], responses: [], loaded: false, panels: null };
-try {
+await reportFromChromium(report, ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"], async (browser) => {
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
   page.on("console", (msg) => {
     if (msg.type() === "error") report.consoleErrors.push(msg.text());
@@ -48,9 +47,4 @@ try {
   };
   await page.click("#use-toggle");
   await page.screenshot({ path: screenshot });
-} catch (err) {
-  report.error = String(err);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(report));
+});
