@@ -169,6 +169,13 @@ class SheetMap:
     ink: InkMap | None = None
     #: Names of the places on the map (written by the plan, like the street names).
     places: list[StreetLabel] = field(default_factory=list)
+    #: Names of stations, facilities and water (placed after, and never over, the others).
+    features: list[StreetLabel] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[StreetLabel]:
+        """Every name written on the map."""
+        return [*self.labels, *self.places, *self.features]
 
 
 @dataclass
@@ -287,6 +294,8 @@ def _icons_of(facility: Facility) -> tuple[str, ...]:
     return facility.icons or tuple(facility.category.icon for _ in facility.points)
 
 
+#: Side (mm, on A3) of a facility's pictogram on the map.
+ICON_MM = 3.6
 #: Share of dark pixels under an icon above which it is taken to hide a label.
 LABEL_INK = 0.06
 
@@ -507,7 +516,7 @@ class PageDrawer:
         ctx.clip()
         self._grid_lines(ctx, g, sheet_map)
         self._icons(ctx, g, sheet_map)
-        draw_labels(ctx, [*sheet_map.labels, *sheet_map.places])
+        draw_labels(ctx, sheet_map.names)
         ctx.restore()
         self._frame_line(ctx, f)
         self._grid_labels(ctx, g, sheet_map)
@@ -540,10 +549,9 @@ class PageDrawer:
         ctx.stroke()
 
     def _icons(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
-        size = 3.6 * g.scale
+        size = ICON_MM * g.scale
         assert sheet_map.ink is not None
-        names = [*sheet_map.labels, *sheet_map.places]
-        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in names])
+        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in sheet_map.names])
         drawn: list[tuple[float, float]] = []
         b = sheet_map.bbox
         for _category, entries in self.c.facilities:
