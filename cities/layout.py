@@ -290,7 +290,8 @@ def _map_surface(png: bytes, pdf: bool) -> cairo.ImageSurface:
     return surface
 
 
-def _icons_of(facility: Facility) -> tuple[str, ...]:
+def icons_of(facility: Facility) -> tuple[str, ...]:
+    """The pictogram of each point of ``facility``."""
     return facility.icons or tuple(facility.category.icon for _ in facility.points)
 
 
@@ -559,7 +560,7 @@ class PageDrawer:
             # both sides of a street, buildings of one school); the index lists them all.
             mine: list[tuple[float, float]] = []
             for facility in entries:
-                for (x, y), icon in zip(facility.points, _icons_of(facility), strict=True):
+                for (x, y), icon in zip(facility.points, icons_of(facility), strict=True):
                     if not (b[0] <= x <= b[2] and b[1] <= y <= b[3]):
                         continue
                     px, py = _project(g.frame, b, x, y)

@@ -41,6 +41,7 @@ from cities.layout import (
     SheetMap,
     frame_bbox,
     french_date,
+    icons_of,
     map_scale,
     page_geometry,
     sheet_numbers,
@@ -485,7 +486,7 @@ def _features(
     for category, entries in facilities:
         unnamed = set(category.members.values())
         for facility in entries:
-            for (x, y), icon in zip(facility.points, facility.icons, strict=True):
+            for (x, y), icon in zip(facility.points, icons_of(facility), strict=True):
                 if not (bbox[0] <= x <= bbox[2] and bbox[1] <= y <= bbox[3]):
                     continue
                 px, py = transform(np.array([[x, y]]))[0]
