@@ -416,7 +416,7 @@ class PageDrawer:
             self._title(ctx, self.c.title, subtitle)
             self._map_image(ctx, overview.png, self.g.frame, overview.bbox)
             self._sheet_layout(ctx, overview.bbox)
-            draw_labels(ctx, overview.places)
+            draw_labels(ctx, overview.names)
             self._frame_line(ctx, self.g.frame)
         self._items(ctx, placed)
         self._footer(ctx, self.g, (overview or self.c.maps[0]).bbox)

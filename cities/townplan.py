@@ -198,11 +198,12 @@ class Plan:
         return sum(len(m.places) for _, _, m in self.sheet_pages) + on_overview
 
     def _feature_count(self, kind: str) -> int:
-        return sum(1 for _, _, m in self.sheet_pages for label in m.features if label.kind == kind)
+        maps = [m for _, _, m in self.sheet_pages] + ([self.overview[1]] if self.overview else [])
+        return sum(1 for m in maps for label in m.features if label.kind == kind)
 
     @property
     def water_count(self) -> int:
-        """Names of rivers and lakes drawn on the sheets."""
+        """Names of rivers and lakes drawn on the maps (sheets and overview)."""
         return self._feature_count(WATER)
 
     @property
@@ -316,7 +317,8 @@ def make_plan(
         maps.append(SheetMap(sheet, bbox, png, placer.labels, ink, names, features))
     overview: SheetMap | None = None
     if overview_png is not None:
-        overview = _overview(overview_png.result(), whole, geometry, maps, places)
+        rivers = [w for w in water if w.kind in OVERVIEW_WATER]
+        overview = _overview(overview_png.result(), whole, geometry, maps, places, rivers, inks)
     unnamed = [entry.display for i, entry in enumerate(streets) if i not in named]
     if unnamed:
         warnings.append(f"{len(unnamed)} streets could not be named on the map")
@@ -459,6 +461,8 @@ POI_LAYER, POI_INK = "poi", (0.25, 0.25, 0.25)
 #: schools, churches; pictograms not listed come after those, doctors and dentists last.
 POI_ORDER = {"rail": 0, "townhall": 1, "hospital": 2, "museum": 2, "school": 3, "college": 3,
              "worship": 4, "doctor": 9, "dentist": 9}  # fmt: skip
+#: Water named on an atlas's overview too: its rivers and canals.
+OVERVIEW_WATER = ("river", "canal")
 #: Size of facility and water names relative to the street names.
 POI_SIZE, WATER_SIZE = 0.85, 1.05
 
@@ -503,6 +507,23 @@ def _features(
         seen.add(text)
         target = PointTarget(text, px, py, label_pt * POI_SIZE, False, POI, inks.poi, icon_mm / 2)
         (stations if order == POI_ORDER["rail"] else pois).append(target)
+    lines, areas = _water_targets(water, bbox, frame, label_pt, inks.water)
+    placed = placer.place_points(stations)
+    placed += placer.place_lines(lines, label_pt * WATER_SIZE)
+    placed += placer.place_areas(areas)
+    placed += placer.place_points(pois)
+    return placed
+
+
+def _water_targets(
+    water: list[WaterName],
+    bbox: tuple[float, float, float, float],
+    frame: Rect,
+    label_pt: float,
+    colour: RGB,
+) -> tuple[list[LabelTarget], list[AreaTarget]]:
+    """The rivers (lines) and lakes (areas) of ``water`` inside ``bbox``, in ``frame``."""
+    transform = _to_page(frame, bbox)
     view = shapely.box(*bbox)
     inner = _inner(frame)
     lines: list[LabelTarget] = []
@@ -512,16 +533,12 @@ def _features(
         if piece.is_empty:
             continue
         if item.area:
-            areas.append(AreaTarget(item.name, piece, label_pt, inks.water))
+            areas.append(AreaTarget(item.name, piece, label_pt, colour))
         else:
             line = shapely.line_merge(shapely.intersection(_lines(piece), inner))
             if not line.is_empty:
-                lines.append(LabelTarget(-1, item.name, line, inner, WATER, inks.water))
-    placed = placer.place_points(stations)
-    placed += placer.place_lines(lines, label_pt * WATER_SIZE)
-    placed += placer.place_areas(areas)
-    placed += placer.place_points(pois)
-    return placed
+                lines.append(LabelTarget(-1, item.name, line, inner, WATER, colour))
+    return lines, areas
 
 
 def _overview(
@@ -530,8 +547,10 @@ def _overview(
     geometry: PageGeometry,
     maps: list[SheetMap],
     places: list[Place],
+    rivers: list[WaterName],
+    inks: _Inks,
 ) -> SheetMap:
-    """The overview map of an atlas: its place names keep off the sheet numbers."""
+    """The overview map of an atlas: its place and river names keep off the sheet numbers."""
     frame = geometry.frame
     ink = InkMap(png, frame.x, frame.y, frame.w)
     placer = Placer(ink, _inner(frame), LABEL_PT)
@@ -539,7 +558,9 @@ def _overview(
     for number in sheet_numbers(frame, bbox, sheets, geometry.scale):
         placer.block(number.box)
     names = placer.place_points(_place_targets(places, bbox, frame, geometry.scale))
-    return SheetMap(None, bbox, png, [], ink, names)
+    lines, _ = _water_targets(rivers, bbox, frame, LABEL_PT, inks.water)
+    features = placer.place_lines(lines, LABEL_PT * WATER_SIZE)
+    return SheetMap(None, bbox, png, [], ink, names, features)
 
 
 def _lines(geometry: Any) -> Any:

@@ -378,6 +378,10 @@ def test_the_rhine_is_named_along_it(request: pytest.FixtureRequest, name: str) 
     # Rivers are named along their course: the Rhine runs south to north, its name nearly so.
     rhine = [run for run in waters if run.text in ("Le Rhin", "Rhein")]
     assert any(abs(math.sin(run.angle)) > 0.7 for run in rhine)
+    # An atlas's overview names its rivers too.
+    assert plan.overview is not None
+    overview = [run.text for run in page_texts(plan.documents[0])[0] if is_water_name(run)]
+    assert {"Le Rhin", "Rhein"} & set(overview)
     # Water names are the style's water-label colour, not the street names' ink.
     assert all(label.colour != (0.1, 0.1, 0.1) for _, _, m in plan.sheet_pages
                for label in m.features if label.kind == WATER)  # fmt: skip
