@@ -6,7 +6,7 @@ import io
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cairo
@@ -361,10 +361,16 @@ class Placer:
         """
         placed: list[StreetLabel] = []
         for target in targets:
-            width = self.widths(target.text, target.size, target.kind, target.bold)
-            label = self._near(target, width, MAX_INK * 3)
-            if label is None and not target.clear:
-                label = self._near(target, width, 1.0)
+            # A name beside a pictogram may go smaller before it is dropped.
+            tries = [(target, MAX_INK * 3), (target, 1.0)]
+            if target.clear:
+                tries.append((replace(target, size=target.size * 0.85), 1.0))
+            label = None
+            for attempt, max_ink in tries:
+                width = self.widths(attempt.text, attempt.size, attempt.kind, attempt.bold)
+                label = self._near(attempt, width, max_ink)
+                if label is not None:
+                    break
             if label is not None:
                 self.taken.add(label.box)
                 placed.append(label)
@@ -375,11 +381,16 @@ class Placer:
         em = target.size * PT
         height = (ASCENT + DESCENT) * em
         if target.clear:
-            # Beside the pictogram: right, left, above, below, a little further each round.
+            # Beside the pictogram: right, left, above, below, then at its corners, a little
+            # further each round.
             spots = [
                 (dx * (width / 2 + step), dy * (height / 2 + step))
                 for step in (target.clear + 0.3, target.clear + 1.2, target.clear + 2.5)
                 for dx, dy in ((1, 0), (-1, 0), (0, -1), (0, 1))
+            ] + [
+                (dx * (width / 2 + step), dy * (height / 2 + target.clear * 0.5))
+                for step in (target.clear * 0.3, target.clear + 0.3, target.clear + 1.2)
+                for dx, dy in ((1, -1), (1, 1), (-1, -1), (-1, 1))
             ]
         else:
             spots = [(0.0, 0.0)] + [
