@@ -24,10 +24,12 @@ from cities.labels import (
     POI,
     STREET,
     WATER,
+    AreaTarget,
     InkMap,
     LabelTarget,
     Placer,
     PointTarget,
+    StreetLabel,
     TextWidths,
 )
 from cities.layout import Rect, page_geometry
@@ -456,3 +458,24 @@ def test_street_names_win_over_water_and_facilities() -> None:
     tight.block(shapely.box(0, 0, 40, 10).difference(tight.labels[0].box))
     line = shapely.LineString([(2, 5), (38, 5)])
     assert tight.place_lines([LabelTarget(-1, "Le Rhin", line, tight.frame, WATER)], 6.5) == []
+
+
+def test_lakes_are_named_inside_their_outline() -> None:
+    placer = blank_placer()
+    lake = shapely.Polygon([(10, 10), (70, 12), (75, 40), (15, 45)])
+    pond = shapely.box(90, 20, 95, 24)
+    blue = (0.1, 0.25, 0.4)
+    placed = placer.place_areas(
+        [AreaTarget("Gänglesee", lake, 6.2, blue), AreaTarget("Weiher", pond, 6.2, blue)]
+    )
+    assert [label.text for label in placed] == ["Gänglesee"]
+    assert lake.contains(label_box_of(placed[0])) and placed[0].kind == WATER
+    # A second name may not take its place: it goes elsewhere inside, or nowhere.
+    again = placer.place_areas([AreaTarget("Gänglesee", lake, 6.2, blue)])
+    assert all(not label.box.intersects(placed[0].box) for label in again)
+
+
+def label_box_of(label: StreetLabel) -> Polygon:
+    """The ink box (no halo) of a placed level name."""
+    width, em = TextWidths()(label.text, label.size, label.kind, label.bold), label.size * MM
+    return shapely.box(label.x, label.y - ASCENT * em, label.x + width, label.y + DESCENT * em)
