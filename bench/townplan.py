@@ -1,7 +1,7 @@
 """Town plan benchmark: time and peak memory of A4/A3/A0 plans of the largest and smallest
 Liechtenstein communes (goal: an A3 plan with index in <= 15 s and <= 2 GB), with the pages,
-sheets, scale, street and place names drawn of each (a commune that does not read on one sheet at
-1:12 000 becomes an atlas of sheets).
+sheets, scale, and the names drawn of each: streets, places, water, stations and facilities (a
+commune that does not read on one sheet at 1:12 000 becomes an atlas of sheets).
 
 Maps are drawn by MapLibre Native with the print style (a render process per plan, started
 and stopped inside the timing). Each plan runs in its own process; peak RSS is the larger of
@@ -44,7 +44,8 @@ finally:
     renderer.close()
 open(out, "wb").write(plan.documents[0])
 print(plan.page_count, len(plan.atlas.sheets), round(plan.scale), len(plan.streets),
-      plan.label_count, plan.place_count, len(plan.unnamed), round(plan.map_dpi))
+      plan.label_count, plan.place_count, plan.water_count, plan.poi_count, len(plan.unnamed),
+      round(plan.map_dpi))
 """
 
 
@@ -79,7 +80,9 @@ def communes(url: str) -> tuple[str, str]:
     return names[-1], names[0]
 
 
-def run_one(url: str, name: str, paper: str, layout: str, out: Path) -> tuple[float, float, str]:
+def run_one(
+    url: str, name: str, paper: str, layout: str, out: Path
+) -> tuple[float, float, float, str]:
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, url, name, paper, layout, str(out)],
@@ -94,7 +97,9 @@ def run_one(url: str, name: str, paper: str, layout: str, out: Path) -> tuple[fl
     if status != 0:
         err = proc.stderr.read() if proc.stderr else ""
         raise SystemExit(f"plan {name} {paper} failed:\n{err}")
-    return elapsed, usage.ru_maxrss / 1024, stdout.strip()
+    # CPU seconds of the plan and its render process: on a shared machine, what the plan cost.
+    cpu = usage.ru_utime + usage.ru_stime
+    return elapsed, cpu, usage.ru_maxrss / 1024, stdout.strip()
 
 
 def main() -> int:
@@ -106,19 +111,23 @@ def main() -> int:
     try:
         largest, smallest = communes(url)
         print(f"largest commune: {largest}, smallest: {smallest}; layout {args.layout}")
-        print(f"{'commune':<14}{'paper':<7}{'seconds':>9}{'peak MB':>10}{'pages':>7}"
-              f"{'sheets':>8}{'scale':>8}{'streets':>9}{'names':>7}{'places':>8}{'unnamed':>9}"
+        print(f"{'commune':<14}{'paper':<7}{'seconds':>9}{'cpu s':>7}{'peak MB':>10}{'pages':>7}"
+              f"{'sheets':>8}{'scale':>8}{'streets':>9}{'names':>7}{'places':>8}{'water':>7}{'pois':>6}"
+              f"{'unnamed':>9}"
               f"{'map dpi':>9}"
               f"{'t/goal':>8}{'mem/goal':>10}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             for name in (largest, smallest):
                 for paper in args.papers.split(","):
                     out = Path(tmp) / f"{name}-{paper}.pdf"
-                    seconds, mb, info = run_one(url, name, paper, args.layout, out)
-                    pages, sheets, scale, streets, names, places, unnamed, dpi = info.split()
+                    seconds, cpu, mb, info = run_one(url, name, paper, args.layout, out)
+                    pages, sheets, scale, streets, names, places, water, pois, unnamed, dpi = (
+                        info.split()
+                    )
                     print(
-                        f"{name:<14}{paper:<7}{seconds:>9.2f}{mb:>10.0f}{pages:>7}{sheets:>8}"
-                        f"{scale:>8}{streets:>9}{names:>7}{places:>8}{unnamed:>9}{dpi:>9}"
+                        f"{name:<14}{paper:<7}{seconds:>9.2f}{cpu:>7.1f}{mb:>10.0f}{pages:>7}{sheets:>8}"
+                        f"{scale:>8}{streets:>9}{names:>7}{places:>8}{water:>7}{pois:>6}"
+                        f"{unnamed:>9}{dpi:>9}"
                         f"{seconds / GOAL_SECONDS:>8.2f}{mb / GOAL_MB:>10.2f}"
                     )
     finally:

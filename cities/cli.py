@@ -172,7 +172,8 @@ class TownplanCommand:
         print(
             f"{area.title}: {plan.page_count} page(s), {len(plan.atlas.sheets)} sheet(s) at "
             f"1:{plan.scale:.0f}, {len(plan.streets)} streets ({plan.label_count} names drawn), "
-            f"{sum(len(e) for _, e in plan.facilities)} facilities, grid "
+            f"{sum(len(e) for _, e in plan.facilities)} facilities ({plan.poi_count} named), "
+            f"{plan.water_count} water names, grid "
             f"{plan.grid.cols}x{plan.grid.rows} -> {', '.join(map(str, paths))} "
             f"({time.monotonic() - started:.1f} s)"
         )

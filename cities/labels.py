@@ -6,7 +6,7 @@ import io
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cairo
@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from cities.flow import PT, Measure, set_font
+from cities.flow import PT
+from cities.style import RGB
 
 #: Face of the street names: condensed, so names fit along short streets.
 LABEL_FONT = "DejaVu Sans Condensed"
@@ -33,31 +34,46 @@ ASCENT, DESCENT = 0.78, 0.24
 REPEAT_MM = 110.0
 #: A name set beside its street further than this (mm) gets a leader line to it.
 LEADER_MM = 1.2
-INK = (0.1, 0.1, 0.1)
+INK: RGB = (0.1, 0.1, 0.1)
+#: Kinds of names a map carries, in the order they win a spot: places and streets first, then
+#: stations and other facilities, then water (a name that would overlap an earlier one is dropped).
+STREET, PLACE, POI, WATER = "street", "place", "poi", "water"
 
 
 def set_label_font(ctx: cairo.Context[Any], size_pt: float) -> None:
     """Select the street-name face at ``size_pt`` (the context draws in millimetres)."""
-    from cities.flow import font_options
+    set_kind_font(ctx, STREET, size_pt)
 
-    ctx.select_font_face(LABEL_FONT, cairo.FONT_SLANT_NORMAL, cairo.FONT_WEIGHT_NORMAL)
+
+def set_kind_font(ctx: cairo.Context[Any], kind: str, size_pt: float, bold: bool = False) -> None:
+    """Select the face of a ``kind`` of name: condensed for streets, oblique for water (as the
+    styles set water names), the plan's face otherwise."""
+    from cities.flow import FONT, font_options
+
+    family, slant = FONT, cairo.FONT_SLANT_NORMAL
+    if kind == STREET:
+        family = LABEL_FONT
+    elif kind == WATER:
+        slant = cairo.FONT_SLANT_OBLIQUE
+    weight = cairo.FONT_WEIGHT_BOLD if bold else cairo.FONT_WEIGHT_NORMAL
+    ctx.select_font_face(family, slant, weight)
     ctx.set_font_size(size_pt * PT)
     ctx.set_font_options(font_options())
 
 
 class TextWidths:
-    """Advance widths (mm) of street names, measured once each."""
+    """Advance widths (mm) of names, measured once each."""
 
     def __init__(self) -> None:
         self._surface = cairo.ImageSurface(cairo.FORMAT_A8, 1, 1)
         self._ctx = cairo.Context(self._surface)
-        self._cache: dict[tuple[str, float], float] = {}
+        self._cache: dict[tuple[str, float, str, bool], float] = {}
 
-    def __call__(self, text: str, size_pt: float) -> float:
-        """The advance width of ``text`` at ``size_pt``."""
-        key = (text, size_pt)
+    def __call__(self, text: str, size_pt: float, kind: str = STREET, bold: bool = False) -> float:
+        """The advance width of ``text`` at ``size_pt`` in the face of ``kind``."""
+        key = (text, size_pt, kind, bold)
         if key not in self._cache:
-            set_label_font(self._ctx, size_pt)
+            set_kind_font(self._ctx, kind, size_pt, bold)
             self._cache[key] = float(self._ctx.text_extents(text).x_advance)
         return self._cache[key]
 
@@ -112,12 +128,15 @@ class InkMap:
 
 @dataclass(frozen=True)
 class LabelTarget:
-    """A street to name on one map frame: its line and where a name of it may stand (page mm)."""
+    """A street (or river) to name on one map frame: its line and where a name of it may stand
+    (page mm)."""
 
     key: int
     text: str
     line: BaseGeometry
     allowed: BaseGeometry
+    kind: str = STREET
+    colour: RGB = INK
 
 
 @dataclass(frozen=True)
@@ -132,9 +151,11 @@ class StreetLabel:
     size: float
     box: Polygon
     leader: tuple[tuple[float, float], tuple[float, float]] | None = None
-    #: Place names are set in the plan's face (bold for towns and villages), not condensed.
-    place: bool = False
+    #: Street, place, POI or water: the face it is set in (see set_kind_font).
+    kind: str = STREET
+    #: Towns and villages are named in bold.
     bold: bool = False
+    colour: RGB = INK
 
 
 @dataclass(frozen=True)
@@ -146,6 +167,20 @@ class PointTarget:
     y: float
     size: float
     bold: bool
+    kind: str = PLACE
+    colour: RGB = INK
+    #: Radius (mm) around the point kept clear (a pictogram drawn there); 0: named on it.
+    clear: float = 0.0
+
+
+@dataclass(frozen=True)
+class AreaTarget:
+    """A lake or reservoir to name inside its outline (page mm)."""
+
+    text: str
+    area: BaseGeometry
+    size: float
+    colour: RGB
 
 
 class Occupied:
@@ -213,7 +248,7 @@ class Placer:
     ) -> StreetLabel | None:
         """The best place for the name along its line, or None."""
         em = size * PT
-        width = self.widths(target.text, size)
+        width = self.widths(target.text, size, target.kind)
         halo = 0.35 * em
         best: tuple[float, StreetLabel] | None = None
         for part in getattr(target.line, "geoms", [target.line]):
@@ -247,7 +282,9 @@ class Placer:
                     continue
                 score = ink * 10 + abs(math.sin(angle)) * 0.3 + abs(k / max(count, 1) - 0.5) * 0.2
                 if best is None or score < best[0]:
-                    best = (score, StreetLabel(target.key, target.text, x, y, angle, size, box))
+                    label = StreetLabel(target.key, target.text, x, y, angle, size, box,
+                                        kind=target.kind, colour=target.colour)  # fmt: skip
+                    best = (score, label)
         return best[1] if best else None
 
     def _beside(
@@ -318,12 +355,22 @@ class Placer:
         self.taken.add(box)
 
     def place_points(self, targets: Sequence[PointTarget]) -> list[StreetLabel]:
-        """Name each place (in the order given) on its point or near it; those placed."""
-        measure = Measure()
+        """Name each place (in the order given) on its point or near it; those placed.
+
+        A point with a pictogram (``clear`` > 0) is named beside it, never over it.
+        """
         placed: list[StreetLabel] = []
         for target in targets:
-            width = measure.width(target.text, target.size, target.bold)
-            label = self._near(target, width, MAX_INK * 3) or self._near(target, width, 1.0)
+            # A name beside a pictogram may go smaller before it is dropped.
+            tries = [(target, MAX_INK * 3), (target, 1.0)]
+            if target.clear:
+                tries.append((replace(target, size=target.size * 0.85), 1.0))
+            label = None
+            for attempt, max_ink in tries:
+                width = self.widths(attempt.text, attempt.size, attempt.kind, attempt.bold)
+                label = self._near(attempt, width, max_ink)
+                if label is not None:
+                    break
             if label is not None:
                 self.taken.add(label.box)
                 placed.append(label)
@@ -333,18 +380,85 @@ class Placer:
         """The name of ``target`` centred on its point, else the nearest free spot around it."""
         em = target.size * PT
         height = (ASCENT + DESCENT) * em
-        spots = [(0.0, 0.0)] + [
-            (dx * (width / 2 + step), dy * (height / 2 + step))
-            for step in (1.0, 2.5, 4.5, 7.0)
-            for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0))
-        ]
+        if target.clear:
+            # Beside the pictogram: right, left, above, below, then at its corners, a little
+            # further each round.
+            spots = [
+                (dx * (width / 2 + step), dy * (height / 2 + step))
+                for step in (target.clear + 0.3, target.clear + 1.2, target.clear + 2.5)
+                for dx, dy in ((1, 0), (-1, 0), (0, -1), (0, 1))
+            ] + [
+                (dx * (width / 2 + step), dy * (height / 2 + target.clear * 0.5))
+                for step in (target.clear * 0.3, target.clear + 0.3, target.clear + 1.2)
+                for dx, dy in ((1, -1), (1, 1), (-1, -1), (-1, 1))
+            ]
+        else:
+            spots = [(0.0, 0.0)] + [
+                (dx * (width / 2 + step), dy * (height / 2 + step))
+                for step in (1.0, 2.5, 4.5, 7.0)
+                for dx, dy in ((0, -1), (0, 1), (1, 0), (-1, 0))
+            ]
         for dx, dy in spots:
             x, y = target.x + dx - width / 2, target.y + dy + BASELINE * em
             box, _, _ = _box(x, y, 0.0, width, em, 0.35 * em)
             if self.frame.contains(box) and not self.taken.hits(box):
                 if self.ink.share(box) <= max_ink:
                     return StreetLabel(-1, target.text, x, y, 0.0, target.size, box,
-                                       place=True, bold=target.bold)  # fmt: skip
+                                       kind=target.kind, bold=target.bold,
+                                       colour=target.colour)  # fmt: skip
+        return None
+
+    def place_lines(self, targets: Sequence[LabelTarget], size: float) -> list[StreetLabel]:
+        """Name each line (rivers, in the order given) along itself where a straight enough
+        stretch is free, again every REPEAT_MM of it; those placed."""
+        placed: list[StreetLabel] = []
+        for target in targets:
+            mine: list[Point] = []
+            for _ in range(1 + int(target.line.length // REPEAT_MM)):
+                label = self._along(target, size, MAX_INK * 2, mine)
+                if label is None:
+                    break
+                self.taken.add(label.box)
+                placed.append(label)
+                mine.append(Point(label.x, label.y))
+        return placed
+
+    def place_areas(self, targets: Sequence[AreaTarget]) -> list[StreetLabel]:
+        """Name each area (lakes, in the order given) inside its outline, as near its middle
+        as is free; an area too small for its name is left unnamed."""
+        placed: list[StreetLabel] = []
+        for target in targets:
+            label = self._inside(target)
+            if label is not None:
+                self.taken.add(label.box)
+                placed.append(label)
+        return placed
+
+    def _inside(self, target: AreaTarget) -> StreetLabel | None:
+        area = shapely.intersection(target.area, self.frame)
+        if area.is_empty or area.area <= 0:
+            return None
+        em = target.size * PT
+        width = self.widths(target.text, target.size, WATER)
+        minx, miny, maxx, maxy = area.bounds
+        if maxx - minx < width:
+            return None
+        parts = [p for p in getattr(area, "geoms", [area]) if p.geom_type == "Polygon"]
+        middle = shapely.ops.polylabel(max(parts, key=lambda p: p.area), tolerance=0.5)
+        xs, ys = np.meshgrid(np.arange(minx, maxx, 1.0), np.arange(miny, maxy, 1.0))
+        centres = sorted(
+            zip(xs.ravel().tolist(), ys.ravel().tolist(), strict=True),
+            key=lambda p: math.hypot(p[0] - middle.x, p[1] - middle.y),
+        )
+        for cx, cy in [(middle.x, middle.y), *centres[:400]]:
+            x, y = cx - width / 2, cy + BASELINE * em
+            ink, _, _ = _box(x, y, 0.0, width, em, 0.0)
+            if not area.contains(ink):
+                continue
+            box, _, _ = _box(x, y, 0.0, width, em, 0.35 * em)
+            if self.frame.contains(box) and not self.taken.hits(box):
+                return StreetLabel(-1, target.text, x, y, 0.0, target.size, box, kind=WATER,
+                                   colour=target.colour)  # fmt: skip
         return None
 
     def place(self, targets: Sequence[LabelTarget]) -> list[LabelTarget]:
@@ -395,10 +509,7 @@ def draw_labels(ctx: cairo.Context[Any], labels: Sequence[StreetLabel]) -> None:
             ctx.arc(x1, y1, 0.35, 0, 2 * math.pi)
             ctx.fill()
     for label in labels:
-        if label.place:
-            set_font(ctx, label.size, label.bold)
-        else:
-            set_label_font(ctx, label.size)
+        set_kind_font(ctx, label.kind, label.size, label.bold)
         ctx.save()
         ctx.translate(label.x, label.y)
         ctx.rotate(label.angle)
@@ -409,7 +520,7 @@ def draw_labels(ctx: cairo.Context[Any], labels: Sequence[StreetLabel]) -> None:
         ctx.set_line_join(cairo.LINE_JOIN_ROUND)
         ctx.stroke()
         ctx.move_to(0, 0)
-        ctx.set_source_rgb(*INK)
+        ctx.set_source_rgb(*label.colour)
         ctx.show_text(label.text)
         ctx.restore()
     ctx.restore()

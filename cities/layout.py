@@ -169,6 +169,13 @@ class SheetMap:
     ink: InkMap | None = None
     #: Names of the places on the map (written by the plan, like the street names).
     places: list[StreetLabel] = field(default_factory=list)
+    #: Names of stations, facilities and water (placed after, and never over, the others).
+    features: list[StreetLabel] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[StreetLabel]:
+        """Every name written on the map."""
+        return [*self.labels, *self.places, *self.features]
 
 
 @dataclass
@@ -283,10 +290,13 @@ def _map_surface(png: bytes, pdf: bool) -> cairo.ImageSurface:
     return surface
 
 
-def _icons_of(facility: Facility) -> tuple[str, ...]:
+def icons_of(facility: Facility) -> tuple[str, ...]:
+    """The pictogram of each point of ``facility``."""
     return facility.icons or tuple(facility.category.icon for _ in facility.points)
 
 
+#: Side (mm, on A3) of a facility's pictogram on the map.
+ICON_MM = 3.6
 #: Share of dark pixels under an icon above which it is taken to hide a label.
 LABEL_INK = 0.06
 
@@ -406,7 +416,7 @@ class PageDrawer:
             self._title(ctx, self.c.title, subtitle)
             self._map_image(ctx, overview.png, self.g.frame, overview.bbox)
             self._sheet_layout(ctx, overview.bbox)
-            draw_labels(ctx, overview.places)
+            draw_labels(ctx, overview.names)
             self._frame_line(ctx, self.g.frame)
         self._items(ctx, placed)
         self._footer(ctx, self.g, (overview or self.c.maps[0]).bbox)
@@ -507,7 +517,7 @@ class PageDrawer:
         ctx.clip()
         self._grid_lines(ctx, g, sheet_map)
         self._icons(ctx, g, sheet_map)
-        draw_labels(ctx, [*sheet_map.labels, *sheet_map.places])
+        draw_labels(ctx, sheet_map.names)
         ctx.restore()
         self._frame_line(ctx, f)
         self._grid_labels(ctx, g, sheet_map)
@@ -540,10 +550,9 @@ class PageDrawer:
         ctx.stroke()
 
     def _icons(self, ctx: cairo.Context[Any], g: PageGeometry, sheet_map: SheetMap) -> None:
-        size = 3.6 * g.scale
+        size = ICON_MM * g.scale
         assert sheet_map.ink is not None
-        names = [*sheet_map.labels, *sheet_map.places]
-        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in names])
+        spots = LabelSpots(sheet_map.ink, g.frame, [label.box for label in sheet_map.names])
         drawn: list[tuple[float, float]] = []
         b = sheet_map.bbox
         for _category, entries in self.c.facilities:
@@ -551,7 +560,7 @@ class PageDrawer:
             # both sides of a street, buildings of one school); the index lists them all.
             mine: list[tuple[float, float]] = []
             for facility in entries:
-                for (x, y), icon in zip(facility.points, _icons_of(facility), strict=True):
+                for (x, y), icon in zip(facility.points, icons_of(facility), strict=True):
                     if not (b[0] <= x <= b[2] and b[1] <= y <= b[3]):
                         continue
                     px, py = _project(g.frame, b, x, y)

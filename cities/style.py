@@ -209,3 +209,12 @@ def without_text(style: dict[str, Any]) -> dict[str, Any]:
             paint = {k: v for k, v in layer.get("paint", {}).items() if not k.startswith("text-")}
             kept.append({**layer, "layout": plain, "paint": paint})
     return {**style, "layers": kept}
+
+
+def text_colour(style: dict[str, Any], layer_id: str, default: RGB) -> RGB:
+    """The text colour of layer ``layer_id`` of ``style`` (the plan writes that layer's names
+    itself in the same colour), or ``default`` when the style has no such layer."""
+    for layer in style.get("layers", []):
+        if layer.get("id") == layer_id:
+            return _layer_colour(layer, "text-color") or default
+    return default

@@ -20,9 +20,19 @@ from cities.errors import CitiesError, EmptyArea
 from cities.facilities import Category, Facility, facilities_index
 from cities.flow import Placed
 from cities.grid import Cell, Grid
-from cities.labels import InkMap, LabelTarget, Placer, PointTarget
+from cities.labels import (
+    POI,
+    WATER,
+    AreaTarget,
+    InkMap,
+    LabelTarget,
+    Placer,
+    PointTarget,
+    StreetLabel,
+)
 from cities.layout import (
     ATTRIBUTION,
+    ICON_MM,
     MAX_MAP_PIXELS,
     PageDrawer,
     PageGeometry,
@@ -31,6 +41,7 @@ from cities.layout import (
     SheetMap,
     frame_bbox,
     french_date,
+    icons_of,
     map_scale,
     page_geometry,
     sheet_numbers,
@@ -58,7 +69,8 @@ from cities.sheets import (
     units_per_mm,
 )
 from cities.streets import Place, StreetEntry, read_places, street_index
-from cities.style import NO_TEXT, PRINT_STYLE, legend_entries, load_style
+from cities.style import NO_TEXT, PRINT_STYLE, RGB, legend_entries, load_style, text_colour
+from cities.water import WaterName, read_water
 from osmimport import mercator
 from osmimport.database import connect
 from osmimport.dataversion import read_data_version
@@ -186,6 +198,20 @@ class Plan:
         on_overview = len(self.overview[1].places) if self.overview else 0
         return sum(len(m.places) for _, _, m in self.sheet_pages) + on_overview
 
+    def _feature_count(self, kind: str) -> int:
+        maps = [m for _, _, m in self.sheet_pages] + ([self.overview[1]] if self.overview else [])
+        return sum(1 for m in maps for label in m.features if label.kind == kind)
+
+    @property
+    def water_count(self) -> int:
+        """Names of rivers and lakes drawn on the maps (sheets and overview)."""
+        return self._feature_count(WATER)
+
+    @property
+    def poi_count(self) -> int:
+        """Names of stations and other facilities drawn on the sheets."""
+        return self._feature_count(POI)
+
     @property
     def media_type(self) -> str:
         """The document's MIME type."""
@@ -238,6 +264,8 @@ def make_plan(
         streets = street_index(conn, area.geometry, atlas.grid, latitude=area.latitude)
         facilities = facilities_index(conn, area.geometry, atlas.grid)
         places = read_places(conn, area.geometry)
+        sheet_boxes = [shapely.box(*atlas.sheet_bbox(sheet)) for sheet in atlas.sheets]
+        water = read_water(conn, shapely.box(*shapely.union_all(sheet_boxes).bounds))
     finally:
         conn.close()
     if not streets and not facilities and not area.masked:
@@ -255,6 +283,7 @@ def make_plan(
     if map_dpi < options.dpi:
         warnings.append(f"map drawn at {map_dpi:.0f} dpi to bound memory")
     label_pt = LABEL_PT * min(1.3, max(1.0, sheet_geometry.scale))
+    inks = _Inks(text_colour(style, WATER_LAYER, WATER_INK), text_colour(style, POI_LAYER, POI_INK))
     maps: list[SheetMap] = []
     named: set[int] = set()
     # Sheets are drawn two at a time (the renderer queues what it cannot draw at once); names
@@ -283,11 +312,14 @@ def make_plan(
         names = placer.place_points([t for t in targets if t.bold])
         placer.place(_street_targets(streets, atlas, sheet, bbox, frame))
         names += placer.place_points([t for t in targets if not t.bold])
+        features = _features(placer, facilities, water, bbox, frame, label_pt,
+                             ICON_MM * sheet_geometry.scale, inks)  # fmt: skip
         named.update(label.key for label in placer.labels)
-        maps.append(SheetMap(sheet, bbox, png, placer.labels, ink, names))
+        maps.append(SheetMap(sheet, bbox, png, placer.labels, ink, names, features))
     overview: SheetMap | None = None
     if overview_png is not None:
-        overview = _overview(overview_png.result(), whole, geometry, maps, places)
+        rivers = [w for w in water if w.kind in OVERVIEW_WATER]
+        overview = _overview(overview_png.result(), whole, geometry, maps, places, rivers, inks)
     unnamed = [entry.display for i, entry in enumerate(streets) if i not in named]
     if unnamed:
         warnings.append(f"{len(unnamed)} streets could not be named on the map")
@@ -422,14 +454,104 @@ def _place_targets(
     return targets
 
 
+#: Layers of the style whose text colour the plan's names of water and of facilities take, and
+#: the colours used when the style has no such layer.
+WATER_LAYER, WATER_INK = "label-water-line", (0.11, 0.25, 0.4)
+POI_LAYER, POI_INK = "poi", (0.25, 0.25, 0.25)
+#: Facilities named first (by their pictogram): stations, then town halls, hospitals, museums,
+#: schools, churches; pictograms not listed come after those, doctors and dentists last.
+POI_ORDER = {"rail": 0, "townhall": 1, "hospital": 2, "museum": 2, "school": 3, "college": 3,
+             "worship": 4, "doctor": 9, "dentist": 9}  # fmt: skip
+#: Water named on an atlas's overview too: its rivers and canals.
+OVERVIEW_WATER = ("river", "canal")
+#: Size of facility and water names relative to the street names.
+POI_SIZE, WATER_SIZE = 0.85, 1.05
+
+
+@dataclass(frozen=True)
+class _Inks:
+    water: RGB
+    poi: RGB
+
+
+def _features(
+    placer: Placer,
+    facilities: list[tuple[Category, list[Facility]]],
+    water: list[WaterName],
+    bbox: tuple[float, float, float, float],
+    frame: Rect,
+    label_pt: float,
+    icon_mm: float,
+    inks: _Inks,
+) -> list[StreetLabel]:
+    """Names of stations, facilities, rivers and lakes on one sheet, placed after the streets
+    and places (so they never take a spot from those), each clear of the facilities' pictograms."""
+    transform = _to_page(frame, bbox)
+    points: list[tuple[int, str, float, float]] = []
+    for category, entries in facilities:
+        unnamed = set(category.members.values())
+        for facility in entries:
+            for (x, y), icon in zip(facility.points, icons_of(facility), strict=True):
+                if not (bbox[0] <= x <= bbox[2] and bbox[1] <= y <= bbox[3]):
+                    continue
+                px, py = transform(np.array([[x, y]]))[0]
+                placer.block(shapely.box(px - icon_mm / 2, py - icon_mm / 2, px + icon_mm / 2,
+                                         py + icon_mm / 2))  # fmt: skip
+                if facility.label not in unnamed:
+                    points.append((POI_ORDER.get(icon, 5), facility.label, px, py))
+    seen: set[str] = set()
+    stations: list[PointTarget] = []
+    pois: list[PointTarget] = []
+    for order, text, px, py in sorted(points, key=lambda p: p[0]):
+        if text in seen:
+            continue  # a facility of several points is named once a sheet
+        seen.add(text)
+        target = PointTarget(text, px, py, label_pt * POI_SIZE, False, POI, inks.poi, icon_mm / 2)
+        (stations if order == POI_ORDER["rail"] else pois).append(target)
+    lines, areas = _water_targets(water, bbox, frame, label_pt, inks.water)
+    placed = placer.place_points(stations)
+    placed += placer.place_lines(lines, label_pt * WATER_SIZE)
+    placed += placer.place_areas(areas)
+    placed += placer.place_points(pois)
+    return placed
+
+
+def _water_targets(
+    water: list[WaterName],
+    bbox: tuple[float, float, float, float],
+    frame: Rect,
+    label_pt: float,
+    colour: RGB,
+) -> tuple[list[LabelTarget], list[AreaTarget]]:
+    """The rivers (lines) and lakes (areas) of ``water`` inside ``bbox``, in ``frame``."""
+    transform = _to_page(frame, bbox)
+    view = shapely.box(*bbox)
+    inner = _inner(frame)
+    lines: list[LabelTarget] = []
+    areas: list[AreaTarget] = []
+    for item in water:
+        piece = shapely.transform(item.geometry.intersection(view), transform)
+        if piece.is_empty:
+            continue
+        if item.area:
+            areas.append(AreaTarget(item.name, piece, label_pt, colour))
+        else:
+            line = shapely.line_merge(shapely.intersection(_lines(piece), inner))
+            if not line.is_empty:
+                lines.append(LabelTarget(-1, item.name, line, inner, WATER, colour))
+    return lines, areas
+
+
 def _overview(
     png: bytes,
     bbox: tuple[float, float, float, float],
     geometry: PageGeometry,
     maps: list[SheetMap],
     places: list[Place],
+    rivers: list[WaterName],
+    inks: _Inks,
 ) -> SheetMap:
-    """The overview map of an atlas: its place names keep off the sheet numbers."""
+    """The overview map of an atlas: its place and river names keep off the sheet numbers."""
     frame = geometry.frame
     ink = InkMap(png, frame.x, frame.y, frame.w)
     placer = Placer(ink, _inner(frame), LABEL_PT)
@@ -437,7 +559,9 @@ def _overview(
     for number in sheet_numbers(frame, bbox, sheets, geometry.scale):
         placer.block(number.box)
     names = placer.place_points(_place_targets(places, bbox, frame, geometry.scale))
-    return SheetMap(None, bbox, png, [], ink, names)
+    lines, _ = _water_targets(rivers, bbox, frame, LABEL_PT, inks.water)
+    features = placer.place_lines(lines, LABEL_PT * WATER_SIZE)
+    return SheetMap(None, bbox, png, [], ink, names, features)
 
 
 def _lines(geometry: Any) -> Any:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cairo
 import pypdf
 import pytest
 import shapely
@@ -15,7 +16,22 @@ from shapely.geometry import Polygon
 
 from cities.flow import PT, Column, Item, Measure, TextSizes, flow, measure_item
 from cities.grid import Cell, Grid
-from cities.labels import ASCENT, DESCENT, LABEL_FONT, TextWidths
+from cities.labels import (
+    ASCENT,
+    DESCENT,
+    LABEL_FONT,
+    PLACE,
+    POI,
+    STREET,
+    WATER,
+    AreaTarget,
+    InkMap,
+    LabelTarget,
+    Placer,
+    PointTarget,
+    StreetLabel,
+    TextWidths,
+)
 from cities.layout import Rect, page_geometry
 from cities.paper import Layout, Orientation, page_size_mm
 from cities.render import MapRenderer
@@ -81,9 +97,20 @@ def is_street_name(run: Text) -> bool:
     return LABEL_FONT.replace(" ", "") in run.font
 
 
+def is_water_name(run: Text) -> bool:
+    """Names of rivers and lakes are the plan's only oblique text."""
+    return "Oblique" in run.font
+
+
+def kind_of(run: Text) -> str:
+    """The kind of name a map text is by its face (places and facilities share theirs)."""
+    return STREET if is_street_name(run) else WATER if is_water_name(run) else PLACE
+
+
 def label_box(run: Text, widths: TextWidths) -> Polygon:
-    """The ink box of a street name (no halo) on the page, in mm."""
-    width, em = widths(run.text, run.size), run.size * MM
+    """The ink box of a name (no halo) on the page, in mm, along its baseline."""
+    bold = "Bold" in run.font
+    width, em = widths(run.text, run.size, kind_of(run), bold), run.size * MM
     ux, uy = math.cos(run.angle), math.sin(run.angle)
     dx, dy = -uy, ux
     top, bottom = -ASCENT * em, DESCENT * em
@@ -163,12 +190,10 @@ def test_every_index_street_is_named_in_a_cell_it_lists(plan: Plan) -> None:
     assert unnamed == []
 
 
-def text_box(run: Text, widths: TextWidths, measure: Measure) -> Polygon:
-    """The ink box of any text run on the page (street names, place names, sheet numbers)."""
-    if is_street_name(run):
-        return label_box(run, widths)
-    width, em = measure.width(run.text, run.size, bold="Bold" in run.font), run.size * MM
-    return shapely.box(run.x, run.y - ASCENT * em, run.x + width, run.y + DESCENT * em)
+def text_box(run: Text, widths: TextWidths) -> Polygon:
+    """The ink box of any text run of a map (names of streets, places, facilities and water,
+    sheet numbers)."""
+    return label_box(run, widths)
 
 
 def map_frames(plan: Plan) -> dict[int, Rect]:
@@ -180,11 +205,12 @@ def map_frames(plan: Plan) -> dict[int, Rect]:
 
 
 def test_map_text_does_not_overlap_and_stays_in_the_frame(plan: Plan) -> None:
-    """Every name on a map (streets, places, sheet numbers) is whole inside its frame and
-    clear of the others; the map images themselves carry no text that a frame could cut."""
-    widths, measure = TextWidths(), Measure()
+    """Every name on a map (streets, places, stations and facilities, water, sheet numbers) is
+    whole inside its frame and clear of the others; the map images themselves carry no text
+    that a frame could cut."""
+    widths = TextWidths()
     frames = map_frames(plan)
-    places = names = 0
+    places = waters = names = 0
     for number, runs in enumerate(page_texts(plan.documents[0])):
         if number not in frames:
             assert [run for run in runs if is_street_name(run)] == []
@@ -192,7 +218,7 @@ def test_map_text_does_not_overlap_and_stays_in_the_frame(plan: Plan) -> None:
         f = frames[number]
         frame = shapely.box(f.x, f.y, f.x + f.w, f.y + f.h)
         on_map = [run for run in runs if frame.contains(shapely.Point(run.x, run.y))]
-        boxes = [text_box(run, widths, measure) for run in on_map]
+        boxes = [text_box(run, widths) for run in on_map]
         names += len(boxes)
         if not boxes:
             continue  # a sheet printing only a pictogram's cell may have no name to write
@@ -207,9 +233,11 @@ def test_map_text_does_not_overlap_and_stays_in_the_frame(plan: Plan) -> None:
             if i < j and boxes[i].intersection(boxes[j]).area > 0.01
         ]
         assert overlaps == []
-        places += sum(1 for run in on_map if not is_street_name(run) and not run.text.isdigit())
-    assert places == plan.place_count
-    assert names >= plan.label_count + plan.place_count
+        places += sum(1 for run in on_map if kind_of(run) == PLACE and not run.text.isdigit())
+        waters += sum(1 for run in on_map if is_water_name(run))
+    assert places == plan.place_count + plan.poi_count
+    assert waters == plan.water_count
+    assert names >= plan.label_count + plan.place_count + plan.poi_count + plan.water_count
 
 
 def test_plan_styles_carry_no_text() -> None:
@@ -325,3 +353,129 @@ def test_headings_stay_with_their_first_entry() -> None:
     first_column = [p.item.kind for p in pages[0] if p.x == 0]
     assert first_column == ["entry", "entry", "entry"]
     assert [p.item.kind for p in pages[0] if p.x == 70] == ["title", "category", "entry"]
+
+
+def sheet_runs(plan: Plan) -> list[tuple[int, Text]]:
+    """The text runs inside the map frames of the plan's sheets, with their page (from 0)."""
+    runs = []
+    pages = page_texts(plan.documents[0])
+    for number, f, _ in plan.sheet_pages:
+        frame = shapely.box(f.x, f.y, f.x + f.w, f.y + f.h)
+        runs += [
+            (number - 1, r) for r in pages[number - 1] if frame.contains(shapely.Point(r.x, r.y))
+        ]
+    return runs
+
+
+@pytest.mark.parametrize("name", ["vaduz", "schaan"])
+def test_the_rhine_is_named_along_it(request: pytest.FixtureRequest, name: str) -> None:
+    plan: Plan = (
+        request.getfixturevalue(name)
+        if name == "schaan"
+        else request.getfixturevalue("vaduz_a3")[1]
+    )
+    waters = [run for _, run in sheet_runs(plan) if is_water_name(run)]
+    # The French name first, as the styles label it ("Le Rhin"; "Rhein" where it has none).
+    assert {"Le Rhin", "Rhein"} & {run.text for run in waters}
+    # Rivers are named along their course: the Rhine runs south to north, its name nearly so.
+    rhine = [run for run in waters if run.text in ("Le Rhin", "Rhein")]
+    assert any(abs(math.sin(run.angle)) > 0.7 for run in rhine)
+    # An atlas's overview names its rivers too.
+    assert plan.overview is not None
+    overview = [run.text for run in page_texts(plan.documents[0])[0] if is_water_name(run)]
+    assert {"Le Rhin", "Rhein"} & set(overview)
+    # Water names are the style's water-label colour, not the street names' ink.
+    assert all(label.colour != (0.1, 0.1, 0.1) for _, _, m in plan.sheet_pages
+               for label in m.features if label.kind == WATER)  # fmt: skip
+
+
+def facility_points(plan: Plan) -> dict[str, list[tuple[float, float]]]:
+    """The points (EPSG:3857) of each named facility of the plan's index, by label."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for category, entries in plan.facilities:
+        for facility in entries:
+            if facility.label not in category.members.values():
+                points.setdefault(facility.label, []).extend(facility.points)
+    return points
+
+
+def test_stations_and_facilities_are_named_beside_their_pictogram(schaan: Plan) -> None:
+    points = facility_points(schaan)
+    assert "Schaan-Vaduz" in points  # the railway halt of the data
+    runs = [(page, run) for page, run in sheet_runs(schaan) if kind_of(run) == PLACE]
+    named = [(page, run) for page, run in runs if run.text in points and not run.text.isdigit()]
+    assert "Schaan-Vaduz" in {run.text for _, run in named}
+    assert len({run.text for _, run in named}) >= 5
+    widths = TextWidths()
+    for page, run in named:
+        number, f, sheet_map = next(p for p in schaan.sheet_pages if p[0] == page + 1)
+        b = sheet_map.bbox
+        box = label_box(run, widths)
+        on_page = [
+            shapely.Point(f.x + (x - b[0]) / (b[2] - b[0]) * f.w,
+                          f.y + (b[3] - y) / (b[3] - b[1]) * f.h)
+            for x, y in points[run.text]
+        ]  # fmt: skip
+        # Beside one of its points (within a few millimetres), never over it.
+        assert min(box.distance(p) for p in on_page) < 6.0, run.text
+        assert not any(box.contains(p) for p in on_page), run.text
+
+
+def blank_placer(width: float = 120.0, height: float = 60.0) -> Placer:
+    """A placer over white paper (no pictogram), its frame the whole page."""
+    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, int(width * 4), int(height * 4))
+    ctx = cairo.Context(surface)
+    ctx.set_source_rgb(1, 1, 1)
+    ctx.paint()
+    out = io.BytesIO()
+    surface.write_to_png(out)
+    ink = InkMap(out.getvalue(), 0.0, 0.0, width)
+    return Placer(ink, shapely.box(0.5, 0.5, width - 0.5, height - 0.5), 6.2)
+
+
+def test_street_names_win_over_water_and_facilities() -> None:
+    """A river along a street and a facility on it: the street is named first, the others
+    only where they do not touch its name, or not at all."""
+    placer = blank_placer()
+    street = shapely.LineString([(20, 30), (60, 30)])
+    frame = placer.frame
+    left = placer.place([LabelTarget(0, "Rue du Rhin", street, frame)])
+    assert left == [] and len(placer.labels) == 1
+    before = placer.labels[0]
+    river = LabelTarget(-1, "Le Rhin", street, frame, WATER, (0.1, 0.25, 0.4))
+    waters = placer.place_lines([river], 6.5)
+    poi = PointTarget("Musée", 40.0, 30.0, 5.3, False, POI, (0.25, 0.25, 0.25), clear=1.8)
+    pois = placer.place_points([poi])
+    assert placer.labels == [before]
+    for label in waters + pois:
+        assert not label.box.intersects(before.box)
+    assert all(label.kind == WATER for label in waters)
+    # The facility's name stands beside its pictogram, not on it.
+    assert pois and not pois[0].box.contains(shapely.Point(40.0, 30.0)) and pois[0].kind == POI
+    # Squeezed between two street names on a short line, the river is left unnamed.
+    tight = blank_placer(40.0, 10.0)
+    tight.place([LabelTarget(0, "Rue", shapely.LineString([(2, 5), (20, 5)]), tight.frame)])
+    tight.block(shapely.box(0, 0, 40, 10).difference(tight.labels[0].box))
+    line = shapely.LineString([(2, 5), (38, 5)])
+    assert tight.place_lines([LabelTarget(-1, "Le Rhin", line, tight.frame, WATER)], 6.5) == []
+
+
+def test_lakes_are_named_inside_their_outline() -> None:
+    placer = blank_placer()
+    lake = shapely.Polygon([(10, 10), (70, 12), (75, 40), (15, 45)])
+    pond = shapely.box(90, 20, 95, 24)
+    blue = (0.1, 0.25, 0.4)
+    placed = placer.place_areas(
+        [AreaTarget("Gänglesee", lake, 6.2, blue), AreaTarget("Weiher", pond, 6.2, blue)]
+    )
+    assert [label.text for label in placed] == ["Gänglesee"]
+    assert lake.contains(label_box_of(placed[0])) and placed[0].kind == WATER
+    # A second name may not take its place: it goes elsewhere inside, or nowhere.
+    again = placer.place_areas([AreaTarget("Gänglesee", lake, 6.2, blue)])
+    assert all(not label.box.intersects(placed[0].box) for label in again)
+
+
+def label_box_of(label: StreetLabel) -> Polygon:
+    """The ink box (no halo) of a placed level name."""
+    width, em = TextWidths()(label.text, label.size, label.kind, label.bold), label.size * MM
+    return shapely.box(label.x, label.y - ASCENT * em, label.x + width, label.y + DESCENT * em)
