@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -24,9 +25,10 @@ from typing import Any
 import orjson
 
 from osmimport.database import database_url
+from osmimport.settings import DatabaseSettings
 from routing.network import data_version
 from routing.service import RoutingService
-from routing.settings import RoutingCommandSettings, RoutingSettings
+from routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +231,8 @@ class RoutingServer:
         finally:
             server.close()
             path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # the folder made for it, when serve itself is killed
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._loader.shutdown(wait=False, cancel_futures=True)
 
@@ -255,7 +259,7 @@ def _peer_pid(writer: asyncio.StreamWriter) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m routing.server SOCKET [PARENT_PID]``: the settings come from the variables."""
+    """``python -m routing.server SOCKET [PARENT_PID]``, the settings as JSON on stdin."""
     args = list(sys.argv[1:] if argv is None else argv)
     parent = int(args[1]) if len(args) > 1 else None
     if parent is not None:
@@ -268,15 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Ctrl+C reaches the whole process group: the serve command stops this server itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    settings = RoutingCommandSettings()
-    database = settings.database
+    # The serve command's settings, as JSON on stdin.
+    given = orjson.loads(sys.stdin.buffer.read())
+    database = DatabaseSettings.model_validate(given["database"])
+    routing = RoutingSettings.model_validate(given["routing"])
     service = RoutingService(
-        lambda: database_url(database),
-        settings.routing,
-        follow=_VERSION.get,
-        data_dir=database.data_dir,
+        lambda: database_url(database), routing, follow=_VERSION.get, data_dir=database.data_dir
     )
-    asyncio.run(RoutingServer(service, settings.routing).serve(Path(args[0]), parent))
+    asyncio.run(RoutingServer(service, routing).serve(Path(args[0]), parent))
     return 0
 
 
@@ -287,12 +290,12 @@ class RoutingServerProcess:
     gets SIGTERM when that thread's process dies (``kill -9`` included).
     """
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        base = runtime if runtime and os.access(runtime, os.W_OK) else None
-        self._dir = Path(tempfile.mkdtemp(prefix="fondplan-routing-", dir=base))
+    def __init__(self, database: DatabaseSettings, routing: RoutingSettings) -> None:
+        # A short path: a socket's must fit in 108 bytes.
+        self._dir = Path(tempfile.mkdtemp(prefix="fondplan-routing-"))
         self.path = self._dir / "routing.sock"
-        self._env = env
+        sections = {"database": database, "routing": routing}
+        self._settings = orjson.dumps({k: v.model_dump(mode="json") for k, v in sections.items()})
         self._stop = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
@@ -304,22 +307,33 @@ class RoutingServerProcess:
         process = self._process
         return process.pid if process is not None and process.poll() is None else None
 
-    def start(self) -> None:
-        """Start the server (and its keeper thread); it listens a moment later."""
-        started = threading.Event()
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the server (and its keeper thread) and wait until it listens (it loads the
+        engines afterwards)."""
         self._thread = threading.Thread(
-            target=self._keep, args=(started,), name="fondplan-routing-server", daemon=True
+            target=self._keep, name="fondplan-routing-server", daemon=True
         )
         self._thread.start()
-        started.wait(30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(self.path))
+                    return
+                except OSError:
+                    time.sleep(0.05)
+        log.warning("the routing server does not listen on %s yet", self.path)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "routing.server", str(self.path), str(os.getpid())]
-        return subprocess.Popen(command, env=self._env)
+        process = subprocess.Popen(command, stdin=subprocess.PIPE)
+        assert process.stdin is not None
+        process.stdin.write(self._settings)
+        process.stdin.close()
+        return process
 
-    def _keep(self, started: threading.Event) -> None:
+    def _keep(self) -> None:
         self._process = self._spawn()
-        started.set()
         while not self._stop.wait(0.5):
             code = self._process.poll()
             if code is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import threading
@@ -12,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-import pytest
 
 from osmimport.importer import run_import
+from osmimport.settings import DatabaseSettings
 from routing.build import build_before_swap
-from routing.server import RoutingServerProcess
+from routing.client import RoutingClient
+from routing.network import data_version
+from routing.server import QUEUE_FULL, RoutingServerProcess
 from routing.settings import RoutingSettings
 from tests.routing.test_lifecycle import CENTRE, IN_CENTRE, IN_SUD_OUEST, SUD_OUEST
 from tests.tileserver.conftest import TestClient, serve_process, tile_settings
@@ -164,14 +167,41 @@ def test_serve_stops_its_routing_server(liechtenstein_url: str, tmp_path: Path) 
             assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], stop
 
 
+def test_requests_beyond_the_queue_answer_503(liechtenstein_url: str, tmp_path: Path) -> None:
+    database = DatabaseSettings(database_url=liechtenstein_url, data_dir=tmp_path / "data")
+    process = RoutingServerProcess(database, RoutingSettings(routing_server_queue=1))
+    process.start()
+    try:
+        client = RoutingClient(process.path, RoutingSettings())
+        deadline = time.monotonic() + 120
+        while not client.health(data_version(liechtenstein_url)).get("ready"):
+            assert time.monotonic() < deadline, "the routing server did not load"
+            time.sleep(0.2)
+        version = data_version(liechtenstein_url)
+        coordinates, _, query = HEAVY.removeprefix("/route/v1/foot/").partition("?")
+        params = [tuple(p.split("=")) for p in query.split("&")]
+
+        async def burst() -> list[tuple[int, bytes]]:
+            return await asyncio.gather(
+                *(client.answer(version, "route", "foot", coordinates, params) for _ in range(6))
+            )
+
+        answers = asyncio.run(burst())
+        statuses = sorted(status for status, _ in answers)
+        assert statuses[0] == 200 and statuses[-1] == 503, statuses
+        assert {body for status, body in answers if status == 503} == {QUEUE_FULL}
+        assert client.health(version)["server"]["rejected"] == statuses.count(503)
+    finally:
+        process.stop()
+
+
 def test_routes_switch_with_the_tiles_through_the_routing_server(
-    make_database: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_database: Callable[[], str], tmp_path: Path
 ) -> None:
     url = make_database()
     run_import(url, [SUD_OUEST], before_swap=[build_before_swap])
-    monkeypatch.setenv("FONDPLAN_DATABASE_URL", url)
-    monkeypatch.setenv("FONDPLAN_DATA_DIR", str(tmp_path / "data"))
-    process = RoutingServerProcess()
+    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
+    process = RoutingServerProcess(database, RoutingSettings())
     process.start()
     try:
         settings = tile_settings(url, tmp_path / "tiles")
