@@ -311,12 +311,10 @@ def children_of(process: subprocess.Popen[bytes]) -> list[tuple[psutil.Process, 
 
 
 def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The uvicorn worker processes alive now (the process itself with one worker)."""
-    found = [
-        child
-        for child, cmdline in children_of(process)
-        if "resource_tracker" not in cmdline and "routing.server" not in cmdline
-    ]
+    """The uvicorn worker processes alive now (the process itself with one worker). Not the
+    routing server, nor a child caught between fork and exec (it still shows the parent's
+    command line)."""
+    found = [child for child, cmdline in children_of(process) if "spawn_main" in cmdline]
     return found or [psutil.Process(process.pid)]
 
 
