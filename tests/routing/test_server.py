@@ -9,11 +9,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
+from osmimport.database import drop_database
 from osmimport.importer import run_import
 from osmimport.settings import DatabaseSettings
 from routing.build import build_before_swap
@@ -22,8 +24,12 @@ from routing.network import data_version
 from routing.server import QUEUE_FULL, RoutingServerProcess
 from routing.settings import RoutingSettings
 from tests.routing.test_lifecycle import CENTRE, IN_CENTRE, IN_SUD_OUEST, SUD_OUEST
-from tests.tileserver.conftest import TestClient, serve_process, tile_settings
+from tests.tileserver.conftest import serve_process, tile_settings
 from tileserver.app import create_app
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 ROUTE = "/route/v1/driving/9.5209,47.1410;9.5230,47.1395"
 HEAVY = "/route/v1/foot/9.5209,47.1410;9.5220,47.2110?steps=true&overview=full&annotations=true"
@@ -63,6 +69,10 @@ def server_pid(state: dict[str, object]) -> int:
     server = state["server"]
     assert isinstance(server, dict)
     return int(server["pid"])
+
+
+def split_query(query: str) -> list[tuple[str, str]]:
+    return [(name, value) for name, _, value in (p.partition("=") for p in query.split("&"))]
 
 
 def kb(pid: int, field: str) -> int:
@@ -179,7 +189,7 @@ def test_requests_beyond_the_queue_answer_503(liechtenstein_url: str, tmp_path: 
             time.sleep(0.2)
         version = data_version(liechtenstein_url)
         coordinates, _, query = HEAVY.removeprefix("/route/v1/foot/").partition("?")
-        params = [tuple(p.split("=")) for p in query.split("&")]
+        params = split_query(query)
 
         async def burst() -> list[tuple[int, bytes]]:
             return await asyncio.gather(
@@ -227,3 +237,28 @@ def test_routes_switch_with_the_tiles_through_the_routing_server(
     finally:
         process.stop()
     assert not process.path.exists()
+
+
+def test_routes_are_answered_without_the_database_once_loaded(
+    make_database: Callable[[], str], admin_url: str, tmp_path: Path
+) -> None:
+    url = make_database()
+    version = run_import(url, [SUD_OUEST], before_swap=[build_before_swap]).data_version
+    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
+    process = RoutingServerProcess(database, RoutingSettings())
+    process.start()
+    try:
+        client = RoutingClient(process.path, RoutingSettings())
+        deadline = time.monotonic() + 120
+        while not client.health(version).get("ready"):
+            assert time.monotonic() < deadline, "the routing server did not load"
+            time.sleep(0.2)
+        # The database is gone for good: the loaded engines still answer.
+        drop_database(admin_url, url.rsplit("/", 1)[1])
+        coordinates, _, query = IN_SUD_OUEST.partition("?")
+        params = split_query(query)
+        status, body = asyncio.run(client.answer(version, "route", "car", coordinates, params))
+        assert status == 200 and json.loads(body)["code"] == "Ok", body
+        assert client.health(version)["ready"]
+    finally:
+        process.stop()
