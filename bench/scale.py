@@ -11,8 +11,10 @@ inputs are kept in DATA_DIR/inputs for the next run), in one run:
   * `fondplan serve --workers 1`: seconds from start until `/health` answers and until a first
     route answers, cold tile latency p95 over z10-14 tiles (disk cache off, each tile once),
     route p50 (car, over pairs moved into random copies), RSS and PSS of the server;
-  * `fondplan serve --workers 2`: PSS summed over the workers, and what the second one adds
-    (skipped when two workers that share nothing would not fit in the free memory);
+  * `fondplan serve --workers 2`: PSS summed over the server's processes, and what the second
+    worker adds (skipped when two workers that share nothing would not fit in the free memory);
+    the routing server the workers share is counted in both (its PSS shown apart; with
+    FONDPLAN_ROUTING_SHARED_SERVER=false every worker builds its own engines instead);
 then a straight line fitted by least squares on the input size projects each figure to a
 1.5 GB input. Every figure is printed with its goal and PASS/FAIL.
 
@@ -280,18 +282,29 @@ def latencies(port: int, paths: list[str]) -> tuple[list[float], int]:
     return samples, failed
 
 
-def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """The uvicorn worker processes alive now (the process itself with one worker)."""
+def children_of(process: subprocess.Popen[bytes]) -> list[tuple[psutil.Process, str]]:
+    """The children alive now, with their command lines."""
     found = []
     for child in psutil.Process(process.pid).children():
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(
-                child.cmdline()
-            ):
-                found.append(child)
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.append((child, " ".join(child.cmdline())))
         except psutil.Error:
             pass  # gone meanwhile
+    return found
+
+
+def workers_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The uvicorn worker processes alive now (the process itself with one worker). Not the
+    routing server, nor a child caught between fork and exec (it still shows the parent's
+    command line)."""
+    found = [child for child, cmdline in children_of(process) if "spawn_main" in cmdline]
     return found or [psutil.Process(process.pid)]
+
+
+def routing_server_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """The routing server the workers share (none with FONDPLAN_ROUTING_SHARED_SERVER=false)."""
+    return [child for child, cmdline in children_of(process) if "routing.server" in cmdline]
 
 
 def wait_idle(workers: list[psutil.Process], timeout: float) -> None:
@@ -352,7 +365,12 @@ def measure_one_worker(
                 print(f"  ! {tile_failed} tiles and {route_failed} routes did not answer 200/204")
             figures["tile_p95_ms"] = BENCH_ROUTING.percentiles(tile_ms)[1]
             figures["route_p50_ms"] = BENCH_ROUTING.percentiles(route_ms)[0]
-            figures["pss1_mb"] = pss_mb(workers_of(process))
+            # The whole server: its worker and the routing server.
+            figures["pss1_mb"] = pss_mb([psutil.Process(process.pid)])
+            routing = routing_server_of(process)
+            if routing:
+                figures["routing_pss_mb"] = pss_mb(routing)
+                figures["worker_pss_mb"] = figures["pss1_mb"] - figures["routing_pss_mb"]
         figures["rss1_mb"] = watch.peak
     finally:
         stop_server(process)
@@ -386,10 +404,11 @@ def measure_two_workers(url: str, data_dir: Path, pairs: list[Pair]) -> float | 
         workers = workers_of(process)
         for pair in pairs[:10]:
             get(port, route_path(pair))
-        wait_idle(workers, 1800)
+        wait_idle(workers + routing_server_of(process), 1800)
         if len(workers) != 2 or any(not w.is_running() for w in workers):
             print(f"  ! expected 2 workers, found {len(workers)}")
-        return pss_mb(workers)
+        # The whole server (the supervisor's share is counted as the second worker's).
+        return pss_mb([psutil.Process(process.pid)])
     except RestartLoop as exc:
         print(
             f"  ! uvicorn replaced the workers {exc} times without one starting: it kills a "
@@ -500,6 +519,12 @@ def measure_scale(
             f"RSS {figures['rss1_mb']:.0f} MiB, PSS {figures['pss1_mb']:.0f} MiB",
             flush=True,
         )
+        if "routing_pss_mb" in figures:
+            print(
+                f"  of which the routing server PSS {figures['routing_pss_mb']:.0f} MiB, the "
+                f"worker {figures['worker_pss_mb']:.0f} MiB",
+                flush=True,
+            )
         # Two workers that share nothing need twice one worker's memory: on a shared machine
         # without swap, that must fit in what is free.
         need, free = 2 * figures["rss1_mb"], psutil.virtual_memory().available / 2**20
@@ -544,6 +569,8 @@ FIGURES = [
     ("route_ready_s", "serve: first route after (s)", "{:.1f}"),
     ("rss1_mb", "1 worker peak RSS (MiB)", "{:.0f}"),
     ("pss1_mb", "1 worker PSS (MiB)", "{:.0f}"),
+    ("routing_pss_mb", "  routing server PSS (MiB)", "{:.0f}"),
+    ("worker_pss_mb", "  worker PSS (MiB)", "{:.0f}"),
     ("pss2_mb", "2 workers PSS (MiB)", "{:.0f}"),
     ("pss2_add_mb", "2nd worker adds PSS (MiB)", "{:.0f}"),
     ("tile_p95_ms", "cold tile p95 z10-14 (ms)", "{:.1f}"),

@@ -6,7 +6,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from osmimport.database import database_url
 from osmimport.errors import FondplanError
+from routing.client import RoutingClient
 from routing.errors import OsrmError
 from routing.osrm import parse_coordinates
 from routing.processes import RoutingProcesses
@@ -77,12 +78,27 @@ def _endpoint(service: RoutingService, method: str) -> Callable[[Request], Respo
     return endpoint
 
 
-def _process_endpoint(
-    service: RoutingService, processes: RoutingProcesses, method: str
+class Answerer(Protocol):
+    """What answers a request away from the event loop: child processes or the routing server."""
+
+    async def answer(
+        self,
+        version: str,
+        method: str,
+        profile: str,
+        coordinates: str,
+        query: Sequence[tuple[str, str]],
+    ) -> tuple[int, bytes]:
+        """The status and JSON body of a request for data version ``version``."""
+        ...
+
+
+def _remote_endpoint(
+    version: Callable[[], str], answerer: Answerer, method: str
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        status, body = await processes.answer(
-            service.current_version(),
+        status, body = await answerer.answer(
+            version(),
             method,
             request.path_params["profile"],
             request.path_params["coordinates"],
@@ -169,8 +185,12 @@ def routes(service: RoutingService, processes: RoutingProcesses | None = None) -
     def endpoint(method: str) -> Callable[[Request], Any]:
         if processes is None:
             return _endpoint(service, method)
-        return _process_endpoint(service, processes, method)
+        return _remote_endpoint(service.current_version, processes, method)
 
+    return _osrm_routes(endpoint)
+
+
+def _osrm_routes(endpoint: Callable[[str], Callable[[Request], Any]]) -> list[BaseRoute]:
     return [
         Route("/route/v1/{profile}/{coordinates:path}", endpoint("route")),
         Route("/nearest/v1/{profile}/{coordinates:path}", endpoint("nearest")),
@@ -189,6 +209,8 @@ def group_routes(context: Any) -> list[BaseRoute]:
     database = context.settings.database
     tiles = context.tiles
     settings = context.settings.routing
+    if settings.routing_server is not None and context.settings.server.tiles_file is None:
+        return server_routes(context, RoutingClient(settings.routing_server, settings))
     service = RoutingService(
         lambda: database_url(database),
         settings,
@@ -213,3 +235,14 @@ def group_routes(context: Any) -> list[BaseRoute]:
             f"/{method}/v1/", f"osrm_{method}", partial(fast_answer, service), request_cost
         )
     return routes(service, processes)
+
+
+def server_routes(context: Any, client: RoutingClient) -> list[BaseRoute]:
+    """The route group of a worker whose routes the shared routing server answers: it holds
+    no engine; its switch hook has the server load the new version first, and ``/health``
+    shows the server's state for the version the worker serves."""
+    tiles = context.tiles
+    context.tiles.add_switch_hook(client.prepare)
+    context.health["routing"] = lambda: client.health(tiles.version)
+    context.metrics.add_gauges(client.gauges)
+    return _osrm_routes(lambda method: _remote_endpoint(lambda: tiles.version, client, method))

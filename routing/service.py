@@ -98,19 +98,37 @@ class RoutingService:
         self._prepare(version)
 
     def _prepare(self, version: str) -> None:
+        self.load_version(version)
+        keep = {version}
+        if self._follow is not None:
+            keep.add(self._follow())
+        self.retain(keep)
+
+    def load_version(self, version: str) -> None:
+        """Load every profile of ``version`` that can be (the others keep their error)."""
+        self._loading.add(version)
         try:
             for name in PROFILES:
                 self._get(name, version, quiet=True)
         finally:
             self._loading.discard(version)
-        keep = {version}
-        if self._follow is not None:
-            keep.add(self._follow())
+
+    def is_loading(self, version: str) -> bool:
+        """Whether the engines of ``version`` are being loaded now."""
+        return version in self._loading
+
+    def retain(self, keep: set[str]) -> None:
+        """Drop the engines and cached files of every data version not in ``keep``."""
         with self._lock:
             self._engines = {k: e for k, e in self._engines.items() if k[0] in keep}
+            self._errors = {k: e for k, e in self._errors.items() if k[0] in keep}
         cache = self._cache()
         if cache is not None:
             store.prune(cache, keep)
+
+    def loaded_versions(self) -> set[str]:
+        """The data versions with at least one engine in memory."""
+        return {version for version, _ in self._engines}
 
     def _get(self, name: str, version: str, *, quiet: bool = False) -> Engine | None:
         """The engine of ``name`` for ``version``, loaded now if needed (None when quiet and

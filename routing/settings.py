@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from osmimport.settings import ImportSettings, Section
@@ -33,7 +35,21 @@ class RoutingSettings(Section):
     routing_processes: int = 1
     """Child processes per server process answering the routing requests too heavy for its
     event loop (0: its worker threads answer them, competing with the loop for the GIL); each
-    costs about 130 MB of its own on Liechtenstein, beyond the shared routing files."""
+    costs about 130 MB of its own on Liechtenstein, beyond the shared routing files. Only for a
+    server process building its own engines: a shared routing server answers on its threads."""
+
+    routing_shared_server: bool = True
+    """`fondplan serve` starts one routing server process that answers the routes of all its
+    workers, so the search structures are built once (false: each worker builds its own)."""
+    routing_server: Path | None = None
+    """Unix socket of the routing server that answers this server's routes (set by `fondplan
+    serve` for its workers); unset: the server process loads the engines itself."""
+    routing_server_queue: int = 64
+    """Requests the routing server takes at once; beyond, 503 with Retry-After."""
+    routing_server_threads: int = 2
+    """Threads of the routing server answering the requests it has taken."""
+    routing_server_timeout: float = 60.0
+    """Seconds a worker waits for the routing server's answer to a request (then 503)."""
 
 
 class RoutingCommandSettings(ImportSettings):

@@ -13,6 +13,8 @@ from osmimport.dataversion import NO_DATA
 from osmimport.errors import UsageError
 from osmimport.mercator import BBox, parse_bbox
 from osmimport.schema import MAX_ZOOM
+from routing.server import RoutingServerProcess
+from routing.settings import RoutingSettings
 from tileserver.app import build_service
 from tileserver.export import export, seed
 from tileserver.service import TileService
@@ -90,11 +92,26 @@ class ServeCommand:
         if server.workers < 1:
             raise UsageError("--workers must be at least 1")
         settings = settings.model_copy(update={"server": server})
+        routing = _routing_server(settings)
+        if routing is not None:
+            routing.start()
+            section = settings.routing.model_copy(update={"routing_server": routing.path})
+            settings = settings.model_copy(update={"routing": section})
+            os.environ[RoutingSettings.variable("routing_server")] = str(routing.path)
+        try:
+            self._serve(settings)
+        finally:
+            if routing is not None:
+                routing.stop()
+        return 0
+
+    def _serve(self, settings: Settings) -> None:
+        server = settings.server
         if server.workers == 1:
             from tileserver.app import create_app
 
             self._run_uvicorn(create_app(settings), server)
-            return 0
+            return
         # Each worker process builds its own app (uvicorn imports the factory there) from the
         # environment it inherits: what this command decided goes along in it.
         if server.tiles_file is not None:
@@ -105,7 +122,6 @@ class ServeCommand:
         with tempfile.TemporaryDirectory(prefix="fondplan-metrics-") as shared:
             os.environ[ServerSettings.variable("metrics_dir")] = shared
             self._run_uvicorn("tileserver.app:create_app", server)
-        return 0
 
     def _run_uvicorn(self, app: object, server: ServerSettings) -> None:
         import uvicorn
@@ -125,6 +141,20 @@ class ServeCommand:
             timeout_graceful_shutdown=server.graceful_shutdown,
             timeout_worker_healthcheck=server.worker_healthcheck,
         )
+
+
+def _routing_server(settings: Settings) -> RoutingServerProcess | None:
+    """The routing server all workers share, unless routes are not served, answered by a
+    routing server given, or built by each worker (FONDPLAN_ROUTING_SHARED_SERVER=false)."""
+    routing = settings.routing
+    if (
+        settings.server.tiles_file is not None
+        or "routing" in settings.server.disable
+        or routing.routing_server is not None
+        or not routing.routing_shared_server
+    ):
+        return None
+    return RoutingServerProcess(settings.database, routing)
 
 
 def _batch_service(settings: Settings) -> TileService:
