@@ -5,9 +5,10 @@ The mix: 80 % cached vector tiles, 10 % uncached tiles z10-14, 5 % raster tiles,
 keep-alive clients, with ``--workers 1`` and ``2``. Each step prints throughput, p50/p95/p99,
 the p99 of cached tiles, cold tiles/s, 5xx and connection errors and the server's RSS (all its
 processes). Then cold tiles alone at 1 and 32 clients, whose ratio should be >= 1
-(``--no-cold-only`` skips them).
+(``--no-cold-only`` skips them). Every step has a server of its own, started with empty
+caches, so each one also pays for drawing its town plans and rendering its raster tiles.
 
-Cold tiles are never asked twice in a run: z14 tiles in rings around the data's centre, each
+Cold tiles are never asked twice in a step: z14 tiles in rings around the data's centre, each
 with its z10-13 parents when first met (the data's tiles first, then the empty land around).
 Each step says how many cold tiles were asked, how many were empty, repeated, and answered
 from the server's cache by its /metrics (both 0). ``--by-competition`` also prints the cached
@@ -97,7 +98,10 @@ def workload(bbox: Sequence[float]) -> tuple[Workload, list[str]]:
     """The workload over the data's bbox, and the tiles to warm the cache with."""
     west, south, east, north = bbox
     cx, cy = (west + east) / 2, (south + north) / 2
-    warm = [f"/tiles/basemap/{z}/{x}/{y}.mvt" for z, x, y in tiles_in_bbox(bbox, 12, 14)][::3]
+    warm = [
+        f"/tiles/basemap/{z}/{x}/{y}.mvt"
+        for z, x, y in tiles_in_bbox((west, south, east, north), 12, 14)
+    ][::3]
     cold = (f"/tiles/basemap/{z}/{x}/{y}.mvt" for z, x, y in cold_tiles(cx, cy))
     warmed = set(warm)
     rng = random.Random(11)
@@ -366,6 +370,27 @@ async def warm_up(port: int, paths: Sequence[str], workers: int) -> None:
         conn.close()
 
 
+def fresh_step(
+    url: str,
+    bbox: Sequence[float],
+    workers: int,
+    clients: int,
+    seconds: float,
+    kinds: set[str] | None,
+) -> Step:
+    """One step against a server started for it, with empty caches (memory, disk, plans,
+    renders), warmed with the cached tiles only: its cold tiles start over from the data's."""
+    load, warm = workload(bbox)
+    with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
+        proc, port = serve(url, workers, Path(tmp))
+        try:
+            asyncio.run(warm_up(port, warm, workers))
+            return asyncio.run(run_step(port, proc.pid, load, clients, seconds, kinds))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
 def _db() -> tuple[str, str]:
     """(admin URL, URL) of a throwaway database in the embedded cluster."""
     cluster = EmbeddedCluster(Path(os.environ.get("FONDPLAN_DATA_DIR", ROOT / "var")))
@@ -406,7 +431,8 @@ def main() -> int:
     admin, url = _db() if args.database_url is None else ("", args.database_url)
     dbname = url.rsplit("/", 1)[1]
     try:
-        load, warm = workload(_imported(url) if args.database_url is None else _bbox(url))
+        bbox = _imported(url) if args.database_url is None else _bbox(url)
+        load, warm = workload(bbox)
         if args.soak:
             workers, clients = worker_counts[0], client_counts[0]
             with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
@@ -424,35 +450,24 @@ def main() -> int:
         cold_rates: dict[tuple[int, int], float] = {}
         lines = []
         for workers in worker_counts:
-            with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
-                proc, port = serve(url, workers, Path(tmp))
-                try:
-                    asyncio.run(warm_up(port, warm, workers))
-                    for clients in client_counts:
-                        step = asyncio.run(
-                            run_step(port, proc.pid, load, clients, args.seconds, None)
-                        )
-                        lines.append(row(workers, clients, step))
-                        print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
-                        print(cold_line(step), flush=True)
-                        if args.by_competition:
-                            print(competition_lines(step), flush=True)
-                    for clients in () if args.no_cold_only else (1, 32):
-                        step = asyncio.run(
-                            run_step(port, proc.pid, load, clients, args.seconds / 2, {"cold"})
-                        )
-                        cold_rates[(workers, clients)] = len(step.latencies["cold"]) / step.seconds
-                        errors = step.server_errors + step.conn_errors
-                        print(
-                            f"  cold tiles only, {clients:>3} clients: "
-                            f"{cold_rates[(workers, clients)]:.1f} tiles/s, "
-                            f"p99 {pct(step.latencies['cold'], 0.99):.0f} ms, {errors} errors",
-                            flush=True,
-                        )
-                        print(cold_line(step), flush=True)
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=60)
+            for clients in client_counts:
+                step = fresh_step(url, bbox, workers, clients, args.seconds, None)
+                lines.append(row(workers, clients, step))
+                print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
+                print(cold_line(step), flush=True)
+                if args.by_competition:
+                    print(competition_lines(step), flush=True)
+            for clients in () if args.no_cold_only else (1, 32):
+                step = fresh_step(url, bbox, workers, clients, args.seconds / 2, {"cold"})
+                cold_rates[(workers, clients)] = len(step.latencies["cold"]) / step.seconds
+                errors = step.server_errors + step.conn_errors
+                print(
+                    f"  cold tiles only, {clients:>3} clients: "
+                    f"{cold_rates[(workers, clients)]:.1f} tiles/s, "
+                    f"p99 {pct(step.latencies['cold'], 0.99):.0f} ms, {errors} errors",
+                    flush=True,
+                )
+                print(cold_line(step), flush=True)
         print()
         print(HEADER)
         print("\n".join(lines))
