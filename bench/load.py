@@ -13,7 +13,8 @@ with its z10-13 parents when first met (the data's tiles first, then the empty l
 Each step says how many cold tiles were asked, how many were empty, repeated, and answered
 from the server's cache by its /metrics (both 0). ``--by-competition`` also prints the cached
 tiles' p99 by the other kind of work (cold, raster, route, heavy route, plan) that was in
-flight during them.
+flight during them. ``--without plan`` (or other kinds, comma-separated) leaves kinds out of
+the mix, to see what they cost the others.
 
 ``--soak SECONDS`` runs the mix instead for that long at the first client count and worker
 count, sampling the server's RSS every 10 s; it prints the curve and its slope.
@@ -420,12 +421,21 @@ def main() -> int:
         help="also print the cached tiles' p99 by the kind of other work in flight during them",
     )
     parser.add_argument(
+        "--without",
+        default="",
+        help="kinds left out of the mix, comma-separated (e.g. plan), to see what they cost",
+    )
+    parser.add_argument(
         "--no-cold-only",
         action="store_true",
         help="skip the cold-tiles-only runs after the curve",
     )
     args = parser.parse_args()
     client_counts = [int(v) for v in args.clients.split(",")]
+    left_out = {kind.strip() for kind in args.without.split(",") if kind.strip()}
+    if left_out - set(MIX):
+        parser.error(f"--without takes kinds among {', '.join(MIX)}")
+    mix = set(MIX) - left_out if left_out else None
     worker_counts = [int(v) for v in args.workers.split(",")]
 
     admin, url = _db() if args.database_url is None else ("", args.database_url)
@@ -451,7 +461,7 @@ def main() -> int:
         lines = []
         for workers in worker_counts:
             for clients in client_counts:
-                step = fresh_step(url, bbox, workers, clients, args.seconds, None)
+                step = fresh_step(url, bbox, workers, clients, args.seconds, mix)
                 lines.append(row(workers, clients, step))
                 print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
                 print(cold_line(step), flush=True)
