@@ -4,7 +4,17 @@ The mix: 80 % cached vector tiles, 10 % uncached tiles z10-14, 5 % raster tiles,
 (a third with steps, full overview and annotations), 1 % town plans; at 1, 8, 32 and 128
 keep-alive clients, with ``--workers 1`` and ``2``. Each step prints throughput, p50/p95/p99,
 the p99 of cached tiles, cold tiles/s, 5xx and connection errors and the server's RSS (all its
-processes). Then cold tiles alone at 1 and 32 clients, whose ratio should be >= 1.
+processes). Then cold tiles alone at 1 and 32 clients, whose ratio should be >= 1
+(``--no-cold-only`` skips them). Every step has a server of its own, started with empty
+caches, so each one also pays for drawing its town plans and rendering its raster tiles.
+
+Cold tiles are never asked twice in a step: z14 tiles in rings around the data's centre, each
+with its z10-13 parents when first met (the data's tiles first, then the empty land around).
+Each step says how many cold tiles were asked, how many were empty, repeated, and answered
+from the server's cache by its /metrics (both 0). ``--by-competition`` also prints the cached
+tiles' p99 by the other kind of work (cold, raster, route, heavy route, plan) that was in
+flight during them. ``--without plan`` (or other kinds, comma-separated) leaves kinds out of
+the mix, to see what they cost the others.
 
 ``--soak SECONDS`` runs the mix instead for that long at the first client count and worker
 count, sampling the server's RSS every 10 s; it prints the curve and its slope.
@@ -26,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +54,7 @@ from common import load_bench  # noqa: E402
 from osmimport.database import drop_database, ensure_database  # noqa: E402
 from osmimport.embedded import EmbeddedCluster  # noqa: E402
 from osmimport.importer import run_import  # noqa: E402
+from osmimport.mercator import tile_xy  # noqa: E402
 from tileserver.catalog import read_catalog  # noqa: E402
 from tileserver.tiling import tiles_in_bbox  # noqa: E402
 
@@ -50,6 +62,10 @@ SAMPLE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 #: Share of each kind of request in the mix.
 MIX = {"cached": 80, "cold": 10, "raster": 5, "route": 4, "plan": 1}
 HEAVY_ROUTE = "?steps=true&overview=full&annotations=true"
+#: Zooms of the uncached tiles.
+COLD_ZOOMS = (10, 14)
+#: Kinds of work whose overlap with a cached tile is reported by ``--by-competition``.
+COMPETING = ("cold", "raster", "route", "heavy route", "plan")
 
 
 #: bench/tiles.py, for its keep-alive client.
@@ -58,7 +74,7 @@ TILES = load_bench("tiles")
 
 @dataclass
 class Workload:
-    """The request paths of each kind; cold tiles are handed out once each."""
+    """The request paths of each kind; cold tiles are handed out once each, never again."""
 
     cached: list[str]
     cold: Iterator[str]
@@ -66,6 +82,8 @@ class Workload:
     routes: list[str]
     plans: list[str]
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    #: Cold tiles handed out so far.
+    asked: set[str] = field(default_factory=set)
 
     def next(self) -> tuple[str, str]:
         kind = self.rng.choices(list(MIX), weights=list(MIX.values()))[0]
@@ -81,16 +99,12 @@ def workload(bbox: Sequence[float]) -> tuple[Workload, list[str]]:
     """The workload over the data's bbox, and the tiles to warm the cache with."""
     west, south, east, north = bbox
     cx, cy = (west + east) / 2, (south + north) / 2
-    warm = [f"/tiles/basemap/{z}/{x}/{y}.mvt" for z, x, y in tiles_in_bbox(bbox, 12, 14)][::3]
-    warmed = set(warm)
-    # Uncached tiles: the data's area and around it, z10-14, in a fixed shuffled order.
-    around = (west - (east - west), south - (north - south), east + (east - west), north)
-    cold = [
+    warm = [
         f"/tiles/basemap/{z}/{x}/{y}.mvt"
-        for z, x, y in tiles_in_bbox(around, 10, 14)  # type: ignore[arg-type]
-        if f"/tiles/basemap/{z}/{x}/{y}.mvt" not in warmed
-    ]
-    random.Random(3).shuffle(cold)
+        for z, x, y in tiles_in_bbox((west, south, east, north), 12, 14)
+    ][::3]
+    cold = (f"/tiles/basemap/{z}/{x}/{y}.mvt" for z, x, y in cold_tiles(cx, cy))
+    warmed = set(warm)
     rng = random.Random(11)
     raster = [
         f"/styles/colour/{z}/{x}/{y}.png"
@@ -104,14 +118,32 @@ def workload(bbox: Sequence[float]) -> tuple[Workload, list[str]]:
         options = HEAVY_ROUTE if i % 3 == 0 else "?overview=false"
         routes.append(f"/route/v1/{profile}/{a[0]:.5f},{a[1]:.5f};{b[0]:.5f},{b[1]:.5f}{options}")
     plans = ["/townplans/Vaduz.png?paper=A4&dpi=72", "/townplans/Schaan.png?paper=A4&dpi=72"]
-    return Workload(warm, _cycle_once(cold), raster, routes, plans), warm
+    return Workload(warm, (p for p in cold if p not in warmed), raster, routes, plans), warm
 
 
-def _cycle_once(items: list[str]) -> Iterator[str]:
-    # Once through uncached; a very long run then re-asks cached ones (said in the output).
-    yield from items
-    while True:
-        yield from items
+def cold_tiles(lon: float, lat: float) -> Iterator[tuple[int, int, int]]:
+    """Every tile of COLD_ZOOMS once, nearest ``(lon, lat)`` first: square rings of z14 tiles
+    around it, each with its parents the first time they are met. Endless for a benchmark's
+    length, so no uncached request is ever repeated (the data's own tiles come first, then
+    the empty land around it)."""
+    low, high = COLD_ZOOMS
+    cx, cy = tile_xy(lon, lat, high)
+    size = 1 << high
+    seen: set[tuple[int, int, int]] = set()
+    for ring in range(size):
+        side = range(-ring, ring + 1)
+        edge = {(dx, -ring) for dx in side} | {(dx, ring) for dx in side}
+        edge |= {(-ring, dy) for dy in side} | {(ring, dy) for dy in side}
+        for dx, dy in sorted(edge):
+            x, y = cx + dx, cy + dy
+            if not (0 <= x < size and 0 <= y < size):
+                continue
+            yield high, x, y
+            for zoom in range(high - 1, low - 1, -1):
+                parent = (zoom, x >> (high - zoom), y >> (high - zoom))
+                if parent not in seen:
+                    seen.add(parent)
+                    yield parent
 
 
 @dataclass
@@ -126,6 +158,14 @@ class Step:
     conn_errors: int = 0
     #: (seconds since the start, server RSS in MB).
     rss_mb: list[tuple[float, float]] = field(default_factory=list)
+    #: Cold tiles answered empty (204): outside the data.
+    cold_empty: int = 0
+    #: Cold tiles asked more than once in the run (should be 0), and those the server says it
+    #: took from its cache rather than the database (should be 0).
+    cold_repeats: int = 0
+    cold_from_cache: int | None = None
+    #: Latencies of cached tiles by the kind of other work in flight at some time during them.
+    cached_with: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
 def server_rss_mb(pid: int) -> float:
@@ -157,6 +197,10 @@ async def run_step(
     step = Step(seconds)
     begin = time.perf_counter()
     stop = begin + seconds
+    # Per competing kind: requests in flight, and requests started so far.
+    in_flight: dict[str, int] = defaultdict(int)
+    started_count: dict[str, int] = defaultdict(int)
+    from_database = database_tiles(port)
 
     async def client() -> None:
         conn = TILES.Conn("127.0.0.1", port)
@@ -164,6 +208,15 @@ async def run_step(
             kind, path = load.next()
             if kinds is not None and kind not in kinds:
                 continue
+            if kind == "cold":
+                step.cold_repeats += path in load.asked
+                load.asked.add(path)
+            competing = "heavy route" if kind == "route" and HEAVY_ROUTE in path else kind
+            tracked = [competing, kind] if competing != kind else [kind]
+            before = {k: (in_flight[k], started_count[k]) for k in COMPETING}
+            for k in tracked:
+                in_flight[k] += 1
+                started_count[k] += 1
             started = time.perf_counter()
             try:
                 status, _ = await asyncio.wait_for(conn.get(path), 60)
@@ -172,11 +225,22 @@ async def run_step(
                 conn.close()
                 conn = TILES.Conn("127.0.0.1", port)
                 continue
+            finally:
+                for k in tracked:
+                    in_flight[k] -= 1
             if status >= 500:
                 step.server_errors += 1
                 step.error_kinds[f"{kind} {status}"] += 1
-            else:
-                step.latencies[kind].append((time.perf_counter() - started) * 1000)
+                continue
+            millis = (time.perf_counter() - started) * 1000
+            step.latencies[kind].append(millis)
+            step.cold_empty += kind == "cold" and status == 204
+            if kind == "cached":
+                overlapped = [
+                    k for k, (n, count) in before.items() if n > 0 or started_count[k] > count
+                ]
+                for k in overlapped or ["nothing"]:
+                    step.cached_with[k].append(millis)
         conn.close()
 
     async def sample_rss() -> None:
@@ -188,7 +252,25 @@ async def run_step(
             await asyncio.sleep(rss_every)
 
     await asyncio.gather(sample_rss(), *(client() for _ in range(clients)))
+    if from_database is not None:
+        now_from_database = database_tiles(port)
+        if now_from_database is not None:
+            cold = len(step.latencies.get("cold", []))
+            step.cold_from_cache = max(0, cold - (now_from_database - from_database))
     return step
+
+
+def database_tiles(port: int) -> int | None:
+    """Tiles the server has read from the database so far (its /metrics), if it says."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('fondplan_tile_seconds_count{source="database"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -215,6 +297,26 @@ def row(workers: int, clients: int, step: Step) -> str:
         f"{pct(step.latencies.get('cached', []), 0.99):>10.1f} {cold:>7.1f} "
         f"{step.server_errors:>5} {step.conn_errors:>8} {rss:>7.0f}"
     ) + "".join(f"\n{'':>16}5xx: {k} x{n}" for k, n in sorted(step.error_kinds.items()))
+
+
+def cold_line(step: Step) -> str:
+    """How uncached the cold tiles were: repeats and cache answers should both be 0."""
+    cold = len(step.latencies.get("cold", []))
+    cached = "?" if step.cold_from_cache is None else str(step.cold_from_cache)
+    return (
+        f"{'':>16}cold: {cold} tiles, {step.cold_empty} empty (no data there), "
+        f"{step.cold_repeats} repeats, {cached} from the server's cache"
+    )
+
+
+def competition_lines(step: Step) -> str:
+    """The p99 of cached tiles by the other work in flight during them."""
+    parts = [
+        f"{kind} {pct(step.cached_with[kind], 0.99):.1f} ms (n={len(step.cached_with[kind])})"
+        for kind in (*COMPETING, "nothing")
+        if step.cached_with.get(kind)
+    ]
+    return f"{'':>16}cached p99 while in flight: " + ", ".join(parts)
 
 
 def slope(points: Sequence[tuple[float, float]]) -> float:
@@ -269,6 +371,27 @@ async def warm_up(port: int, paths: Sequence[str], workers: int) -> None:
         conn.close()
 
 
+def fresh_step(
+    url: str,
+    bbox: Sequence[float],
+    workers: int,
+    clients: int,
+    seconds: float,
+    kinds: set[str] | None,
+) -> Step:
+    """One step against a server started for it, with empty caches (memory, disk, plans,
+    renders), warmed with the cached tiles only: its cold tiles start over from the data's."""
+    load, warm = workload(bbox)
+    with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
+        proc, port = serve(url, workers, Path(tmp))
+        try:
+            asyncio.run(warm_up(port, warm, workers))
+            return asyncio.run(run_step(port, proc.pid, load, clients, seconds, kinds))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
 def _db() -> tuple[str, str]:
     """(admin URL, URL) of a throwaway database in the embedded cluster."""
     cluster = EmbeddedCluster(Path(os.environ.get("FONDPLAN_DATA_DIR", ROOT / "var")))
@@ -292,14 +415,34 @@ def main() -> int:
         metavar="SECONDS",
         help="instead of the curve: one long run sampling the server's RSS every 10 s",
     )
+    parser.add_argument(
+        "--by-competition",
+        action="store_true",
+        help="also print the cached tiles' p99 by the kind of other work in flight during them",
+    )
+    parser.add_argument(
+        "--without",
+        default="",
+        help="kinds left out of the mix, comma-separated (e.g. plan), to see what they cost",
+    )
+    parser.add_argument(
+        "--no-cold-only",
+        action="store_true",
+        help="skip the cold-tiles-only runs after the curve",
+    )
     args = parser.parse_args()
     client_counts = [int(v) for v in args.clients.split(",")]
+    left_out = {kind.strip() for kind in args.without.split(",") if kind.strip()}
+    if left_out - set(MIX):
+        parser.error(f"--without takes kinds among {', '.join(MIX)}")
+    mix = set(MIX) - left_out if left_out else None
     worker_counts = [int(v) for v in args.workers.split(",")]
 
     admin, url = _db() if args.database_url is None else ("", args.database_url)
     dbname = url.rsplit("/", 1)[1]
     try:
-        load, warm = workload(_imported(url) if args.database_url is None else _bbox(url))
+        bbox = _imported(url) if args.database_url is None else _bbox(url)
+        load, warm = workload(bbox)
         if args.soak:
             workers, clients = worker_counts[0], client_counts[0]
             with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
@@ -317,35 +460,28 @@ def main() -> int:
         cold_rates: dict[tuple[int, int], float] = {}
         lines = []
         for workers in worker_counts:
-            with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
-                proc, port = serve(url, workers, Path(tmp))
-                try:
-                    asyncio.run(warm_up(port, warm, workers))
-                    for clients in client_counts:
-                        step = asyncio.run(
-                            run_step(port, proc.pid, load, clients, args.seconds, None)
-                        )
-                        lines.append(row(workers, clients, step))
-                        print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
-                    for clients in (1, 32):
-                        step = asyncio.run(
-                            run_step(port, proc.pid, load, clients, args.seconds / 2, {"cold"})
-                        )
-                        cold_rates[(workers, clients)] = len(step.latencies["cold"]) / step.seconds
-                        errors = step.server_errors + step.conn_errors
-                        print(
-                            f"  cold tiles only, {clients:>3} clients: "
-                            f"{cold_rates[(workers, clients)]:.1f} tiles/s, "
-                            f"p99 {pct(step.latencies['cold'], 0.99):.0f} ms, {errors} errors",
-                            flush=True,
-                        )
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=60)
+            for clients in client_counts:
+                step = fresh_step(url, bbox, workers, clients, args.seconds, mix)
+                lines.append(row(workers, clients, step))
+                print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
+                print(cold_line(step), flush=True)
+                if args.by_competition:
+                    print(competition_lines(step), flush=True)
+            for clients in () if args.no_cold_only else (1, 32):
+                step = fresh_step(url, bbox, workers, clients, args.seconds / 2, {"cold"})
+                cold_rates[(workers, clients)] = len(step.latencies["cold"]) / step.seconds
+                errors = step.server_errors + step.conn_errors
+                print(
+                    f"  cold tiles only, {clients:>3} clients: "
+                    f"{cold_rates[(workers, clients)]:.1f} tiles/s, "
+                    f"p99 {pct(step.latencies['cold'], 0.99):.0f} ms, {errors} errors",
+                    flush=True,
+                )
+                print(cold_line(step), flush=True)
         print()
         print(HEADER)
         print("\n".join(lines))
-        for workers in worker_counts:
+        for workers in worker_counts if cold_rates else ():
             ratio = cold_rates[(workers, 32)] / max(cold_rates[(workers, 1)], 1e-9)
             print(f"cold tiles/s at 32 clients / at 1 client, --workers {workers}: {ratio:.2f}")
     finally:

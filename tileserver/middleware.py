@@ -6,6 +6,7 @@ import gzip
 import ipaddress
 import logging
 import os
+import random
 import re
 import zlib
 from collections.abc import Sequence
@@ -119,6 +120,8 @@ class ProxyHeaders:
 #: Where the request id is kept in the ASGI scope.
 REQUEST_ID = "fondplan.request_id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: Where new request ids come from: seeded per process, so workers do not repeat each other's.
+_ids = random.Random(os.urandom(16))
 
 
 def request_id(scope: Scope) -> str:
@@ -126,7 +129,9 @@ def request_id(scope: Scope) -> str:
     found = scope.get(REQUEST_ID)
     if found is None:
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        found = given if _REQUEST_ID.match(given) else os.urandom(8).hex()
+        # Not os.urandom: a system call lets go of the GIL, and taking it back on a busy server
+        # waits for the switch interval of a computing thread, for every request.
+        found = given if _REQUEST_ID.match(given) else f"{_ids.getrandbits(64):016x}"
         scope[REQUEST_ID] = found
     return str(found)
 

@@ -96,6 +96,7 @@ class RasterPool:
         sprite_cache_dir: Path | Literal["default"] | None = "default",
         font_dirs: Sequence[Path] = DEFAULT_FONT_DIRS,
         tiles: TileSettings | None = None,
+        nice: int = 0,
     ) -> None:
         self.settings = settings or RasterSettings()
         # "default": the disk caches of the default data folder (None: in memory only).
@@ -114,6 +115,7 @@ class RasterPool:
             sprite_cache_dir=str(sprite_cache_dir) if sprite_cache_dir is not None else None,
             font_dirs=tuple(str(folder) for folder in font_dirs),
             tile_settings=(tiles or TileSettings()).model_dump(),
+            nice=nice,
         )
         self._lock = threading.RLock()
         self._ids = itertools.count()
@@ -350,6 +352,7 @@ def pool_for(
         sprite_cache_dir=settings.sprite_cache_dir(),
         font_dirs=settings.assets.font_dirs,
         tiles=settings.tiles,
+        nice=settings.server.background_nice,
     )
 
 

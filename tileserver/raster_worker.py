@@ -48,6 +48,8 @@ class WorkerConfig:
     font_dirs: tuple[str, ...] = ()
     #: The server's tile settings (``TileSettings`` fields), for cutting tiles the same way.
     tile_settings: dict[str, Any] = field(default_factory=dict)
+    #: Niceness the process adds to its own (a lower CPU priority than the server's).
+    nice: int = 0
 
 
 @dataclass(frozen=True)
@@ -403,6 +405,8 @@ def main(argv: list[str]) -> int:
     # The render process never outlives the server that started it.
     die_with_parent(os.getppid())
     config = WorkerConfig(**json.loads(sys.stdin.read()))
+    if config.nice > 0:
+        os.nice(config.nice)
     sock = socket.socket(fileno=int(argv[0]))
     serve(Connection(sock.detach()), config)
     return 0

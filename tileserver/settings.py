@@ -72,6 +72,9 @@ class ServerSettings(Section):
     switch_interval: float = 0.001
     """Longest a thread holds the GIL when others wait (seconds), so the event loop stays
     responsive while worker threads compute routes."""
+    background_nice: int = 10
+    """Niceness added to the render processes (raster tiles, plan maps), so on a busy machine
+    the CPU goes to answering cached requests first (0: the server's own priority)."""
     header_timeout: float = 10.0
     """Seconds a connection may take to send a request's headers before it is closed."""
     keep_alive: int = 5
