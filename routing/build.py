@@ -13,9 +13,12 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+import psycopg2.extensions
+from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.database import connect
+from osmimport.update import CHANGED_ROADS_TABLE
 from routing import store
 from routing.network import Network, data_version, haversine, read_network
 from routing.profiles import PROFILES, Profile
@@ -366,10 +369,19 @@ def build_routing(
     from routing.arrays import profile_arrays, read_roads
     from routing.engine import Engine
 
-    roads = read_roads(url, schema_name, version, [PROFILES[name] for name in names])
-    read_seconds = time.perf_counter() - started
     conn = connect(url)
     try:
+        kept = _keep_unchanged(url, conn, schema_name, version, names)
+        names = [name for name in names if name not in kept]
+        if kept and not quiet:
+            print(
+                f"routing: {', '.join(kept)} kept (the update changes none of their roads)",
+                file=sys.stderr,
+            )
+        if not names:
+            return
+        roads = read_roads(url, schema_name, version, [PROFILES[name] for name in names])
+        read_seconds = time.perf_counter() - started
         for name in names:
             began = time.perf_counter()
             arrays = Engine(profile_arrays(roads, PROFILES[name]), search=False).arrays
@@ -399,6 +411,47 @@ def build_routing(
             gc.collect()
     finally:
         conn.close()
+
+
+def _keep_unchanged(
+    url: str, conn: psycopg2.extensions.connection, schema_name: str, version: str, names: list[str]
+) -> list[str]:
+    """The profiles an update leaves unchanged, recorded as kept in ``schema_name``.
+
+    An update's network schema lists the tags of the roads and restrictions it changes
+    (:data:`osmimport.update.CHANGED_ROADS_TABLE`); a profile none of them is routable or
+    binding for keeps the served routing data, which must be of the served data version.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{schema_name}.{CHANGED_ROADS_TABLE}",))
+        found = cur.fetchone()
+        if found is None or found[0] is None:
+            return []
+        cur.execute(
+            sql.SQL("SELECT kind, tags FROM {}").format(
+                sql.Identifier(schema_name, CHANGED_ROADS_TABLE)
+            )
+        )
+        changed = [(str(kind), dict(tags or {})) for kind, tags in cur.fetchall()]
+    previous = data_version(url)
+    kept = []
+    for name in names:
+        profile = PROFILES[name]
+        if any(_binds(profile, kind, tags) for kind, tags in changed):
+            continue
+        with conn, conn.cursor() as cur:
+            if store.keep(cur, schema_name, name, previous, version):
+                kept.append(name)
+    return kept
+
+
+def _binds(profile: Profile, kind: str, tags: dict[str, str]) -> bool:
+    """Whether a changed road (kind ``w``) or restriction (``r``) with ``tags`` is part of
+    ``profile``'s routing data."""
+    if kind == "r":
+        return bool(profile.restriction(tags))
+    rule = profile.way(tags)
+    return rule is not None and bool(rule.forward or rule.backward)
 
 
 def build_before_swap(url: str, staging: str, version: str) -> None:

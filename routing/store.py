@@ -86,6 +86,63 @@ def save(
     return total
 
 
+def meta_array(profile: str, version: str) -> NDArray[np.uint8]:
+    """The ``meta`` array of a profile's routing data: its profile and data version."""
+    return np.frombuffer(
+        json.dumps({"profile": profile, "data_version": version}).encode(), dtype=np.uint8
+    )
+
+
+def keep(
+    cur: psycopg2.extensions.cursor, schema_name: str, profile: str, previous: str, version: str
+) -> bool:
+    """Record in ``schema_name`` that the served routing data of ``profile`` (of data version
+    ``previous``) stays, as data version ``version``: its profile row and a new ``meta`` array,
+    no other bytes (the update re-tags the served rows). False when none is served for
+    ``previous``. The caller commits."""
+    cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.ROUTING_PROFILES_TABLE}",))
+    found = cur.fetchone()
+    if found is None or found[0] is None:
+        return False
+    cur.execute(
+        sql.SQL(load_sql("routing", "kept_profile.sql")).format(
+            live_profiles=sql.Identifier(schema.SCHEMA, schema.ROUTING_PROFILES_TABLE)
+        ),
+        {"profile": profile},
+    )
+    row = cur.fetchone()
+    if row is None or str(row[0]) != previous:
+        return False
+    _, build_seconds, nodes, edges, total, layout = row
+    _run(cur, schema_name, "routing_tables.sql")
+    _run(cur, schema_name, "delete_profile.sql", profile=profile)
+    meta = meta_array(profile, version)
+    layout = dict(layout)
+    layout["meta"] = {"dtype": meta.dtype.str, "shape": [len(meta)]}
+    _run(
+        cur,
+        schema_name,
+        "save_chunk.sql",
+        profile=profile,
+        name="meta",
+        chunk=0,
+        data=psycopg2.Binary(meta.tobytes()),
+    )
+    _run(
+        cur,
+        schema_name,
+        "save_profile.sql",
+        profile=profile,
+        data_version=version,
+        build_seconds=build_seconds,
+        nodes=nodes,
+        edges=edges,
+        bytes=total,
+        layout=json.dumps(layout),
+    )
+    return True
+
+
 def versions(url: str) -> list[dict[str, Any]]:
     """What the served schema holds: per profile its data version, build time and size."""
     conn = connect(url)

@@ -47,6 +47,9 @@ from osmimport.settings import CommuneSettings
 WORK_SCHEMA = "osm_update"
 NETWORK_SCHEMA = "osm_update_network"
 COMMUNES_SCHEMA = "osm_update_communes"
+#: The table of NETWORK_SCHEMA listing the tags of the roads ('w') and restrictions ('r') the
+#: update changes: the routing build keeps the data of a profile none of them concerns.
+CHANGED_ROADS_TABLE = "changed_roads"
 
 #: The meta keys an update writes: the replication state, the data's timestamp, the last update.
 REPLICATION_KEY = "replication"
@@ -605,23 +608,11 @@ class Update:
         _run(cur, "update_communes.sql")
 
     def _routing(self, cur: psycopg2.extensions.cursor) -> None:
-        """The routing tables built on the updated network replace the served ones."""
-        for table in (schema.ROUTING_PROFILES_TABLE, schema.ROUTING_DATA_TABLE):
-            cur.execute("SELECT to_regclass(%s)", (f"{NETWORK_SCHEMA}.{table}",))
-            row = cur.fetchone()
-            if row is None or row[0] is None:
-                continue
-            cur.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)").format(
-                    _ident(schema.SCHEMA, table), _ident(NETWORK_SCHEMA, table)
-                )
-            )
-            cur.execute(sql.SQL("DELETE FROM {}").format(_ident(schema.SCHEMA, table)))
-            cur.execute(
-                sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
-                    _ident(schema.SCHEMA, table), _ident(NETWORK_SCHEMA, table)
-                )
-            )
+        """The routing data built (or kept) on the updated network replaces the served one."""
+        cur.execute("SELECT to_regclass(%s)", (f"{NETWORK_SCHEMA}.{schema.ROUTING_DATA_TABLE}",))
+        row = cur.fetchone()
+        if row is not None and row[0] is not None:
+            _run(cur, "update_routing.sql")
 
     def expired_tiles(self, cur: psycopg2.extensions.cursor) -> list[tuple[int, int, int]]:
         """Every tile (z0-14, tile buffer included) a deleted or added row's bbox touches."""

@@ -500,3 +500,49 @@ def test_loop_keeps_following_the_feed(town_url: str, tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _chunk_rows(url: str) -> dict[tuple[str, str], str]:
+    """The row version (xmin) of each profile's first chunk of each array but ``meta``."""
+    rows = query(
+        url,
+        "SELECT profile, name, xmin::text FROM osm.routing_data WHERE chunk = 0 AND name <> 'meta'",
+    )
+    return {(str(p), str(n)): str(x) for p, n, x in rows}
+
+
+def test_profiles_whose_roads_did_not_change_keep_their_routing_data(
+    town_url: str, tmp_path: Path
+) -> None:
+    """A building keeps every profile's arrays (not rewritten, re-tagged); a footway rebuilds
+    foot and bike but keeps car; routes answer on the new version either way."""
+    before = _chunk_rows(town_url)
+    building = "".join(
+        node_xml(n, x, y)
+        for n, (x, y) in zip(
+            BUILDING,
+            [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)],
+            strict=True,
+        )
+    ) + way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+    hooks = [build_before_swap]
+    first = run_update(town_url, [osc(tmp_path / "b.osc", create=building)],
+                       node_dir=nodes_of(town_url), before_swap=hooks)  # fmt: skip
+    assert _chunk_rows(town_url) == before
+    stored = dict(query(town_url, "SELECT profile, data_version FROM osm.routing_profiles"))
+    assert set(stored.values()) == {first.data_version}
+    assert _route_km(town_url) == pytest.approx(1.5, abs=0.1)
+
+    path = node_xml(50, 9.5050, 47.1025) + way_xml(300, [M, 50, DETOUR[0]], highway="footway")
+    run_update(town_url, [osc(tmp_path / "f.osc", create=path)],
+               node_dir=nodes_of(town_url), before_swap=hooks)  # fmt: skip
+    after = _chunk_rows(town_url)
+    assert {k: v for k, v in after.items() if k[0] == "car"} == {
+        k: v for k, v in before.items() if k[0] == "car"
+    }
+    assert all(after[k] != before[k] for k in before if k[0] == "foot")
+    assert _route_km(town_url) == pytest.approx(1.5, abs=0.1)
+    fresh = RoutingService(town_url).route(
+        "foot", [(9.5050, 47.1000), (9.4951, 47.1049)], {"overview": "false"}
+    )
+    assert fresh["code"] == "Ok"
