@@ -368,10 +368,12 @@ def build_routing(
     # The engine reads the array format this module defines: imported here, not at the top.
     from routing.arrays import profile_arrays, read_roads
     from routing.engine import Engine
+    from routing.order import KEY_ARRAYS, ORDER_ARRAY, ReorderedEngine
 
     conn = connect(url)
     try:
-        kept = _keep_unchanged(url, conn, schema_name, version, names)
+        update = _update_changes(url, conn, schema_name)
+        kept = _keep_unchanged(conn, schema_name, version, names, update) if update else []
         names = [name for name in names if name not in kept]
         if kept and not quiet:
             print(
@@ -384,7 +386,20 @@ def build_routing(
         read_seconds = time.perf_counter() - started
         for name in names:
             began = time.perf_counter()
-            arrays = Engine(profile_arrays(roads, PROFILES[name]), search=False).arrays
+            made = profile_arrays(roads, PROFILES[name])
+            # An update reuses the served data's node order: ordering is most of the build.
+            previous = (
+                store.load_some(url, name, update[1], [*KEY_ARRAYS, ORDER_ARRAY])
+                if update
+                else None
+            )
+            engine = (
+                ReorderedEngine(made, previous, search=False)
+                if previous is not None
+                else Engine(made, search=False)
+            )
+            arrays = engine.arrays
+            del engine, made, previous
             seconds = time.perf_counter() - began + read_seconds / len(names)
             nodes, edges = len(arrays["node_ids"]), len(arrays["edge_tail"])
             with conn, conn.cursor() as cur:
@@ -413,27 +428,44 @@ def build_routing(
         conn.close()
 
 
-def _keep_unchanged(
-    url: str, conn: psycopg2.extensions.connection, schema_name: str, version: str, names: list[str]
-) -> list[str]:
-    """The profiles an update leaves unchanged, recorded as kept in ``schema_name``.
+#: What an update changes in the road network: the (kind, tags) of the roads and restrictions
+#: changed, and the data version it updates.
+UpdateChanges = tuple[list[tuple[str, dict[str, str]]], str]
+
+
+def _update_changes(
+    url: str, conn: psycopg2.extensions.connection, schema_name: str
+) -> UpdateChanges | None:
+    """What the update staged in ``schema_name`` changes (None: not an update's schema).
 
     An update's network schema lists the tags of the roads and restrictions it changes
-    (:data:`osmimport.update.CHANGED_ROADS_TABLE`); a profile none of them is routable or
-    binding for keeps the served routing data, which must be of the served data version.
+    (:data:`osmimport.update.CHANGED_ROADS_TABLE`) beside views of the updated network.
     """
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", (f"{schema_name}.{CHANGED_ROADS_TABLE}",))
         found = cur.fetchone()
         if found is None or found[0] is None:
-            return []
+            return None
         cur.execute(
             sql.SQL("SELECT kind, tags FROM {}").format(
                 sql.Identifier(schema_name, CHANGED_ROADS_TABLE)
             )
         )
         changed = [(str(kind), dict(tags or {})) for kind, tags in cur.fetchall()]
-    previous = data_version(url)
+    conn.commit()
+    return changed, data_version(url)
+
+
+def _keep_unchanged(
+    conn: psycopg2.extensions.connection,
+    schema_name: str,
+    version: str,
+    names: list[str],
+    update: UpdateChanges,
+) -> list[str]:
+    """The profiles none of whose roads or restrictions the update changes, recorded in
+    ``schema_name`` as keeping the served routing data (of the data version updated)."""
+    changed, previous = update
     kept = []
     for name in names:
         profile = PROFILES[name]

@@ -200,17 +200,44 @@ def load(url: str, profile: str, version: str, *, cache: Path | None = None) -> 
     return _open(folder)
 
 
-def _chunks(conn: psycopg2.extensions.connection, profile: str) -> Any:
+def load_some(url: str, profile: str, version: str, names: list[str]) -> Arrays | None:
+    """The arrays ``names`` of the served routing data of ``profile``, read into memory; None
+    unless it is of data version ``version`` and holds them all."""
+    conn = connect(url)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.ROUTING_PROFILES_TABLE}",)
+            )
+            found = cur.fetchone()
+            if found is None or found[0] is None:
+                return None
+            _run(cur, schema.SCHEMA, "load_profile.sql", profile=profile)
+            row = cur.fetchone()
+        if row is None or str(row[0]) != version or not set(names) <= set(row[1]):
+            return None
+        return _read(conn, profile, {name: row[1][name] for name in names})
+    finally:
+        conn.close()
+
+
+def _chunks(
+    conn: psycopg2.extensions.connection, profile: str, names: list[str] | None = None
+) -> Any:
     with conn.cursor(name="routing_chunks") as cur:
         cur.itersize = 1
-        _run(cur, schema.SCHEMA, "load_chunks.sql", profile=profile)
+        if names is None:
+            _run(cur, schema.SCHEMA, "load_chunks.sql", profile=profile)
+        else:
+            _run(cur, schema.SCHEMA, "load_named_chunks.sql", profile=profile, names=names)
         for name, data in cur:
             yield str(name), data
 
 
 def _read(conn: psycopg2.extensions.connection, profile: str, layout: dict[str, Any]) -> Arrays:
     parts: dict[str, list[bytes]] = {name: [] for name in layout}
-    for name, data in _chunks(conn, profile):
+    for name, data in _chunks(conn, profile, list(layout)):
         parts[name].append(bytes(data))
     return {
         name: np.frombuffer(b"".join(parts[name]), dtype=np.dtype(spec["dtype"])).reshape(

@@ -546,3 +546,64 @@ def test_profiles_whose_roads_did_not_change_keep_their_routing_data(
         "foot", [(9.5050, 47.1000), (9.4951, 47.1049)], {"overview": "false"}
     )
     assert fresh["code"] == "Ok"
+
+
+def _way_xml(way_id: int, refs: list[int], tags: dict[str, str]) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    inner = "".join(f'<nd ref="{r}"/>' for r in refs)
+    inner += "".join(f"<tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items())
+    return f'<way id="{way_id}" {STAMP}>{inner}</way>'
+
+
+def test_a_rebuild_with_the_previous_order_answers_as_a_fresh_build(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Liechtenstein with roads cut and a road added: the car data the update builds on the
+    previous node order routes every pair of points as the data built from scratch does."""
+    import numpy as np
+
+    from osmimport import schema
+    from routing import store
+    from routing.arrays import profile_arrays, read_roads
+    from routing.engine import Engine
+    from routing.profiles import PROFILES
+
+    url = make_database()
+    run_import(url, [LI_2021], node_dir=nodes_of(url), before_swap=[build_before_swap])
+    previous = meta(url)["data_version"]
+    rows = query(
+        url,
+        "SELECT m.id, m.nodes, m.tags FROM osm.mid_ways m JOIN osm.road_ways r ON r.osm_id = m.id "
+        "WHERE m.tags ->> 'highway' IN ('residential', 'tertiary') AND cardinality(m.nodes) > 3 "
+        "ORDER BY m.id LIMIT 40",
+    )
+    cut = "".join(_way_xml(int(i), list(nodes)[:-2], dict(tags)) for i, nodes, tags in rows[::2])
+    joined = [int(rows[1][1][0]), int(rows[3][1][0])]
+    added = _way_xml(10**12, joined, {"highway": "residential", "name": "Neuweg"})
+    change = osc(tmp_path / "roads.osc", create=added, modify=cut)
+    summary = run_update(url, [change], node_dir=nodes_of(url), before_swap=[build_before_swap])
+    version = summary.data_version
+
+    car = PROFILES["car"]
+    stored = Engine(store.load(url, "car", version))
+    fresh = Engine(profile_arrays(read_roads(url, schema.SCHEMA, version, [car]), car))
+    assert previous != version
+    assert not np.array_equal(stored.arrays["cch_order"], fresh.arrays["cch_order"])
+    assert np.array_equal(stored.arrays["turn_origin"], fresh.arrays["turn_origin"])
+    rng = np.random.default_rng(14)
+    points = np.column_stack([rng.uniform(9.48, 9.62, 120), rng.uniform(47.05, 47.25, 120)])
+    compared = 0
+    for (lon1, lat1), (lon2, lat2) in zip(points[::2], points[1::2], strict=True):
+        a = stored.snap(float(lon1), float(lat1), radius=None)
+        b = stored.snap(float(lon2), float(lat2), radius=None)
+        x = fresh.snap(float(lon1), float(lat1), radius=None)
+        y = fresh.snap(float(lon2), float(lat2), radius=None)
+        mine, theirs = stored.route(a[0], b[0]), fresh.route(x[0], y[0])
+        assert (mine is None) == (theirs is None)
+        if mine is not None and theirs is not None:
+            assert mine.weight == theirs.weight
+            assert stored.duration(mine) == pytest.approx(fresh.duration(theirs), abs=1e-6)
+            assert stored.length(mine) == pytest.approx(fresh.length(theirs), abs=1e-3)
+            compared += 1
+    assert compared > 40
