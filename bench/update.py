@@ -1,6 +1,7 @@
 """Update benchmark: changes of 100, 1,000 and 10,000 objects, and 2013->2021 vs a re-import.
 
     python bench/update.py [--scale N] [--sizes 100,1000,10000] [--skip-routing] [--skip-years]
+        [--full-rebuild]
 
 1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
    bench/import.py builds it) with what updates need and the routing data, then applies
@@ -35,7 +36,7 @@ from typing import Any  # noqa: E402
 from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
 from osmimport.importer import run_import  # noqa: E402
 from osmimport.update import run_update  # noqa: E402
-from routing.build import build_before_swap  # noqa: E402
+from routing.build import build_before_swap, build_graphs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LI_2013 = ROOT / "tests" / "data" / "liechtenstein-2013-08-03.osm.pbf"
@@ -126,6 +127,11 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000,10000", help="objects per change")
     parser.add_argument("--skip-routing", action="store_true", help="no routing data")
     parser.add_argument("--skip-years", action="store_true", help="no 2013->2021 run")
+    parser.add_argument(
+        "--full-rebuild",
+        action="store_true",
+        help="after each update, time the whole routing build of the same data too",
+    )
     args = parser.parse_args()
     bench_import = _import_bench()
     admin = bench_import.admin_url()
@@ -160,10 +166,16 @@ def main() -> int:
                     url, [change], node_dir=work / "nodes", before_swap=hooks
                 )
             )
+            full = 0.0
+            if hooks and args.full_rebuild:
+                # The whole build (every profile, a fresh node order) on the same data, as an
+                # update did it before it kept unchanged profiles and reused the order.
+                full, _ = _timed(lambda: build_graphs(url, quiet=True))
             row = {
                 "objects": objects,
                 "seconds": round(seconds, 2),
                 "routing_seconds": round(summary.routing_seconds, 2),
+                "full_rebuild_seconds": round(full, 2),
                 "without_routing_seconds": round(seconds - summary.routing_seconds, 2),
                 "tiles_expired": len(summary.expired),
                 "steps": summary.timings,
@@ -171,7 +183,8 @@ def main() -> int:
             report["changes"].append(row)
             print(
                 f"update of {objects:,} objects: {seconds:.2f}s "
-                f"(routing {summary.routing_seconds:.2f}s), {len(summary.expired):,} tiles expired",
+                f"(routing {summary.routing_seconds:.2f}s, whole rebuild {full:.2f}s), "
+                f"{len(summary.expired):,} tiles expired",
                 flush=True,
             )
         if not args.skip_years:

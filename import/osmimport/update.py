@@ -67,6 +67,12 @@ EXPIRED_TABLE = "expired_tiles"
 EXPIRE_BUFFER = 64 / 4096
 EARTH_HALF = 20037508.342789244
 
+#: A change this far (a share of the commune's size) outside a commune's bounding box still
+#: changes its town plan (its pages show some of the surroundings).
+PLAN_MARGIN = 0.1
+#: The data version each commune's town plan was last changed at by an update.
+PLAN_VERSIONS_TABLE = "plan_versions"
+
 #: The network tables an update changes besides the layers (counted again afterwards).
 NETWORK_TABLES = (
     schema.ROAD_WAYS_TABLE,
@@ -508,7 +514,11 @@ class Update:
         self.lap("communes")
         self._routing(cur)
         self.lap("apply routing")
-        _run(cur, "update_plans.sql", {"maxzoom": schema.MAX_ZOOM})
+        _run(
+            cur,
+            "update_plans.sql",
+            {"maxzoom": schema.MAX_ZOOM, "margin": PLAN_MARGIN, "version": self.version},
+        )
         return [int(row[0]) for row in cur.fetchall()]
 
     def _replace(self, cur: psycopg2.extensions.cursor, table: str, new: str, maxzoom: int) -> None:
@@ -874,6 +884,28 @@ def _unchanged_update(url: str, previous: str, version: str) -> set[tuple[int, i
     if meta.get("data_version") == version and last.get("previous_version") == previous:
         return set()
     return None
+
+
+def plan_version(conn: psycopg2.extensions.connection, osm_id: int, version: str) -> str:
+    """The data version the town plan of commune ``osm_id`` was last changed at, for the data
+    at ``version``: that of the last update touching it, else its import's. Plans cached by
+    it stay valid (and keep their ETag) across updates elsewhere."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{PLAN_VERSIONS_TABLE}",))
+        found = cur.fetchone()
+        if found is None or found[0] is None:
+            return lineage(version)
+        cur.execute(
+            sql.SQL("SELECT data_version FROM {} WHERE osm_id = %s").format(
+                _ident(schema.SCHEMA, PLAN_VERSIONS_TABLE)
+            ),
+            (osm_id,),
+        )
+        row = cur.fetchone()
+    changed = str(row[0]) if row else None
+    if changed is None or lineage(changed) != lineage(version):
+        return lineage(version)
+    return changed
 
 
 def write_expire_list(path: Path, tiles: Sequence[tuple[int, int, int]]) -> None:

@@ -22,7 +22,7 @@ from cities.grid import Grid
 from cities.streets import street_index
 from osmimport.importer import node_store_dir, run_import
 from osmimport.replication import update_once
-from osmimport.update import EXPIRED_TABLE, run_update
+from osmimport.update import EXPIRED_TABLE, PLAN_VERSIONS_TABLE, run_update
 from routing.build import build_before_swap
 from routing.service import RoutingService
 from tests.osmimport.db import cli, query, scalar
@@ -36,8 +36,15 @@ LI_2021 = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 #: Tables an import of the new data and an update to it need not agree on: the facts about
 #: the import, the routing data (built from equal networks, at different times), the tiles the
 #: update expired, and the node locations changed since the import (the import's own file
-#: holds them; an update keeps them in mid_nodes).
-NOT_COMPARED = {"meta", "routing_profiles", "routing_data", EXPIRED_TABLE, "mid_nodes"}
+#: holds them; an update keeps them in mid_nodes), the versions of the town plans updates touched.
+NOT_COMPARED = {
+    "meta",
+    "routing_profiles",
+    "routing_data",
+    EXPIRED_TABLE,
+    "mid_nodes",
+    PLAN_VERSIONS_TABLE,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -144,6 +151,10 @@ BUILDING = (40, 41, 42, 43)
 
 def town(path: Path) -> Path:
     """A commune with a main street, a detour, a street just outside and a far road."""
+    return _town().write(path)
+
+
+def _town() -> Opl:
     opl = Opl()
     opl.node(9.4950, 47.1000, A)
     opl.node(9.5050, 47.1000, M)
@@ -171,7 +182,7 @@ def town(path: Path) -> Path:
         admin_level="8",
         name="Testdorf",
     )
-    return opl.write(path)
+    return opl
 
 
 def osc(path: Path, create: str = "", modify: str = "", delete: str = "") -> Path:
@@ -607,3 +618,100 @@ def test_a_rebuild_with_the_previous_order_answers_as_a_fresh_build(
             assert stored.length(mine) == pytest.approx(fresh.length(theirs), abs=1e-3)
             compared += 1
     assert compared > 40
+
+
+#: A second commune around the far road.
+FAR_RING = (60, 61, 62, 63)
+
+
+def two_towns(path: Path) -> Path:
+    """The town, and a second commune (Ferndorf) around its far road."""
+    opl = _town()
+    for node_id, (x, y) in zip(
+        FAR_RING, [(9.89, 47.29), (9.92, 47.29), (9.92, 47.31), (9.89, 47.31)], strict=True
+    ):
+        opl.node(x, y, node_id)
+    opl.way(101, [*FAR_RING, FAR_RING[0]])
+    opl.relation(
+        2,
+        [("w", 101, "outer")],
+        type="boundary",
+        boundary="administrative",
+        admin_level="8",
+        name="Ferndorf",
+    )
+    return opl.write(path)
+
+
+def _pixels(png: bytes) -> Any:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def test_raster_tiles_and_plans_of_untouched_places_keep_their_etag(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Through the app: after a building is added, the raster tile over it is drawn again
+    (new ETag, new pixels) and the touched commune's plan changes, while a far raster tile and
+    the plan of the far commune answer 304 to their old ETag."""
+    import warnings
+
+    from tests.tileserver.conftest import LOOPBACK, tile_settings
+    from tileserver.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    url = make_database()
+    run_import(url, [two_towns(tmp_path / "towns.opl")], node_dir=nodes_of(url))
+    near, far = _tile(17, 9.50025, 47.09525), _tile(16, 9.905, 47.3)
+    tiles = {
+        "near": "/styles/colour/{}/{}/{}.png".format(*near),
+        "near512": "/styles/colour/512/{}/{}/{}.png".format(*_tile(16, 9.50025, 47.09525)),
+        "far": "/styles/colour/{}/{}/{}.png".format(*far),
+        "far512": "/styles/colour/512/{}/{}/{}.png".format(*far),
+    }
+    plans = {"plan": "/townplans/Testdorf.png?dpi=72", "far plan": "/townplans/Ferndorf.png?dpi=72"}
+    building = "".join(
+        node_xml(n, x, y)
+        for n, (x, y) in zip(
+            BUILDING,
+            [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)],
+            strict=True,
+        )
+    ) + way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+
+    with TestClient(create_app(tile_settings(url, tmp_path / "cache")), client=LOOPBACK) as client:
+        before = {name: client.get(path) for name, path in {**tiles, **plans}.items()}
+        assert all(r.status_code == 200 for r in before.values()), {
+            k: r.text[:200] for k, r in before.items()
+        }
+        old_version = meta(url)["data_version"]
+        change = osc(tmp_path / "b.osc", create=building)
+        summary = run_update(url, [change], node_dir=nodes_of(url))
+        assert summary.communes == [1]
+        deadline = time.monotonic() + 30
+        while client.get(tiles["near"]).headers["etag"] == before["near"].headers["etag"]:
+            assert time.monotonic() < deadline, "the server never switched to the update"
+            time.sleep(0.2)
+        assert meta(url)["data_version"] != old_version
+        for name in ("near", "near512"):
+            after = client.get(tiles[name])
+            assert after.headers["etag"] != before[name].headers["etag"]
+            assert (_pixels(after.content) != _pixels(before[name].content)).any(), name
+        for name in ("far", "far512"):
+            again = client.get(tiles[name], headers={"if-none-match": before[name].headers["etag"]})
+            assert again.status_code == 304, name
+        old_tag = before["far plan"].headers["etag"]
+        kept = client.get(plans["far plan"], headers={"if-none-match": old_tag})
+        assert kept.status_code == 304 and kept.headers["etag"] == old_tag
+        assert client.get(plans["far plan"]).content == before["far plan"].content
+        changed = client.get(plans["plan"])
+        assert changed.status_code == 200
+        assert changed.headers["etag"] != before["plan"].headers["etag"]
+        assert (_pixels(changed.content) != _pixels(before["plan"].content)).any()
