@@ -666,6 +666,18 @@ def drop_work_schemas(cur: psycopg2.extensions.cursor) -> None:
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(name)))
 
 
+def _drop_after_failure(conn: psycopg2.extensions.connection) -> None:
+    """Undo what a failed update did and remove what it staged (a killed one's stays until
+    the next update starts)."""
+    try:
+        conn.rollback()
+        with conn.cursor() as cur:
+            drop_work_schemas(cur)
+        conn.commit()
+    except psycopg2.Error:
+        pass
+
+
 def run_update(
     url: str,
     files: Sequence[Path],
@@ -728,6 +740,9 @@ def run_update(
                 conn.commit()
                 drop_work_schemas(cur)
                 conn.commit()
+        except BaseException:
+            _drop_after_failure(conn)
+            raise
         finally:
             conn.close()
     if expire_list is not None:

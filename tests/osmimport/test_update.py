@@ -715,3 +715,32 @@ def test_raster_tiles_and_plans_of_untouched_places_keep_their_etag(
         assert changed.status_code == 200
         assert changed.headers["etag"] != before["plan"].headers["etag"]
         assert (_pixels(changed.content) != _pixels(before["plan"].content)).any()
+
+
+def _work_schemas(url: str) -> list[str]:
+    rows = query(url, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'osm\\_update%%'")
+    return sorted(str(name) for (name,) in rows)
+
+
+def test_what_an_update_stages_is_dropped_when_it_fails_or_at_the_next_one(
+    town_url: str, tmp_path: Path
+) -> None:
+    """A failing routing build: the error passes, nothing changed, nothing staged is left;
+    what a killed update left is dropped by the next update."""
+
+    def failing(url: str, staging: str, version: str) -> None:
+        raise RuntimeError("routing build failed")
+
+    change = edits(tmp_path / "e.osc")
+    before = digests(town_url)
+    with pytest.raises(RuntimeError, match="routing build failed"):
+        run_update(town_url, [change], node_dir=nodes_of(town_url), before_swap=[failing])
+    assert digests(town_url) == before
+    assert _work_schemas(town_url) == []
+
+    with psycopg2.connect(town_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA osm_update_network; CREATE TABLE osm_update_network.x (i int)")
+    assert _work_schemas(town_url) == ["osm_update_network"]
+    run_update(town_url, [change], node_dir=nodes_of(town_url))
+    assert _work_schemas(town_url) == []
+    assert scalar(town_url, "SELECT count(*) FROM osm.buildings WHERE osm_id = 200") == 1
