@@ -305,6 +305,16 @@ class Update:
         cur.execute(load_sql("osmimport", "network.sql"))
         cur.execute("RESET search_path")
         _run(cur, "update_network.sql")
+        for table in (schema.ROUTING_PROFILES_TABLE, schema.ROUTING_DATA_TABLE):
+            # The routing build writes there and apply copies: staging needs no WAL.
+            cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{table}",))
+            row = cur.fetchone()
+            if row is not None and row[0] is not None:
+                cur.execute(
+                    sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {} INCLUDING ALL)").format(
+                        _ident(NETWORK_SCHEMA, table), _ident(schema.SCHEMA, table)
+                    )
+                )
         self.lap("build rows")
 
     def _affected(
