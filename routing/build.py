@@ -17,7 +17,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from osmimport import schema
-from osmimport.database import connect
+from osmimport.database import connect, relation_exists
 from osmimport.update import CHANGED_ROADS_TABLE
 from routing import store
 from routing.network import Network, data_version, haversine, read_network
@@ -442,9 +442,7 @@ def _update_changes(
     (:data:`osmimport.update.CHANGED_ROADS_TABLE`) beside views of the updated network.
     """
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (f"{schema_name}.{CHANGED_ROADS_TABLE}",))
-        found = cur.fetchone()
-        if found is None or found[0] is None:
+        if not relation_exists(cur, schema_name, CHANGED_ROADS_TABLE):
             return None
         cur.execute(
             sql.SQL("SELECT kind, tags FROM {}").format(

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from psycopg2 import sql
 
 from osmimport import schema
-from osmimport.database import connect, load_sql
+from osmimport.database import connect, load_sql, relation_exists
 from routing.errors import GraphNotBuiltError
 
 #: The named arrays of one profile's routing data.
@@ -51,13 +51,18 @@ def save(
     build_seconds: float,
     nodes: int,
     edges: int,
+    kept: dict[str, dict[str, Any]] | None = None,
 ) -> int:
-    """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any);
-    returns the bytes stored. The caller commits."""
+    """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
+    with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
+    of the data. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
     _run(cur, schema_name, "delete_profile.sql", profile=profile)
-    layout: dict[str, dict[str, Any]] = {}
-    total = 0
+    layout: dict[str, dict[str, Any]] = dict(kept or {})
+    total = sum(
+        int(np.prod(spec["shape"])) * int(np.dtype(spec["dtype"]).itemsize)
+        for spec in layout.values()
+    )
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape)}
@@ -131,9 +136,7 @@ def keep(
     ``previous``) stays, as data version ``version``: its profile row and a new ``meta`` array,
     no other bytes (the update re-tags the served rows). False when none is served for
     ``previous``. The caller commits."""
-    cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.ROUTING_PROFILES_TABLE}",))
-    found = cur.fetchone()
-    if found is None or found[0] is None:
+    if not relation_exists(cur, schema.SCHEMA, schema.ROUTING_PROFILES_TABLE):
         return False
     cur.execute(
         sql.SQL(load_sql("routing", "kept_profile.sql")).format(
@@ -144,24 +147,17 @@ def keep(
     row = cur.fetchone()
     if row is None or str(row[0]) != previous:
         return False
-    _, build_seconds, nodes, edges, total, layout = row
-    _run(cur, schema_name, "routing_tables.sql")
-    _run(cur, schema_name, "delete_profile.sql", profile=profile)
-    meta = meta_array(profile, version)
-    layout = dict(layout)
-    layout["meta"] = {"dtype": meta.dtype.str, "shape": [len(meta)]}
-    _copy_array(cur, schema_name, profile, "meta", meta)
-    _run(
+    _, build_seconds, nodes, edges, layout = row
+    save(
         cur,
         schema_name,
-        "save_profile.sql",
-        profile=profile,
-        data_version=version,
+        profile,
+        version,
+        {"meta": meta_array(profile, version)},
         build_seconds=build_seconds,
         nodes=nodes,
         edges=edges,
-        bytes=total,
-        layout=json.dumps(layout),
+        kept={name: spec for name, spec in layout.items() if name != "meta"},
     )
     return True
 
@@ -230,11 +226,7 @@ def load_some(url: str, profile: str, version: str, names: list[str]) -> Arrays 
     try:
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         with conn.cursor() as cur:
-            cur.execute(
-                "SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{schema.ROUTING_PROFILES_TABLE}",)
-            )
-            found = cur.fetchone()
-            if found is None or found[0] is None:
+            if not relation_exists(cur, schema.SCHEMA, schema.ROUTING_PROFILES_TABLE):
                 return None
             _run(cur, schema.SCHEMA, "load_profile.sql", profile=profile)
             row = cur.fetchone()

@@ -117,6 +117,13 @@ def drop_database(admin_url: str, dbname: str) -> None:
         conn.close()
 
 
+def relation_exists(cur: psycopg2.extensions.cursor, schema_name: str, name: str) -> bool:
+    """Whether the table or view ``schema_name.name`` exists."""
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema_name}.{name}",))
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
 def load_sql(package: str, name: str) -> str:
     """The text of ``sql/<name>`` shipped inside ``package``."""
     return resources.files(package).joinpath("sql", name).read_text(encoding="utf-8")

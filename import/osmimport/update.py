@@ -23,7 +23,7 @@ from psycopg2 import sql
 from osmimport import schema
 from osmimport.changes import ChangeSet, read_changes
 from osmimport.copybuffer import copy_value
-from osmimport.database import connect, load_sql
+from osmimport.database import connect, load_sql, relation_exists
 from osmimport.dataversion import NOTIFY_CHANNEL
 from osmimport.errors import OsmImportError
 from osmimport.importer import (
@@ -153,12 +153,7 @@ def _node_store(meta: dict[str, Any], node_dir: Path) -> Path:
 
 
 def _has_middle(cur: psycopg2.extensions.cursor) -> bool:
-    for table in [*MIDDLE_TABLES, *KEPT_RAW_TABLES]:
-        cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{table}",))
-        row = cur.fetchone()
-        if row is None or row[0] is None:
-            return False
-    return True
+    return all(relation_exists(cur, schema.SCHEMA, t) for t in [*MIDDLE_TABLES, *KEPT_RAW_TABLES])
 
 
 def _run(cur: psycopg2.extensions.cursor, name: str, params: dict[str, Any] | None = None) -> None:
@@ -307,9 +302,7 @@ class Update:
         _run(cur, "update_network.sql")
         for table in (schema.ROUTING_PROFILES_TABLE, schema.ROUTING_DATA_TABLE):
             # The routing build writes there and apply copies: staging needs no WAL.
-            cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{table}",))
-            row = cur.fetchone()
-            if row is not None and row[0] is not None:
+            if relation_exists(cur, schema.SCHEMA, table):
                 cur.execute(
                     sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {} INCLUDING ALL)").format(
                         _ident(NETWORK_SCHEMA, table), _ident(schema.SCHEMA, table)
@@ -629,9 +622,7 @@ class Update:
 
     def _routing(self, cur: psycopg2.extensions.cursor) -> None:
         """The routing data built (or kept) on the updated network replaces the served one."""
-        cur.execute("SELECT to_regclass(%s)", (f"{NETWORK_SCHEMA}.{schema.ROUTING_DATA_TABLE}",))
-        row = cur.fetchone()
-        if row is not None and row[0] is not None:
+        if relation_exists(cur, NETWORK_SCHEMA, schema.ROUTING_DATA_TABLE):
             _run(cur, "update_routing.sql")
 
     def expired_tiles(self, cur: psycopg2.extensions.cursor) -> list[tuple[int, int, int]]:
@@ -916,9 +907,7 @@ def plan_version(conn: psycopg2.extensions.connection, osm_id: int, version: str
     at ``version``: that of the last update touching it, else its import's. Plans cached by
     it stay valid (and keep their ETag) across updates elsewhere."""
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass(%s)", (f"{schema.SCHEMA}.{PLAN_VERSIONS_TABLE}",))
-        found = cur.fetchone()
-        if found is None or found[0] is None:
+        if not relation_exists(cur, schema.SCHEMA, PLAN_VERSIONS_TABLE):
             return lineage(version)
         cur.execute(
             sql.SQL("SELECT data_version FROM {} WHERE osm_id = %s").format(

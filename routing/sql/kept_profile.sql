@@ -1,2 +1,2 @@
-SELECT data_version, build_seconds, nodes, edges, bytes, layout FROM {live_profiles}
+SELECT data_version, build_seconds, nodes, edges, layout FROM {live_profiles}
 WHERE profile = %(profile)s

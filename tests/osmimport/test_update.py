@@ -161,10 +161,6 @@ def _town() -> Opl:
     opl.node(9.5150, 47.1000, B)
     opl.node(9.4950, 47.1050, DETOUR[0])
     opl.node(9.5150, 47.1050, DETOUR[1])
-    for node_id, (x, y) in zip(
-        RING, [(9.49, 47.09), (9.52, 47.09), (9.52, 47.12), (9.49, 47.12)], strict=True
-    ):
-        opl.node(x, y, node_id)
     opl.node(9.5250, 47.1000, OUTSIDE[0])
     opl.node(9.5350, 47.1000, OUTSIDE[1])
     opl.node(9.9000, 47.3000, FAR[0])
@@ -173,16 +169,27 @@ def _town() -> Opl:
     opl.way(2, [A, DETOUR[0], DETOUR[1], B], highway="residential", name="Umweg")
     opl.way(3, list(OUTSIDE), highway="residential", name="Aussenweg")
     opl.way(4, list(FAR), highway="residential", name="Fernweg")
-    opl.way(100, [*RING, RING[0]])
+    _commune(opl, 1, RING, (9.49, 47.09, 9.52, 47.12), "Testdorf")
+    return opl
+
+
+def _commune(
+    opl: Opl, osm_id: int, ring: tuple[int, ...], box: tuple[float, ...], name: str
+) -> None:
+    """Commune relation ``osm_id`` bounded by a closed way (id ``osm_id + 99``) round ``box``."""
+    west, south, east, north = box
+    corners = [(west, south), (east, south), (east, north), (west, north)]
+    for node_id, (x, y) in zip(ring, corners, strict=True):
+        opl.node(x, y, node_id)
+    opl.way(osm_id + 99, [*ring, ring[0]])
     opl.relation(
-        1,
-        [("w", 100, "outer")],
+        osm_id,
+        [("w", osm_id + 99, "outer")],
         type="boundary",
         boundary="administrative",
         admin_level="8",
-        name="Testdorf",
+        name=name,
     )
-    return opl
 
 
 def osc(path: Path, create: str = "", modify: str = "", delete: str = "") -> Path:
@@ -215,17 +222,16 @@ def way_xml(way_id: int, refs: list[int], **tags: str) -> str:
     return f'<way id="{way_id}" {STAMP}>{inner}</way>'
 
 
+def building_xml() -> str:
+    """A new building (way 200) in the commune, with its nodes."""
+    corners = [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)]
+    nodes = "".join(node_xml(n, x, y) for n, (x, y) in zip(BUILDING, corners, strict=True))
+    return nodes + way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+
+
 def edits(path: Path) -> Path:
     """A building added, the main street cut after its middle, the commune grown eastwards."""
-    building = "".join(
-        node_xml(n, x, y)
-        for n, (x, y) in zip(
-            BUILDING,
-            [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)],
-            strict=True,
-        )
-    )
-    building += way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+    building = building_xml()
     moved = node_xml(RING[1], 9.54, 47.09) + node_xml(RING[2], 9.54, 47.12)
     cut = way_xml(1, [A, M], highway="residential", name="Hauptstrasse")
     return osc(path, create=building, modify=moved + cut)
@@ -528,14 +534,7 @@ def test_profiles_whose_roads_did_not_change_keep_their_routing_data(
     """A building keeps every profile's arrays (not rewritten, re-tagged); a footway rebuilds
     foot and bike but keeps car; routes answer on the new version either way."""
     before = _chunk_rows(town_url)
-    building = "".join(
-        node_xml(n, x, y)
-        for n, (x, y) in zip(
-            BUILDING,
-            [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)],
-            strict=True,
-        )
-    ) + way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+    building = building_xml()
     hooks = [build_before_swap]
     first = run_update(town_url, [osc(tmp_path / "b.osc", create=building)],
                        node_dir=nodes_of(town_url), before_swap=hooks)  # fmt: skip
@@ -627,19 +626,7 @@ FAR_RING = (60, 61, 62, 63)
 def two_towns(path: Path) -> Path:
     """The town, and a second commune (Ferndorf) around its far road."""
     opl = _town()
-    for node_id, (x, y) in zip(
-        FAR_RING, [(9.89, 47.29), (9.92, 47.29), (9.92, 47.31), (9.89, 47.31)], strict=True
-    ):
-        opl.node(x, y, node_id)
-    opl.way(101, [*FAR_RING, FAR_RING[0]])
-    opl.relation(
-        2,
-        [("w", 101, "outer")],
-        type="boundary",
-        boundary="administrative",
-        admin_level="8",
-        name="Ferndorf",
-    )
+    _commune(opl, 2, FAR_RING, (9.89, 47.29, 9.92, 47.31), "Ferndorf")
     return opl.write(path)
 
 
@@ -677,14 +664,7 @@ def test_raster_tiles_and_plans_of_untouched_places_keep_their_etag(
         "far512": "/styles/colour/512/{}/{}/{}.png".format(*far),
     }
     plans = {"plan": "/townplans/Testdorf.png?dpi=72", "far plan": "/townplans/Ferndorf.png?dpi=72"}
-    building = "".join(
-        node_xml(n, x, y)
-        for n, (x, y) in zip(
-            BUILDING,
-            [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)],
-            strict=True,
-        )
-    ) + way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+    building = building_xml()
 
     with TestClient(create_app(tile_settings(url, tmp_path / "cache")), client=LOOPBACK) as client:
         before = {name: client.get(path) for name, path in {**tiles, **plans}.items()}
