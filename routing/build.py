@@ -384,6 +384,8 @@ def build_routing(
             return
         roads = read_roads(url, schema_name, version, [PROFILES[name] for name in names])
         read_seconds = time.perf_counter() - started
+        # What exists now outlives the profiles: the collector need not walk it after each.
+        gc.freeze()
         for name in names:
             began = time.perf_counter()
             made = profile_arrays(roads, PROFILES[name])
@@ -425,6 +427,7 @@ def build_routing(
             del arrays
             gc.collect()
     finally:
+        gc.unfreeze()
         conn.close()
 
 
