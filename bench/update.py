@@ -1,7 +1,7 @@
 """Update benchmark: changes of 100, 1,000 and 10,000 objects, and 2013->2021 vs a re-import.
 
     python bench/update.py [--scale N] [--sizes 100,1000,10000] [--skip-routing] [--skip-years]
-        [--full-rebuild]
+        [--full-rebuild] [--no-roads]
 
 1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
    bench/import.py builds it) with what updates need and the routing data, then applies
@@ -70,8 +70,9 @@ def _tags(tags: dict[str, str]) -> str:
     return "".join(f'<tag k="{esc(k)}" v="{esc(v)}"/>' for k, v in tags.items())
 
 
-def make_change(url: str, size: int, seed: int, target: Path) -> int:
-    """An osmChange touching about ``size`` objects of the loaded data; the objects written."""
+def make_change(url: str, size: int, seed: int, target: Path, *, roads: bool = True) -> int:
+    """An osmChange touching about ``size`` objects of the loaded data; the objects written
+    (without ``roads``: new POIs and renamed buildings only, no road node moved)."""
     rng = random.Random(seed)
     moves = _rows(
         url,
@@ -82,17 +83,17 @@ def make_change(url: str, size: int, seed: int, target: Path) -> int:
         url,
         "SELECT id, nodes, tags FROM osm.mid_ways WHERE tags ? 'building' "
         "ORDER BY md5(id::text || %s) LIMIT %s",
-        (str(seed), size // 4),
+        (str(seed), size // 4 if roads else size // 2),
     )
     create, modify = [], []
     base = 9_000_000_000_000 + seed * 100_000
-    for i, (_, lon, lat) in enumerate(moves[: size // 4]):
+    for i, (_, lon, lat) in enumerate(moves[: size // 4] if roads else moves):
         tags = _tags({"amenity": "bench", "name": f"Bench {seed}-{i}"})
         create.append(
             f'<node id="{base + i}" version="1" timestamp="{STAMP}" '
             f'lon="{lon + 0.0001:.7f}" lat="{lat:.7f}">{tags}</node>'
         )
-    for osm_id, lon, lat in moves:
+    for osm_id, lon, lat in moves if roads else []:
         shift = rng.uniform(-0.00005, 0.00005)
         modify.append(
             f'<node id="{osm_id}" version="99" timestamp="{STAMP}" '
@@ -128,6 +129,9 @@ def main() -> int:
     parser.add_argument("--skip-routing", action="store_true", help="no routing data")
     parser.add_argument("--skip-years", action="store_true", help="no 2013->2021 run")
     parser.add_argument(
+        "--no-roads", action="store_true", help="changes of POIs and buildings only"
+    )
+    parser.add_argument(
         "--full-rebuild",
         action="store_true",
         help="after each update, time the whole routing build of the same data too",
@@ -160,7 +164,7 @@ def main() -> int:
         report["changes"] = []
         for seed, size in enumerate(int(s) for s in args.sizes.split(",")):
             change = work / f"change-{size}.osc"
-            objects = make_change(url, size, seed, change)
+            objects = make_change(url, size, seed, change, roads=not args.no_roads)
             seconds, summary = _timed(
                 lambda change=change: run_update(
                     url, [change], node_dir=work / "nodes", before_swap=hooks
