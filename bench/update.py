@@ -1,6 +1,7 @@
 """Update benchmark: changes of 100, 1,000 and 10,000 objects, and 2013->2021 vs a re-import.
 
     python bench/update.py [--scale N] [--sizes 100,1000,10000] [--skip-routing] [--skip-years]
+        [--full-rebuild] [--no-roads]
 
 1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
    bench/import.py builds it) with what updates need and the routing data, then applies
@@ -31,7 +32,7 @@ from common import load_bench  # noqa: E402
 from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
 from osmimport.importer import run_import  # noqa: E402
 from osmimport.update import run_update  # noqa: E402
-from routing.build import build_before_swap  # noqa: E402
+from routing.build import build_before_swap, build_graphs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LI_2013 = ROOT / "tests" / "data" / "liechtenstein-2013-08-03.osm.pbf"
@@ -56,8 +57,9 @@ def _tags(tags: dict[str, str]) -> str:
     return "".join(f'<tag k="{esc(k)}" v="{esc(v)}"/>' for k, v in tags.items())
 
 
-def make_change(url: str, size: int, seed: int, target: Path) -> int:
-    """An osmChange touching about ``size`` objects of the loaded data; the objects written."""
+def make_change(url: str, size: int, seed: int, target: Path, *, roads: bool = True) -> int:
+    """An osmChange touching about ``size`` objects of the loaded data; the objects written
+    (without ``roads``: new POIs and renamed buildings only, no road node moved)."""
     rng = random.Random(seed)
     moves = _rows(
         url,
@@ -68,17 +70,17 @@ def make_change(url: str, size: int, seed: int, target: Path) -> int:
         url,
         "SELECT id, nodes, tags FROM osm.mid_ways WHERE tags ? 'building' "
         "ORDER BY md5(id::text || %s) LIMIT %s",
-        (str(seed), size // 4),
+        (str(seed), size // 4 if roads else size // 2),
     )
     create, modify = [], []
     base = 9_000_000_000_000 + seed * 100_000
-    for i, (_, lon, lat) in enumerate(moves[: size // 4]):
+    for i, (_, lon, lat) in enumerate(moves[: size // 4] if roads else moves):
         tags = _tags({"amenity": "bench", "name": f"Bench {seed}-{i}"})
         create.append(
             f'<node id="{base + i}" version="1" timestamp="{STAMP}" '
             f'lon="{lon + 0.0001:.7f}" lat="{lat:.7f}">{tags}</node>'
         )
-    for osm_id, lon, lat in moves:
+    for osm_id, lon, lat in moves if roads else []:
         shift = rng.uniform(-0.00005, 0.00005)
         modify.append(
             f'<node id="{osm_id}" version="99" timestamp="{STAMP}" '
@@ -113,6 +115,14 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000,10000", help="objects per change")
     parser.add_argument("--skip-routing", action="store_true", help="no routing data")
     parser.add_argument("--skip-years", action="store_true", help="no 2013->2021 run")
+    parser.add_argument(
+        "--no-roads", action="store_true", help="changes of POIs and buildings only"
+    )
+    parser.add_argument(
+        "--full-rebuild",
+        action="store_true",
+        help="after each update, time the whole routing build of the same data too",
+    )
     args = parser.parse_args()
     bench_import = load_bench("import")
     admin = bench_import.admin_url()
@@ -141,16 +151,22 @@ def main() -> int:
         report["changes"] = []
         for seed, size in enumerate(int(s) for s in args.sizes.split(",")):
             change = work / f"change-{size}.osc"
-            objects = make_change(url, size, seed, change)
+            objects = make_change(url, size, seed, change, roads=not args.no_roads)
             seconds, summary = _timed(
                 lambda change=change: run_update(
                     url, [change], node_dir=work / "nodes", before_swap=hooks
                 )
             )
+            full = 0.0
+            if hooks and args.full_rebuild:
+                # The whole build (every profile, a fresh node order) on the same data, as an
+                # update did it before it kept unchanged profiles and reused the order.
+                full, _ = _timed(lambda: build_graphs(url, quiet=True))
             row = {
                 "objects": objects,
                 "seconds": round(seconds, 2),
                 "routing_seconds": round(summary.routing_seconds, 2),
+                "full_rebuild_seconds": round(full, 2),
                 "without_routing_seconds": round(seconds - summary.routing_seconds, 2),
                 "tiles_expired": len(summary.expired),
                 "steps": summary.timings,
@@ -158,7 +174,8 @@ def main() -> int:
             report["changes"].append(row)
             print(
                 f"update of {objects:,} objects: {seconds:.2f}s "
-                f"(routing {summary.routing_seconds:.2f}s), {len(summary.expired):,} tiles expired",
+                f"(routing {summary.routing_seconds:.2f}s, whole rebuild {full:.2f}s), "
+                f"{len(summary.expired):,} tiles expired",
                 flush=True,
             )
         if not args.skip_years:

@@ -23,7 +23,9 @@ from cities.settings import TownplanSettings
 from cities.townplan import PlanOptions, commune_area, make_plan
 from osmimport.database import connect
 from osmimport.dataversion import read_data_version
+from osmimport.etag import none_match
 from osmimport.lru import LRUCache
+from osmimport.update import plan_version
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ class TownplanEndpoints:
             version = read_data_version(conn)
             by_insee = stem.isdigit() and len(stem) == 5
             commune = find_commune(conn, insee=stem) if by_insee else find_commune(conn, name=stem)
+            # Plans of communes an update did not touch keep their cache entry and ETag.
+            version = plan_version(conn, commune.osm_id, version)
         finally:
             conn.close()
         key: PlanKey = (version, str(commune.osm_id), options.cache_key)
@@ -184,6 +188,10 @@ class TownplanEndpoints:
             "Content-Disposition": f'inline; filename="{filename}"',
             "Cache-Control": "public, max-age=3600",
         }
+        etag = _etag(key, page)
+        if none_match(request.headers.getlist("if-none-match"), etag):
+            # The key names the data the plan is drawn from: no need to draw it to know.
+            return Response(None, status_code=304, headers={**headers, "ETag": etag})
         if request.method == "HEAD":
             # Headers only: from a finished plan, or what is known without drawing one.
             found = self.service.cache.get(key)
@@ -195,7 +203,7 @@ class TownplanEndpoints:
             found = self.service.documents(key, commune, options)
             body = _page(found, page)
         headers["X-Page-Count"] = str(found.pages)
-        headers["ETag"] = _etag(key, page)
+        headers["ETag"] = etag
         return Response(None if request.method == "HEAD" else body, media_type=media,
                         headers=headers)  # fmt: skip
 

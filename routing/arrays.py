@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from routing.build import (
 from routing.kernels import _compiled
 from routing.network import haversine, scan_network
 from routing.profiles import Profile, WayRule
-from routing.store import Arrays
+from routing.store import Arrays, meta_array
 
 #: Tags no profile reads (``Profile.way``): left out of the key its rules are cached by, so
 #: that streets differing only by name share one evaluation. A tag missing here only costs
@@ -368,10 +367,7 @@ def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
     ends = np.unique(np.concatenate([pos[piece_start], pos[piece_end]]))
     edge_way = ways[piece_way[edge_piece]]
     arrays: Arrays = {
-        "meta": np.frombuffer(
-            json.dumps({"profile": name, "data_version": roads.data_version}).encode(),
-            dtype=np.uint8,
-        ),
+        "meta": meta_array(name, roads.data_version),
         "node_ids": roads.node_ids[ends],
         "node_lon": roads.node_lon[ends],
         "node_lat": roads.node_lat[ends],

@@ -13,9 +13,12 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
+import psycopg2.extensions
+from psycopg2 import sql
 
 from osmimport import schema
-from osmimport.database import connect
+from osmimport.database import connect, table_exists
+from osmimport.update import CHANGED_ROADS_TABLE
 from routing import store
 from routing.network import Network, data_version, haversine, read_network
 from routing.profiles import PROFILES, Profile
@@ -365,14 +368,40 @@ def build_routing(
     # The engine reads the array format this module defines: imported here, not at the top.
     from routing.arrays import profile_arrays, read_roads
     from routing.engine import Engine
+    from routing.order import KEY_ARRAYS, ORDER_ARRAY, ReorderedEngine
 
-    roads = read_roads(url, schema_name, version, [PROFILES[name] for name in names])
-    read_seconds = time.perf_counter() - started
     conn = connect(url)
     try:
+        update = _update_changes(url, conn, schema_name)
+        kept = _keep_unchanged(conn, schema_name, version, names, update) if update else []
+        names = [name for name in names if name not in kept]
+        if kept and not quiet:
+            print(
+                f"routing: {', '.join(kept)} kept (the update changes none of their roads)",
+                file=sys.stderr,
+            )
+        if not names:
+            return
+        roads = read_roads(url, schema_name, version, [PROFILES[name] for name in names])
+        read_seconds = time.perf_counter() - started
+        # What exists now outlives the profiles: the collector need not walk it after each.
+        gc.freeze()
         for name in names:
             began = time.perf_counter()
-            arrays = Engine(profile_arrays(roads, PROFILES[name]), search=False).arrays
+            made = profile_arrays(roads, PROFILES[name])
+            # An update reuses the served data's node order: ordering is most of the build.
+            previous = (
+                store.load_some(url, name, update[1], [*KEY_ARRAYS, ORDER_ARRAY])
+                if update
+                else None
+            )
+            engine = (
+                ReorderedEngine(made, previous, search=False)
+                if previous is not None
+                else Engine(made, search=False)
+            )
+            arrays = engine.arrays
+            del engine, made, previous
             seconds = time.perf_counter() - began + read_seconds / len(names)
             nodes, edges = len(arrays["node_ids"]), len(arrays["edge_tail"])
             with conn, conn.cursor() as cur:
@@ -398,7 +427,64 @@ def build_routing(
             del arrays
             gc.collect()
     finally:
+        gc.unfreeze()
         conn.close()
+
+
+#: What an update changes in the road network: the (kind, tags) of the roads and restrictions
+#: changed, and the data version it updates.
+UpdateChanges = tuple[list[tuple[str, dict[str, str]]], str]
+
+
+def _update_changes(
+    url: str, conn: psycopg2.extensions.connection, schema_name: str
+) -> UpdateChanges | None:
+    """What the update staged in ``schema_name`` changes (None: not an update's schema).
+
+    An update's network schema lists the tags of the roads and restrictions it changes
+    (:data:`osmimport.update.CHANGED_ROADS_TABLE`) beside views of the updated network.
+    """
+    with conn.cursor() as cur:
+        if not table_exists(cur, schema_name, CHANGED_ROADS_TABLE):
+            return None
+        cur.execute(
+            sql.SQL("SELECT kind, tags FROM {}").format(
+                sql.Identifier(schema_name, CHANGED_ROADS_TABLE)
+            )
+        )
+        changed = [(str(kind), dict(tags or {})) for kind, tags in cur.fetchall()]
+    conn.commit()
+    return changed, data_version(url)
+
+
+def _keep_unchanged(
+    conn: psycopg2.extensions.connection,
+    schema_name: str,
+    version: str,
+    names: list[str],
+    update: UpdateChanges,
+) -> list[str]:
+    """The profiles none of whose roads or restrictions the update changes, recorded in
+    ``schema_name`` as keeping the served routing data (of the data version updated)."""
+    changed, previous = update
+    kept = []
+    for name in names:
+        profile = PROFILES[name]
+        if any(_binds(profile, kind, tags) for kind, tags in changed):
+            continue
+        with conn, conn.cursor() as cur:
+            if store.keep(cur, schema_name, name, previous, version):
+                kept.append(name)
+    return kept
+
+
+def _binds(profile: Profile, kind: str, tags: dict[str, str]) -> bool:
+    """Whether a changed road (kind ``w``) or restriction (``r``) with ``tags`` is part of
+    ``profile``'s routing data."""
+    if kind == "r":
+        return bool(profile.restriction(tags))
+    rule = profile.way(tags)
+    return rule is not None and bool(rule.forward or rule.backward)
 
 
 def build_before_swap(url: str, staging: str, version: str) -> None:

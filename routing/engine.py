@@ -584,17 +584,24 @@ class Engine:
             copy_origin=turn_origin[count:][copy_order],
             copy_node=(np.arange(count, len(origin), dtype=np.int64))[copy_order],
         )
-        starts = self.points[self.offsets[turn_origin]] if count else np.zeros((0, 2))
-        a["cch_order"] = np.asarray(
+        a["cch_order"] = self._order(turn_origin, tails, turn_next)
+
+    def _order(
+        self, origin: NDArray[np.int64], tails: NDArray[np.int64], heads: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
+        """The CCH order of the turn graph (nodes ``origin``, arcs ``tails`` -> ``heads``): any
+        order gives the same answers, a good one fast queries (subclasses may reuse one)."""
+        if not len(origin):
+            return np.zeros(0, dtype=np.int64)
+        starts = self.points[self.offsets[origin]]
+        return np.asarray(
             rk.compute_order_inertial(
                 len(origin),
                 tails,  # type: ignore[arg-type]
-                turn_next,  # type: ignore[arg-type]
+                heads,  # type: ignore[arg-type]
                 np.ascontiguousarray(starts[:, 1]),  # type: ignore[arg-type]
                 np.ascontiguousarray(starts[:, 0]),  # type: ignore[arg-type]
-            )
-            if len(origin)
-            else [],
+            ),
             dtype=np.int64,
         )
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from numpy.typing import NDArray
 from psycopg2 import sql
 
 from osmimport import schema
-from osmimport.database import connect, load_sql
+from osmimport.database import connect, load_sql, table_exists
 from routing.errors import GraphNotBuiltError
 
 #: The named arrays of one profile's routing data.
@@ -49,27 +51,24 @@ def save(
     build_seconds: float,
     nodes: int,
     edges: int,
+    kept: dict[str, dict[str, Any]] | None = None,
 ) -> int:
-    """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any);
-    returns the bytes stored. The caller commits."""
+    """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
+    with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
+    of the data. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
     _run(cur, schema_name, "delete_profile.sql", profile=profile)
-    layout: dict[str, dict[str, Any]] = {}
-    total = 0
+    layout: dict[str, dict[str, Any]] = dict(kept or {})
+    total = sum(
+        int(np.prod(spec["shape"])) * int(np.dtype(spec["dtype"]).itemsize)
+        for spec in layout.values()
+    )
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape)}
         raw = array.reshape(-1).view(np.uint8)
-        for chunk, start in enumerate(range(0, len(raw), CHUNK_BYTES)):
-            _run(
-                cur,
-                schema_name,
-                "save_chunk.sql",
-                profile=profile,
-                name=name,
-                chunk=chunk,
-                data=psycopg2.Binary(raw[start : start + CHUNK_BYTES].tobytes()),
-            )
+        # COPY in binary: the bytes as they are, not a hex literal twice their size to parse.
+        _copy_array(cur, schema_name, profile, name, raw)
         total += len(raw)
     _run(
         cur,
@@ -84,6 +83,83 @@ def save(
         layout=json.dumps(layout),
     )
     return total
+
+
+class _BinaryRows:
+    """The chunk rows of one array as a COPY binary stream, read piece by piece."""
+
+    def __init__(self, profile: str, name: str, raw: NDArray[np.uint8]) -> None:
+        self._parts = self._stream(profile.encode(), name.encode(), raw)
+
+    @staticmethod
+    def _stream(profile: bytes, name: bytes, raw: NDArray[np.uint8]) -> Iterator[bytes]:
+        yield b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+        for chunk, start in enumerate(range(0, len(raw), CHUNK_BYTES)):
+            data = raw[start : start + CHUNK_BYTES]
+            yield (
+                struct.pack(">hi", 4, len(profile)) + profile
+                + struct.pack(">i", len(name)) + name
+                + struct.pack(">iii", 4, chunk, len(data))
+            )  # fmt: skip
+            yield data.tobytes()
+        yield struct.pack(">h", -1)
+
+    def read(self, size: int = -1) -> bytes:
+        """The next piece of the stream (b"" at its end): a row's header or its bytes, at
+        most :data:`CHUNK_BYTES` (the caller reads with that size)."""
+        return next(self._parts, b"")
+
+    def readline(self, size: int = -1) -> bytes:
+        """As :meth:`read` (COPY reads no lines of a binary stream)."""
+        return self.read(size)
+
+
+def _copy_array(
+    cur: psycopg2.extensions.cursor, schema_name: str, profile: str, name: str, raw: NDArray[Any]
+) -> None:
+    """Store the bytes ``raw`` of array ``name`` as its chunk rows."""
+    copy = sql.SQL(load_sql("routing", "copy_chunks.sql")).format(**_identifiers(schema_name))
+    cur.copy_expert(copy.as_string(cur), _BinaryRows(profile, name, raw), CHUNK_BYTES)
+
+
+def meta_array(profile: str, version: str) -> NDArray[np.uint8]:
+    """The ``meta`` array of a profile's routing data: its profile and data version."""
+    return np.frombuffer(
+        json.dumps({"profile": profile, "data_version": version}).encode(), dtype=np.uint8
+    )
+
+
+def keep(
+    cur: psycopg2.extensions.cursor, schema_name: str, profile: str, previous: str, version: str
+) -> bool:
+    """Record in ``schema_name`` that the served routing data of ``profile`` (of data version
+    ``previous``) stays, as data version ``version``: its profile row and a new ``meta`` array,
+    no other bytes (the update re-tags the served rows). False when none is served for
+    ``previous``. The caller commits."""
+    if not table_exists(cur, schema.SCHEMA, schema.ROUTING_PROFILES_TABLE):
+        return False
+    cur.execute(
+        sql.SQL(load_sql("routing", "kept_profile.sql")).format(
+            live_profiles=sql.Identifier(schema.SCHEMA, schema.ROUTING_PROFILES_TABLE)
+        ),
+        {"profile": profile},
+    )
+    row = cur.fetchone()
+    if row is None or str(row[0]) != previous:
+        return False
+    _, build_seconds, nodes, edges, layout = row
+    save(
+        cur,
+        schema_name,
+        profile,
+        version,
+        {"meta": meta_array(profile, version)},
+        build_seconds=build_seconds,
+        nodes=nodes,
+        edges=edges,
+        kept={name: spec for name, spec in layout.items() if name != "meta"},
+    )
+    return True
 
 
 def versions(url: str) -> list[dict[str, Any]]:
@@ -143,17 +219,40 @@ def load(url: str, profile: str, version: str, *, cache: Path | None = None) -> 
     return _open(folder)
 
 
-def _chunks(conn: psycopg2.extensions.connection, profile: str) -> Any:
+def load_some(url: str, profile: str, version: str, names: list[str]) -> Arrays | None:
+    """The arrays ``names`` of the served routing data of ``profile``, read into memory; None
+    unless it is of data version ``version`` and holds them all."""
+    conn = connect(url)
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        with conn.cursor() as cur:
+            if not table_exists(cur, schema.SCHEMA, schema.ROUTING_PROFILES_TABLE):
+                return None
+            _run(cur, schema.SCHEMA, "load_profile.sql", profile=profile)
+            row = cur.fetchone()
+        if row is None or str(row[0]) != version or not set(names) <= set(row[1]):
+            return None
+        return _read(conn, profile, {name: row[1][name] for name in names})
+    finally:
+        conn.close()
+
+
+def _chunks(
+    conn: psycopg2.extensions.connection, profile: str, names: list[str] | None = None
+) -> Any:
     with conn.cursor(name="routing_chunks") as cur:
         cur.itersize = 1
-        _run(cur, schema.SCHEMA, "load_chunks.sql", profile=profile)
+        if names is None:
+            _run(cur, schema.SCHEMA, "load_chunks.sql", profile=profile)
+        else:
+            _run(cur, schema.SCHEMA, "load_named_chunks.sql", profile=profile, names=names)
         for name, data in cur:
             yield str(name), data
 
 
 def _read(conn: psycopg2.extensions.connection, profile: str, layout: dict[str, Any]) -> Arrays:
     parts: dict[str, list[bytes]] = {name: [] for name in layout}
-    for name, data in _chunks(conn, profile):
+    for name, data in _chunks(conn, profile, list(layout)):
         parts[name].append(bytes(data))
     return {
         name: np.frombuffer(b"".join(parts[name]), dtype=np.dtype(spec["dtype"])).reshape(

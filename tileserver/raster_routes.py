@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from osmimport import schema
 from osmimport.etag import fingerprint
 from osmimport.lru import LRUCache
+from osmimport.update import lineage
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound, TileOutOfRange
 from tileserver.raster import (
@@ -41,6 +42,10 @@ XML = "application/xml"
 QGIS_KINDS = ("xyz", "vectortile", "wmts")
 
 
+#: (data version, style, size, scale, z, x, y, attribution) of a cached PNG.
+RasterKey = tuple[str, str, int, int, int, int, int, bool]
+
+
 @dataclass(frozen=True)
 class _Entry:
     png: bytes
@@ -60,7 +65,7 @@ class RasterService:
         self.context = context
         self.settings = context.settings
         self.raster = raster or context.settings.raster
-        self.cache: LRUCache[tuple[object, ...], _Entry] = LRUCache(
+        self.cache: LRUCache[RasterKey, _Entry] = LRUCache(
             self.raster.cache_bytes, lambda entry: len(entry.png)
         )
         self._pool: RasterPool | None = None
@@ -109,9 +114,26 @@ class RasterService:
     def _follow_version(self, version: str, pool: RasterPool) -> None:
         with self._lock:
             if self._rendered_version is not None and version != self._rendered_version:
-                self.cache.clear()
+                # MapLibre keeps the vector tiles it drew: a new process reads the new data.
                 pool.restart()
             self._rendered_version = version
+
+    def carry_over(
+        self, previous: str, version: str, expired: set[tuple[int, int, int]] | None
+    ) -> None:
+        """Keep the PNGs of ``previous`` no tile in ``expired`` is drawn into (all go when it
+        is None) as PNGs of ``version``: their ETags stay."""
+        if expired is None:
+            self.cache.clear()
+            return
+
+        def moved(key: RasterKey) -> RasterKey | None:
+            old, style, size, scale, z, x, y, attribution = key
+            if old != previous or raster_touched(z, x, y, size, expired):
+                return None
+            return (version, style, size, scale, z, x, y, attribution)
+
+        self.cache.rekey(moved)
 
     async def tile(self, request: Request) -> Response:
         """``/styles/{style}[/{size}]/{z}/{x}/{y}[@{n}x].png``: hits answered on the event loop."""
@@ -148,7 +170,7 @@ class RasterService:
         attribution: bool,
     ) -> _Entry:
         """The cached PNG of a tile variant; the attributed one is drawn on the plain one."""
-        key = (version, style, size, scale, z, x, y, attribution)
+        key: RasterKey = (version, style, size, scale, z, x, y, attribution)
         entry = self.cache.get(key)
         if entry is not None:
             return entry
@@ -164,7 +186,8 @@ class RasterService:
             # Renders beyond the raster gate's limit wait in its queue instead of failing.
             async with self.context.limits["raster"].slot():
                 png = await pool.arender(_tile_request(style, z, x, y, size, scale))
-        entry = _Entry(png, f'"{fingerprint(png, version)}"')
+        # Keyed by the import only: a PNG an update leaves unchanged keeps its ETag.
+        entry = _Entry(png, f'"{fingerprint(png, lineage(version))}"')
         self.cache.put(key, entry)
         return entry
 
@@ -266,6 +289,21 @@ class RasterService:
         return response
 
 
+def raster_touched(z: int, x: int, y: int, size: int, expired: set[tuple[int, int, int]]) -> bool:
+    """Whether the raster tile z/x/y of ``size`` px may draw one of the vector tiles
+    ``expired``: MapLibre reads 512 px vector tiles, so a 256 px tile at z draws those of
+    z - 1 and a 512 px one those of z (overzoomed past the last vector zoom); a symbol of a
+    neighbouring vector tile may reach in, so those count too (both zooms, to be safe)."""
+    for zoom in {max(0, min(z - 1, schema.MAX_ZOOM)), min(z, schema.MAX_ZOOM)}:
+        shift = z - zoom
+        vx, vy, last = x >> shift, y >> shift, (1 << zoom) - 1
+        for i in range(max(0, vx - 1), min(last, vx + 1) + 1):
+            for j in range(max(0, vy - 1), min(last, vy + 1) + 1):
+                if (zoom, i, j) in expired:
+                    return True
+    return False
+
+
 def _tile_request(style: str, z: int, x: int, y: int, size: int, scale: int) -> TileRequest:
     if size == 256 and z == 0:
         # MapLibre has no 256 px tile at zoom 0: draw the 512 px one at half the pixel ratio.
@@ -292,6 +330,7 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     Full paths, so the group is listed before the ``/styles`` mount of the style documents.
     """
     service = RasterService(context)
+    context.tiles.add_carry_hook(service.carry_over)
     context.on_shutdown.append(service.close)
     context.health["render"] = service.health
     context.metrics.add_gauges(service.gauges)

@@ -22,6 +22,9 @@ from tileserver.sources import PostGISSource, TileSource
 
 log = logging.getLogger(__name__)
 
+#: A cache following the data version: (previous version, new version, tiles expired or None).
+CarryHook = Callable[[str, str, set[tuple[int, int, int]] | None], None]
+
 
 class TileService:
     """Serves tiles by (data_version, z, x, y); never answers a tile of data that is gone.
@@ -48,6 +51,7 @@ class TileService:
         self._watcher: threading.Thread | None = None
         self._switch = threading.Lock()
         self._switch_hooks: list[Callable[[str], None]] = []
+        self._carry_hooks: list[CarryHook] = []
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self, *, watch: bool = True) -> None:
@@ -79,6 +83,12 @@ class TileService:
         with the tiles (routes) gets ready first, then everything switches at once."""
         self._switch_hooks.append(hook)
 
+    def add_carry_hook(self, hook: CarryHook) -> None:
+        """Run ``hook(previous, version, expired)`` at each switch, ``expired`` the vector
+        tiles (z, x, y) the update from ``previous`` changed (None: unknown, all of them):
+        other caches drawn from the tiles keep what the update left unchanged."""
+        self._carry_hooks.append(hook)
+
     def _set_version(self, version: str) -> None:
         if version == self._version:
             return
@@ -101,6 +111,8 @@ class TileService:
                 self.memory.carry_over(previous, version, expired)
                 if self.disk is not None:
                     self.disk.carry_over(previous, version, expired)
+            for carry in self._carry_hooks:
+                carry(previous, version, expired)
             if self.disk is not None:
                 threading.Thread(target=self.disk.prune, args=(version,), daemon=True).start()
 

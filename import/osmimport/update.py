@@ -46,6 +46,9 @@ from osmimport.settings import CommuneSettings
 WORK_SCHEMA = "osm_update"
 NETWORK_SCHEMA = "osm_update_network"
 COMMUNES_SCHEMA = "osm_update_communes"
+#: The table of NETWORK_SCHEMA listing the tags of the roads ('w') and restrictions ('r') the
+#: update changes: the routing build keeps the data of a profile none of them concerns.
+CHANGED_ROADS_TABLE = "changed_roads"
 
 #: The meta keys an update writes: the replication state, the data's timestamp, the last update.
 REPLICATION_KEY = "replication"
@@ -62,6 +65,12 @@ EXPIRED_TABLE = "expired_tiles"
 #: buffer (64 of 4096 tile units by default), touches.
 EXPIRE_BUFFER = 64 / 4096
 EARTH_HALF = 20037508.342789244
+
+#: A change this far (a share of the commune's size) outside a commune's bounding box still
+#: changes its town plan (its pages show some of the surroundings).
+PLAN_MARGIN = 0.1
+#: The data version each commune's town plan was last changed at by an update.
+PLAN_VERSIONS_TABLE = "plan_versions"
 
 #: The network tables an update changes besides the layers (counted again afterwards).
 NETWORK_TABLES = (
@@ -143,10 +152,7 @@ def _node_store(meta: dict[str, Any], node_dir: Path) -> Path:
 
 
 def _has_middle(cur: psycopg2.extensions.cursor) -> bool:
-    for table in [*MIDDLE_TABLES, *KEPT_RAW_TABLES]:
-        if not table_exists(cur, schema.SCHEMA, table):
-            return False
-    return True
+    return all(table_exists(cur, schema.SCHEMA, t) for t in [*MIDDLE_TABLES, *KEPT_RAW_TABLES])
 
 
 def _run(cur: psycopg2.extensions.cursor, name: str, params: dict[str, Any] | None = None) -> None:
@@ -293,6 +299,14 @@ class Update:
         cur.execute(load_sql("osmimport", "network.sql"))
         cur.execute("RESET search_path")
         _run(cur, "update_network.sql")
+        for table in (schema.ROUTING_PROFILES_TABLE, schema.ROUTING_DATA_TABLE):
+            # The routing build writes there and apply copies: staging needs no WAL.
+            if table_exists(cur, schema.SCHEMA, table):
+                cur.execute(
+                    sql.SQL("CREATE UNLOGGED TABLE {} (LIKE {} INCLUDING ALL)").format(
+                        _ident(NETWORK_SCHEMA, table), _ident(schema.SCHEMA, table)
+                    )
+                )
         self.lap("build rows")
 
     def _affected(
@@ -502,7 +516,11 @@ class Update:
         self.lap("communes")
         self._routing(cur)
         self.lap("apply routing")
-        _run(cur, "update_plans.sql", {"maxzoom": schema.MAX_ZOOM})
+        _run(
+            cur,
+            "update_plans.sql",
+            {"maxzoom": schema.MAX_ZOOM, "margin": PLAN_MARGIN, "version": self.version},
+        )
         return [int(row[0]) for row in cur.fetchall()]
 
     def _replace(self, cur: psycopg2.extensions.cursor, table: str, new: str, maxzoom: int) -> None:
@@ -600,21 +618,9 @@ class Update:
         _run(cur, "update_communes.sql")
 
     def _routing(self, cur: psycopg2.extensions.cursor) -> None:
-        """The routing tables built on the updated network replace the served ones."""
-        for table in (schema.ROUTING_PROFILES_TABLE, schema.ROUTING_DATA_TABLE):
-            if not table_exists(cur, NETWORK_SCHEMA, table):
-                continue
-            cur.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING ALL)").format(
-                    _ident(schema.SCHEMA, table), _ident(NETWORK_SCHEMA, table)
-                )
-            )
-            cur.execute(sql.SQL("DELETE FROM {}").format(_ident(schema.SCHEMA, table)))
-            cur.execute(
-                sql.SQL("INSERT INTO {} SELECT * FROM {}").format(
-                    _ident(schema.SCHEMA, table), _ident(NETWORK_SCHEMA, table)
-                )
-            )
+        """The routing data built (or kept) on the updated network replaces the served one."""
+        if table_exists(cur, NETWORK_SCHEMA, schema.ROUTING_DATA_TABLE):
+            _run(cur, "update_routing.sql")
 
     def expired_tiles(self, cur: psycopg2.extensions.cursor) -> list[tuple[int, int, int]]:
         """Every tile (z0-14, tile buffer included) a deleted or added row's bbox touches."""
@@ -656,6 +662,18 @@ def drop_work_schemas(cur: psycopg2.extensions.cursor) -> None:
     """Remove what an earlier (finished or killed) update staged."""
     for name in (WORK_SCHEMA, NETWORK_SCHEMA, COMMUNES_SCHEMA):
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(name)))
+
+
+def _drop_after_failure(conn: psycopg2.extensions.connection) -> None:
+    """Undo what a failed update did and remove what it staged (a killed one's stays until
+    the next update starts)."""
+    try:
+        conn.rollback()
+        with conn.cursor() as cur:
+            drop_work_schemas(cur)
+        conn.commit()
+    except psycopg2.Error:
+        pass
 
 
 def run_update(
@@ -720,6 +738,9 @@ def run_update(
                 conn.commit()
                 drop_work_schemas(cur)
                 conn.commit()
+        except BaseException:
+            _drop_after_failure(conn)
+            raise
         finally:
             conn.close()
     if expire_list is not None:
@@ -874,6 +895,26 @@ def _unchanged_update(url: str, previous: str, version: str) -> set[tuple[int, i
     if meta.get("data_version") == version and last.get("previous_version") == previous:
         return set()
     return None
+
+
+def plan_version(conn: psycopg2.extensions.connection, osm_id: int, version: str) -> str:
+    """The data version the town plan of commune ``osm_id`` was last changed at, for the data
+    at ``version``: that of the last update touching it, else its import's. Plans cached by
+    it stay valid (and keep their ETag) across updates elsewhere."""
+    with conn.cursor() as cur:
+        if not table_exists(cur, schema.SCHEMA, PLAN_VERSIONS_TABLE):
+            return lineage(version)
+        cur.execute(
+            sql.SQL("SELECT data_version FROM {} WHERE osm_id = %s").format(
+                _ident(schema.SCHEMA, PLAN_VERSIONS_TABLE)
+            ),
+            (osm_id,),
+        )
+        row = cur.fetchone()
+    changed = str(row[0]) if row else None
+    if changed is None or lineage(changed) != lineage(version):
+        return lineage(version)
+    return changed
 
 
 def write_expire_list(path: Path, tiles: Sequence[tuple[int, int, int]]) -> None:

@@ -22,7 +22,7 @@ from cities.grid import Grid
 from cities.streets import street_index
 from osmimport.importer import node_store_dir, run_import
 from osmimport.replication import update_once
-from osmimport.update import EXPIRED_TABLE, run_update
+from osmimport.update import EXPIRED_TABLE, PLAN_VERSIONS_TABLE, run_update
 from routing.build import build_before_swap
 from routing.service import RoutingService
 from tests.osmimport.db import cli, query, scalar
@@ -36,8 +36,15 @@ LI_2021 = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 #: Tables an import of the new data and an update to it need not agree on: the facts about
 #: the import, the routing data (built from equal networks, at different times), the tiles the
 #: update expired, and the node locations changed since the import (the import's own file
-#: holds them; an update keeps them in mid_nodes).
-NOT_COMPARED = {"meta", "routing_profiles", "routing_data", EXPIRED_TABLE, "mid_nodes"}
+#: holds them; an update keeps them in mid_nodes), the versions of the town plans updates touched.
+NOT_COMPARED = {
+    "meta",
+    "routing_profiles",
+    "routing_data",
+    EXPIRED_TABLE,
+    "mid_nodes",
+    PLAN_VERSIONS_TABLE,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -144,16 +151,16 @@ BUILDING = (40, 41, 42, 43)
 
 def town(path: Path) -> Path:
     """A commune with a main street, a detour, a street just outside and a far road."""
+    return _town().write(path)
+
+
+def _town() -> Opl:
     opl = Opl()
     opl.node(9.4950, 47.1000, A)
     opl.node(9.5050, 47.1000, M)
     opl.node(9.5150, 47.1000, B)
     opl.node(9.4950, 47.1050, DETOUR[0])
     opl.node(9.5150, 47.1050, DETOUR[1])
-    for node_id, (x, y) in zip(
-        RING, [(9.49, 47.09), (9.52, 47.09), (9.52, 47.12), (9.49, 47.12)], strict=True
-    ):
-        opl.node(x, y, node_id)
     opl.node(9.5250, 47.1000, OUTSIDE[0])
     opl.node(9.5350, 47.1000, OUTSIDE[1])
     opl.node(9.9000, 47.3000, FAR[0])
@@ -162,14 +169,20 @@ def town(path: Path) -> Path:
     opl.way(2, [A, DETOUR[0], DETOUR[1], B], highway="residential", name="Umweg")
     opl.way(3, list(OUTSIDE), highway="residential", name="Aussenweg")
     opl.way(4, list(FAR), highway="residential", name="Fernweg")
-    opl.way(100, [*RING, RING[0]])
-    opl.boundary(
-        1,
-        [100],
-        "8",
-        name="Testdorf",
-    )
-    return opl.write(path)
+    _commune(opl, 1, RING, (9.49, 47.09, 9.52, 47.12), "Testdorf")
+    return opl
+
+
+def _commune(
+    opl: Opl, osm_id: int, ring: tuple[int, ...], box: tuple[float, ...], name: str
+) -> None:
+    """Commune relation ``osm_id`` bounded by a closed way (id ``osm_id + 99``) round ``box``."""
+    west, south, east, north = box
+    corners = [(west, south), (east, south), (east, north), (west, north)]
+    for node_id, (x, y) in zip(ring, corners, strict=True):
+        opl.node(x, y, node_id)
+    opl.way(osm_id + 99, [*ring, ring[0]])
+    opl.boundary(osm_id, [osm_id + 99], "8", name=name)
 
 
 def osc(path: Path, create: str = "", modify: str = "", delete: str = "") -> Path:
@@ -202,17 +215,16 @@ def way_xml(way_id: int, refs: list[int], **tags: str) -> str:
     return f'<way id="{way_id}" {STAMP}>{inner}</way>'
 
 
+def building_xml() -> str:
+    """A new building (way 200) in the commune, with its nodes."""
+    corners = [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)]
+    nodes = "".join(node_xml(n, x, y) for n, (x, y) in zip(BUILDING, corners, strict=True))
+    return nodes + way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+
+
 def edits(path: Path) -> Path:
     """A building added, the main street cut after its middle, the commune grown eastwards."""
-    building = "".join(
-        node_xml(n, x, y)
-        for n, (x, y) in zip(
-            BUILDING,
-            [(9.5000, 47.0950), (9.5005, 47.0950), (9.5005, 47.0955), (9.5000, 47.0955)],
-            strict=True,
-        )
-    )
-    building += way_xml(200, [*BUILDING, BUILDING[0]], building="yes")
+    building = building_xml()
     moved = node_xml(RING[1], 9.54, 47.09) + node_xml(RING[2], 9.54, 47.12)
     cut = way_xml(1, [A, M], highway="residential", name="Hauptstrasse")
     return osc(path, create=building, modify=moved + cut)
@@ -498,3 +510,220 @@ def test_loop_keeps_following_the_feed(town_url: str, tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _chunk_rows(url: str) -> dict[tuple[str, str], str]:
+    """The row version (xmin) of each profile's first chunk of each array but ``meta``."""
+    rows = query(
+        url,
+        "SELECT profile, name, xmin::text FROM osm.routing_data WHERE chunk = 0 AND name <> 'meta'",
+    )
+    return {(str(p), str(n)): str(x) for p, n, x in rows}
+
+
+def test_profiles_whose_roads_did_not_change_keep_their_routing_data(
+    town_url: str, tmp_path: Path
+) -> None:
+    """A building keeps every profile's arrays (not rewritten, re-tagged); a footway rebuilds
+    foot and bike but keeps car; routes answer on the new version either way."""
+    before = _chunk_rows(town_url)
+    building = building_xml()
+    hooks = [build_before_swap]
+    first = run_update(town_url, [osc(tmp_path / "b.osc", create=building)],
+                       node_dir=nodes_of(town_url), before_swap=hooks)  # fmt: skip
+    assert _chunk_rows(town_url) == before
+    stored = dict(query(town_url, "SELECT profile, data_version FROM osm.routing_profiles"))
+    assert set(stored.values()) == {first.data_version}
+    assert _route_km(town_url) == pytest.approx(1.5, abs=0.1)
+
+    path = node_xml(50, 9.5050, 47.1025) + way_xml(300, [M, 50, DETOUR[0]], highway="footway")
+    run_update(town_url, [osc(tmp_path / "f.osc", create=path)],
+               node_dir=nodes_of(town_url), before_swap=hooks)  # fmt: skip
+    after = _chunk_rows(town_url)
+    assert {k: v for k, v in after.items() if k[0] == "car"} == {
+        k: v for k, v in before.items() if k[0] == "car"
+    }
+    assert all(after[k] != before[k] for k in before if k[0] == "foot")
+    assert _route_km(town_url) == pytest.approx(1.5, abs=0.1)
+    fresh = RoutingService(town_url).route(
+        "foot", [(9.5050, 47.1000), (9.4951, 47.1049)], {"overview": "false"}
+    )
+    assert fresh["code"] == "Ok"
+
+
+def _way_xml(way_id: int, refs: list[int], tags: dict[str, str]) -> str:
+    from xml.sax.saxutils import quoteattr
+
+    inner = "".join(f'<nd ref="{r}"/>' for r in refs)
+    inner += "".join(f"<tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items())
+    return f'<way id="{way_id}" {STAMP}>{inner}</way>'
+
+
+def test_a_rebuild_with_the_previous_order_answers_as_a_fresh_build(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Liechtenstein with roads cut and a road added: the car data the update builds on the
+    previous node order routes every pair of points as the data built from scratch does."""
+    import numpy as np
+
+    from osmimport import schema
+    from routing import store
+    from routing.arrays import profile_arrays, read_roads
+    from routing.engine import Engine
+    from routing.profiles import PROFILES
+
+    url = make_database()
+    run_import(url, [LI_2021], node_dir=nodes_of(url), before_swap=[build_before_swap])
+    previous = meta(url)["data_version"]
+    rows = query(
+        url,
+        "SELECT m.id, m.nodes, m.tags FROM osm.mid_ways m JOIN osm.road_ways r ON r.osm_id = m.id "
+        "WHERE m.tags ->> 'highway' IN ('residential', 'tertiary') AND cardinality(m.nodes) > 3 "
+        "ORDER BY m.id LIMIT 40",
+    )
+    cut = "".join(_way_xml(int(i), list(nodes)[:-2], dict(tags)) for i, nodes, tags in rows[::2])
+    joined = [int(rows[1][1][0]), int(rows[3][1][0])]
+    added = _way_xml(10**12, joined, {"highway": "residential", "name": "Neuweg"})
+    change = osc(tmp_path / "roads.osc", create=added, modify=cut)
+    summary = run_update(url, [change], node_dir=nodes_of(url), before_swap=[build_before_swap])
+    version = summary.data_version
+
+    car = PROFILES["car"]
+    stored = Engine(store.load(url, "car", version))
+    fresh = Engine(profile_arrays(read_roads(url, schema.SCHEMA, version, [car]), car))
+    assert previous != version
+    assert not np.array_equal(stored.arrays["cch_order"], fresh.arrays["cch_order"])
+    assert np.array_equal(stored.arrays["turn_origin"], fresh.arrays["turn_origin"])
+    rng = np.random.default_rng(14)
+    points = np.column_stack([rng.uniform(9.48, 9.62, 120), rng.uniform(47.05, 47.25, 120)])
+    compared = 0
+    for (lon1, lat1), (lon2, lat2) in zip(points[::2], points[1::2], strict=True):
+        a = stored.snap(float(lon1), float(lat1), radius=None)
+        b = stored.snap(float(lon2), float(lat2), radius=None)
+        x = fresh.snap(float(lon1), float(lat1), radius=None)
+        y = fresh.snap(float(lon2), float(lat2), radius=None)
+        mine, theirs = stored.route(a[0], b[0]), fresh.route(x[0], y[0])
+        assert (mine is None) == (theirs is None)
+        if mine is not None and theirs is not None:
+            assert mine.weight == theirs.weight
+            assert stored.duration(mine) == pytest.approx(fresh.duration(theirs), abs=1e-6)
+            assert stored.length(mine) == pytest.approx(fresh.length(theirs), abs=1e-3)
+            compared += 1
+    assert compared > 40
+
+
+#: A second commune around the far road.
+FAR_RING = (60, 61, 62, 63)
+
+
+def two_towns(path: Path) -> Path:
+    """The town, and a second commune (Ferndorf) around its far road."""
+    opl = _town()
+    _commune(opl, 2, FAR_RING, (9.89, 47.29, 9.92, 47.31), "Ferndorf")
+    return opl.write(path)
+
+
+def _get(client: Any, path: str) -> Any:
+    """GET ``path``, again after a 503 (a render process replaced under load) up to twice."""
+    for _ in range(2):
+        response = client.get(path)
+        if response.status_code != 503:
+            return response
+        time.sleep(1)
+    return client.get(path)
+
+
+def _pixels(png: bytes) -> Any:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def test_raster_tiles_and_plans_of_untouched_places_keep_their_etag(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Through the app: after a building is added, the raster tile over it is drawn again
+    (new ETag, new pixels) and the touched commune's plan changes, while a far raster tile and
+    the plan of the far commune answer 304 to their old ETag."""
+    import warnings
+
+    from tests.tileserver.conftest import LOOPBACK, tile_settings
+    from tileserver.app import create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    url = make_database()
+    run_import(url, [two_towns(tmp_path / "towns.opl")], node_dir=nodes_of(url))
+    near, far = _tile(17, 9.50025, 47.09525), _tile(16, 9.905, 47.3)
+    tiles = {
+        "near": "/styles/colour/{}/{}/{}.png".format(*near),
+        "near512": "/styles/colour/512/{}/{}/{}.png".format(*_tile(16, 9.50025, 47.09525)),
+        "far": "/styles/colour/{}/{}/{}.png".format(*far),
+        "far512": "/styles/colour/512/{}/{}/{}.png".format(*far),
+    }
+    plans = {"plan": "/townplans/Testdorf.png?dpi=72", "far plan": "/townplans/Ferndorf.png?dpi=72"}
+    building = building_xml()
+
+    with TestClient(create_app(tile_settings(url, tmp_path / "cache")), client=LOOPBACK) as client:
+        before = {name: _get(client, path) for name, path in {**tiles, **plans}.items()}
+        assert all(r.status_code == 200 for r in before.values()), {
+            k: r.text[:200] for k, r in before.items()
+        }
+        old_version = meta(url)["data_version"]
+        change = osc(tmp_path / "b.osc", create=building)
+        summary = run_update(url, [change], node_dir=nodes_of(url))
+        assert summary.communes == [1]
+        deadline = time.monotonic() + 30
+        while client.get(tiles["near"]).headers["etag"] == before["near"].headers["etag"]:
+            assert time.monotonic() < deadline, "the server never switched to the update"
+            time.sleep(0.2)
+        assert meta(url)["data_version"] != old_version
+        for name in ("near", "near512"):
+            after = client.get(tiles[name])
+            assert after.headers["etag"] != before[name].headers["etag"]
+            assert (_pixels(after.content) != _pixels(before[name].content)).any(), name
+        for name in ("far", "far512"):
+            again = client.get(tiles[name], headers={"if-none-match": before[name].headers["etag"]})
+            assert again.status_code == 304, name
+        old_tag = before["far plan"].headers["etag"]
+        kept = client.get(plans["far plan"], headers={"if-none-match": old_tag})
+        assert kept.status_code == 304 and kept.headers["etag"] == old_tag
+        assert client.get(plans["far plan"]).content == before["far plan"].content
+        changed = _get(client, plans["plan"])
+        assert changed.status_code == 200
+        assert changed.headers["etag"] != before["plan"].headers["etag"]
+        assert (_pixels(changed.content) != _pixels(before["plan"].content)).any()
+
+
+def _work_schemas(url: str) -> list[str]:
+    rows = query(url, "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'osm\\_update%%'")
+    return sorted(str(name) for (name,) in rows)
+
+
+def test_what_an_update_stages_is_dropped_when_it_fails_or_at_the_next_one(
+    town_url: str, tmp_path: Path
+) -> None:
+    """A failing routing build: the error passes, nothing changed, nothing staged is left;
+    what a killed update left is dropped by the next update."""
+
+    def failing(url: str, staging: str, version: str) -> None:
+        raise RuntimeError("routing build failed")
+
+    change = edits(tmp_path / "e.osc")
+    before = digests(town_url)
+    with pytest.raises(RuntimeError, match="routing build failed"):
+        run_update(town_url, [change], node_dir=nodes_of(town_url), before_swap=[failing])
+    assert digests(town_url) == before
+    assert _work_schemas(town_url) == []
+
+    with psycopg2.connect(town_url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA osm_update_network; CREATE TABLE osm_update_network.x (i int)")
+    assert _work_schemas(town_url) == ["osm_update_network"]
+    run_update(town_url, [change], node_dir=nodes_of(town_url))
+    assert _work_schemas(town_url) == []
+    assert scalar(town_url, "SELECT count(*) FROM osm.buildings WHERE osm_id = 200") == 1

@@ -52,3 +52,57 @@ CREATE VIEW {net}.restrictions AS
     SELECT * FROM {live}.restrictions r WHERE NOT EXISTS (
         SELECT 1 FROM {work}.affected a WHERE a.osm_type = 'r' AND a.osm_id = r.osm_id)
     UNION ALL SELECT * FROM {work}.restrictions;
+
+-- What the routing build needs to know to keep a profile's data: the tags of every road way
+-- whose row changes (before and after), of every road way holding a node whose location or
+-- barrier changes, and of every restriction that changes (kind 'w' or 'r').
+CREATE TABLE {net}.changed_roads AS
+    WITH ways_diff AS (
+        (SELECT osm_id, tags, nodes FROM {live}.road_ways w
+         WHERE EXISTS (SELECT 1 FROM {work}.affected a
+                       WHERE a.osm_type = 'w' AND a.osm_id = w.osm_id)
+         EXCEPT SELECT osm_id, tags, nodes FROM {work}.road_ways)
+        UNION ALL
+        (SELECT osm_id, tags, nodes FROM {work}.road_ways
+         EXCEPT SELECT osm_id, tags, nodes FROM {live}.road_ways w
+         WHERE EXISTS (SELECT 1 FROM {work}.affected a
+                       WHERE a.osm_type = 'w' AND a.osm_id = w.osm_id))
+    ), nodes_diff AS (
+        (SELECT n.osm_id, n.lon, n.lat FROM {live}.road_nodes n
+         JOIN {work}.road_node_candidates c USING (osm_id)
+         EXCEPT SELECT osm_id, lon, lat FROM {work}.road_nodes_final)
+        UNION
+        (SELECT osm_id, lon, lat FROM {work}.road_nodes_final
+         EXCEPT SELECT n.osm_id, n.lon, n.lat FROM {live}.road_nodes n
+         JOIN {work}.road_node_candidates c USING (osm_id))
+        UNION
+        (SELECT b.osm_id, NULL::float8, NULL::float8 FROM (
+            (SELECT b.osm_id, b.tags FROM {live}.barriers b
+             JOIN {work}.road_node_candidates c USING (osm_id)
+             EXCEPT SELECT osm_id, tags FROM {work}.barriers_final)
+            UNION ALL
+            (SELECT osm_id, tags FROM {work}.barriers_final
+             EXCEPT SELECT b.osm_id, b.tags FROM {live}.barriers b
+             JOIN {work}.road_node_candidates c USING (osm_id))) b)
+    ), restrictions_diff AS (
+        (SELECT osm_id, tags, members FROM {live}.restrictions r
+         WHERE EXISTS (SELECT 1 FROM {work}.affected a
+                       WHERE a.osm_type = 'r' AND a.osm_id = r.osm_id)
+         EXCEPT SELECT osm_id, tags, members FROM {work}.restrictions)
+        UNION ALL
+        (SELECT osm_id, tags, members FROM {work}.restrictions
+         EXCEPT SELECT osm_id, tags, members FROM {live}.restrictions r
+         WHERE EXISTS (SELECT 1 FROM {work}.affected a
+                       WHERE a.osm_type = 'r' AND a.osm_id = r.osm_id))
+    )
+    SELECT 'w'::char(1) AS kind, tags FROM ways_diff
+    UNION ALL
+    -- A node's location or barrier changes only with a way of the update (moved, or joined).
+    SELECT 'w', w.tags FROM (
+        SELECT tags, nodes FROM {work}.road_ways
+        UNION ALL
+        SELECT tags, nodes FROM {live}.road_ways l WHERE EXISTS (
+            SELECT 1 FROM {work}.affected a WHERE a.osm_type = 'w' AND a.osm_id = l.osm_id)) w
+    WHERE w.nodes && (SELECT coalesce(array_agg(osm_id), '{{}}') FROM nodes_diff)
+    UNION ALL
+    SELECT 'r', tags FROM restrictions_diff;

@@ -1,0 +1,1 @@
+COPY {data} (profile, name, chunk, data) FROM STDIN (FORMAT binary)

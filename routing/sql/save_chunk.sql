@@ -1,1 +1,0 @@
-INSERT INTO {data} (profile, name, chunk, data) VALUES (%(profile)s, %(name)s, %(chunk)s, %(data)s)
