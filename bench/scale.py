@@ -25,29 +25,29 @@ kept in DATA_DIR/logs.
 
 from __future__ import annotations
 
-import argparse  # noqa: E402
-import http.client  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
+import argparse
+import http.client
+import os
+import random
+import re
+import shutil
+import subprocess
 import sys
-import threading  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-import osmium  # noqa: E402
-import psutil  # noqa: E402
-from common import load_bench  # noqa: E402
+import osmium
+import psutil
+from common import load_bench
 
-from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
-from osmimport.embedded import EmbeddedCluster  # noqa: E402
-from osmimport.mercator import tile_xy  # noqa: E402
-from tileserver.routes.tiles import TILESET  # noqa: E402
+from osmimport.database import connect, drop_database, ensure_database
+from osmimport.embedded import EmbeddedCluster
+from osmimport.mercator import tile_xy
+from tileserver.routes.tiles import TILESET
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRACT = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"

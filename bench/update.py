@@ -14,25 +14,25 @@ Prints one line per run and a JSON summary last.
 
 from __future__ import annotations
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
+import argparse
+import json
+import random
+import shutil
+import subprocess
 import sys
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any  # noqa: E402
+from typing import Any
 
-from common import load_bench  # noqa: E402
+from common import load_bench
 
-from osmimport.database import connect, drop_database, ensure_database  # noqa: E402
-from osmimport.importer import run_import  # noqa: E402
-from osmimport.update import run_update  # noqa: E402
-from routing.build import build_before_swap, build_graphs  # noqa: E402
+from osmimport.database import connect, drop_database, ensure_database
+from osmimport.importer import run_import
+from osmimport.update import run_update
+from routing.build import build_before_swap, build_graphs
 
 ROOT = Path(__file__).resolve().parent.parent
 LI_2013 = ROOT / "tests" / "data" / "liechtenstein-2013-08-03.osm.pbf"
