@@ -108,7 +108,12 @@ def test_database_connections_are_kept_between_tiles(client: TestClient) -> None
     x, y = tile_of(*VADUZ, 14)
     for dx in range(4):
         assert client.get(f"/tiles/basemap/14/{x + dx}/{y + 3}.mvt").status_code in (200, 204)
+    # The connection goes back to the pool just after the answer is sent: wait for that.
+    deadline = time.monotonic() + 10
     found = metrics(client)
+    while found["fondplan_db_pool_in_use"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = metrics(client)
+    assert found["fondplan_db_pool_in_use"] == 0
     # Returned to the pool, not closed: the next uncached tile needs no new connection.
     assert found["fondplan_db_pool_idle"] >= 1
-    assert found["fondplan_db_pool_in_use"] == 0
