@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -19,11 +17,9 @@ from cities.communes import Commune
 from cities.errors import CitiesError, PlanBusy
 from cities.render import MapRenderer
 from cities.townplan import PlanOptions, commune_area, make_plan
+from osmimport.children import pool_pids, stop_pool, stop_with_parent
 
 log = logging.getLogger(__name__)
-
-#: prctl(2) option: the signal a child gets when the server process dies.
-PR_SET_PDEATHSIG = 1
 
 #: Builds a child's renderer, in the child, from a callable giving the data version of the plan
 #: being drawn (the renderer forgets the tiles of an older one). Picklable: a module-level
@@ -67,12 +63,7 @@ class CarriedError:
 def _start_child(factory: RendererFactory, nice: int) -> None:
     """Initializer of a child: stop with the server, yield the CPU to it, build the renderer."""
     global _renderer
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-    # Ctrl+C reaches the whole process group: the server stops its children itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop_with_parent()
     if nice > 0:
         os.nice(nice)
     _renderer = factory(lambda: _version)
@@ -168,18 +159,11 @@ class PlanProcesses:
 
     def pids(self) -> list[int]:
         """The child processes running now."""
-        processes: dict[int, Any] = getattr(self._pool, "_processes", None) or {}
-        return [process.pid for process in processes.values()]
+        return pool_pids(self._pool)
 
     def close(self) -> None:
         """Stop the children (plans being drawn are lost; their requests get 503)."""
         with self._lock:
             pool, self._pool, self._closed = self._pool, None, True
-        if pool is None:
-            return
-        children = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.join(5)
+        if pool is not None:
+            stop_pool(pool)
