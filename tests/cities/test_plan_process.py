@@ -114,6 +114,9 @@ def test_plans_are_drawn_in_a_child_at_background_priority(
         child_used = cpu_seconds(child) - child_cpu
         assert server_used < child_used / 2, (server_used, child_used)
         assert plan_health(url)["drawn"] == 2
+        metrics = get(f"{url}/metrics")[2].decode()
+        assert "fondplan_plans_drawn_total 2.0" in metrics
+        assert "fondplan_plan_processes 1.0" in metrics
         # Stopping the server stops the child and its render process.
         server.terminate()
         server.wait(timeout=60)
