@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,9 +18,9 @@ from starlette.routing import BaseRoute, Route
 from cities.communes import Commune, find_commune, list_communes
 from cities.errors import CitiesError, NoSuchPage, PlanBusy, PlanTimeout
 from cities.paper import DEFAULT_PAPER, PAPERS, parse_layout, parse_orientation, parse_paper
-from cities.render import MapRenderer
+from cities.planprocess import PlanProcesses
 from cities.settings import TownplanSettings
-from cities.townplan import PlanOptions, commune_area, make_plan
+from cities.townplan import PlanOptions
 from osmimport.database import connect
 from osmimport.dataversion import read_data_version
 from osmimport.etag import none_match
@@ -48,25 +48,36 @@ PlanKey = tuple[str, str, str]
 
 
 class PlanService:
-    """Draws plans in a bounded pool and keeps the finished ones; one plan per key at a time."""
+    """Draws plans in a bounded pool and keeps the finished ones; one plan per key at a time.
 
-    def __init__(self, database_url: str, renderer: MapRenderer, settings: TownplanSettings):
+    Each plan is drawn by one of ``processes`` (its Python work would hold the server's GIL);
+    a thread of the pool waits for it, so the bounds, the time limit and the cache stay here.
+    """
+
+    def __init__(
+        self, database_url: str, processes: PlanProcesses, settings: TownplanSettings
+    ) -> None:
         self.database_url = database_url
-        self.renderer = renderer
+        self.processes = processes
         self.settings = settings
         self.cache: LRUCache[tuple[str, ...], Documents] = LRUCache(
             settings.cache_bytes, lambda documents: documents.size
         )
+        # Long-lived threads: the child processes are started from them (see PlanProcesses).
         self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="townplan")
         self._slots = threading.BoundedSemaphore(settings.workers + settings.queue)
         self._running: dict[PlanKey, Future[Documents]] = {}
         self._lock = threading.Lock()
 
-    def documents(self, key: PlanKey, commune: Commune, options: PlanOptions) -> Documents:
-        """The plan of ``key``: cached, or drawn (joining a drawing of the same plan under way).
+    def documents(
+        self, key: PlanKey, commune: Commune, options: PlanOptions, data_version: str
+    ) -> Documents:
+        """The plan of ``key`` drawn from the data of ``data_version``: cached, or drawn
+        (joining a drawing of the same plan under way).
 
-        Raises :class:`PlanBusy` when the queue is full and :class:`PlanTimeout` past the time
-        limit (the plan is still finished and cached for the next request).
+        Raises :class:`PlanBusy` when the queue is full or the drawing process died, and
+        :class:`PlanTimeout` past the time limit (the plan is still finished and cached for
+        the next request).
         """
         cached = self.cache.get(key)
         if cached is not None:
@@ -76,7 +87,7 @@ class PlanService:
             if future is None:
                 if not self._slots.acquire(blocking=False):
                     raise PlanBusy("too many plans being drawn; try again shortly")
-                future = self._pool.submit(self._draw, key, commune, options)
+                future = self._pool.submit(self._draw, key, commune, options, data_version)
                 self._running[key] = future
         try:
             return future.result(timeout=self.settings.timeout)
@@ -85,25 +96,49 @@ class PlanService:
                 "the plan takes longer than the time limit; try again later"
             ) from None
 
-    def _draw(self, key: PlanKey, commune: Commune, options: PlanOptions) -> Documents:
+    def _draw(
+        self, key: PlanKey, commune: Commune, options: PlanOptions, data_version: str
+    ) -> Documents:
         try:
-            started = time.monotonic()
-            area = commune_area(self.database_url, commune)
-            made = make_plan(self.database_url, area, options, self.renderer)
-            documents = Documents(made.page_count, tuple(made.documents))
+            drawn = self.processes.draw(data_version, self.database_url, commune, options)
+            documents = Documents(drawn.pages, drawn.files)
             self.cache.put(key, documents)
             log.info(
                 "town plan %s (%s) drawn in %.1f s: %d pages, %d street names",
-                commune.label, options.cache_key, time.monotonic() - started,
-                made.page_count, made.label_count,
+                commune.label, options.cache_key, drawn.seconds, drawn.pages, drawn.label_count,
             )  # fmt: skip
-            for warning in made.warnings:
+            for warning in drawn.warnings:
                 log.warning("town plan %s: %s", commune.label, warning)
             return documents
         finally:
             self._slots.release()
             with self._lock:
                 self._running.pop(key, None)
+
+    def health(self) -> dict[str, Any]:
+        """The plan processes' state for ``/health``: their pids (none before the first plan),
+        plans drawn, pools replaced."""
+        pids = self.processes.pids()
+        return {
+            "ready": True,
+            "started": bool(pids),
+            "pids": pids,
+            "drawn": self.processes.drawn,
+            "restarts": self.processes.restarts,
+        }
+
+    def gauges(self) -> dict[str, float]:
+        """Plan process counters for /metrics."""
+        return {
+            "fondplan_plan_processes": float(len(self.processes.pids())),
+            "fondplan_plans_drawn_total": float(self.processes.drawn),
+            "fondplan_plan_process_restarts_total": float(self.processes.restarts),
+        }
+
+    def close(self) -> None:
+        """Stop the plan processes and the threads waiting for them (at server shutdown)."""
+        self.processes.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def plan_request(request: Request, max_dpi: int) -> tuple[str, PlanOptions, int]:
@@ -173,11 +208,11 @@ class TownplanEndpoints:
         stem, options, page = plan_request(request, self.service.settings.max_dpi)
         conn = connect(self.service.database_url)
         try:
-            version = read_data_version(conn)
+            data_version = read_data_version(conn)
             by_insee = stem.isdigit() and len(stem) == 5
             commune = find_commune(conn, insee=stem) if by_insee else find_commune(conn, name=stem)
             # Plans of communes an update did not touch keep their cache entry and ETag.
-            version = plan_version(conn, commune.osm_id, version)
+            version = plan_version(conn, commune.osm_id, data_version)
         finally:
             conn.close()
         key: PlanKey = (version, str(commune.osm_id), options.cache_key)
@@ -200,7 +235,7 @@ class TownplanEndpoints:
             body = _page(found, page)
             headers["Content-Length"] = str(len(body))
         else:
-            found = self.service.documents(key, commune, options)
+            found = self.service.documents(key, commune, options, data_version)
             body = _page(found, page)
         headers["X-Page-Count"] = str(found.pages)
         headers["ETag"] = etag
@@ -214,13 +249,9 @@ def _page(documents: Documents, page: int) -> bytes:
     return documents.files[page - 1]
 
 
-def townplan_routes(
-    database_url: str,
-    renderer: MapRenderer,
-    settings: TownplanSettings,
-) -> list[BaseRoute]:
-    """The ``/townplans`` routes (mount them at the app root), drawing maps with ``renderer``."""
-    endpoints = TownplanEndpoints(PlanService(database_url, renderer, settings))
+def townplan_routes(service: PlanService) -> list[BaseRoute]:
+    """The ``/townplans`` routes of ``service`` (mount them at the app root)."""
+    endpoints = TownplanEndpoints(service)
     return [
         Route("/townplans/communes.json", endpoints.communes, methods=["GET"]),
         Route("/townplans/papers.json", endpoints.papers, methods=["GET"]),

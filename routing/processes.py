@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import multiprocessing
-import signal
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
 
+from osmimport.children import pool_pids, stop_pool, stop_with_parent
 from routing.service import RoutingService
 from routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
-
-#: prctl(2) option: the signal a child gets when the server process dies.
-PR_SET_PDEATHSIG = 1
 
 #: The answer when a request's child died twice.
 FAILED = b'{"code":"ServiceUnavailable","message":"the routing process failed; try again"}'
@@ -32,12 +27,7 @@ _version = ""
 def _start_child(url: str, settings: RoutingSettings, data_dir: Path | None) -> None:
     """Initializer of a child: its own service, following the version each request names."""
     global _service
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-    # Ctrl+C reaches the whole process group: the server stops its children itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop_with_parent()
     _service = RoutingService(url, settings, follow=lambda: _version, data_dir=data_dir)
 
 
@@ -116,20 +106,13 @@ class RoutingProcesses:
 
     def pids(self) -> list[int]:
         """The child processes running now."""
-        processes: dict[int, Any] = getattr(self._pool, "_processes", None) or {}
-        return [process.pid for process in processes.values()]
+        return pool_pids(self._pool)
 
     def close(self) -> None:
         """Stop the children (requests still running in them are lost)."""
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        children = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for child in children:
-            child.terminate()
-        for child in children:
-            child.join(5)
+        if pool is not None:
+            stop_pool(pool)
 
     def gauges(self) -> dict[str, float]:
         """The pool's state, for /metrics."""

@@ -193,6 +193,11 @@ class RasterPool:
             raise RenderTimeout(f"the render took longer than {limit:g} s")
         return wrapped.result()
 
+    def start(self) -> None:
+        """Start the render process now, from this thread (it stops when the thread ends)."""
+        with self._lock:
+            self._ensure_started()
+
     def restart(self) -> None:
         """Stop the render process (pending renders fail); the next render starts a fresh one."""
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -99,11 +100,12 @@ class MapLibreMapRenderer:
         if self.styles is not None:
             self.styles.cleanup()
 
-    def close_all(self) -> None:
-        """Stop the render process and remove the styles folder (at server shutdown)."""
-        self.pool.close()
-        if self.styles is not None:
-            self.styles.cleanup()
+    def prepare(self) -> None:
+        """Follow the data version and start the render process from this thread, before a
+        plan: the plan renders from threads of its own, and a render process started by one
+        of them would stop with it (its parent-death signal follows the starting thread)."""
+        self._follow_version()
+        self.pool.start()
 
     def __call__(
         self,
@@ -209,6 +211,20 @@ def renderer_factory(url: str, settings: Settings) -> MapLibreMapRenderer:
     return MapLibreMapRenderer.for_database(url, settings)
 
 
+def plan_process_renderer(
+    url: str, settings: Settings, styles_dir: str, version: Callable[[], str]
+) -> MapLibreMapRenderer:
+    """The renderer of a server's plan process (built there): a render process of its own
+    over the styles in ``styles_dir``, restarted when ``version`` changes."""
+    timeout = settings.townplan.timeout
+    raster = settings.raster.model_copy(update={"threads": 1, "timeout": timeout})
+    # The plan process lowered its priority already; its render process inherits it.
+    server = settings.server.model_copy(update={"background_nice": 0})
+    settings = settings.model_copy(update={"server": server})
+    pool = pool_for(settings, database_url=url, raster=raster, styles_dir=styles_dir)
+    return MapLibreMapRenderer(pool, version=version, timeout=timeout, owns_pool=True)
+
+
 #: The viewer loads this script; without town plans it adds nothing to the page.
 _NO_PANEL = "/* Town plans are not available: this server serves a tiles file. */\n"
 
@@ -241,18 +257,21 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     tiles_file = context.settings.server.tiles_file
     if tiles_file is not None:
         return unavailable_routes(tiles_file)
-    from cities.routes import townplan_routes
+    from cities.planprocess import PlanProcesses
+    from cities.routes import PlanService, townplan_routes
 
     url = database_url(context.settings.database, start=False)
     settings = context.settings.townplan
+    # Made here, so the server removes it even when a plan process is killed.
     styles = plan_styles()
-    raster = context.settings.raster.model_copy(update={"threads": 1, "timeout": settings.timeout})
-    pool = pool_for(context.settings, database_url=url, raster=raster, styles_dir=styles.name)
-    renderer = MapLibreMapRenderer(
-        pool, version=lambda: context.tiles.version, timeout=settings.timeout, styles=styles
-    )
-    context.on_shutdown.append(renderer.close_all)
-    return townplan_routes(url, renderer, settings)
+    factory = functools.partial(plan_process_renderer, url, context.settings, styles.name)
+    processes = PlanProcesses(factory, settings.workers, context.settings.server.background_nice)
+    service = PlanService(url, processes, settings)
+    context.on_shutdown.append(service.close)
+    context.on_shutdown.append(styles.cleanup)
+    context.health["townplans"] = service.health
+    context.metrics.add_gauges(service.gauges)
+    return townplan_routes(service)
 
 
 __all__ = ["MapLibreMapRenderer", "RasterError", "renderer_factory", "routes"]

@@ -1,0 +1,37 @@
+"""Pools of child processes of the server: they stop with it, and it stops them."""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+#: prctl(2) option: the signal a child gets when the server process dies.
+PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent() -> None:
+    """In a child: SIGTERM when the thread of the server that started it ends; Ctrl+C ignored
+    (it reaches the whole process group, and the server stops its children itself)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def pool_pids(pool: ProcessPoolExecutor | None) -> list[int]:
+    """The child processes of ``pool`` running now."""
+    processes: dict[int, Any] = getattr(pool, "_processes", None) or {}
+    return [process.pid for process in processes.values()]
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop the children of ``pool`` (the work under way in them is lost)."""
+    children = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(5)
