@@ -39,16 +39,23 @@ def _with_dbname(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def admin_url() -> str:
-    """A URL to the maintenance database of the server the tests may create databases in."""
+def admin_url() -> Iterator[str]:
+    """A URL to the maintenance database of the server the tests may create databases in.
+
+    The embedded cluster is stopped at the end when the session started it (a running one,
+    e.g. ``make demo``'s, is left running)."""
     external = os.environ.get("FONDPLAN_TEST_DATABASE_URL") or os.environ.get(
         "FONDPLAN_DATABASE_URL"
     )
     if external:
-        return _with_dbname(external, "postgres")
+        yield _with_dbname(external, "postgres")
+        return
     cluster = EmbeddedCluster(Path(os.environ.get("FONDPLAN_DATA_DIR", ROOT / "var")))
+    was_running = cluster.is_running()
     cluster.start()
-    return cluster.url("postgres")
+    yield cluster.url("postgres")
+    if not was_running:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
