@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from osmimport.children import term_on_parent_death
 from osmimport.database import database_url
 from osmimport.settings import DatabaseSettings
 from routing.network import data_version
@@ -32,8 +32,6 @@ from routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
 
-#: prctl(2) option: the signal this process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
 #: SO_PEERCRED's answer: process, user and group id.
 PEER = struct.Struct("3i")
 #: A frame's header: the length of the JSON request that follows.
@@ -263,10 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parent = int(args[1]) if len(args) > 1 else None
     if parent is not None:
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):
-            pass
+        term_on_parent_death()
         if os.getppid() != parent:
             return 0
     # Ctrl+C reaches the whole process group: the serve command stops this server itself.

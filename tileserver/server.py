@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -12,12 +11,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from osmimport.children import term_on_parent_death
 from tileserver.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-#: prctl(2) option: the signal this process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
 _header_timeout: float = ServerSettings.model_fields["header_timeout"].default
 
 
@@ -66,11 +64,7 @@ def die_with_parent(parent_pid: int) -> None:
     The kernel's parent-death signal where available, and a watchdog thread besides (the
     signal is tied to the parent's thread that started us, and misses a parent already gone).
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    term_on_parent_death()
 
     def watch() -> None:
         while True:

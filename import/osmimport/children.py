@@ -11,13 +11,19 @@ from typing import Any
 PR_SET_PDEATHSIG = 1
 
 
-def stop_with_parent() -> None:
-    """In a child: SIGTERM when the thread of the server that started it ends; Ctrl+C ignored
-    (it reaches the whole process group, and the server stops its children itself)."""
+def term_on_parent_death() -> None:
+    """SIGTERM this process when the thread of the process that started it ends (Linux's
+    parent-death signal; nothing where it does not exist)."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+
+
+def stop_with_parent() -> None:
+    """In a child: SIGTERM when the thread of the server that started it ends; Ctrl+C ignored
+    (it reaches the whole process group, and the server stops its children itself)."""
+    term_on_parent_death()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
