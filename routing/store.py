@@ -271,15 +271,14 @@ def _fetch(
     partial = folder.parent / f".{profile}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     partial.mkdir()
     try:
-        current: tuple[str, Any] | None = None
-        for name, data in _chunks(conn, profile):
-            if current is None or current[0] != name:
-                if current is not None:
-                    current[1].close()
-                current = (name, (partial / f"{name}.bin").open("wb"))
-            current[1].write(data)
-        if current is not None:
-            current[1].close()
+        # COPY in binary: the bytes as they are, several times faster than bytea values.
+        files = _ChunkFiles(partial)
+        with conn.cursor() as cur:
+            copy = sql.SQL(load_sql("routing", "copy_out_chunks.sql")).format(
+                **_identifiers(schema.SCHEMA)
+            )
+            cur.copy_expert(cur.mogrify(copy, {"profile": profile}).decode(), files, CHUNK_BYTES)
+        files.close()
         (partial / LAYOUT_FILE).write_text(json.dumps(layout))
         try:
             partial.rename(folder)
@@ -288,6 +287,84 @@ def _fetch(
                 raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+class _ChunkFiles:
+    """Writes a COPY binary stream of (name, data) rows, in name order, as one file per name
+    in ``folder`` (the data streamed through, never held whole)."""
+
+    SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._file: Any = None
+        self._name = ""
+        #: What the next fixed-size item is, its size and the bytes of it received so far.
+        self._state = "header"
+        self._need = len(self.SIGNATURE) + 8
+        self._small = b""
+        #: Bytes of the current data value still to come (written through as they arrive).
+        self._left = 0
+
+    def write(self, data: bytes) -> int:
+        """Take the next piece of the stream (any size)."""
+        view = memoryview(data)
+        while view:
+            if self._left:
+                part = view[: self._left]
+                self._file.write(part)
+                self._left -= len(part)
+                view = view[len(part) :]
+                if not self._left:
+                    self._expect("row", 2)
+                continue
+            take = self._need - len(self._small)
+            self._small += bytes(view[:take])
+            view = view[take:]
+            if len(self._small) == self._need:
+                item, self._small = self._small, b""
+                self._step(item)
+        return len(data)
+
+    def _expect(self, state: str, size: int) -> None:
+        self._state, self._need = state, size
+
+    def _step(self, item: bytes) -> None:
+        state = self._state
+        if state == "header":
+            if not item.startswith(self.SIGNATURE):
+                raise GraphNotBuiltError("the routing data arrives in an unknown COPY format")
+            extension = struct.unpack(">i", item[-4:])[0]
+            if extension:
+                self._expect("extension", extension)
+            else:
+                self._expect("row", 2)
+        elif state == "extension":
+            self._expect("row", 2)
+        elif state == "row":
+            if struct.unpack(">h", item)[0] == -1:
+                self._expect("end", 1 << 30)
+            else:
+                self._expect("name size", 4)
+        elif state == "name size":
+            self._expect("name", struct.unpack(">i", item)[0])
+        elif state == "name":
+            name = item.decode()
+            if name != self._name or self._file is None:
+                self.close()
+                self._name = name
+                self._file = (self.folder / f"{name}.bin").open("wb")
+            self._expect("data size", 4)
+        elif state == "data size":
+            self._left = struct.unpack(">i", item)[0]
+            if not self._left:
+                self._expect("row", 2)
+
+    def close(self) -> None:
+        """Close the file being written."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def _open(folder: Path) -> Arrays:

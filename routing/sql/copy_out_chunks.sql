@@ -1,0 +1,2 @@
+COPY (SELECT name, data FROM {data} WHERE profile = %(profile)s ORDER BY name, chunk)
+TO STDOUT (FORMAT binary)
