@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import math
 import random
@@ -30,6 +32,8 @@ from routing.store import Arrays
 SAMPLE_SPACING = 20.0
 #: Smallest side (m) of the grid cells indexing road pieces for the nearest one.
 GRID_CELL_MIN = 20.0
+#: The C library, for ``malloc_trim`` (glibc's).
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 
 
 @dataclass(frozen=True)
@@ -317,7 +321,9 @@ class Engine:
     turn graph and its CCH order, the snapping index, the components) is computed when missing
     and kept in :attr:`arrays`: the import stores them all, and a server opens them ready-made,
     memory-mapped, building only the CCH. A networkx graph (tests, benchmarks) is converted
-    first and kept as :attr:`graph`.
+    first and kept as :attr:`graph`. Given ``topology``, an engine of another data version
+    whose turn graph and order are byte for byte these, its CCH is shared and only the metric
+    is customised (a change of weights only).
     """
 
     def __init__(
@@ -326,6 +332,7 @@ class Engine:
         small_component_size: int = SMALL_COMPONENT_SIZE,
         *,
         search: bool = True,
+        topology: Engine | None = None,
     ) -> None:
         self.graph: nx.MultiDiGraph | None = None
         if isinstance(data, nx.MultiDiGraph):
@@ -385,8 +392,10 @@ class Engine:
         if "piece_edge" not in a:
             self._index_pieces()
         self._load_snapping()
+        #: Whether the CCH is ``topology``'s.
+        self.cch_reused = False
         if search:
-            self._build_cch()
+            self._build_cch(topology)
             self._warm_up()
 
     def _derived(self, name: str, compute: Callable[[], NDArray[Any]]) -> NDArray[Any]:
@@ -617,20 +626,47 @@ class Engine:
         self._arc_turn: NDArray[np.int64] = a["arc_turn"]
         self.copies = _Copies(self.edge_count, a["copy_origin"], a["copy_node"])
 
-    def _build_cch(self) -> None:
+    #: The arrays the CCH is made of: its order and the turn graph's arcs.
+    TOPOLOGY = ("cch_order", "turn_offsets", "turn_next")
+
+    def same_topology(self, other: Engine) -> bool:
+        """Whether ``other``'s CCH is this engine's too: the same order and arcs, byte for
+        byte."""
+        return all(
+            self.arrays[name].dtype == other.arrays[name].dtype
+            and np.array_equal(self.arrays[name], other.arrays[name])
+            for name in self.TOPOLOGY
+        )
+
+    @property
+    def arcs(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        """The turn graph's arcs: tails, heads and weights (ms); made on each use, not kept
+        (next to the CCH they are the engine's largest arrays)."""
         a = self.arrays
-        count = len(self.origin)
         offsets = a["turn_offsets"]
-        tails = np.repeat(np.arange(count, dtype=np.int64), np.diff(offsets))
-        heads = a["turn_next"]
+        tails = np.repeat(np.arange(len(self.origin), dtype=np.int64), np.diff(offsets))
         weights = self.weight[self.origin[tails]] + a["turn_cost"]
-        self.arcs = (tails, heads, weights)
-        if count == 0:
+        return tails, a["turn_next"], weights
+
+    #: The CCH of the turn graph (None when it has no node), shared with ``topology``.
+    _cch: rk.CCH | None = None
+    _metric: rk.CCHMetric | None = None
+
+    def _build_cch(self, topology: Engine | None) -> None:
+        if len(self.origin) == 0:
             self._metric = None
             return
-        # The binding reads any sequence: arrays spare a list of millions of ints.
-        self._cch = rk.CCH(a["cch_order"], tails, heads, False)  # type: ignore[arg-type]
+        tails, heads, weights = self.arcs
+        if topology is not None and topology._metric is not None and self.same_topology(topology):
+            self._cch = topology._cch
+            self.cch_reused = True
+        else:
+            # The binding reads any sequence: arrays spare a list of millions of ints.
+            self._cch = rk.CCH(self.arrays["cch_order"], tails, heads, False)  # type: ignore[arg-type]
+        del tails, heads
         self._metric = rk.CCHMetric(self._cch, weights)  # type: ignore[arg-type]
+        del weights
+        _release_freed()
 
     def turn_graph(self) -> nx.DiGraph:
         """The edge-based graph the engine searches, as networkx (the reference in tests)."""
@@ -1078,7 +1114,7 @@ class Engine:
     @cached_property
     def _duration_metric(self) -> rk.CCHMetric | None:
         """The CCH customized to durations: the arcs without the restricted-road penalty."""
-        if self._metric is None:
+        if self._metric is None or self._cch is None:
             return None
         tails, heads, weights = self.arcs
         a = self._origin[np.asarray(tails, dtype=np.int64)]
@@ -1193,6 +1229,14 @@ class Engine:
         return kernels.route_line(
             path.edges, path.start, path.end, self.offsets, self.points, self.along
         )
+
+
+def _release_freed() -> None:
+    """Give the memory freed by a CCH build (its working copies) back to the system: the
+    allocator keeps it otherwise, about as much as the CCH itself."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _join(first: tuple[Part, ...], second: tuple[Part, ...]) -> tuple[Part, ...]:

@@ -62,6 +62,9 @@ class RoutingService:
         #: Why a profile could not be loaded, by (data version, profile).
         self._errors: dict[tuple[str, str], str] = {}
         self._loading: set[str] = set()
+        #: A lock per (data version, profile) being loaded: a query waits for its profile
+        #: only, and the profiles of a version load side by side.
+        self._building: dict[tuple[str, str], threading.Lock] = {}
         self._started = False
         self._version: str | None = None
         self._checked = 0.0
@@ -133,28 +136,54 @@ class RoutingService:
     def _get(self, name: str, version: str, *, quiet: bool = False) -> Engine | None:
         """The engine of ``name`` for ``version``, loaded now if needed (None when quiet and
         it cannot be)."""
-        engine = self._engines.get((version, name))
+        key = (version, name)
+        engine = self._engines.get(key)
         if engine is not None:
             return engine
         with self._lock:
-            engine = self._engines.get((version, name))
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            engine = self._engines.get(key)
             if engine is not None:
                 return engine
             try:
-                try:
-                    arrays = store.load(self.url, name, version, cache=self._cache())
-                except psycopg2.Error as exc:
-                    raise GraphNotBuiltError(f"the routing data cannot be read: {exc}") from exc
-                engine = Engine(arrays, self.settings.routing_small_component)
+                engine = self._build(name, version)
             except FondplanError as exc:
-                self._errors[(version, name)] = str(exc)
+                with self._lock:
+                    self._errors[key] = str(exc)
+                    self._building.pop(key, None)
                 if quiet:
                     log.warning("routing %s: %s", name, exc)
                     return None
                 raise
-            self._errors.pop((version, name), None)
-            self._engines = {**self._engines, (version, name): engine}
+            with self._lock:
+                self._errors.pop(key, None)
+                self._engines = {**self._engines, key: engine}
+                self._building.pop(key, None)
             return engine
+
+    def _build(self, name: str, version: str) -> Engine:
+        """The engine of ``name`` for ``version``: its arrays memory-mapped (fetched first when
+        not cached), the CCH of a loaded version's engine shared when the turn graph is the
+        same, else built."""
+        began = time.perf_counter()
+        try:
+            arrays = store.load(self.url, name, version, cache=self._cache())
+        except psycopg2.Error as exc:
+            raise GraphNotBuiltError(f"the routing data cannot be read: {exc}") from exc
+        fetched = time.perf_counter()
+        others = [e for (v, n), e in self._engines.items() if n == name and v != version]
+        engine = Engine(arrays, self.settings.routing_small_component, topology=_newest(others))
+        log.info(
+            "routing %s of %s ready in %.1f s (data %.1f s, engine %.1f s, CCH %s)",
+            name,
+            version,
+            time.perf_counter() - began,
+            fetched - began,
+            time.perf_counter() - fetched,
+            "shared" if engine.cch_reused else "built",
+        )
+        return engine
 
     def health(self) -> dict[str, Any]:
         """Per profile the data version served, whether its engine is loaded and its edges;
@@ -168,6 +197,8 @@ class RoutingService:
                 "loaded": engine is not None,
                 "edges": len(engine.edges) if engine is not None else None,
             }
+            if engine is not None:
+                state["cch"] = "shared" if engine.cch_reused else "built"
             if engine is None:
                 error = self._errors.get((version or "", name))
                 state["state"] = (
@@ -394,3 +425,8 @@ class RoutingService:
                 osrm.waypoint(engine, snaps[j], options) for j in options.destinations
             ]
         return result
+
+
+def _newest(engines: list[Engine]) -> Engine | None:
+    """The engine of the latest data version among ``engines`` (None for none)."""
+    return max(engines, key=lambda engine: engine.data_version, default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import threading
 import time
@@ -12,16 +13,22 @@ import urllib.request
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import osmium
 import psutil
 
-from osmimport.database import drop_database
+from osmimport import schema
+from osmimport.database import connect, drop_database
 from osmimport.importer import run_import
 from osmimport.settings import DatabaseSettings
+from routing import store
 from routing.build import build_before_swap
 from routing.client import RoutingClient
+from routing.http import answer
 from routing.network import data_version
 from routing.server import QUEUE_FULL, RoutingServerProcess
+from routing.service import RoutingService
 from routing.settings import RoutingSettings
 from tests.routing.test_lifecycle import CENTRE, IN_CENTRE, IN_SUD_OUEST, SUD_OUEST
 from tests.tileserver.conftest import serve_process, tile_settings
@@ -261,4 +268,144 @@ def test_routes_are_answered_without_the_database_once_loaded(
         assert status == 200 and json.loads(body)["code"] == "Ok", body
         assert client.health(version)["ready"]
     finally:
+        process.stop()
+
+
+def _wait_ready(client: RoutingClient, version: str, seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        state = client.health(version)
+        if state.get("ready"):
+            return state
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+
+
+def _ask(path: Path, version: str, profile: str, pair: str) -> tuple[int, bytes]:
+    """One route from the routing server at ``path`` (a client per event loop: it keeps its
+    connections)."""
+    client = RoutingClient(path, RoutingSettings())
+    coordinates, _, query = pair.partition("?")
+    return asyncio.run(
+        client.answer(version, "route", profile, coordinates, split_query(query) if query else [])
+    )
+
+
+def _with_maxspeed(source: Path, target: Path, maxspeed: str) -> int:
+    """``source`` with one residential road's maxspeed set to ``maxspeed``; its way id."""
+    changed = 0
+    writer = osmium.SimpleWriter(str(target))
+    try:
+        for obj in osmium.FileProcessor(str(source)):
+            if (
+                not changed
+                and isinstance(obj, osmium.osm.Way)
+                and obj.tags.get("highway") == "residential"
+                and len(obj.nodes) > 3
+            ):
+                changed = obj.id
+                tags = {tag.k: tag.v for tag in obj.tags}
+                writer.add(obj.replace(tags={**tags, "maxspeed": maxspeed}))
+            else:
+                writer.add(obj)
+    finally:
+        writer.close()
+    return changed
+
+
+def test_a_new_version_of_the_same_roads_shares_the_cch_and_answers_as_a_fresh_build(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = make_database()
+    first = run_import(url, [SUD_OUEST], before_swap=[build_before_swap]).data_version
+    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
+    process = RoutingServerProcess(database, RoutingSettings())
+    process.start()
+    rng = random.Random(7)
+    pairs = [
+        f"{rng.uniform(7.29, 7.33):.5f},{rng.uniform(47.72, 47.74):.5f};"
+        f"{rng.uniform(7.29, 7.33):.5f},{rng.uniform(47.72, 47.74):.5f}"
+        for _ in range(12)
+    ]
+    try:
+        client = RoutingClient(process.path, RoutingSettings())
+        state = _wait_ready(client, first)
+        assert {p["cch"] for p in state["profiles"].values()} == {"built"}, state
+
+        # Only a maxspeed changed: the same turn graph, other weights.
+        slower = tmp_path / "slower.osm.pbf"
+        assert _with_maxspeed(SUD_OUEST, slower, "10")
+        second = run_import(url, [slower], before_swap=[build_before_swap]).data_version
+        #: When each query of the first version started and ended.
+        times: list[tuple[float, float]] = []
+        stop = threading.Event()
+
+        def query_first_version() -> None:
+            while not stop.is_set():
+                began = time.monotonic()
+                status, _ = _ask(process.path, first, "car", pairs[0])
+                times.append((began, time.monotonic()))
+                assert status == 200
+
+        querying = threading.Thread(target=query_first_version)
+        querying.start()
+        try:
+            client.prepare(second)  # the first call of a worker does not wait
+            began = time.monotonic()
+            client.prepare(second)
+            ready = time.monotonic()
+        finally:
+            stop.set()
+            querying.join()
+        state = _wait_ready(client, second)
+        assert {p["cch"] for p in state["profiles"].values()} == {"shared"}, state
+        slowest = max(end - start for start, end in times)
+        print(f"weights-only switch {ready - began:.2f} s, slowest query {slowest:.3f} s")
+        # The first version kept answering while the second loaded.
+        assert any(began < end < ready for _, end in times), (began, ready, times)
+        assert slowest < 2.0, times
+
+        # The answers are those of engines built afresh from the stored data.
+        fresh = RoutingService(url, RoutingSettings())
+        changed = 0
+        for pair in pairs:
+            for profile in ("driving", "foot"):
+                status, body = _ask(process.path, second, profile, pair)
+                expected = answer(fresh, "route", profile, pair, [])
+                assert (status, json.loads(body)) == (expected[0], json.loads(expected[1]))
+                _, before = _ask(process.path, first, profile, pair)
+                changed += before != body
+        assert changed, "the maxspeed changed no route: the test shows nothing"
+    finally:
+        process.stop()
+
+
+def test_a_route_is_answered_while_another_profile_still_loads(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    url = make_database()
+    version = run_import(url, [SUD_OUEST], before_swap=[build_before_swap]).data_version
+    data_dir = tmp_path / "data"
+    # The foot data is in the file cache; the others must come from the database, which
+    # holds them back until the end of the test's transaction.
+    store.load(url, "foot", version, cache=store.cache_root(data_dir, url))
+    blocker = connect(url)
+    database = DatabaseSettings(database_url=url, data_dir=data_dir)
+    process = RoutingServerProcess(database, RoutingSettings())
+    try:
+        with blocker.cursor() as cur:
+            cur.execute(f"LOCK TABLE {schema.SCHEMA}.{schema.ROUTING_DATA_TABLE}")
+        process.start()
+        client = RoutingClient(process.path, RoutingSettings())
+        status, body = _ask(process.path, version, "foot", IN_SUD_OUEST)
+        assert status == 200 and json.loads(body)["code"] == "Ok", body
+        profiles = client.health(version)["profiles"]
+        assert profiles["foot"]["loaded"] and not profiles["car"]["loaded"], profiles
+        assert profiles["car"]["state"] == "loading"
+        blocker.rollback()
+        _wait_ready(client, version)
+        status, body = _ask(process.path, version, "car", IN_SUD_OUEST)
+        assert status == 200 and json.loads(body)["code"] == "Ok", body
+    finally:
+        blocker.close()
         process.stop()
