@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import json
 import math
+import mmap
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -397,6 +398,15 @@ class Engine:
         if search:
             self._build_cch(topology)
             self._warm_up()
+
+    def release_pages(self) -> None:
+        """Drop the pages of the memory-mapped arrays from this process's memory: loading
+        reads most of them whole, a query a few pages, faulted in again from the page cache
+        (which the system shares between processes and reclaims when short)."""
+        for array in self.arrays.values():
+            mapped = getattr(array, "_mmap", None)
+            if isinstance(mapped, mmap.mmap):
+                mapped.madvise(mmap.MADV_DONTNEED)
 
     def _derived(self, name: str, compute: Callable[[], NDArray[Any]]) -> NDArray[Any]:
         if name not in self.arrays:

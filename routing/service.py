@@ -174,6 +174,7 @@ class RoutingService:
         fetched = time.perf_counter()
         others = [e for (v, n), e in self._engines.items() if n == name and v != version]
         engine = Engine(arrays, self.settings.routing_small_component, topology=_newest(others))
+        engine.release_pages()
         log.info(
             "routing %s of %s ready in %.1f s (data %.1f s, engine %.1f s, CCH %s)",
             name,
