@@ -19,16 +19,20 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from osmimport.children import term_on_parent_death
 from osmimport.database import database_url
 from osmimport.settings import DatabaseSettings
+from routing import store
 from routing.network import data_version
-from routing.service import RoutingService
+from routing.prefetch import Prefetch
 from routing.settings import RoutingSettings
+
+if TYPE_CHECKING:
+    from routing.service import RoutingService
 
 log = logging.getLogger(__name__)
 
@@ -271,11 +275,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = orjson.loads(sys.stdin.buffer.read())
     database = DatabaseSettings.model_validate(given["database"])
     routing = RoutingSettings.model_validate(given["routing"])
+    prefetch = _prefetch(database)
+    # Imported once the fetch is under way: the engine's libraries take seconds to load.
+    from routing.service import RoutingService
+
     service = RoutingService(
         lambda: database_url(database), routing, follow=_VERSION.get, data_dir=database.data_dir
     )
+    if prefetch is not None:
+        service.prefetch(prefetch.version, prefetch)
     asyncio.run(RoutingServer(service, routing).serve(Path(args[0]), parent))
     return 0
+
+
+def _prefetch(database: DatabaseSettings) -> Prefetch | None:
+    """The routing data of the version the database serves now, fetched into the file cache
+    by a child process (None when the database cannot say which)."""
+    from routing.profiles import PROFILES
+
+    try:
+        url = database_url(database)
+        version = data_version(url)
+    except Exception as exc:  # the database unreachable: loaded when a worker names a version
+        log.warning("routing server: nothing fetched at start: %s", exc)
+        return None
+    cache = store.cache_root(database.data_dir, url)
+    return Prefetch(url, version, list(PROFILES), cache)
 
 
 class RoutingServerProcess:

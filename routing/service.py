@@ -18,6 +18,7 @@ from routing import osrm, store
 from routing.engine import Engine, Route, Snap
 from routing.errors import GraphNotBuiltError, OsrmError
 from routing.network import data_version
+from routing.prefetch import Prefetch
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingSettings
 
@@ -65,6 +66,8 @@ class RoutingService:
         #: A lock per (data version, profile) being loaded: a query waits for its profile
         #: only, and the profiles of a version load side by side.
         self._building: dict[tuple[str, str], threading.Lock] = {}
+        #: The child fetching a version's profiles into the file cache, by data version.
+        self._prefetches: dict[str, Prefetch] = {}
         self._started = False
         self._version: str | None = None
         self._checked = 0.0
@@ -107,9 +110,29 @@ class RoutingService:
             keep.add(self._follow())
         self.retain(keep)
 
+    def prefetch(self, version: str, prefetch: Prefetch | None = None) -> None:
+        """Have the profiles of ``version`` not in the file cache fetched into it by a child
+        process (``prefetch``, when one is already under way), while the loading builds the
+        first ones."""
+        cache = self._cache()
+        if cache is None or version in self._prefetches:
+            return
+        if prefetch is None:
+            missing = [
+                n for n in PROFILES if not (cache / version / n / store.LAYOUT_FILE).exists()
+            ]
+            if not missing:
+                return
+            prefetch = Prefetch(self.url, version, missing, cache)
+        self._prefetches = {
+            **{v: p for v, p in self._prefetches.items() if not p.done()},
+            version: prefetch,
+        }
+
     def load_version(self, version: str) -> None:
         """Load every profile of ``version`` that can be (the others keep their error)."""
         self._loading.add(version)
+        self.prefetch(version)
         try:
             for name in PROFILES:
                 self._get(name, version, quiet=True)
@@ -167,6 +190,9 @@ class RoutingService:
         not cached), the CCH of a loaded version's engine shared when the turn graph is the
         same, else built."""
         began = time.perf_counter()
+        prefetch = self._prefetches.get(version)
+        if prefetch is not None:
+            prefetch.wait(name)
         try:
             arrays = store.load(self.url, name, version, cache=self._cache())
         except psycopg2.Error as exc:

@@ -190,11 +190,8 @@ def test_requests_beyond_the_queue_answer_503(liechtenstein_url: str, tmp_path: 
     process.start()
     try:
         client = RoutingClient(process.path, RoutingSettings())
-        deadline = time.monotonic() + 120
-        while not client.health(data_version(liechtenstein_url)).get("ready"):
-            assert time.monotonic() < deadline, "the routing server did not load"
-            time.sleep(0.2)
         version = data_version(liechtenstein_url)
+        _wait_ready(client, version)
         coordinates, _, query = HEAVY.removeprefix("/route/v1/foot/").partition("?")
         params = split_query(query)
 
@@ -256,10 +253,7 @@ def test_routes_are_answered_without_the_database_once_loaded(
     process.start()
     try:
         client = RoutingClient(process.path, RoutingSettings())
-        deadline = time.monotonic() + 120
-        while not client.health(version).get("ready"):
-            assert time.monotonic() < deadline, "the routing server did not load"
-            time.sleep(0.2)
+        _wait_ready(client, version)
         # The database is gone for good: the loaded engines still answer.
         drop_database(admin_url, url.rsplit("/", 1)[1])
         coordinates, _, query = IN_SUD_OUEST.partition("?")
