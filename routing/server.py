@@ -210,13 +210,17 @@ class RoutingServer:
         finally:
             writer.close()
 
-    async def serve(self, path: Path, parent: int | None = None) -> None:
-        """Answer on the socket ``path`` until SIGTERM (or ``parent`` is gone)."""
+    async def serve(
+        self, path: Path, parent: int | None = None, listening: socket.socket | None = None
+    ) -> None:
+        """Answer on the socket ``path`` (``listening`` on it already when given) until
+        SIGTERM (or ``parent`` is gone)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-        path.unlink(missing_ok=True)
-        server = await asyncio.start_unix_server(self._connection, str(path))
+        if listening is None:
+            listening = listen(path)
+        server = await asyncio.start_unix_server(self._connection, sock=listening)
         log.info("routing server %d listening on %s", os.getpid(), path)
         loop.run_in_executor(self._loader, self.preload)
         try:
@@ -237,6 +241,15 @@ class RoutingServer:
                 path.parent.rmdir()  # the folder made for it, when serve itself is killed
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._loader.shutdown(wait=False, cancel_futures=True)
+
+
+def listen(path: Path) -> socket.socket:
+    """A Unix socket listening at ``path``: connections wait in its backlog until served."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(socket.SOMAXCONN)
+    return sock
 
 
 def _alive(pid: int) -> bool:
@@ -275,8 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = orjson.loads(sys.stdin.buffer.read())
     database = DatabaseSettings.model_validate(given["database"])
     routing = RoutingSettings.model_validate(given["routing"])
+    # Listening first: `fondplan serve` starts its workers once it is, and the requests they
+    # send meanwhile wait in the backlog. Then the fetch, then the engine's libraries (seconds).
+    listening = listen(Path(args[0]))
     prefetch = _prefetch(database)
-    # Imported once the fetch is under way: the engine's libraries take seconds to load.
     from routing.service import RoutingService
 
     service = RoutingService(
@@ -284,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if prefetch is not None:
         service.prefetch(prefetch.version, prefetch)
-    asyncio.run(RoutingServer(service, routing).serve(Path(args[0]), parent))
+    asyncio.run(RoutingServer(service, routing).serve(Path(args[0]), parent, listening))
     return 0
 
 
