@@ -1,7 +1,7 @@
 """Update benchmark: changes of 100, 1,000 and 10,000 objects, and 2013->2021 vs a re-import.
 
     python bench/update.py [--scale N] [--sizes 100,1000,10000] [--skip-routing] [--skip-years]
-        [--full-rebuild] [--no-roads | --both]
+        [--full-rebuild] [--no-roads | --both] [--scaled FILE]
 
 1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
    bench/import.py builds it) with what updates need and the routing data, then applies
@@ -113,6 +113,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="repeat the extract N times")
     parser.add_argument("--sizes", default="100,1000,10000", help="objects per change")
+    parser.add_argument(
+        "--scaled",
+        type=Path,
+        help="the scaled extract: read when it exists, else built there (and kept)",
+    )
     parser.add_argument("--skip-routing", action="store_true", help="no routing data")
     parser.add_argument("--skip-years", action="store_true", help="no 2013->2021 run")
     parser.add_argument(
@@ -145,8 +150,9 @@ def main() -> int:
     try:
         source = LI_2021
         if args.scale > 1:
-            source = work / f"scaled-{args.scale}.osm.pbf"
-            bench_import.build_scaled(LI_2021, args.scale, source)
+            source = args.scaled or work / f"scaled-{args.scale}.osm.pbf"
+            if not source.exists():
+                bench_import.build_scaled(LI_2021, args.scale, source)
         url = database()
         import_seconds, _ = _timed(
             lambda: run_import(url, [source], node_dir=work / "nodes", before_swap=hooks)
