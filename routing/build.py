@@ -411,6 +411,7 @@ def build_routing(
                     nodes=nodes,
                     edges=edges,
                     previous=layout,
+                    staged=update is not None,
                 )
             _lap(quiet, f"{name} save", began)
             if not quiet:

@@ -19,6 +19,7 @@ from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.database import connect, load_sql, table_exists
+from osmimport.update import STAGED_ROUTING_SUFFIX
 from routing.errors import GraphNotBuiltError
 
 #: The named arrays of one profile's routing data.
@@ -32,6 +33,12 @@ LAYOUT_FILE = "layout.json"
 #: The key of an array's layout listing the digest of each of its chunks: arrays (and chunks)
 #: of two versions with equal digests hold the same bytes.
 CHUNKS = "chunks"
+
+
+def staged_profile(profile: str) -> str:
+    """The name an update's chunk rows of ``profile`` have in the served table until it is
+    applied (no reader asks for it)."""
+    return profile + STAGED_ROUTING_SUFFIX
 
 
 def chunk_digests(raw: NDArray[np.uint8]) -> list[str]:
@@ -73,14 +80,22 @@ def save(
     edges: int,
     kept: dict[str, dict[str, Any]] | None = None,
     previous: dict[str, dict[str, Any]] | None = None,
+    staged: bool = False,
 ) -> tuple[int, int]:
     """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
     with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
     of the data and the bytes written. A chunk whose bytes equal those of the same chunk of
     the same array in layout ``previous`` (the served data an update replaces) is not written:
-    the update keeps the served row (``update_routing.sql``). The caller commits."""
+    the update keeps the served row (``update_routing.sql``). ``staged`` (an update): the
+    chunk rows go to the served table under :func:`staged_profile`'s name, which applying
+    the update renames rather than copies. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
     _run(cur, schema_name, "delete_profile.sql", profile=profile)
+    rows_schema, rows_profile = schema_name, profile
+    if staged:
+        rows_schema, rows_profile = schema.SCHEMA, staged_profile(profile)
+        _run(cur, rows_schema, "routing_tables.sql")
+        _run(cur, rows_schema, "delete_chunks.sql", profile=rows_profile)
     layout: dict[str, dict[str, Any]] = dict(kept or {})
     total = sum(
         int(np.prod(spec["shape"])) * int(np.dtype(spec["dtype"]).itemsize)
@@ -96,7 +111,7 @@ def save(
         fresh = [i for i, digest in enumerate(chunks) if i >= len(before) or before[i] != digest]
         # COPY in binary: the bytes as they are, not a hex literal twice their size to parse.
         if fresh:
-            _copy_array(cur, schema_name, profile, name, raw, fresh)
+            _copy_array(cur, rows_schema, rows_profile, name, raw, fresh)
             written += sum(len(raw[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]) for i in fresh)
         total += len(raw)
     _run(
@@ -186,6 +201,7 @@ def keep(
         nodes=nodes,
         edges=edges,
         kept={name: spec for name, spec in layout.items() if name != "meta"},
+        staged=True,
     )
     return True
 
