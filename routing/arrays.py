@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from array import array
@@ -332,6 +333,12 @@ def read_road_changes(url: str, version: str) -> RoadChanges:
 #: patches it rather than reading every road again (kept on disk too, for the next process).
 _ROADS: dict[str, tuple[Roads, _WayReader]] = {}
 ROADS_FILE = "roads.pickle"
+#: What the kept network depends on besides the data: the code that reads ways into rules
+#: (profiles, speeds); a network kept by other code is read again.
+_CODE = hashlib.sha1(
+    b"".join(path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))),
+    usedforsecurity=False,
+).hexdigest()
 
 
 def _roads_file(url: str) -> Path:
@@ -346,7 +353,7 @@ def remember_roads(url: str, roads: Roads, reader: _WayReader) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{ROADS_FILE}-{os.getpid()}")
         with partial.open("wb") as out:
-            pickle.dump((roads, reader), out, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((_CODE, roads, reader), out, protocol=pickle.HIGHEST_PROTOCOL)
         partial.replace(target)
     except OSError:
         # Only a cache: the next update reads the roads again.
@@ -359,10 +366,13 @@ def remembered_roads(url: str, version: str) -> tuple[Roads, _WayReader] | None:
     if found is None or found[0].data_version != version:
         try:
             with _roads_file(url).open("rb") as source:
-                found = pickle.load(source)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError):
+                code, *kept = pickle.load(source)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, ValueError):
             return None
-    if found is None or found[0].data_version != version:
+        if code != _CODE:
+            return None
+        found = (kept[0], kept[1])
+    if found[0].data_version != version:
         return None
     return found
 
