@@ -345,9 +345,12 @@ def _roads_file(url: str) -> Path:
     return cache_root(DatabaseSettings().data_dir, url) / ROADS_FILE
 
 
-def remember_roads(url: str, roads: Roads, reader: _WayReader) -> None:
-    """Keep ``roads`` (of its data version) for the next update of the database at ``url``."""
+def remember_roads(url: str, roads: Roads, reader: _WayReader, *, disk: bool = True) -> None:
+    """Keep ``roads`` (of its data version) for the next update of the database at ``url``
+    (in this process, and on ``disk`` for the next)."""
     _ROADS[url] = (roads, reader)
+    if not disk:
+        return
     target = _roads_file(url)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -360,10 +363,13 @@ def remember_roads(url: str, roads: Roads, reader: _WayReader) -> None:
         pass
 
 
-def remembered_roads(url: str, version: str) -> tuple[Roads, _WayReader] | None:
-    """The road network of data version ``version`` kept by :func:`remember_roads`."""
+def remembered_roads(
+    url: str, version: str, *, disk: bool = True
+) -> tuple[Roads, _WayReader] | None:
+    """The road network of data version ``version`` kept by :func:`remember_roads` (in this
+    process, else on ``disk``)."""
     found = _ROADS.get(url)
-    if found is None or found[0].data_version != version:
+    if (found is None or found[0].data_version != version) and disk:
         try:
             with _roads_file(url).open("rb") as source:
                 code, *kept = pickle.load(source)
@@ -372,7 +378,7 @@ def remembered_roads(url: str, version: str) -> tuple[Roads, _WayReader] | None:
         if code != _CODE:
             return None
         found = (kept[0], kept[1])
-    if found[0].data_version != version:
+    if found is None or found[0].data_version != version:
         return None
     return found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import sys
@@ -445,6 +446,14 @@ def _roads(
         remembered_roads,
     )
 
+    if update is not None and not update[0] and not needed:
+        # No road, node, barrier or restriction changes: the same network (kept in memory:
+        # the copy on disk, of the previous version, only costs a process a reading).
+        same = remembered_roads(url, update[1], disk=False)
+        if same is not None:
+            relabelled = dataclasses.replace(same[0], data_version=version)
+            remember_roads(url, relabelled, same[1], disk=False)
+        return None
     known = remembered_roads(url, update[1]) if update else None
     if known is not None:
         roads = patch_roads(*known, read_road_changes(url, version))
