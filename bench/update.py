@@ -1,7 +1,7 @@
 """Update benchmark: changes of 100, 1,000 and 10,000 objects, and 2013->2021 vs a re-import.
 
     python bench/update.py [--scale N] [--sizes 100,1000,10000] [--skip-routing] [--skip-years]
-        [--full-rebuild] [--no-roads]
+        [--full-rebuild] [--no-roads | --both] [--scaled FILE]
 
 1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
    bench/import.py builds it) with what updates need and the routing data, then applies
@@ -113,10 +113,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scale", type=int, default=1, help="repeat the extract N times")
     parser.add_argument("--sizes", default="100,1000,10000", help="objects per change")
+    parser.add_argument(
+        "--scaled",
+        type=Path,
+        help="the scaled extract: read when it exists, else built there (and kept)",
+    )
     parser.add_argument("--skip-routing", action="store_true", help="no routing data")
     parser.add_argument("--skip-years", action="store_true", help="no 2013->2021 run")
     parser.add_argument(
         "--no-roads", action="store_true", help="changes of POIs and buildings only"
+    )
+    parser.add_argument(
+        "--both",
+        action="store_true",
+        help="apply each size twice: without roads (as --no-roads), then with roads",
     )
     parser.add_argument(
         "--full-rebuild",
@@ -140,18 +150,23 @@ def main() -> int:
     try:
         source = LI_2021
         if args.scale > 1:
-            source = work / f"scaled-{args.scale}.osm.pbf"
-            bench_import.build_scaled(LI_2021, args.scale, source)
+            source = args.scaled or work / f"scaled-{args.scale}.osm.pbf"
+            if not source.exists():
+                bench_import.build_scaled(LI_2021, args.scale, source)
         url = database()
-        seconds, _ = _timed(
+        import_seconds, _ = _timed(
             lambda: run_import(url, [source], node_dir=work / "nodes", before_swap=hooks)
         )
-        print(f"import x{args.scale}: {seconds:.1f}s", flush=True)
-        report["import_seconds"] = round(seconds, 1)
+        print(f"import x{args.scale}: {import_seconds:.1f}s", flush=True)
+        report["import_seconds"] = round(import_seconds, 1)
         report["changes"] = []
-        for seed, size in enumerate(int(s) for s in args.sizes.split(",")):
-            change = work / f"change-{size}.osc"
-            objects = make_change(url, size, seed, change, roads=not args.no_roads)
+        kinds = [False, True] if args.both else [not args.no_roads]
+        runs = [
+            (size, roads) for s in args.sizes.split(",") for size in [int(s)] for roads in kinds
+        ]
+        for seed, (size, roads) in enumerate(runs):
+            change = work / f"change-{seed}-{size}.osc"
+            objects = make_change(url, size, seed, change, roads=roads)
             seconds, summary = _timed(
                 lambda change=change: run_update(
                     url, [change], node_dir=work / "nodes", before_swap=hooks
@@ -164,18 +179,21 @@ def main() -> int:
                 full, _ = _timed(lambda: build_graphs(url, quiet=True))
             row = {
                 "objects": objects,
+                "roads": roads,
                 "seconds": round(seconds, 2),
                 "routing_seconds": round(summary.routing_seconds, 2),
                 "full_rebuild_seconds": round(full, 2),
                 "without_routing_seconds": round(seconds - summary.routing_seconds, 2),
                 "tiles_expired": len(summary.expired),
+                "import_ratio": round(import_seconds / seconds, 1),
                 "steps": summary.timings,
             }
             report["changes"].append(row)
             print(
-                f"update of {objects:,} objects: {seconds:.2f}s "
+                f"update of {objects:,} objects{'' if roads else ' (no roads)'}: {seconds:.2f}s "
                 f"(routing {summary.routing_seconds:.2f}s, whole rebuild {full:.2f}s), "
-                f"{len(summary.expired):,} tiles expired",
+                f"{len(summary.expired):,} tiles expired, "
+                f"{import_seconds / seconds:.1f}x faster than the import",
                 flush=True,
             )
         if not args.skip_years:

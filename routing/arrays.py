@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from osmimport.database import connect
+from osmimport.settings import DatabaseSettings
+from osmimport.update import NETWORK_SCHEMA, WORK_SCHEMA
 from routing.build import (
     NUMBER_PREFIX,
     TEXT_PREFIX,
@@ -20,9 +27,9 @@ from routing.build import (
     string_arrays,
 )
 from routing.kernels import _compiled
-from routing.network import haversine, scan_network
-from routing.profiles import Profile, WayRule
-from routing.store import Arrays, meta_array
+from routing.network import _query, _rows, _table, haversine, read_nodes, read_rules, scan_network
+from routing.profiles import PROFILES, Profile, WayRule
+from routing.store import Arrays, cache_root, meta_array
 
 #: Tags no profile reads (``Profile.way``): left out of the key its rules are cached by, so
 #: that streets differing only by name share one evaluation. A tag missing here only costs
@@ -171,6 +178,27 @@ class _WayReader:
         self._rule_index = [self.rule_index[p.name] for p in self.profiles]
         self._texts = [self.texts[key] for key in WAY_TEXTS]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Profiles hold functions: kept by name, found again when read back.
+        state = dict(self.__dict__)
+        state["profiles"] = [p.name for p in self.profiles]
+        del state["_rule_index"], state["_texts"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.profiles = [PROFILES[name] for name in state["profiles"]]
+        self._rule_index = [self.rule_index[p.name] for p in self.profiles]
+        self._texts = [self.texts[key] for key in WAY_TEXTS]
+
+    def fresh(self) -> _WayReader:
+        """A reader of more ways that numbers rules and strings on from this one's (it shares
+        and extends them)."""
+        other = _WayReader(self.profiles)
+        for shared in ("rules", "_rule_numbers", "strings", "rule_modes", "_cache", "_signs"):
+            setattr(other, shared, getattr(self, shared))
+        return other
+
     def _number(self, name: str, rule: WayRule | None) -> int:
         if rule is None or not (rule.forward or rule.backward):
             return -1
@@ -228,13 +256,20 @@ class _WayReader:
 def read_roads(url: str, schema_name: str, version: str, profiles: Sequence[Profile]) -> Roads:
     """The road network of ``schema_name`` as :class:`Roads` for ``profiles``, streamed: the
     ways in batches through a server-side cursor, the nodes in packed pages."""
+    return read_roads_with_reader(url, schema_name, version, profiles)[0]
+
+
+def read_roads_with_reader(
+    url: str, schema_name: str, version: str, profiles: Sequence[Profile]
+) -> tuple[Roads, _WayReader]:
+    """:func:`read_roads`, and the reader whose numbering :func:`patch_roads` goes on with."""
     reader = _WayReader(profiles)
     (node_ids, node_lon, node_lat), barriers, restrictions = scan_network(
         url, schema_name, reader.add
     )
     offsets = np.zeros(len(reader.sizes) + 1, dtype=np.int64)
     np.cumsum(np.frombuffer(reader.sizes, dtype=np.int64), out=offsets[1:])
-    return Roads(
+    roads = Roads(
         data_version=version,
         way_ids=np.frombuffer(reader.way_ids, dtype=np.int64),
         way_offsets=offsets,
@@ -249,6 +284,150 @@ def read_roads(url: str, schema_name: str, version: str, profiles: Sequence[Prof
         node_lat=node_lat,
         barriers=barriers,
         restrictions=restrictions,
+    )
+    # The reader's buffers are the arrays now: it keeps only its numbering.
+    reader.way_ids, reader.sizes, reader.refs = array("q"), array("q"), array("q")
+    reader.rule_index = {p.name: array("i") for p in reader.profiles}
+    reader.texts = {key: array("i") for key in WAY_TEXTS}
+    reader._rule_index = [reader.rule_index[p.name] for p in reader.profiles]
+    reader._texts = [reader.texts[key] for key in WAY_TEXTS]
+    return roads, reader
+
+
+@dataclass
+class RoadChanges:
+    """What an update changes in the road network: the ways whose rows it replaces (by id)
+    and their new rows, the road nodes whose rows it replaces and their new rows (ascending
+    ids), and the barriers and restrictions after it (few: whole)."""
+
+    version: str
+    replaced_ways: NDArray[np.int64]
+    ways: list[tuple[int, dict[str, str], list[int]]]
+    replaced_nodes: NDArray[np.int64]
+    nodes: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
+    barriers: dict[int, dict[str, str]]
+    restrictions: list[tuple[int, dict[str, str], list[dict[str, Any]]]]
+
+
+def read_road_changes(url: str, version: str) -> RoadChanges:
+    """What the update staged (in :data:`osmimport.update.WORK_SCHEMA`, by
+    ``update_network.sql``) changes in the road network, as data version ``version``."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_query("replaced_ways.sql", affected=_table("affected", WORK_SCHEMA)))
+            replaced_ways = np.asarray([row[0] for row in cur.fetchall()], dtype=np.int64)
+            cur.execute(_query("road_ways.sql", ways=_table("road_ways", WORK_SCHEMA)))
+            ways = [(int(osm_id), tags or {}, refs) for osm_id, tags, refs in _rows(cur)]
+            candidates = _table("road_node_candidates", WORK_SCHEMA)
+            cur.execute(_query("replaced_nodes.sql", candidates=candidates))
+            replaced_nodes = np.asarray([row[0] for row in cur.fetchall()], dtype=np.int64)
+        nodes = read_nodes(conn, _table("road_nodes_final", WORK_SCHEMA))
+        barriers, restrictions = read_rules(conn, lambda name: _table(name, NETWORK_SCHEMA))
+    finally:
+        conn.close()
+    return RoadChanges(version, replaced_ways, ways, replaced_nodes, nodes, barriers, restrictions)
+
+
+#: The road network last read or patched, per database, with its reader: the next update
+#: patches it rather than reading every road again (kept on disk too, for the next process).
+_ROADS: dict[str, tuple[Roads, _WayReader]] = {}
+ROADS_FILE = "roads.pickle"
+#: What the kept network depends on besides the data: the code that reads ways into rules
+#: (profiles, speeds); a network kept by other code is read again.
+_CODE = hashlib.sha1(
+    b"".join(path.read_bytes() for path in sorted(Path(__file__).parent.glob("*.py"))),
+    usedforsecurity=False,
+).hexdigest()
+
+
+def _roads_file(url: str) -> Path:
+    return cache_root(DatabaseSettings().data_dir, url) / ROADS_FILE
+
+
+def remember_roads(url: str, roads: Roads, reader: _WayReader, *, disk: bool = True) -> None:
+    """Keep ``roads`` (of its data version) for the next update of the database at ``url``
+    (in this process, and on ``disk`` for the next)."""
+    _ROADS[url] = (roads, reader)
+    if not disk:
+        return
+    target = _roads_file(url)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{ROADS_FILE}-{os.getpid()}")
+        with partial.open("wb") as out:
+            pickle.dump((_CODE, roads, reader), out, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(target)
+    except OSError:
+        # Only a cache: the next update reads the roads again.
+        pass
+
+
+def remembered_roads(
+    url: str, version: str, *, disk: bool = True
+) -> tuple[Roads, _WayReader] | None:
+    """The road network of data version ``version`` kept by :func:`remember_roads` (in this
+    process, else on ``disk``)."""
+    found = _ROADS.get(url)
+    if (found is None or found[0].data_version != version) and disk:
+        try:
+            with _roads_file(url).open("rb") as source:
+                code, *kept = pickle.load(source)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, ValueError):
+            return None
+        if code != _CODE:
+            return None
+        found = (kept[0], kept[1])
+    if found is None or found[0].data_version != version:
+        return None
+    return found
+
+
+def patch_roads(roads: Roads, reader: _WayReader, changes: RoadChanges) -> Roads:
+    """The :class:`Roads` that :func:`read_roads` reads of the network after ``changes``,
+    made from ``roads`` (read by ``reader``, which numbers the new ways' rules and strings on)
+    by replacing the changed ways and nodes: array for array what reading again gives."""
+    delta = reader.fresh()
+    for osm_id, tags, nodes in sorted(changes.ways, key=lambda way: way[0]):
+        delta.add(osm_id, tags, nodes)
+    sizes = np.diff(roads.way_offsets)
+    kept = ~np.isin(roads.way_ids, changes.replaced_ways)
+    new_sizes = np.frombuffer(delta.sizes, dtype=np.int64)
+    ids = np.concatenate([roads.way_ids[kept], np.frombuffer(delta.way_ids, dtype=np.int64)])
+    order = np.argsort(ids, kind="stable")
+    all_sizes = np.concatenate([sizes[kept], new_sizes])
+    refs = np.concatenate(
+        [roads.refs[np.repeat(kept, sizes)], np.frombuffer(delta.refs, dtype=np.int64)]
+    )
+    ordered_sizes = all_sizes[order]
+    refs = refs[np.repeat(_starts(all_sizes)[order], ordered_sizes) + within(ordered_sizes)]
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(ordered_sizes, out=offsets[1:])
+
+    def merged(old: NDArray[Any], new: Any, dtype: Any) -> NDArray[Any]:
+        return np.concatenate([old[kept], np.frombuffer(new, dtype=dtype)])[order]
+
+    node_kept = ~np.isin(roads.node_ids, changes.replaced_nodes)
+    new_ids, new_lon, new_lat = changes.nodes
+    node_ids = np.concatenate([roads.node_ids[node_kept], new_ids])
+    node_order = np.argsort(node_ids, kind="stable")
+    return Roads(
+        data_version=changes.version,
+        way_ids=ids[order],
+        way_offsets=offsets,
+        refs=refs,
+        rule_index={
+            k: merged(v, delta.rule_index[k], np.int32) for k, v in roads.rule_index.items()
+        },
+        rules=reader.rules,
+        rule_modes=reader.rule_modes,
+        texts={k: merged(v, delta.texts[k], np.int32) for k, v in roads.texts.items()},
+        pool=list(reader.strings),
+        node_ids=node_ids[node_order],
+        node_lon=np.concatenate([roads.node_lon[node_kept], new_lon])[node_order],
+        node_lat=np.concatenate([roads.node_lat[node_kept], new_lat])[node_order],
+        barriers=changes.barriers,
+        restrictions=changes.restrictions,
     )
 
 

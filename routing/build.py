@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import sys
@@ -366,9 +367,7 @@ def build_routing(
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
     started = time.perf_counter()
     # The engine reads the array format this module defines: imported here, not at the top.
-    from routing.arrays import profile_arrays, read_roads
-    from routing.engine import Engine
-    from routing.order import KEY_ARRAYS, ORDER_ARRAY, ReorderedEngine
+    from routing.arrays import profile_arrays
 
     conn = connect(url)
     try:
@@ -380,32 +379,30 @@ def build_routing(
                 f"routing: {', '.join(kept)} kept (the update changes none of their roads)",
                 file=sys.stderr,
             )
-        if not names:
+        roads = _roads(url, schema_name, version, update, needed=bool(names))
+        if roads is None or not names:
             return
-        roads = read_roads(url, schema_name, version, [PROFILES[name] for name in names])
         read_seconds = time.perf_counter() - started
+        _lap(quiet, "read roads", started)
         # What exists now outlives the profiles: the collector need not walk it after each.
         gc.freeze()
         for name in names:
             began = time.perf_counter()
             made = profile_arrays(roads, PROFILES[name])
-            # An update reuses the served data's node order: ordering is most of the build.
-            previous = (
-                store.load_some(url, name, update[1], [*KEY_ARRAYS, ORDER_ARRAY])
-                if update
-                else None
-            )
-            engine = (
-                ReorderedEngine(made, previous, search=False)
-                if previous is not None
-                else Engine(made, search=False)
-            )
+            _lap(quiet, f"{name} arrays", began)
+            layout = None
+            if update:
+                with conn.cursor() as cur:
+                    layout = store.served_layout(cur, name, update[1])
+                conn.commit()
+            engine = _engine(url, name, made, update[1] if update else None, layout, quiet)
             arrays = engine.arrays
-            del engine, made, previous
+            _lap(quiet, f"{name} engine", began)
+            del engine, made
             seconds = time.perf_counter() - began + read_seconds / len(names)
             nodes, edges = len(arrays["node_ids"]), len(arrays["edge_tail"])
             with conn, conn.cursor() as cur:
-                size = store.save(
+                size, written = store.save(
                     cur,
                     schema_name,
                     name,
@@ -414,11 +411,15 @@ def build_routing(
                     build_seconds=seconds,
                     nodes=nodes,
                     edges=edges,
+                    previous=layout,
+                    staged=update is not None,
                 )
+            _lap(quiet, f"{name} save", began)
             if not quiet:
                 print(
                     f"routing: {name} graph {nodes} nodes, {edges} edges, "
-                    f"{len(arrays['restriction_kind'])} restrictions, {size / 1e6:.1f} MB, "
+                    f"{len(arrays['restriction_kind'])} restrictions, {size / 1e6:.1f} MB "
+                    f"({written / 1e6:.1f} MB written), "
                     f"built in {seconds:.1f} s",
                     file=sys.stderr,
                 )
@@ -429,6 +430,105 @@ def build_routing(
     finally:
         gc.unfreeze()
         conn.close()
+
+
+def _roads(
+    url: str, schema_name: str, version: str, update: UpdateChanges | None, *, needed: bool
+) -> Any:
+    """The road network of ``schema_name`` (every profile's view of it): the previous
+    version's patched with what the update changes when it was kept, else read whole (None
+    when not ``needed`` and not kept); kept for the next update."""
+    from routing.arrays import (
+        patch_roads,
+        read_road_changes,
+        read_roads_with_reader,
+        remember_roads,
+        remembered_roads,
+    )
+
+    if update is not None and not update[0] and not needed:
+        # No road, node, barrier or restriction changes: the same network (kept in memory:
+        # the copy on disk, of the previous version, only costs a process a reading).
+        same = remembered_roads(url, update[1], disk=False)
+        if same is not None:
+            relabelled = dataclasses.replace(same[0], data_version=version)
+            remember_roads(url, relabelled, same[1], disk=False)
+        return None
+    known = remembered_roads(url, update[1]) if update else None
+    if known is not None:
+        roads = patch_roads(*known, read_road_changes(url, version))
+        reader = known[1]
+    elif needed:
+        roads, reader = read_roads_with_reader(url, schema_name, version, list(PROFILES.values()))
+    else:
+        return None
+    remember_roads(url, roads, reader)
+    return roads
+
+
+def _engine(
+    url: str,
+    name: str,
+    made: Arrays,
+    previous: str | None,
+    layout: dict[str, dict[str, Any]] | None,
+    quiet: bool,
+) -> Any:
+    """The engine (not searching) that completes the arrays ``made`` of profile ``name``: an
+    update (``previous``: the data version it updates, ``layout``: the served data's) reuses
+    the served turn graph, its order and components when the roads still connect as they did
+    (only geometry and weights changed: the arrays stay byte-identical, a server may keep its
+    CCH and only customise the new metric), else the served node order."""
+    from routing.engine import Engine
+    from routing.order import KEY_ARRAYS, ORDER_ARRAY, ReorderedEngine
+
+    if previous is None:
+        return Engine(made, search=False)
+    if layout is not None and all(store.same_bytes(made[n], layout.get(n)) for n in CONNECTIONS):
+        served = store.load_some(url, name, previous, TURN_GRAPH)
+        if served is not None:
+            if not quiet:
+                print(f"routing: {name} keeps its turn graph", file=sys.stderr)
+            return Engine({**made, **served}, search=False)
+    # Ordering is most of the build: reuse the served data's node order.
+    ordered = store.load_some(url, name, previous, [*KEY_ARRAYS, ORDER_ARRAY])
+    if ordered is None:
+        return Engine(made, search=False)
+    return ReorderedEngine(made, ordered, search=False)
+
+
+#: The arrays of a profile the turn graph (which edge may follow which), its order and its
+#: components are made from: equal ones make equal ones.
+CONNECTIONS = (
+    "node_ids",
+    "edge_tail",
+    "edge_head",
+    NUMBER_PREFIX + "reverse",
+    NUMBER_PREFIX + "way_id",
+    "barriers",
+    "restriction_kind",
+    "restriction_from",
+    "restriction_to",
+    "restriction_via_offsets",
+    "restriction_via",
+)
+#: The arrays the engine makes from :data:`CONNECTIONS` alone (see ``Engine._compile_turns``
+#: and ``Engine._index_pieces``).
+TURN_GRAPH = [
+    "turn_origin",
+    "turn_offsets",
+    "turn_next",
+    "copy_origin",
+    "copy_node",
+    "cch_order",
+    "edge_component",
+    "component_size",
+]
+
+
+def _lap(quiet: bool, step: str, since: float) -> None:
+    if not quiet:
+        print(f"routing: {step} at {time.perf_counter() - since:.2f} s", file=sys.stderr)
 
 
 #: What an update changes in the road network: the (kind, tags) of the roads and restrictions

@@ -389,6 +389,8 @@ class Engine:
         self._turn_geometry()
         if "turn_origin" not in a:
             self._compile_turns()
+        elif "turn_cost" not in a:
+            self._turn_metric()
         self._load_turns()
         if "piece_edge" not in a:
             self._index_pieces()
@@ -583,6 +585,24 @@ class Engine:
         np.cumsum(sizes, out=offsets[1:])
         turn_next = nexts
         turn_origin = np.asarray(origin, dtype=np.int64)
+        copy_order = np.argsort(turn_origin[count:], kind="stable")
+        a.update(
+            turn_origin=turn_origin,
+            turn_offsets=offsets,
+            turn_next=turn_next,
+            copy_origin=turn_origin[count:][copy_order],
+            copy_node=(np.arange(count, len(origin), dtype=np.int64))[copy_order],
+        )
+        self._turn_metric()
+        a["cch_order"] = self._order(turn_origin, tails, turn_next)
+
+    def _turn_metric(self) -> None:
+        """What the turns of the turn graph cost (at build time): the part of the turn graph
+        that depends on the roads' geometry and weights, not on how they connect."""
+        a = self.arrays
+        count = self.edge_count
+        turn_origin, offsets, turn_next = a["turn_origin"], a["turn_offsets"], a["turn_next"]
+        tails = np.repeat(np.arange(len(turn_origin), dtype=np.int64), np.diff(offsets))
         # An arc costs its tail edge and the turn into its head edge (copies turn like their
         # originals).
         first, second = turn_origin[tails], turn_origin[turn_next]
@@ -592,18 +612,7 @@ class Engine:
         # The turn (duration) of every pair of edges an arc joins, sorted by pair, for durations.
         keys = first * count + second
         by_pair = np.argsort(keys, kind="stable")
-        copy_order = np.argsort(turn_origin[count:], kind="stable")
-        a.update(
-            turn_origin=turn_origin,
-            turn_offsets=offsets,
-            turn_next=turn_next,
-            turn_cost=turn_weight,
-            arc_keys=keys[by_pair],
-            arc_turn=turn[by_pair],
-            copy_origin=turn_origin[count:][copy_order],
-            copy_node=(np.arange(count, len(origin), dtype=np.int64))[copy_order],
-        )
-        a["cch_order"] = self._order(turn_origin, tails, turn_next)
+        a.update(turn_cost=turn_weight, arc_keys=keys[by_pair], arc_turn=turn[by_pair])
 
     def _order(
         self, origin: NDArray[np.int64], tails: NDArray[np.int64], heads: NDArray[np.int64]
@@ -749,13 +758,19 @@ class Engine:
         # restrictions that routes are searched on, as OSRM computes them): an edge from which
         # the rest cannot be reached, or which cannot be reached from it, is alone or in a
         # small part. Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
-        nodes = len(a["turn_origin"])
-        tails = np.repeat(np.arange(nodes, dtype=np.int64), np.diff(a["turn_offsets"]))
-        arcs = csr_matrix(
-            (np.ones(len(tails), dtype=np.int8), (tails, a["turn_next"])), shape=(nodes, nodes)
-        )
-        _, labels = connected_components(arcs, directed=True, connection="strong")
-        labels = np.asarray(labels, dtype=np.int64)
+        if "edge_component" not in a:
+            nodes = len(a["turn_origin"])
+            tails = np.repeat(np.arange(nodes, dtype=np.int64), np.diff(a["turn_offsets"]))
+            arcs = csr_matrix(
+                (np.ones(len(tails), dtype=np.int8), (tails, a["turn_next"])),
+                shape=(nodes, nodes),
+            )
+            _, labels = connected_components(arcs, directed=True, connection="strong")
+            labels = np.asarray(labels, dtype=np.int64)
+            a.update(
+                edge_component=labels[:count],
+                component_size=np.bincount(labels, minlength=1).astype(np.int64),
+            )
         # Metres along the edge to each piece, summed as the edge's length was (a point at the
         # end of an edge is at fraction 1.0 exactly).
         first_piece = np.ones(len(point), dtype=np.bool_)
@@ -770,8 +785,6 @@ class Engine:
             grid_frame=np.asarray([left, bottom, columns, rows, cell, self._cos]),
             grid_starts=starts,
             grid_members=members,
-            edge_component=labels[:count],
-            component_size=np.bincount(labels, minlength=1).astype(np.int64),
         )
 
     def _load_snapping(self) -> None:

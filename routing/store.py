@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from psycopg2 import sql
 
 from osmimport import schema
 from osmimport.database import connect, load_sql, table_exists
+from osmimport.update import STAGED_ROUTING_SUFFIX
 from routing.errors import GraphNotBuiltError
 
 #: The named arrays of one profile's routing data.
@@ -28,6 +30,31 @@ Arrays = dict[str, NDArray[Any]]
 CHUNK_BYTES = 8 * 1024 * 1024
 #: The file of a cached profile naming its arrays' dtypes and shapes (written last).
 LAYOUT_FILE = "layout.json"
+#: The key of an array's layout listing the digest of each of its chunks: arrays (and chunks)
+#: of two versions with equal digests hold the same bytes.
+CHUNKS = "chunks"
+
+
+def staged_profile(profile: str) -> str:
+    """The name an update's chunk rows of ``profile`` have in the served table until it is
+    applied (no reader asks for it)."""
+    return profile + STAGED_ROUTING_SUFFIX
+
+
+def chunk_digests(raw: NDArray[np.uint8]) -> list[str]:
+    """The SHA-1 of each :data:`CHUNK_BYTES` piece of ``raw`` (the rows it is stored as)."""
+    return [
+        hashlib.sha1(raw[start : start + CHUNK_BYTES].data, usedforsecurity=False).hexdigest()
+        for start in range(0, len(raw), CHUNK_BYTES)
+    ]
+
+
+def same_bytes(array: NDArray[Any], spec: dict[str, Any] | None) -> bool:
+    """Whether ``array`` holds the bytes of the stored array of layout entry ``spec``."""
+    if spec is None or CHUNKS not in spec or np.dtype(spec["dtype"]) != array.dtype:
+        return False
+    raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    return bool(chunk_digests(raw) == spec[CHUNKS])
 
 
 def _identifiers(schema_name: str) -> dict[str, sql.Composable]:
@@ -52,23 +79,40 @@ def save(
     nodes: int,
     edges: int,
     kept: dict[str, dict[str, Any]] | None = None,
-) -> int:
+    previous: dict[str, dict[str, Any]] | None = None,
+    staged: bool = False,
+) -> tuple[int, int]:
     """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
     with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
-    of the data. The caller commits."""
+    of the data and the bytes written. A chunk whose bytes equal those of the same chunk of
+    the same array in layout ``previous`` (the served data an update replaces) is not written:
+    the update keeps the served row (``update_routing.sql``). ``staged`` (an update): the
+    chunk rows go to the served table under :func:`staged_profile`'s name, which applying
+    the update renames rather than copies. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
     _run(cur, schema_name, "delete_profile.sql", profile=profile)
+    rows_schema, rows_profile = schema_name, profile
+    if staged:
+        rows_schema, rows_profile = schema.SCHEMA, staged_profile(profile)
+        _run(cur, rows_schema, "routing_tables.sql")
+        _run(cur, rows_schema, "delete_chunks.sql", profile=rows_profile)
     layout: dict[str, dict[str, Any]] = dict(kept or {})
     total = sum(
         int(np.prod(spec["shape"])) * int(np.dtype(spec["dtype"]).itemsize)
         for spec in layout.values()
     )
+    written = 0
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
-        layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape)}
         raw = array.reshape(-1).view(np.uint8)
+        chunks = chunk_digests(raw)
+        layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), CHUNKS: chunks}
+        before = (previous or {}).get(name, {}).get(CHUNKS) or []
+        fresh = [i for i, digest in enumerate(chunks) if i >= len(before) or before[i] != digest]
         # COPY in binary: the bytes as they are, not a hex literal twice their size to parse.
-        _copy_array(cur, schema_name, profile, name, raw)
+        if fresh:
+            _copy_array(cur, rows_schema, rows_profile, name, raw, fresh)
+            written += sum(len(raw[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]) for i in fresh)
         total += len(raw)
     _run(
         cur,
@@ -82,20 +126,22 @@ def save(
         bytes=total,
         layout=json.dumps(layout),
     )
-    return total
+    return total, written
 
 
 class _BinaryRows:
     """The chunk rows of one array as a COPY binary stream, read piece by piece."""
 
-    def __init__(self, profile: str, name: str, raw: NDArray[np.uint8]) -> None:
-        self._parts = self._stream(profile.encode(), name.encode(), raw)
+    def __init__(self, profile: str, name: str, raw: NDArray[np.uint8], chunks: list[int]) -> None:
+        self._parts = self._stream(profile.encode(), name.encode(), raw, chunks)
 
     @staticmethod
-    def _stream(profile: bytes, name: bytes, raw: NDArray[np.uint8]) -> Iterator[bytes]:
+    def _stream(
+        profile: bytes, name: bytes, raw: NDArray[np.uint8], chunks: list[int]
+    ) -> Iterator[bytes]:
         yield b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-        for chunk, start in enumerate(range(0, len(raw), CHUNK_BYTES)):
-            data = raw[start : start + CHUNK_BYTES]
+        for chunk in chunks:
+            data = raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES]
             yield (
                 struct.pack(">hi", 4, len(profile)) + profile
                 + struct.pack(">i", len(name)) + name
@@ -115,11 +161,16 @@ class _BinaryRows:
 
 
 def _copy_array(
-    cur: psycopg2.extensions.cursor, schema_name: str, profile: str, name: str, raw: NDArray[Any]
+    cur: psycopg2.extensions.cursor,
+    schema_name: str,
+    profile: str,
+    name: str,
+    raw: NDArray[Any],
+    chunks: list[int],
 ) -> None:
-    """Store the bytes ``raw`` of array ``name`` as its chunk rows."""
+    """Store the chunk rows numbered ``chunks`` of the bytes ``raw`` of array ``name``."""
     copy = sql.SQL(load_sql("routing", "copy_chunks.sql")).format(**_identifiers(schema_name))
-    cur.copy_expert(copy.as_string(cur), _BinaryRows(profile, name, raw), CHUNK_BYTES)
+    cur.copy_expert(copy.as_string(cur), _BinaryRows(profile, name, raw, chunks), CHUNK_BYTES)
 
 
 def meta_array(profile: str, version: str) -> NDArray[np.uint8]:
@@ -136,18 +187,10 @@ def keep(
     ``previous``) stays, as data version ``version``: its profile row and a new ``meta`` array,
     no other bytes (the update re-tags the served rows). False when none is served for
     ``previous``. The caller commits."""
-    if not table_exists(cur, schema.SCHEMA, schema.ROUTING_PROFILES_TABLE):
+    row = _served(cur, profile, previous)
+    if row is None:
         return False
-    cur.execute(
-        sql.SQL(load_sql("routing", "kept_profile.sql")).format(
-            live_profiles=sql.Identifier(schema.SCHEMA, schema.ROUTING_PROFILES_TABLE)
-        ),
-        {"profile": profile},
-    )
-    row = cur.fetchone()
-    if row is None or str(row[0]) != previous:
-        return False
-    _, build_seconds, nodes, edges, layout = row
+    build_seconds, nodes, edges, layout = row
     save(
         cur,
         schema_name,
@@ -158,8 +201,36 @@ def keep(
         nodes=nodes,
         edges=edges,
         kept={name: spec for name, spec in layout.items() if name != "meta"},
+        staged=True,
     )
     return True
+
+
+def _served(
+    cur: psycopg2.extensions.cursor, profile: str, version: str
+) -> tuple[float, int, int, dict[str, dict[str, Any]]] | None:
+    """The build seconds, nodes, edges and layout of the served routing data of ``profile``;
+    None unless it is of data version ``version``."""
+    if not table_exists(cur, schema.SCHEMA, schema.ROUTING_PROFILES_TABLE):
+        return None
+    cur.execute(
+        sql.SQL(load_sql("routing", "kept_profile.sql")).format(
+            live_profiles=sql.Identifier(schema.SCHEMA, schema.ROUTING_PROFILES_TABLE)
+        ),
+        {"profile": profile},
+    )
+    row = cur.fetchone()
+    if row is None or str(row[0]) != version:
+        return None
+    return float(row[1]), int(row[2]), int(row[3]), dict(row[4])
+
+
+def served_layout(
+    cur: psycopg2.extensions.cursor, profile: str, version: str
+) -> dict[str, dict[str, Any]] | None:
+    """The layout of the served routing data of ``profile`` when of data version ``version``."""
+    row = _served(cur, profile, version)
+    return None if row is None else row[3]
 
 
 def versions(url: str) -> list[dict[str, Any]]:

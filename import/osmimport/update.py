@@ -50,6 +50,10 @@ COMMUNES_SCHEMA = "osm_update_communes"
 #: update changes: the routing build keeps the data of a profile none of them concerns.
 CHANGED_ROADS_TABLE = "changed_roads"
 
+#: An update stages the routing data's chunk rows in the served table, under the profile's
+#: name and this suffix: applying it renames them (no copy of their bytes).
+STAGED_ROUTING_SUFFIX = "+staged"
+
 #: The meta keys an update writes: the replication state, the data's timestamp, the last update.
 REPLICATION_KEY = "replication"
 TIMESTAMP_KEY = "data_timestamp"
@@ -619,8 +623,8 @@ class Update:
 
     def _routing(self, cur: psycopg2.extensions.cursor) -> None:
         """The routing data built (or kept) on the updated network replaces the served one."""
-        if table_exists(cur, NETWORK_SCHEMA, schema.ROUTING_DATA_TABLE):
-            _run(cur, "update_routing.sql")
+        if table_exists(cur, NETWORK_SCHEMA, schema.ROUTING_PROFILES_TABLE):
+            _run(cur, "update_routing.sql", {"suffix": STAGED_ROUTING_SUFFIX})
 
     def expired_tiles(self, cur: psycopg2.extensions.cursor) -> list[tuple[int, int, int]]:
         """Every tile (z0-14, tile buffer included) a deleted or added row's bbox touches."""
@@ -662,6 +666,8 @@ def drop_work_schemas(cur: psycopg2.extensions.cursor) -> None:
     """Remove what an earlier (finished or killed) update staged."""
     for name in (WORK_SCHEMA, NETWORK_SCHEMA, COMMUNES_SCHEMA):
         cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(name)))
+    if table_exists(cur, schema.SCHEMA, schema.ROUTING_DATA_TABLE):
+        _run(cur, "update_routing_drop.sql", {"suffix": STAGED_ROUTING_SUFFIX})
 
 
 def _drop_after_failure(conn: psycopg2.extensions.connection) -> None:

@@ -525,7 +525,8 @@ def test_profiles_whose_roads_did_not_change_keep_their_routing_data(
     town_url: str, tmp_path: Path
 ) -> None:
     """A building keeps every profile's arrays (not rewritten, re-tagged); a footway rebuilds
-    foot and bike but keeps car; routes answer on the new version either way."""
+    foot and bike (what changes: foot as a fresh build would) but keeps car; routes answer on
+    the new version either way."""
     before = _chunk_rows(town_url)
     building = building_xml()
     hooks = [build_before_swap]
@@ -537,13 +538,14 @@ def test_profiles_whose_roads_did_not_change_keep_their_routing_data(
     assert _route_km(town_url) == pytest.approx(1.5, abs=0.1)
 
     path = node_xml(50, 9.5050, 47.1025) + way_xml(300, [M, 50, DETOUR[0]], highway="footway")
-    run_update(town_url, [osc(tmp_path / "f.osc", create=path)],
-               node_dir=nodes_of(town_url), before_swap=hooks)  # fmt: skip
+    second = run_update(town_url, [osc(tmp_path / "f.osc", create=path)],
+                        node_dir=nodes_of(town_url), before_swap=hooks)  # fmt: skip
+    _as_a_fresh_build(town_url, "foot", second.data_version)
     after = _chunk_rows(town_url)
     assert {k: v for k, v in after.items() if k[0] == "car"} == {
         k: v for k, v in before.items() if k[0] == "car"
     }
-    assert all(after[k] != before[k] for k in before if k[0] == "foot")
+    assert after[("foot", "geometry")] != before[("foot", "geometry")]
     assert _route_km(town_url) == pytest.approx(1.5, abs=0.1)
     fresh = RoutingService(town_url).route(
         "foot", [(9.5050, 47.1000), (9.4951, 47.1049)], {"overview": "false"}
@@ -559,18 +561,63 @@ def _way_xml(way_id: int, refs: list[int], tags: dict[str, str]) -> str:
     return f'<way id="{way_id}" {STAMP}>{inner}</way>'
 
 
+def _stored_and_fresh(url: str, profile: str, version: str) -> tuple[Any, Any]:
+    """The engines of the routing data the update stored for ``profile`` and of a fresh
+    build on the same (updated) network."""
+    from osmimport import schema
+    from routing import store
+    from routing.arrays import profile_arrays, read_roads
+    from routing.engine import Engine
+    from routing.profiles import PROFILES
+
+    rules = PROFILES[profile]
+    stored = Engine(store.load(url, profile, version))
+    fresh = Engine(profile_arrays(read_roads(url, schema.SCHEMA, version, [rules]), rules))
+    return stored, fresh
+
+
+def _same_answers(stored: Any, fresh: Any, seed: int, points: int = 80) -> int:
+    """Route random pairs of ``points`` in Liechtenstein on both engines: equal weights,
+    durations and lengths; the number of routes found."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    at = np.column_stack([rng.uniform(9.48, 9.62, points), rng.uniform(47.05, 47.25, points)])
+    compared = 0
+    for (lon1, lat1), (lon2, lat2) in zip(at[::2], at[1::2], strict=True):
+        a = stored.snap(float(lon1), float(lat1), radius=None)
+        b = stored.snap(float(lon2), float(lat2), radius=None)
+        x = fresh.snap(float(lon1), float(lat1), radius=None)
+        y = fresh.snap(float(lon2), float(lat2), radius=None)
+        mine, theirs = stored.route(a[0], b[0]), fresh.route(x[0], y[0])
+        assert (mine is None) == (theirs is None)
+        if mine is not None and theirs is not None:
+            assert mine.weight == theirs.weight
+            assert stored.duration(mine) == pytest.approx(fresh.duration(theirs), abs=1e-6)
+            assert stored.length(mine) == pytest.approx(fresh.length(theirs), abs=1e-3)
+            compared += 1
+    return compared
+
+
+def _layouts(url: str) -> dict[str, dict[str, Any]]:
+    return {
+        str(p): dict(layout)
+        for p, layout in query(url, "SELECT profile, layout FROM osm.routing_profiles")
+    }
+
+
+def _rows_of(url: str) -> dict[tuple[str, str, int], str]:
+    """The row version (xmin) of every chunk of the routing data."""
+    rows = query(url, "SELECT profile, name, chunk, xmin::text FROM osm.routing_data")
+    return {(str(p), str(n), int(c)): str(x) for p, n, c, x in rows}
+
+
 def test_a_rebuild_with_the_previous_order_answers_as_a_fresh_build(
     make_database: Callable[[], str], tmp_path: Path
 ) -> None:
     """Liechtenstein with roads cut and a road added: the car data the update builds on the
     previous node order routes every pair of points as the data built from scratch does."""
     import numpy as np
-
-    from osmimport import schema
-    from routing import store
-    from routing.arrays import profile_arrays, read_roads
-    from routing.engine import Engine
-    from routing.profiles import PROFILES
 
     url = make_database()
     run_import(url, [LI_2021], node_dir=nodes_of(url), before_swap=[build_before_swap])
@@ -588,28 +635,11 @@ def test_a_rebuild_with_the_previous_order_answers_as_a_fresh_build(
     summary = run_update(url, [change], node_dir=nodes_of(url), before_swap=[build_before_swap])
     version = summary.data_version
 
-    car = PROFILES["car"]
-    stored = Engine(store.load(url, "car", version))
-    fresh = Engine(profile_arrays(read_roads(url, schema.SCHEMA, version, [car]), car))
+    stored, fresh = _stored_and_fresh(url, "car", version)
     assert previous != version
     assert not np.array_equal(stored.arrays["cch_order"], fresh.arrays["cch_order"])
     assert np.array_equal(stored.arrays["turn_origin"], fresh.arrays["turn_origin"])
-    rng = np.random.default_rng(14)
-    points = np.column_stack([rng.uniform(9.48, 9.62, 120), rng.uniform(47.05, 47.25, 120)])
-    compared = 0
-    for (lon1, lat1), (lon2, lat2) in zip(points[::2], points[1::2], strict=True):
-        a = stored.snap(float(lon1), float(lat1), radius=None)
-        b = stored.snap(float(lon2), float(lat2), radius=None)
-        x = fresh.snap(float(lon1), float(lat1), radius=None)
-        y = fresh.snap(float(lon2), float(lat2), radius=None)
-        mine, theirs = stored.route(a[0], b[0]), fresh.route(x[0], y[0])
-        assert (mine is None) == (theirs is None)
-        if mine is not None and theirs is not None:
-            assert mine.weight == theirs.weight
-            assert stored.duration(mine) == pytest.approx(fresh.duration(theirs), abs=1e-6)
-            assert stored.length(mine) == pytest.approx(fresh.length(theirs), abs=1e-3)
-            compared += 1
-    assert compared > 40
+    assert _same_answers(stored, fresh, 14, 120) > 40
 
 
 #: A second commune around the far road.
@@ -727,3 +757,122 @@ def test_what_an_update_stages_is_dropped_when_it_fails_or_at_the_next_one(
     run_update(town_url, [change], node_dir=nodes_of(town_url))
     assert _work_schemas(town_url) == []
     assert scalar(town_url, "SELECT count(*) FROM osm.buildings WHERE osm_id = 200") == 1
+
+
+def _as_a_fresh_build(url: str, profile: str, version: str) -> None:
+    """The stored arrays of ``profile`` are a fresh build's (but the node order), and car
+    routes are its routes."""
+    import numpy as np
+
+    stored, fresh = _stored_and_fresh(url, profile, version)
+    for name, array in fresh.arrays.items():
+        if name not in {"cch_order", "meta"}:
+            assert np.array_equal(stored.arrays[name], array), (profile, name)
+    if profile == "car":
+        assert _same_answers(stored, fresh, 14) > 25
+
+
+def test_incremental_routing_updates_answer_as_a_fresh_build(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Liechtenstein, then road nodes moved and a maxspeed changed (the roads connect as
+    before: every profile keeps its turn graph, order and components, byte for byte and
+    unwritten), then a road made one-way, a road added, a road deleted and a turn restriction
+    deleted (the turn graphs change): after each, every profile's arrays equal a fresh build's
+    (but the node order) and routes equal its routes."""
+
+    from routing.build import CONNECTIONS, TURN_GRAPH
+
+    url = make_database()
+    run_import(url, [LI_2021], node_dir=nodes_of(url), before_swap=[build_before_swap])
+    before_layouts, before_rows = _layouts(url), _rows_of(url)
+    moved = query(
+        url,
+        "SELECT osm_id, lon, lat FROM osm.road_nodes ORDER BY md5(osm_id::text) LIMIT 60",
+    )
+    moves = "".join(
+        node_xml(int(i), round(lon + 0.00004, 7), round(lat - 0.00003, 7)) for i, lon, lat in moved
+    )
+    ((fast_id, fast_nodes, fast_tags),) = query(
+        url,
+        "SELECT m.id, m.nodes, m.tags FROM osm.mid_ways m JOIN osm.road_ways r ON r.osm_id = m.id "
+        "WHERE m.tags ->> 'highway' = 'secondary' AND m.tags ? 'maxspeed' "
+        "AND m.tags ->> 'maxspeed' <> '30' ORDER BY m.id LIMIT 1",
+    )
+    slower = _way_xml(int(fast_id), list(fast_nodes), {**dict(fast_tags), "maxspeed": "30"})
+    first = run_update(url, [osc(tmp_path / "moves.osc", modify=moves + slower)],
+                       node_dir=nodes_of(url), before_swap=[build_before_swap])  # fmt: skip
+    layouts, rows = _layouts(url), _rows_of(url)
+    for profile, layout in layouts.items():
+        for name in [*CONNECTIONS, *TURN_GRAPH]:
+            assert layout[name]["chunks"] == before_layouts[profile][name]["chunks"], name
+            kept = [key for key in rows if key[:2] == (profile, name)]
+            assert len(kept) == len(layout[name]["chunks"]), name
+            assert all(rows[key] == before_rows[key] for key in kept), name
+        assert layout["geometry"]["chunks"] != before_layouts[profile]["geometry"]["chunks"]
+        _as_a_fresh_build(url, profile, first.data_version)
+
+    ways = query(
+        url,
+        "SELECT m.id, m.nodes, m.tags FROM osm.mid_ways m JOIN osm.road_ways r ON r.osm_id = m.id "
+        "WHERE m.tags ->> 'highway' = 'residential' AND NOT m.tags ? 'oneway' "
+        "AND cardinality(m.nodes) > 3 ORDER BY m.id LIMIT 3",
+    )
+    oneway = _way_xml(int(ways[0][0]), list(ways[0][1]), {**dict(ways[0][2]), "oneway": "yes"})
+    joined = [int(ways[1][1][0]), int(ways[2][1][-1])]
+    added = _way_xml(10**12, joined, {"highway": "residential", "name": "Neuweg"})
+    deleted = f'<way id="{int(ways[2][0])}" {STAMP}/>'
+    (restriction,) = query(
+        url,
+        "SELECT osm_id FROM osm.restrictions WHERE left(tags ->> 'restriction', 3) = 'no_' "
+        "ORDER BY osm_id LIMIT 1",
+    )[0]
+    deleted += f'<relation id="{int(restriction)}" {STAMP}/>'
+    change = osc(tmp_path / "roads.osc", create=added, modify=oneway, delete=deleted)
+    second = run_update(url, [change], node_dir=nodes_of(url), before_swap=[build_before_swap])
+    layouts = _layouts(url)
+    assert layouts["car"]["turn_next"]["chunks"] != before_layouts["car"]["turn_next"]["chunks"]
+    for profile in layouts:
+        _as_a_fresh_build(url, profile, second.data_version)
+
+
+def test_eight_years_of_road_changes_patch_the_road_network_as_read_again(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """The road network of 2013 patched with what the 2013->2021 update changes in it gives
+    every profile the routing arrays the updated network read whole gives."""
+    import numpy as np
+
+    from osmimport import schema
+    from routing.arrays import (
+        patch_roads,
+        profile_arrays,
+        read_road_changes,
+        read_roads,
+        read_roads_with_reader,
+    )
+    from routing.profiles import PROFILES
+
+    change = derive_changes(LI_2013, LI_2021, tmp_path / "li-2013-2021.osc.gz")
+    url = make_database()
+    run_import(url, [LI_2013], node_dir=nodes_of(url))
+    profiles = list(PROFILES.values())
+    old, reader = read_roads_with_reader(url, schema.SCHEMA, "2013", profiles)
+    checked = []
+
+    def check(url: str, network: str, version: str) -> None:
+        changes = read_road_changes(url, version)
+        assert len(changes.ways) > 1000 and len(changes.replaced_nodes) > 10000
+        patched = patch_roads(old, reader, changes)
+        whole = read_roads(url, network, version, profiles)
+        assert np.array_equal(patched.way_ids, whole.way_ids)
+        assert np.array_equal(patched.node_ids, whole.node_ids)
+        for profile in profiles:
+            mine, theirs = profile_arrays(patched, profile), profile_arrays(whole, profile)
+            assert mine.keys() == theirs.keys()
+            for name, array in theirs.items():
+                assert np.array_equal(mine[name], array, equal_nan=True), (profile.name, name)
+        checked.append(version)
+
+    summary = run_update(url, [change], node_dir=nodes_of(url), before_swap=[check])
+    assert checked == [summary.data_version]
