@@ -5,7 +5,10 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import multiprocessing
 import os
+import pickle
+import queue
 import resource
 import shutil
 import sys
@@ -14,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +31,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from osmimport import schema
+from osmimport.children import stop_pool, term_on_parent_death
 from osmimport.database import connect, load_sql
 from osmimport.dataversion import NOTIFY_CHANNEL, read_meta_with
 from osmimport.errors import OsmImportError
@@ -455,12 +460,27 @@ def _raw_sizes(cur: psycopg2.extensions.cursor, staging: str) -> dict[str, int]:
     return {str(name): int(size) for name, size in cur.fetchall()}
 
 
-def run_jobs(url: str, staging: str, jobs: Sequence[Job], workers: int) -> dict[str, int]:
-    """Run ``jobs`` on ``workers`` connections, longest first; the row count of each table."""
-    pending = sorted(jobs, key=lambda job: job.cost, reverse=True)
+def run_jobs(
+    url: str,
+    staging: str,
+    jobs: Sequence[Job],
+    workers: int,
+    *,
+    say: Callable[[str], None] | None = None,
+    first: str | None = None,
+    on_built: Callable[[str, dict[str, int]], None] | None = None,
+) -> dict[str, int]:
+    """Run ``jobs`` on ``workers`` connections, longest first; the row count of each table.
+
+    ``say`` gets how long each job took, and its longest statements. The job named ``first``
+    starts before the others; ``on_built`` gets each job's name and counts once it is committed,
+    in the calling thread (it may start processes that live as long as that thread).
+    """
+    pending = sorted(jobs, key=lambda job: (job.name != first, -job.cost))
     lock = threading.Lock()
     counts: dict[str, int] = {}
     errors: list[BaseException] = []
+    built: queue.Queue[tuple[str, dict[str, int]]] = queue.Queue()
 
     def work() -> None:
         try:
@@ -479,8 +499,13 @@ def run_jobs(url: str, staging: str, jobs: Sequence[Job], workers: int) -> dict[
                         if not pending:
                             return
                         job = pending.pop(0)
+                    began = time.monotonic()
+                    took: list[tuple[float, str]] = []
                     for statement, params in job.steps:
+                        step_began = time.monotonic()
                         cur.execute(statement, params)
+                        if say is not None:
+                            took.append((time.monotonic() - step_began, _step_name(statement, cur)))
                     for table in job.tables:
                         cur.execute(
                             sql.SQL("SELECT count(*) FROM {}").format(_ident(staging, table))
@@ -488,6 +513,12 @@ def run_jobs(url: str, staging: str, jobs: Sequence[Job], workers: int) -> dict[
                         row = cur.fetchone()
                         counts[table] = int(row[0]) if row else 0
                     conn.commit()
+                    built.put((job.name, {table: counts[table] for table in job.tables}))
+                    if say is not None:
+                        longest = ", ".join(
+                            f"{name} {seconds:.1f}s" for seconds, name in sorted(took)[::-1][:3]
+                        )
+                        say(f"  {job.name}: {time.monotonic() - began:.1f}s ({longest})")
         except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
             errors.append(exc)
         finally:
@@ -498,11 +529,100 @@ def run_jobs(url: str, staging: str, jobs: Sequence[Job], workers: int) -> dict[
     ]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    while True:
+        running = any(thread.is_alive() for thread in threads)
+        try:
+            name, tables = built.get(timeout=0.2)
+        except queue.Empty:
+            if running:
+                continue
+            break
+        if on_built is not None and not errors:
+            try:
+                on_built(name, tables)
+            except BaseException as exc:  # noqa: BLE001 - re-raised once the workers stop
+                errors.append(exc)
     if errors:
         raise errors[0]
     return counts
+
+
+#: The job building what the before-swap hooks read (the road network).
+HOOKS_READ = "network"
+
+
+def _run_hooks(
+    hooks: Sequence[Callable[[str, str, str], None]], url: str, staging: str, version: str
+) -> None:
+    for hook in hooks:
+        hook(url, staging, version)
+
+
+class BeforeSwap:
+    """The before-swap hooks of an import, run one after the other in a child process started
+    as soon as the road network is built: they read only it, so they run beside the building
+    of the other tables (the routing build uses a core the SQL leaves idle)."""
+
+    def __init__(
+        self,
+        hooks: Sequence[Callable[[str, str, str], None]],
+        url: str,
+        staging: str,
+        version: str,
+    ) -> None:
+        self._hooks = list(hooks)
+        self._args = (url, staging, version)
+        self._pool: ProcessPoolExecutor | None = None
+        self._future: Future[None] | None = None
+
+    def on_built(self, job: str, counts: dict[str, int]) -> None:
+        """Start the hooks once ``job`` has built a road network with roads in it (without
+        roads, the import may still be refused: they wait for :meth:`finish`)."""
+        if job == HOOKS_READ and counts.get(schema.ROAD_WAYS_TABLE, 0) > 0:
+            self._start()
+
+    def _start(self) -> None:
+        if self._future is not None or not self._hooks or not _picklable(self._hooks):
+            return
+        self._pool = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=term_on_parent_death,
+        )
+        self._future = self._pool.submit(_run_hooks, self._hooks, *self._args)
+
+    def finish(self) -> None:
+        """Wait for the hooks (run them now if not started); raise the first error."""
+        self._start()
+        if self._future is None:
+            _run_hooks(self._hooks, *self._args)
+            return
+        try:
+            self._future.result()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the child process, if any (the hooks' work is lost)."""
+        if self._pool is not None:
+            stop_pool(self._pool)
+            self._pool = None
+
+
+def _picklable(value: Any) -> bool:
+    """Whether ``value`` can be sent to a child process (closures cannot: run them here)."""
+    try:
+        pickle.dumps(value)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def _step_name(statement: sql.Composable | str, cur: psycopg2.extensions.cursor) -> str:
+    """A short name of a job's statement for the timings: its first words after comments."""
+    text = statement if isinstance(statement, str) else statement.as_string(cur)
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    return " ".join(" ".join(lines).split()[:5])[:70]
 
 
 #: The tables whose extent is the map's: what people look at, not outlying boundary nodes.
@@ -590,8 +710,10 @@ def _refuse_empty(
     paths: Sequence[Path],
     counts: dict[str, int],
     warnings: dict[str, int],
+    hooks: BeforeSwap,
 ) -> None:
-    """Raise when the staged data has no features, or no roads where the served data has."""
+    """Raise when the staged data has no features, or no roads where the served data has
+    (``hooks`` are stopped first: they may be writing into the staged data)."""
     features = sum(counts.get(layer.name, 0) for layer in schema.LAYERS)
     roads = counts.get(schema.ROAD_WAYS_TABLE, 0)
     served = (read_meta_with(cur) or {}).get("counts") or {}
@@ -607,6 +729,7 @@ def _refuse_empty(
         what, count = max(warnings.items(), key=lambda item: item[1])
         found += f" ({count:,} {what})"
     cur.connection.rollback()
+    hooks.stop()
     cur.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(_ident(schema.STAGING_SCHEMA)))
     cur.connection.commit()
     where = ", ".join(str(p) for p in paths)
@@ -702,9 +825,10 @@ def run_import(
     ``node_dir/nodes-<version>.cache`` for later updates; ``osm.meta`` names the file that
     belongs to the data swapped in.
 
-    ``before_swap`` hooks get (url, staging schema, data version) once the staging schema is
-    complete and add to it what must switch with the data (the routing data); ``after_import``
-    hooks get the url after the swap.
+    ``before_swap`` hooks get (url, staging schema, data version) once the road network of
+    the staging schema is built (in a child process, beside the building of the other tables:
+    see :class:`BeforeSwap`) and add to it what must switch with the data (the routing data);
+    ``after_import`` hooks get the url after the swap.
     """
     started = time.monotonic()
     paths = [Path(f) for f in files]
@@ -728,6 +852,7 @@ def run_import(
 
     with import_lock(url), _work_dir(node_dir) as tmp:
         source, input_warnings = prepare(paths, Path(tmp), progress=progress)
+        hooks = BeforeSwap(before_swap, url, staging, version)
         conn = connect(url)
         try:
             with conn.cursor() as cur:
@@ -764,7 +889,15 @@ def run_import(
                     middle=middle,
                 )
                 conn.commit()
-                built = run_jobs(url, staging, jobs, BUILD_WORKERS)
+                built = run_jobs(
+                    url,
+                    staging,
+                    jobs,
+                    BUILD_WORKERS,
+                    say=(lambda text: _say(True, text)) if progress else None,
+                    first=HOOKS_READ,
+                    on_built=hooks.on_built,
+                )
                 _say(progress, f"built {len(built)} tables in {time.monotonic() - building:.1f}s")
                 raw = [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]
                 for table in raw:
@@ -784,7 +917,7 @@ def run_import(
                 counts = {table: built[table] for table in all_tables}
                 loader.warnings.update(_built_warnings(cur, staging))
                 if not allow_empty:
-                    _refuse_empty(cur, paths, counts, loader.warnings)
+                    _refuse_empty(cur, paths, counts, loader.warnings, hooks)
                 bbox = _bbox(cur, staging) or _union_boxes(header_boxes)
                 center = _center(cur, staging, bbox)
                 meta = {
@@ -812,11 +945,11 @@ def run_import(
                     )
                 cur.execute(sql.SQL("ANALYZE {}").format(_ident(staging, schema.META_TABLE)))
                 conn.commit()
-                for build in before_swap:
-                    build(url, staging, version)
+                hooks.finish()
                 _swap(cur, version)
             conn.commit()
         except BaseException:
+            hooks.stop()
             if node_store is not None:
                 node_store.unlink(missing_ok=True)
             raise

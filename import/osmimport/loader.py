@@ -120,6 +120,11 @@ def tag_dict(tags: osmium.osm.TagList) -> dict[str, str]:
     return dict([following(position) for _ in range(data.tags_size())])
 
 
+def node_refs(way: osmium.osm.Way) -> list[int]:
+    """The ids of ``way``'s nodes."""
+    return [node.ref for node in way.nodes]
+
+
 def layer_raw_columns(layer: str) -> list[str]:
     """Columns of ``raw_<layer>``: the system columns and the layer's attributes."""
     return [*SYSTEM_RAW_COLUMNS, *schema.LAYER_BY_NAME[layer].column_names]
@@ -492,14 +497,22 @@ class Loader:
         if not BARRIER_KEYS.isdisjoint(tags):
             self.raw["raw_barriers"].add((node.id, _json(tags)))
 
-    def middle_way(self, way: osmium.osm.Way) -> None:
-        """Keep ``way``'s nodes and tags for updates (every way: a relation may take it later)."""
+    def middle_way(
+        self,
+        way: osmium.osm.Way,
+        tags: dict[str, str] | None = None,
+        refs: list[int] | None = None,
+    ) -> None:
+        """Keep ``way``'s nodes and tags for updates (every way: a relation may take it later).
+
+        ``tags`` and ``refs``: the way's tags and node ids, when the caller has them already.
+        """
         buffer = self.middle.get("mid_ways")
         if buffer is None:
             return
-        refs = ",".join([str(node.ref) for node in way.nodes])
-        tags = copy_value(_json(tag_dict(way.tags)))
-        buffer.add_line(f"{way.id}\t{{{refs}}}\t{tags}\n")
+        nodes = ",".join(map(str, node_refs(way) if refs is None else refs))
+        text = copy_value(_json(tag_dict(way.tags) if tags is None else tags))
+        buffer.add_line(f"{way.id}\t{{{nodes}}}\t{text}\n")
 
     def middle_relation(self, rel: osmium.osm.Relation, tags: dict[str, str]) -> None:
         """Keep a relation that can make rows, with its members, for updates."""
@@ -511,12 +524,23 @@ class Loader:
         buffer.add((rel.id, _json(tags), json.dumps(members, separators=(",", ":")), f"{{{ways}}}"))
 
     def _way_and_middle(self, way: osmium.osm.Way) -> None:
-        self.middle_way(way)
-        self.way(way)
-
-    def way(self, way: osmium.osm.Way) -> None:
-        """Lines: streets, waterways, boundaries, ...; routing ways and their nodes."""
+        # Reading a way's tags and node ids costs a Python object each: done once for both.
         tags = tag_dict(way.tags)
+        refs = node_refs(way)
+        self.middle_way(way, tags, refs)
+        self.way(way, tags, refs)
+
+    def way(
+        self,
+        way: osmium.osm.Way,
+        known_tags: dict[str, str] | None = None,
+        refs: list[int] | None = None,
+    ) -> None:
+        """Lines: streets, waterways, boundaries, ...; routing ways and their nodes.
+
+        ``known_tags`` and ``refs``: the way's tags and node ids, when the caller has them.
+        """
+        tags = tag_dict(way.tags) if known_tags is None else known_tags
         features = mapping.line_features(tags, closed=way.is_closed())
         road = "highway" in tags or tags.get("route") == "ferry"
         way_id = way.id
@@ -544,7 +568,7 @@ class Loader:
             self._way_rows(way_id, tags, geom, features, level, communes)
         if road:
             if runs is None:
-                self._road(way, tags, geoms[0])
+                self._road(way, tags, geoms[0], node_refs(way) if refs is None else refs)
             else:
                 # road_ways has one row per way: the longest run is the one routed on.
                 refs, points = max(runs, key=lambda run: len(run[0]))
@@ -577,8 +601,7 @@ class Loader:
             for relation_id in communes:
                 self.raw["raw_commune_ways"].add((relation_id, geom))
 
-    def _road(self, way: osmium.osm.Way, tags: dict[str, str], geom: str) -> None:
-        refs = [n.ref for n in way.nodes]
+    def _road(self, way: osmium.osm.Way, tags: dict[str, str], geom: str, refs: list[int]) -> None:
         # road_nodes pairs the nodes with the points of the line, in SQL.
         points = NULL
         if _wkb_size(geom) != len(refs):

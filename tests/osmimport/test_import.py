@@ -16,9 +16,11 @@ import osmium
 import osmium.index
 import psycopg2
 import pytest
+from psycopg2 import sql
 
 from osmimport import loader, schema
 from osmimport.cli import main as cli_main
+from osmimport.errors import OsmImportError
 from osmimport.importer import node_store_dir, run_import
 from tests.osmimport.db import cli as _cli
 from tests.osmimport.db import query, scalar
@@ -348,6 +350,48 @@ def test_hooks_and_notify_after_swap(make_database: Callable[[], str]) -> None:
     assert [n.payload for n in listener.notifies] == [summary.data_version]
     listener.close()
     assert scalar(url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'osm_%%'") == 0
+
+
+def note_staged_network(url: str, staging: str, version: str) -> None:
+    """A before-swap hook: writes down, beside the staged data, what it saw and where it ran."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE {} AS SELECT %s::text AS version, %s::int AS pid, "
+                    "(SELECT count(*) FROM {}) AS roads"
+                ).format(
+                    sql.Identifier(staging, "hook_saw"),
+                    sql.Identifier(staging, schema.ROAD_WAYS_TABLE),
+                ),
+                (version, os.getpid()),
+            )
+    finally:
+        conn.close()
+
+
+def failing_hook(url: str, staging: str, version: str) -> None:
+    """A before-swap hook that fails."""
+    raise OsmImportError(f"the hook failed on {version}")
+
+
+def test_before_swap_hooks_run_in_a_child_on_the_built_network(
+    make_database: Callable[[], str],
+) -> None:
+    url = make_database()
+    summary = run_import(url, [MULHOUSE_SW], before_swap=[note_staged_network])
+    version, pid, roads = query(url, "SELECT version, pid, roads FROM osm.hook_saw")[0]
+    assert version == summary.data_version
+    assert pid != os.getpid()
+    assert roads == summary.counts[schema.ROAD_WAYS_TABLE] > 0
+
+
+def test_a_failing_hook_leaves_the_data(loaded_url: str) -> None:
+    before = _snapshot(loaded_url)
+    with pytest.raises(OsmImportError, match="the hook failed on"):
+        run_import(loaded_url, [LI_2013_PBF], before_swap=[failing_hook])
+    assert _snapshot(loaded_url) == before
 
 
 def test_sigkill_mid_import_leaves_the_data(loaded_url: str) -> None:
