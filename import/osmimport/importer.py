@@ -899,6 +899,12 @@ def run_import(
                     on_built=hooks.on_built,
                 )
                 _say(progress, f"built {len(built)} tables in {time.monotonic() - building:.1f}s")
+                if middle:
+                    # Not a job: it locks the raw tables the network and communes jobs read.
+                    cur.execute(
+                        sql.SQL("SET LOCAL search_path TO {}, public").format(_ident(staging))
+                    )
+                    cur.execute(load_sql("osmimport", "middle_raw.sql"))
                 raw = [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]
                 for table in raw:
                     if not (middle and table in KEPT_RAW_TABLES):
