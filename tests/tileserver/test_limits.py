@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.tileserver.conftest import LOOPBACK, VADUZ, TestClient, render_settings, tile_of
+from tests.tileserver.conftest import (
+    LOOPBACK,
+    VADUZ,
+    TestClient,
+    render_settings,
+    serve_process,
+    tile_of,
+)
 from tileserver.app import create_app
 from tileserver.limits import Gate, Overloaded, kind_of
 from tileserver.settings import LimitSettings
@@ -62,7 +73,7 @@ def test_a_gate_refuses_after_waiting_too_long() -> None:
         ("/styles/colour.json", "static"),
         ("/route/v1/car/1,2;3,4", "routes"),
         ("/table/v1/car/1,2;3,4", "routes"),
-        ("/townplans/Vaduz.pdf", "plans"),
+        ("/townplans/Vaduz.pdf", None),
         ("/townplans/communes.json", "static"),
         ("/health", "ops"),
         ("/fonts/Noto Sans Regular/0-255.pbf", "static"),
@@ -86,3 +97,40 @@ def test_a_raster_burst_queues_instead_of_failing(
         assert [r.status_code for r in responses] == [200] * len(paths)
         assert all(r.content.startswith(b"\x89PNG") for r in responses)
         assert client.get("/health").json()["render"]["renders"] == len(paths)
+
+
+def test_requests_for_a_plan_being_drawn_join_it_without_a_place(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    """One drawing place and no queue: twelve requests for the same plan all get it, drawn
+    once; a different plan asked meanwhile is refused with Retry-After, then drawn."""
+    env = {
+        "FONDPLAN_DISABLE": "routing",
+        "FONDPLAN_TOWNPLAN_WORKERS": "1",
+        "FONDPLAN_TOWNPLAN_QUEUE": "0",
+        "FONDPLAN_LIMIT_PLANS": "1",
+    }
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+        same = f"{url}/townplans/Vaduz.png?paper=A4&dpi=100"
+        other = f"{url}/townplans/Planken.png?paper=A4&dpi=72"
+        with ThreadPoolExecutor(13) as pool:
+            joined = [pool.submit(fetch, same) for _ in range(12)]
+            time.sleep(0.5)
+            refused = pool.submit(fetch, other).result()
+            answers = [future.result() for future in joined]
+        assert [status for status, _, _ in answers] == [200] * 12
+        assert len({body for _, _, body in answers}) == 1
+        assert answers[0][2].startswith(b"\x89PNG")
+        assert refused[0] == 503 and int(refused[1]["retry-after"]) >= 1
+        assert fetch(other)[0] == 200
+        health = json.loads(fetch(f"{url}/health")[2])
+        assert health["townplans"]["drawn"] == 2
+
+
+def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of a GET (errors included)."""
+    try:
+        with urllib.request.urlopen(url, timeout=300) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
