@@ -353,6 +353,16 @@ def row(workers: int, clients: int, step: Step) -> str:
     )
 
 
+def kinds_line(step: Step) -> str:
+    """Answers, p50, p99 and the longest wait of each kind of request."""
+    parts = [
+        f"{kind} n={len(values)} {pct(values, 0.5):.0f}/{pct(values, 0.99):.0f}/{max(values):.0f}"
+        for kind in MIX
+        if (values := step.latencies.get(kind))
+    ]
+    return f"{'':>16}by kind (p50/p99/max ms): " + ", ".join(parts)
+
+
 def cpu_line(step: Step) -> str:
     """The CPU the load generator and the server used, in cores (of 1 each, averaged)."""
     return (
@@ -405,7 +415,7 @@ def soak_report(step: Step, workers: int, clients: int) -> str:
         f"first {step.rss_mb[0][1]:.0f} MB, last {step.rss_mb[-1][1]:.0f} MB, "
         f"max {max(mb for _, mb in step.rss_mb):.0f} MB"
     )
-    lines += [HEADER, row(workers, clients, step), cpu_line(step)]
+    lines += [HEADER, row(workers, clients, step), kinds_line(step), cpu_line(step)]
     return "\n".join(lines)
 
 
@@ -550,6 +560,7 @@ def main() -> int:
                 lines.append(row(workers, clients, step))
                 print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
                 print(cold_line(step), flush=True)
+                print(kinds_line(step), flush=True)
                 print(cpu_line(step), flush=True)
                 if args.by_competition:
                     print(competition_lines(step), flush=True)

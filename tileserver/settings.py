@@ -152,8 +152,10 @@ class LimitSettings(Section):
 
     tiles: int = 16
     """Tile database queries at once."""
-    raster: int = 32
-    """Raster requests rendered at once."""
+    raster: int = 4
+    """Raster renders handed to the render process at once (the others wait here): about twice
+    its threads, so none queues inside it long enough to reach `FONDPLAN_RASTER_TIMEOUT`,
+    which would replace the process and fail every render in it."""
     routes: int = 8
     """Routing requests computed at once (worker threads)."""
     plans: int = 2
