@@ -181,6 +181,8 @@ class Step:
     #: took from its cache rather than the database (should be 0).
     cold_repeats: int = 0
     cold_from_cache: int | None = None
+    #: The server's event-loop stalls during the run, by the least they lasted ("20ms": n).
+    stalls: dict[str, int] = field(default_factory=dict)
     #: The server's logged reasons for its 5xx answers (see reasons_5xx).
     reasons: str = ""
     #: Latencies of cached tiles by the kind of other work in flight at some time during them.
@@ -242,7 +244,7 @@ async def run_step(
     # Per competing kind: requests in flight, and requests started so far.
     in_flight: dict[str, int] = defaultdict(int)
     started_count: dict[str, int] = defaultdict(int)
-    from_database = database_tiles(port)
+    metrics_before = server_metrics(port)
 
     async def client() -> None:
         conn = TILES.Conn("127.0.0.1", port)
@@ -298,25 +300,47 @@ async def run_step(
     await asyncio.gather(sample_rss(), *(client() for _ in range(clients)))
     step.client_cpu = own_cpu() - client_cpu
     step.server_cpu = server_cpu_seconds(pid) - server_cpu
-    if from_database is not None:
-        now_from_database = database_tiles(port)
-        if now_from_database is not None:
-            cold = len(step.latencies.get("cold", []))
-            step.cold_from_cache = max(0, cold - (now_from_database - from_database))
+    metrics_after = server_metrics(port)
+    from_database, now_from_database = database_tiles(metrics_before), database_tiles(metrics_after)
+    if from_database is not None and now_from_database is not None:
+        cold = len(step.latencies.get("cold", []))
+        step.cold_from_cache = max(0, cold - (now_from_database - from_database))
+    step.stalls = stalls(metrics_before, metrics_after)
     return step
 
 
-def database_tiles(port: int) -> int | None:
-    """Tiles the server has read from the database so far (its /metrics), if it says."""
+def server_metrics(port: int) -> dict[str, float] | None:
+    """The server's /metrics (all its workers summed), by series; None when it does not say."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
             text = answer.read().decode()
     except OSError:
         return None
+    found = {}
     for line in text.splitlines():
-        if line.startswith('fondplan_tile_seconds_count{source="database"}'):
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def database_tiles(metrics: dict[str, float] | None) -> int | None:
+    """Tiles the server has read from the database so far, if it says."""
+    if metrics is None:
+        return None
+    return int(metrics.get('fondplan_tile_seconds_count{source="database"}', 0))
+
+
+def stalls(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, int]:
+    """The server's event-loop stalls between two readings of its metrics, by threshold."""
+    if before is None or after is None:
+        return {}
+    prefix = "fondplan_event_loop_stalls_total{over="
+    return {
+        name[len(prefix) + 1 : -2]: int(value - before.get(name, 0))
+        for name, value in after.items()
+        if name.startswith(prefix)
+    }
 
 
 def pct(values: list[float], q: float) -> float:
@@ -368,7 +392,8 @@ def cpu_line(step: Step) -> str:
     return (
         f"{'':>16}cpu: load generator {step.client_cpu / step.seconds:.2f} cores, "
         f"server {step.server_cpu / step.seconds:.2f} cores (all its processes), "
-        f"machine {os.cpu_count()} cores"
+        f"machine {os.cpu_count()} cores; server event-loop stalls "
+        + (", ".join(f">={k} x{n}" for k, n in step.stalls.items()) or "unknown")
     )
 
 
