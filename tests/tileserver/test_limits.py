@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
 import pytest
 
+from tests.cities.test_plan_process import get as fetch
 from tests.tileserver.conftest import (
     LOOPBACK,
     VADUZ,
@@ -125,12 +124,3 @@ def test_requests_for_a_plan_being_drawn_join_it_without_a_place(
         assert fetch(other)[0] == 200
         health = json.loads(fetch(f"{url}/health")[2])
         assert health["townplans"]["drawn"] == 2
-
-
-def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (lower-case names) and body of a GET (errors included)."""
-    try:
-        with urllib.request.urlopen(url, timeout=300) as answer:
-            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
