@@ -336,11 +336,12 @@ def stalls(before: dict[str, float] | None, after: dict[str, float] | None) -> d
     if before is None or after is None:
         return {}
     prefix = "fondplan_event_loop_stalls_total{over="
-    return {
+    found = {
         name[len(prefix) + 1 : -2]: int(value - before.get(name, 0))
         for name, value in after.items()
         if name.startswith(prefix)
     }
+    return dict(sorted(found.items(), key=lambda item: float(item[0].removesuffix("ms"))))
 
 
 def pct(values: list[float], q: float) -> float:

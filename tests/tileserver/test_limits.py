@@ -124,3 +124,17 @@ def test_requests_for_a_plan_being_drawn_join_it_without_a_place(
         assert fetch(other)[0] == 200
         health = json.loads(fetch(f"{url}/health")[2])
         assert health["townplans"]["drawn"] == 2
+
+
+def test_requests_for_a_tile_being_rendered_join_the_render(liechtenstein_url: str) -> None:
+    """One render at a time and no queue: eight requests for the same raster tile get one
+    render between them, none is refused."""
+    settings = render_settings(liechtenstein_url, LimitSettings(raster=1, queue=0, wait=300))
+    x, y = tile_of(*VADUZ, 15)
+    path = f"/styles/grey/15/{x}/{y}.png"
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(client.get, [path] * 8))
+        assert [r.status_code for r in responses] == [200] * 8
+        assert len({r.content for r in responses}) == 1
+        assert client.get("/health").json()["render"]["renders"] == 1
