@@ -17,7 +17,10 @@ flight during them. ``--without plan`` (or other kinds, comma-separated) leaves 
 the mix, to see what they cost the others.
 
 ``--soak SECONDS`` runs the mix instead for that long at the first client count and worker
-count, sampling the server's RSS every 10 s; it prints the curve and its slope.
+count, sampling the server's RSS (workers, routing server, render and plan processes) every
+``--rss-every`` seconds (10); it prints the curve, its first, last and highest values and its
+slope, over the whole run and over its second half. Each step also prints the CPU the load
+generator and the server used, and the server's logged reasons for its 5xx answers.
 
     .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
     .venv/bin/python bench/load.py --soak 600 --clients 32 --workers 2
@@ -32,6 +35,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -67,6 +71,14 @@ COLD_ZOOMS = (10, 14)
 #: Kinds of work whose overlap with a cached tile is reported by ``--by-competition``.
 COMPETING = ("cold", "raster", "route", "heavy route", "plan")
 
+
+#: Where a step's server writes its log, in its cache folder.
+SERVER_LOG = "server.log"
+#: How the server logs a 5xx answer (tileserver.errors).
+ANSWERED_5XX = re.compile(r"request \S+ (?P<path>\S+) answered (?P<status>5\d\d): (?P<reason>.*)$")
+#: Seconds a client waits for an answer: beyond the server's longest time limit (a town plan's
+#: 120 s), so the server's own refusals show as 5xx and a timeout here as a hang.
+CLIENT_TIMEOUT = 150.0
 
 #: bench/tiles.py, for its keep-alive client.
 TILES = load_bench("tiles")
@@ -156,6 +168,11 @@ class Step:
     #: 5xx answers by kind of request and status.
     error_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     conn_errors: int = 0
+    #: Connection errors by kind of request and error (a timeout is the client giving up).
+    conn_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: CPU seconds used during the run by the load generator and by the server (all processes).
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
     #: (seconds since the start, server RSS in MB).
     rss_mb: list[tuple[float, float]] = field(default_factory=list)
     #: Cold tiles answered empty (204): outside the data.
@@ -164,23 +181,50 @@ class Step:
     #: took from its cache rather than the database (should be 0).
     cold_repeats: int = 0
     cold_from_cache: int | None = None
+    #: The server's event-loop stalls during the run, by the least they lasted ("20ms": n).
+    stalls: dict[str, int] = field(default_factory=dict)
+    #: The server's logged reasons for its 5xx answers (see reasons_5xx).
+    reasons: str = ""
     #: Latencies of cached tiles by the kind of other work in flight at some time during them.
     cached_with: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
-def server_rss_mb(pid: int) -> float:
+def server_processes(pid: int) -> list[psutil.Process]:
+    """The server and every process under it (workers, routing server, render and plan
+    processes)."""
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
+        return []
+
+
+def server_rss_mb(pid: int) -> float:
     total = 0
-    for process in processes:
+    for process in server_processes(pid):
         try:
             total += process.memory_info().rss
         except psutil.NoSuchProcess:
             pass
     return total / 1e6
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) the server's processes alive now have used."""
+    total = 0.0
+    for process in server_processes(pid):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def own_cpu() -> float:
+    """CPU seconds this load generator has used."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
 
 
 async def run_step(
@@ -200,7 +244,7 @@ async def run_step(
     # Per competing kind: requests in flight, and requests started so far.
     in_flight: dict[str, int] = defaultdict(int)
     started_count: dict[str, int] = defaultdict(int)
-    from_database = database_tiles(port)
+    metrics_before = server_metrics(port)
 
     async def client() -> None:
         conn = TILES.Conn("127.0.0.1", port)
@@ -219,9 +263,10 @@ async def run_step(
                 started_count[k] += 1
             started = time.perf_counter()
             try:
-                status, _ = await asyncio.wait_for(conn.get(path), 60)
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+                status, _ = await asyncio.wait_for(conn.get(path), CLIENT_TIMEOUT)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                 step.conn_errors += 1
+                step.conn_kinds[f"{kind} {type(exc).__name__}"] += 1
                 conn.close()
                 conn = TILES.Conn("127.0.0.1", port)
                 continue
@@ -251,26 +296,52 @@ async def run_step(
                 return
             await asyncio.sleep(rss_every)
 
+    client_cpu, server_cpu = own_cpu(), server_cpu_seconds(pid)
     await asyncio.gather(sample_rss(), *(client() for _ in range(clients)))
-    if from_database is not None:
-        now_from_database = database_tiles(port)
-        if now_from_database is not None:
-            cold = len(step.latencies.get("cold", []))
-            step.cold_from_cache = max(0, cold - (now_from_database - from_database))
+    step.client_cpu = own_cpu() - client_cpu
+    step.server_cpu = server_cpu_seconds(pid) - server_cpu
+    metrics_after = server_metrics(port)
+    from_database, now_from_database = database_tiles(metrics_before), database_tiles(metrics_after)
+    if from_database is not None and now_from_database is not None:
+        cold = len(step.latencies.get("cold", []))
+        step.cold_from_cache = max(0, cold - (now_from_database - from_database))
+    step.stalls = stalls(metrics_before, metrics_after)
     return step
 
 
-def database_tiles(port: int) -> int | None:
-    """Tiles the server has read from the database so far (its /metrics), if it says."""
+def server_metrics(port: int) -> dict[str, float] | None:
+    """The server's /metrics (all its workers summed), by series; None when it does not say."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
             text = answer.read().decode()
     except OSError:
         return None
+    found = {}
     for line in text.splitlines():
-        if line.startswith('fondplan_tile_seconds_count{source="database"}'):
-            return int(float(line.rsplit(" ", 1)[1]))
-    return 0
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+def database_tiles(metrics: dict[str, float] | None) -> int | None:
+    """Tiles the server has read from the database so far, if it says."""
+    if metrics is None:
+        return None
+    return int(metrics.get('fondplan_tile_seconds_count{source="database"}', 0))
+
+
+def stalls(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, int]:
+    """The server's event-loop stalls between two readings of its metrics, by threshold."""
+    if before is None or after is None:
+        return {}
+    prefix = "fondplan_event_loop_stalls_total{over="
+    found = {
+        name[len(prefix) + 1 : -2]: int(value - before.get(name, 0))
+        for name, value in after.items()
+        if name.startswith(prefix)
+    }
+    return dict(sorted(found.items(), key=lambda item: float(item[0].removesuffix("ms"))))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -292,11 +363,39 @@ def row(workers: int, clients: int, step: Step) -> str:
     cold = len(step.latencies.get("cold", [])) / step.seconds
     rss = max(mb for _, mb in step.rss_mb) if step.rss_mb else 0.0
     return (
-        f"{workers:>7} {clients:>7} {rate:>8.1f} {pct(every, 0.5):>8.1f} "
-        f"{pct(every, 0.95):>8.1f} {pct(every, 0.99):>8.1f} "
-        f"{pct(step.latencies.get('cached', []), 0.99):>10.1f} {cold:>7.1f} "
-        f"{step.server_errors:>5} {step.conn_errors:>8} {rss:>7.0f}"
-    ) + "".join(f"\n{'':>16}5xx: {k} x{n}" for k, n in sorted(step.error_kinds.items()))
+        (
+            f"{workers:>7} {clients:>7} {rate:>8.1f} {pct(every, 0.5):>8.1f} "
+            f"{pct(every, 0.95):>8.1f} {pct(every, 0.99):>8.1f} "
+            f"{pct(step.latencies.get('cached', []), 0.99):>10.1f} {cold:>7.1f} "
+            f"{step.server_errors:>5} {step.conn_errors:>8} {rss:>7.0f}"
+        )
+        + "".join(
+            f"\n{'':>16}{what}: {k} x{n}"
+            for what, found in (("5xx", step.error_kinds), ("conn err", step.conn_kinds))
+            for k, n in sorted(found.items())
+        )
+        + step.reasons
+    )
+
+
+def kinds_line(step: Step) -> str:
+    """Answers, p50, p99 and the longest wait of each kind of request."""
+    parts = [
+        f"{kind} n={len(values)} {pct(values, 0.5):.0f}/{pct(values, 0.99):.0f}/{max(values):.0f}"
+        for kind in MIX
+        if (values := step.latencies.get(kind))
+    ]
+    return f"{'':>16}by kind (p50/p99/max ms): " + ", ".join(parts)
+
+
+def cpu_line(step: Step) -> str:
+    """The CPU the load generator and the server used, in cores (of 1 each, averaged)."""
+    return (
+        f"{'':>16}cpu: load generator {step.client_cpu / step.seconds:.2f} cores, "
+        f"server {step.server_cpu / step.seconds:.2f} cores (all its processes), "
+        f"machine {os.cpu_count()} cores; server event-loop stalls "
+        + (", ".join(f">={k} x{n}" for k, n in step.stalls.items()) or "unknown")
+    )
 
 
 def cold_line(step: Step) -> str:
@@ -342,11 +441,12 @@ def soak_report(step: Step, workers: int, clients: int) -> str:
         f"first {step.rss_mb[0][1]:.0f} MB, last {step.rss_mb[-1][1]:.0f} MB, "
         f"max {max(mb for _, mb in step.rss_mb):.0f} MB"
     )
-    lines += [HEADER, row(workers, clients, step)]
+    lines += [HEADER, row(workers, clients, step), kinds_line(step), cpu_line(step)]
     return "\n".join(lines)
 
 
 def serve(url: str, workers: int, cache_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A server over ``url``; its log goes to ``cache_dir``/server.log (see reasons_5xx)."""
     port = TILES.free_port()
     env = {
         **os.environ,
@@ -354,11 +454,22 @@ def serve(url: str, workers: int, cache_dir: Path) -> tuple[subprocess.Popen[byt
         "FONDPLAN_CACHE_DIR": str(cache_dir),
     }
     command = [sys.executable, "-m", "tileserver.cli", "serve", "--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--workers", str(workers)], env=env, cwd=ROOT, stderr=subprocess.DEVNULL
-    )
+    with (cache_dir / SERVER_LOG).open("wb") as log:
+        proc = subprocess.Popen(
+            [*command, "--workers", str(workers)], env=env, cwd=ROOT, stderr=log
+        )
     TILES.wait_http(f"http://127.0.0.1:{port}/health", proc, timeout=300)
     return proc, port
+
+
+def reasons_5xx(cache_dir: Path) -> str:
+    """The server's reasons for its 5xx answers (logged once each), counted."""
+    reasons: dict[str, int] = defaultdict(int)
+    for line in (cache_dir / SERVER_LOG).read_text(errors="replace").splitlines():
+        found = ANSWERED_5XX.search(line)
+        if found:
+            reasons[f"{found['path'].split('/')[1]} {found['status']}: {found['reason']}"] += 1
+    return "".join(f"\n{'':>16}server: {k} x{n}" for k, n in sorted(reasons.items()))
 
 
 async def warm_up(port: int, paths: Sequence[str], workers: int) -> None:
@@ -386,10 +497,12 @@ def fresh_step(
         proc, port = serve(url, workers, Path(tmp))
         try:
             asyncio.run(warm_up(port, warm, workers))
-            return asyncio.run(run_step(port, proc.pid, load, clients, seconds, kinds))
+            step = asyncio.run(run_step(port, proc.pid, load, clients, seconds, kinds))
         finally:
             proc.terminate()
             proc.wait(timeout=60)
+        step.reasons = reasons_5xx(Path(tmp))
+        return step
 
 
 def _db() -> tuple[str, str]:
@@ -413,7 +526,14 @@ def main() -> int:
         "--soak",
         type=float,
         metavar="SECONDS",
-        help="instead of the curve: one long run sampling the server's RSS every 10 s",
+        help="instead of the curve: one long run sampling the server's RSS (all its processes)",
+    )
+    parser.add_argument(
+        "--rss-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often --soak samples the RSS",
     )
     parser.add_argument(
         "--by-competition",
@@ -450,12 +570,13 @@ def main() -> int:
                 try:
                     asyncio.run(warm_up(port, warm, workers))
                     step = asyncio.run(
-                        run_step(port, proc.pid, load, clients, args.soak, None, rss_every=10.0)
+                        run_step(port, proc.pid, load, clients, args.soak, None, args.rss_every)
                     )
-                    print(soak_report(step, workers, clients), flush=True)
                 finally:
                     proc.terminate()
                     proc.wait(timeout=60)
+                step.reasons = reasons_5xx(Path(tmp))
+                print(soak_report(step, workers, clients), flush=True)
             return 0
         cold_rates: dict[tuple[int, int], float] = {}
         lines = []
@@ -465,6 +586,8 @@ def main() -> int:
                 lines.append(row(workers, clients, step))
                 print(lines[-1] if len(lines) > 1 else f"{HEADER}\n{lines[-1]}", flush=True)
                 print(cold_line(step), flush=True)
+                print(kinds_line(step), flush=True)
+                print(cpu_line(step), flush=True)
                 if args.by_competition:
                     print(competition_lines(step), flush=True)
             for clients in () if args.no_cold_only else (1, 32):

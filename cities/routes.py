@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -43,6 +47,16 @@ class Documents:
         return sum(len(f) for f in self.files)
 
 
+#: Admits a request to a limited kind of work (waits for its turn, or raises).
+Admission = Callable[[], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def unlimited() -> AsyncIterator[None]:
+    """The admission of a server with no limits: at once."""
+    yield
+
+
 #: Cache key of a plan: (data version, commune OSM id, options).
 PlanKey = tuple[str, str, str]
 
@@ -69,19 +83,21 @@ class PlanService:
         self._running: dict[PlanKey, Future[Documents]] = {}
         self._lock = threading.Lock()
 
-    def documents(
+    def drawing(
         self, key: PlanKey, commune: Commune, options: PlanOptions, data_version: str
-    ) -> Documents:
-        """The plan of ``key`` drawn from the data of ``data_version``: cached, or drawn
-        (joining a drawing of the same plan under way).
+    ) -> Future[Documents]:
+        """The plan of ``key`` drawn from the data of ``data_version``: cached (a done future),
+        or the drawing of it under way, joined, or a new one.
 
-        Raises :class:`PlanBusy` when the queue is full or the drawing process died, and
-        :class:`PlanTimeout` past the time limit (the plan is still finished and cached for
-        the next request).
+        Only a new drawing takes a place (``workers`` drawing, ``queue`` waiting): requests for
+        a plan being drawn wait for it without one. Raises :class:`PlanBusy` when every place
+        is taken.
         """
         cached = self.cache.get(key)
         if cached is not None:
-            return cached
+            done: Future[Documents] = Future()
+            done.set_result(cached)
+            return done
         with self._lock:
             future = self._running.get(key)
             if future is None:
@@ -89,9 +105,37 @@ class PlanService:
                     raise PlanBusy("too many plans being drawn; try again shortly")
                 future = self._pool.submit(self._draw, key, commune, options, data_version)
                 self._running[key] = future
+        return future
+
+    def documents(
+        self, key: PlanKey, commune: Commune, options: PlanOptions, data_version: str
+    ) -> Documents:
+        """The plan of ``key`` (see :meth:`drawing`), waiting for it in this thread.
+
+        Raises :class:`PlanBusy` when every place is taken or the drawing process died, and
+        :class:`PlanTimeout` past the time limit (the plan is still finished and cached for
+        the next request).
+        """
         try:
-            return future.result(timeout=self.settings.timeout)
+            return self.drawing(key, commune, options, data_version).result(
+                timeout=self.settings.timeout
+            )
         except FutureTimeout:
+            raise PlanTimeout(
+                "the plan takes longer than the time limit; try again later"
+            ) from None
+
+    async def documents_async(
+        self, key: PlanKey, commune: Commune, options: PlanOptions, data_version: str
+    ) -> Documents:
+        """:meth:`documents` waiting on the event loop: a request waiting for its plan holds
+        no thread, so any number of them may join one drawing."""
+        future = asyncio.wrap_future(self.drawing(key, commune, options, data_version))
+        try:
+            # Shielded: a request that gives up (time limit, client gone) leaves the drawing
+            # to finish for the others and the cache.
+            return await asyncio.wait_for(asyncio.shield(future), self.settings.timeout)
+        except TimeoutError:
             raise PlanTimeout(
                 "the plan takes longer than the time limit; try again later"
             ) from None
@@ -172,8 +216,9 @@ class TownplanEndpoints:
     """The ``/townplans`` endpoints over one :class:`PlanService`; errors are raised as
     :mod:`cities.errors` and answered by the server's error map."""
 
-    def __init__(self, service: PlanService) -> None:
+    def __init__(self, service: PlanService, admit: Admission = unlimited) -> None:
         self.service = service
+        self.admit = admit
 
     def communes(self, request: Request) -> Response:
         """``communes.json``: the communes of the data, filtered by ``?search=``."""
@@ -203,8 +248,8 @@ class TownplanEndpoints:
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
-    def plan(self, request: Request) -> Response:
-        """One page of a plan (a PDF holds them all); HEAD answers without drawing."""
+    def _lookup(self, request: Request) -> tuple[PlanKey, Commune, PlanOptions, str, int]:
+        """The plan a request asks for: its cache key, commune, options, data version, page."""
         stem, options, page = plan_request(request, self.service.settings.max_dpi)
         conn = connect(self.service.database_url)
         try:
@@ -215,7 +260,24 @@ class TownplanEndpoints:
             version = plan_version(conn, commune.osm_id, data_version)
         finally:
             conn.close()
-        key: PlanKey = (version, str(commune.osm_id), options.cache_key)
+        return (
+            (version, str(commune.osm_id), options.cache_key),
+            commune,
+            options,
+            data_version,
+            page,
+        )
+
+    async def plan(self, request: Request) -> Response:
+        """One page of a plan (a PDF holds them all); HEAD answers without drawing.
+
+        The database lookup runs in a thread admitted by ``admit``; the wait for the drawing
+        holds none (see :meth:`PlanService.documents_async`).
+        """
+        async with self.admit():
+            key, commune, options, data_version, page = await run_in_threadpool(
+                self._lookup, request
+            )
         suffix = "" if page == 1 else f"-{page}"
         filename = f"plan-{commune.slug}{suffix}.{options.format}"
         media = options_media(options.format)
@@ -235,7 +297,7 @@ class TownplanEndpoints:
             body = _page(found, page)
             headers["Content-Length"] = str(len(body))
         else:
-            found = self.service.documents(key, commune, options, data_version)
+            found = await self.service.documents_async(key, commune, options, data_version)
             body = _page(found, page)
         headers["X-Page-Count"] = str(found.pages)
         headers["ETag"] = etag
@@ -249,9 +311,10 @@ def _page(documents: Documents, page: int) -> bytes:
     return documents.files[page - 1]
 
 
-def townplan_routes(service: PlanService) -> list[BaseRoute]:
-    """The ``/townplans`` routes of ``service`` (mount them at the app root)."""
-    endpoints = TownplanEndpoints(service)
+def townplan_routes(service: PlanService, admit: Admission = unlimited) -> list[BaseRoute]:
+    """The ``/townplans`` routes of ``service`` (mount them at the app root); ``admit``
+    bounds the plan requests looking up their plan in the database at once."""
+    endpoints = TownplanEndpoints(service, admit)
     return [
         Route("/townplans/communes.json", endpoints.communes, methods=["GET"]),
         Route("/townplans/papers.json", endpoints.papers, methods=["GET"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -24,7 +25,7 @@ from tileserver.fastpath import FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
 from tileserver.middleware import Answers, ProxyHeaders, TrustedProxies
-from tileserver.server import die_with_parent, set_header_timeout
+from tileserver.server import LoopWatch, die_with_parent, set_header_timeout
 from tileserver.service import TileService
 from tileserver.settings import Settings
 from tileserver.sources import PostGISSource, TileSource, archive_source
@@ -168,6 +169,8 @@ def create_app(
     limits = Limits(settings.limits)
     context = AppContext(settings=settings, tiles=service, metrics=metrics, limits=limits)
     metrics.add_gauges(limits.gauges)
+    watch = LoopWatch()
+    metrics.add_gauges(watch.gauges)
     if isinstance(service.source, PostGISSource):
         metrics.add_gauges(service.source.gauges)
 
@@ -186,11 +189,13 @@ def create_app(
         source = service.source
         app.state.pool = source.pool if isinstance(source, PostGISSource) else None
         app.state.database_url = source.url if isinstance(source, PostGISSource) else None
+        watching = asyncio.get_running_loop().create_task(watch.run())
         try:
             for hook in context.on_startup:
                 await run_in_threadpool(hook)
             yield
         finally:
+            watching.cancel()
             # Every hook runs, each on a thread of its own (the pool may be full of requests
             # still running), so one failing cannot leave render processes behind.
             for hook in [*context.on_shutdown, service.stop]:

@@ -12,6 +12,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 #: Gets the request path and query string; answers (status, JSON body), or None to let the
 #: regular route answer (e.g. when the answer needs the database or a worker thread).
 FastHandler = Callable[[str, str], tuple[int, bytes] | None]
+#: A whole answer: status, headers (lower-case names, content type included) and body.
+FastAnswer = tuple[int, list[tuple[bytes, bytes]], bytes]
+#: Gets the request's ASGI scope (headers included); answers it whole, or None to let the
+#: regular route answer.
+ScopeHandler = Callable[[Scope], FastAnswer | None]
+_JSON = (b"content-type", b"application/json")
 #: Gets the request path and query string; estimates the work of the answer, in units of
 #: about a millisecond on the event loop.
 FastCost = Callable[[str, str], float]
@@ -24,20 +30,35 @@ ANSWER = "fondplan.fast_answer"
 
 @dataclass(frozen=True)
 class FastRoute:
-    """GET and HEAD requests under ``prefix`` are offered to ``handler`` before the app's
+    """GET and HEAD requests under ``prefix`` are offered to ``handler`` (a JSON answer from
+    the path and query) or ``answer`` (a whole answer from the scope) before the app's
     routing and admission limits, when ``cost`` says they are cheap; ``name`` labels them in
-    the metrics."""
+    the metrics, as the regular route's endpoint name does."""
 
     prefix: str
     name: str
-    handler: FastHandler
+    handler: FastHandler | None = None
     cost: FastCost | None = None
+    answer: ScopeHandler | None = None
+
+    def respond(self, scope: Scope) -> FastAnswer | None:
+        """The whole answer to the request, or None for the regular route."""
+        if self.answer is not None:
+            return self.answer(scope)
+        assert self.handler is not None
+        found = self.handler(scope["path"], scope["query_string"].decode("latin-1"))
+        if found is None:
+            return None
+        status, body = found
+        return status, [_JSON], body
 
 
 async def _send_answer(scope: Scope, receive: Receive, send: Send) -> None:
-    """The innermost app of the fast path: sends the JSON answer the handler left in the scope."""
-    status, body = scope[ANSWER]
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    """The innermost app of the fast path: sends the answer the route left in the scope; a
+    body's length is added, except to 204 and 304 (which have none)."""
+    status, headers, body = scope[ANSWER]
+    if status not in (204, 304):
+        headers = [*headers, (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
 
@@ -78,13 +99,13 @@ class FastPaths:
                 break
         else:
             return False
-        query = scope["query_string"].decode("latin-1")
         try:
-            if route.cost is not None and route.cost(path, query) > self.budget:
-                # Heavy: the regular route answers it in a worker thread.
-                self.deferred += 1
-                return False
-            answer = route.handler(path, query)
+            if route.cost is not None:
+                if route.cost(path, scope["query_string"].decode("latin-1")) > self.budget:
+                    # Heavy: the regular route answers it in a worker thread.
+                    self.deferred += 1
+                    return False
+            answer = route.respond(scope)
         except Exception:
             # The regular route runs the same code and reports the failure its own way.
             return False

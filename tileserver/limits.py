@@ -13,7 +13,9 @@ from tileserver.errors import Unavailable, error_response
 from tileserver.settings import LimitSettings
 
 #: The kinds of work, each with its own limit. Tiles and raster are admitted by their
-#: endpoints at a cache miss, so cached answers never queue behind uncached ones.
+#: endpoints at a cache miss, so cached answers never queue behind uncached ones; plans by
+#: theirs for the database lookup only, so requests waiting for a plan being drawn hold no
+#: place (cities.routes bounds the drawings).
 KINDS = ("tiles", "raster", "routes", "plans", "static", "ops")
 
 
@@ -78,7 +80,7 @@ class Limits:
             kind: Gate(
                 kind,
                 settings.limit(kind),
-                settings.limit(kind) * settings.queue_factor,
+                settings.queue,
                 settings.wait,
             )
             for kind in KINDS
@@ -116,7 +118,8 @@ class Limits:
 
 
 def kind_of(path: str) -> str | None:
-    """The gate a request passes in the middleware; None for tiles and raster (see KINDS)."""
+    """The gate a request passes in the middleware; None for tiles, raster and plans (see
+    KINDS)."""
     if path.startswith("/tiles/") and not path.endswith(".json"):
         return None
     if path.startswith("/styles/") and path.endswith(".png"):
@@ -124,7 +127,7 @@ def kind_of(path: str) -> str | None:
     if path.startswith(("/route/", "/nearest/", "/table/")):
         return "routes"
     if path.startswith("/townplans/") and not path.endswith((".js", ".json")):
-        return "plans"
+        return None
     if path in ("/health", "/metrics"):
         return "ops"
     return "static"

@@ -71,6 +71,8 @@ class RasterService:
         self._pool: RasterPool | None = None
         self._lock = threading.Lock()
         self._rendered_version: str | None = None
+        #: Renders under way, by key: requests for the same tile join them.
+        self._rendering: dict[RasterKey, asyncio.Future[_Entry]] = {}
 
     def pool(self) -> RasterPool:
         """The render pool, created on first use (the tile source is open by then)."""
@@ -169,11 +171,27 @@ class RasterService:
         y: int,
         attribution: bool,
     ) -> _Entry:
-        """The cached PNG of a tile variant; the attributed one is drawn on the plain one."""
+        """The cached PNG of a tile variant; the attributed one is drawn on the plain one.
+
+        A request for a tile being rendered joins that render, taking no place in the gate.
+        """
         key: RasterKey = (version, style, size, scale, z, x, y, attribution)
         entry = self.cache.get(key)
         if entry is not None:
             return entry
+        running = self._rendering.get(key)
+        if running is None:
+            running = asyncio.ensure_future(self._render(key))
+            self._rendering[key] = running
+            running.add_done_callback(lambda done: self._rendering.pop(key, None))
+            # Read by someone even when every request for it has gone.
+            running.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # Shielded: a request that goes leaves the render to the others and the cache.
+        return await asyncio.shield(running)
+
+    async def _render(self, key: RasterKey) -> _Entry:
+        """Render the tile variant of ``key`` and cache it."""
+        version, style, size, scale, z, x, y, attribution = key
         if attribution:
             plain = await self._entry(version, style, size, scale, z, x, y, False)
             png = await asyncio.to_thread(

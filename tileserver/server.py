@@ -1,4 +1,4 @@
-"""Process hygiene of ``fondplan serve``: header timeouts, dying with the supervisor."""
+"""Process hygiene of ``fondplan serve``: header timeouts, the supervisor, loop stalls."""
 
 from __future__ import annotations
 
@@ -75,3 +75,41 @@ def die_with_parent(parent_pid: int) -> None:
             threading.Event().wait(1.0)
 
     threading.Thread(target=watch, name="fondplan-parent-watch", daemon=True).start()
+
+
+#: Event-loop stalls are counted by the least they lasted (seconds).
+STALL_THRESHOLDS = (0.005, 0.02, 0.05, 0.1, 0.5)
+
+
+class LoopWatch:
+    """Counts the event loop's stalls: how late it wakes a task sleeping ``interval`` seconds.
+
+    Whatever keeps the loop from its callbacks shows: a request handled on it for too long, a
+    thread holding the GIL, or the machine's CPU taken by other processes.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.checks = 0
+        self.stalls = dict.fromkeys(STALL_THRESHOLDS, 0)
+
+    async def run(self) -> None:
+        """Watch until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.interval)
+            late = loop.time() - before - self.interval
+            self.checks += 1
+            for threshold in STALL_THRESHOLDS:
+                if late >= threshold:
+                    self.stalls[threshold] += 1
+
+    def gauges(self) -> dict[str, float]:
+        """Stalls by the least they lasted, and checks made, for /metrics."""
+        out = {
+            f'fondplan_event_loop_stalls_total{{over="{threshold * 1000:g}ms"}}': float(n)
+            for threshold, n in self.stalls.items()
+        }
+        out["fondplan_event_loop_checks_total"] = float(self.checks)
+        return out

@@ -143,7 +143,7 @@ class CacheSettings(Section):
 
 
 class LimitSettings(Section):
-    """Requests of each kind handled at once; as many again per ``queue_factor`` may wait.
+    """Requests of each kind handled at once; up to ``queue`` more wait up to ``wait`` seconds.
 
     Tiles and raster count only cache misses (database queries, renders).
     """
@@ -152,18 +152,23 @@ class LimitSettings(Section):
 
     tiles: int = 16
     """Tile database queries at once."""
-    raster: int = 32
-    """Raster requests rendered at once."""
+    raster: int = 4
+    """Raster renders handed to the render process at once (the others wait here): about twice
+    its threads, so none queues inside it long enough to reach `FONDPLAN_RASTER_TIMEOUT`,
+    which would replace the process and fail every render in it."""
     routes: int = 8
     """Routing requests computed at once (worker threads)."""
     plans: int = 2
-    """Town plan requests handled at once."""
+    """Town plan requests looking up their plan in the database at once (waiting for a plan
+    being drawn takes no place; see `FONDPLAN_TOWNPLAN_WORKERS` and `_QUEUE` for drawings)."""
     static: int = 8
     """Styles, fonts, sprites and viewer files served at once."""
     ops: int = 2
     """Health and metrics requests at once."""
-    queue_factor: int = 8
-    """Waiting requests allowed per running one, before 503."""
+    queue: int = 1024
+    """Requests of one kind that may wait for their turn, beyond which 503 at once: as many as
+    a server process takes connections (`FONDPLAN_LIMIT_CONCURRENCY`), so the clients it
+    accepts are refused only by the time limit `FONDPLAN_LIMIT_WAIT`."""
     wait: float = 20.0
     """Seconds a request may wait for its turn, before 503."""
 

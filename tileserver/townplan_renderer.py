@@ -271,7 +271,7 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     context.on_shutdown.append(styles.cleanup)
     context.health["townplans"] = service.health
     context.metrics.add_gauges(service.gauges)
-    return townplan_routes(service)
+    return townplan_routes(service, context.limits["plans"].slot)
 
 
 __all__ = ["MapLibreMapRenderer", "RasterError", "renderer_factory", "routes"]

@@ -189,7 +189,7 @@ def test_a_hung_render_process_is_replaced(
         metrics = client.get("/metrics").text
         assert "fondplan_render_timeouts_total 1.0" in metrics
         assert "fondplan_render_process_up 1.0" in metrics
-        assert 'fondplan_requests_limit{kind="raster"} 32.0' in metrics
+        assert 'fondplan_requests_limit{kind="raster"} 4.0' in metrics
         assert "fondplan_db_up 1.0" in metrics
 
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
 import pytest
 
-from tests.tileserver.conftest import LOOPBACK, VADUZ, TestClient, render_settings, tile_of
+from tests.cities.test_plan_process import get as fetch
+from tests.tileserver.conftest import (
+    LOOPBACK,
+    VADUZ,
+    TestClient,
+    render_settings,
+    serve_process,
+    tile_of,
+)
 from tileserver.app import create_app
 from tileserver.limits import Gate, Overloaded, kind_of
 from tileserver.settings import LimitSettings
@@ -62,7 +72,7 @@ def test_a_gate_refuses_after_waiting_too_long() -> None:
         ("/styles/colour.json", "static"),
         ("/route/v1/car/1,2;3,4", "routes"),
         ("/table/v1/car/1,2;3,4", "routes"),
-        ("/townplans/Vaduz.pdf", "plans"),
+        ("/townplans/Vaduz.pdf", None),
         ("/townplans/communes.json", "static"),
         ("/health", "ops"),
         ("/fonts/Noto Sans Regular/0-255.pbf", "static"),
@@ -86,3 +96,45 @@ def test_a_raster_burst_queues_instead_of_failing(
         assert [r.status_code for r in responses] == [200] * len(paths)
         assert all(r.content.startswith(b"\x89PNG") for r in responses)
         assert client.get("/health").json()["render"]["renders"] == len(paths)
+
+
+def test_requests_for_a_plan_being_drawn_join_it_without_a_place(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    """One drawing place and no queue: twelve requests for the same plan all get it, drawn
+    once; a different plan asked meanwhile is refused with Retry-After, then drawn."""
+    env = {
+        "FONDPLAN_DISABLE": "routing",
+        "FONDPLAN_TOWNPLAN_WORKERS": "1",
+        "FONDPLAN_TOWNPLAN_QUEUE": "0",
+        "FONDPLAN_LIMIT_PLANS": "1",
+    }
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+        same = f"{url}/townplans/Vaduz.png?paper=A4&dpi=100"
+        other = f"{url}/townplans/Planken.png?paper=A4&dpi=72"
+        with ThreadPoolExecutor(13) as pool:
+            joined = [pool.submit(fetch, same) for _ in range(12)]
+            time.sleep(0.5)
+            refused = pool.submit(fetch, other).result()
+            answers = [future.result() for future in joined]
+        assert [status for status, _, _ in answers] == [200] * 12
+        assert len({body for _, _, body in answers}) == 1
+        assert answers[0][2].startswith(b"\x89PNG")
+        assert refused[0] == 503 and int(refused[1]["retry-after"]) >= 1
+        assert fetch(other)[0] == 200
+        health = json.loads(fetch(f"{url}/health")[2])
+        assert health["townplans"]["drawn"] == 2
+
+
+def test_requests_for_a_tile_being_rendered_join_the_render(liechtenstein_url: str) -> None:
+    """One render at a time and no queue: eight requests for the same raster tile get one
+    render between them, none is refused."""
+    settings = render_settings(liechtenstein_url, LimitSettings(raster=1, queue=0, wait=300))
+    x, y = tile_of(*VADUZ, 15)
+    path = f"/styles/grey/15/{x}/{y}.png"
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
+        with ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(client.get, [path] * 8))
+        assert [r.status_code for r in responses] == [200] * 8
+        assert len({r.content for r in responses}) == 1
+        assert client.get("/health").json()["render"]["renders"] == 1

@@ -5,23 +5,29 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Scope
 
 from osmimport import schema
+from osmimport.etag import none_match
 from tileserver.cache import CachedTile
 from tileserver.context import AppContext
 from tileserver.errors import BadRequest, NotFound, TileOutOfRange
-from tileserver.routes import app_settings, cached_json, document_max_age, not_modified, public_url
+from tileserver.fastpath import FastAnswer, FastRoute
+from tileserver.routes import app_settings, cached_json, document_max_age, public_url
 from tileserver.service import TileService
 from tileserver.sources import ATTRIBUTION
 
 #: The one tileset: the Shortbread basemap.
 TILESET = "basemap"
 
+#: Set in the scope by the fast path when it found the tile not in memory.
+MISSED = "fondplan.tile_missed"
 MEDIA_TYPES = {"mvt": "application/vnd.mapbox-vector-tile", "pbf": "application/x-protobuf"}
 _TAIL = re.compile(r"^(-?\d{1,9})\.([A-Za-z0-9]+)$")
 _INT = re.compile(r"^-?\d{1,9}$")
@@ -55,23 +61,61 @@ def parse_tile_path(z: str, x: str, tail: str) -> tuple[int, int, int, str]:
     return zoom, col, row, ext
 
 
-def tile_response(request: Request, tile: CachedTile, media_type: str, max_age: int) -> Response:
-    """The HTTP answer for a tile: 204 empty, 304 unchanged, else gzip or identity bytes."""
-    accepts_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
+def tile_answer(
+    tile: CachedTile, accepts_gzip: bool, if_none_match: list[str], media_type: str, max_age: int
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a tile: 204 empty, 304 unchanged, else gzip or identity
+    bytes."""
     etag = f'"{tile.etag}"' if accepts_gzip else f'"{tile.etag}-identity"'
     headers = {
         "ETag": etag,
         "Cache-Control": f"public, max-age={max_age}",
         "Vary": "Accept-Encoding",
     }
-    if not_modified(request, etag):
-        return Response(status_code=304, headers=headers)
+    if none_match(if_none_match, etag):
+        return 304, headers, b""
     if tile.empty:
-        return Response(status_code=204, headers=headers)
+        return 204, headers, b""
+    headers["Content-Type"] = media_type
     if accepts_gzip:
         headers["Content-Encoding"] = "gzip"
-        return Response(tile.gzipped, media_type=media_type, headers=headers)
-    return Response(tile.raw(), media_type=media_type, headers=headers)
+        return 200, headers, tile.gzipped
+    return 200, headers, tile.raw()
+
+
+def tile_response(request: Request, tile: CachedTile, media_type: str, max_age: int) -> Response:
+    """The HTTP answer for a tile (see :func:`tile_answer`)."""
+    accepts_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
+    status, headers, body = tile_answer(
+        tile, accepts_gzip, request.headers.getlist("if-none-match"), media_type, max_age
+    )
+    return Response(body if status == 200 else None, status_code=status, headers=headers)
+
+
+def fast_tile(service: TileService, max_age: int, scope: Scope) -> FastAnswer | None:
+    """A tile in the memory cache, answered on the fast path (no routing, no admission); a
+    miss is left to :func:`tile`, which then does not count it again."""
+    parts = scope["path"].split("/")
+    if len(parts) != 6 or parts[2] != TILESET:
+        return None
+    started = time.perf_counter()
+    z, x, y, ext = parse_tile_path(parts[3], parts[4], parts[5])
+    found = service.cached(z, x, y)
+    if found is None:
+        scope[MISSED] = True
+        return None
+    accepts_gzip = False
+    if_none_match = []
+    for name, value in scope["headers"]:
+        if name == b"accept-encoding" and not accepts_gzip:
+            accepts_gzip = b"gzip" in value.lower()
+        elif name == b"if-none-match":
+            if_none_match.append(value.decode("latin-1"))
+    status, headers, body = tile_answer(found, accepts_gzip, if_none_match, MEDIA_TYPES[ext],
+                                        max_age)  # fmt: skip
+    service.metrics.tile_latency("memory", time.perf_counter() - started)
+    encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return status, encoded, body
 
 
 async def tile(request: Request) -> Response:
@@ -81,7 +125,7 @@ async def tile(request: Request) -> Response:
     z, x, y, ext = parse_tile_path(params["z"], params["x"], params["tail"])
     service = tile_service(request)
     started = time.perf_counter()
-    found = service.cached(z, x, y)
+    found = None if request.scope.get(MISSED) else service.cached(z, x, y)
     if found is None:
         # Only misses are admitted by the tiles gate: hits never queue behind queries.
         async with request.app.state.limits["tiles"].slot():
@@ -133,7 +177,10 @@ def malformed(request: Request) -> Response:
 
 
 def routes(context: AppContext) -> Sequence[BaseRoute]:
-    """The tile routes, relative to their mount prefix (``/tiles``)."""
+    """The tile routes, relative to their mount prefix (``/tiles``); cached tiles are
+    answered ahead of them (:func:`fast_tile`)."""
+    answer = partial(fast_tile, context.tiles, context.settings.tiles.max_age)
+    context.fast_routes.append(FastRoute(f"/tiles/{TILESET}/", "tile", answer=answer))
     return [
         Route("/{tileset}.json", tilejson, methods=["GET", "HEAD"]),
         Route("/{tileset}/{z}/{x}/{tail}", tile, methods=["GET", "HEAD"]),

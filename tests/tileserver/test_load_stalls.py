@@ -1,0 +1,38 @@
+"""The server counts its event loop's stalls, and shows them in /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from tests.tileserver.conftest import serving_client
+from tileserver.server import LoopWatch
+
+
+def test_a_blocked_loop_is_counted_as_a_stall() -> None:
+    watch = LoopWatch(interval=0.005)
+
+    async def main() -> None:
+        watching = asyncio.get_running_loop().create_task(watch.run())
+        await asyncio.sleep(0.05)
+        assert watch.checks > 0
+        before = dict(watch.stalls)
+        time.sleep(0.15)  # a request holding the loop
+        await asyncio.sleep(0.05)
+        watching.cancel()
+        assert watch.stalls[0.1] >= before[0.1] + 1
+        assert watch.stalls[0.005] > before[0.005]
+
+    asyncio.run(main())
+
+
+def test_the_stalls_are_in_the_metrics(liechtenstein_url: str, tmp_path: Path) -> None:
+    with serving_client(liechtenstein_url, tmp_path) as client:
+        time.sleep(0.2)
+        metrics = client.get("/metrics").text
+    assert 'fondplan_event_loop_stalls_total{over="20ms"}' in metrics
+    checks = [
+        line for line in metrics.splitlines() if line.startswith("fondplan_event_loop_checks")
+    ]
+    assert checks and float(checks[0].split()[-1]) > 0
