@@ -15,7 +15,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from osmimport.database import connect
-from osmimport.settings import DatabaseSettings
 from osmimport.update import NETWORK_SCHEMA, WORK_SCHEMA
 from routing.build import (
     NUMBER_PREFIX,
@@ -29,7 +28,7 @@ from routing.build import (
 from routing.kernels import _compiled
 from routing.network import _query, _rows, _table, haversine, read_nodes, read_rules, scan_network
 from routing.profiles import PROFILES, Profile, WayRule
-from routing.store import Arrays, cache_root, meta_array
+from routing.store import Arrays, meta_array
 
 #: Tags no profile reads (``Profile.way``): left out of the key its rules are cached by, so
 #: that streets differing only by name share one evaluation. A tag missing here only costs
@@ -341,17 +340,13 @@ _CODE = hashlib.sha1(
 ).hexdigest()
 
 
-def _roads_file(url: str) -> Path:
-    return cache_root(DatabaseSettings().data_dir, url) / ROADS_FILE
-
-
-def remember_roads(url: str, roads: Roads, reader: _WayReader, *, disk: bool = True) -> None:
+def remember_roads(url: str, roads: Roads, reader: _WayReader, keep: Path | None) -> None:
     """Keep ``roads`` (of its data version) for the next update of the database at ``url``
-    (in this process, and on ``disk`` for the next)."""
+    (in this process, and in the folder ``keep`` for the next)."""
     _ROADS[url] = (roads, reader)
-    if not disk:
+    if keep is None:
         return
-    target = _roads_file(url)
+    target = keep / ROADS_FILE
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{ROADS_FILE}-{os.getpid()}")
@@ -363,15 +358,13 @@ def remember_roads(url: str, roads: Roads, reader: _WayReader, *, disk: bool = T
         pass
 
 
-def remembered_roads(
-    url: str, version: str, *, disk: bool = True
-) -> tuple[Roads, _WayReader] | None:
+def remembered_roads(url: str, version: str, keep: Path | None) -> tuple[Roads, _WayReader] | None:
     """The road network of data version ``version`` kept by :func:`remember_roads` (in this
-    process, else on ``disk``)."""
+    process, else in the folder ``keep``)."""
     found = _ROADS.get(url)
-    if (found is None or found[0].data_version != version) and disk:
+    if (found is None or found[0].data_version != version) and keep is not None:
         try:
-            with _roads_file(url).open("rb") as source:
+            with (keep / ROADS_FILE).open("rb") as source:
                 code, *kept = pickle.load(source)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, ValueError):
             return None

@@ -10,6 +10,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
@@ -359,9 +360,11 @@ def build_routing(
     *,
     profiles: Sequence[str] | None = None,
     quiet: bool = False,
+    keep: Path | None = None,
 ) -> None:
     """Build and store the routing data of every profile from the road network of
-    ``schema_name``, as data version ``version`` (each profile committed on its own)."""
+    ``schema_name``, as data version ``version`` (each profile committed on its own); the
+    road network read is kept in the folder ``keep`` for the next update to patch."""
     names = list(profiles or PROFILES)
     if not quiet:
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
@@ -379,7 +382,7 @@ def build_routing(
                 f"routing: {', '.join(kept)} kept (the update changes none of their roads)",
                 file=sys.stderr,
             )
-        roads = _roads(url, schema_name, version, update, needed=bool(names))
+        roads = _roads(url, schema_name, version, update, keep, needed=bool(names))
         if roads is None or not names:
             return
         read_seconds = time.perf_counter() - started
@@ -433,11 +436,18 @@ def build_routing(
 
 
 def _roads(
-    url: str, schema_name: str, version: str, update: UpdateChanges | None, *, needed: bool
+    url: str,
+    schema_name: str,
+    version: str,
+    update: UpdateChanges | None,
+    keep: Path | None,
+    *,
+    needed: bool,
 ) -> Any:
     """The road network of ``schema_name`` (every profile's view of it): the previous
-    version's patched with what the update changes when it was kept, else read whole (None
-    when not ``needed`` and not kept); kept for the next update."""
+    version's patched with what the update changes when it was kept (in memory or in the
+    folder ``keep``), else read whole (None when not ``needed`` and not kept); kept for the
+    next update."""
     from routing.arrays import (
         patch_roads,
         read_road_changes,
@@ -449,12 +459,12 @@ def _roads(
     if update is not None and not update[0] and not needed:
         # No road, node, barrier or restriction changes: the same network (kept in memory:
         # the copy on disk, of the previous version, only costs a process a reading).
-        same = remembered_roads(url, update[1], disk=False)
+        same = remembered_roads(url, update[1], None)
         if same is not None:
             relabelled = dataclasses.replace(same[0], data_version=version)
-            remember_roads(url, relabelled, same[1], disk=False)
+            remember_roads(url, relabelled, same[1], None)
         return None
-    known = remembered_roads(url, update[1]) if update else None
+    known = remembered_roads(url, update[1], keep) if update else None
     if known is not None:
         roads = patch_roads(*known, read_road_changes(url, version))
         reader = known[1]
@@ -462,7 +472,7 @@ def _roads(
         roads, reader = read_roads_with_reader(url, schema_name, version, list(PROFILES.values()))
     else:
         return None
-    remember_roads(url, roads, reader)
+    remember_roads(url, roads, reader, keep)
     return roads
 
 
@@ -587,9 +597,9 @@ def _binds(profile: Profile, kind: str, tags: dict[str, str]) -> bool:
     return rule is not None and bool(rule.forward or rule.backward)
 
 
-def build_before_swap(url: str, staging: str, version: str) -> None:
+def build_before_swap(url: str, staging: str, version: str, keep: Path | None = None) -> None:
     """The import's before-swap hook: the routing data of the staged import, in its schema."""
-    build_routing(url, staging, version)
+    build_routing(url, staging, version, keep=keep)
 
 
 def build_graphs(url: str, *, profiles: Sequence[str] | None = None, quiet: bool = False) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,7 +19,13 @@ from osmimport.command import Command, dispatch
 from osmimport.database import database_url, existing_database_url
 from osmimport.embedded import EmbeddedCluster
 from osmimport.errors import DatabaseError, UsageError
-from osmimport.importer import ImportSummary, node_store_dir, read_meta, run_import
+from osmimport.importer import (
+    BeforeSwapHook,
+    ImportSummary,
+    node_store_dir,
+    read_meta,
+    run_import,
+)
 from osmimport.update import (
     REPLICATION_KEY,
     TIMESTAMP_KEY,
@@ -97,7 +103,7 @@ class ImportCommand:
     name: ClassVar[str] = "import"
     help: ClassVar[str] = "import OSM extracts (replaces the loaded data)"
 
-    def __init__(self, before_swap: Sequence[Callable[[str, str, str], None]] = ()) -> None:
+    def __init__(self, before_swap: Sequence[BeforeSwapHook] = ()) -> None:
         self.before_swap = list(before_swap)
 
     def add_args(self, parser: argparse.ArgumentParser) -> None:
@@ -165,7 +171,7 @@ class UpdateCommand:
     name: ClassVar[str] = "update"
     help: ClassVar[str] = "apply OSM change files or follow a replication feed"
 
-    def __init__(self, before_swap: Sequence[Callable[[str, str, str], None]] = ()) -> None:
+    def __init__(self, before_swap: Sequence[BeforeSwapHook] = ()) -> None:
         self.before_swap = list(before_swap)
 
     def add_args(self, parser: argparse.ArgumentParser) -> None:

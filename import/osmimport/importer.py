@@ -550,12 +550,16 @@ def run_jobs(
 #: The job building what the before-swap hooks read (the road network).
 HOOKS_READ = "network"
 
+#: A before-swap hook: gets (url, staging schema, data version, the folder kept for updates of
+#: the database, or None) and adds to the staging schema what must switch with the data.
+BeforeSwapHook = Callable[[str, str, str, Path | None], None]
+
 
 def _run_hooks(
-    hooks: Sequence[Callable[[str, str, str], None]], url: str, staging: str, version: str
+    hooks: Sequence[BeforeSwapHook], url: str, staging: str, version: str, keep: Path | None
 ) -> None:
     for hook in hooks:
-        hook(url, staging, version)
+        hook(url, staging, version, keep)
 
 
 class BeforeSwap:
@@ -565,13 +569,14 @@ class BeforeSwap:
 
     def __init__(
         self,
-        hooks: Sequence[Callable[[str, str, str], None]],
+        hooks: Sequence[BeforeSwapHook],
         url: str,
         staging: str,
         version: str,
+        keep: Path | None = None,
     ) -> None:
         self._hooks = list(hooks)
-        self._args = (url, staging, version)
+        self._args = (url, staging, version, keep)
         self._pool: ProcessPoolExecutor | None = None
         self._future: Future[None] | None = None
 
@@ -803,7 +808,7 @@ def run_import(
     *,
     progress: bool = False,
     after_import: Sequence[Callable[[str], None]] = (),
-    before_swap: Sequence[Callable[[str, str, str], None]] = (),
+    before_swap: Sequence[BeforeSwapHook] = (),
     node_dir: Path | None = None,
     generalise: bool = True,
     allow_empty: bool = False,
@@ -825,8 +830,8 @@ def run_import(
     ``node_dir/nodes-<version>.cache`` for later updates; ``osm.meta`` names the file that
     belongs to the data swapped in.
 
-    ``before_swap`` hooks get (url, staging schema, data version) once the road network of
-    the staging schema is built (in a child process, beside the building of the other tables:
+    ``before_swap`` hooks (:data:`BeforeSwapHook`, given ``node_dir``) run once the road network
+    of the staging schema is built (in a child process, beside the building of the other tables:
     see :class:`BeforeSwap`) and add to it what must switch with the data (the routing data);
     ``after_import`` hooks get the url after the swap.
     """
@@ -852,7 +857,7 @@ def run_import(
 
     with import_lock(url), _work_dir(node_dir) as tmp:
         source, input_warnings = prepare(paths, Path(tmp), progress=progress)
-        hooks = BeforeSwap(before_swap, url, staging, version)
+        hooks = BeforeSwap(before_swap, url, staging, version, node_dir)
         conn = connect(url)
         try:
             with conn.cursor() as cur:

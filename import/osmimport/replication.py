@@ -6,7 +6,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ import requests
 from osmium.replication.server import OsmosisState, ReplicationServer
 
 from osmimport.errors import OsmImportError
-from osmimport.importer import read_meta
+from osmimport.importer import BeforeSwapHook, read_meta
 from osmimport.settings import CommuneSettings
 from osmimport.update import REPLICATION_KEY, ReplicationState, UpdateSummary, data_timestamp
 from osmimport.update import run_update as apply_changes
@@ -94,7 +94,7 @@ def update_once(
     location: str,
     *,
     node_dir: Path,
-    before_swap: Sequence[Callable[[str, str, str], None]] = (),
+    before_swap: Sequence[BeforeSwapHook] = (),
     communes: CommuneSettings | None = None,
     max_diffs: int | None = None,
     start_sequence: int | None = None,

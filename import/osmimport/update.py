@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import StringIO
@@ -27,6 +27,7 @@ from osmimport.database import connect, load_sql, table_exists
 from osmimport.dataversion import NOTIFY_CHANNEL, read_meta_with
 from osmimport.errors import OsmImportError
 from osmimport.importer import (
+    BeforeSwapHook,
     generalised_queries,
     import_lock,
     layer_table_query,
@@ -237,7 +238,7 @@ class Update:
         node_store: Path,
         *,
         communes: CommuneSettings,
-        before_swap: Sequence[Callable[[str, str, str], None]] = (),
+        before_swap: Sequence[BeforeSwapHook] = (),
         progress: bool = False,
         previous_version: str = "",
     ) -> None:
@@ -481,7 +482,7 @@ class Update:
         """The routing data of the updated network, built by the import's hooks beside it."""
         started = time.monotonic()
         for build in self.before_swap:
-            build(self.url, NETWORK_SCHEMA, self.version)
+            build(self.url, NETWORK_SCHEMA, self.version, self.node_store.parent)
         return time.monotonic() - started
 
     # -- phase B: one transaction applies the staged rows to the served schema --
@@ -687,7 +688,7 @@ def run_update(
     files: Sequence[Path],
     *,
     node_dir: Path,
-    before_swap: Sequence[Callable[[str, str, str], None]] = (),
+    before_swap: Sequence[BeforeSwapHook] = (),
     communes: CommuneSettings | None = None,
     replication: ReplicationState | None = None,
     expire_list: Path | None = None,

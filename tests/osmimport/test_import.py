@@ -352,7 +352,7 @@ def test_hooks_and_notify_after_swap(make_database: Callable[[], str]) -> None:
     assert scalar(url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'osm_%%'") == 0
 
 
-def note_staged_network(url: str, staging: str, version: str) -> None:
+def note_staged_network(url: str, staging: str, version: str, keep: Path | None) -> None:
     """A before-swap hook: writes down, beside the staged data, what it saw and where it ran."""
     conn = psycopg2.connect(url)
     try:
@@ -371,7 +371,7 @@ def note_staged_network(url: str, staging: str, version: str) -> None:
         conn.close()
 
 
-def failing_hook(url: str, staging: str, version: str) -> None:
+def failing_hook(url: str, staging: str, version: str, keep: Path | None) -> None:
     """A before-swap hook that fails."""
     raise OsmImportError(f"the hook failed on {version}")
 

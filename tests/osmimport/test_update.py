@@ -741,7 +741,7 @@ def test_what_an_update_stages_is_dropped_when_it_fails_or_at_the_next_one(
     """A failing routing build: the error passes, nothing changed, nothing staged is left;
     what a killed update left is dropped by the next update."""
 
-    def failing(url: str, staging: str, version: str) -> None:
+    def failing(url: str, staging: str, version: str, keep: Path | None) -> None:
         raise RuntimeError("routing build failed")
 
     change = edits(tmp_path / "e.osc")
@@ -860,7 +860,7 @@ def test_eight_years_of_road_changes_patch_the_road_network_as_read_again(
     old, reader = read_roads_with_reader(url, schema.SCHEMA, "2013", profiles)
     checked = []
 
-    def check(url: str, network: str, version: str) -> None:
+    def check(url: str, network: str, version: str, keep: Path | None) -> None:
         changes = read_road_changes(url, version)
         assert len(changes.ways) > 1000 and len(changes.replaced_nodes) > 10000
         patched = patch_roads(old, reader, changes)

@@ -78,7 +78,8 @@ def test_fast_path_answers_like_the_regular_route(
     app = create_app(settings)
     with TestClient(app) as client:
         assert app.fast is not None
-        assert {route.prefix for route in app.fast.routes} == {"/route/v1/", "/nearest/v1/"}
+        prefixes = {route.prefix for route in app.fast.routes}
+        assert prefixes == {"/route/v1/", "/nearest/v1/", "/tiles/basemap/"}
         # The engines load in a thread at start; meanwhile routes take the regular path.
         deadline = time.monotonic() + 120
         while client.get("/health").json()["status"] != "ok":
