@@ -7,7 +7,7 @@ import os
 import pickle
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +332,8 @@ def read_road_changes(url: str, version: str) -> RoadChanges:
 #: patches it rather than reading every road again (kept on disk too, for the next process).
 _ROADS: dict[str, tuple[Roads, _WayReader]] = {}
 ROADS_FILE = "roads.pickle"
+#: The data versions the kept network stands for, one a line (written after it).
+ROADS_VERSIONS_FILE = "roads.versions"
 #: What the kept network depends on besides the data: the code that reads ways into rules
 #: (profiles, speeds); a network kept by other code is read again.
 _CODE = hashlib.sha1(
@@ -352,28 +354,60 @@ def remember_roads(url: str, roads: Roads, reader: _WayReader, keep: Path | None
         partial = target.with_name(f".{ROADS_FILE}-{os.getpid()}")
         with partial.open("wb") as out:
             pickle.dump((_CODE, roads, reader), out, protocol=pickle.HIGHEST_PROTOCOL)
+        _write_versions(keep, [])
         partial.replace(target)
+        _write_versions(keep, [roads.data_version])
     except OSError:
         # Only a cache: the next update reads the roads again.
         pass
+
+
+def relabel_roads(url: str, version: str, new_version: str, keep: Path | None) -> None:
+    """Record that the road network kept of ``version`` is also that of ``new_version`` (an
+    update that changes no road), without writing the network again."""
+    found = _ROADS.get(url)
+    if found is not None and found[0].data_version == version:
+        _ROADS[url] = (replace(found[0], data_version=new_version), found[1])
+    if keep is None:
+        return
+    versions = _read_versions(keep)
+    if version in versions:
+        try:
+            _write_versions(keep, [*versions[-7:], new_version])
+        except OSError:
+            pass
+
+
+def _read_versions(keep: Path) -> list[str]:
+    """The data versions whose road network the file in ``keep`` is."""
+    try:
+        return (keep / ROADS_VERSIONS_FILE).read_text("utf-8").split()
+    except OSError:
+        return []
+
+
+def _write_versions(keep: Path, versions: list[str]) -> None:
+    partial = keep / f".{ROADS_VERSIONS_FILE}-{os.getpid()}"
+    partial.write_text("".join(f"{version}\n" for version in versions), "utf-8")
+    partial.replace(keep / ROADS_VERSIONS_FILE)
 
 
 def remembered_roads(url: str, version: str, keep: Path | None) -> tuple[Roads, _WayReader] | None:
     """The road network of data version ``version`` kept by :func:`remember_roads` (in this
     process, else in the folder ``keep``)."""
     found = _ROADS.get(url)
-    if (found is None or found[0].data_version != version) and keep is not None:
-        try:
-            with (keep / ROADS_FILE).open("rb") as source:
-                code, *kept = pickle.load(source)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, ValueError):
-            return None
-        if code != _CODE:
-            return None
-        found = (kept[0], kept[1])
-    if found is None or found[0].data_version != version:
+    if found is not None and found[0].data_version == version:
+        return found
+    if keep is None or version not in _read_versions(keep):
         return None
-    return found
+    try:
+        with (keep / ROADS_FILE).open("rb") as source:
+            code, *kept = pickle.load(source)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, KeyError, ValueError):
+        return None
+    if code != _CODE:
+        return None
+    return (replace(kept[0], data_version=version), kept[1])
 
 
 def patch_roads(roads: Roads, reader: _WayReader, changes: RoadChanges) -> Roads:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import sys
@@ -452,17 +451,15 @@ def _roads(
         patch_roads,
         read_road_changes,
         read_roads_with_reader,
+        relabel_roads,
         remember_roads,
         remembered_roads,
     )
 
     if update is not None and not update[0] and not needed:
-        # No road, node, barrier or restriction changes: the same network (kept in memory:
-        # the copy on disk, of the previous version, only costs a process a reading).
-        same = remembered_roads(url, update[1], None)
-        if same is not None:
-            relabelled = dataclasses.replace(same[0], data_version=version)
-            remember_roads(url, relabelled, same[1], None)
+        # No road, node, barrier or restriction changes: the same network, recorded as the
+        # new version's without reading or writing it.
+        relabel_roads(url, update[1], version, keep)
         return None
     known = remembered_roads(url, update[1], keep) if update else None
     if known is not None:
