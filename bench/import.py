@@ -71,12 +71,18 @@ def tree_memory_mb(pid: int) -> float:
 
 
 def run_child(
-    cmd: list[str], env: dict[str, str], *, tree_peak: list[float] | None = None
+    cmd: list[str],
+    env: dict[str, str],
+    *,
+    tree_peak: list[float] | None = None,
+    log: Path | None = None,
 ) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MB) of the child (of its largest process when it starts
-    others), exit code. ``tree_peak`` gets the peak of :func:`tree_memory_mb`, sampled."""
+    others), exit code. ``tree_peak`` gets the peak of :func:`tree_memory_mb`, sampled;
+    ``log`` the child's stderr (else shown when it fails)."""
     start = time.monotonic()
-    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    errors = log.open("wb") if log is not None else subprocess.PIPE
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
     done = threading.Event()
 
     def sample() -> None:
@@ -95,6 +101,8 @@ def run_child(
     if tree_peak is not None:
         sampler.join()
     process.returncode = os.waitstatus_to_exitcode(status)
+    if log is not None:
+        errors.close()  # type: ignore[union-attr]
     if process.returncode != 0 and process.stderr is not None:
         sys.stderr.write(process.stderr.read().decode(errors="replace")[-2000:])
     return elapsed, usage.ru_maxrss / 1024, process.returncode
@@ -172,7 +180,16 @@ def main() -> int:
         default=None,
         help="keep the --scale input in this folder and reuse it when there (it takes minutes)",
     )
+    parser.add_argument(
+        "--log",
+        type=Path,
+        default=None,
+        help="write each fondplan run's progress and step timings to a file in this folder",
+    )
     args = parser.parse_args()
+    quiet = [] if args.log else ["--quiet"]
+    if args.log:
+        args.log.mkdir(parents=True, exist_ok=True)
 
     admin = admin_url()
     base_env = {k: v for k, v in os.environ.items() if k != "FONDPLAN_DATABASE_URL"}
@@ -193,9 +210,9 @@ def main() -> int:
         # separate optional step, so the like-for-like fondplan run skips the generalised tables.
         inputs = [str(source)]
         runs = [
-            ("fondplan (core)", [sys.executable, "-m", "osmimport.cli", "import", "--quiet",
+            ("fondplan (core)", [sys.executable, "-m", "osmimport.cli", "import", *quiet,
                                  "--no-generalise", *inputs]),
-            ("fondplan (no hooks)", [sys.executable, "-m", "osmimport.cli", "import", "--quiet",
+            ("fondplan (no hooks)", [sys.executable, "-m", "osmimport.cli", "import", *quiet,
                                      *inputs]),
         ]  # fmt: skip
         if args.skip_no_hooks:
@@ -204,12 +221,12 @@ def main() -> int:
             halves = [str(p) for p in split_in_two(source, Path(tmp))]
             runs.append(
                 ("fondplan (2 halves)", [sys.executable, "-m", "osmimport.cli", "import",
-                                         "--quiet", *halves])
+                                         *quiet, *halves])
             )  # fmt: skip
         if not args.skip_hooks:
             runs.append(
                 ("fondplan (with hooks)", [sys.executable, "-m", "tileserver.cli", "import",
-                                           "--quiet", *inputs])
+                                           *quiet, *inputs])
             )  # fmt: skip
         results: dict[str, tuple[float, float, int]] = {}
         trees: dict[str, float] = {}
@@ -227,7 +244,11 @@ def main() -> int:
                     "FONDPLAN_DATA_DIR": str(Path(tmp) / name),
                 }
                 peak: list[float] = []
-                results[label] = run_child(cmd, env, tree_peak=peak)
+                log = None
+                if args.log:
+                    log = args.log / (label.replace("fondplan (", "").strip(")").replace(" ", "-")
+                                      + ".log")  # fmt: skip
+                results[label] = run_child(cmd, env, tree_peak=peak, log=log)
                 trees[label] = peak[0]
                 if label == "fondplan (with hooks)":
                     routing = versions(env["FONDPLAN_DATABASE_URL"])

@@ -46,6 +46,7 @@ from osmimport.loader import (
     create_middle_tables,
     create_raw_tables,
 )
+from osmimport.middleways import MiddleWays
 from osmimport.settings import CommuneSettings
 
 #: pg_advisory_lock key held for the whole import ("fondplan" as an integer).
@@ -440,7 +441,10 @@ def plan_jobs(
             Job(
                 "middle",
                 sum(raw_sizes.get(t, 0) for t in kept),
-                [(load_sql("osmimport", "middle.sql"), None)],
+                [
+                    (load_sql("osmimport", "middle.sql"), None),
+                    (load_sql("osmimport", "way_node_index.sql"), None),
+                ],
                 kept,
             )
         )
@@ -574,11 +578,15 @@ class BeforeSwap:
         staging: str,
         version: str,
         keep: Path | None = None,
+        *,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self._hooks = list(hooks)
         self._args = (url, staging, version, keep)
         self._pool: ProcessPoolExecutor | None = None
         self._future: Future[None] | None = None
+        self._say = say
+        self._began = 0.0
 
     def on_built(self, job: str, counts: dict[str, int]) -> None:
         """Start the hooks once ``job`` has built a road network with roads in it (without
@@ -595,6 +603,14 @@ class BeforeSwap:
             initializer=term_on_parent_death,
         )
         self._future = self._pool.submit(_run_hooks, self._hooks, *self._args)
+        self._began = time.monotonic()
+        if self._say is not None:
+            self._say("before-swap hooks started")
+            self._future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        if self._say is not None:
+            self._say(f"before-swap hooks done in {time.monotonic() - self._began:.1f}s")
 
     def finish(self) -> None:
         """Wait for the hooks (run them now if not started); raise the first error."""
@@ -602,6 +618,8 @@ class BeforeSwap:
         if self._future is None:
             _run_hooks(self._hooks, *self._args)
             return
+        if self._say is not None and not self._future.done():
+            self._say("waiting for the before-swap hooks")
         try:
             self._future.result()
         finally:
@@ -857,7 +875,11 @@ def run_import(
 
     with import_lock(url), _work_dir(node_dir) as tmp:
         source, input_warnings = prepare(paths, Path(tmp), progress=progress)
-        hooks = BeforeSwap(before_swap, url, staging, version, node_dir)
+
+        def say(text: str) -> None:
+            _say(progress, f"[{time.monotonic() - started:6.1f}s] {text}")
+
+        hooks = BeforeSwap(before_swap, url, staging, version, node_dir, say=say)
         conn = connect(url)
         try:
             with conn.cursor() as cur:
@@ -873,18 +895,26 @@ def run_import(
                 rules = communes or CommuneSettings.model_construct()
                 loader = Loader(cur, staging, rules.all_levels(), middle=middle)
                 loader.warnings.update(input_warnings)
+                middle_ways = MiddleWays(url, staging, source) if middle else None
                 try:
                     # Node locations always go to a file-backed index (memory does not grow
                     # with the input); without node_dir it is a throwaway file.
                     locations = node_store or Path(tmp) / f"nodes{NODE_STORE_SUFFIX}"
                     loader.run(source, progress=progress, node_store=locations)
+                    say("read")
+                    if middle_ways is not None:
+                        middle_ways.wait()
+                        say("ways kept for updates copied")
                 except UnsortedInput as exc:
                     raise unsorted_error(paths[0] if len(paths) == 1 else source) from exc
                 except RuntimeError as exc:
                     where = ", ".join(str(p) for p in paths)
                     raise OsmImportError(f"{where}: cannot be read ({exc})") from exc
+                finally:
+                    if middle_ways is not None:
+                        middle_ways.stop()
                 conn.commit()
-                _say(progress, f"building tables on {BUILD_WORKERS} connections")
+                say(f"loaded; building tables on {BUILD_WORKERS} connections")
                 building = time.monotonic()
                 jobs = plan_jobs(
                     staging,
@@ -899,17 +929,18 @@ def run_import(
                     staging,
                     jobs,
                     BUILD_WORKERS,
-                    say=(lambda text: _say(True, text)) if progress else None,
+                    say=say if progress else None,
                     first=HOOKS_READ,
                     on_built=hooks.on_built,
                 )
-                _say(progress, f"built {len(built)} tables in {time.monotonic() - building:.1f}s")
+                say(f"built {len(built)} tables in {time.monotonic() - building:.1f}s")
                 if middle:
                     # Not a job: it locks the raw tables the network and communes jobs read.
                     cur.execute(
                         sql.SQL("SET LOCAL search_path TO {}, public").format(_ident(staging))
                     )
                     cur.execute(load_sql("osmimport", "middle_raw.sql"))
+                    say("raw tables kept for updates indexed")
                 raw = [*(RAW_PREFIX + layer.name for layer in schema.LAYERS), *RAW_TABLES]
                 for table in raw:
                     if not (middle and table in KEPT_RAW_TABLES):
@@ -956,8 +987,10 @@ def run_import(
                     )
                 cur.execute(sql.SQL("ANALYZE {}").format(_ident(staging, schema.META_TABLE)))
                 conn.commit()
+                say("summary written")
                 hooks.finish()
                 _swap(cur, version)
+                say("swapped")
             conn.commit()
         except BaseException:
             hooks.stop()

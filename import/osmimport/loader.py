@@ -299,7 +299,6 @@ class _BoundaryWays(osmium.SimpleHandler):
             self.loader.warnings[DUPLICATES] += 1
             return
         self.last_id = way_id
-        self.loader.middle_way(way)
         if way_id in scan.boundary_ways or way_id in scan.commune_ways:
             self.loader.way(way)
         else:
@@ -380,10 +379,11 @@ class Loader:
             table: CopyBuffer(self.sender, staging, table, [name for name, _ in columns])
             for table, columns in RAW_TABLES.items()
         }
+        # mid_ways is copied by a process of its own (middleways.py); mid_nodes by updates.
         self.middle = {
             table: CopyBuffer(self.sender, staging, table, [name for name, _ in columns])
             for table, columns in MIDDLE_TABLES.items()
-            if middle and table != "mid_nodes"
+            if middle and table == "mid_relations"
         }
         self.scan = RelationScan(LOCAL_LEVELS | commune_levels)
         self.areas_built: set[int] = set()
@@ -449,7 +449,7 @@ class Loader:
         count = 0
         handlers: dict[type, Callable[[Any], None]] = {
             osmium.osm.Node: self.node,
-            osmium.osm.Way: self._way_and_middle if self.middle else self.way,
+            osmium.osm.Way: self.way,
             osmium.osm.Area: self.area,
             osmium.osm.Relation: self.relation,
         }
@@ -497,23 +497,6 @@ class Loader:
         if not BARRIER_KEYS.isdisjoint(tags):
             self.raw["raw_barriers"].add((node.id, _json(tags)))
 
-    def middle_way(
-        self,
-        way: osmium.osm.Way,
-        tags: dict[str, str] | None = None,
-        refs: list[int] | None = None,
-    ) -> None:
-        """Keep ``way``'s nodes and tags for updates (every way: a relation may take it later).
-
-        ``tags`` and ``refs``: the way's tags and node ids, when the caller has them already.
-        """
-        buffer = self.middle.get("mid_ways")
-        if buffer is None:
-            return
-        nodes = ",".join(map(str, node_refs(way) if refs is None else refs))
-        text = copy_value(_json(tag_dict(way.tags) if tags is None else tags))
-        buffer.add_line(f"{way.id}\t{{{nodes}}}\t{text}\n")
-
     def middle_relation(self, rel: osmium.osm.Relation, tags: dict[str, str]) -> None:
         """Keep a relation that can make rows, with its members, for updates."""
         buffer = self.middle.get("mid_relations")
@@ -523,24 +506,9 @@ class Loader:
         ways = ",".join([str(ref) for kind, ref, _ in members if kind == "w"])
         buffer.add((rel.id, _json(tags), json.dumps(members, separators=(",", ":")), f"{{{ways}}}"))
 
-    def _way_and_middle(self, way: osmium.osm.Way) -> None:
-        # Reading a way's tags and node ids costs a Python object each: done once for both.
+    def way(self, way: osmium.osm.Way) -> None:
+        """Lines: streets, waterways, boundaries, ...; routing ways and their nodes."""
         tags = tag_dict(way.tags)
-        refs = node_refs(way)
-        self.middle_way(way, tags, refs)
-        self.way(way, tags, refs)
-
-    def way(
-        self,
-        way: osmium.osm.Way,
-        known_tags: dict[str, str] | None = None,
-        refs: list[int] | None = None,
-    ) -> None:
-        """Lines: streets, waterways, boundaries, ...; routing ways and their nodes.
-
-        ``known_tags`` and ``refs``: the way's tags and node ids, when the caller has them.
-        """
-        tags = tag_dict(way.tags) if known_tags is None else known_tags
         features = mapping.line_features(tags, closed=way.is_closed())
         road = "highway" in tags or tags.get("route") == "ferry"
         way_id = way.id
@@ -568,7 +536,7 @@ class Loader:
             self._way_rows(way_id, tags, geom, features, level, communes)
         if road:
             if runs is None:
-                self._road(way, tags, geoms[0], node_refs(way) if refs is None else refs)
+                self._road(way, tags, geoms[0], node_refs(way))
             else:
                 # road_ways has one row per way: the longest run is the one routed on.
                 refs, points = max(runs, key=lambda run: len(run[0]))

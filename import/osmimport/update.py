@@ -156,8 +156,24 @@ def _node_store(meta: dict[str, Any], node_dir: Path) -> Path:
     return path
 
 
+#: The function whose values over ``mid_ways.nodes`` are indexed (way_node_index.sql).
+NODE_BUCKETS = "node_buckets"
+
+
 def _has_middle(cur: psycopg2.extensions.cursor) -> bool:
     return all(table_exists(cur, schema.SCHEMA, t) for t in [*MIDDLE_TABLES, *KEPT_RAW_TABLES])
+
+
+def _index_node_buckets(cur: psycopg2.extensions.cursor) -> None:
+    """Add the way-node index of way_node_index.sql to data imported before it existed."""
+    name = f"{schema.SCHEMA}.{NODE_BUCKETS}(bigint[])"
+    cur.execute("SELECT to_regprocedure(%s) IS NOT NULL", (name,))
+    row = cur.fetchone()
+    if row is not None and row[0]:
+        return
+    cur.execute(sql.SQL("SET search_path TO {}, public").format(_ident(schema.SCHEMA)))
+    cur.execute(load_sql("osmimport", "way_node_index.sql"))
+    cur.execute("RESET search_path")
 
 
 def _run(cur: psycopg2.extensions.cursor, name: str, params: dict[str, Any] | None = None) -> None:
@@ -200,19 +216,29 @@ def _by_index(
     return rows
 
 
-def _holding(cur: psycopg2.extensions.cursor, table: str, column: str, ids: set[int]) -> set[int]:
-    """The ids of the middle rows of ``table`` whose array ``column`` holds one of ``ids``."""
+def _holding(
+    cur: psycopg2.extensions.cursor,
+    table: str,
+    column: str,
+    ids: set[int],
+    *,
+    buckets: bool = False,
+) -> set[int]:
+    """The ids of the middle rows of ``table`` whose array ``column`` holds one of ``ids``.
+
+    ``buckets``: the index is on the :data:`NODE_BUCKETS` of ``column``, not on it.
+    """
     if not ids:
         return set()
     target = _ident(schema.SCHEMA, table)
     if len(ids) <= PROBE_LIMIT:
-        rows = _by_index(
-            cur,
-            sql.SQL("SELECT id FROM {} WHERE {} && %(ids)s::bigint[]").format(
-                target, _ident(column)
-            ),
-            {"ids": sorted(ids)},
+        overlap = "{column} && %(ids)s::bigint[]"
+        if buckets:
+            overlap = "{bucket}({column}) && {bucket}(%(ids)s::bigint[]) AND " + overlap
+        query = sql.SQL("SELECT id FROM {target} WHERE " + overlap).format(
+            target=target, column=_ident(column), bucket=_ident(schema.SCHEMA, NODE_BUCKETS)
         )
+        rows = _by_index(cur, query, {"ids": sorted(ids)})
         return {int(row[0]) for row in rows}
     cur.execute("CREATE TEMP TABLE IF NOT EXISTS update_ids (id bigint) ON COMMIT DROP")
     cur.execute("TRUNCATE update_ids")
@@ -320,7 +346,9 @@ class Update:
         """(ways to re-make, relations to read with them, way rows replaced, relations replaced)."""
         changes = self.changes
         mid = schema.SCHEMA
-        changed_ways = set(changes.ways) | _holding(cur, "mid_ways", "nodes", set(changes.nodes))
+        changed_ways = set(changes.ways) | _holding(
+            cur, "mid_ways", "nodes", set(changes.nodes), buckets=True
+        )
         affected_relations = set(changes.relations) | _holding(
             cur, "mid_relations", "way_ids", changed_ways
         )
@@ -717,6 +745,7 @@ def run_update(
                         "the loaded data was imported without the tables updates need: "
                         "import it again with `fondplan import FILE`"
                     )
+                _index_node_buckets(cur)
                 node_store = _node_store(meta, node_dir)
                 _check_times(meta, changes, replication)
                 _check_sequence(meta, replication)

@@ -18,7 +18,8 @@ CREATE TABLE {work}.road_nodes_final AS
     WHERE NOT EXISTS (SELECT 1 FROM {work}.road_nodes r WHERE r.osm_id = n.osm_id)
       AND EXISTS (
           SELECT 1 FROM {live}.mid_ways m JOIN {live}.road_ways w ON w.osm_id = m.id
-          WHERE m.nodes @> ARRAY[n.osm_id] AND w.nodes @> ARRAY[n.osm_id]
+          WHERE {live}.node_buckets(m.nodes) @> {live}.node_buckets(ARRAY[n.osm_id])
+            AND m.nodes @> ARRAY[n.osm_id] AND w.nodes @> ARRAY[n.osm_id]
             AND NOT EXISTS (
                 SELECT 1 FROM {work}.affected a WHERE a.osm_type = 'w' AND a.osm_id = m.id));
 CREATE INDEX ON {work}.road_nodes_final (osm_id);
