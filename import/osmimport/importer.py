@@ -35,7 +35,7 @@ from osmimport.children import stop_pool, term_on_parent_death
 from osmimport.database import connect, load_sql
 from osmimport.dataversion import NOTIFY_CHANNEL, read_meta_with
 from osmimport.errors import OsmImportError
-from osmimport.inputs import file_header, prepare, unsorted_error
+from osmimport.inputs import file_header, osmium_tool, prepare, unsorted_error
 from osmimport.loader import (
     KEPT_RAW_TABLES,
     MIDDLE_TABLES,
@@ -566,6 +566,10 @@ def _run_hooks(
         hook(url, staging, version, keep)
 
 
+def _receive(hooks: Sequence[BeforeSwapHook]) -> None:
+    """Nothing: a child process that gets ``hooks`` imports their modules."""
+
+
 class BeforeSwap:
     """The before-swap hooks of an import, run one after the other in a child process started
     as soon as the road network is built: they read only it, so they run beside the building
@@ -594,14 +598,24 @@ class BeforeSwap:
         if job == HOOKS_READ and counts.get(schema.ROAD_WAYS_TABLE, 0) > 0:
             self._start()
 
-    def _start(self) -> None:
-        if self._future is not None or not self._hooks or not _picklable(self._hooks):
+    def warm(self) -> None:
+        """Start the child process now, and let it import the hooks' modules while the file is
+        read: the hooks then start at once when the road network is built."""
+        if self._pool is not None or not self._hooks or not _picklable(self._hooks):
             return
         self._pool = ProcessPoolExecutor(
             1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=term_on_parent_death,
         )
+        self._pool.submit(_receive, self._hooks)
+
+    def _start(self) -> None:
+        if self._future is not None:
+            return
+        self.warm()
+        if self._pool is None:
+            return
         self._future = self._pool.submit(_run_hooks, self._hooks, *self._args)
         self._began = time.monotonic()
         if self._say is not None:
@@ -852,7 +866,42 @@ def run_import(
     of the staging schema is built (in a child process, beside the building of the other tables:
     see :class:`BeforeSwap`) and add to it what must switch with the data (the routing data);
     ``after_import`` hooks get the url after the swap.
+
+    A single file is read as if sorted (checking costs a pass over it); when the reading finds
+    it is not, it is sorted and imported again.
     """
+    options: dict[str, Any] = {
+        "progress": progress,
+        "after_import": after_import,
+        "before_swap": before_swap,
+        "node_dir": node_dir,
+        "generalise": generalise,
+        "allow_empty": allow_empty,
+        "communes": communes,
+    }
+    try:
+        return _import(url, files, assume_sorted=True, **options)
+    except _SortFirst:
+        return _import(url, files, assume_sorted=False, **options)
+
+
+class _SortFirst(Exception):
+    """A file read as if sorted is not: sort it and import again."""
+
+
+def _import(
+    url: str,
+    files: Sequence[Path],
+    *,
+    assume_sorted: bool,
+    progress: bool,
+    after_import: Sequence[Callable[[str], None]],
+    before_swap: Sequence[BeforeSwapHook],
+    node_dir: Path | None,
+    generalise: bool,
+    allow_empty: bool,
+    communes: CommuneSettings | None,
+) -> ImportSummary:
     started = time.monotonic()
     paths = [Path(f) for f in files]
     if not paths:
@@ -874,7 +923,9 @@ def run_import(
         node_store = node_dir / f"{NODE_STORE_PREFIX}{version}{NODE_STORE_SUFFIX}"
 
     with import_lock(url), _work_dir(node_dir) as tmp:
-        source, input_warnings = prepare(paths, Path(tmp), progress=progress)
+        source, input_warnings = prepare(
+            paths, Path(tmp), progress=progress, assume_sorted=assume_sorted
+        )
 
         def say(text: str) -> None:
             _say(progress, f"[{time.monotonic() - started:6.1f}s] {text}")
@@ -896,6 +947,7 @@ def run_import(
                 loader = Loader(cur, staging, rules.all_levels(), middle=middle)
                 loader.warnings.update(input_warnings)
                 middle_ways = MiddleWays(url, staging, source) if middle else None
+                hooks.warm()
                 try:
                     # Node locations always go to a file-backed index (memory does not grow
                     # with the input); without node_dir it is a throwaway file.
@@ -906,6 +958,8 @@ def run_import(
                         middle_ways.wait()
                         say("ways kept for updates copied")
                 except UnsortedInput as exc:
+                    if assume_sorted and len(paths) == 1 and osmium_tool() is not None:
+                        raise _SortFirst from exc
                     raise unsorted_error(paths[0] if len(paths) == 1 else source) from exc
                 except RuntimeError as exc:
                     where = ", ".join(str(p) for p in paths)

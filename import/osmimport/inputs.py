@@ -83,7 +83,7 @@ OLDER_VERSIONS = "objects in several input files with different versions, older 
 
 
 def prepare(
-    paths: Sequence[Path], tmp: Path, *, progress: bool = False
+    paths: Sequence[Path], tmp: Path, *, progress: bool = False, assume_sorted: bool = False
 ) -> tuple[Path, dict[str, int]]:
     """One sorted file holding every input (``paths[0]`` itself when it alone is sorted).
 
@@ -92,9 +92,12 @@ def prepare(
     of its versions in extracts of different days only the newest is kept (``osmium
     time-filter``). Without osmium-tool, a single sorted file is imported as it is, and several
     are merged in memory. Also returns warnings to report.
+
+    ``assume_sorted``: a single file is returned as it is, unchecked (the loader stops on the
+    first object out of order).
     """
     tool = osmium_tool()
-    if tool is None:
+    if tool is None or (assume_sorted and len(paths) == 1):
         if len(paths) == 1:
             return paths[0], {}
         merge_in_memory(paths, tmp / "merged.osm.pbf")

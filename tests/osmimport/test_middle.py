@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import osmium
+import psycopg2
 
 from osmimport.importer import run_import
 from osmimport.inputs import osmium_tool
 from osmimport.middleways import opl_lines, pyosmium_lines
+from osmimport.update import run_update
 
 from .db import query
 from .opl import Opl
@@ -81,3 +83,35 @@ def test_import_keeps_every_way_for_updates(
         for way_id, nodes, tags in query(url, "SELECT id, nodes, tags FROM osm.mid_ways")
     }
     assert stored == _ways(WEHR)
+
+
+def test_update_finds_the_ways_of_a_moved_node_through_the_buckets(
+    tmp_path: Path, make_database: Callable[[], str]
+) -> None:
+    """Also for data imported before the bucket index: the update adds it."""
+    url = make_database()
+    opl = Opl()
+    a, b, c = opl.node(9.50, 47.10), opl.node(9.51, 47.10), opl.node(9.52, 47.10)
+    opl.way(10, [a, b, c], highway="residential", name="Hauptstrasse")
+    opl.square(11, 9.505, 47.105, building="yes")
+    nodes = tmp_path / "nodes"
+    run_import(url, [opl.write(tmp_path / "town.opl")], node_dir=nodes)
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("DROP FUNCTION osm.node_buckets(bigint[]) CASCADE")
+    change = tmp_path / "moved.osc"
+    change.write_text(
+        "<?xml version='1.0' encoding='UTF-8'?>\n<osmChange version=\"0.6\"><modify>"
+        f'<node id="{b}" version="2" timestamp="2024-05-01T10:00:00Z" lon="9.51" lat="47.13"/>'
+        "</modify></osmChange>\n",
+        encoding="utf-8",
+    )
+    run_update(url, [change], node_dir=nodes)
+    moved = "ST_Transform(ST_SetSRID(ST_MakePoint(9.51, 47.13), 4326), 3857)"
+    near = query(url, f"SELECT ST_DWithin(geom, {moved}, 1) FROM osm.streets WHERE osm_id = 10")
+    assert near == [(True,)]
+    index = query(
+        url,
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'osm' AND tablename = 'mid_ways' "
+        "AND indexdef LIKE '%%node_buckets(nodes)%%'",
+    )
+    assert len(index) == 1
