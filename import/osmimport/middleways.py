@@ -8,13 +8,13 @@ import multiprocessing
 import re
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import osmium
 from psycopg2 import sql
 
-from osmimport.children import stop_pool, term_on_parent_death
+from osmimport.children import term_on_parent_death
 from osmimport.copybuffer import copy_value
 from osmimport.database import connect
 from osmimport.inputs import osmium_tool
@@ -106,25 +106,46 @@ def copy_middle_ways(url: str, staging: str, source: str) -> int:
         conn.close()
 
 
+def _copy_in_child(url: str, staging: str, source: str, out: Connection) -> None:
+    """:func:`copy_middle_ways`, its rows or its error sent back through ``out``."""
+    term_on_parent_death()
+    try:
+        out.send((copy_middle_ways(url, staging, source), None))
+    except Exception as exc:  # noqa: BLE001 - handed to the parent
+        out.send((0, str(exc) or type(exc).__name__))
+    finally:
+        out.close()
+
+
 class MiddleWays:
     """:func:`copy_middle_ways` in a child process: it reads the file a second time, beside
     the main pass, and its COPYs run on a connection of their own."""
 
     def __init__(self, url: str, staging: str, source: Path) -> None:
-        self._pool = ProcessPoolExecutor(
-            1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=term_on_parent_death,
+        context = multiprocessing.get_context("spawn")
+        self._result, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_copy_in_child, args=(url, staging, str(source), sender), daemon=True
         )
-        self._future: Future[int] = self._pool.submit(copy_middle_ways, url, staging, str(source))
+        self._process.start()
+        sender.close()
 
     def wait(self) -> int:
-        """The rows copied, once committed; raises the child's error."""
+        """The rows copied, once committed; raises the child's error (a RuntimeError)."""
         try:
-            return self._future.result()
+            rows, error = self._result.recv()
+            self._process.join()
+        except EOFError:
+            raise RuntimeError("the process copying the ways stopped") from None
         finally:
             self.stop()
+        if error is not None:
+            raise RuntimeError(error)
+        return int(rows)
 
     def stop(self) -> None:
         """Stop the child (its transaction is rolled back)."""
-        stop_pool(self._pool)
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._result.close()
