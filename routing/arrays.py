@@ -7,6 +7,7 @@ import os
 import pickle
 from array import array
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,28 @@ def cumulative_lengths(
     out = np.zeros(len(first), dtype=np.float64)
     if len(first):
         _cumulative_lengths(np.ascontiguousarray(pieces, dtype=np.float64), first, out)
+    return out
+
+
+@_compiled
+def _edge_along(
+    points: NDArray[np.float64], offsets: NDArray[np.int64], out: NDArray[np.float64]
+) -> None:
+    for e in range(len(offsets) - 1):
+        total = 0.0
+        for i in range(offsets[e], offsets[e + 1]):
+            if i > offsets[e]:
+                total += _haversine(points[i - 1, 0], points[i - 1, 1], points[i, 0], points[i, 1])
+            out[i] = total
+
+
+def edge_along(points: NDArray[np.float64], offsets: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Metres from the start of its edge to each point (edge ``e``: the points
+    ``offsets[e]:offsets[e+1]``), summed in order as the edge's length was: each edge's
+    values depend on its points only."""
+    out = np.zeros(len(points), dtype=np.float64)
+    if len(points):
+        _edge_along(np.ascontiguousarray(points, dtype=np.float64), offsets.astype(np.int64), out)
     return out
 
 
@@ -342,12 +365,26 @@ _CODE = hashlib.sha1(
 ).hexdigest()
 
 
-def remember_roads(url: str, roads: Roads, reader: _WayReader, keep: Path | None) -> None:
+def remember_roads(
+    url: str,
+    roads: Roads,
+    reader: _WayReader,
+    keep: Path | None,
+    background: Executor | None = None,
+) -> Future[None] | None:
     """Keep ``roads`` (of its data version) for the next update of the database at ``url``
-    (in this process, and in the folder ``keep`` for the next)."""
+    (in this process, and in the folder ``keep`` for the next: written by ``background``
+    when given, whose future is returned)."""
     _ROADS[url] = (roads, reader)
     if keep is None:
-        return
+        return None
+    if background is not None:
+        return background.submit(_write_roads, roads, reader, keep)
+    _write_roads(roads, reader, keep)
+    return None
+
+
+def _write_roads(roads: Roads, reader: _WayReader, keep: Path) -> None:
     target = keep / ROADS_FILE
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -479,22 +516,34 @@ def within(sizes: NDArray[np.int64]) -> NDArray[np.int64]:
     return result
 
 
-def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
-    """The routing data of ``profile`` as :func:`routing.build.graph_arrays` makes it from
-    :func:`routing.build.build_profile_graph`'s graph, array for array, made with numpy."""
-    name = profile.name
-    numbers = roads.rule_index[name]
+#: Per node reference of the roads, its index in their nodes (-1 where missing) and its
+#: way; per way, how many of its nodes are missing: the same for every profile.
+RefPositions = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+
+
+def ref_positions(roads: Roads) -> RefPositions:
+    """The :data:`RefPositions` of ``roads``."""
     sizes = np.diff(roads.way_offsets)
     way_of_ref = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
     at = _lookup(roads.node_ids, roads.refs)
-    missing = np.bincount(way_of_ref[at < 0], minlength=len(sizes))
+    return at, way_of_ref, np.bincount(way_of_ref[at < 0], minlength=len(sizes))
+
+
+def profile_arrays(roads: Roads, profile: Profile, positions: RefPositions | None = None) -> Arrays:
+    """The routing data of ``profile`` as :func:`routing.build.graph_arrays` makes it from
+    :func:`routing.build.build_profile_graph`'s graph, array for array, made with numpy
+    (``positions``: :func:`ref_positions` of ``roads``, when made already for another)."""
+    name = profile.name
+    numbers = roads.rule_index[name]
+    sizes = np.diff(roads.way_offsets)
+    at, way_of_ref, missing = positions or ref_positions(roads)
     usable = (numbers >= 0) & (missing == 0)
     ways = np.flatnonzero(usable)
     # The nodes of the usable ways, as indices into the road nodes, way after way.
     keep = usable[way_of_ref]
     pos = at[keep]
     refs = roads.refs[keep]
-    del at, keep, way_of_ref, missing
+    del at, keep, way_of_ref, missing, positions
     way_sizes = sizes[ways]
     firsts = _starts(way_sizes)
     lasts = firsts + way_sizes - 1
