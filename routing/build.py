@@ -370,7 +370,7 @@ def build_routing(
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
     started = time.perf_counter()
     # The engine reads the array format this module defines: imported here, not at the top.
-    from routing.arrays import profile_arrays, ref_positions
+    from routing.arrays import ref_positions
 
     conn = connect(url)
     try:
@@ -401,7 +401,7 @@ def build_routing(
             saving: Future[None] | None = None
             for name in names:
                 began = time.perf_counter()
-                made = profile_arrays(roads, PROFILES[name], positions)
+                made = _profile_arrays(url, name, roads, positions, update, quiet)
                 _lap(quiet, f"{name} arrays", began)
                 layout = None
                 if update:
@@ -438,6 +438,33 @@ def build_routing(
     finally:
         gc.unfreeze()
         conn.close()
+
+
+def _profile_arrays(
+    url: str, name: str, roads: Any, positions: Any, update: UpdateChanges | None, quiet: bool
+) -> Arrays:
+    """The arrays of profile ``name`` made from ``roads`` (see
+    :func:`routing.arrays.profile_arrays`): an update whose roads differ from those of the
+    previous update in this process only by node locations makes again only the arrays made
+    from them (see :func:`routing.arrays.coordinate_arrays`), and copies the others."""
+    from routing.arrays import coordinate_arrays, moved_only, profile_arrays
+
+    built, placed = _BUILT.get((url, name)), _PLACED.pop((url, name), None)
+    if not update:
+        return profile_arrays(roads, PROFILES[name], positions)
+    if built and placed and built[0] == update[1] and moved_only(placed[0], roads, name):
+        _, geometry, names = placed
+        if not quiet:
+            print(f"routing: {name} only moves the moved nodes' roads", file=sys.stderr)
+        made = {key: built[1][key] for key in names}
+        made.update(coordinate_arrays(roads, geometry))
+        made["meta"] = store.meta_array(name, roads.data_version)
+    else:
+        geometries: list[Any] = []
+        made = profile_arrays(roads, PROFILES[name], positions, geometries)
+        geometry = geometries[0]
+    _PLACED[(url, name)] = (roads, geometry, list(made))
+    return made
 
 
 def _save(
@@ -566,6 +593,9 @@ def _engine(
 #: geometry changed (see :mod:`routing.patch`). An import keeps none: its peak memory stays
 #: that of one profile.
 _BUILT: dict[tuple[str, str], tuple[str, Arrays]] = {}
+#: With the arrays of :data:`_BUILT`: the roads they were made from, what their arrays made
+#: from node locations are made of (:class:`routing.arrays.Geometry`) and their names.
+_PLACED: dict[tuple[str, str], tuple[Any, Any, list[str]]] = {}
 #: The arrays of a profile the turn graph (which edge may follow which), its order and its
 #: components are made from: equal ones make equal ones.
 CONNECTIONS = (

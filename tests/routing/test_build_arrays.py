@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from osmimport import schema
-from routing.arrays import Roads, profile_arrays, read_roads
+from routing.arrays import (
+    Geometry,
+    Roads,
+    coordinate_arrays,
+    moved_only,
+    profile_arrays,
+    read_roads,
+)
 from routing.build import CONNECTIONS, RESTRICTION_NO, build_profile_graph, graph_arrays
 from routing.engine import Engine
 from routing.network import EARTH_RADIUS, haversine, read_network
@@ -237,7 +244,19 @@ def test_moved_roads_patch_the_previous_build(liechtenstein_url: str) -> None:
     at = int(np.searchsorted(roads.node_ids, middle))
     lon, lat = float(roads.node_lon[at]), float(roads.node_lat[at])
     for name, before in befores.items():
-        patched = _assert_patched_as_fresh(before, _moved(roads, middle, lon + 4e-5, lat), name)
+        moved = _moved(roads, middle, lon + 4e-5, lat)
+        assert moved_only(roads, moved, name)
+        # The arrays made from node locations made again, the others copied: a fresh build's.
+        geometries: list[Geometry] = []
+        made = profile_arrays(roads, PROFILES[name], None, geometries)
+        placed = {**made, **coordinate_arrays(moved, geometries[0])}
+        fresh = profile_arrays(moved, PROFILES[name])
+        assert list(placed) == list(fresh)
+        for key, array in fresh.items():
+            assert placed[key].dtype == array.dtype, key
+            np.testing.assert_array_equal(placed[key], array, err_msg=key)
+        assert not np.array_equal(placed["geometry"], made["geometry"])
+        patched = _assert_patched_as_fresh(before, moved, name)
         changed = _changed_chunks(before, patched)
         assert changed["geometry"] >= 1 and changed["piece_xy"] >= 1
         assert max(changed.values()) <= 3, changed
@@ -265,6 +284,7 @@ def test_moved_roads_patch_the_previous_build(liechtenstein_url: str) -> None:
         rule_modes={**roads.rule_modes, "car": [*modes, modes[number]]},
         rule_index={**roads.rule_index, "car": rule_index},
     )
+    assert not moved_only(roads, slower, "car")
     patched = _assert_patched_as_fresh(car, slower, "car")
     assert not np.array_equal(patched["edge:weight"], car["edge:weight"])
     for name in ("along", "piece_xy", "grid_members", "turn_cost", "arc_turn"):
