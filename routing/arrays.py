@@ -549,17 +549,6 @@ class Geometry:
     source: NDArray[np.int64]
 
 
-#: The arrays of :func:`coordinate_arrays`.
-COORDINATE_ARRAYS = (
-    "node_lon",
-    "node_lat",
-    NUMBER_PREFIX + "length",
-    NUMBER_PREFIX + "travel_time",
-    NUMBER_PREFIX + "weight",
-    "geometry",
-)
-
-
 def coordinate_arrays(roads: Roads, geometry: Geometry) -> Arrays:
     """The arrays of a profile made from the locations of ``roads``' nodes: node locations,
     lengths, durations, weights and the geometries."""

@@ -369,9 +369,6 @@ def build_routing(
     if not quiet:
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
     started = time.perf_counter()
-    # The engine reads the array format this module defines: imported here, not at the top.
-    from routing.arrays import ref_positions
-
     conn = connect(url)
     try:
         update = _update_changes(url, conn, schema_name)
@@ -395,7 +392,8 @@ def build_routing(
                 return
             read_seconds = time.perf_counter() - started
             _lap(quiet, "read roads", started)
-            positions = ref_positions(roads)
+            # Where each road node reference is, for every profile made whole (made once).
+            positions: list[Any] = []
             # What exists now outlives the profiles: the collector need not walk it after each.
             gc.freeze()
             saving: Future[None] | None = None
@@ -441,17 +439,29 @@ def build_routing(
 
 
 def _profile_arrays(
-    url: str, name: str, roads: Any, positions: Any, update: UpdateChanges | None, quiet: bool
+    url: str,
+    name: str,
+    roads: Any,
+    positions: list[Any],
+    update: UpdateChanges | None,
+    quiet: bool,
 ) -> Arrays:
     """The arrays of profile ``name`` made from ``roads`` (see
-    :func:`routing.arrays.profile_arrays`): an update whose roads differ from those of the
-    previous update in this process only by node locations makes again only the arrays made
-    from them (see :func:`routing.arrays.coordinate_arrays`), and copies the others."""
-    from routing.arrays import coordinate_arrays, moved_only, profile_arrays
+    :func:`routing.arrays.profile_arrays`; ``positions``: its :func:`ref_positions` once made,
+    for the next profiles): an update whose roads differ from those of the previous update in
+    this process only by node locations makes again only the arrays made from them (see
+    :func:`routing.arrays.coordinate_arrays`), and copies the others."""
+    # routing.arrays reads the array format this module defines: imported here, not at the top.
+    from routing.arrays import coordinate_arrays, moved_only, profile_arrays, ref_positions
+
+    def whole(geometries: list[Any] | None = None) -> Arrays:
+        if not positions:
+            positions.append(ref_positions(roads))
+        return profile_arrays(roads, PROFILES[name], positions[0], geometries)
 
     built, placed = _BUILT.get((url, name)), _PLACED.pop((url, name), None)
     if not update:
-        return profile_arrays(roads, PROFILES[name], positions)
+        return whole()
     if built and placed and built[0] == update[1] and moved_only(placed[0], roads, name):
         _, geometry, names = placed
         if not quiet:
@@ -461,7 +471,7 @@ def _profile_arrays(
         made["meta"] = store.meta_array(name, roads.data_version)
     else:
         geometries: list[Any] = []
-        made = profile_arrays(roads, PROFILES[name], positions, geometries)
+        made = whole(geometries)
         geometry = geometries[0]
     _PLACED[(url, name)] = (roads, geometry, list(made))
     return made
