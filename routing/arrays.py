@@ -7,6 +7,7 @@ import os
 import pickle
 from array import array
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,28 @@ def cumulative_lengths(
     out = np.zeros(len(first), dtype=np.float64)
     if len(first):
         _cumulative_lengths(np.ascontiguousarray(pieces, dtype=np.float64), first, out)
+    return out
+
+
+@_compiled
+def _edge_along(
+    points: NDArray[np.float64], offsets: NDArray[np.int64], out: NDArray[np.float64]
+) -> None:
+    for e in range(len(offsets) - 1):
+        total = 0.0
+        for i in range(offsets[e], offsets[e + 1]):
+            if i > offsets[e]:
+                total += _haversine(points[i - 1, 0], points[i - 1, 1], points[i, 0], points[i, 1])
+            out[i] = total
+
+
+def edge_along(points: NDArray[np.float64], offsets: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Metres from the start of its edge to each point (edge ``e``: the points
+    ``offsets[e]:offsets[e+1]``), summed in order as the edge's length was: each edge's
+    values depend on its points only."""
+    out = np.zeros(len(points), dtype=np.float64)
+    if len(points):
+        _edge_along(np.ascontiguousarray(points, dtype=np.float64), offsets.astype(np.int64), out)
     return out
 
 
@@ -342,12 +365,26 @@ _CODE = hashlib.sha1(
 ).hexdigest()
 
 
-def remember_roads(url: str, roads: Roads, reader: _WayReader, keep: Path | None) -> None:
+def remember_roads(
+    url: str,
+    roads: Roads,
+    reader: _WayReader,
+    keep: Path | None,
+    background: Executor | None = None,
+) -> Future[None] | None:
     """Keep ``roads`` (of its data version) for the next update of the database at ``url``
-    (in this process, and in the folder ``keep`` for the next)."""
+    (in this process, and in the folder ``keep`` for the next: written by ``background``
+    when given, whose future is returned)."""
     _ROADS[url] = (roads, reader)
     if keep is None:
-        return
+        return None
+    if background is not None:
+        return background.submit(_write_roads, roads, reader, keep)
+    _write_roads(roads, reader, keep)
+    return None
+
+
+def _write_roads(roads: Roads, reader: _WayReader, keep: Path) -> None:
     target = keep / ROADS_FILE
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -479,22 +516,115 @@ def within(sizes: NDArray[np.int64]) -> NDArray[np.int64]:
     return result
 
 
-def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
-    """The routing data of ``profile`` as :func:`routing.build.graph_arrays` makes it from
-    :func:`routing.build.build_profile_graph`'s graph, array for array, made with numpy."""
-    name = profile.name
-    numbers = roads.rule_index[name]
+#: Per node reference of the roads, its index in their nodes (-1 where missing) and its
+#: way; per way, how many of its nodes are missing: the same for every profile.
+RefPositions = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+
+
+def ref_positions(roads: Roads) -> RefPositions:
+    """The :data:`RefPositions` of ``roads``."""
     sizes = np.diff(roads.way_offsets)
     way_of_ref = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
     at = _lookup(roads.node_ids, roads.refs)
-    missing = np.bincount(way_of_ref[at < 0], minlength=len(sizes))
+    return at, way_of_ref, np.bincount(way_of_ref[at < 0], minlength=len(sizes))
+
+
+@dataclass
+class Geometry:
+    """What the arrays of a profile made from node locations are made of (the rest of them
+    depends on how the roads connect, their tags and the profile): indices into the roads'
+    nodes and the pieces' fields (see :func:`profile_arrays`)."""
+
+    pos: NDArray[np.int64]
+    piece_start: NDArray[np.int64]
+    piece_end: NDArray[np.int64]
+    piece_way: NDArray[np.int64]
+    firsts: NDArray[np.int64]
+    lasts: NDArray[np.int64]
+    timed_ways: NDArray[np.int64]
+    edge_piece: NDArray[np.int64]
+    edge_duration: NDArray[np.float64]
+    speed: NDArray[np.float64]
+    ends: NDArray[np.int64]
+    source: NDArray[np.int64]
+
+
+def coordinate_arrays(roads: Roads, geometry: Geometry) -> Arrays:
+    """The arrays of a profile made from the locations of ``roads``' nodes: node locations,
+    lengths, durations, weights and the geometries."""
+    g = geometry
+    lon, lat = roads.node_lon[g.pos], roads.node_lat[g.pos]
+    edge_length = run_lengths(lon, lat, g.piece_start, g.piece_end)[g.edge_piece]
+    totals = np.zeros(len(g.firsts), dtype=np.float64)
+    totals[g.timed_ways] = run_lengths(lon, lat, g.firsts[g.timed_ways], g.lasts[g.timed_ways])
+    edge_total = totals[g.piece_way[g.edge_piece]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        travel_time = np.where(
+            (g.edge_duration > 0) & (edge_total > 0),
+            g.edge_duration * edge_length / edge_total,
+            edge_length / (g.speed / 3.6),
+        )
+    return {
+        "node_lon": roads.node_lon[g.ends],
+        "node_lat": roads.node_lat[g.ends],
+        NUMBER_PREFIX + "length": edge_length,
+        NUMBER_PREFIX + "travel_time": travel_time,
+        NUMBER_PREFIX + "weight": np.maximum(1, np.rint(travel_time * 1000.0)).astype(np.int64),
+        "geometry": np.stack([lon[g.source], lat[g.source]], axis=1).reshape(-1, 2),
+    }
+
+
+def moved_only(old: Roads, new: Roads, profile: str) -> bool:
+    """Whether ``new`` differs from ``old`` at most by the locations of nodes, as ``profile``
+    sees them (the same ways, rules, strings, nodes, barriers and restrictions)."""
+    return (
+        old.rules[profile] == new.rules[profile]
+        and old.rule_modes[profile] == new.rule_modes[profile]
+        and old.pool == new.pool
+        and not _blocking_changed(old.barriers, new.barriers, PROFILES[profile])
+        and old.restrictions == new.restrictions
+        and all(
+            np.array_equal(getattr(old, name), getattr(new, name))
+            for name in ("way_ids", "way_offsets", "refs", "node_ids")
+        )
+        and np.array_equal(old.rule_index[profile], new.rule_index[profile])
+        and all(np.array_equal(old.texts[k], new.texts[k]) for k in WAY_TEXTS)
+    )
+
+
+def _blocking_changed(
+    old: dict[int, dict[str, str]], new: dict[int, dict[str, str]], profile: Profile
+) -> bool:
+    """Whether a barrier that stops ``profile`` is added, removed or changed (the only use
+    :func:`profile_arrays` makes of barriers)."""
+    return any(
+        profile.barrier_blocks(old.get(node) or {}) or profile.barrier_blocks(new.get(node) or {})
+        for node in old.keys() | new.keys()
+        if old.get(node) != new.get(node)
+    )
+
+
+def profile_arrays(
+    roads: Roads,
+    profile: Profile,
+    positions: RefPositions | None = None,
+    geometries: list[Geometry] | None = None,
+) -> Arrays:
+    """The routing data of ``profile`` as :func:`routing.build.graph_arrays` makes it from
+    :func:`routing.build.build_profile_graph`'s graph, array for array, made with numpy
+    (``positions``: :func:`ref_positions` of ``roads``, when made already for another; its
+    :class:`Geometry` appended to ``geometries``)."""
+    name = profile.name
+    numbers = roads.rule_index[name]
+    sizes = np.diff(roads.way_offsets)
+    at, way_of_ref, missing = positions or ref_positions(roads)
     usable = (numbers >= 0) & (missing == 0)
     ways = np.flatnonzero(usable)
     # The nodes of the usable ways, as indices into the road nodes, way after way.
     keep = usable[way_of_ref]
     pos = at[keep]
     refs = roads.refs[keep]
-    del at, keep, way_of_ref, missing
+    del at, keep, way_of_ref, missing, positions
     way_sizes = sizes[ways]
     firsts = _starts(way_sizes)
     lasts = firsts + way_sizes - 1
@@ -524,8 +654,6 @@ def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
     piece_end = marks[1:][starting]
     del marks, starting, ends_here
     piece_way = np.repeat(np.arange(len(ways), dtype=np.int64), way_sizes)[piece_start]
-    lon, lat = roads.node_lon[pos], roads.node_lat[pos]
-    length = run_lengths(lon, lat, piece_start, piece_end)
     # The rules' fields, per piece.
     rules = roads.rules[name]
     rule = numbers[ways][piece_way]
@@ -548,35 +676,40 @@ def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
     reverse[both] = both + 1
     reverse[both + 1] = both
     edge_rule = rule[edge_piece]
-    edge_length = length[edge_piece]
     speed = np.where(
         edge_forward,
         field(lambda r: r.speed_forward, np.float64)[edge_piece],
         field(lambda r: r.speed_backward, np.float64)[edge_piece],
     )
-    edge_duration = duration[edge_piece]
-    timed = np.flatnonzero(duration > 0)
-    totals = np.zeros(len(ways), dtype=np.float64)
-    timed_ways = np.unique(piece_way[timed])
-    totals[timed_ways] = run_lengths(lon, lat, firsts[timed_ways], lasts[timed_ways])
-    edge_total = totals[piece_way[edge_piece]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        travel_time = np.where(
-            (edge_duration > 0) & (edge_total > 0),
-            edge_duration * edge_length / edge_total,
-            edge_length / (speed / 3.6),
-        )
-    weight = np.maximum(1, np.rint(travel_time * 1000.0)).astype(np.int64)
+    timed_ways = np.unique(piece_way[np.flatnonzero(duration > 0)])
     # Graph nodes: the pieces' ends.
     tail_pos = np.where(edge_forward, piece_start[edge_piece], piece_end[edge_piece])
     head_pos = np.where(edge_forward, piece_end[edge_piece], piece_start[edge_piece])
     ends = np.unique(np.concatenate([pos[piece_start], pos[piece_end]]))
     edge_way = ways[piece_way[edge_piece]]
+    # Geometries: each piece's points, reversed for a backward edge.
+    points = (piece_end - piece_start + 1)[edge_piece]
+    geometry_offsets = np.zeros(edges + 1, dtype=np.int64)
+    np.cumsum(points, out=geometry_offsets[1:])
+    step = within(points)
+    source = np.where(
+        np.repeat(edge_forward, points),
+        np.repeat(piece_start[edge_piece], points) + step,
+        np.repeat(piece_end[edge_piece], points) - step,
+    )
+    del step
+    geometry = Geometry(
+        pos, piece_start, piece_end, piece_way, firsts, lasts, timed_ways, edge_piece,
+        duration[edge_piece], speed, ends, source,
+    )  # fmt: skip
+    placed = coordinate_arrays(roads, geometry)
+    if geometries is not None:
+        geometries.append(geometry)
     arrays: Arrays = {
         "meta": meta_array(name, roads.data_version),
         "node_ids": roads.node_ids[ends],
-        "node_lon": roads.node_lon[ends],
-        "node_lat": roads.node_lat[ends],
+        "node_lon": placed["node_lon"],
+        "node_lat": placed["node_lat"],
         "edge_tail": np.searchsorted(ends, pos[tail_pos]),
         "edge_head": np.searchsorted(ends, pos[head_pos]),
     }
@@ -595,14 +728,14 @@ def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
         "ref": texts["ref"][edge_way],
     }
     numbers_columns: dict[str, NDArray[Any]] = {
-        "length": edge_length,
+        "length": placed[NUMBER_PREFIX + "length"],
         "restricted": field(lambda r: r.restricted, np.bool_)[edge_piece],
         "reverse": reverse,
         "roundabout": np.isin(texts["junction"][edge_way], CIRCULAR),
         "startpoint": field(lambda r: r.startpoint, np.bool_)[edge_piece],
-        "travel_time": travel_time,
+        "travel_time": placed[NUMBER_PREFIX + "travel_time"],
         "way_id": roads.way_ids[edge_way],
-        "weight": weight,
+        "weight": placed[NUMBER_PREFIX + "weight"],
     }
     # The string pool in the model's order: "" first, then by first use over the text columns
     # in name order, edge after edge.
@@ -618,21 +751,10 @@ def profile_arrays(roads: Roads, profile: Profile) -> Arrays:
         else:
             arrays[NUMBER_PREFIX + key] = numbers_columns[key]
     arrays.update(string_arrays(roads.pool[i] for i in order.tolist()))
-    # Geometries: each piece's points, reversed for a backward edge.
-    points = (piece_end - piece_start + 1)[edge_piece]
-    geometry_offsets = np.zeros(edges + 1, dtype=np.int64)
-    np.cumsum(points, out=geometry_offsets[1:])
-    step = within(points)
-    source = np.where(
-        np.repeat(edge_forward, points),
-        np.repeat(piece_start[edge_piece], points) + step,
-        np.repeat(piece_end[edge_piece], points) - step,
-    )
-    del step
     arrays["geometry_offsets"] = geometry_offsets
-    arrays["geometry"] = np.stack([lon[source], lat[source]], axis=1).reshape(-1, 2)
+    arrays["geometry"] = placed["geometry"]
     arrays["geometry_nodes"] = refs[source]
-    del source
+    del source, placed, geometry
     arrays["barriers"] = blocked_ids
     by_way = _edges_of_ways(
         {w for r in restrictions for w in (r.from_way, r.to_way, *r.via_ways)},

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -368,70 +369,156 @@ def build_routing(
     if not quiet:
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
     started = time.perf_counter()
-    # The engine reads the array format this module defines: imported here, not at the top.
-    from routing.arrays import profile_arrays
-
     conn = connect(url)
     try:
         update = _update_changes(url, conn, schema_name)
-        kept = _keep_unchanged(conn, schema_name, version, names, update) if update else []
+        kept = _keep_unchanged(url, conn, schema_name, version, names, update) if update else []
         names = [name for name in names if name not in kept]
         if kept and not quiet:
             print(
                 f"routing: {', '.join(kept)} kept (the update changes none of their roads)",
                 file=sys.stderr,
             )
-        roads = _roads(url, schema_name, version, update, keep, needed=bool(names))
-        if roads is None or not names:
-            return
-        read_seconds = time.perf_counter() - started
-        _lap(quiet, "read roads", started)
-        # What exists now outlives the profiles: the collector need not walk it after each.
-        gc.freeze()
-        for name in names:
-            began = time.perf_counter()
-            made = profile_arrays(roads, PROFILES[name])
-            _lap(quiet, f"{name} arrays", began)
-            layout = None
-            if update:
-                with conn.cursor() as cur:
-                    layout = store.served_layout(cur, name, update[1])
-                conn.commit()
-            engine = _engine(url, name, made, update[1] if update else None, layout, quiet)
-            arrays = engine.arrays
-            _lap(quiet, f"{name} engine", began)
-            del engine, made
-            seconds = time.perf_counter() - began + read_seconds / len(names)
-            nodes, edges = len(arrays["node_ids"]), len(arrays["edge_tail"])
-            with conn, conn.cursor() as cur:
-                size, written = store.save(
-                    cur,
-                    schema_name,
-                    name,
-                    version,
-                    arrays,
-                    build_seconds=seconds,
-                    nodes=nodes,
-                    edges=edges,
-                    previous=layout,
-                    staged=update is not None,
-                )
-            _lap(quiet, f"{name} save", began)
-            if not quiet:
-                print(
-                    f"routing: {name} graph {nodes} nodes, {edges} edges, "
-                    f"{len(arrays['restriction_kind'])} restrictions, {size / 1e6:.1f} MB "
-                    f"({written / 1e6:.1f} MB written), "
-                    f"built in {seconds:.1f} s",
-                    file=sys.stderr,
-                )
-            # The engine refers to itself (its lazy views): only the collector frees it, and
-            # with it this profile's arrays, before the next profile's are made.
-            del arrays
-            gc.collect()
+        # A profile is saved (by the database, mostly) while the next one is computed; the
+        # road network is written for the next update meanwhile too.
+        with ThreadPoolExecutor(max_workers=1) as saver:
+            found = _roads(url, schema_name, version, update, keep, saver, needed=bool(names))
+            if found is None:
+                return
+            roads, written = found
+            if not names:
+                if written is not None:
+                    written.result()
+                return
+            read_seconds = time.perf_counter() - started
+            _lap(quiet, "read roads", started)
+            # Where each road node reference is, for every profile made whole (made once).
+            positions: list[Any] = []
+            # What exists now outlives the profiles: the collector need not walk it after each.
+            gc.freeze()
+            saving: Future[None] | None = None
+            for name in names:
+                began = time.perf_counter()
+                made = _profile_arrays(url, name, roads, positions, update, quiet)
+                _lap(quiet, f"{name} arrays", began)
+                layout = None
+                if update:
+                    with conn.cursor() as cur:
+                        layout = store.served_layout(cur, name, update[1])
+                    conn.commit()
+                engine = _engine(url, name, made, update[1] if update else None, layout, quiet)
+                arrays = engine.arrays
+                # The served data's arrays, when the previous build in memory is theirs: the
+                # chunks equal to theirs are found by comparing rather than hashing.
+                built = _BUILT.get((url, name))
+                reference = built[1] if built and update and built[0] == update[1] else None
+                if update:
+                    _BUILT[(url, name)] = (version, arrays)
+                else:
+                    _BUILT.pop((url, name), None)
+                _lap(quiet, f"{name} engine", began)
+                del engine, made
+                seconds = time.perf_counter() - began + read_seconds / len(names)
+                if saving is not None:
+                    saving.result()
+                    # The engine refers to itself (its lazy views): only the collector frees
+                    # it, and with it the saved profile's arrays.
+                    gc.collect()
+                saving = saver.submit(
+                    _save, url, schema_name, name, version, arrays, seconds, layout, reference,
+                    update is not None, quiet,
+                )  # fmt: skip
+                del arrays, built, reference
+            if saving is not None:
+                saving.result()
+            if written is not None:
+                written.result()
     finally:
         gc.unfreeze()
         conn.close()
+
+
+def _profile_arrays(
+    url: str,
+    name: str,
+    roads: Any,
+    positions: list[Any],
+    update: UpdateChanges | None,
+    quiet: bool,
+) -> Arrays:
+    """The arrays of profile ``name`` made from ``roads`` (see
+    :func:`routing.arrays.profile_arrays`; ``positions``: its :func:`ref_positions` once made,
+    for the next profiles): an update whose roads differ from those of the previous update in
+    this process only by node locations makes again only the arrays made from them (see
+    :func:`routing.arrays.coordinate_arrays`), and copies the others."""
+    # routing.arrays reads the array format this module defines: imported here, not at the top.
+    from routing.arrays import coordinate_arrays, moved_only, profile_arrays, ref_positions
+
+    def whole(geometries: list[Any] | None = None) -> Arrays:
+        if not positions:
+            positions.append(ref_positions(roads))
+        return profile_arrays(roads, PROFILES[name], positions[0], geometries)
+
+    built, placed = _BUILT.get((url, name)), _PLACED.pop((url, name), None)
+    if not update:
+        return whole()
+    if built and placed and built[0] == update[1] and moved_only(placed[0], roads, name):
+        _, geometry, names = placed
+        if not quiet:
+            print(f"routing: {name} only moves the moved nodes' roads", file=sys.stderr)
+        made = {key: built[1][key] for key in names}
+        made.update(coordinate_arrays(roads, geometry))
+        made["meta"] = store.meta_array(name, roads.data_version)
+    else:
+        geometries: list[Any] = []
+        made = whole(geometries)
+        geometry = geometries[0]
+    _PLACED[(url, name)] = (roads, geometry, list(made))
+    return made
+
+
+def _save(
+    url: str,
+    schema_name: str,
+    name: str,
+    version: str,
+    arrays: Arrays,
+    seconds: float,
+    layout: dict[str, dict[str, Any]] | None,
+    reference: Arrays | None,
+    staged: bool,
+    quiet: bool,
+) -> None:
+    """Store the routing data ``arrays`` of profile ``name`` (see :func:`store.save`) on a
+    connection of its own, committed."""
+    began = time.perf_counter()
+    nodes, edges = len(arrays["node_ids"]), len(arrays["edge_tail"])
+    conn = connect(url)
+    try:
+        with conn, conn.cursor() as cur:
+            size, written = store.save(
+                cur,
+                schema_name,
+                name,
+                version,
+                arrays,
+                build_seconds=seconds,
+                nodes=nodes,
+                edges=edges,
+                previous=layout,
+                reference=reference,
+                staged=staged,
+            )
+    finally:
+        conn.close()
+    _lap(quiet, f"{name} save", began)
+    if not quiet:
+        print(
+            f"routing: {name} graph {nodes} nodes, {edges} edges, "
+            f"{len(arrays['restriction_kind'])} restrictions, {size / 1e6:.1f} MB "
+            f"({written / 1e6:.1f} MB written), built in {seconds:.1f} s",
+            file=sys.stderr,
+        )
 
 
 def _roads(
@@ -440,13 +527,14 @@ def _roads(
     version: str,
     update: UpdateChanges | None,
     keep: Path | None,
+    background: Executor,
     *,
     needed: bool,
-) -> Any:
+) -> tuple[Any, Future[None] | None] | None:
     """The road network of ``schema_name`` (every profile's view of it): the previous
     version's patched with what the update changes when it was kept (in memory or in the
     folder ``keep``), else read whole (None when not ``needed`` and not kept); kept for the
-    next update."""
+    next update (written by ``background``: the future of that is returned too)."""
     from routing.arrays import (
         patch_roads,
         read_road_changes,
@@ -469,8 +557,7 @@ def _roads(
         roads, reader = read_roads_with_reader(url, schema_name, version, list(PROFILES.values()))
     else:
         return None
-    remember_roads(url, roads, reader, keep)
-    return roads
+    return roads, remember_roads(url, roads, reader, keep, background)
 
 
 def _engine(
@@ -491,6 +578,13 @@ def _engine(
 
     if previous is None:
         return Engine(made, search=False)
+    from routing.patch import PatchedEngine, patchable
+
+    built = _BUILT.get((url, name))
+    if built is not None and built[0] == previous and patchable(made, built[1], CONNECTIONS):
+        if not quiet:
+            print(f"routing: {name} patches its previous build", file=sys.stderr)
+        return PatchedEngine(made, built[1], search=False)
     if layout is not None and all(store.same_bytes(made[n], layout.get(n)) for n in CONNECTIONS):
         served = store.load_some(url, name, previous, TURN_GRAPH)
         if served is not None:
@@ -504,6 +598,14 @@ def _engine(
     return ReorderedEngine(made, ordered, search=False)
 
 
+#: The arrays an update last built of each profile, per database, with their data version:
+#: the next update in this process (``fondplan update --loop``) patches them where only roads'
+#: geometry changed (see :mod:`routing.patch`). An import keeps none: its peak memory stays
+#: that of one profile.
+_BUILT: dict[tuple[str, str], tuple[str, Arrays]] = {}
+#: With the arrays of :data:`_BUILT`: the roads they were made from, what their arrays made
+#: from node locations are made of (:class:`routing.arrays.Geometry`) and their names.
+_PLACED: dict[tuple[str, str], tuple[Any, Any, list[str]]] = {}
 #: The arrays of a profile the turn graph (which edge may follow which), its order and its
 #: components are made from: equal ones make equal ones.
 CONNECTIONS = (
@@ -565,6 +667,7 @@ def _update_changes(
 
 
 def _keep_unchanged(
+    url: str,
     conn: psycopg2.extensions.connection,
     schema_name: str,
     version: str,
@@ -572,7 +675,8 @@ def _keep_unchanged(
     update: UpdateChanges,
 ) -> list[str]:
     """The profiles none of whose roads or restrictions the update changes, recorded in
-    ``schema_name`` as keeping the served routing data (of the data version updated)."""
+    ``schema_name`` as keeping the served routing data (of the data version updated); their
+    last build in this process (of the database at ``url``) stands for the new version too."""
     changed, previous = update
     kept = []
     for name in names:
@@ -582,6 +686,9 @@ def _keep_unchanged(
         with conn, conn.cursor() as cur:
             if store.keep(cur, schema_name, name, previous, version):
                 kept.append(name)
+                built = _BUILT.get((url, name))
+                if built is not None and built[0] == previous:
+                    _BUILT[(url, name)] = (version, built[1])
     return kept
 
 

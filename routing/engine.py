@@ -22,7 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from routing import kernels
-from routing.arrays import cumulative_lengths, within
+from routing.arrays import cumulative_lengths, edge_along, within
 from routing.build import NUMBER_PREFIX, RESTRICTION_NO, TEXT_PREFIX, graph_arrays
 from routing.network import EARTH_RADIUS, bearing, haversine
 from routing.profiles import MAX_TURN_SECONDS, PROFILES
@@ -137,6 +137,25 @@ def _bearing_arrays(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[n
     y = np.cos(lat1) * np.sin(lat2) - np.sin(lat1) * np.cos(lat2) * np.cos(dl)
     result: NDArray[np.float64] = (np.degrees(np.arctan2(x, y)) + 360.0) % 360.0
     return result
+
+
+def projection_cos(node_lat: NDArray[np.float64]) -> float:
+    """The scale of longitudes in the snapping index's projection: the cosine of the nodes'
+    mean latitude, rounded (as the grid's cell size is) so that a road moved a little changes
+    its own pieces and cells only, not every projected piece: an update then rewrites only the
+    stored chunks around it."""
+    mean_lat = round(float(np.mean(node_lat)), 2) if len(node_lat) else 0.0
+    return math.cos(math.radians(mean_lat))
+
+
+def piece_offsets(
+    piece_edge: NDArray[np.int64], start: NDArray[np.float64], end: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Metres along its edge to each piece (pieces of an edge in a row), summed as the edge's
+    length was (a point at the end of an edge is at fraction 1.0 exactly)."""
+    first_piece = np.ones(len(piece_edge), dtype=np.bool_)
+    first_piece[1:] = piece_edge[1:] != piece_edge[:-1]
+    return cumulative_lengths(np.concatenate([start, end], axis=1), first_piece)
 
 
 class _Samples:
@@ -424,20 +443,7 @@ class Engine:
             kernels.encode_polyline(kernels.simplify(line, 1e-5), 5)
 
     def _along(self) -> NDArray[np.float64]:
-        if not len(self.points):
-            return np.zeros(0)
-        lon, lat = np.radians(self.points[:, 0]), np.radians(self.points[:, 1])
-        a = (
-            np.sin(np.diff(lat) / 2) ** 2
-            + np.cos(lat[:-1]) * np.cos(lat[1:]) * np.sin(np.diff(lon) / 2) ** 2
-        )
-        steps = np.concatenate(([0.0], 2 * EARTH_RADIUS * np.arcsin(np.sqrt(np.minimum(a, 1.0)))))
-        # The step into each edge's first point belongs to no edge.
-        steps[self.offsets[:-1][self.offsets[:-1] < len(steps)]] = 0.0
-        total = np.cumsum(steps)
-        sizes = np.diff(self.offsets)
-        along: NDArray[np.float64] = total - np.repeat(total[self.offsets[:-1]], sizes)
-        return along
+        return edge_along(self.points, self.offsets)
 
     # -- turn graph ---------------------------------------------------------------------------
 
@@ -734,7 +740,6 @@ class Engine:
     def _index_pieces(self) -> None:
         """The snapping index (at build time): every straight piece of road (one direction of
         two-way roads), projected, in a grid; the strongly connected components."""
-        a = self.arrays
         count = self.edge_count
         keys = np.arange(count, dtype=np.int64)
         keep = ~((self._reverse >= 0) & (self._reverse < keys))
@@ -742,49 +747,61 @@ class Engine:
         piece_edge = np.repeat(keys, pieces)
         first = np.repeat(np.cumsum(pieces) - pieces, pieces)
         point = self.offsets[:-1][piece_edge] + (np.arange(len(piece_edge)) - first)
-        start, end = self.points[point], self.points[point + 1]
-        mean_lat = float(np.mean(self.node_lat)) if len(self.node_lat) else 0.0
-        self._cos = math.cos(math.radians(mean_lat))
-        x0, y0 = self._project(start[:, 0], start[:, 1])
-        x1, y1 = self._project(end[:, 0], end[:, 1])
-        piece_xy = np.stack([x0, y0, x1, y1], axis=1).reshape(-1, 4)
-        # The grid for the common single nearest road: about one piece per cell.
-        area = (
-            float(np.ptp(piece_xy[:, 0::2]) * np.ptp(piece_xy[:, 1::2])) if len(piece_xy) else 0.0
-        )
-        cell = max(GRID_CELL_MIN, math.sqrt(area / max(1, len(piece_xy))))
-        left, bottom, columns, rows, starts, members = kernels.build_grid(piece_xy, cell)
-        # The strongly connected parts of the turn graph (the edge-based graph with turn
-        # restrictions that routes are searched on, as OSRM computes them): an edge from which
-        # the rest cannot be reached, or which cannot be reached from it, is alone or in a
-        # small part. Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges).
-        if "edge_component" not in a:
-            nodes = len(a["turn_origin"])
-            tails = np.repeat(np.arange(nodes, dtype=np.int64), np.diff(a["turn_offsets"]))
-            arcs = csr_matrix(
-                (np.ones(len(tails), dtype=np.int8), (tails, a["turn_next"])),
-                shape=(nodes, nodes),
-            )
-            _, labels = connected_components(arcs, directed=True, connection="strong")
-            labels = np.asarray(labels, dtype=np.int64)
-            a.update(
-                edge_component=labels[:count],
-                component_size=np.bincount(labels, minlength=1).astype(np.int64),
-            )
-        # Metres along the edge to each piece, summed as the edge's length was (a point at the
-        # end of an edge is at fraction 1.0 exactly).
-        first_piece = np.ones(len(point), dtype=np.bool_)
-        first_piece[1:] = piece_edge[1:] != piece_edge[:-1]
-        offsets = cumulative_lengths(np.concatenate([start, end], axis=1), first_piece)
-        a.update(
+        self._cos = projection_cos(self.node_lat)
+        start, end, piece_xy = self._piece_points(point)
+        self.arrays.update(
             piece_edge=piece_edge,
-            piece_offset=offsets,
+            piece_offset=piece_offsets(piece_edge, start, end),
             piece_start=start,
             piece_end=end,
             piece_xy=piece_xy,
+        )
+        self._index_grid()
+        self._index_components()
+
+    def _piece_points(
+        self, point: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """The pieces from each of ``point`` to the next: start, end, and both projected."""
+        start, end = self.points[point], self.points[point + 1]
+        x0, y0 = self._project(start[:, 0], start[:, 1])
+        x1, y1 = self._project(end[:, 0], end[:, 1])
+        return start, end, np.stack([x0, y0, x1, y1], axis=1).reshape(-1, 4)
+
+    def _index_grid(self) -> None:
+        """The grid of the projected pieces for the common single nearest road: about one
+        piece per cell (the cell size rounded, see :func:`projection_cos`)."""
+        a = self.arrays
+        piece_xy = a["piece_xy"]
+        area = (
+            float(np.ptp(piece_xy[:, 0::2]) * np.ptp(piece_xy[:, 1::2])) if len(piece_xy) else 0.0
+        )
+        cell = max(GRID_CELL_MIN, float(math.ceil(math.sqrt(area / max(1, len(piece_xy))))))
+        left, bottom, columns, rows, starts, members = kernels.build_grid(piece_xy, cell)
+        a.update(
             grid_frame=np.asarray([left, bottom, columns, rows, cell, self._cos]),
             grid_starts=starts,
             grid_members=members,
+        )
+
+    def _index_components(self) -> None:
+        """The strongly connected parts of the turn graph (the edge-based graph with turn
+        restrictions that routes are searched on, as OSRM computes them): an edge from which
+        the rest cannot be reached, or which cannot be reached from it, is alone or in a small
+        part. Turn-graph node ``e`` is edge ``e`` itself (copies come after the edges)."""
+        a = self.arrays
+        if "edge_component" in a:
+            return
+        nodes = len(a["turn_origin"])
+        tails = np.repeat(np.arange(nodes, dtype=np.int64), np.diff(a["turn_offsets"]))
+        arcs = csr_matrix(
+            (np.ones(len(tails), dtype=np.int8), (tails, a["turn_next"])), shape=(nodes, nodes)
+        )
+        _, labels = connected_components(arcs, directed=True, connection="strong")
+        labels = np.asarray(labels, dtype=np.int64)
+        a.update(
+            edge_component=labels[: self.edge_count],
+            component_size=np.bincount(labels, minlength=1).astype(np.int64),
         )
 
     def _load_snapping(self) -> None:

@@ -26,8 +26,9 @@ from routing.errors import GraphNotBuiltError
 Arrays = dict[str, NDArray[Any]]
 
 #: Bytes per stored row: big arrays span several rows, so no single value nears bytea's limit
-#: and the escaped copy the driver sends of one stays small next to the arrays.
-CHUNK_BYTES = 8 * 1024 * 1024
+#: and the escaped copy the driver sends of one stays small next to the arrays. Small rows
+#: let an update that moves a few roads rewrite only the few rows around each.
+CHUNK_BYTES = 256 * 1024
 #: The file of a cached profile naming its arrays' dtypes and shapes (written last).
 LAYOUT_FILE = "layout.json"
 #: The key of an array's layout listing the digest of each of its chunks: arrays (and chunks)
@@ -46,6 +47,24 @@ def chunk_digests(raw: NDArray[np.uint8]) -> list[str]:
     return [
         hashlib.sha1(raw[start : start + CHUNK_BYTES].data, usedforsecurity=False).hexdigest()
         for start in range(0, len(raw), CHUNK_BYTES)
+    ]
+
+
+def _digests(
+    raw: NDArray[np.uint8], before: list[str], reference: NDArray[Any] | None
+) -> list[str]:
+    """:func:`chunk_digests` of ``raw``, those of chunks equal to the same chunk of the
+    ``reference`` array (whose digests are ``before``) taken from ``before``."""
+    old = None if reference is None else np.ascontiguousarray(reference).reshape(-1).view(np.uint8)
+    if old is None or len(old) != len(raw) or len(before) != -(-len(raw) // CHUNK_BYTES):
+        return chunk_digests(raw)
+    if old.ctypes.data == raw.ctypes.data:
+        return list(before)
+    return [
+        before[i]
+        if np.array_equal(raw[start : start + CHUNK_BYTES], old[start : start + CHUNK_BYTES])
+        else chunk_digests(raw[start : start + CHUNK_BYTES])[0]
+        for i, start in enumerate(range(0, len(raw), CHUNK_BYTES))
     ]
 
 
@@ -80,13 +99,16 @@ def save(
     edges: int,
     kept: dict[str, dict[str, Any]] | None = None,
     previous: dict[str, dict[str, Any]] | None = None,
+    reference: Arrays | None = None,
     staged: bool = False,
 ) -> tuple[int, int]:
     """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
     with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
     of the data and the bytes written. A chunk whose bytes equal those of the same chunk of
     the same array in layout ``previous`` (the served data an update replaces) is not written:
-    the update keeps the served row (``update_routing.sql``). ``staged`` (an update): the
+    the update keeps the served row (``update_routing.sql``); ``reference``: the arrays
+    ``previous`` stores, when at hand (the previous build in memory): a chunk equal to its
+    chunk there keeps its digest, not hashed again. ``staged`` (an update): the
     chunk rows go to the served table under :func:`staged_profile`'s name, which applying
     the update renames rather than copies. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
@@ -105,9 +127,9 @@ def save(
     for name, array in arrays.items():
         array = np.ascontiguousarray(array)
         raw = array.reshape(-1).view(np.uint8)
-        chunks = chunk_digests(raw)
-        layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), CHUNKS: chunks}
         before = (previous or {}).get(name, {}).get(CHUNKS) or []
+        chunks = _digests(raw, before, (reference or {}).get(name))
+        layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), CHUNKS: chunks}
         fresh = [i for i, digest in enumerate(chunks) if i >= len(before) or before[i] != digest]
         # COPY in binary: the bytes as they are, not a hex literal twice their size to parse.
         if fresh:

@@ -779,13 +779,14 @@ def _as_a_fresh_build(url: str, profile: str, version: str) -> None:
 
 
 def test_incremental_routing_updates_answer_as_a_fresh_build(
-    make_database: Callable[[], str], tmp_path: Path
+    make_database: Callable[[], str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Liechtenstein, then road nodes moved and a maxspeed changed (the roads connect as
     before: every profile keeps its turn graph, order and components, byte for byte and
-    unwritten), then a road made one-way, a road added, a road deleted and a turn restriction
-    deleted (the turn graphs change): after each, every profile's arrays equal a fresh build's
-    (but the node order) and routes equal its routes."""
+    unwritten), the same nodes moved again (the arrays the update built patched), then a road
+    made one-way, a road added, a road deleted and a turn restriction deleted (the turn graphs
+    change): after each, every profile's arrays equal a fresh build's (but the node order) and
+    routes equal its routes."""
 
     from routing.build import CONNECTIONS, TURN_GRAPH
 
@@ -817,6 +818,21 @@ def test_incremental_routing_updates_answer_as_a_fresh_build(
             assert all(rows[key] == before_rows[key] for key in kept), name
         assert layout["geometry"]["chunks"] != before_layouts[profile]["geometry"]["chunks"]
         _as_a_fresh_build(url, profile, first.data_version)
+
+    # The same nodes moved on, in the same process: each profile makes again only the arrays
+    # made from node locations and patches the others the first update built (only the moved
+    # roads' parts computed again).
+    capsys.readouterr()
+    moves = "".join(
+        node_xml(int(i), round(lon - 0.00006, 7), round(lat + 0.00002, 7)) for i, lon, lat in moved
+    )
+    again = run_update(url, [osc(tmp_path / "again.osc", modify=moves)],
+                       node_dir=nodes_of(url), before_swap=[build_before_swap])  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("patches its previous build") == len(layouts)
+    assert err.count("only moves the moved nodes' roads") == len(layouts)
+    for profile in _layouts(url):
+        _as_a_fresh_build(url, profile, again.data_version)
 
     ways = query(
         url,

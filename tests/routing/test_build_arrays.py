@@ -5,18 +5,27 @@ from __future__ import annotations
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from osmimport import schema
-from routing.arrays import profile_arrays, read_roads
-from routing.build import RESTRICTION_NO, build_profile_graph, graph_arrays
+from routing.arrays import (
+    Geometry,
+    Roads,
+    coordinate_arrays,
+    moved_only,
+    profile_arrays,
+    read_roads,
+)
+from routing.build import CONNECTIONS, RESTRICTION_NO, build_profile_graph, graph_arrays
 from routing.engine import Engine
-from routing.network import haversine, read_network
+from routing.network import EARTH_RADIUS, haversine, read_network
+from routing.patch import PatchedEngine, patchable
 from routing.profiles import PROFILES
-from routing.store import Arrays
+from routing.store import Arrays, chunk_digests
 from tests.routing.conftest import LIECHTENSTEIN, grid_nodes
 
 # A street grid at 7.00x E, 48.00x N, nodes every 0.001 degree, with a bollard and a gate.
@@ -183,3 +192,100 @@ def test_cut_extract_equals_the_model(
     network = read_network(url)
     assert any(network.coords(nodes) is None for _, _, nodes in network.ways)
     assert_same_arrays(url)
+
+
+def _moved(roads: Roads, node: int, lon: float, lat: float) -> Roads:
+    """``roads`` with road node ``node`` at (lon, lat)."""
+    at = int(np.searchsorted(roads.node_ids, node))
+    node_lon, node_lat = roads.node_lon.copy(), roads.node_lat.copy()
+    node_lon[at], node_lat[at] = lon, lat
+    return replace(roads, node_lon=node_lon, node_lat=node_lat)
+
+
+def _assert_patched_as_fresh(before: Arrays, roads: Roads, profile: str) -> Arrays:
+    """The arrays patched from ``before`` onto ``roads`` are a fresh build's (but the CCH
+    order, which a fresh build makes from the geometry); returns them."""
+    made = profile_arrays(roads, PROFILES[profile])
+    assert patchable(made, before, CONNECTIONS)
+    patched = PatchedEngine(made, before, search=False).arrays
+    fresh = Engine(made, search=False).arrays
+    assert sorted(patched) == sorted(fresh)
+    for name, array in fresh.items():
+        if name != "cch_order":
+            assert patched[name].dtype == array.dtype, name
+            np.testing.assert_array_equal(patched[name], array, err_msg=name)
+    return patched
+
+
+def _changed_chunks(before: Arrays, after: Arrays) -> dict[str, int]:
+    """Per array, how many of its stored chunks differ."""
+    counts = {}
+    for name, array in after.items():
+        old = np.ascontiguousarray(before[name]).reshape(-1).view(np.uint8)
+        new = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+        counts[name] = sum(
+            a != b for a, b in zip(chunk_digests(old), chunk_digests(new), strict=False)
+        ) + abs(len(chunk_digests(old)) - len(chunk_digests(new)))
+    return counts
+
+
+def test_moved_roads_patch_the_previous_build(liechtenstein_url: str) -> None:
+    """A node moved in the middle of the longest way, a node moved across a grid cell of the
+    snapping index, and a way made slower: every patched array equals a fresh build's, and
+    only the few stored chunks around the change differ from the previous build's."""
+    roads = read_roads(liechtenstein_url, schema.SCHEMA, "1", list(PROFILES.values()))
+    befores = {
+        name: Engine(profile_arrays(roads, PROFILES[name]), search=False).arrays
+        for name in ("car", "foot")
+    }
+    sizes = np.diff(roads.way_offsets)
+    longest = int(np.argmax(np.where(roads.rule_index["car"] >= 0, sizes, 0)))
+    middle = int(roads.refs[roads.way_offsets[longest] + sizes[longest] // 2])
+    at = int(np.searchsorted(roads.node_ids, middle))
+    lon, lat = float(roads.node_lon[at]), float(roads.node_lat[at])
+    for name, before in befores.items():
+        moved = _moved(roads, middle, lon + 4e-5, lat)
+        assert moved_only(roads, moved, name)
+        # The arrays made from node locations made again, the others copied: a fresh build's.
+        geometries: list[Geometry] = []
+        made = profile_arrays(roads, PROFILES[name], None, geometries)
+        placed = {**made, **coordinate_arrays(moved, geometries[0])}
+        fresh = profile_arrays(moved, PROFILES[name])
+        assert list(placed) == list(fresh)
+        for key, array in fresh.items():
+            assert placed[key].dtype == array.dtype, key
+            np.testing.assert_array_equal(placed[key], array, err_msg=key)
+        assert not np.array_equal(placed["geometry"], made["geometry"])
+        patched = _assert_patched_as_fresh(before, moved, name)
+        changed = _changed_chunks(before, patched)
+        assert changed["geometry"] >= 1 and changed["piece_xy"] >= 1
+        assert max(changed.values()) <= 3, changed
+        assert sum(changed.values()) <= 30, changed
+
+    # Across a column of the grid: the piece's cells change, the grid with them.
+    car = befores["car"]
+    left, _, _, _, cell, cos = car["grid_frame"].tolist()
+    x = np.radians(lon) * EARTH_RADIUS * cos
+    border = left + (np.floor((x - left) / cell) + 1) * cell
+    crossed = float(np.degrees((border + 2.0) / (EARTH_RADIUS * cos)))
+    patched = _assert_patched_as_fresh(car, _moved(roads, middle, crossed, lat), "car")
+    assert not np.array_equal(patched["grid_members"], car["grid_members"])
+    assert max(_changed_chunks(car, patched).values()) <= 3
+
+    # Slower: weights change, no geometry; the derived arrays stay as they were.
+    rules, modes = list(roads.rules["car"]), list(roads.rule_modes["car"])
+    number = int(roads.rule_index["car"][longest])
+    slow = replace(rules[number], speed_forward=7.0, speed_backward=7.0)
+    rule_index = roads.rule_index["car"].copy()
+    rule_index[longest] = len(rules)
+    slower = replace(
+        roads,
+        rules={**roads.rules, "car": [*rules, slow]},
+        rule_modes={**roads.rule_modes, "car": [*modes, modes[number]]},
+        rule_index={**roads.rule_index, "car": rule_index},
+    )
+    assert not moved_only(roads, slower, "car")
+    patched = _assert_patched_as_fresh(car, slower, "car")
+    assert not np.array_equal(patched["edge:weight"], car["edge:weight"])
+    for name in ("along", "piece_xy", "grid_members", "turn_cost", "arc_turn"):
+        assert np.array_equal(patched[name], car[name]), name
