@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from functools import partial
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,22 +38,47 @@ _VERSION: ContextVar[str] = ContextVar("routing_engine_version", default="")
 STOP_WAIT = 2.0
 #: Numbers the sockets of the engine processes of one routing server.
 _SERIAL = itertools.count(1)
+#: Engine processes are forked by a server process that has imported the engine's libraries
+#: once (some 85 MB of their own per process otherwise, and seconds of start-up): they start
+#: at once and share those pages.
+_CONTEXT = multiprocessing.get_context("forkserver")
+PRELOAD = ["routing.service", "routing.http", "routing.engines"]
+
+
+def start_forkserver() -> None:
+    """Start the process the engine processes are forked from (blocks while it imports)."""
+    _CONTEXT.set_forkserver_preload(PRELOAD)
+    multiprocessing.forkserver.ensure_running()
+
+
+def _start(process: multiprocessing.process.BaseProcess) -> None:
+    start_forkserver()
+    process.start()
 
 
 class EngineServer:
     """The engines of one profile, in a process of their own: a CCH build here holds the GIL
     of this process only, so the other profiles' processes keep answering.
 
-    The routing server sends commands on stdin, one JSON line each: ``load`` a data version
-    (with ``shared``: only when its CCH is that of a version loaded here, a change of weights,
-    else it answers ``different`` and the routing server starts a new process), ``retain``
-    some versions. Each load is answered on stdout. Queries come on the socket; stdin's end
-    (the routing server gone or stopping this process) ends it.
+    The routing server sends commands on ``commands``, one JSON message each: ``load`` a data
+    version (with ``shared``: only when its CCH is that of a version loaded here, a change of
+    weights, else it answers ``different`` and the routing server starts a new process),
+    ``retain`` some versions. Each load is answered on ``events``. Queries come on the socket;
+    the end of ``commands`` (the routing server gone or stopping this process) ends it.
     """
 
-    def __init__(self, service: RoutingService, profile: str, threads: int) -> None:
+    def __init__(
+        self,
+        service: RoutingService,
+        profile: str,
+        threads: int,
+        commands: Connection,
+        events: Connection,
+    ) -> None:
         self.service = service
         self.profile = profile
+        self._commands = commands
+        self._events = events
         self._threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="fondplan-route")
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="fondplan-routing-load")
 
@@ -95,72 +122,73 @@ class EngineServer:
             "seconds": round(time.perf_counter() - began, 2),
         }
 
-    async def _commands(self) -> None:
-        """Follow the routing server's commands until stdin ends."""
+    async def _follow(self) -> None:
+        """Follow the routing server's commands until they end."""
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-        while line := await reader.readline():
-            command = orjson.loads(line)
+        async for message in _messages(self._commands):
+            command = orjson.loads(message)
             version = str(command.get("version", ""))
             if command["op"] == "load":
                 job = loop.run_in_executor(
                     self._loader, self.load, version, bool(command.get("shared"))
                 )
-                job.add_done_callback(lambda done: _report(done.result()))
+                job.add_done_callback(
+                    lambda done: self._events.send_bytes(orjson.dumps(done.result()))
+                )
             elif command["op"] == "retain":
                 keep = {str(v) for v in command["versions"]}
                 loop.run_in_executor(self._loader, partial(self.service.retain, keep, prune=False))
 
     async def serve(self, listening: Any) -> None:
-        """Answer on ``listening`` until stdin ends (SIGTERM keeps its default action: it
-        ends the process at once, even while a CCH build holds the GIL)."""
+        """Answer on ``listening`` until the commands end (SIGTERM keeps its default action:
+        it ends the process at once, even while a CCH build holds the GIL)."""
         server = await asyncio.start_unix_server(connection_handler(self.handle), sock=listening)
         try:
-            await self._commands()
+            await self._follow()
         finally:
             server.close()
 
 
-def _first_line() -> bytes:
-    """Stdin's first line, read unbuffered: the commands after it are the event loop's."""
-    line = bytearray()
-    while not line.endswith(b"\n"):
-        byte = os.read(sys.stdin.fileno(), 1)
-        if not byte:
-            break
-        line += byte
-    return bytes(line)
+async def _messages(connection: Connection) -> AsyncIterator[bytes]:
+    """The messages arriving on ``connection``, read on the event loop, until its end."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    fd = connection.fileno()
+
+    def readable() -> None:
+        try:
+            queue.put_nowait(connection.recv_bytes())
+        except (EOFError, OSError):
+            loop.remove_reader(fd)
+            queue.put_nowait(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        while (message := await queue.get()) is not None:
+            yield message
+    finally:
+        loop.remove_reader(fd)
 
 
-def _report(event: dict[str, Any]) -> None:
-    sys.stdout.buffer.write(orjson.dumps(event) + b"\n")
-    sys.stdout.flush()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m routing.engines SOCKET PARENT_PID PROFILE``, its setup as the first line on
-    stdin (the database URL, the data folder and the routing settings)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    path, parent, profile = Path(args[0]), int(args[1]), args[2]
+def run(path: str, profile: str, setup: bytes, commands: Connection, events: Connection) -> None:
+    """An engine process (forked by the forkserver): ``setup`` holds the database URL, the
+    data folder and the routing settings."""
     term_on_parent_death()
-    if os.getppid() != parent:
-        return 0
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    setup = orjson.loads(_first_line())
-    listening = listen(path)
+    given = orjson.loads(setup)
+    socket_path = Path(path)
+    listening = listen(socket_path)
     from routing.service import RoutingService
 
-    settings = RoutingSettings.model_validate(setup["routing"])
-    data_dir = Path(setup["data_dir"]) if setup["data_dir"] else None
-    service = RoutingService(setup["url"], settings, follow=_VERSION.get, data_dir=data_dir)
-    server = EngineServer(service, profile, settings.routing_server_threads)
+    settings = RoutingSettings.model_validate(given["routing"])
+    data_dir = Path(given["data_dir"]) if given["data_dir"] else None
+    service = RoutingService(given["url"], settings, follow=_VERSION.get, data_dir=data_dir)
+    server = EngineServer(service, profile, settings.routing_server_threads, commands, events)
     try:
         asyncio.run(server.serve(listening))
     finally:
-        path.unlink(missing_ok=True)
-    sys.stdout.flush()
+        socket_path.unlink(missing_ok=True)
     # Not waiting for a load under way: its thread is lost with the process.
     os._exit(0)
 
@@ -182,7 +210,8 @@ class EngineProcess:
         self.active = 0
         self._setup = setup
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._commands: Connection | None = None
         self._follower: asyncio.Task[None] | None = None
 
     @property
@@ -193,37 +222,36 @@ class EngineProcess:
     @property
     def alive(self) -> bool:
         """Whether the process runs."""
-        return self._process is not None and self._process.returncode is None
+        return self._process is not None and self._process.is_alive()
 
     def loaded(self, version: str) -> bool:
         """Whether ``version`` answers here."""
         return self.versions.get(version, {}).get("state") == "loaded"
 
     async def start(self) -> None:
-        """Start the process (from the event loop's thread: the process gets SIGTERM when
-        the thread that started it ends)."""
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "routing.engines",
-            str(self.path),
-            str(os.getpid()),
-            self.name,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
+        """Start the process (forked by the forkserver, started first when needed)."""
+        commands, self._commands = _CONTEXT.Pipe(duplex=False)
+        events, answers = _CONTEXT.Pipe(duplex=False)
+        process = _CONTEXT.Process(
+            target=run,
+            args=(str(self.path), self.name, self._setup, commands, answers),
+            name=f"fondplan-routing-{self.name}",
+            daemon=True,
         )
-        self._send(self._setup)
-        self._follower = asyncio.ensure_future(self._follow())
+        await asyncio.get_running_loop().run_in_executor(None, _start, process)
+        self._process = process
+        commands.close()
+        answers.close()
+        self._follower = asyncio.ensure_future(self._follow(events))
 
-    def _send(self, line: bytes) -> None:
-        assert self._process is not None and self._process.stdin is not None
-        if not self._process.stdin.is_closing():
-            self._process.stdin.write(line + b"\n")
+    def _send(self, command: dict[str, Any]) -> None:
+        if self._commands is not None and not self._commands.closed:
+            with contextlib.suppress(OSError):
+                self._commands.send_bytes(orjson.dumps(command))
 
-    async def _follow(self) -> None:
-        assert self._process is not None and self._process.stdout is not None
-        async for line in self._process.stdout:
-            event: dict[str, Any] = orjson.loads(line)
+    async def _follow(self, events: Connection) -> None:
+        async for message in _messages(events):
+            event: dict[str, Any] = orjson.loads(message)
             version = str(event.pop("version"))
             if event["state"] == "different":
                 self.versions.pop(version, None)
@@ -232,8 +260,11 @@ class EngineProcess:
             waiting = self._waiting.pop(version, None)
             if waiting is not None and not waiting.done():
                 waiting.set_result(event)
-        code = await self._process.wait()
-        if code not in (0, -signal.SIGTERM):
+        events.close()
+        assert self._process is not None
+        await asyncio.get_running_loop().run_in_executor(None, self._process.join, STOP_WAIT)
+        code = self._process.exitcode
+        if code not in (0, -signal.SIGTERM, None):
             log.warning("routing: the %s engine process %d exited (%s)", self.name, self.pid, code)
         self.versions = {}
         gone = {"state": "unavailable", "error": f"the {self.name} engine process exited"}
@@ -251,7 +282,7 @@ class EngineProcess:
         waiting = self._waiting.get(version)
         if waiting is None:
             waiting = self._waiting[version] = asyncio.get_running_loop().create_future()
-            self._send(orjson.dumps({"op": "load", "version": version, "shared": shared}))
+            self._send({"op": "load", "version": version, "shared": shared})
         return await asyncio.shield(waiting)
 
     def retain(self, keep: set[str]) -> None:
@@ -260,7 +291,7 @@ class EngineProcess:
         if set(self.versions) <= keep:
             return
         self.versions = {v: s for v, s in self.versions.items() if v in keep}
-        self._send(orjson.dumps({"op": "retain", "versions": sorted(keep)}))
+        self._send({"op": "retain", "versions": sorted(keep)})
 
     async def answer(self, request: dict[str, Any]) -> tuple[int, bytes]:
         """The answer of the process to a query."""
@@ -278,21 +309,20 @@ class EngineProcess:
             self.used = time.monotonic()
 
     async def stop(self) -> None:
-        """Stop the process: stdin closed, then SIGTERM, then SIGKILL."""
+        """Stop the process: its commands ended, then SIGTERM, then SIGKILL."""
         process = self._process
         if process is None:
             return
-        if process.stdin is not None:
-            process.stdin.close()
+        if self._commands is not None:
+            self._commands.close()
+        loop = asyncio.get_running_loop()
         for escalate in (process.terminate, process.kill):
-            try:
-                await asyncio.wait_for(process.wait(), STOP_WAIT)
+            await loop.run_in_executor(None, process.join, STOP_WAIT)
+            if process.exitcode is not None:
                 break
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    escalate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), STOP_WAIT)
+            with contextlib.suppress(OSError):
+                escalate()
+        await loop.run_in_executor(None, process.join, STOP_WAIT)
         if self._follower is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._follower, STOP_WAIT)
@@ -308,7 +338,3 @@ class EngineProcess:
             if line.startswith("Pss:"):
                 return round(int(line.split()[1]) / 1024, 1)
         return None
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -25,7 +25,7 @@ from osmimport.children import term_on_parent_death
 from osmimport.database import database_url
 from osmimport.settings import DatabaseSettings
 from routing import store
-from routing.engines import EngineProcess
+from routing.engines import EngineProcess, start_forkserver
 from routing.errors import OsrmError
 from routing.frames import connection_handler, listen
 from routing.network import data_version
@@ -65,6 +65,8 @@ class RoutingServer:
         #: Why a profile of a version could not be loaded, and when, by (version, profile).
         self._errors: dict[tuple[str, str], tuple[str, float]] = {}
         self._named: dict[str, float] = {}
+        #: The versions being prepared now, by how many preparations.
+        self._preparing: dict[str, int] = {}
         self._newest: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         #: Queries taken, by the process id of the worker that sent them.
@@ -104,6 +106,7 @@ class RoutingServer:
             finally:
                 self.pending -= 1
                 self.answered += 1
+                self._named[version] = time.monotonic()
         if op == "prepare":
             if request.get("wait"):
                 await self.prepare(version)
@@ -206,8 +209,14 @@ class RoutingServer:
             names = list(PROFILES)
         else:
             names = sorted({engine.name for engine in self.engines})
-        await asyncio.gather(*(self.engine(version, name) for name in names))
-        self._newest = version
+        self._preparing[version] = self._preparing.get(version, 0) + 1
+        try:
+            await asyncio.gather(*(self.engine(version, name) for name in names))
+            self._newest = version
+        finally:
+            self._preparing[version] -= 1
+            if not self._preparing[version]:
+                del self._preparing[version]
 
     def health(self, version: str) -> dict[str, Any]:
         """Per profile the state of ``version``, and the server's own."""
@@ -263,6 +272,7 @@ class RoutingServer:
         now = time.monotonic()
         grace = self.settings.routing_server_grace
         keep = {v for v, seen in self._named.items() if now - seen < grace}
+        keep |= set(self._preparing) | {v for v, _ in self._loading}
         if self._newest is not None:
             keep.add(self._newest)
         else:
@@ -315,6 +325,7 @@ class RoutingServer:
             listening = listen(path)
         server = await asyncio.start_unix_server(connection_handler(self.handle), sock=listening)
         log.info("routing server %d listening on %s", os.getpid(), path)
+        self._background(loop.run_in_executor(None, start_forkserver))
         self._background(self.preload())
         try:
             while not stop.is_set():
