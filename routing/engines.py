@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import multiprocessing
@@ -173,6 +174,9 @@ async def _messages(connection: Connection) -> AsyncIterator[bytes]:
 def run(path: str, profile: str, setup: bytes, commands: Connection, events: Connection) -> None:
     """An engine process (forked by the forkserver): ``setup`` holds the database URL, the
     data folder and the routing settings."""
+    # The forkserver's objects, shared with it, are left out of collections: a collection
+    # writes to every object it visits, which would copy their pages into this process.
+    gc.freeze()
     term_on_parent_death()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
