@@ -29,8 +29,7 @@ from routing.engines import EngineProcess, start_forkserver
 from routing.errors import OsrmError
 from routing.frames import connection_handler, listen
 from routing.network import data_version
-from routing.profiles import PROFILES
-from routing.service import profile_name
+from routing.profiles import PROFILES, profile_name
 from routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)

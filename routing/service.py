@@ -19,7 +19,7 @@ from routing.engine import Engine, Route, Snap
 from routing.errors import GraphNotBuiltError, OsrmError
 from routing.network import data_version
 from routing.prefetch import Prefetch
-from routing.profiles import PROFILE_ALIASES, PROFILES
+from routing.profiles import PROFILES, profile_name
 from routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
@@ -467,17 +467,6 @@ class RoutingService:
                 osrm.waypoint(engine, snaps[j], options) for j in options.destinations
             ]
         return result
-
-
-def profile_name(profile: str) -> str:
-    """The profile an OSRM profile name stands for (an :class:`OsrmError` when none)."""
-    name = PROFILE_ALIASES.get(profile)
-    if name is None:
-        raise OsrmError(
-            "InvalidUrl",
-            f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILE_ALIASES))}",
-        )
-    return name
 
 
 def _newest(engines: list[Engine]) -> Engine | None:
