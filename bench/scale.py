@@ -316,6 +316,22 @@ def routing_server_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
     return [child for child, cmdline in children_of(process) if "routing.server" in cmdline]
 
 
+def engine_figures(port: int) -> dict[str, float]:
+    """Per profile, the PSS of its engine process, its turn-graph arcs and the bytes per arc
+    (from the routing server's /health)."""
+    routing = json.loads(get(port, "/health")[1]).get("routing", {})
+    figures: dict[str, float] = {}
+    for engine in routing.get("server", {}).get("engines", []):
+        name, pss = engine["profile"], engine.get("pss_mb")
+        arcs = routing.get("profiles", {}).get(name, {}).get("arcs")
+        if pss is None or not arcs:
+            continue
+        figures[f"{name}_pss_mb"] = pss
+        figures[f"{name}_arcs"] = arcs
+        figures[f"{name}_bytes_per_arc"] = pss * 2**20 / arcs
+    return figures
+
+
 def wait_idle(workers: list[psutil.Process], timeout: float) -> None:
     """Wait until no worker uses the CPU (each has loaded what it loads at start)."""
     deadline = time.monotonic() + timeout
@@ -383,6 +399,7 @@ def measure_one_worker(
             if routing:
                 figures["routing_pss_mb"] = pss_mb(routing)
                 figures["worker_pss_mb"] = figures["pss1_mb"] - figures["routing_pss_mb"]
+                figures.update(engine_figures(port))
         figures["rss1_mb"] = watch.peak
     finally:
         stop_server(process)
@@ -533,9 +550,15 @@ def measure_scale(
             flush=True,
         )
         if "routing_pss_mb" in figures:
+            engines = ", ".join(
+                f"{name} {figures[name + '_pss_mb']:.0f} MiB for {figures[name + '_arcs']:.0f}"
+                f" arcs ({figures[name + '_bytes_per_arc']:.0f} B/arc)"
+                for name in ("car", "bike", "foot")
+                if name + "_pss_mb" in figures
+            )
             print(
-                f"  of which the routing server PSS {figures['routing_pss_mb']:.0f} MiB, the "
-                f"worker {figures['worker_pss_mb']:.0f} MiB",
+                f"  of which the routing server PSS {figures['routing_pss_mb']:.0f} MiB (engine "
+                f"processes: {engines or 'none'}), the worker {figures['worker_pss_mb']:.0f} MiB",
                 flush=True,
             )
         # Two workers that share nothing need twice one worker's memory: on a shared machine
@@ -585,6 +608,15 @@ FIGURES = [
     ("pss1_mb", "1 worker PSS (MiB)", "{:.0f}"),
     ("routing_pss_mb", "  routing server PSS (MiB)", "{:.0f}"),
     ("worker_pss_mb", "  worker PSS (MiB)", "{:.0f}"),
+    *(
+        row
+        for name in ("car", "bike", "foot")
+        for row in (
+            (f"{name}_pss_mb", f"    {name} engine PSS (MiB)", "{:.0f}"),
+            (f"{name}_arcs", f"    {name} turn-graph arcs", "{:.0f}"),
+            (f"{name}_bytes_per_arc", f"    {name} bytes per arc", "{:.0f}"),
+        )
+    ),
     ("pss2_mb", "2 workers PSS (MiB)", "{:.0f}"),
     ("pss2_add_mb", "2nd worker adds PSS (MiB)", "{:.0f}"),
     ("tile_p95_ms", "cold tile p95 z10-14 (ms)", "{:.1f}"),

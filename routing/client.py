@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from routing.server import ANSWER, encode_request
+from routing.frames import ANSWER, encode_request
 from routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)

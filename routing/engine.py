@@ -654,12 +654,13 @@ class Engine:
     #: The arrays the CCH is made of: its order and the turn graph's arcs.
     TOPOLOGY = ("cch_order", "turn_offsets", "turn_next")
 
-    def same_topology(self, other: Engine) -> bool:
-        """Whether ``other``'s CCH is this engine's too: the same order and arcs, byte for
-        byte."""
+    def same_topology(self, arrays: Mapping[str, NDArray[Any]]) -> bool:
+        """Whether the CCH of the routing data ``arrays`` is this engine's too: the same order
+        and arcs, byte for byte."""
         return all(
-            self.arrays[name].dtype == other.arrays[name].dtype
-            and np.array_equal(self.arrays[name], other.arrays[name])
+            name in arrays
+            and self.arrays[name].dtype == arrays[name].dtype
+            and np.array_equal(self.arrays[name], arrays[name])
             for name in self.TOPOLOGY
         )
 
@@ -682,7 +683,11 @@ class Engine:
             self._metric = None
             return
         tails, heads, weights = self.arcs
-        if topology is not None and topology._metric is not None and self.same_topology(topology):
+        if (
+            topology is not None
+            and topology._metric is not None
+            and self.same_topology(topology.arrays)
+        ):
             self._cch = topology._cch
             self.cch_reused = True
         else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from routing.errors import OsrmError
 from routing.maxspeed import default_car_speed, parse_maxspeed
 
 #: Access values that close a way (or node) to a mode.
@@ -526,3 +527,14 @@ PROFILE_ALIASES: dict[str, str] = {
     "foot": "foot",
     "walking": "foot",
 }
+
+
+def profile_name(profile: str) -> str:
+    """The profile an OSRM profile name stands for (an :class:`OsrmError` when none)."""
+    name = PROFILE_ALIASES.get(profile)
+    if name is None:
+        raise OsrmError(
+            "InvalidUrl",
+            f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILE_ALIASES))}",
+        )
+    return name

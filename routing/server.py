@@ -1,4 +1,5 @@
-"""One routing server per ``fondplan serve``: the engines built once, answering every worker."""
+"""One routing server per ``fondplan serve``: it dispatches every worker's routes to the engine
+process of their profile and data version."""
 
 from __future__ import annotations
 
@@ -9,17 +10,14 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -27,188 +25,292 @@ from osmimport.children import term_on_parent_death
 from osmimport.database import database_url
 from osmimport.settings import DatabaseSettings
 from routing import store
+from routing.engines import EngineProcess, start_forkserver
+from routing.errors import OsrmError
+from routing.frames import connection_handler, listen
 from routing.network import data_version
-from routing.prefetch import Prefetch
+from routing.profiles import PROFILES, profile_name
 from routing.settings import RoutingSettings
-
-if TYPE_CHECKING:
-    from routing.service import RoutingService
 
 log = logging.getLogger(__name__)
 
-#: SO_PEERCRED's answer: process, user and group id.
-PEER = struct.Struct("3i")
-#: A frame's header: the length of the JSON request that follows.
-REQUEST = struct.Struct(">I")
-#: An answer's header: the HTTP status and the length of the body that follows.
-ANSWER = struct.Struct(">HI")
 #: The answer beyond the queue's bound.
 QUEUE_FULL = b'{"code":"ServiceUnavailable","message":"too many routing requests; try again"}'
-#: Seconds a data version no worker names any more stays loaded (workers switch within
-#: their tile version check, seconds apart).
-KEEP_UNNAMED = 60.0
-#: Seconds between two checks for versions to drop and for the parent process.
+#: Seconds between two checks for versions and idle profiles to drop and for the parent.
 HOUSEKEEPING = 2.0
-
-#: The data version the current request is answered for (the service follows it).
-_VERSION: ContextVar[str] = ContextVar("routing_server_version", default="")
-
-
-def encode_request(request: dict[str, Any]) -> bytes:
-    """A request as one frame."""
-    body = orjson.dumps(request)
-    return REQUEST.pack(len(body)) + body
-
-
-def encode_answer(status: int, body: bytes) -> bytes:
-    """An answer as one frame."""
-    return ANSWER.pack(status, len(body)) + body
 
 
 class RoutingServer:
-    """The routing service of every data version a worker names, behind a Unix socket.
+    """The engines of every data version a worker names, one process per profile, behind a
+    Unix socket in ``folder``.
 
-    Each request names the data version its worker serves; the engines of a version are
-    loaded when a worker prepares it (its tile switch) or first names it, and dropped once no
-    worker has named it for :data:`KEEP_UNNAMED` seconds and a newer one is prepared. Queries
-    run on a few threads; at most ``routing_server_queue`` at once, beyond that 503.
+    Each request names the data version its worker serves; the profiles of a version are loaded
+    when a worker prepares it (its tile switch) or first names it, each in a process of its
+    own: a profile building its CCH (which holds the GIL) does not hold up the others. A new
+    version whose turn graph is the loaded one's (a change of weights) is loaded by that
+    profile's process, sharing its CCH; else by a new process, the old one answering meanwhile.
+    A version no worker has named for ``routing_server_grace`` seconds is dropped once a newer
+    one is prepared, and a process left with none exits, its memory given back whole. At most
+    ``routing_server_queue`` queries at once, beyond that 503.
     """
 
-    def __init__(self, service: RoutingService, settings: RoutingSettings) -> None:
-        self.service = service
+    def __init__(self, database: DatabaseSettings, settings: RoutingSettings, folder: Path) -> None:
+        self.database = database
         self.settings = settings
-        self._threads = ThreadPoolExecutor(
-            max(1, settings.routing_server_threads), thread_name_prefix="fondplan-route"
-        )
-        # Loading runs apart, so routes of the loaded version keep being answered meanwhile.
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="fondplan-routing-load")
+        self.folder = folder
+        self._url: str | None = None
+        self.engines: list[EngineProcess] = []
+        self._loading: dict[tuple[str, str], asyncio.Task[EngineProcess | None]] = {}
+        #: Why a profile of a version could not be loaded, and when, by (version, profile).
+        self._errors: dict[tuple[str, str], tuple[str, float]] = {}
         self._named: dict[str, float] = {}
+        #: The versions being prepared now, by how many preparations.
+        self._preparing: dict[str, int] = {}
         self._newest: str | None = None
-        self._queued: set[str] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         #: Queries taken, by the process id of the worker that sent them.
         self.clients: dict[int, int] = {}
         self.pending = 0
         self.answered = 0
         self.rejected = 0
 
+    async def url(self) -> str:
+        """The database URL (resolved once, away from the event loop: it may start the
+        embedded cluster)."""
+        if self._url is None:
+            loop = asyncio.get_running_loop()
+            self._url = await loop.run_in_executor(None, database_url, self.database)
+        return self._url
+
+    def _background(self, job: Any) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     # -- requests ---------------------------------------------------------------------------
 
-    async def handle(self, request: dict[str, Any]) -> tuple[int, bytes]:
+    async def handle(self, request: dict[str, Any], peer: int) -> tuple[int, bytes]:
         """The status and body answering one request."""
         op = request.get("op")
         version = str(request.get("version", ""))
         self._named[version] = time.monotonic()
-        loop = asyncio.get_running_loop()
         if op == "query":
+            self.clients[peer] = self.clients.get(peer, 0) + 1
             if self.pending >= self.settings.routing_server_queue:
                 self.rejected += 1
                 return 503, QUEUE_FULL
             self.pending += 1
             try:
-                return await loop.run_in_executor(self._threads, self._query, request)
+                return await self._query(request)
             finally:
                 self.pending -= 1
                 self.answered += 1
+                self._named[version] = time.monotonic()
         if op == "prepare":
-            loading = loop.run_in_executor(self._loader, self._prepare, version)
             if request.get("wait"):
-                await loading
+                await self.prepare(version)
+            else:
+                self._background(self.prepare(version))
             return 200, orjson.dumps(self.health(version))
         if op == "health":
             # A new server (after a restart) loads what the workers serve without waiting.
-            if version not in self.service.loaded_versions() and version not in self._queued:
-                self._queued.add(version)
-                loop.run_in_executor(self._loader, self._prepare, version)
+            if self.settings.routing_server_preload and not self._known(version):
+                self._background(self.prepare(version))
             return 200, orjson.dumps(self.health(version))
         return 400, orjson.dumps({"code": "InvalidQuery", "message": f"unknown op {op!r}"})
 
-    def _query(self, request: dict[str, Any]) -> tuple[int, bytes]:
-        from routing.http import answer
-
-        token = _VERSION.set(str(request["version"]))
+    async def _query(self, request: dict[str, Any]) -> tuple[int, bytes]:
         try:
-            query = [(str(k), str(v)) for k, v in request["query"]]
-            return answer(
-                self.service,
-                str(request["method"]),
-                str(request["profile"]),
-                str(request["coordinates"]),
-                query,
-            )
-        finally:
-            _VERSION.reset(token)
+            name = profile_name(str(request.get("profile")))
+        except OsrmError as exc:
+            return 400, orjson.dumps({"code": exc.code, "message": exc.message})
+        version = str(request.get("version", ""))
+        engine = await self.engine(version, name)
+        if engine is None:
+            message, _ = self._errors.get((version, name), ("not loaded", 0.0))
+            return 503, orjson.dumps({"code": "NoGraph", "message": message})
+        return await engine.answer(request)
 
-    def _prepare(self, version: str) -> None:
-        token = _VERSION.set(version)
+    def _known(self, version: str) -> bool:
+        return any(version == v for v, _ in self._loading) or any(
+            version in engine.versions for engine in self.engines
+        )
+
+    def _holder(self, version: str, name: str) -> EngineProcess | None:
+        for engine in self.engines:
+            if engine.name == name and version in engine.versions and engine.alive:
+                return engine
+        return None
+
+    async def engine(self, version: str, name: str) -> EngineProcess | None:
+        """The process answering profile ``name`` of ``version``, loaded now if needed (None
+        when it cannot be: the reason in :attr:`_errors`, tried again after the reload
+        interval)."""
+        holder = self._holder(version, name)
+        if holder is not None and holder.loaded(version):
+            return holder
+        key = (version, name)
+        loading = self._loading.get(key)
+        if loading is None:
+            error = self._errors.get(key)
+            retry = self.settings.routing_reload_interval
+            if error is not None and time.monotonic() - error[1] < retry:
+                return None
+            loading = asyncio.ensure_future(self._load(version, name))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, version: str, name: str) -> EngineProcess | None:
+        key = (version, name)
+        self._errors.pop(key, None)
+        # The newest process of the profile takes the version if its CCH is shared.
+        current = [e for e in self.engines if e.name == name and e.alive and e.versions]
+        if current:
+            event = await current[-1].load(version, shared=True)
+            if event["state"] == "loaded":
+                return current[-1]
+            if event["state"] == "unavailable":
+                self._errors[key] = (str(event.get("error")), time.monotonic())
+                return None
+        url = await self.url()
+        setup = orjson.dumps(
+            {
+                "url": url,
+                "data_dir": None if self.database.data_dir is None else str(self.database.data_dir),
+                "routing": self.settings.model_dump(mode="json"),
+            }
+        )
+        engine = EngineProcess(name, self.folder, setup, self.settings)
+        await engine.start()
+        self.engines.append(engine)
+        event = await engine.load(version)
+        if event["state"] != "loaded":
+            self._errors[key] = (str(event.get("error")), time.monotonic())
+            log.warning("routing %s of %s: %s", name, version, event.get("error"))
+            self.engines.remove(engine)
+            await engine.stop()
+            return None
+        log.info(
+            "routing %s of %s ready in %s s in process %s (CCH %s)",
+            name,
+            version,
+            event.get("seconds"),
+            engine.pid,
+            event.get("cch"),
+        )
+        return engine
+
+    async def prepare(self, version: str) -> None:
+        """Get ``version`` ready: every profile (only those in use, when profiles load on
+        first request)."""
+        if self.settings.routing_server_preload:
+            names = list(PROFILES)
+        else:
+            names = sorted({engine.name for engine in self.engines})
+        self._preparing[version] = self._preparing.get(version, 0) + 1
         try:
-            self.service.load_version(version)
+            await asyncio.gather(*(self.engine(version, name) for name in names))
+            self._newest = version
         finally:
-            _VERSION.reset(token)
-            self._queued.discard(version)
-        self._newest = version
+            self._preparing[version] -= 1
+            if not self._preparing[version]:
+                del self._preparing[version]
 
     def health(self, version: str) -> dict[str, Any]:
-        """The service's state for ``version`` and the server's own."""
-        token = _VERSION.set(version)
-        try:
-            state = self.service.health()
-        finally:
-            _VERSION.reset(token)
-        state["server"] = {
-            "pid": os.getpid(),
-            "pending": self.pending,
-            "answered": self.answered,
-            "rejected": self.rejected,
-            "versions": sorted(self.service.loaded_versions()),
-            "clients": {str(pid): count for pid, count in self.clients.items()},
+        """Per profile the state of ``version``, and the server's own."""
+        idle = not self.settings.routing_server_preload or self.settings.routing_server_idle > 0
+        profiles: dict[str, Any] = {}
+        for name in PROFILES:
+            holder = self._holder(version, name)
+            state = holder.versions[version] if holder is not None else {}
+            loaded = state.get("state") == "loaded"
+            entry: dict[str, Any] = {
+                "data_version": version,
+                "loaded": loaded,
+                "edges": state.get("edges") if loaded else None,
+            }
+            error = self._errors.get((version, name))
+            if loaded:
+                entry["cch"] = state["cch"]
+                entry["arcs"] = state["arcs"]
+            elif state.get("state") == "loading" or (version, name) in self._loading:
+                entry["state"] = "loading"
+            elif error is not None:
+                entry["state"] = "unavailable"
+                entry["error"] = error[0]
+            else:
+                entry["state"] = "idle" if idle else "loading"
+            profiles[name] = entry
+        return {
+            "ready": all(p["loaded"] or p.get("state") == "idle" for p in profiles.values()),
+            "loading": bool(self._loading),
+            "profiles": profiles,
+            "server": {
+                "pid": os.getpid(),
+                "pending": self.pending,
+                "answered": self.answered,
+                "rejected": self.rejected,
+                "versions": sorted({v for e in self.engines for v in e.versions if e.loaded(v)}),
+                "engines": [
+                    {
+                        "profile": e.name,
+                        "pid": e.pid,
+                        "versions": sorted(e.versions),
+                        "pss_mb": e.pss_mb(),
+                    }
+                    for e in self.engines
+                ],
+                "clients": {str(pid): count for pid, count in self.clients.items()},
+            },
         }
-        return state
 
     def housekeeping(self) -> None:
-        """Drop the versions no worker names any more (on the loading thread: it waits for
-        the service's lock)."""
+        """Drop the versions no worker names any more, and the processes left with none or
+        idle for longer than ``routing_server_idle``."""
         now = time.monotonic()
-        keep = {v for v, seen in self._named.items() if now - seen < KEEP_UNNAMED}
+        grace = self.settings.routing_server_grace
+        keep = {v for v, seen in self._named.items() if now - seen < grace}
+        keep |= set(self._preparing) | {v for v, _ in self._loading}
         if self._newest is not None:
             keep.add(self._newest)
-        dropped = self.service.loaded_versions() - keep
-        if dropped:
-            log.info("routing server: dropping data versions %s", ", ".join(sorted(dropped)))
-            asyncio.get_running_loop().run_in_executor(self._loader, self.service.retain, keep)
+        else:
+            keep |= {v for e in self.engines for v in e.versions}
         for version in set(self._named) - keep:
             del self._named[version]
+        idle = self.settings.routing_server_idle
+        busy = {name for _, name in self._loading}
+        for engine in list(self.engines):
+            engine.retain(keep)
+            unused = idle > 0 and now - engine.used > idle and not engine.active
+            if not engine.alive or (engine.name not in busy and (not engine.versions or unused)):
+                if engine.alive:
+                    log.info(
+                        "routing: the %s engine process %s stops (%s)",
+                        engine.name,
+                        engine.pid,
+                        "idle" if engine.versions else "no version left",
+                    )
+                self.engines.remove(engine)
+                self._background(engine.stop())
+        if self._newest is not None and self.database.data_dir is not None and self._url:
+            store.prune(store.cache_root(self.database.data_dir, self._url), keep)
         for pid in [pid for pid in self.clients if not _alive(pid)]:
             del self.clients[pid]
 
-    def preload(self) -> None:
+    async def preload(self) -> None:
         """Load the version the database serves now, before any worker asks."""
+        if not self.settings.routing_server_preload:
+            return
+        loop = asyncio.get_running_loop()
         try:
-            version = data_version(self.service.url)
+            version = await loop.run_in_executor(None, data_version, await self.url())
         except Exception as exc:  # the database unreachable: workers name the version later
             log.warning("routing server: nothing loaded at start: %s", exc)
             return
-        self._prepare(version)
+        await self.prepare(version)
 
     # -- the socket -------------------------------------------------------------------------
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer_pid(writer)
-        try:
-            while True:
-                (size,) = REQUEST.unpack(await reader.readexactly(REQUEST.size))
-                request = orjson.loads(await reader.readexactly(size))
-                if request.get("op") == "query":
-                    self.clients[peer] = self.clients.get(peer, 0) + 1
-                status, body = await self.handle(request)
-                writer.write(encode_answer(status, body))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            # A worker gone, or this server stopping.
-            pass
-        except Exception:
-            log.exception("routing server: a connection failed")
-        finally:
-            writer.close()
 
     async def serve(
         self, path: Path, parent: int | None = None, listening: socket.socket | None = None
@@ -220,36 +322,26 @@ class RoutingServer:
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         if listening is None:
             listening = listen(path)
-        server = await asyncio.start_unix_server(self._connection, sock=listening)
+        server = await asyncio.start_unix_server(connection_handler(self.handle), sock=listening)
         log.info("routing server %d listening on %s", os.getpid(), path)
-        loop.run_in_executor(self._loader, self.preload)
+        self._background(loop.run_in_executor(None, start_forkserver))
+        self._background(self.preload())
         try:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), HOUSEKEEPING)
-                except TimeoutError:
-                    pass
                 if parent is not None and os.getppid() != parent:
                     log.warning("routing server: its parent %d is gone: stopping", parent)
                     break
-                if self._newest is not None:
-                    self.housekeeping()
+                self.housekeeping()
         finally:
             server.close()
             path.unlink(missing_ok=True)
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*(engine.stop() for engine in self.engines))
             with contextlib.suppress(OSError):
                 path.parent.rmdir()  # the folder made for it, when serve itself is killed
-            self._threads.shutdown(wait=False, cancel_futures=True)
-            self._loader.shutdown(wait=False, cancel_futures=True)
-
-
-def listen(path: Path) -> socket.socket:
-    """A Unix socket listening at ``path``: connections wait in its backlog until served."""
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(str(path))
-    sock.listen(socket.SOMAXCONN)
-    return sock
 
 
 def _alive(pid: int) -> bool:
@@ -260,17 +352,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _peer_pid(writer: asyncio.StreamWriter) -> int:
-    """The process id at the other end of a Unix socket connection (0 if unknown)."""
-    sock = writer.get_extra_info("socket")
-    try:
-        credentials = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER.size)
-    except (OSError, AttributeError):
-        return 0
-    pid: int = PEER.unpack(credentials)[0]
-    return pid
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,33 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     database = DatabaseSettings.model_validate(given["database"])
     routing = RoutingSettings.model_validate(given["routing"])
     # Listening first: `fondplan serve` starts its workers once it is, and the requests they
-    # send meanwhile wait in the backlog. Then the fetch, then the engine's libraries (seconds).
-    listening = listen(Path(args[0]))
-    prefetch = _prefetch(database)
-    from routing.service import RoutingService
-
-    service = RoutingService(
-        lambda: database_url(database), routing, follow=_VERSION.get, data_dir=database.data_dir
-    )
-    if prefetch is not None:
-        service.prefetch(prefetch.version, prefetch)
-    asyncio.run(RoutingServer(service, routing).serve(Path(args[0]), parent, listening))
+    # send meanwhile wait in the backlog.
+    path = Path(args[0])
+    listening = listen(path)
+    asyncio.run(RoutingServer(database, routing, path.parent).serve(path, parent, listening))
     return 0
-
-
-def _prefetch(database: DatabaseSettings) -> Prefetch | None:
-    """The routing data of the version the database serves now, fetched into the file cache
-    by a child process (None when the database cannot say which)."""
-    from routing.profiles import PROFILES
-
-    try:
-        url = database_url(database)
-        version = data_version(url)
-    except Exception as exc:  # the database unreachable: loaded when a worker names a version
-        log.warning("routing server: nothing fetched at start: %s", exc)
-        return None
-    cache = store.cache_root(database.data_dir, url)
-    return Prefetch(url, version, list(PROFILES), cache)
 
 
 class RoutingServerProcess:

@@ -19,7 +19,7 @@ from routing.engine import Engine, Route, Snap
 from routing.errors import GraphNotBuiltError, OsrmError
 from routing.network import data_version
 from routing.prefetch import Prefetch
-from routing.profiles import PROFILE_ALIASES, PROFILES
+from routing.profiles import PROFILES, profile_name
 from routing.settings import RoutingSettings
 
 log = logging.getLogger(__name__)
@@ -143,14 +143,34 @@ class RoutingService:
         """Whether the engines of ``version`` are being loaded now."""
         return version in self._loading
 
-    def retain(self, keep: set[str]) -> None:
-        """Drop the engines and cached files of every data version not in ``keep``."""
+    def retain(self, keep: set[str], *, prune: bool = True) -> None:
+        """Drop the engines of every data version not in ``keep``, and their cached files
+        unless not to ``prune`` (another process still maps them)."""
         with self._lock:
             self._engines = {k: e for k, e in self._engines.items() if k[0] in keep}
             self._errors = {k: e for k, e in self._errors.items() if k[0] in keep}
         cache = self._cache()
-        if cache is not None:
+        if cache is not None and prune:
             store.prune(cache, keep)
+
+    def load_profile(self, name: str, version: str) -> Engine:
+        """The engine of profile ``name`` for ``version``, loaded now if needed (a
+        :class:`FondplanError` when it cannot be)."""
+        engine = self._get(name, version)
+        assert engine is not None
+        return engine
+
+    def shares_topology(self, name: str, version: str) -> bool:
+        """Whether ``version``'s turn graph of ``name`` is that of a loaded engine, so its CCH
+        would be shared (the arrays are fetched into the file cache when missing)."""
+        others = [e for (v, n), e in self._engines.items() if n == name and v != version]
+        if not others:
+            return False
+        try:
+            arrays = store.load(self.url, name, version, cache=self._cache())
+        except psycopg2.Error as exc:
+            raise GraphNotBuiltError(f"the routing data cannot be read: {exc}") from exc
+        return any(engine.same_topology(arrays) for engine in others)
 
     def loaded_versions(self) -> set[str]:
         """The data versions with at least one engine in memory."""
@@ -266,12 +286,7 @@ class RoutingService:
 
     def engine(self, profile: str) -> Engine:
         """The engine of ``profile`` (an OSRM alias) for the current data version."""
-        name = PROFILE_ALIASES.get(profile)
-        if name is None:
-            raise OsrmError(
-                "InvalidUrl",
-                f"unknown profile {profile!r}: use one of {', '.join(sorted(PROFILE_ALIASES))}",
-            )
+        name = profile_name(profile)
         version = self.current_version()
         engine = self._engines.get((version, name))
         if engine is not None:

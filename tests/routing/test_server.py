@@ -78,6 +78,23 @@ def server_pid(state: dict[str, object]) -> int:
     return int(server["pid"])
 
 
+def engine_pids(state: dict[str, Any]) -> dict[str, int]:
+    """The engine process of each profile, from the routing server's health."""
+    return {e["profile"]: int(e["pid"]) for e in state["server"]["engines"]}
+
+
+def gone(pids: list[int], seconds: float = 30) -> bool:
+    """Whether every process of ``pids`` has exited within ``seconds``."""
+    processes = []
+    for pid in pids:
+        try:
+            processes.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(processes, timeout=seconds)
+    return not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
 def split_query(query: str) -> list[tuple[str, str]]:
     return [(name, value) for name, _, value in (p.partition("=") for p in query.split("&"))]
 
@@ -106,6 +123,11 @@ def test_workers_share_one_routing_server(liechtenstein_url: str, tmp_path: Path
         family = psutil.Process(proc.pid).children(recursive=True)
         routing = [p for p in family if "routing.server" in " ".join(p.cmdline())]
         assert [p.pid for p in routing] == [pid]
+        # One engine process per profile, under the routing server (forked by its forkserver).
+        assert sorted(engine_pids(state)) == ["bike", "car", "foot"]
+        descendants = psutil.Process(pid).children(recursive=True)
+        engines = [p for p in descendants if p.pid in engine_pids(state).values()]
+        assert len(engines) == 3, (descendants, state)
         workers = [p for p in family if "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == 2, [p.cmdline() for p in family]
 
@@ -133,15 +155,15 @@ def test_workers_share_one_routing_server(liechtenstein_url: str, tmp_path: Path
         status, _, body = fetch(url + HEAVY)
         assert status == 200 and json.loads(body)["routes"][0]["distance"] > 5000
 
-        # The workers hold no engine: only the routing server maps the routing data.
-        assert maps_routing_data(pid, data_dir)
-        assert not any(maps_routing_data(w.pid, data_dir) for w in workers)
+        # Only the engine processes map the routing data: not the workers, nor the server.
+        assert all(maps_routing_data(e.pid, data_dir) for e in engines)
+        assert not any(maps_routing_data(p, data_dir) for p in [pid, *(w.pid for w in workers)])
         figures = {
             "server": (kb(pid, "Rss"), kb(pid, "Pss")),
+            **{f"engine {e.pid}": (kb(e.pid, "Rss"), kb(e.pid, "Pss")) for e in engines},
             **{f"worker {w.pid}": (kb(w.pid, "Rss"), kb(w.pid, "Pss")) for w in workers},
         }
         print("RSS/PSS kB:", figures)
-        assert all(rss < figures["server"][0] for rss, _ in list(figures.values())[1:])
 
 
 def test_a_killed_routing_server_is_replaced(liechtenstein_url: str, tmp_path: Path) -> None:
@@ -150,7 +172,8 @@ def test_a_killed_routing_server_is_replaced(liechtenstein_url: str, tmp_path: P
         _,
         url,
     ):
-        pid = server_pid(wait_routing_ready(url))
+        state = wait_routing_ready(url)
+        pid, engines = server_pid(state), list(engine_pids(state).values())
         assert fetch(url + ROUTE)[0] == 200
         psutil.Process(pid).send_signal(signal.SIGKILL)
         unavailable = []
@@ -165,6 +188,8 @@ def test_a_killed_routing_server_is_replaced(liechtenstein_url: str, tmp_path: P
             assert time.monotonic() < deadline, "the routing server was not replaced"
             time.sleep(0.05)
         assert unavailable, "no request fell between the death and the restart"
+        # Its engine processes do not outlive it.
+        assert gone(engines), engines
         state = wait_routing_ready(url)
         assert server_pid(state) != pid
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
@@ -177,11 +202,12 @@ def test_serve_stops_its_routing_server(liechtenstein_url: str, tmp_path: Path) 
             proc,
             url,
         ):
-            server = psutil.Process(server_pid(wait_routing_ready(url)))
+            state = wait_routing_ready(url)
+            pids = [server_pid(state), *engine_pids(state).values()]
+            assert len(pids) == 4
             proc.send_signal(stop)
             proc.wait(timeout=60)
-            _, alive = psutil.wait_procs([server], timeout=30)
-            assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], stop
+            assert gone(pids), stop
 
 
 def test_requests_beyond_the_queue_answer_503(liechtenstein_url: str, tmp_path: Path) -> None:
@@ -325,6 +351,7 @@ def test_a_new_version_of_the_same_roads_shares_the_cch_and_answers_as_a_fresh_b
         client = RoutingClient(process.path, RoutingSettings())
         state = _wait_ready(client, first)
         assert {p["cch"] for p in state["profiles"].values()} == {"built"}, state
+        processes = engine_pids(state)
 
         # Only a maxspeed changed: the same turn graph, other weights.
         slower = tmp_path / "slower.osm.pbf"
@@ -353,6 +380,8 @@ def test_a_new_version_of_the_same_roads_shares_the_cch_and_answers_as_a_fresh_b
             querying.join()
         state = _wait_ready(client, second)
         assert {p["cch"] for p in state["profiles"].values()} == {"shared"}, state
+        # Each profile's process took the new weights: no second process.
+        assert engine_pids(state) == processes, state
         slowest = max(end - start for start, end in times)
         print(f"weights-only switch {ready - began:.2f} s, slowest query {slowest:.3f} s")
         # The first version kept answering while the second loaded.
