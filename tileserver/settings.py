@@ -72,6 +72,9 @@ class ServerSettings(Section):
     switch_interval: float = 0.001
     """Longest a thread holds the GIL when others wait (seconds), so the event loop stays
     responsive while worker threads compute routes."""
+    stall_trace: float = 0.0
+    """Debugging: event-loop stalls from this many seconds on are logged with where the loop
+    spent them (sampled stacks); 0 traces none."""
     background_nice: int = 10
     """Niceness added to the render processes (raster tiles, plan maps), so on a busy machine
     the CPU goes to answering cached requests first (0: the server's own priority)."""

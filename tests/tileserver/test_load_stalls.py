@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.tileserver.conftest import serving_client
 from tileserver.server import LoopWatch
@@ -25,6 +28,47 @@ def test_a_blocked_loop_is_counted_as_a_stall() -> None:
         assert watch.stalls[0.005] > before[0.005]
 
     asyncio.run(main())
+
+
+def hold_the_loop(seconds: float) -> None:
+    """A request's work done on the event loop."""
+    time.sleep(seconds)
+
+
+def test_a_traced_stall_is_logged_with_where_the_loop_spent_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    watch = LoopWatch(interval=0.005, trace=0.03)
+
+    async def main() -> None:
+        watching = asyncio.get_running_loop().create_task(watch.run())
+        await asyncio.sleep(0.05)
+        hold_the_loop(0.2)
+        await asyncio.sleep(0.1)
+        watching.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="tileserver.server"):
+        asyncio.run(main())
+    stalls = [r.getMessage() for r in caplog.records if "event loop stalled" in r.getMessage()]
+    assert len(stalls) == 1, stalls
+    lasted = int(stalls[0].split()[3])
+    assert 150 <= lasted <= 400, stalls
+    assert "hold_the_loop (tileserver/test_load_stalls.py:" in stalls[0]
+
+
+def test_short_stalls_are_not_traced(caplog: pytest.LogCaptureFixture) -> None:
+    watch = LoopWatch(interval=0.005, trace=0.1)
+
+    async def main() -> None:
+        watching = asyncio.get_running_loop().create_task(watch.run())
+        await asyncio.sleep(0.05)
+        hold_the_loop(0.03)
+        await asyncio.sleep(0.05)
+        watching.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="tileserver.server"):
+        asyncio.run(main())
+    assert not [r for r in caplog.records if "event loop stalled" in r.getMessage()]
 
 
 def test_the_stalls_are_in_the_metrics(liechtenstein_url: str, tmp_path: Path) -> None:
