@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
-from tests.tileserver.conftest import serving_client
+from tests.tileserver.conftest import serving_client, tile_settings
+from tileserver.app import create_app
 from tileserver.server import LoopWatch
 
 
@@ -80,3 +83,13 @@ def test_the_stalls_are_in_the_metrics(liechtenstein_url: str, tmp_path: Path) -
         line for line in metrics.splitlines() if line.startswith("fondplan_event_loop_checks")
     ]
     assert checks and float(checks[0].split()[-1]) > 0
+
+
+def test_the_server_sets_its_switch_interval(liechtenstein_url: str, tmp_path: Path) -> None:
+    before = sys.getswitchinterval()
+    app = create_app(tile_settings(liechtenstein_url, tmp_path, switch_interval=0.007))
+    try:
+        with TestClient(app):
+            assert sys.getswitchinterval() == pytest.approx(0.007)
+    finally:
+        sys.setswitchinterval(before)
