@@ -38,21 +38,27 @@ def hold_the_loop(seconds: float) -> None:
     time.sleep(seconds)
 
 
-def test_a_traced_stall_is_logged_with_where_the_loop_spent_it(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    watch = LoopWatch(interval=0.005, trace=0.03)
+def traced_stalls(caplog: pytest.LogCaptureFixture, trace: float, hold: float) -> list[str]:
+    """The stalls a watch tracing from ``trace`` seconds on logs while the loop is held for
+    ``hold`` seconds."""
+    watch = LoopWatch(interval=0.005, trace=trace)
 
     async def main() -> None:
         watching = asyncio.get_running_loop().create_task(watch.run())
         await asyncio.sleep(0.05)
-        hold_the_loop(0.2)
+        hold_the_loop(hold)
         await asyncio.sleep(0.1)
         watching.cancel()
 
     with caplog.at_level(logging.WARNING, logger="tileserver.server"):
         asyncio.run(main())
-    stalls = [r.getMessage() for r in caplog.records if "event loop stalled" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if "event loop stalled" in r.getMessage()]
+
+
+def test_a_traced_stall_is_logged_with_where_the_loop_spent_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stalls = traced_stalls(caplog, trace=0.03, hold=0.2)
     assert len(stalls) == 1, stalls
     lasted = int(stalls[0].split()[3])
     assert 150 <= lasted <= 400, stalls
@@ -60,18 +66,7 @@ def test_a_traced_stall_is_logged_with_where_the_loop_spent_it(
 
 
 def test_short_stalls_are_not_traced(caplog: pytest.LogCaptureFixture) -> None:
-    watch = LoopWatch(interval=0.005, trace=0.1)
-
-    async def main() -> None:
-        watching = asyncio.get_running_loop().create_task(watch.run())
-        await asyncio.sleep(0.05)
-        hold_the_loop(0.03)
-        await asyncio.sleep(0.05)
-        watching.cancel()
-
-    with caplog.at_level(logging.WARNING, logger="tileserver.server"):
-        asyncio.run(main())
-    assert not [r for r in caplog.records if "event loop stalled" in r.getMessage()]
+    assert not traced_stalls(caplog, trace=0.1, hold=0.03)
 
 
 def test_the_stalls_are_in_the_metrics(liechtenstein_url: str, tmp_path: Path) -> None:
