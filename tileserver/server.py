@@ -13,7 +13,7 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from osmimport.children import term_on_parent_death
 from tileserver.settings import ServerSettings
@@ -46,14 +46,6 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm_header_timer()
 
-    def on_headers_complete(self) -> None:
-        """Answer the request through a transport that sends the response head with its body."""
-        super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None and not isinstance(cycle.transport, HeadWithBody):
-            if cycle.scope["method"] != "HEAD":
-                cycle.transport = HeadWithBody(self.transport, cycle)
-
     def on_response_complete(self) -> None:
         """Start the clock of the next request's headers."""
         super().on_response_complete()
@@ -68,49 +60,6 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if self.cycle is waiting_for and not self.transport.is_closing():
             if waiting_for is None or waiting_for.response_complete:
                 self.transport.close()
-
-
-class HeadWithBody(asyncio.Transport):
-    """The transport of one request: the response head waits for the first part of the
-    body, and both leave in one write (one system call, one TCP segment for a small answer);
-    uvicorn writes them apart, and uvloop sends each write at once.
-
-    Only for requests with a body to answer (not HEAD): every body message of those makes a
-    write, which takes the head along; closing sends a head still waiting.
-    """
-
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
-        super().__init__()
-        self._transport = transport
-        self._cycle = cycle
-        self._head: bytes | None = None
-        self._head_sent = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Hold the response head; send it with the next write."""
-        if not self._head_sent and self._head is None and self._cycle.response_started:
-            self._head = bytes(data)
-            return
-        if self._head is not None:
-            head, self._head, self._head_sent = self._head, None, True
-            self._transport.writelines([head, data])
-            return
-        self._transport.write(data)
-
-    def close(self) -> None:
-        """Send a held head, then close."""
-        if self._head is not None:
-            head, self._head, self._head_sent = self._head, None, True
-            self._transport.write(head)
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        """Whether the connection is closing."""
-        return self._transport.is_closing()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """The connection's extra info (peer name, socket, ...)."""
-        return self._transport.get_extra_info(name, default)
 
 
 def die_with_parent(parent_pid: int) -> None:
