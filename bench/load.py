@@ -20,7 +20,9 @@ the mix, to see what they cost the others.
 count, sampling the server's RSS (workers, routing server, render and plan processes) every
 ``--rss-every`` seconds (10); it prints the curve, its first, last and highest values and its
 slope, over the whole run and over its second half. Each step also prints the CPU the load
-generator and the server used, and the server's logged reasons for its 5xx answers.
+generator and the server used, the server's logged reasons for its 5xx answers, and the
+cached tiles' p99 against that of the same server idle just before (one client), as a ratio
+that the machine's other load weighs on less.
 
     .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
     .venv/bin/python bench/load.py --soak 600 --clients 32 --workers 2
@@ -79,6 +81,12 @@ ANSWERED_5XX = re.compile(r"request \S+ (?P<path>\S+) answered (?P<status>5\d\d)
 #: Seconds a client waits for an answer: beyond the server's longest time limit (a town plan's
 #: 120 s), so the server's own refusals show as 5xx and a timeout here as a hang.
 CLIENT_TIMEOUT = 150.0
+#: Event-loop stalls of the load generator are counted by the least they lasted (ms), as the
+#: server counts its own (tileserver.server.STALL_THRESHOLDS).
+STALL_MS = (5, 20, 50, 100, 500)
+#: Cached tiles asked of the idle server before each step, for the p99 the loaded one is
+#: compared with (the machine's load at the time weighs on both).
+IDLE_REQUESTS = 400
 
 #: bench/tiles.py, for its keep-alive client.
 TILES = load_bench("tiles")
@@ -183,10 +191,15 @@ class Step:
     cold_from_cache: int | None = None
     #: The server's event-loop stalls during the run, by the least they lasted ("20ms": n).
     stalls: dict[str, int] = field(default_factory=dict)
+    #: The load generator's own event-loop stalls (same thresholds): its lateness is in every
+    #: latency it measures.
+    client_stalls: dict[str, int] = field(default_factory=dict)
     #: The server's logged reasons for its 5xx answers (see reasons_5xx).
     reasons: str = ""
     #: Latencies of cached tiles by the kind of other work in flight at some time during them.
     cached_with: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: Latencies of cached tiles asked one at a time of the idle server just before the run.
+    idle_cached: list[float] = field(default_factory=list)
 
 
 def server_processes(pid: int) -> list[psutil.Process]:
@@ -296,8 +309,19 @@ async def run_step(
                 return
             await asyncio.sleep(rss_every)
 
+    async def watch_loop() -> None:
+        loop = asyncio.get_running_loop()
+        counts = dict.fromkeys(STALL_MS, 0)
+        while time.perf_counter() < stop:
+            before = loop.time()
+            await asyncio.sleep(0.02)
+            late = (loop.time() - before - 0.02) * 1000
+            for threshold in STALL_MS:
+                counts[threshold] += late >= threshold
+        step.client_stalls = {f"{threshold}ms": n for threshold, n in counts.items()}
+
     client_cpu, server_cpu = own_cpu(), server_cpu_seconds(pid)
-    await asyncio.gather(sample_rss(), *(client() for _ in range(clients)))
+    await asyncio.gather(sample_rss(), watch_loop(), *(client() for _ in range(clients)))
     step.client_cpu = own_cpu() - client_cpu
     step.server_cpu = server_cpu_seconds(pid) - server_cpu
     metrics_after = server_metrics(port)
@@ -395,7 +419,32 @@ def cpu_line(step: Step) -> str:
         f"server {step.server_cpu / step.seconds:.2f} cores (all its processes), "
         f"machine {os.cpu_count()} cores; server event-loop stalls "
         + (", ".join(f">={k} x{n}" for k, n in step.stalls.items()) or "unknown")
+        + "; load generator's: "
+        + ", ".join(f">={k} x{n}" for k, n in step.client_stalls.items())
     )
+
+
+def idle_line(step: Step) -> str:
+    """The cached tiles' p99 under load against the idle server's, measured just before."""
+    loaded, idle = pct(step.latencies.get("cached", []), 0.99), pct(step.idle_cached, 0.99)
+    return (
+        f"{'':>16}cached p99 {loaded:.1f} ms under load, {idle:.1f} ms idle "
+        f"(n={len(step.idle_cached)}, one client): ratio {loaded / idle:.1f}"
+    )
+
+
+async def idle_cached(port: int, paths: Sequence[str], count: int = IDLE_REQUESTS) -> list[float]:
+    """Latencies (ms) of ``count`` cached tiles asked one after the other of the idle server."""
+    conn = TILES.Conn("127.0.0.1", port)
+    latencies = []
+    try:
+        for i in range(count):
+            started = time.perf_counter()
+            await conn.get(paths[i % len(paths)])
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        conn.close()
+    return latencies
 
 
 def cold_line(step: Step) -> str:
@@ -462,6 +511,26 @@ def serve(url: str, workers: int, cache_dir: Path) -> tuple[subprocess.Popen[byt
     return proc, port
 
 
+#: How the server logs a traced event-loop stall (tileserver.server.StallTrace).
+STALL_TRACED = re.compile(r"event loop stalled (?P<ms>\d+) ms: \d+/\d+ in (?P<where>[^;]*)")
+
+
+def traced_stalls(cache_dir: Path) -> str:
+    """The server's traced event-loop stalls (``--trace-stalls``): their count and time by
+    where the loop spent most of each, most time first."""
+    count: dict[str, int] = defaultdict(int)
+    spent: dict[str, int] = defaultdict(int)
+    for line in (cache_dir / SERVER_LOG).read_text(errors="replace").splitlines():
+        found = STALL_TRACED.search(line)
+        if found:
+            count[found["where"]] += 1
+            spent[found["where"]] += int(found["ms"])
+    return "".join(
+        f"\n{'':>16}stalls x{count[where]}, {ms} ms in all, mostly in: {where}"
+        for where, ms in sorted(spent.items(), key=lambda item: -item[1])
+    )
+
+
 def reasons_5xx(cache_dir: Path) -> str:
     """The server's reasons for its 5xx answers (logged once each), counted."""
     reasons: dict[str, int] = defaultdict(int)
@@ -497,11 +566,13 @@ def fresh_step(
         proc, port = serve(url, workers, Path(tmp))
         try:
             asyncio.run(warm_up(port, warm, workers))
+            idle = asyncio.run(idle_cached(port, warm))
             step = asyncio.run(run_step(port, proc.pid, load, clients, seconds, kinds))
+            step.idle_cached = idle
         finally:
             proc.terminate()
             proc.wait(timeout=60)
-        step.reasons = reasons_5xx(Path(tmp))
+        step.reasons = reasons_5xx(Path(tmp)) + traced_stalls(Path(tmp))
         return step
 
 
@@ -546,6 +617,13 @@ def main() -> int:
         help="kinds left out of the mix, comma-separated (e.g. plan), to see what they cost",
     )
     parser.add_argument(
+        "--trace-stalls",
+        type=float,
+        metavar="MS",
+        help="have the server log its event-loop stalls from MS on with where they were spent "
+        "(FONDPLAN_STALL_TRACE), and print them by place",
+    )
+    parser.add_argument(
         "--no-cold-only",
         action="store_true",
         help="skip the cold-tiles-only runs after the curve",
@@ -557,6 +635,8 @@ def main() -> int:
         parser.error(f"--without takes kinds among {', '.join(MIX)}")
     mix = set(MIX) - left_out if left_out else None
     worker_counts = [int(v) for v in args.workers.split(",")]
+    if args.trace_stalls:
+        os.environ["FONDPLAN_STALL_TRACE"] = str(args.trace_stalls / 1000)
 
     admin, url = _db() if args.database_url is None else ("", args.database_url)
     dbname = url.rsplit("/", 1)[1]
@@ -588,6 +668,7 @@ def main() -> int:
                 print(cold_line(step), flush=True)
                 print(kinds_line(step), flush=True)
                 print(cpu_line(step), flush=True)
+                print(idle_line(step), flush=True)
                 if args.by_competition:
                     print(competition_lines(step), flush=True)
             for clients in () if args.no_cold_only else (1, 32):

@@ -169,7 +169,7 @@ def create_app(
     limits = Limits(settings.limits)
     context = AppContext(settings=settings, tiles=service, metrics=metrics, limits=limits)
     metrics.add_gauges(limits.gauges)
-    watch = LoopWatch()
+    watch = LoopWatch(trace=settings.server.stall_trace)
     metrics.add_gauges(watch.gauges)
     if isinstance(service.source, PostGISSource):
         metrics.add_gauges(service.source.gauges)

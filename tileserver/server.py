@@ -6,7 +6,11 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
+import time
+import traceback
+from collections import Counter
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -88,17 +92,34 @@ class LoopWatch:
     thread holding the GIL, or the machine's CPU taken by other processes.
     """
 
-    def __init__(self, interval: float = 0.02) -> None:
+    def __init__(self, interval: float = 0.02, trace: float = 0.0) -> None:
         self.interval = interval
         self.checks = 0
         self.stalls = dict.fromkeys(STALL_THRESHOLDS, 0)
+        #: Stalls from this long on (seconds) are traced (see StallTrace); 0: none.
+        self.trace = trace
+        #: When the loop last woke this watch (time.monotonic()).
+        self.beat = time.monotonic()
 
     async def run(self) -> None:
         """Watch until cancelled."""
         loop = asyncio.get_running_loop()
+        tracer = None
+        if self.trace > 0:
+            tracer = StallTrace(self, threading.get_ident(), self.trace)
+            tracer.start()
+        try:
+            await self._watch(loop)
+        finally:
+            if tracer is not None:
+                tracer.stop()
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             before = loop.time()
+            self.beat = time.monotonic()
             await asyncio.sleep(self.interval)
+            self.beat = time.monotonic()
             late = loop.time() - before - self.interval
             self.checks += 1
             for threshold in STALL_THRESHOLDS:
@@ -113,3 +134,62 @@ class LoopWatch:
         }
         out["fondplan_event_loop_checks_total"] = float(self.checks)
         return out
+
+
+#: Frames of the loop's stack a stall trace shows, innermost last.
+TRACE_DEPTH = 6
+
+
+class StallTrace:
+    """A debugging aid: samples the event loop thread's stack while it is late by more than
+    ``threshold`` seconds, and logs each such stall once it ends with where it was spent.
+
+    Samples in ``Runner.run`` (uvloop's own code) mean no Python ran: the loop was waiting for
+    the CPU or the GIL, not running a request.
+    """
+
+    def __init__(self, watch: LoopWatch, loop_thread: int, threshold: float) -> None:
+        self.watch = watch
+        self.loop_thread = loop_thread
+        self.threshold = threshold
+        self.every = min(0.005, threshold / 4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fondplan-stall-trace", daemon=True)
+
+    def start(self) -> None:
+        """Start sampling in a thread of its own."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        samples: Counter[str] = Counter()
+        since = 0.0
+        while not self._stop.wait(self.every):
+            late = time.monotonic() - self.watch.beat - self.watch.interval
+            if late >= self.threshold:
+                frame = sys._current_frames().get(self.loop_thread)
+                if frame is not None:
+                    samples[stack_summary(frame)] += 1
+                    since = since or self.watch.beat
+            elif samples:
+                self._report(self.watch.beat - since - self.watch.interval, samples)
+                samples, since = Counter(), 0.0
+
+    @staticmethod
+    def _report(lasted: float, samples: Counter[str]) -> None:
+        total = sum(samples.values())
+        where = "; ".join(f"{n}/{total} in {stack}" for stack, n in samples.most_common(3))
+        log.warning("event loop stalled %.0f ms: %s", lasted * 1000, where)
+
+
+def stack_summary(frame: Any) -> str:
+    """The innermost frames of a stack, outermost first, on one line."""
+    frames = traceback.extract_stack(frame)[-TRACE_DEPTH:]
+    return " > ".join(f"{f.name} ({_short(f.filename)}:{f.lineno})" for f in frames)
+
+
+def _short(path: str) -> str:
+    return "/".join(path.split("/")[-2:])

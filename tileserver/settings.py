@@ -69,9 +69,14 @@ class ServerSettings(Section):
     fast_budget: float = 3.0
     """Estimated milliseconds of event-loop work a routing request may cost to be answered on
     the fast path; dearer ones go to the worker threads."""
-    switch_interval: float = 0.001
-    """Longest a thread holds the GIL when others wait (seconds), so the event loop stays
-    responsive while worker threads compute routes."""
+    switch_interval: float = 0.005
+    """Longest a thread holds the GIL when others wait (seconds). Routes are computed out of
+    the server process and its worker threads mostly wait for the database, so a short one
+    only makes the busy event loop hand the GIL over mid-request more often, and each time
+    wait for the thread that took it to be given the CPU again."""
+    stall_trace: float = 0.0
+    """Debugging: event-loop stalls from this many seconds on are logged with where the loop
+    spent them (sampled stacks); 0 traces none."""
     background_nice: int = 10
     """Niceness added to the render processes (raster tiles, plan maps), so on a busy machine
     the CPU goes to answering cached requests first (0: the server's own priority)."""
