@@ -1107,7 +1107,10 @@ def _union_boxes(boxes: list[list[float]]) -> list[float] | None:
 
 def _say(enabled: bool, message: str) -> None:
     if enabled:
-        print(message, file=sys.stderr, flush=True)
+        # One write with its newline: the before-swap child writes to the same stderr, and
+        # print's separate newline let its lines land inside ours.
+        sys.stderr.write(f"{message}\n")
+        sys.stderr.flush()
 
 
 def read_meta(url: str) -> dict[str, Any] | None:
