@@ -22,12 +22,16 @@ Indices = NDArray[np.int64]
 CACHE = "NUMBA_CACHE_DIR" in os.environ or os.access(Path(__file__).parent, os.W_OK)
 
 
-def _compiled(function: F) -> F:
+def compiled(function: F) -> F:
     """``function`` compiled to machine code on first use."""
     return cast(F, njit(cache=CACHE, nogil=True)(function))
 
 
-@_compiled
+#: The former name, still imported elsewhere.
+_compiled = compiled
+
+
+@compiled
 def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indices, Indices]:
     """A uniform grid over the pieces' bounding boxes (x0, y0, x1, y1 per row): its origin,
     columns and rows, then per cell the range of ``members`` (piece numbers) touching it."""
@@ -65,7 +69,7 @@ def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indi
     return left, bottom, columns, rows, starts, members
 
 
-@_compiled
+@compiled
 def nearest_piece(
     x: float,
     y: float,
@@ -122,7 +126,7 @@ def nearest_piece(
     return best, best_t, np.sqrt(best_d2)
 
 
-@_compiled
+@compiled
 def _point_at(points: Points, along: Points, first: int, stop: int, metres: float) -> Points:
     """The point ``metres`` along the edge whose points are ``first`` to ``stop`` - 1."""
     i = first + 1
@@ -136,7 +140,7 @@ def _point_at(points: Points, along: Points, first: int, stop: int, metres: floa
     return point
 
 
-@_compiled
+@compiled
 def route_line(
     edges: Indices, start: float, end: float, offsets: Indices, points: Points, along: Points
 ) -> Points:
@@ -174,7 +178,7 @@ def route_line(
     return out[:n].copy()
 
 
-@_compiled
+@compiled
 def simplify(points: Points, tolerance: float) -> Points:
     """Douglas-Peucker: the points of ``points`` kept at ``tolerance`` (same units)."""
     count = len(points)
@@ -208,7 +212,7 @@ def simplify(points: Points, tolerance: float) -> Points:
     return points[keep]
 
 
-@_compiled
+@compiled
 def encode_polyline(points: Points, precision: int) -> tuple[NDArray[np.uint8], Indices]:
     """Google's encoded polyline of (lon, lat) points (stored latitude first): the characters
     and, per point, how many of them it took."""
