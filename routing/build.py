@@ -22,6 +22,7 @@ from osmimport import schema
 from osmimport.database import connect, table_exists
 from osmimport.update import CHANGED_ROADS_TABLE
 from routing import store
+from routing.cch import CONTRACTION
 from routing.network import Network, data_version, haversine, read_network
 from routing.profiles import PROFILES, Profile
 from routing.store import Arrays
@@ -636,6 +637,7 @@ TURN_GRAPH = [
     "copy_origin",
     "copy_node",
     "cch_order",
+    *CONTRACTION,
     "edge_component",
     "component_size",
 ]

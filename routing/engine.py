@@ -21,7 +21,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from routing import kernels
+from routing import cch, kernels
 from routing.arrays import cumulative_lengths, edge_along, within
 from routing.build import NUMBER_PREFIX, RESTRICTION_NO, TEXT_PREFIX, graph_arrays
 from routing.network import EARTH_RADIUS, bearing, haversine
@@ -338,12 +338,12 @@ class Engine:
 
     Made from the arrays of :func:`routing.arrays.profile_arrays` (the import) or of
     :func:`routing.build.graph_arrays` (the networkx model). What derives from them (the
-    turn graph and its CCH order, the snapping index, the components) is computed when missing
-    and kept in :attr:`arrays`: the import stores them all, and a server opens them ready-made,
-    memory-mapped, building only the CCH. A networkx graph (tests, benchmarks) is converted
-    first and kept as :attr:`graph`. Given ``topology``, an engine of another data version
-    whose turn graph and order are byte for byte these, its CCH is shared and only the metric
-    is customised (a change of weights only).
+    turn graph, its CCH (:mod:`routing.cch`), the snapping index, the components) is computed
+    when missing and kept in :attr:`arrays`: the import stores them all, and a server opens
+    them ready-made, memory-mapped, building nothing. A networkx graph (tests, benchmarks) is
+    converted first and kept as :attr:`graph`. Given ``topology``, an engine of another data
+    version whose turn graph and order are byte for byte these, the CCH's contraction is
+    shared (only the metric is customised, at build time: a change of weights only).
     """
 
     def __init__(
@@ -414,11 +414,19 @@ class Engine:
         if "piece_edge" not in a:
             self._index_pieces()
         self._load_snapping()
-        #: Whether the CCH is ``topology``'s.
-        self.cch_reused = False
+        #: How the CCH came: ``mapped`` (stored with the data), ``shared`` (its contraction
+        #: ``topology``'s) or ``built`` (data stored before the CCH was: made here).
+        self.cch_state = "mapped"
+        self._cch: cch.Cch | None = None
+        self._complete_cch(topology)
         if search:
-            self._build_cch(topology)
+            self._open_cch()
             self._warm_up()
+
+    @property
+    def cch_reused(self) -> bool:
+        """Whether the CCH's contraction is ``topology``'s."""
+        return self.cch_state == "shared"
 
     def release_pages(self) -> None:
         """Drop the pages of the memory-mapped arrays from this process's memory: loading
@@ -441,6 +449,9 @@ class Engine:
             self.snap(float(lon), float(lat), radius=None)
             line = self.line(Route(np.zeros(1, dtype=np.int64), 0.0, 1.0, 0))
             kernels.encode_polyline(kernels.simplify(line, 1e-5), 5)
+        if self._cch is not None:
+            self._cch.route([(0, 0)], [(0, 0)])
+            self._cch.one_to_many([[(0, 0)]], [0])
 
     def _along(self) -> NDArray[np.float64]:
         return edge_along(self.points, self.offsets)
@@ -674,29 +685,40 @@ class Engine:
         weights = self.weight[self.origin[tails]] + a["turn_cost"]
         return tails, a["turn_next"], weights
 
-    #: The CCH of the turn graph (None when it has no node), shared with ``topology``.
-    _cch: rk.CCH | None = None
-    _metric: rk.CCHMetric | None = None
-
-    def _build_cch(self, topology: Engine | None) -> None:
-        if len(self.origin) == 0:
-            self._metric = None
-            return
-        tails, heads, weights = self.arcs
+    def _complete_cch(self, topology: Engine | None) -> None:
+        """Make what the arrays lack of the CCH: at build time all of it, its contraction
+        copied from ``topology`` when the turn graph and order are the same (an update that
+        changes only weights customises again); in a server, nothing, unless the data was
+        stored before the CCH was."""
+        a = self.arrays
         if (
             topology is not None
-            and topology._metric is not None
+            and all(name in topology.arrays for name in cch.CONTRACTION)
             and self.same_topology(topology.arrays)
         ):
-            self._cch = topology._cch
-            self.cch_reused = True
-        else:
-            # The binding reads any sequence: arrays spare a list of millions of ints.
-            self._cch = rk.CCH(self.arrays["cch_order"], tails, heads, False)  # type: ignore[arg-type]
-        del tails, heads
-        self._metric = rk.CCHMetric(self._cch, weights)  # type: ignore[arg-type]
-        del weights
+            a.update({name: topology.arrays[name] for name in cch.CONTRACTION})
+            self.cch_state = "shared"
+        if all(name in a for name in (*cch.CONTRACTION, *cch.METRIC)):
+            return
+        tails, heads, weights = self.arcs
+        plain = weights - self.restricted_ms(self._origin[tails], self._origin[heads])
+        cch.complete(a, a["cch_order"], tails, heads, weights, plain)
+        if self.cch_state != "shared":
+            self.cch_state = "built"
+        del tails, heads, weights, plain
         _release_freed()
+
+    def _open_cch(self) -> None:
+        self._cch = cch.Cch(self.arrays) if len(self.origin) else None
+
+    @cached_property
+    def _plain_cch(self) -> cch.Cch | None:
+        """The CCH customised to durations: the arcs without the restricted-road penalty."""
+        if self._cch is None:
+            return None
+        if cch.PLAIN[0] not in self.arrays:
+            return self._cch
+        return cch.Cch(self.arrays, plain=True)
 
     def turn_graph(self) -> nx.DiGraph:
         """The edge-based graph the engine searches, as networkx (the reference in tests)."""
@@ -1080,18 +1102,15 @@ class Engine:
         best = self._direct(start, end)
         sources = self.sources(start)
         targets = self.targets(end)
-        if not sources or not targets or self._metric is None:
+        if not sources or not targets or self._cch is None:
             return best
-        query = rk.CCHQuery(self._metric)
-        result = query.run_multi(
+        found = self._cch.route(
             [(node, cost) for node, (cost, _) in sources.items()], list(targets.items())
         )
-        distance = result.distance
-        nodes = list(result.node_path) if distance is not None else []
-        del result, query
-        if distance is None or (best is not None and best.weight <= distance):
+        if found is None or (best is not None and best.weight <= found[0]):
             return best
-        return self._path(start, end, sources, nodes, int(distance))
+        distance, nodes = found
+        return self._path(start, end, sources, nodes, distance)
 
     def _path(
         self,
@@ -1131,7 +1150,7 @@ class Engine:
         (None where there is none): one search per start towards every end at once. Without
         ``penalties``, the fastest path were restricted roads open (their weight is their
         duration)."""
-        metric = self._metric if penalties else self._duration_metric
+        search = self._cch if penalties else self._plain_cch
         pinned: list[int] = []
         #: Per end, its pinned turn-graph nodes (as indices into ``pinned``) and their costs.
         reached: list[list[tuple[int, int]]] = []
@@ -1139,13 +1158,18 @@ class Engine:
             found = self.targets(end)
             reached.append([(len(pinned) + k, cost) for k, cost in enumerate(found.values())])
             pinned.extend(found)
-        query = rk.CCHOneToMany(metric, pinned) if pinned and metric else None
+        groups = [
+            [(n, cost) for n, (cost, _) in self.sources(start, penalties=penalties).items()]
+            for start in starts
+        ]
+        nothing: list[int | None] = [None] * len(pinned)
+        found = (
+            search.one_to_many(groups, pinned)
+            if search is not None and pinned
+            else [nothing] * len(groups)
+        )
         rows: list[list[int | None]] = []
-        for start in starts:
-            sources = self.sources(start, penalties=penalties)
-            far: list[int | None] = [None] * len(pinned)
-            if query is not None and sources:
-                far = query.distances_from_multi([(n, cost) for n, (cost, _) in sources.items()])
+        for start, far in zip(starts, found, strict=True):
             row: list[int | None] = []
             for end, nodes in zip(ends, reached, strict=True):
                 costs = [d + cost for k, cost in nodes if (d := far[k]) is not None]
@@ -1155,17 +1179,6 @@ class Engine:
                 row.append(min(costs) if costs else None)
             rows.append(row)
         return rows
-
-    @cached_property
-    def _duration_metric(self) -> rk.CCHMetric | None:
-        """The CCH customized to durations: the arcs without the restricted-road penalty."""
-        if self._metric is None or self._cch is None:
-            return None
-        tails, heads, weights = self.arcs
-        a = self._origin[np.asarray(tails, dtype=np.int64)]
-        b = self._origin[np.asarray(heads, dtype=np.int64)]
-        plain = np.asarray(weights, dtype=np.int64) - self.restricted_ms(a, b)
-        return rk.CCHMetric(self._cch, plain.tolist())
 
     def durations(self, starts: Sequence[Snap], ends: Sequence[Snap]) -> list[list[float | None]]:
         """Seconds of the fastest path from each of ``starts`` to each of ``ends`` (None where

@@ -119,7 +119,7 @@ class EngineServer:
             "state": "loaded",
             "edges": len(engine.edges),
             "arcs": len(engine.arrays["turn_next"]) if "turn_next" in engine.arrays else 0,
-            "cch": "shared" if engine.cch_reused else "built",
+            "cch": engine.cch_state,
             "seconds": round(time.perf_counter() - began, 2),
         }
 

@@ -228,7 +228,7 @@ class RoutingService:
             time.perf_counter() - began,
             fetched - began,
             time.perf_counter() - fetched,
-            "shared" if engine.cch_reused else "built",
+            engine.cch_state,
         )
         return engine
 
@@ -245,7 +245,7 @@ class RoutingService:
                 "edges": len(engine.edges) if engine is not None else None,
             }
             if engine is not None:
-                state["cch"] = "shared" if engine.cch_reused else "built"
+                state["cch"] = engine.cch_state
             if engine is None:
                 error = self._errors.get((version or "", name))
                 state["state"] = (
