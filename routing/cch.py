@@ -1,4 +1,4 @@
-"""A customizable contraction hierarchy over plain arrays: built at import, searched memory-mapped."""
+"""A customizable contraction hierarchy over plain arrays: made at import, searched mapped."""
 
 from __future__ import annotations
 
@@ -265,7 +265,7 @@ def _unpack(
 ) -> NDArray[np.int64]:
     """The ranks of the turn-graph path from ``start`` along the upward ``arcs`` (travelled
     down where ``downs``), shortcuts replaced by the arcs they stand for."""
-    path = [start]
+    path = [np.int64(start)]
     stack_arc = [np.int64(0)]
     stack_down = [False]
     stack_tail = [np.int64(0)]
@@ -285,8 +285,8 @@ def _unpack(
         if middle < 0:
             path.append(tail if down else head)
             continue
-        to_tail = np.int64(_find(up_first, up_head, middle, tail))
-        to_head = np.int64(_find(up_first, up_head, middle, head))
+        to_tail = np.int64(_find(up_first, up_head, int(middle), int(tail)))
+        to_head = np.int64(_find(up_first, up_head, int(middle), int(head)))
         # Up: tail -> middle (down its arc) -> head (up its arc); down: the reverse. Pushed
         # last travelled first.
         if down:
@@ -505,20 +505,18 @@ def complete(
     heads: NDArray[np.int64],
     weights: NDArray[np.int64],
     plain: NDArray[np.int64],
-) -> bool:
-    """Add to ``arrays`` what they lack of the CCH (the contraction, then the metrics):
-    whether anything was made."""
-    made = False
+) -> None:
+    """Add to ``arrays`` what they lack of the CCH (the contraction, then the metrics);
+    the metrics are made again with the contraction."""
     if not all(name in arrays for name in CONTRACTION):
         arrays.update(contract(order, tails, heads))
-        made = True
+        for name in (*METRIC, *PLAIN):
+            arrays.pop(name, None)
     if not all(name in arrays for name in METRIC):
         for name in PLAIN:
             arrays.pop(name, None)
         arrays.update(customize(arrays, weights))
         arrays.update(customize_plain(arrays, weights, plain))
-        made = True
-    return made
 
 
 class _Scratch:

@@ -414,8 +414,9 @@ class Engine:
         if "piece_edge" not in a:
             self._index_pieces()
         self._load_snapping()
-        #: How the CCH came: ``mapped`` (stored with the data), ``shared`` (its contraction
-        #: ``topology``'s) or ``built`` (data stored before the CCH was: made here).
+        #: Where the CCH's contraction comes from: ``mapped`` (the arrays given: stored with
+        #: the data), ``shared`` (``topology``'s) or ``built`` (made here: a networkx model, a
+        #: new build, or data stored before the CCH was).
         self.cch_state = "mapped"
         self._cch: cch.Cch | None = None
         self._complete_cch(topology)
@@ -700,11 +701,11 @@ class Engine:
             self.cch_state = "shared"
         if all(name in a for name in (*cch.CONTRACTION, *cch.METRIC)):
             return
+        if not all(name in a for name in cch.CONTRACTION):
+            self.cch_state = "built"
         tails, heads, weights = self.arcs
         plain = weights - self.restricted_ms(self._origin[tails], self._origin[heads])
         cch.complete(a, a["cch_order"], tails, heads, weights, plain)
-        if self.cch_state != "shared":
-            self.cch_state = "built"
         del tails, heads, weights, plain
         _release_freed()
 
@@ -1163,13 +1164,13 @@ class Engine:
             for start in starts
         ]
         nothing: list[int | None] = [None] * len(pinned)
-        found = (
+        distances = (
             search.one_to_many(groups, pinned)
             if search is not None and pinned
             else [nothing] * len(groups)
         )
         rows: list[list[int | None]] = []
-        for start, far in zip(starts, found, strict=True):
+        for start, far in zip(starts, distances, strict=True):
             row: list[int | None] = []
             for end, nodes in zip(ends, reached, strict=True):
                 costs = [d + cost for k, cost in nodes if (d := far[k]) is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from osmimport import schema
+from routing import cch
 from routing.arrays import (
     Geometry,
     Roads,
@@ -21,7 +23,7 @@ from routing.arrays import (
     read_roads,
 )
 from routing.build import CONNECTIONS, RESTRICTION_NO, build_profile_graph, graph_arrays
-from routing.engine import Engine
+from routing.engine import Engine, Snap
 from routing.network import EARTH_RADIUS, haversine, read_network
 from routing.patch import PatchedEngine, patchable
 from routing.profiles import PROFILES
@@ -203,17 +205,27 @@ def _moved(roads: Roads, node: int, lon: float, lat: float) -> Roads:
 
 
 def _assert_patched_as_fresh(before: Arrays, roads: Roads, profile: str) -> Arrays:
-    """The arrays patched from ``before`` onto ``roads`` are a fresh build's (but the CCH
-    order, which a fresh build makes from the geometry); returns them."""
+    """The arrays patched from ``before`` onto ``roads`` are a fresh build's (but the CCH,
+    whose order a fresh build makes from the geometry: the patched one keeps the contraction
+    of ``before`` and routes as the fresh one); returns them."""
     made = profile_arrays(roads, PROFILES[profile])
     assert patchable(made, before, CONNECTIONS)
-    patched = PatchedEngine(made, before, search=False).arrays
+    patched_engine = PatchedEngine(made, before, search=False)
+    patched = patched_engine.arrays
     fresh = Engine(made, search=False).arrays
     assert sorted(patched) == sorted(fresh)
     for name, array in fresh.items():
-        if name != "cch_order":
+        if name not in ("cch_order", *cch.ARRAYS):
             assert patched[name].dtype == array.dtype, name
             np.testing.assert_array_equal(patched[name], array, err_msg=name)
+    for name in cch.CONTRACTION:
+        assert patched[name] is before[name], name
+    assert patched_engine.cch_state == "mapped"
+    searching = Engine(patched), Engine(fresh)
+    rng = random.Random(5)
+    for _ in range(20):
+        a, b = (Snap(rng.randrange(len(fresh["edge_tail"])), rng.random(), 0, 0, 0) for _ in "ab")
+        assert searching[0].weight_of(a, b) == searching[1].weight_of(a, b)
     return patched
 
 

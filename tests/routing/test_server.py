@@ -350,7 +350,7 @@ def test_a_new_version_of_the_same_roads_shares_the_cch_and_answers_as_a_fresh_b
     try:
         client = RoutingClient(process.path, RoutingSettings())
         state = _wait_ready(client, first)
-        assert {p["cch"] for p in state["profiles"].values()} == {"built"}, state
+        assert {p["cch"] for p in state["profiles"].values()} == {"mapped"}, state
         processes = engine_pids(state)
 
         # Only a maxspeed changed: the same turn graph, other weights.

@@ -154,7 +154,7 @@ def test_a_new_road_network_loads_in_new_processes_and_the_old_ones_exit(
         assert answered and set(answered) == {200}, answered
         state = _wait_ready(client, second)
         new = engine_pids(state)
-        assert {p["cch"] for p in state["profiles"].values()} == {"built"}, state
+        assert {p["cch"] for p in state["profiles"].values()} == {"mapped"}, state
         assert len(new) == 3 and not set(new.values()) & set(old.values()), (old, new)
         assert _ask(process.path, second, "car", IN_CENTRE)[0] == 200
         # Named no more: the old version's processes exit.

@@ -1,0 +1,208 @@
+"""The CCH of routing.cch: stored with the data, memory-mapped, searched as networkx finds."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from routing import cch, store
+from routing.build import build_profile_graph, graph_arrays
+from routing.engine import Engine, Snap
+from routing.network import data_version, read_network
+from routing.profiles import PROFILES
+from tests.routing.conftest import LIECHTENSTEIN
+
+
+def _reference(engine: Engine, turns: nx.DiGraph, a: Snap, b: Snap) -> int | None:
+    """The weight of the fastest path from ``a`` to ``b`` on the turn graph by Dijkstra."""
+    turns.add_nodes_from(["source", "target"])
+    for node, (cost, _) in engine.sources(a).items():
+        turns.add_edge("source", node, weight=cost)
+    for node, cost in engine.targets(b).items():
+        turns.add_edge(node, "target", weight=cost)
+    try:
+        expected: int | None = nx.dijkstra_path_length(turns, "source", "target")
+    except nx.NetworkXNoPath:
+        expected = None
+    turns.remove_nodes_from(["source", "target"])
+    direct = engine._direct(a, b)
+    if direct is not None and (expected is None or direct.weight < expected):
+        expected = direct.weight
+    return expected
+
+
+def assert_searches_as_networkx(engine: Engine, pairs: int, seed: int) -> None:
+    """Routes between random points weigh what Dijkstra finds on the turn graph; their
+    unpacked turn-graph paths weigh that too, arc by arc; a table equals the routes."""
+    turns = engine.turn_graph()
+    rng = random.Random(seed)
+    search = engine._cch
+    assert search is not None
+    found = 0
+    starts, ends = [], []
+    for _ in range(pairs):
+        a = Snap(rng.randrange(engine.edge_count), rng.random(), 0, 0, 0)
+        b = Snap(rng.randrange(engine.edge_count), rng.random(), 0, 0, 0)
+        expected = _reference(engine, turns, a, b)
+        assert engine.weight_of(a, b) == expected
+        sources = [(node, cost) for node, (cost, _) in engine.sources(a).items()]
+        targets = list(engine.targets(b).items())
+        path = search.route(sources, targets)
+        if path is not None:
+            weight, nodes = path
+            first = dict(sources)[nodes[0]]
+            last = dict(targets)[nodes[-1]]
+            arcs = sum(turns[u][v]["weight"] for u, v in zip(nodes, nodes[1:], strict=False))
+            assert first + arcs + last == weight
+            found += 1
+        if len(starts) < 10:
+            starts.append(a)
+            ends.append(b)
+    assert found > pairs // 2
+    assert engine.weights(starts, ends) == [[engine.weight_of(a, b) for b in ends] for a in starts]
+
+
+def test_random_graph_with_loops_and_parallel_arcs() -> None:
+    """Several sources and targets with their costs, loops, parallel arcs, parts that do not
+    reach each other: the least weights are Dijkstra's."""
+    rng = np.random.default_rng(3)
+    count, arcs = 300, 900
+    tails = rng.integers(0, count, arcs)
+    heads = rng.integers(0, count, arcs)
+    tails[:20], heads[:20] = tails[20:40], heads[20:40]
+    heads[40:50] = tails[40:50]
+    weights = rng.integers(1, 1000, arcs)
+    order = rng.permutation(count)
+    arrays = {"cch_order": order}
+    cch.complete(arrays, order, tails, heads, weights, weights)
+    assert cch.PLAIN[0] not in arrays
+    search = cch.Cch(arrays)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(count))
+    for a, b, w in zip(tails.tolist(), heads.tolist(), weights.tolist(), strict=True):
+        if a != b and (not graph.has_edge(a, b) or graph[a][b]["weight"] > w):
+            graph.add_edge(a, b, weight=w)
+    for _ in range(100):
+        sources = [(int(n), int(c)) for n, c in zip(*rng.integers(0, count, (2, 3)), strict=True)]
+        targets = [(int(n), int(c)) for n, c in zip(*rng.integers(0, count, (2, 2)), strict=True)]
+        graph.add_edges_from(("s", n, {"weight": c}) for n, c in sources)
+        graph.add_edges_from((n, "t", {"weight": c}) for n, c in targets)
+        try:
+            expected: int | None = nx.dijkstra_path_length(graph, "s", "t")
+        except nx.NetworkXNoPath:
+            expected = None
+        graph.remove_nodes_from(["s", "t"])
+        found = search.route(sources, targets)
+        assert (found and found[0]) == expected
+        table = search.one_to_many([sources], [n for n, _ in targets])[0]
+        ends = [d + c for d, (_, c) in zip(table, targets, strict=True) if d is not None]
+        assert min(ends, default=None) == expected
+
+
+@pytest.fixture(scope="module")
+def mapped(routing_liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The routing data of every profile in a file cache."""
+    cache = tmp_path_factory.mktemp("routing-cache")
+    version = data_version(routing_liechtenstein_url)
+    for name in PROFILES:
+        store.load(routing_liechtenstein_url, name, version, cache=cache)
+    return cache / version
+
+
+@pytest.mark.parametrize(("profile", "pairs"), [("car", 150), ("bike", 60), ("foot", 60)])
+def test_the_stored_cch_is_mapped_and_searches_as_networkx(
+    mapped: Path, profile: str, pairs: int
+) -> None:
+    arrays = store._open(mapped / profile)
+    engine = Engine(arrays)
+    # Opened as stored, nothing made: every array of the CCH maps the cached files.
+    assert engine.cch_state == "mapped"
+    for name in (*cch.CONTRACTION, *cch.METRIC):
+        assert isinstance(engine.arrays[name], np.memmap), name
+        assert engine.arrays[name] is arrays[name], name
+    assert_searches_as_networkx(engine, pairs, seed=len(profile))
+
+
+@pytest.mark.parametrize("bbox", ["9.50,47.10,9.56,47.16", "9.47,47.05,9.60,47.12"])
+def test_cut_extract_searches_as_networkx(
+    network_db: Callable[[Path | str], str], tmp_path: Path, bbox: str
+) -> None:
+    """A bbox cut: roads cut at the border, dead ends and one-way traps near it."""
+    cut = tmp_path / "cut.osm.pbf"
+    subprocess.run(
+        ["osmium", "extract", "--strategy", "simple", "-b", bbox, "-o", str(cut),
+         str(LIECHTENSTEIN)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    network = read_network(network_db(cut))
+    for name in ("car", "foot"):
+        engine = Engine(graph_arrays(build_profile_graph(network, PROFILES[name])))
+        assert engine.cch_state == "built"
+        assert_searches_as_networkx(engine, 60, seed=7)
+
+
+_PROCESS = textwrap.dedent(
+    """
+    import sys
+    from routing import store
+    from routing.engine import Engine, Snap
+
+    engine = Engine(store._open(__import__("pathlib").Path(sys.argv[1])))
+    # Every page of the CCH's weights read, as a long-running server's searches would.
+    total = int(engine.arrays["cch_forward"].sum()) + int(engine.arrays["cch_up_head"].sum())
+    engine.route(Snap(0, 0.5, 0, 0, 0), Snap(engine.edge_count - 1, 0.5, 0, 0, 0))
+    print(total, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def _mapping(pid: int, file: Path) -> dict[str, int]:
+    """The kB figures of the mapping of ``file`` in process ``pid`` (from its smaps)."""
+    figures: dict[str, int] = {}
+    inside = False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if "-" in line.split(" ", 1)[0] and not line.endswith(":"):
+            inside = line.endswith(str(file))
+        elif inside and line.endswith(" kB"):
+            key, value, _ = line.split()
+            figures[key.rstrip(":")] = figures.get(key.rstrip(":"), 0) + int(value)
+    return figures
+
+
+def test_two_processes_share_one_copy_of_the_cch(mapped: Path) -> None:
+    folder = mapped / "foot"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PROCESS, str(folder)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        totals = [process.stdout.readline() for process in processes if process.stdout]
+        assert len(set(totals)) == 1 and totals[0].strip(), totals
+        for name in ("cch_forward", "cch_up_head"):
+            size = (folder / f"{name}.bin").stat().st_size
+            for process in processes:
+                figures = _mapping(process.pid, folder / f"{name}.bin")
+                # Resident in each, but as pages of the shared file: each process accounts
+                # for half of them, none is private to it.
+                assert figures["Rss"] * 1024 >= size - 4096, (name, figures)
+                assert figures["Private_Clean"] + figures["Private_Dirty"] == 0, (name, figures)
+                assert figures["Pss"] * 2 <= figures["Rss"] + 4, (name, figures)
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
