@@ -42,7 +42,7 @@ DEFAULT_FILE = ROOT / "data" / "sample" / "liechtenstein-2021-05-05.osm.pbf"
 
 
 def _rss_mb() -> float:
-    return psutil.Process().memory_info().rss / 2**20
+    return float(psutil.Process().memory_info().rss) / 2**20
 
 
 def measure(folder: Path, pairs: int) -> dict[str, float]:

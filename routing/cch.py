@@ -212,6 +212,29 @@ def _climb(
 
 
 @compiled
+def _relax(
+    v: int,
+    up_first: NDArray[np.int64],
+    up_head: NDArray[np.int32],
+    weight: NDArray[Any],
+    none: int,
+    distance: NDArray[np.int64],
+    previous: NDArray[np.int64],
+) -> None:
+    """Relax the upward arcs of rank ``v`` by ``weight`` (``previous``: per rank reached, the
+    arc it was reached by)."""
+    here = distance[v]
+    for x in range(up_first[v], up_first[v + 1]):
+        w = np.int64(weight[x])
+        if w >= none:
+            continue
+        u = up_head[x]
+        if here + w < distance[u]:
+            distance[u] = here + w
+            previous[u] = x
+
+
+@compiled
 def _upward(
     ranks: NDArray[np.int64],
     up_first: NDArray[np.int64],
@@ -337,16 +360,30 @@ def _route(
         forward_arc[v] = -1
     for v in down_ranks:
         backward_arc[v] = -1
-    _upward(up_ranks, up_first, up_head, up, none, forward, forward_arc)
-    _upward(down_ranks, up_first, up_head, down, none, backward, backward_arc)
     best = inf
     meet = -1
-    for v in up_ranks:
-        if backward_seen[v] and forward[v] < inf and backward[v] < inf:
-            cost = forward[v] + backward[v]
-            if cost < best:
-                best = cost
+    # Both searches in one pass up the ranks: a rank's distances are final when reached, and
+    # none is relaxed from a rank already as far as the best meeting found.
+    i = j = 0
+    while i < len(up_ranks) or j < len(down_ranks):
+        if j == len(down_ranks) or (i < len(up_ranks) and up_ranks[i] <= down_ranks[j]):
+            v = up_ranks[i]
+        else:
+            v = down_ranks[j]
+        ahead = i < len(up_ranks) and up_ranks[i] == v
+        behind = j < len(down_ranks) and down_ranks[j] == v
+        if ahead:
+            i += 1
+        if behind:
+            j += 1
+        if ahead and behind and forward[v] < inf and backward[v] < inf:
+            if forward[v] + backward[v] < best:
+                best = forward[v] + backward[v]
                 meet = v
+        if ahead and forward[v] < best:
+            _relax(v, up_first, up_head, up, none, forward, forward_arc)
+        if behind and backward[v] < best:
+            _relax(v, up_first, up_head, down, none, backward, backward_arc)
     path = np.empty(0, dtype=np.int64)
     if meet >= 0:
         ups = []
@@ -457,12 +494,13 @@ def contract(
     }
 
 
-def _narrow(weights: NDArray[np.int64]) -> NDArray[Any]:
-    """``weights`` as 32 bits when they fit (no arc: all ones), else as they are."""
-    finite = weights < _INF
-    if not finite.any() or int(weights[finite].max()) < _INF32:
-        return np.where(finite, weights, _INF32).astype(np.uint32)
-    return weights
+def _narrow(up: NDArray[np.int64], down: NDArray[np.int64]) -> list[NDArray[Any]]:
+    """The weights ``up`` and ``down`` as 32 bits when they fit (no arc: all ones), else as
+    they are."""
+    largest = max((int(w[w < _INF].max(initial=0)) for w in (up, down)), default=0)
+    if largest >= _INF32:
+        return [up, down]
+    return [np.where(w < _INF, w, _INF32).astype(np.uint32) for w in (up, down)]
 
 
 def customize(arrays: Mapping[str, NDArray[Any]], weights: NDArray[np.int64]) -> dict[str, Any]:
@@ -474,9 +512,10 @@ def customize(arrays: Mapping[str, NDArray[Any]], weights: NDArray[np.int64]) ->
         arrays["cch_arc_slot"],
         np.asarray(weights, dtype=np.int64),
     )
+    up, down = _narrow(up, down)
     return {
-        "cch_forward": _narrow(up),
-        "cch_backward": _narrow(down),
+        "cch_forward": up,
+        "cch_backward": down,
         "cch_forward_middle": up_middle,
         "cch_backward_middle": down_middle,
     }
@@ -495,7 +534,8 @@ def customize_plain(
         arrays["cch_arc_slot"],
         np.asarray(plain, dtype=np.int64),
     )
-    return {"cch_plain_forward": _narrow(up), "cch_plain_backward": _narrow(down)}
+    up, down = _narrow(up, down)
+    return {"cch_plain_forward": up, "cch_plain_backward": down}
 
 
 def complete(
