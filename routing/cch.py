@@ -136,29 +136,40 @@ def _customize(
     up_head: NDArray[np.int32],
     slots: NDArray[np.int64],
     weights: NDArray[np.int64],
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int32], NDArray[np.int32]]:
-    """The weights of the upward arcs by basic customization: each arc's own (the least of
-    parallel turn-graph arcs), then lowered through every lower triangle, in rank order."""
-    inf = np.int64(1) << np.int64(62)
-    arcs = len(up_head)
-    up = np.full(arcs, inf, dtype=np.int64)
-    down = np.full(arcs, inf, dtype=np.int64)
-    up_middle = np.full(arcs, -1, dtype=np.int32)
-    down_middle = np.full(arcs, -1, dtype=np.int32)
+    up: NDArray[Any],
+    down: NDArray[Any],
+    up_middle: NDArray[np.int32],
+    down_middle: NDArray[np.int32],
+    none: int,
+) -> bool:
+    """The weights ``up`` and ``down`` of the upward arcs by basic customization: each arc's
+    own (the least of parallel turn-graph arcs), then lowered through every lower triangle, in
+    rank order; the middle of the triangle that gave each (unless the middles are empty).
+    False when a weight does not fit below ``none`` (the arrays' no-arc value)."""
+    middles = len(up_middle) > 0
+    up[:] = none
+    down[:] = none
+    if middles:
+        up_middle[:] = -1
+        down_middle[:] = -1
     for k in range(len(slots)):
         slot = slots[k]
         if slot < 0:
             continue
+        if weights[k] >= none:
+            return False
         arc = slot >> 1
         if slot & 1:
-            down[arc] = min(down[arc], weights[k])
+            down[arc] = min(np.int64(down[arc]), weights[k])
         else:
-            up[arc] = min(up[arc], weights[k])
+            up[arc] = min(np.int64(up[arc]), weights[k])
     count = len(up_first) - 1
     for v in range(count):
         end = up_first[v + 1]
         for x in range(up_first[v], end):
             u = up_head[x]
+            up_x = np.int64(up[x])
+            down_x = np.int64(down[x])
             # Arcs of u's upward neighbours, walked along with v's (both sorted).
             j = up_first[u]
             stop = up_first[u + 1]
@@ -169,17 +180,54 @@ def _customize(
                 if j == stop or up_head[j] != w:
                     continue
                 # u -> v -> w and w -> v -> u.
-                if down[x] < inf and up[y] < inf:
-                    cost = down[x] + up[y]
-                    if cost < up[j]:
+                up_y = np.int64(up[y])
+                if down_x < none and up_y < none:
+                    cost = down_x + up_y
+                    current = np.int64(up[j])
+                    if cost < current:
                         up[j] = cost
-                        up_middle[j] = v
-                if down[y] < inf and up[x] < inf:
-                    cost = down[y] + up[x]
-                    if cost < down[j]:
+                        if middles:
+                            up_middle[j] = v
+                    elif current >= none:
+                        # A path no width-``none`` weight can hold.
+                        return False
+                down_y = np.int64(down[y])
+                if down_y < none and up_x < none:
+                    cost = down_y + up_x
+                    current = np.int64(down[j])
+                    if cost < current:
                         down[j] = cost
-                        down_middle[j] = v
-    return up, down, up_middle, down_middle
+                        if middles:
+                            down_middle[j] = v
+                    elif current >= none:
+                        # A path no width-``none`` weight can hold.
+                        return False
+    return True
+
+
+def _weights(
+    arrays: Mapping[str, NDArray[Any]], weights: NDArray[np.int64], middles: bool
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[np.int32], NDArray[np.int32]]:
+    """The customised weights up and down of the arc ``weights`` (as 32 bits when they fit,
+    all ones for no arc, else as 64) and, with ``middles``, the middles of their triangles."""
+    arcs = len(arrays["cch_up_head"])
+    weights = np.asarray(weights, dtype=np.int64)
+    middle = [np.empty(arcs if middles else 0, dtype=np.int32) for _ in range(2)]
+    for dtype, none in ((np.uint32, _INF32), (np.int64, _INF)):
+        up, down = np.empty(arcs, dtype=dtype), np.empty(arcs, dtype=dtype)
+        if _customize(
+            arrays["cch_up_first"],
+            arrays["cch_up_head"],
+            arrays["cch_arc_slot"],
+            weights,
+            up,
+            down,
+            middle[0],
+            middle[1],
+            int(none),
+        ):
+            return up, down, middle[0], middle[1]
+    raise ValueError("arc weights beyond 2**62")
 
 
 @compiled
@@ -494,25 +542,10 @@ def contract(
     }
 
 
-def _narrow(up: NDArray[np.int64], down: NDArray[np.int64]) -> list[NDArray[Any]]:
-    """The weights ``up`` and ``down`` as 32 bits when they fit (no arc: all ones), else as
-    they are."""
-    largest = max((int(w[w < _INF].max(initial=0)) for w in (up, down)), default=0)
-    if largest >= _INF32:
-        return [up, down]
-    return [np.where(w < _INF, w, _INF32).astype(np.uint32) for w in (up, down)]
-
-
 def customize(arrays: Mapping[str, NDArray[Any]], weights: NDArray[np.int64]) -> dict[str, Any]:
     """The :data:`METRIC` arrays of the turn graph's arc ``weights`` on the contraction in
     ``arrays``."""
-    up, down, up_middle, down_middle = _customize(
-        arrays["cch_up_first"],
-        arrays["cch_up_head"],
-        arrays["cch_arc_slot"],
-        np.asarray(weights, dtype=np.int64),
-    )
-    up, down = _narrow(up, down)
+    up, down, up_middle, down_middle = _weights(arrays, weights, middles=True)
     return {
         "cch_forward": up,
         "cch_backward": down,
@@ -525,16 +558,10 @@ def customize_plain(
     arrays: Mapping[str, NDArray[Any]], weights: NDArray[np.int64], plain: NDArray[np.int64]
 ) -> dict[str, Any]:
     """The :data:`PLAIN` arrays of the arc weights ``plain`` (none when they are
-    ``weights``)."""
+    ``weights``): searched for weights only, without their paths' middles."""
     if np.array_equal(weights, plain):
         return {}
-    up, down, _, _ = _customize(
-        arrays["cch_up_first"],
-        arrays["cch_up_head"],
-        arrays["cch_arc_slot"],
-        np.asarray(plain, dtype=np.int64),
-    )
-    up, down = _narrow(up, down)
+    up, down, _, _ = _weights(arrays, plain, middles=False)
     return {"cch_plain_forward": up, "cch_plain_backward": down}
 
 

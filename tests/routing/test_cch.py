@@ -70,20 +70,22 @@ def assert_searches_as_networkx(engine: Engine, pairs: int, seed: int) -> None:
     assert engine.weights(starts, ends) == [[engine.weight_of(a, b) for b in ends] for a in starts]
 
 
-def test_random_graph_with_loops_and_parallel_arcs() -> None:
+@pytest.mark.parametrize(("heaviest", "width"), [(1000, np.uint32), (2**31, np.int64)])
+def test_random_graph_with_loops_and_parallel_arcs(heaviest: int, width: type) -> None:
     """Several sources and targets with their costs, loops, parallel arcs, parts that do not
-    reach each other: the least weights are Dijkstra's."""
+    reach each other: the least weights are Dijkstra's (kept as 32 bits while they fit)."""
     rng = np.random.default_rng(3)
     count, arcs = 300, 900
     tails = rng.integers(0, count, arcs)
     heads = rng.integers(0, count, arcs)
     tails[:20], heads[:20] = tails[20:40], heads[20:40]
     heads[40:50] = tails[40:50]
-    weights = rng.integers(1, 1000, arcs)
+    weights = rng.integers(1, heaviest, arcs)
     order = rng.permutation(count)
     arrays = {"cch_order": order}
     cch.complete(arrays, order, tails, heads, weights, weights)
     assert cch.PLAIN[0] not in arrays
+    assert arrays["cch_forward"].dtype == arrays["cch_backward"].dtype == width
     search = cch.Cch(arrays)
     graph = nx.DiGraph()
     graph.add_nodes_from(range(count))
