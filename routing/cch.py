@@ -131,6 +131,28 @@ def _slots(
 
 
 @compiled
+def _lower(
+    weight: NDArray[Any],
+    middle: NDArray[np.int32],
+    arc: int,
+    cost: np.int64,
+    v: int,
+    none: int,
+    middles: bool,
+) -> bool:
+    """Lower the weight of ``arc`` to ``cost`` (through rank ``v``) if that is less; False
+    when it has none and ``cost`` does not fit below ``none``."""
+    current = np.int64(weight[arc])
+    if cost < current:
+        weight[arc] = cost
+        if middles:
+            middle[arc] = v
+    elif current >= none:
+        return False
+    return True
+
+
+@compiled
 def _customize(
     up_first: NDArray[np.int64],
     up_head: NDArray[np.int32],
@@ -180,27 +202,12 @@ def _customize(
                 if j == stop or up_head[j] != w:
                     continue
                 # u -> v -> w and w -> v -> u.
-                up_y = np.int64(up[y])
+                up_y, down_y = np.int64(up[y]), np.int64(down[y])
                 if down_x < none and up_y < none:
-                    cost = down_x + up_y
-                    current = np.int64(up[j])
-                    if cost < current:
-                        up[j] = cost
-                        if middles:
-                            up_middle[j] = v
-                    elif current >= none:
-                        # A path no width-``none`` weight can hold.
+                    if not _lower(up, up_middle, j, down_x + up_y, v, none, middles):
                         return False
-                down_y = np.int64(down[y])
                 if down_y < none and up_x < none:
-                    cost = down_y + up_x
-                    current = np.int64(down[j])
-                    if cost < current:
-                        down[j] = cost
-                        if middles:
-                            down_middle[j] = v
-                    elif current >= none:
-                        # A path no width-``none`` weight can hold.
+                    if not _lower(down, down_middle, j, down_y + up_x, v, none, middles):
                         return False
     return True
 

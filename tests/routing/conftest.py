@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -189,3 +190,16 @@ def client(service: RoutingService) -> Iterator[TestClient]:
     """An HTTP client of a Starlette app made of the routing routes only."""
     with TestClient(Starlette(routes=routes(service))) as test_client:
         yield test_client
+
+
+def cut_extract(folder: Path, bbox: str) -> Path:
+    """The Liechtenstein extract cut to ``bbox`` (ways keep their nodes outside it, without
+    their locations), written in ``folder``."""
+    cut = folder / "cut.osm.pbf"
+    subprocess.run(
+        ["osmium", "extract", "--strategy", "simple", "-b", bbox, "-o", str(cut),
+         str(LIECHTENSTEIN)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cut

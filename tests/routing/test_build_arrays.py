@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,7 +27,7 @@ from routing.network import EARTH_RADIUS, haversine, read_network
 from routing.patch import PatchedEngine, patchable
 from routing.profiles import PROFILES
 from routing.store import Arrays, chunk_digests
-from tests.routing.conftest import LIECHTENSTEIN, grid_nodes
+from tests.routing.conftest import cut_extract, grid_nodes
 
 # A street grid at 7.00x E, 48.00x N, nodes every 0.001 degree, with a bollard and a gate.
 NODES = grid_nodes(
@@ -183,13 +182,7 @@ def test_cut_extract_equals_the_model(
     network_db: Callable[[Path | str], str], tmp_path: Path, bbox: str
 ) -> None:
     """A bbox cut keeps ways whose nodes lie partly outside, without their locations."""
-    cut = tmp_path / "cut.osm.pbf"
-    subprocess.run(
-        ["osmium", "extract", "--strategy", "simple", "-b", bbox, "-o", str(cut),
-         str(LIECHTENSTEIN)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    cut = cut_extract(tmp_path, bbox)
     url = network_db(cut)
     network = read_network(url)
     assert any(network.coords(nodes) is None for _, _, nodes in network.ways)

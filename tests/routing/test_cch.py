@@ -18,7 +18,7 @@ from routing.build import build_profile_graph, graph_arrays
 from routing.engine import Engine, Snap
 from routing.network import data_version, read_network
 from routing.profiles import PROFILES
-from tests.routing.conftest import LIECHTENSTEIN
+from tests.routing.conftest import cut_extract
 
 
 def _reference(engine: Engine, turns: nx.DiGraph, a: Snap, b: Snap) -> int | None:
@@ -139,13 +139,7 @@ def test_cut_extract_searches_as_networkx(
     network_db: Callable[[Path | str], str], tmp_path: Path, bbox: str
 ) -> None:
     """A bbox cut: roads cut at the border, dead ends and one-way traps near it."""
-    cut = tmp_path / "cut.osm.pbf"
-    subprocess.run(
-        ["osmium", "extract", "--strategy", "simple", "-b", bbox, "-o", str(cut),
-         str(LIECHTENSTEIN)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    cut = cut_extract(tmp_path, bbox)
     network = read_network(network_db(cut))
     for name in ("car", "foot"):
         engine = Engine(graph_arrays(build_profile_graph(network, PROFILES[name])))
