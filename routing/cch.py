@@ -303,19 +303,8 @@ def _upward(
     ``previous``: per rank reached, the arc it was reached by."""
     inf = np.int64(1) << np.int64(62)
     for i in range(len(ranks)):
-        v = ranks[i]
-        here = distance[v]
-        if here >= inf:
-            continue
-        for x in range(up_first[v], up_first[v + 1]):
-            w = np.int64(weight[x])
-            if w >= none:
-                continue
-            u = up_head[x]
-            cost = here + w
-            if cost < distance[u]:
-                distance[u] = cost
-                previous[u] = x
+        if distance[ranks[i]] < inf:
+            _relax(ranks[i], up_first, up_head, weight, none, distance, previous)
 
 
 @compiled
