@@ -31,8 +31,10 @@ RUN python3 -m venv /opt/venv \
 RUN useradd --system --home-dir /var/lib/fondplan --create-home --shell /usr/sbin/nologin fondplan
 USER fondplan
 
+# The routing kernels' compiled code is cached where the server may write (the package is not).
 ENV PATH=/opt/venv/bin:$PATH \
-    FONDPLAN_DATA_DIR=/var/lib/fondplan
+    FONDPLAN_DATA_DIR=/var/lib/fondplan \
+    NUMBA_CACHE_DIR=/var/lib/fondplan/numba
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4)"]
