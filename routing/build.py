@@ -372,7 +372,9 @@ def build_routing(
     conn = connect(url)
     try:
         update = _update_changes(url, conn, schema_name)
-        kept = _keep_unchanged(url, conn, schema_name, version, names, update) if update else []
+        kept = (
+            _keep_unchanged(url, conn, schema_name, version, names, update, keep) if update else []
+        )
         names = [name for name in names if name not in kept]
         if kept and not quiet:
             print(
@@ -385,7 +387,7 @@ def build_routing(
             found = _roads(url, schema_name, version, update, keep, saver, needed=bool(names))
             if found is None:
                 return
-            roads, written = found
+            roads, written, previous_roads = found
             if not names:
                 if written is not None:
                     written.result()
@@ -405,7 +407,12 @@ def build_routing(
                     gc.collect()
                     saving = None
                 began = time.perf_counter()
-                made = _profile_arrays(url, name, roads, positions, update, quiet)
+                if update and keep is not None:
+                    _restore(url, name, update[1], keep, previous_roads)
+                geometries: list[Any] = []
+                placed = _PLACED.get((url, name))
+                made = _profile_arrays(url, name, roads, positions, update, quiet, geometries)
+                made_names = list(made)
                 _lap(quiet, f"{name} arrays", began)
                 layout = None
                 if update:
@@ -434,7 +441,12 @@ def build_routing(
                     _save, url, schema_name, name, version, arrays, seconds, layout, reference,
                     update is not None, quiet,
                 )  # fmt: skip
-                del arrays, built, reference
+                if keep is not None:
+                    # Kept for the next update of another process, once saved.
+                    old = (reference, placed[1] if placed else None) if reference else None
+                    saving = _keep_build(saver, saving, keep, name, version, arrays,
+                                         geometries[0], made_names, old)  # fmt: skip
+                del arrays, built, reference, geometries, placed
             if saving is not None:
                 saving.result()
             if written is not None:
@@ -451,11 +463,13 @@ def _profile_arrays(
     positions: list[Any],
     update: UpdateChanges | None,
     quiet: bool,
+    geometries: list[Any],
 ) -> Arrays:
     """The arrays of profile ``name`` made from ``roads`` (see
     :func:`routing.arrays.profile_arrays`; ``positions``: its :func:`ref_positions` once made,
-    for the next profiles): an update whose roads differ from those of the previous update in
-    this process only by node locations makes again only the arrays made from them (see
+    for the next profiles; their :class:`routing.arrays.Geometry` appended to ``geometries``):
+    an update whose roads differ from those of the previous update (in this process, or kept
+    by the last one) only by node locations makes again only the arrays made from them (see
     :func:`routing.arrays.coordinate_arrays`), and copies the others."""
     # routing.arrays reads the array format this module defines: imported here, not at the top.
     from routing.arrays import coordinate_arrays, moved_only, profile_arrays, ref_positions
@@ -467,7 +481,7 @@ def _profile_arrays(
 
     built, placed = _BUILT.get((url, name)), _PLACED.pop((url, name), None)
     if not update:
-        return whole()
+        return whole(geometries)
     if built and placed and built[0] == update[1] and moved_only(placed[0], roads, name):
         _, geometry, names = placed
         if not quiet:
@@ -475,12 +489,53 @@ def _profile_arrays(
         made = {key: built[1][key] for key in names}
         made.update(coordinate_arrays(roads, geometry))
         made["meta"] = store.meta_array(name, roads.data_version)
+        geometries.append(geometry)
     else:
-        geometries: list[Any] = []
         made = whole(geometries)
         geometry = geometries[0]
     _PLACED[(url, name)] = (roads, geometry, list(made))
     return made
+
+
+def _restore(url: str, name: str, previous: str, keep: Path, roads: Any) -> None:
+    """Take the build of profile ``name`` for data version ``previous`` (and, with the
+    ``roads`` it was made from, its geometry) that the last update or import kept in ``keep``
+    as this process's previous build, when it has none of its own."""
+    from routing.patch import kept_build
+
+    built = _BUILT.get((url, name))
+    if built is not None and built[0] == previous:
+        return
+    found = kept_build(keep, name, previous)
+    if found is None:
+        return
+    arrays, geometry, made = found
+    _BUILT[(url, name)] = (previous, arrays)
+    _PLACED.pop((url, name), None)
+    if geometry is not None and roads is not None:
+        _PLACED[(url, name)] = (roads, geometry, made)
+
+
+def _keep_build(
+    saver: Executor,
+    saving: Future[None],
+    keep: Path,
+    name: str,
+    version: str,
+    arrays: Arrays,
+    geometry: Any,
+    made: list[str],
+    previous: tuple[Arrays, Any] | None,
+) -> Future[None]:
+    """Once ``saving`` is done, keep the build in ``keep`` (see
+    :func:`routing.patch.write_build`); the future of both."""
+    from routing.patch import write_build
+
+    def after() -> None:
+        saving.result()
+        write_build(keep, name, version, arrays, geometry, made, previous)
+
+    return saver.submit(after)
 
 
 def _save(
@@ -536,11 +591,12 @@ def _roads(
     background: Executor,
     *,
     needed: bool,
-) -> tuple[Any, Future[None] | None] | None:
+) -> tuple[Any, Future[None] | None, Any] | None:
     """The road network of ``schema_name`` (every profile's view of it): the previous
     version's patched with what the update changes when it was kept (in memory or in the
     folder ``keep``), else read whole (None when not ``needed`` and not kept); kept for the
-    next update (written by ``background``: the future of that is returned too)."""
+    next update (written by ``background``: the future of that is returned too), and the
+    previous version's network when kept (else None)."""
     from routing.arrays import (
         patch_roads,
         read_road_changes,
@@ -563,7 +619,11 @@ def _roads(
         roads, reader = read_roads_with_reader(url, schema_name, version, list(PROFILES.values()))
     else:
         return None
-    return roads, remember_roads(url, roads, reader, keep, background)
+    return (
+        roads,
+        remember_roads(url, roads, reader, keep, background),
+        known[0] if known is not None else None,
+    )
 
 
 def _engine(
@@ -679,6 +739,7 @@ def _keep_unchanged(
     version: str,
     names: list[str],
     update: UpdateChanges,
+    keep: Path | None = None,
 ) -> list[str]:
     """The profiles none of whose roads or restrictions the update changes, recorded in
     ``schema_name`` as keeping the served routing data (of the data version updated); their
@@ -695,6 +756,10 @@ def _keep_unchanged(
                 built = _BUILT.get((url, name))
                 if built is not None and built[0] == previous:
                     _BUILT[(url, name)] = (version, built[1])
+                if keep is not None:
+                    from routing.patch import relabel_build
+
+                    relabel_build(keep, name, previous, version)
     return kept
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from routing.arrays import edge_along, within
+from routing import arrays as road_arrays
+from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
 from routing.store import Arrays
@@ -101,3 +106,117 @@ class PatchedEngine(Engine):
         a.update(piece_edge=piece_edge, **patched)
         self._index_grid()
         self._index_components()
+
+
+#: The folder (in the folder the road network is kept in) of each profile's last build, for
+#: the next update made by another process to patch: one file per array, memory-mapped.
+BUILDS_FOLDER = "builds"
+#: The file naming a kept build's data versions, arrays and made arrays (written last).
+BUILD_FILE = "build.json"
+#: The prefix of the kept arrays of the build's :class:`routing.arrays.Geometry`.
+GEOMETRY_PREFIX = "placed:"
+
+
+def write_build(
+    keep: Path,
+    profile: str,
+    version: str,
+    arrays: Arrays,
+    geometry: Geometry | None,
+    made: list[str],
+    previous: tuple[Arrays, Geometry | None] | None = None,
+) -> None:
+    """Keep the arrays of the build of ``profile`` (of data version ``version``), its
+    ``geometry`` and the names of its ``made`` arrays in the folder ``keep``, for
+    :func:`kept_build`. ``previous``: the arrays and geometry of the build kept there before,
+    of which those still the same objects now keep their file (not written again)."""
+    folder = keep / BUILDS_FOLDER / profile
+    wanted = _flat(arrays, geometry)
+    old = _flat(*previous) if previous is not None else {}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        before = _layout(folder)
+        # Not a kept build while its files change: a process stopped meanwhile leaves none.
+        (folder / BUILD_FILE).unlink(missing_ok=True)
+        layout: dict[str, Any] = {}
+        for name, array in wanted.items():
+            spec = {"dtype": array.dtype.str, "shape": list(array.shape)}
+            layout[name] = spec
+            if array is old.get(name) and before.get("arrays", {}).get(name) == spec:
+                continue
+            partial = folder / f".{name}.bin-{os.getpid()}"
+            np.ascontiguousarray(array).tofile(partial)
+            # A new file: a process that maps the one replaced keeps reading it.
+            partial.replace(folder / f"{name}.bin")
+        for stale in set(before.get("arrays", {})) - set(layout):
+            (folder / f"{stale}.bin").unlink(missing_ok=True)
+        _write_layout(
+            folder,
+            {"code": road_arrays._CODE, "versions": [version], "arrays": layout, "made": made},
+        )
+    except OSError:
+        # Only a cache: the next update of another process builds more of its data again.
+        pass
+
+
+def relabel_build(keep: Path, profile: str, version: str, new_version: str) -> None:
+    """Record that the build of ``profile`` kept for ``version`` stands for ``new_version``
+    too (an update that keeps the profile's routing data)."""
+    folder = keep / BUILDS_FOLDER / profile
+    layout = _layout(folder)
+    if version in layout.get("versions", ()):
+        layout["versions"] = [*layout["versions"][-7:], new_version]
+        try:
+            _write_layout(folder, layout)
+        except OSError:
+            pass
+
+
+def kept_build(
+    keep: Path, profile: str, version: str
+) -> tuple[Arrays, Geometry | None, list[str]] | None:
+    """The arrays, geometry and made array names of the build of ``profile`` for data
+    version ``version`` kept by :func:`write_build` in ``keep``, memory-mapped; None when
+    none is kept for that version (or by other code)."""
+    folder = keep / BUILDS_FOLDER / profile
+    layout = _layout(folder)
+    if layout.get("code") != road_arrays._CODE or version not in layout.get("versions", ()):
+        return None
+    found: Arrays = {}
+    try:
+        for name, spec in layout["arrays"].items():
+            dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
+            if int(np.prod(shape)) == 0:
+                found[name] = np.zeros(shape, dtype=dtype)
+            else:
+                found[name] = np.memmap(folder / f"{name}.bin", dtype=dtype, mode="r", shape=shape)
+    except (OSError, ValueError):
+        return None
+    parts = {part.name for part in fields(Geometry)}
+    geometry = None
+    if all(GEOMETRY_PREFIX + name in found for name in parts):
+        geometry = Geometry(**{name: found.pop(GEOMETRY_PREFIX + name) for name in parts})
+    return found, geometry, list(layout["made"])
+
+
+def _flat(arrays: Arrays, geometry: Geometry | None) -> Arrays:
+    """``arrays`` and those of ``geometry`` (named with :data:`GEOMETRY_PREFIX`)."""
+    flat = dict(arrays)
+    if geometry is not None:
+        for part in fields(Geometry):
+            flat[GEOMETRY_PREFIX + part.name] = getattr(geometry, part.name)
+    return flat
+
+
+def _layout(folder: Path) -> dict[str, Any]:
+    try:
+        layout = json.loads((folder / BUILD_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return layout if isinstance(layout, dict) else {}
+
+
+def _write_layout(folder: Path, layout: dict[str, Any]) -> None:
+    partial = folder / f".{BUILD_FILE}-{os.getpid()}"
+    partial.write_text(json.dumps(layout), "utf-8")
+    partial.replace(folder / BUILD_FILE)
