@@ -437,16 +437,19 @@ def build_routing(
                     # The engine refers to itself (its lazy views): only the collector frees
                     # it, and with it the saved profile's arrays.
                     gc.collect()
+                fresh: dict[str, list[int]] = {}
                 saving = saver.submit(
                     _save, url, schema_name, name, version, arrays, seconds, layout, reference,
-                    update is not None, quiet,
+                    update is not None, quiet, fresh,
                 )  # fmt: skip
                 if keep is not None:
                     # Kept for the next update of another process, once saved.
-                    old = (reference, placed[1] if placed else None) if reference else None
-                    saving = _keep_build(saver, saving, keep, name, version, arrays,
-                                         geometries[0], made_names, old)  # fmt: skip
-                del arrays, built, reference, geometries, placed
+                    before = (update[1], fresh, placed[1] if placed else None) if update else None
+                    saving = _keep_build(
+                        saver, saving, keep, name, version, arrays, geometries[0], made_names,
+                        before if layout is not None else None,
+                    )  # fmt: skip
+                del arrays, built, reference, geometries, placed, fresh
             if saving is not None:
                 saving.result()
             if written is not None:
@@ -525,15 +528,17 @@ def _keep_build(
     arrays: Arrays,
     geometry: Any,
     made: list[str],
-    previous: tuple[Arrays, Any] | None,
+    before: tuple[str, dict[str, list[int]], Any] | None,
 ) -> Future[None]:
     """Once ``saving`` is done, keep the build in ``keep`` (see
-    :func:`routing.patch.write_build`); the future of both."""
-    from routing.patch import write_build
+    :func:`routing.patch.write_build`; ``before``: its :class:`routing.patch.KeptBefore`'s
+    fields); the future of both."""
+    from routing.patch import KeptBefore, write_build
 
     def after() -> None:
         saving.result()
-        write_build(keep, name, version, arrays, geometry, made, previous)
+        kept = KeptBefore(*before) if before is not None else None
+        write_build(keep, name, version, arrays, geometry, made, kept)
 
     return saver.submit(after)
 
@@ -549,6 +554,7 @@ def _save(
     reference: Arrays | None,
     staged: bool,
     quiet: bool,
+    fresh: dict[str, list[int]] | None = None,
 ) -> None:
     """Store the routing data ``arrays`` of profile ``name`` (see :func:`store.save`) on a
     connection of its own, committed."""
@@ -569,6 +575,7 @@ def _save(
                 previous=layout,
                 reference=reference,
                 staged=staged,
+                fresh_chunks=fresh,
             )
     finally:
         conn.close()

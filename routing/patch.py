@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from routing import arrays as road_arrays
 from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
-from routing.store import Arrays
+from routing.store import CHUNK_BYTES, Arrays
 
 #: The arrays made from how roads connect and how many points each edge has, nothing else:
 #: a patched build takes them from the previous one as they are.
@@ -117,6 +117,17 @@ BUILD_FILE = "build.json"
 GEOMETRY_PREFIX = "placed:"
 
 
+@dataclass
+class KeptBefore:
+    """What :func:`write_build` needs of the build kept before the one it keeps: its data
+    version, the chunks of each array that differ from it (as :func:`routing.store.save`
+    finds them) and its geometry."""
+
+    version: str
+    fresh_chunks: dict[str, list[int]]
+    geometry: Geometry | None
+
+
 def write_build(
     keep: Path,
     profile: str,
@@ -124,31 +135,38 @@ def write_build(
     arrays: Arrays,
     geometry: Geometry | None,
     made: list[str],
-    previous: tuple[Arrays, Geometry | None] | None = None,
+    before: KeptBefore | None = None,
 ) -> None:
     """Keep the arrays of the build of ``profile`` (of data version ``version``), its
     ``geometry`` and the names of its ``made`` arrays in the folder ``keep``, for
-    :func:`kept_build`. ``previous``: the arrays and geometry of the build kept there before,
-    of which those still the same objects now keep their file (not written again)."""
+    :func:`kept_build`. Where the build kept there is ``before``'s, only the chunks of its
+    arrays that differ are written (and the geometry when another)."""
     folder = keep / BUILDS_FOLDER / profile
-    wanted = _flat(arrays, geometry)
-    old = _flat(*previous) if previous is not None else {}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        before = _layout(folder)
+        kept = _layout(folder)
         # Not a kept build while its files change: a process stopped meanwhile leaves none.
         (folder / BUILD_FILE).unlink(missing_ok=True)
+        same = before is not None and before.version in kept.get("versions", ())
+        specs = kept.get("arrays", {}) if same and kept.get("code") == road_arrays._CODE else {}
         layout: dict[str, Any] = {}
-        for name, array in wanted.items():
+        for name, array in _flat(arrays, geometry).items():
             spec = {"dtype": array.dtype.str, "shape": list(array.shape)}
             layout[name] = spec
-            if array is old.get(name) and before.get("arrays", {}).get(name) == spec:
-                continue
+            target = folder / f"{name}.bin"
+            if before is not None and specs.get(name) == spec:
+                part = name.removeprefix(GEOMETRY_PREFIX)
+                if part != name:
+                    if before.geometry is not None and array is getattr(before.geometry, part):
+                        continue
+                elif name in before.fresh_chunks:
+                    _write_chunks(target, array, before.fresh_chunks[name])
+                    continue
             partial = folder / f".{name}.bin-{os.getpid()}"
             np.ascontiguousarray(array).tofile(partial)
             # A new file: a process that maps the one replaced keeps reading it.
-            partial.replace(folder / f"{name}.bin")
-        for stale in set(before.get("arrays", {})) - set(layout):
+            partial.replace(target)
+        for stale in set(kept.get("arrays", {})) - set(layout):
             (folder / f"{stale}.bin").unlink(missing_ok=True)
         _write_layout(
             folder,
@@ -157,6 +175,18 @@ def write_build(
     except OSError:
         # Only a cache: the next update of another process builds more of its data again.
         pass
+
+
+def _write_chunks(target: Path, array: NDArray[Any], chunks: list[int]) -> None:
+    """Write the chunks numbered ``chunks`` (of :data:`routing.store.CHUNK_BYTES`) of
+    ``array`` over those of its file ``target`` (the rest of which holds its bytes)."""
+    if not chunks:
+        return
+    raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    with target.open("r+b") as out:
+        for chunk in chunks:
+            out.seek(chunk * CHUNK_BYTES)
+            out.write(raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES].data)
 
 
 def relabel_build(keep: Path, profile: str, version: str, new_version: str) -> None:

@@ -101,6 +101,7 @@ def save(
     previous: dict[str, dict[str, Any]] | None = None,
     reference: Arrays | None = None,
     staged: bool = False,
+    fresh_chunks: dict[str, list[int]] | None = None,
 ) -> tuple[int, int]:
     """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
     with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
@@ -110,7 +111,8 @@ def save(
     ``previous`` stores, when at hand (the previous build in memory): a chunk equal to its
     chunk there keeps its digest, not hashed again. ``staged`` (an update): the
     chunk rows go to the served table under :func:`staged_profile`'s name, which applying
-    the update renames rather than copies. The caller commits."""
+    the update renames rather than copies; ``fresh_chunks`` gets the numbers of the chunks
+    written of each array. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
     _run(cur, schema_name, "delete_profile.sql", profile=profile)
     rows_schema, rows_profile = schema_name, profile
@@ -131,6 +133,8 @@ def save(
         chunks = _digests(raw, before, (reference or {}).get(name))
         layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), CHUNKS: chunks}
         fresh = [i for i, digest in enumerate(chunks) if i >= len(before) or before[i] != digest]
+        if fresh_chunks is not None:
+            fresh_chunks[name] = fresh
         # COPY in binary: the bytes as they are, not a hex literal twice their size to parse.
         if fresh:
             _copy_array(cur, rows_schema, rows_profile, name, raw, fresh)
