@@ -475,7 +475,7 @@ def _profile_arrays(
     by the last one) only by node locations makes again only the arrays made from them (see
     :func:`routing.arrays.coordinate_arrays`), and copies the others."""
     # routing.arrays reads the array format this module defines: imported here, not at the top.
-    from routing.arrays import coordinate_arrays, moved_only, profile_arrays, ref_positions
+    from routing.arrays import moved_coordinate_arrays, moved_only, profile_arrays, ref_positions
 
     def whole(geometries: list[Any] | None = None) -> Arrays:
         if not positions:
@@ -490,7 +490,7 @@ def _profile_arrays(
         if not quiet:
             print(f"routing: {name} only moves the moved nodes' roads", file=sys.stderr)
         made = {key: built[1][key] for key in names}
-        made.update(coordinate_arrays(roads, geometry))
+        made.update(moved_coordinate_arrays(placed[0], roads, geometry, built[1]))
         made["meta"] = store.meta_array(name, roads.data_version)
         geometries.append(geometry)
     else:
