@@ -219,8 +219,8 @@ def _assert_patched_as_fresh(before: Arrays, roads: Roads, profile: str) -> Arra
 
 
 def _assert_moved_made_again(url: str, count: int) -> None:
-    """``count`` road nodes (at most all) of the network at ``url`` moved at random: for every profile, the
-    arrays made again only around them equal those made whole."""
+    """``count`` road nodes (at most all) of the network at ``url`` moved at random: for
+    every profile, the arrays made again only around them equal those made whole."""
     roads = read_roads(url, schema.SCHEMA, "1", list(PROFILES.values()))
     rng = np.random.default_rng(7)
     chosen = rng.choice(len(roads.node_ids), min(count, len(roads.node_ids)), replace=False)
