@@ -28,7 +28,7 @@ Arrays = dict[str, NDArray[Any]]
 #: Bytes per stored row: big arrays span several rows, so no single value nears bytea's limit
 #: and the escaped copy the driver sends of one stays small next to the arrays. Small rows
 #: let an update that moves a few roads rewrite only the few rows around each.
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 64 * 1024
 #: The file of a cached profile naming its arrays' dtypes and shapes (written last).
 LAYOUT_FILE = "layout.json"
 #: The key of an array's layout listing the digest of each of its chunks: arrays (and chunks)

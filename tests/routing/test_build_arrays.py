@@ -26,7 +26,7 @@ from routing.engine import Engine
 from routing.network import EARTH_RADIUS, haversine, read_network
 from routing.patch import PatchedEngine, patchable
 from routing.profiles import PROFILES
-from routing.store import Arrays, chunk_digests
+from routing.store import CHUNK_BYTES, Arrays, chunk_digests
 from tests.routing.conftest import LIECHTENSTEIN, grid_nodes
 
 # A street grid at 7.00x E, 48.00x N, nodes every 0.001 degree, with a bollard and a gate.
@@ -310,7 +310,8 @@ def test_moved_roads_patch_the_previous_build(liechtenstein_url: str) -> None:
     crossed = float(np.degrees((border + 2.0) / (EARTH_RADIUS * cos)))
     patched = _assert_patched_as_fresh(car, _moved(roads, middle, crossed, lat), "car")
     assert not np.array_equal(patched["grid_members"], car["grid_members"])
-    assert max(_changed_chunks(car, patched).values()) <= 3
+    # The members between the piece's old and new cells shift: a few chunks' worth of bytes.
+    assert max(_changed_chunks(car, patched).values()) * CHUNK_BYTES <= 256 * 1024
 
     # Slower: weights change, no geometry; the derived arrays stay as they were.
     rules, modes = list(roads.rules["car"]), list(roads.rule_modes["car"])
