@@ -782,6 +782,7 @@ def run_update(
                     previous_version=str(meta.get("data_version") or "none"),
                 )
                 cur.execute("SET jit TO off")
+                cur.execute("SET random_page_cost TO 1.1")
                 with tempfile.TemporaryDirectory(prefix="fondplan-update-", dir=node_dir) as tmp:
                     update.stage(cur, Path(tmp))
                 conn.commit()
