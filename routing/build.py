@@ -407,18 +407,18 @@ def build_routing(
                     gc.collect()
                     saving = None
                 began = time.perf_counter()
-                if update and keep is not None:
-                    _restore(url, name, update[1], keep, previous_roads)
-                geometries: list[Any] = []
-                placed = _PLACED.get((url, name))
-                made = _profile_arrays(url, name, roads, positions, update, quiet, geometries)
-                made_names = list(made)
-                _lap(quiet, f"{name} arrays", began)
                 layout = None
                 if update:
                     with conn.cursor() as cur:
                         layout = store.served_layout(cur, name, update[1])
                     conn.commit()
+                    if keep is not None:
+                        _restore(url, name, update[1], keep, previous_roads, layout)
+                geometries: list[Any] = []
+                placed = _PLACED.get((url, name))
+                made = _profile_arrays(url, name, roads, positions, update, quiet, geometries)
+                made_names = list(made)
+                _lap(quiet, f"{name} arrays", began)
                 engine = _engine(url, name, made, update[1] if update else None, layout, quiet)
                 arrays = engine.arrays
                 # The served data's arrays, when the previous build in memory is theirs: the
@@ -438,18 +438,19 @@ def build_routing(
                     # it, and with it the saved profile's arrays.
                     gc.collect()
                 fresh: dict[str, list[int]] = {}
+                stored: dict[str, Any] = {}
                 saving = saver.submit(
                     _save, url, schema_name, name, version, arrays, seconds, layout, reference,
-                    update is not None, quiet, fresh,
+                    update is not None, quiet, fresh, stored,
                 )  # fmt: skip
                 if keep is not None:
                     # Kept for the next update of another process, once saved.
                     before = (update[1], fresh, placed[1] if placed else None) if update else None
                     saving = _keep_build(
                         saver, saving, keep, name, version, arrays, geometries[0], made_names,
-                        before if layout is not None else None,
+                        stored, before if layout is not None else None,
                     )  # fmt: skip
-                del arrays, built, reference, geometries, placed, fresh
+                del arrays, built, reference, geometries, placed, fresh, stored
             if saving is not None:
                 saving.result()
             if written is not None:
@@ -500,16 +501,24 @@ def _profile_arrays(
     return made
 
 
-def _restore(url: str, name: str, previous: str, keep: Path, roads: Any) -> None:
+def _restore(
+    url: str,
+    name: str,
+    previous: str,
+    keep: Path,
+    roads: Any,
+    served: dict[str, dict[str, Any]] | None,
+) -> None:
     """Take the build of profile ``name`` for data version ``previous`` (and, with the
     ``roads`` it was made from, its geometry) that the last update or import kept in ``keep``
-    as this process's previous build, when it has none of its own."""
+    as this process's previous build, when it has none of its own and the kept one is the
+    served data (of layout ``served``)."""
     from routing.patch import kept_build
 
     built = _BUILT.get((url, name))
     if built is not None and built[0] == previous:
         return
-    found = kept_build(keep, name, previous)
+    found = kept_build(keep, name, previous, served)
     if found is None:
         return
     arrays, geometry, made = found
@@ -528,17 +537,20 @@ def _keep_build(
     arrays: Arrays,
     geometry: Any,
     made: list[str],
+    stored: dict[str, Any],
     before: tuple[str, dict[str, list[int]], Any] | None,
 ) -> Future[None]:
     """Once ``saving`` is done, keep the build in ``keep`` (see
-    :func:`routing.patch.write_build`; ``before``: its :class:`routing.patch.KeptBefore`'s
-    fields); the future of both."""
+    :func:`routing.patch.write_build`; ``stored``: the layout saving stores, ``before``: its
+    :class:`routing.patch.KeptBefore`'s fields); the future of both."""
     from routing.patch import KeptBefore, write_build
 
     def after() -> None:
         saving.result()
+        if not stored:
+            return
         kept = KeptBefore(*before) if before is not None else None
-        write_build(keep, name, version, arrays, geometry, made, kept)
+        write_build(keep, name, version, arrays, geometry, made, stored, kept)
 
     return saver.submit(after)
 
@@ -555,6 +567,7 @@ def _save(
     staged: bool,
     quiet: bool,
     fresh: dict[str, list[int]] | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> None:
     """Store the routing data ``arrays`` of profile ``name`` (see :func:`store.save`) on a
     connection of its own, committed."""
@@ -576,6 +589,7 @@ def _save(
                 reference=reference,
                 staged=staged,
                 fresh_chunks=fresh,
+                stored=stored,
             )
     finally:
         conn.close()
@@ -757,8 +771,9 @@ def _keep_unchanged(
         profile = PROFILES[name]
         if any(_binds(profile, kind, tags) for kind, tags in changed):
             continue
+        stored: dict[str, Any] = {}
         with conn, conn.cursor() as cur:
-            if store.keep(cur, schema_name, name, previous, version):
+            if store.keep(cur, schema_name, name, previous, version, stored):
                 kept.append(name)
                 built = _BUILT.get((url, name))
                 if built is not None and built[0] == previous:
@@ -766,7 +781,7 @@ def _keep_unchanged(
                 if keep is not None:
                     from routing.patch import relabel_build
 
-                    relabel_build(keep, name, previous, version)
+                    relabel_build(keep, name, previous, version, stored)
     return kept
 
 

@@ -15,7 +15,7 @@ from routing import arrays as road_arrays
 from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
-from routing.store import CHUNK_BYTES, Arrays
+from routing.store import CHUNK_BYTES, Arrays, layout_digest
 
 #: The arrays made from how roads connect and how many points each edge has, nothing else:
 #: a patched build takes them from the previous one as they are.
@@ -135,12 +135,13 @@ def write_build(
     arrays: Arrays,
     geometry: Geometry | None,
     made: list[str],
+    stored: dict[str, Any],
     before: KeptBefore | None = None,
 ) -> None:
-    """Keep the arrays of the build of ``profile`` (of data version ``version``), its
-    ``geometry`` and the names of its ``made`` arrays in the folder ``keep``, for
-    :func:`kept_build`. Where the build kept there is ``before``'s, only the chunks of its
-    arrays that differ are written (and the geometry when another)."""
+    """Keep the arrays of the build of ``profile`` (of data version ``version``, stored with
+    layout ``stored``), its ``geometry`` and the names of its ``made`` arrays in the folder
+    ``keep``, for :func:`kept_build`. Where the build kept there is ``before``'s, only the
+    chunks of its arrays that differ are written (and the geometry when another)."""
     folder = keep / BUILDS_FOLDER / profile
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -170,7 +171,13 @@ def write_build(
             (folder / f"{stale}.bin").unlink(missing_ok=True)
         _write_layout(
             folder,
-            {"code": road_arrays._CODE, "versions": [version], "arrays": layout, "made": made},
+            {
+                "code": road_arrays._CODE,
+                "versions": [version],
+                "arrays": layout,
+                "made": made,
+                "stored": layout_digest(stored),
+            },
         )
     except OSError:
         # Only a cache: the next update of another process builds more of its data again.
@@ -189,13 +196,16 @@ def _write_chunks(target: Path, array: NDArray[Any], chunks: list[int]) -> None:
             out.write(raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES].data)
 
 
-def relabel_build(keep: Path, profile: str, version: str, new_version: str) -> None:
+def relabel_build(
+    keep: Path, profile: str, version: str, new_version: str, served: dict[str, Any]
+) -> None:
     """Record that the build of ``profile`` kept for ``version`` stands for ``new_version``
-    too (an update that keeps the profile's routing data)."""
+    too (an update that keeps the profile's routing data, stored with layout ``served``)."""
     folder = keep / BUILDS_FOLDER / profile
     layout = _layout(folder)
     if version in layout.get("versions", ()):
         layout["versions"] = [*layout["versions"][-7:], new_version]
+        layout["stored"] = layout_digest(served)
         try:
             _write_layout(folder, layout)
         except OSError:
@@ -203,14 +213,20 @@ def relabel_build(keep: Path, profile: str, version: str, new_version: str) -> N
 
 
 def kept_build(
-    keep: Path, profile: str, version: str
+    keep: Path, profile: str, version: str, served: dict[str, Any] | None
 ) -> tuple[Arrays, Geometry | None, list[str]] | None:
     """The arrays, geometry and made array names of the build of ``profile`` for data
-    version ``version`` kept by :func:`write_build` in ``keep``, memory-mapped; None when
-    none is kept for that version (or by other code)."""
+    version ``version`` kept by :func:`write_build` in ``keep``, memory-mapped; None unless
+    one is kept for that version (by this code) whose arrays are those stored with the
+    layout ``served`` (the data another build of the same version replaced is not)."""
     folder = keep / BUILDS_FOLDER / profile
     layout = _layout(folder)
-    if layout.get("code") != road_arrays._CODE or version not in layout.get("versions", ()):
+    if (
+        served is None
+        or layout.get("code") != road_arrays._CODE
+        or version not in layout.get("versions", ())
+        or layout.get("stored") != layout_digest(served)
+    ):
         return None
     found: Arrays = {}
     try:

@@ -102,6 +102,7 @@ def save(
     reference: Arrays | None = None,
     staged: bool = False,
     fresh_chunks: dict[str, list[int]] | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
     with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
@@ -112,7 +113,7 @@ def save(
     chunk there keeps its digest, not hashed again. ``staged`` (an update): the
     chunk rows go to the served table under :func:`staged_profile`'s name, which applying
     the update renames rather than copies; ``fresh_chunks`` gets the numbers of the chunks
-    written of each array. The caller commits."""
+    written of each array, ``stored`` the layout stored. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
     _run(cur, schema_name, "delete_profile.sql", profile=profile)
     rows_schema, rows_profile = schema_name, profile
@@ -152,7 +153,16 @@ def save(
         bytes=total,
         layout=json.dumps(layout),
     )
+    if stored is not None:
+        stored.update(layout)
     return total, written
+
+
+def layout_digest(layout: dict[str, Any]) -> str:
+    """What identifies the stored bytes of a layout (its chunks' digests), whatever the order
+    of its keys."""
+    text = json.dumps(layout, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 class _BinaryRows:
@@ -207,12 +217,17 @@ def meta_array(profile: str, version: str) -> NDArray[np.uint8]:
 
 
 def keep(
-    cur: psycopg2.extensions.cursor, schema_name: str, profile: str, previous: str, version: str
+    cur: psycopg2.extensions.cursor,
+    schema_name: str,
+    profile: str,
+    previous: str,
+    version: str,
+    stored: dict[str, Any] | None = None,
 ) -> bool:
     """Record in ``schema_name`` that the served routing data of ``profile`` (of data version
     ``previous``) stays, as data version ``version``: its profile row and a new ``meta`` array,
     no other bytes (the update re-tags the served rows). False when none is served for
-    ``previous``. The caller commits."""
+    ``previous``; ``stored`` gets the layout stored. The caller commits."""
     row = _served(cur, profile, previous)
     if row is None:
         return False
@@ -228,6 +243,7 @@ def keep(
         edges=edges,
         kept={name: spec for name, spec in layout.items() if name != "meta"},
         staged=True,
+        stored=stored,
     )
     return True
 
