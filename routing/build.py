@@ -445,10 +445,13 @@ def build_routing(
                 )  # fmt: skip
                 if keep is not None:
                     # Kept for the next update of another process, once saved.
-                    before = (update[1], fresh, placed[1] if placed else None) if update else None
+                    before = None
+                    if update and layout is not None:
+                        geometry = placed[1] if placed else None
+                        before = (update[1], fresh, geometry, store.layout_digest(layout))
                     saving = _keep_build(
                         saver, saving, keep, name, version, arrays, geometries[0], made_names,
-                        stored, before if layout is not None else None,
+                        stored, before,
                     )  # fmt: skip
                 del arrays, built, reference, geometries, placed, fresh, stored
             if saving is not None:
@@ -538,7 +541,7 @@ def _keep_build(
     geometry: Any,
     made: list[str],
     stored: dict[str, Any],
-    before: tuple[str, dict[str, list[int]], Any] | None,
+    before: tuple[str, dict[str, list[int]], Any, str] | None,
 ) -> Future[None]:
     """Once ``saving`` is done, keep the build in ``keep`` (see
     :func:`routing.patch.write_build`; ``stored``: the layout saving stores, ``before``: its

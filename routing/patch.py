@@ -121,11 +121,13 @@ GEOMETRY_PREFIX = "placed:"
 class KeptBefore:
     """What :func:`write_build` needs of the build kept before the one it keeps: its data
     version, the chunks of each array that differ from it (as :func:`routing.store.save`
-    finds them) and its geometry."""
+    finds them against the served data, whose layout has the digest ``served``) and its
+    geometry."""
 
     version: str
     fresh_chunks: dict[str, list[int]]
     geometry: Geometry | None
+    served: str
 
 
 def write_build(
@@ -148,7 +150,12 @@ def write_build(
         kept = _layout(folder)
         # Not a kept build while its files change: a process stopped meanwhile leaves none.
         (folder / BUILD_FILE).unlink(missing_ok=True)
-        same = before is not None and before.version in kept.get("versions", ())
+        # Only chunks are written where the files hold the served data the save compared to.
+        same = (
+            before is not None
+            and before.version in kept.get("versions", ())
+            and kept.get("stored") == before.served
+        )
         specs = kept.get("arrays", {}) if same and kept.get("code") == road_arrays._CODE else {}
         layout: dict[str, Any] = {}
         for name, array in _flat(arrays, geometry).items():
