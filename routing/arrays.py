@@ -6,7 +6,7 @@ import hashlib
 import os
 import pickle
 from array import array
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -571,6 +571,75 @@ def coordinate_arrays(roads: Roads, geometry: Geometry) -> Arrays:
         NUMBER_PREFIX + "travel_time": travel_time,
         NUMBER_PREFIX + "weight": np.maximum(1, np.rint(travel_time * 1000.0)).astype(np.int64),
         "geometry": np.stack([lon[g.source], lat[g.source]], axis=1).reshape(-1, 2),
+    }
+
+
+def moved_coordinate_arrays(
+    old: Roads, roads: Roads, geometry: Geometry, previous: Mapping[str, NDArray[Any]]
+) -> Arrays:
+    """:func:`coordinate_arrays` of ``roads``, made from ``previous`` (those of ``old``,
+    whose nodes are ``roads``' but for their locations: see :func:`moved_only`): only the
+    points, pieces and edges of the nodes that moved are computed again."""
+    g = geometry
+    moved = (roads.node_lon != old.node_lon) | (roads.node_lat != old.node_lat)
+    lon, lat = roads.node_lon[g.pos], roads.node_lat[g.pos]
+    points = np.flatnonzero(moved[g.pos])
+    # The pieces holding a moved point (two where it ends one and starts the next).
+    pieces = np.unique(
+        np.concatenate(
+            [
+                np.searchsorted(g.piece_end, points, side="left"),
+                np.searchsorted(g.piece_start, points, side="right") - 1,
+            ]
+        )
+    )
+    pieces = pieces[(pieces >= 0) & (pieces < len(g.piece_start))]
+    timed = np.intersect1d(g.piece_way[pieces], g.timed_ways)
+    totals = np.zeros(len(g.firsts), dtype=np.float64)
+    totals[timed] = run_lengths(lon, lat, g.firsts[timed], g.lasts[timed])
+    # Every piece of a timed way whose length changed: its edges' durations share it.
+    low, high = (
+        np.searchsorted(g.piece_way, timed, side="left"),
+        np.searchsorted(g.piece_way, timed, side="right"),
+    )
+    sizes = high - low
+    pieces = np.union1d(pieces, np.repeat(low, sizes) + within(sizes))
+    low, high = (
+        np.searchsorted(g.edge_piece, pieces, side="left"),
+        np.searchsorted(g.edge_piece, pieces, side="right"),
+    )
+    sizes = high - low
+    edges = np.repeat(low, sizes) + within(sizes)
+    piece_length = run_lengths(lon, lat, g.piece_start[pieces], g.piece_end[pieces])
+    length = np.array(previous[NUMBER_PREFIX + "length"])
+    length[edges] = piece_length[np.searchsorted(pieces, g.edge_piece[edges])]
+    edge_length = length[edges]
+    edge_total = totals[g.piece_way[g.edge_piece[edges]]]
+    duration, speed = g.edge_duration[edges], g.speed[edges]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        changed_time = np.where(
+            (duration > 0) & (edge_total > 0),
+            duration * edge_length / edge_total,
+            edge_length / (speed / 3.6),
+        )
+    travel_time = np.array(previous[NUMBER_PREFIX + "travel_time"])
+    travel_time[edges] = changed_time
+    weight = np.array(previous[NUMBER_PREFIX + "weight"])
+    weight[edges] = np.maximum(1, np.rint(changed_time * 1000.0)).astype(np.int64)
+    node_lon, node_lat = np.array(previous["node_lon"]), np.array(previous["node_lat"])
+    ends = np.flatnonzero(moved[g.ends])
+    node_lon[ends], node_lat[ends] = roads.node_lon[g.ends[ends]], roads.node_lat[g.ends[ends]]
+    points_out = np.array(previous["geometry"])
+    shifted = np.flatnonzero(moved[g.pos[g.source]])
+    source = g.source[shifted]
+    points_out[shifted, 0], points_out[shifted, 1] = lon[source], lat[source]
+    return {
+        "node_lon": node_lon,
+        "node_lat": node_lat,
+        NUMBER_PREFIX + "length": length,
+        NUMBER_PREFIX + "travel_time": travel_time,
+        NUMBER_PREFIX + "weight": weight,
+        "geometry": points_out,
     }
 
 

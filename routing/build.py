@@ -373,7 +373,9 @@ def build_routing(
     conn = connect(url)
     try:
         update = _update_changes(url, conn, schema_name)
-        kept = _keep_unchanged(url, conn, schema_name, version, names, update) if update else []
+        kept = (
+            _keep_unchanged(url, conn, schema_name, version, names, update, keep) if update else []
+        )
         names = [name for name in names if name not in kept]
         if kept and not quiet:
             print(
@@ -386,7 +388,7 @@ def build_routing(
             found = _roads(url, schema_name, version, update, keep, saver, needed=bool(names))
             if found is None:
                 return
-            roads, written = found
+            roads, written, previous_roads = found
             if not names:
                 if written is not None:
                     written.result()
@@ -406,13 +408,18 @@ def build_routing(
                     gc.collect()
                     saving = None
                 began = time.perf_counter()
-                made = _profile_arrays(url, name, roads, positions, update, quiet)
-                _lap(quiet, f"{name} arrays", began)
                 layout = None
                 if update:
                     with conn.cursor() as cur:
                         layout = store.served_layout(cur, name, update[1])
                     conn.commit()
+                    if keep is not None:
+                        _restore(url, name, update[1], keep, previous_roads, layout)
+                geometries: list[Any] = []
+                placed = _PLACED.get((url, name))
+                made = _profile_arrays(url, name, roads, positions, update, quiet, geometries)
+                made_names = list(made)
+                _lap(quiet, f"{name} arrays", began)
                 engine = _engine(url, name, made, update[1] if update else None, layout, quiet)
                 arrays = engine.arrays
                 # The served data's arrays, when the previous build in memory is theirs: the
@@ -431,11 +438,23 @@ def build_routing(
                     # The engine refers to itself (its lazy views): only the collector frees
                     # it, and with it the saved profile's arrays.
                     gc.collect()
+                fresh: dict[str, list[int]] = {}
+                stored: dict[str, Any] = {}
                 saving = saver.submit(
                     _save, url, schema_name, name, version, arrays, seconds, layout, reference,
-                    update is not None, quiet,
+                    update is not None, quiet, fresh, stored,
                 )  # fmt: skip
-                del arrays, built, reference
+                if keep is not None:
+                    # Kept for the next update of another process, once saved.
+                    before = None
+                    if update and layout is not None:
+                        geometry = placed[1] if placed else None
+                        before = (update[1], fresh, geometry, store.layout_digest(layout))
+                    saving = _keep_build(
+                        saver, saving, keep, name, version, arrays, geometries[0], made_names,
+                        stored, before,
+                    )  # fmt: skip
+                del arrays, built, reference, geometries, placed, fresh, stored
             if saving is not None:
                 saving.result()
             if written is not None:
@@ -452,14 +471,16 @@ def _profile_arrays(
     positions: list[Any],
     update: UpdateChanges | None,
     quiet: bool,
+    geometries: list[Any],
 ) -> Arrays:
     """The arrays of profile ``name`` made from ``roads`` (see
     :func:`routing.arrays.profile_arrays`; ``positions``: its :func:`ref_positions` once made,
-    for the next profiles): an update whose roads differ from those of the previous update in
-    this process only by node locations makes again only the arrays made from them (see
+    for the next profiles; their :class:`routing.arrays.Geometry` appended to ``geometries``):
+    an update whose roads differ from those of the previous update (in this process, or kept
+    by the last one) only by node locations makes again only the arrays made from them (see
     :func:`routing.arrays.coordinate_arrays`), and copies the others."""
     # routing.arrays reads the array format this module defines: imported here, not at the top.
-    from routing.arrays import coordinate_arrays, moved_only, profile_arrays, ref_positions
+    from routing.arrays import moved_coordinate_arrays, moved_only, profile_arrays, ref_positions
 
     def whole(geometries: list[Any] | None = None) -> Arrays:
         if not positions:
@@ -468,20 +489,74 @@ def _profile_arrays(
 
     built, placed = _BUILT.get((url, name)), _PLACED.pop((url, name), None)
     if not update:
-        return whole()
+        return whole(geometries)
     if built and placed and built[0] == update[1] and moved_only(placed[0], roads, name):
         _, geometry, names = placed
         if not quiet:
             print(f"routing: {name} only moves the moved nodes' roads", file=sys.stderr)
         made = {key: built[1][key] for key in names}
-        made.update(coordinate_arrays(roads, geometry))
+        made.update(moved_coordinate_arrays(placed[0], roads, geometry, built[1]))
         made["meta"] = store.meta_array(name, roads.data_version)
+        geometries.append(geometry)
     else:
-        geometries: list[Any] = []
         made = whole(geometries)
         geometry = geometries[0]
     _PLACED[(url, name)] = (roads, geometry, list(made))
     return made
+
+
+def _restore(
+    url: str,
+    name: str,
+    previous: str,
+    keep: Path,
+    roads: Any,
+    served: dict[str, dict[str, Any]] | None,
+) -> None:
+    """Take the build of profile ``name`` for data version ``previous`` (and, with the
+    ``roads`` it was made from, its geometry) that the last update or import kept in ``keep``
+    as this process's previous build, when it has none of its own and the kept one is the
+    served data (of layout ``served``)."""
+    from routing.patch import kept_build
+
+    built = _BUILT.get((url, name))
+    if built is not None and built[0] == previous:
+        return
+    found = kept_build(keep, name, previous, served)
+    if found is None:
+        return
+    arrays, geometry, made = found
+    _BUILT[(url, name)] = (previous, arrays)
+    _PLACED.pop((url, name), None)
+    if geometry is not None and roads is not None:
+        _PLACED[(url, name)] = (roads, geometry, made)
+
+
+def _keep_build(
+    saver: Executor,
+    saving: Future[None],
+    keep: Path,
+    name: str,
+    version: str,
+    arrays: Arrays,
+    geometry: Any,
+    made: list[str],
+    stored: dict[str, Any],
+    before: tuple[str, dict[str, list[int]], Any, str] | None,
+) -> Future[None]:
+    """Once ``saving`` is done, keep the build in ``keep`` (see
+    :func:`routing.patch.write_build`; ``stored``: the layout saving stores, ``before``: its
+    :class:`routing.patch.KeptBefore`'s fields); the future of both."""
+    from routing.patch import KeptBefore, write_build
+
+    def after() -> None:
+        saving.result()
+        if not stored:
+            return
+        kept = KeptBefore(*before) if before is not None else None
+        write_build(keep, name, version, arrays, geometry, made, stored, kept)
+
+    return saver.submit(after)
 
 
 def _save(
@@ -495,6 +570,8 @@ def _save(
     reference: Arrays | None,
     staged: bool,
     quiet: bool,
+    fresh: dict[str, list[int]] | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> None:
     """Store the routing data ``arrays`` of profile ``name`` (see :func:`store.save`) on a
     connection of its own, committed."""
@@ -515,6 +592,8 @@ def _save(
                 previous=layout,
                 reference=reference,
                 staged=staged,
+                fresh_chunks=fresh,
+                stored=stored,
             )
     finally:
         conn.close()
@@ -537,11 +616,12 @@ def _roads(
     background: Executor,
     *,
     needed: bool,
-) -> tuple[Any, Future[None] | None] | None:
+) -> tuple[Any, Future[None] | None, Any] | None:
     """The road network of ``schema_name`` (every profile's view of it): the previous
     version's patched with what the update changes when it was kept (in memory or in the
     folder ``keep``), else read whole (None when not ``needed`` and not kept); kept for the
-    next update (written by ``background``: the future of that is returned too)."""
+    next update (written by ``background``: the future of that is returned too), and the
+    previous version's network when kept (else None)."""
     from routing.arrays import (
         patch_roads,
         read_road_changes,
@@ -564,7 +644,11 @@ def _roads(
         roads, reader = read_roads_with_reader(url, schema_name, version, list(PROFILES.values()))
     else:
         return None
-    return roads, remember_roads(url, roads, reader, keep, background)
+    return (
+        roads,
+        remember_roads(url, roads, reader, keep, background),
+        known[0] if known is not None else None,
+    )
 
 
 def _engine(
@@ -681,6 +765,7 @@ def _keep_unchanged(
     version: str,
     names: list[str],
     update: UpdateChanges,
+    keep: Path | None = None,
 ) -> list[str]:
     """The profiles none of whose roads or restrictions the update changes, recorded in
     ``schema_name`` as keeping the served routing data (of the data version updated); their
@@ -691,12 +776,17 @@ def _keep_unchanged(
         profile = PROFILES[name]
         if any(_binds(profile, kind, tags) for kind, tags in changed):
             continue
+        stored: dict[str, Any] = {}
         with conn, conn.cursor() as cur:
-            if store.keep(cur, schema_name, name, previous, version):
+            if store.keep(cur, schema_name, name, previous, version, stored):
                 kept.append(name)
                 built = _BUILT.get((url, name))
                 if built is not None and built[0] == previous:
                     _BUILT[(url, name)] = (version, built[1])
+                if keep is not None:
+                    from routing.patch import relabel_build
+
+                    relabel_build(keep, name, previous, version, stored)
     return kept
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from routing.arrays import edge_along, within
+from routing import arrays as road_arrays
+from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
-from routing.store import Arrays
+from routing.store import CHUNK_BYTES, Arrays, layout_digest
 
 #: The arrays made from how roads connect and how many points each edge has, nothing else:
 #: a patched build takes them from the previous one as they are.
@@ -101,3 +106,170 @@ class PatchedEngine(Engine):
         a.update(piece_edge=piece_edge, **patched)
         self._index_grid()
         self._index_components()
+
+
+#: The folder (in the folder the road network is kept in) of each profile's last build, for
+#: the next update made by another process to patch: one file per array, memory-mapped.
+BUILDS_FOLDER = "builds"
+#: The file naming a kept build's data versions, arrays and made arrays (written last).
+BUILD_FILE = "build.json"
+#: The prefix of the kept arrays of the build's :class:`routing.arrays.Geometry`.
+GEOMETRY_PREFIX = "placed:"
+
+
+@dataclass
+class KeptBefore:
+    """What :func:`write_build` needs of the build kept before the one it keeps: its data
+    version, the chunks of each array that differ from it (as :func:`routing.store.save`
+    finds them against the served data, whose layout has the digest ``served``) and its
+    geometry."""
+
+    version: str
+    fresh_chunks: dict[str, list[int]]
+    geometry: Geometry | None
+    served: str
+
+
+def write_build(
+    keep: Path,
+    profile: str,
+    version: str,
+    arrays: Arrays,
+    geometry: Geometry | None,
+    made: list[str],
+    stored: dict[str, Any],
+    before: KeptBefore | None = None,
+) -> None:
+    """Keep the arrays of the build of ``profile`` (of data version ``version``, stored with
+    layout ``stored``), its ``geometry`` and the names of its ``made`` arrays in the folder
+    ``keep``, for :func:`kept_build`. Where the build kept there is ``before``'s, only the
+    chunks of its arrays that differ are written (and the geometry when another)."""
+    folder = keep / BUILDS_FOLDER / profile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = _layout(folder)
+        # Not a kept build while its files change: a process stopped meanwhile leaves none.
+        (folder / BUILD_FILE).unlink(missing_ok=True)
+        # Only chunks are written where the files hold the served data the save compared to.
+        same = (
+            before is not None
+            and before.version in kept.get("versions", ())
+            and kept.get("stored") == before.served
+        )
+        specs = kept.get("arrays", {}) if same and kept.get("code") == road_arrays._CODE else {}
+        layout: dict[str, Any] = {}
+        for name, array in _flat(arrays, geometry).items():
+            spec = {"dtype": array.dtype.str, "shape": list(array.shape)}
+            layout[name] = spec
+            target = folder / f"{name}.bin"
+            if before is not None and specs.get(name) == spec:
+                part = name.removeprefix(GEOMETRY_PREFIX)
+                if part != name:
+                    if before.geometry is not None and array is getattr(before.geometry, part):
+                        continue
+                elif name in before.fresh_chunks:
+                    _write_chunks(target, array, before.fresh_chunks[name])
+                    continue
+            partial = folder / f".{name}.bin-{os.getpid()}"
+            np.ascontiguousarray(array).tofile(partial)
+            # A new file: a process that maps the one replaced keeps reading it.
+            partial.replace(target)
+        for stale in set(kept.get("arrays", {})) - set(layout):
+            (folder / f"{stale}.bin").unlink(missing_ok=True)
+        _write_layout(
+            folder,
+            {
+                "code": road_arrays._CODE,
+                "versions": [version],
+                "arrays": layout,
+                "made": made,
+                "stored": layout_digest(stored),
+            },
+        )
+    except OSError:
+        # Only a cache: the next update of another process builds more of its data again.
+        pass
+
+
+def _write_chunks(target: Path, array: NDArray[Any], chunks: list[int]) -> None:
+    """Write the chunks numbered ``chunks`` (of :data:`routing.store.CHUNK_BYTES`) of
+    ``array`` over those of its file ``target`` (the rest of which holds its bytes)."""
+    if not chunks:
+        return
+    raw = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+    with target.open("r+b") as out:
+        for chunk in chunks:
+            out.seek(chunk * CHUNK_BYTES)
+            out.write(raw[chunk * CHUNK_BYTES : (chunk + 1) * CHUNK_BYTES].data)
+
+
+def relabel_build(
+    keep: Path, profile: str, version: str, new_version: str, served: dict[str, Any]
+) -> None:
+    """Record that the build of ``profile`` kept for ``version`` stands for ``new_version``
+    too (an update that keeps the profile's routing data, stored with layout ``served``)."""
+    folder = keep / BUILDS_FOLDER / profile
+    layout = _layout(folder)
+    if version in layout.get("versions", ()):
+        layout["versions"] = [*layout["versions"][-7:], new_version]
+        layout["stored"] = layout_digest(served)
+        try:
+            _write_layout(folder, layout)
+        except OSError:
+            pass
+
+
+def kept_build(
+    keep: Path, profile: str, version: str, served: dict[str, Any] | None
+) -> tuple[Arrays, Geometry | None, list[str]] | None:
+    """The arrays, geometry and made array names of the build of ``profile`` for data
+    version ``version`` kept by :func:`write_build` in ``keep``, memory-mapped; None unless
+    one is kept for that version (by this code) whose arrays are those stored with the
+    layout ``served`` (the data another build of the same version replaced is not)."""
+    folder = keep / BUILDS_FOLDER / profile
+    layout = _layout(folder)
+    if (
+        served is None
+        or layout.get("code") != road_arrays._CODE
+        or version not in layout.get("versions", ())
+        or layout.get("stored") != layout_digest(served)
+    ):
+        return None
+    found: Arrays = {}
+    try:
+        for name, spec in layout["arrays"].items():
+            dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
+            if int(np.prod(shape)) == 0:
+                found[name] = np.zeros(shape, dtype=dtype)
+            else:
+                found[name] = np.memmap(folder / f"{name}.bin", dtype=dtype, mode="r", shape=shape)
+    except (OSError, ValueError):
+        return None
+    parts = {part.name for part in fields(Geometry)}
+    geometry = None
+    if all(GEOMETRY_PREFIX + name in found for name in parts):
+        geometry = Geometry(**{name: found.pop(GEOMETRY_PREFIX + name) for name in parts})
+    return found, geometry, list(layout["made"])
+
+
+def _flat(arrays: Arrays, geometry: Geometry | None) -> Arrays:
+    """``arrays`` and those of ``geometry`` (named with :data:`GEOMETRY_PREFIX`)."""
+    flat = dict(arrays)
+    if geometry is not None:
+        for part in fields(Geometry):
+            flat[GEOMETRY_PREFIX + part.name] = getattr(geometry, part.name)
+    return flat
+
+
+def _layout(folder: Path) -> dict[str, Any]:
+    try:
+        layout = json.loads((folder / BUILD_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return layout if isinstance(layout, dict) else {}
+
+
+def _write_layout(folder: Path, layout: dict[str, Any]) -> None:
+    partial = folder / f".{BUILD_FILE}-{os.getpid()}"
+    partial.write_text(json.dumps(layout), "utf-8")
+    partial.replace(folder / BUILD_FILE)

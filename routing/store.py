@@ -28,7 +28,7 @@ Arrays = dict[str, NDArray[Any]]
 #: Bytes per stored row: big arrays span several rows, so no single value nears bytea's limit
 #: and the escaped copy the driver sends of one stays small next to the arrays. Small rows
 #: let an update that moves a few roads rewrite only the few rows around each.
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 64 * 1024
 #: The file of a cached profile naming its arrays' dtypes and shapes (written last).
 LAYOUT_FILE = "layout.json"
 #: The key of an array's layout listing the digest of each of its chunks: arrays (and chunks)
@@ -101,6 +101,8 @@ def save(
     previous: dict[str, dict[str, Any]] | None = None,
     reference: Arrays | None = None,
     staged: bool = False,
+    fresh_chunks: dict[str, list[int]] | None = None,
+    stored: dict[str, Any] | None = None,
 ) -> tuple[int, int]:
     """Store ``arrays`` as the routing data of ``profile`` in ``schema_name`` (replacing any),
     with the arrays of layout ``kept`` stored elsewhere (see :func:`keep`); returns the bytes
@@ -110,7 +112,8 @@ def save(
     ``previous`` stores, when at hand (the previous build in memory): a chunk equal to its
     chunk there keeps its digest, not hashed again. ``staged`` (an update): the
     chunk rows go to the served table under :func:`staged_profile`'s name, which applying
-    the update renames rather than copies. The caller commits."""
+    the update renames rather than copies; ``fresh_chunks`` gets the numbers of the chunks
+    written of each array, ``stored`` the layout stored. The caller commits."""
     _run(cur, schema_name, "routing_tables.sql")
     _run(cur, schema_name, "delete_profile.sql", profile=profile)
     rows_schema, rows_profile = schema_name, profile
@@ -131,6 +134,8 @@ def save(
         chunks = _digests(raw, before, (reference or {}).get(name))
         layout[name] = {"dtype": array.dtype.str, "shape": list(array.shape), CHUNKS: chunks}
         fresh = [i for i, digest in enumerate(chunks) if i >= len(before) or before[i] != digest]
+        if fresh_chunks is not None:
+            fresh_chunks[name] = fresh
         # COPY in binary: the bytes as they are, not a hex literal twice their size to parse.
         if fresh:
             _copy_array(cur, rows_schema, rows_profile, name, raw, fresh)
@@ -148,7 +153,16 @@ def save(
         bytes=total,
         layout=json.dumps(layout),
     )
+    if stored is not None:
+        stored.update(layout)
     return total, written
+
+
+def layout_digest(layout: dict[str, Any]) -> str:
+    """What identifies the stored bytes of a layout (its chunks' digests), whatever the order
+    of its keys."""
+    text = json.dumps(layout, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
 class _BinaryRows:
@@ -203,12 +217,17 @@ def meta_array(profile: str, version: str) -> NDArray[np.uint8]:
 
 
 def keep(
-    cur: psycopg2.extensions.cursor, schema_name: str, profile: str, previous: str, version: str
+    cur: psycopg2.extensions.cursor,
+    schema_name: str,
+    profile: str,
+    previous: str,
+    version: str,
+    stored: dict[str, Any] | None = None,
 ) -> bool:
     """Record in ``schema_name`` that the served routing data of ``profile`` (of data version
     ``previous``) stays, as data version ``version``: its profile row and a new ``meta`` array,
     no other bytes (the update re-tags the served rows). False when none is served for
-    ``previous``. The caller commits."""
+    ``previous``; ``stored`` gets the layout stored. The caller commits."""
     row = _served(cur, profile, previous)
     if row is None:
         return False
@@ -224,6 +243,7 @@ def keep(
         edges=edges,
         kept={name: spec for name, spec in layout.items() if name != "meta"},
         staged=True,
+        stored=stored,
     )
     return True
 

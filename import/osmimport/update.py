@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tempfile
 import time
@@ -178,15 +179,35 @@ def _index_node_buckets(cur: psycopg2.extensions.cursor) -> None:
 
 def _run(cur: psycopg2.extensions.cursor, name: str, params: dict[str, Any] | None = None) -> None:
     """Run an update SQL file; {work}, {live}, {net}, {new} name the schemas."""
-    cur.execute(
-        sql.SQL(load_sql("osmimport", name)).format(
-            work=_ident(WORK_SCHEMA),
-            live=_ident(schema.SCHEMA),
-            net=_ident(NETWORK_SCHEMA),
-            new=_ident(COMMUNES_SCHEMA),
-        ),
-        params,
+    cur.execute(_statement(load_sql("osmimport", name)), params)
+
+
+def _statement(text: str) -> sql.Composed:
+    return sql.SQL(text).format(
+        work=_ident(WORK_SCHEMA),
+        live=_ident(schema.SCHEMA),
+        net=_ident(NETWORK_SCHEMA),
+        new=_ident(COMMUNES_SCHEMA),
     )
+
+
+#: A statement of an update SQL file deleting or adding rows of a served table.
+_CHANGING = re.compile(r"^(DELETE FROM|INSERT INTO) \{live\}\.(\w+)", re.MULTILINE)
+
+
+def _run_counted(cur: psycopg2.extensions.cursor, name: str) -> dict[str, int]:
+    """Run an update SQL file statement by statement; the rows each served table it deletes
+    from or inserts into gained (negative: lost)."""
+    gained: dict[str, int] = {}
+    for text in load_sql("osmimport", name).split(";\n"):
+        if not text.strip():
+            continue
+        cur.execute(_statement(text))
+        found = _CHANGING.search(text)
+        if found is not None and "ON CONFLICT" not in text:
+            sign = -1 if found[1] == "DELETE FROM" else 1
+            gained[found[2]] = gained.get(found[2], 0) + sign * cur.rowcount
+    return gained
 
 
 #: Above this many ids, the rows holding one are found by a scan and a hash join rather than
@@ -279,6 +300,8 @@ class Update:
         self.timings: dict[str, float] = {}
         self.deleted: dict[str, int] = {}
         self.added: dict[str, int] = {}
+        #: The rows the network and kept raw tables gained (negative: lost).
+        self.gained: dict[str, int] = {}
         self._clock = time.monotonic()
 
     def lap(self, name: str) -> None:
@@ -543,7 +566,7 @@ class Update:
         _run(cur, "update_communes_touched.sql")
         row = cur.fetchone()
         communes_touched = bool(row and row[0])
-        _run(cur, "update_apply.sql")
+        self.gained = _run_counted(cur, "update_apply.sql")
         self.lap("apply network and middle")
         self._communes(cur, communes_touched)
         self.lap("communes")
@@ -759,6 +782,7 @@ def run_update(
                     previous_version=str(meta.get("data_version") or "none"),
                 )
                 cur.execute("SET jit TO off")
+                cur.execute("SET random_page_cost TO 1.1")
                 with tempfile.TemporaryDirectory(prefix="fondplan-update-", dir=node_dir) as tmp:
                     update.stage(cur, Path(tmp))
                 conn.commit()
@@ -832,8 +856,12 @@ def _write_meta(
 ) -> None:
     counts: dict[str, int] = dict(meta.get("counts") or {})
     for table in counts:
-        recount = table in NETWORK_TABLES or table == schema.COMMUNES_TABLE
-        if recount or update.added.get(table) or update.deleted.get(table):
+        if table in NETWORK_TABLES and table in update.gained:
+            # Counted from the rows replaced: counting the table would read it whole.
+            counts[table] += update.gained[table]
+        elif table in update.added or table in update.deleted:
+            counts[table] += update.added.get(table, 0) - update.deleted.get(table, 0)
+        elif table in NETWORK_TABLES or table == schema.COMMUNES_TABLE:
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_ident(schema.SCHEMA, table)))
             row = cur.fetchone()
             counts[table] = int(row[0]) if row else 0

@@ -810,8 +810,12 @@ def test_incremental_routing_updates_answer_as_a_fresh_build(
         "AND m.tags ->> 'maxspeed' <> '30' ORDER BY m.id LIMIT 1",
     )
     slower = _way_xml(int(fast_id), list(fast_nodes), {**dict(fast_tags), "maxspeed": "30"})
+    capsys.readouterr()
     first = run_update(url, [osc(tmp_path / "moves.osc", modify=moves + slower)],
                        node_dir=nodes_of(url), before_swap=[build_before_swap])  # fmt: skip
+    # The import's build, kept beside the road network, is patched by this first update of
+    # the process (as by any later one: the build kept in memory).
+    assert capsys.readouterr().err.count("patches its previous build") == len(before_layouts)
     layouts, rows = _layouts(url), _rows_of(url)
     for profile, layout in layouts.items():
         for name in [*CONNECTIONS, *TURN_GRAPH]:

@@ -10,13 +10,19 @@ CREATE INDEX ON {work}.road_node_candidates (osm_id);
 ANALYZE {work}.road_node_candidates;
 
 -- A candidate stays when a new road way has it, or a road way the update leaves has it.
+-- The candidates no new road way has are found first, then their served rows one by one:
+-- few, where the served table is big.
 CREATE TABLE {work}.road_nodes_final AS
+    WITH others AS MATERIALIZED (
+        SELECT c.osm_id FROM {work}.road_node_candidates c
+        WHERE NOT EXISTS (SELECT 1 FROM {work}.road_nodes r WHERE r.osm_id = c.osm_id)
+    )
     SELECT osm_id, lon, lat FROM {work}.road_nodes
     UNION ALL
     SELECT n.osm_id, n.lon, n.lat
-    FROM {live}.road_nodes n JOIN {work}.road_node_candidates c USING (osm_id)
-    WHERE NOT EXISTS (SELECT 1 FROM {work}.road_nodes r WHERE r.osm_id = n.osm_id)
-      AND EXISTS (
+    FROM others c CROSS JOIN LATERAL (
+        SELECT * FROM {live}.road_nodes n WHERE n.osm_id = c.osm_id OFFSET 0) n
+    WHERE EXISTS (
           SELECT 1 FROM {live}.mid_ways m JOIN {live}.road_ways w ON w.osm_id = m.id
           WHERE {live}.node_buckets(m.nodes) @> {live}.node_buckets(ARRAY[n.osm_id])
             AND m.nodes @> ARRAY[n.osm_id] AND w.nodes @> ARRAY[n.osm_id]
