@@ -21,7 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from tileserver.context import AppContext
 from tileserver.errors import exception_handlers
-from tileserver.fastpath import FastPaths
+from tileserver.fastpath import FastAnswer, FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
 from tileserver.middleware import Answers, ProxyHeaders, TrustedProxies
@@ -90,6 +90,13 @@ class Server(Starlette):
         if self.proxies is None:
             self.proxies = ProxyHeaders(self._dispatch, TrustedProxies(()))
         await self.proxies(scope, receive, send)
+
+    def immediate(self, scope: Scope) -> FastAnswer | None:
+        """The whole answer of a request answered at once as its headers arrive (a cached
+        tile), or None; see :meth:`FastPaths.immediate`. Forwarded headers are not read: no
+        such answer depends on them."""
+        fast = self.fast
+        return fast.immediate(scope) if fast is not None else None
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast
