@@ -48,7 +48,7 @@ def test_the_render_process_runs_at_the_background_priority(
 def test_the_routing_server_and_its_engines_run_at_the_background_priority(
     liechtenstein_url: str, tmp_path: Path
 ) -> None:
-    env = {"FONDPLAN_BACKGROUND_NICE": "5", "FONDPLAN_DISABLE": "raster,townplans"}
+    env = {"FONDPLAN_ROUTING_NICE": "3", "FONDPLAN_DISABLE": "raster,townplans"}
     with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
         with urllib.request.urlopen(f"{url}/route/v1/driving/{ROUTE}", timeout=120) as answer:
             assert json.loads(answer.read())["code"] == "Ok"
@@ -56,5 +56,5 @@ def test_the_routing_server_and_its_engines_run_at_the_background_priority(
             routing = json.loads(answer.read())["routing"]["server"]
         pids = [routing["pid"], *(engine["pid"] for engine in routing["engines"])]
         assert len(pids) >= 2 and server.pid not in pids, routing
-        expected = min(19, niceness(server.pid) + 5)
+        expected = min(19, niceness(server.pid) + 3)
         assert [niceness(pid) for pid in pids] == [expected] * len(pids)
