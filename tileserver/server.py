@@ -65,6 +65,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         immediate = getattr(self.app, "immediate", None)
         if immediate is None or self.pipeline or self.flow.write_paused:
             return False
+        limit = self.limit_concurrency
+        if limit is not None and max(len(self.connections), len(self.tasks)) >= limit:
+            # Over uvicorn's limit: its 503, as for any request.
+            return False
         if self.cycle is not None and not self.cycle.response_complete:
             return False
         parser = self.parser

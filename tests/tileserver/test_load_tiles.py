@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import time
 import urllib.request
 from pathlib import Path
 
@@ -160,3 +161,25 @@ def test_uvicorn_answers_a_cached_tile_itself_as_the_app_would(
             metrics = answer.read().decode()
         assert 'fondplan_http_requests_total{route="tile",method="GET",status="200"}' in metrics
         assert 'fondplan_http_requests_total{route="tile",method="HEAD",status="200"} 1' in metrics
+
+
+def test_over_uvicorns_connection_limit_a_cached_tile_gets_its_503(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    x, y = tile_of(*VADUZ, 14)
+    tile = get(f"/tiles/basemap/14/{x}/{y}.mvt", "Accept-Encoding: gzip")
+    env = {"FONDPLAN_DISABLE": "routing", "FONDPLAN_LIMIT_CONCURRENCY": "2"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+        address = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        with socket.create_connection(address, timeout=60) as first:
+            assert all(parsed(exchange(first, tile)[0])[0].endswith("200 OK") for _ in range(2))
+            with socket.create_connection(address, timeout=60) as second:
+                # Open, its request unfinished: it counts once the server has taken it.
+                second.sendall(b"GET /health HTTP/1.1\r\n")
+                deadline = time.monotonic() + 30
+                while True:
+                    (answer,) = exchange(first, tile)
+                    if parsed(answer)[0] == "HTTP/1.1 503 Service Unavailable":
+                        break
+                    assert time.monotonic() < deadline, "the tile was never refused"
+                    time.sleep(0.05)
