@@ -25,7 +25,13 @@ from tileserver.fastpath import FastAnswer, FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
 from tileserver.middleware import Answers, ProxyHeaders, TrustedProxies
-from tileserver.server import LoopWatch, die_with_parent, set_header_timeout
+from tileserver.server import (
+    LoopWatch,
+    die_with_parent,
+    freeze_startup_objects,
+    gc_gauges,
+    set_header_timeout,
+)
 from tileserver.service import TileService
 from tileserver.settings import Settings
 from tileserver.sources import PostGISSource, TileSource, archive_source
@@ -178,6 +184,7 @@ def create_app(
     metrics.add_gauges(limits.gauges)
     watch = LoopWatch(trace=settings.server.stall_trace)
     metrics.add_gauges(watch.gauges)
+    metrics.add_gauges(gc_gauges)
     if isinstance(service.source, PostGISSource):
         metrics.add_gauges(service.source.gauges)
 
@@ -200,6 +207,7 @@ def create_app(
         try:
             for hook in context.on_startup:
                 await run_in_threadpool(hook)
+            freeze_startup_objects()
             yield
         finally:
             watching.cancel()
