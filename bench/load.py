@@ -20,7 +20,8 @@ the mix, to see what they cost the others.
 count, sampling the server's RSS (workers, routing server, render and plan processes) every
 ``--rss-every`` seconds (10); it prints the curve, its first, last and highest values and its
 slope, over the whole run and over its second half. Each step also prints the CPU the load
-generator and the server used, the server's logged reasons for its 5xx answers, and the
+generator and the server used, the share of the run their event loops waited for a CPU
+(another process had it), the server's logged reasons for its 5xx answers, and the
 cached tiles' p99 against that of the same server idle just before (one client), as a ratio
 that the machine's other load weighs on less.
 
@@ -200,6 +201,10 @@ class Step:
     cached_with: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     #: Latencies of cached tiles asked one at a time of the idle server just before the run.
     idle_cached: list[float] = field(default_factory=list)
+    #: Share of the run the server's event loops (averaged) and the load generator's spent
+    #: runnable but waiting for a CPU (None where the kernel does not say).
+    loop_wait: float | None = None
+    client_wait: float | None = None
 
 
 def server_processes(pid: int) -> list[psutil.Process]:
@@ -231,6 +236,28 @@ def server_cpu_seconds(pid: int) -> float:
         except psutil.NoSuchProcess:
             continue
         total += times.user + times.system
+    return total
+
+
+def serving_loops(pid: int) -> list[int]:
+    """The processes running the server's event loops: uvicorn's workers, or the server."""
+    try:
+        children = psutil.Process(pid).children()
+        workers = [c.pid for c in children if "spawn_main" in " ".join(c.cmdline())]
+    except psutil.Error:
+        return [pid]
+    return workers or [pid]
+
+
+def cpu_wait_seconds(pids: Sequence[int]) -> float | None:
+    """Seconds the main threads of ``pids`` have spent runnable, waiting for a CPU (Linux's
+    schedstat); None where unknown."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return None
     return total
 
 
@@ -321,9 +348,19 @@ async def run_step(
         step.client_stalls = {f"{threshold}ms": n for threshold, n in counts.items()}
 
     client_cpu, server_cpu = own_cpu(), server_cpu_seconds(pid)
+    loops = serving_loops(pid)
+    loop_wait, client_wait = cpu_wait_seconds(loops), cpu_wait_seconds([os.getpid()])
+    waited_from = time.perf_counter()
     await asyncio.gather(sample_rss(), watch_loop(), *(client() for _ in range(clients)))
     step.client_cpu = own_cpu() - client_cpu
     step.server_cpu = server_cpu_seconds(pid) - server_cpu
+    loop_waited, client_waited = cpu_wait_seconds(loops), cpu_wait_seconds([os.getpid()])
+    # The clients' last answers may come in well after ``seconds``.
+    lasted = time.perf_counter() - waited_from
+    if loop_wait is not None and loop_waited is not None:
+        step.loop_wait = (loop_waited - loop_wait) / len(loops) / lasted
+    if client_wait is not None and client_waited is not None:
+        step.client_wait = (client_waited - client_wait) / lasted
     metrics_after = server_metrics(port)
     from_database, now_from_database = database_tiles(metrics_before), database_tiles(metrics_after)
     if from_database is not None and now_from_database is not None:
@@ -421,6 +458,12 @@ def cpu_line(step: Step) -> str:
         + (", ".join(f">={k} x{n}" for k, n in step.stalls.items()) or "unknown")
         + "; load generator's: "
         + ", ".join(f">={k} x{n}" for k, n in step.client_stalls.items())
+        + (
+            f"\n{'':>16}waiting for a CPU (runnable, not running): the server's event loops "
+            f"{step.loop_wait:.0%} of the run, the load generator {step.client_wait:.0%}"
+            if step.loop_wait is not None and step.client_wait is not None
+            else ""
+        )
     )
 
 

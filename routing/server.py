@@ -369,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = orjson.loads(sys.stdin.buffer.read())
     database = DatabaseSettings.model_validate(given["database"])
     routing = RoutingSettings.model_validate(given["routing"])
+    # Before the engines start: they inherit it (see RoutingServerProcess).
+    if int(given.get("nice", 0)) > 0:
+        os.nice(int(given["nice"]))
     # Listening first: `fondplan serve` starts its workers once it is, and the requests they
     # send meanwhile wait in the backlog.
     path = Path(args[0])
@@ -381,15 +384,18 @@ class RoutingServerProcess:
     """The routing server of a ``fondplan serve``, restarted when it dies, stopped with it.
 
     Started from a thread of the serve command that lives as long as it serves: the server
-    gets SIGTERM when that thread's process dies (``kill -9`` included).
+    gets SIGTERM when that thread's process dies (``kill -9`` included). ``nice`` is added to
+    its niceness, and so to its engines': routes then yield the CPU to the server's cheaper
+    answers (cached tiles) on a busy machine.
     """
 
-    def __init__(self, database: DatabaseSettings, routing: RoutingSettings) -> None:
+    def __init__(self, database: DatabaseSettings, routing: RoutingSettings, nice: int = 0) -> None:
         # A short path: a socket's must fit in 108 bytes.
         self._dir = Path(tempfile.mkdtemp(prefix="fondplan-routing-"))
         self.path = self._dir / "routing.sock"
         sections = {"database": database, "routing": routing}
-        self._settings = orjson.dumps({k: v.model_dump(mode="json") for k, v in sections.items()})
+        given: dict[str, Any] = {k: v.model_dump(mode="json") for k, v in sections.items()}
+        self._settings = orjson.dumps({**given, "nice": nice})
         self._stop = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None

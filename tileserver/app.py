@@ -21,11 +21,17 @@ from starlette.types import Receive, Scope, Send
 
 from tileserver.context import AppContext
 from tileserver.errors import exception_handlers
-from tileserver.fastpath import FastPaths
+from tileserver.fastpath import FastAnswer, FastPaths
 from tileserver.limits import LimitMiddleware, Limits
 from tileserver.metrics import Metrics
 from tileserver.middleware import Answers, ProxyHeaders, TrustedProxies
-from tileserver.server import LoopWatch, die_with_parent, set_header_timeout
+from tileserver.server import (
+    LoopWatch,
+    die_with_parent,
+    freeze_startup_objects,
+    gc_gauges,
+    set_header_timeout,
+)
 from tileserver.service import TileService
 from tileserver.settings import Settings
 from tileserver.sources import PostGISSource, TileSource, archive_source
@@ -90,6 +96,13 @@ class Server(Starlette):
         if self.proxies is None:
             self.proxies = ProxyHeaders(self._dispatch, TrustedProxies(()))
         await self.proxies(scope, receive, send)
+
+    def immediate(self, scope: Scope) -> FastAnswer | None:
+        """The whole answer of a request answered at once as its headers arrive (a cached
+        tile), or None; see :meth:`FastPaths.immediate`. Forwarded headers are not read: no
+        such answer depends on them."""
+        fast = self.fast
+        return fast.immediate(scope) if fast is not None else None
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast
@@ -171,6 +184,7 @@ def create_app(
     metrics.add_gauges(limits.gauges)
     watch = LoopWatch(trace=settings.server.stall_trace)
     metrics.add_gauges(watch.gauges)
+    metrics.add_gauges(gc_gauges)
     if isinstance(service.source, PostGISSource):
         metrics.add_gauges(service.source.gauges)
 
@@ -193,6 +207,7 @@ def create_app(
         try:
             for hook in context.on_startup:
                 await run_in_threadpool(hook)
+            freeze_startup_objects()
             yield
         finally:
             watching.cancel()

@@ -154,7 +154,7 @@ def _routing_server(settings: Settings) -> RoutingServerProcess | None:
         or not routing.routing_shared_server
     ):
         return None
-    return RoutingServerProcess(settings.database, routing)
+    return RoutingServerProcess(settings.database, routing, settings.server.routing_nice)
 
 
 def _batch_service(settings: Settings) -> TileService:

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tileserver.middleware import Answers
+
 #: Gets the request path and query string; answers (status, JSON body), or None to let the
 #: regular route answer (e.g. when the answer needs the database or a worker thread).
 FastHandler = Callable[[str, str], tuple[int, bytes] | None]
@@ -33,13 +35,16 @@ class FastRoute:
     """GET and HEAD requests under ``prefix`` are offered to ``handler`` (a JSON answer from
     the path and query) or ``answer`` (a whole answer from the scope) before the app's
     routing and admission limits, when ``cost`` says they are cheap; ``name`` labels them in
-    the metrics, as the regular route's endpoint name does."""
+    the metrics, as the regular route's endpoint name does. ``immediate`` ones are offered
+    even earlier, by the HTTP protocol as their request's headers arrive (see
+    :meth:`FastPaths.immediate`)."""
 
     prefix: str
     name: str
     handler: FastHandler | None = None
     cost: FastCost | None = None
     answer: ScopeHandler | None = None
+    immediate: bool = False
 
     def respond(self, scope: Scope) -> FastAnswer | None:
         """The whole answer to the request, or None for the regular route."""
@@ -85,20 +90,57 @@ class FastPaths:
         #: Requests answered here, and those handed to the threads for their cost.
         self.answered = 0
         self.deferred = 0
+        #: Requests answered by the HTTP protocol itself (see :meth:`immediate`).
+        self.immediately = 0
         self._respond = wrap(_send_answer, middleware)
+        # The one middleware that completes answers, when it is all there is: immediate
+        # answers are completed by it without the ASGI round.
+        self._answers = self._respond if isinstance(self._respond, Answers) else None
         # What the metrics middleware reads a route's label from.
         self._endpoints = {route.prefix: SimpleNamespace(__name__=route.name) for route in routes}
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer the request if a fast route takes it; False leaves it to the app."""
-        path: str = scope["path"]
+    def _route(self, scope: Scope) -> FastRoute | None:
         if scope["method"] not in ("GET", "HEAD"):
-            return False
+            return None
+        path: str = scope["path"]
         for route in self.routes:
             if path.startswith(route.prefix):
-                break
-        else:
+                return route
+        return None
+
+    def immediate(self, scope: Scope) -> FastAnswer | None:
+        """The whole answer, headers completed as the middleware would, of a request an
+        ``immediate`` route answers at once (a tile in memory); None leaves it to the app.
+
+        Called by the HTTP protocol (:class:`tileserver.server.HeaderTimeoutProtocol`) as the
+        request's headers arrive: the answer leaves in the same callback, never queued on the
+        event loop behind the tasks of other requests.
+        """
+        route = self._route(scope)
+        if route is None or not route.immediate or self._answers is None:
+            return None
+        try:
+            answer = route.respond(scope)
+        except Exception:
+            return None
+        if answer is None:
+            return None
+        status, headers, body = answer
+        scope["endpoint"] = self._endpoints[route.prefix]
+        if status not in (204, 304):
+            headers = [*headers, (b"content-length", b"%d" % len(body))]
+        completed = self._answers.complete(scope, status, headers, len(body))
+        if completed is None:
+            return None
+        self.immediately += 1
+        return status, completed, body if scope["method"] == "GET" else b""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the request if a fast route takes it; False leaves it to the app."""
+        route = self._route(scope)
+        if route is None:
             return False
+        path: str = scope["path"]
         try:
             if route.cost is not None:
                 if route.cost(path, scope["query_string"].decode("latin-1")) > self.budget:
@@ -122,4 +164,5 @@ class FastPaths:
         return {
             'fondplan_fastpath_total{decision="answered"}': float(self.answered),
             'fondplan_fastpath_total{decision="deferred"}': float(self.deferred),
+            'fondplan_fastpath_total{decision="immediate"}': float(self.immediately),
         }

@@ -194,21 +194,29 @@ class Answers:
             return await anyio.to_thread.run_sync(compress)
         return compress()
 
+    def complete(
+        self, scope: Scope, status: int, headers: list[tuple[bytes, bytes]], size: int
+    ) -> list[tuple[bytes, bytes]] | None:
+        """The headers of a whole answer of ``size`` body bytes as :meth:`__call__` would send
+        them, and the answer counted; None when it would compress the body (not done here)."""
+        origin, accepts_gzip, _ = _request_facts(scope)
+        start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+        varies = self._compressible(start) and size >= self.gzip_minimum
+        if varies and accepts_gzip:
+            return None
+        rid = request_id(scope).encode("latin-1")
+        start["headers"] = [*headers, (b"x-request-id", rid), *self.cors_headers(origin)]
+        names = (b"Accept-Encoding", b"Origin") if varies else (b"Origin",)
+        self.metrics.request(_route_label(scope), str(scope["method"]), status)
+        done: list[tuple[bytes, bytes]] = _vary(start, *names)["headers"]
+        return done
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on, completing its answer's headers and body on the way out."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        origin: bytes | None = None
-        accepts_gzip = False
-        preflight = False
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                origin = value
-            elif name == b"accept-encoding":
-                accepts_gzip = b"gzip" in value
-            elif name == b"access-control-request-method":
-                preflight = True
+        origin, accepts_gzip, preflight = _request_facts(scope)
         rid = request_id(scope).encode("latin-1")
         if preflight and origin is not None and scope["method"] == "OPTIONS":
             response = self.cors.preflight_response(request_headers=Headers(scope=scope))
@@ -283,6 +291,21 @@ class Answers:
                 await send_answer({"type": "http.response.body", "body": body})
         finally:
             self.metrics.request(_route_label(scope), str(scope.get("method", "")), status)
+
+
+def _request_facts(scope: Scope) -> tuple[bytes | None, bool, bool]:
+    """The request's ``Origin``, whether it accepts gzip, whether it is a CORS preflight."""
+    origin: bytes | None = None
+    accepts_gzip = False
+    preflight = False
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            origin = value
+        elif name == b"accept-encoding":
+            accepts_gzip = b"gzip" in value
+        elif name == b"access-control-request-method":
+            preflight = True
+    return origin, accepts_gzip, preflight
 
 
 def _vary(start: Message, *names: bytes) -> Message:

@@ -1,8 +1,9 @@
-"""Process hygiene of ``fondplan serve``: header timeouts, the supervisor, loop stalls."""
+"""Process hygiene of ``fondplan serve``: header timeouts, the supervisor, loop stalls, GC."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -13,7 +14,8 @@ import traceback
 from collections import Counter
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from osmimport.children import term_on_parent_death
 from tileserver.settings import ServerSettings
@@ -34,12 +36,72 @@ def header_timeout() -> float:
     return _header_timeout
 
 
+class _Answered:
+    """The request cycle of an answer the protocol sent itself: complete from the start."""
+
+    response_complete = True
+    keep_alive = True
+
+
 class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, closing connections that send no complete headers.
+    """uvicorn's httptools protocol, closing connections that send no complete headers, and
+    answering cached tiles itself.
 
     uvicorn closes idle keep-alive connections after a response, but not a connection that
     never completes a request (slowloris, or just opened and left idle).
+
+    A request the app answers at once (its ``immediate(scope)``, a tile in memory) is answered
+    as its headers arrive, in the same callback: no task, no ASGI round, no wait on the event
+    loop behind the other requests' work. Only in the plain case: a keep-alive HTTP/1.1 GET or
+    HEAD with no body, no request of the connection still being answered, and a client that
+    reads its answers (else the regular way, which waits for it).
     """
+
+    def on_headers_complete(self) -> None:
+        """Answer at once when the app can, else start the ASGI request as uvicorn does."""
+        if not self._answer_now():
+            super().on_headers_complete()
+
+    def _answer_now(self) -> bool:
+        immediate = getattr(self.app, "immediate", None)
+        if immediate is None or self.pipeline or self.flow.write_paused:
+            return False
+        limit = self.limit_concurrency
+        if limit is not None and max(len(self.connections), len(self.tasks)) >= limit:
+            # Over uvicorn's limit: its 503, as for any request.
+            return False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False
+        parser = self.parser
+        method = parser.get_method()
+        if method not in (b"GET", b"HEAD") or parser.get_http_version() != "1.1":
+            return False
+        if not parser.should_keep_alive() or parser.should_upgrade() or self.root_path:
+            return False
+        for name, _ in self.headers:
+            if name in (b"content-length", b"transfer-encoding", b"expect"):
+                return False
+        url = httptools.parse_url(self.url)
+        if b"%" in url.path:
+            return False
+        scope = self.scope
+        scope["method"] = method.decode("ascii")
+        scope["path"] = url.path.decode("ascii")
+        scope["raw_path"] = url.path
+        scope["query_string"] = url.query or b""
+        answer = immediate(scope)
+        if answer is None:
+            return False
+        status, headers, body = answer
+        head = [STATUS_LINE[status]]
+        for name, value in [*self.server_state.default_headers, *headers]:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        self.transport.writelines([b"".join(head), body] if body else [b"".join(head)])
+        # The parser's callbacks for the rest of this request see a complete cycle.
+        self.cycle = _Answered()  # type: ignore[assignment]
+        self.on_response_complete()
+        return True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the clock of the first request's headers."""
@@ -79,6 +141,24 @@ def die_with_parent(parent_pid: int) -> None:
             threading.Event().wait(1.0)
 
     threading.Thread(target=watch, name="fondplan-parent-watch", daemon=True).start()
+
+
+def freeze_startup_objects() -> None:
+    """Keep the objects made so far (modules, settings, the app) out of the garbage
+    collector's full collections: each would otherwise walk them all, holding the GIL (about
+    100 ms for the app's 180,000), a stall of every request in flight."""
+    gc.collect()
+    gc.freeze()
+
+
+def gc_gauges() -> dict[str, float]:
+    """The garbage collector's collections by generation and its frozen objects, for /metrics."""
+    out = {
+        f'fondplan_gc_collections_total{{generation="{generation}"}}': float(stats["collections"])
+        for generation, stats in enumerate(gc.get_stats())
+    }
+    out["fondplan_gc_frozen_objects"] = float(gc.get_freeze_count())
+    return out
 
 
 #: Event-loop stalls are counted by the least they lasted (seconds).

@@ -80,6 +80,9 @@ class ServerSettings(Section):
     background_nice: int = 10
     """Niceness added to the render processes (raster tiles, plan maps), so on a busy machine
     the CPU goes to answering cached requests first (0: the server's own priority)."""
+    routing_nice: int = 5
+    """Niceness added to the routing server and its engines: routes (milliseconds of CPU, a
+    long one with steps hundreds) yield the CPU to cached answers, not to the renders."""
     header_timeout: float = 10.0
     """Seconds a connection may take to send a request's headers before it is closed."""
     keep_alive: int = 5

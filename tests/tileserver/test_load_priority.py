@@ -1,4 +1,4 @@
-"""Under load the server keeps the CPU for answers: its render processes run at a lower priority."""
+"""Under load the server keeps the CPU for answers: render and routing processes yield it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
+
+#: A short car route in Vaduz.
+ROUTE = "9.5209,47.1410;9.5230,47.1395"
 
 
 def niceness(pid: int) -> int:
@@ -40,3 +43,18 @@ def test_the_render_process_runs_at_the_background_priority(
         assert pid != server.pid
         assert niceness(pid) == min(19, niceness(server.pid) + int(nice))
         assert niceness(server.pid) == os.nice(0)
+
+
+def test_the_routing_server_and_its_engines_run_at_the_background_priority(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    env = {"FONDPLAN_ROUTING_NICE": "3", "FONDPLAN_DISABLE": "raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
+        with urllib.request.urlopen(f"{url}/route/v1/driving/{ROUTE}", timeout=120) as answer:
+            assert json.loads(answer.read())["code"] == "Ok"
+        with urllib.request.urlopen(f"{url}/health", timeout=30) as answer:
+            routing = json.loads(answer.read())["routing"]["server"]
+        pids = [routing["pid"], *(engine["pid"] for engine in routing["engines"])]
+        assert len(pids) >= 2 and server.pid not in pids, routing
+        expected = min(19, niceness(server.pid) + 3)
+        assert [niceness(pid) for pid in pids] == [expected] * len(pids)

@@ -6,12 +6,13 @@ import asyncio
 import logging
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.tileserver.conftest import serving_client, tile_settings
+from tests.tileserver.conftest import serve_process, serving_client, tile_settings
 from tileserver.app import create_app
 from tileserver.server import LoopWatch
 
@@ -88,3 +89,18 @@ def test_the_server_sets_its_switch_interval(liechtenstein_url: str, tmp_path: P
             assert sys.getswitchinterval() == pytest.approx(0.007)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_the_started_server_keeps_its_objects_out_of_full_collections(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+        with urllib.request.urlopen(f"{url}/metrics", timeout=30) as answer:
+            metrics = answer.read().decode()
+    found = dict(
+        line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("fondplan_gc")
+    )
+    # The app's modules, settings and routes: frozen once it started.
+    assert float(found["fondplan_gc_frozen_objects"]) > 10_000, found
+    assert 'fondplan_gc_collections_total{generation="2"}' in found

@@ -96,7 +96,8 @@ def fast_tile(service: TileService, max_age: int, scope: Scope) -> FastAnswer | 
     """A tile in the memory cache, answered on the fast path (no routing, no admission); a
     miss is left to :func:`tile`, which then does not count it again."""
     parts = scope["path"].split("/")
-    if len(parts) != 6 or parts[2] != TILESET:
+    if len(parts) != 6 or parts[2] != TILESET or scope.get(MISSED):
+        # A miss seen already (by the protocol's immediate answer) is not looked up again.
         return None
     started = time.perf_counter()
     z, x, y, ext = parse_tile_path(parts[3], parts[4], parts[5])
@@ -180,7 +181,9 @@ def routes(context: AppContext) -> Sequence[BaseRoute]:
     """The tile routes, relative to their mount prefix (``/tiles``); cached tiles are
     answered ahead of them (:func:`fast_tile`)."""
     answer = partial(fast_tile, context.tiles, context.settings.tiles.max_age)
-    context.fast_routes.append(FastRoute(f"/tiles/{TILESET}/", "tile", answer=answer))
+    context.fast_routes.append(
+        FastRoute(f"/tiles/{TILESET}/", "tile", answer=answer, immediate=True)
+    )
     return [
         Route("/{tileset}.json", tilejson, methods=["GET", "HEAD"]),
         Route("/{tileset}/{z}/{x}/{tail}", tile, methods=["GET", "HEAD"]),
