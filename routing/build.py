@@ -23,6 +23,7 @@ from osmimport.database import connect, table_exists
 from osmimport.update import CHANGED_ROADS_TABLE
 from routing import store
 from routing.cch import CONTRACTION
+from routing.errors import GraphNotBuiltError
 from routing.network import Network, data_version, haversine, read_network
 from routing.profiles import PROFILES, Profile
 from routing.store import Arrays
@@ -362,10 +363,12 @@ def build_routing(
     profiles: Sequence[str] | None = None,
     quiet: bool = False,
     keep: Path | None = None,
+    cache: Path | None = None,
 ) -> None:
     """Build and store the routing data of every profile from the road network of
     ``schema_name``, as data version ``version`` (each profile committed on its own); the
-    road network read is kept in the folder ``keep`` for the next update to patch."""
+    road network read is kept in the folder ``keep`` for the next update to patch. An import
+    also puts each profile in the routing file cache ``cache`` (see :func:`store.fill_cache`)."""
     names = list(profiles or PROFILES)
     if not quiet:
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
@@ -454,6 +457,8 @@ def build_routing(
                         saver, saving, keep, name, version, arrays, geometries[0], made_names,
                         stored, before,
                     )  # fmt: skip
+                if cache is not None and update is None:
+                    saving = _fill_cache(saver, saving, cache, name, version, arrays, stored)
                 del arrays, built, reference, geometries, placed, fresh, stored
             if saving is not None:
                 saving.result()
@@ -555,6 +560,30 @@ def _keep_build(
             return
         kept = KeptBefore(*before) if before is not None else None
         write_build(keep, name, version, arrays, geometry, made, stored, kept)
+
+    return saver.submit(after)
+
+
+def _fill_cache(
+    saver: Executor,
+    saving: Future[None],
+    cache: Path,
+    name: str,
+    version: str,
+    arrays: Arrays,
+    stored: dict[str, Any],
+) -> Future[None]:
+    """Once ``saving`` is done, put the saved profile in the file cache ``cache`` (the
+    layout ``stored`` is what saving stored); the future of both."""
+
+    def after() -> None:
+        saving.result()
+        if stored:
+            try:
+                store.fill_cache(cache, name, version, arrays, stored)
+            except OSError as error:
+                # Only a cache: a server fetches what is missing from the database.
+                print(f"routing: {name} not put in the file cache: {error}", file=sys.stderr)
 
     return saver.submit(after)
 
@@ -800,8 +829,23 @@ def _binds(profile: Profile, kind: str, tags: dict[str, str]) -> bool:
 
 
 def build_before_swap(url: str, staging: str, version: str, keep: Path | None = None) -> None:
-    """The import's before-swap hook: the routing data of the staged import, in its schema."""
-    build_routing(url, staging, version, keep=keep)
+    """The import's before-swap hook: the routing data of the staged import, in its schema;
+    with a folder ``keep`` (an import of the command line), also in the routing file cache of
+    the data folder, where a server on this machine maps it without reading the database."""
+    cache = None
+    if keep is not None:
+        from osmimport.settings import ImportSettings
+
+        cache = store.cache_root(ImportSettings().database.data_dir, url)
+    build_routing(url, staging, version, keep=keep, cache=cache)
+    if cache is not None:
+        # What a server on this machine would drop at its next switch: all but the data
+        # served now and the new import's.
+        try:
+            served = {data_version(url)}
+        except GraphNotBuiltError:
+            served = set()
+        store.prune(cache, {version, *served})
 
 
 def build_graphs(url: str, *, profiles: Sequence[str] | None = None, quiet: bool = False) -> None:

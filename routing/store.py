@@ -8,7 +8,7 @@ import os
 import shutil
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -378,12 +378,9 @@ def _read(conn: psycopg2.extensions.connection, profile: str, layout: dict[str, 
 def _fetch(
     conn: psycopg2.extensions.connection, profile: str, layout: dict[str, Any], folder: Path
 ) -> None:
-    """Stream the chunks into files of a private folder, then rename it into place: readers
-    never see a half-written cache, and concurrent workers each end with a complete one."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.parent / f".{profile}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    partial.mkdir()
-    try:
+    """Stream the chunks into the files of ``folder`` (see :func:`_publish`)."""
+
+    def write(partial: Path) -> None:
         # COPY in binary: the bytes as they are, several times faster than bytea values.
         files = _ChunkFiles(partial)
         with conn.cursor() as cur:
@@ -392,6 +389,38 @@ def _fetch(
             )
             cur.copy_expert(cur.mogrify(copy, {"profile": profile}).decode(), files, CHUNK_BYTES)
         files.close()
+
+    _publish(folder, profile, layout, write)
+
+
+def fill_cache(
+    cache: Path, profile: str, version: str, arrays: Arrays, layout: dict[str, Any]
+) -> None:
+    """Put the routing data ``arrays`` of ``profile`` (stored with ``layout``) in the file
+    cache ``cache`` as data version ``version``'s, as :func:`load` would fetch it: a server
+    using that cache maps it at once instead of reading it from the database."""
+    folder = cache / version / profile
+    if (folder / LAYOUT_FILE).exists():
+        return
+
+    def write(partial: Path) -> None:
+        for name in layout:
+            np.ascontiguousarray(arrays[name]).tofile(partial / f"{name}.bin")
+
+    _publish(folder, profile, layout, write)
+
+
+def _publish(
+    folder: Path, profile: str, layout: dict[str, Any], write: Callable[[Path], None]
+) -> None:
+    """Have ``write`` make the array files in a private folder, then rename it to ``folder``:
+    readers never see a half-written cache, and concurrent writers each end with a complete
+    one."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = folder.parent / f".{profile}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    partial.mkdir()
+    try:
+        write(partial)
         (partial / LAYOUT_FILE).write_text(json.dumps(layout))
         try:
             partial.rename(folder)

@@ -191,3 +191,29 @@ def test_the_stored_routing_data_is_mapped_and_routes_as_the_graph_model(
     # A second open maps the same files: no second copy from the database.
     again = store.load(url, "car", version, cache=tmp_path)
     assert again["geometry"].filename == tmp_path / version / "car" / "geometry.bin"
+
+
+def test_an_import_puts_its_routing_data_in_the_file_cache_of_its_data_folder(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """A server on the machine that imported maps the new data at once: the import put each
+    profile in the file cache as the server would have fetched it, and dropped older data."""
+    url = make_database()
+    data_dir = tmp_path / "data"
+    cache = store.cache_root(data_dir, url)
+    stale = cache / "an-older-version" / "car"
+    stale.mkdir(parents=True)
+    process = _fondplan_import(url, data_dir, SUD_OUEST)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    version = data_version(url)
+    assert not stale.parent.exists()
+    for name in ("car", "bike", "foot"):
+        assert (cache / version / name / store.LAYOUT_FILE).exists(), name
+        mapped = store.load(url, name, version, cache=cache)
+        stored = store.load(url, name, version)
+        assert mapped.keys() == stored.keys()
+        assert any(isinstance(array, np.memmap) for array in mapped.values())
+        for key, array in stored.items():
+            assert mapped[key].dtype == array.dtype, key
+            assert mapped[key].tobytes() == array.tobytes(), key
