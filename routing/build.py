@@ -834,9 +834,9 @@ def build_before_swap(url: str, staging: str, version: str, keep: Path | None = 
     the data folder, where a server on this machine maps it without reading the database."""
     cache = None
     if keep is not None:
-        from osmimport.settings import ImportSettings
+        from osmimport.importer import data_dir_of_node_store
 
-        cache = store.cache_root(ImportSettings().database.data_dir, url)
+        cache = store.cache_root(data_dir_of_node_store(keep), url)
     build_routing(url, staging, version, keep=keep, cache=cache)
     if cache is not None:
         # What a server on this machine would drop at its next switch: all but the data

@@ -1094,6 +1094,11 @@ def node_store_dir(data_dir: Path, url: str) -> Path:
     return data_dir / "nodes" / dbname
 
 
+def data_dir_of_node_store(node_dir: Path) -> Path:
+    """The data folder a :func:`node_store_dir` is in."""
+    return node_dir.parent.parent
+
+
 def _union_boxes(boxes: list[list[float]]) -> list[float] | None:
     if not boxes:
         return None
