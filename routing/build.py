@@ -7,9 +7,10 @@ import json
 import sys
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -453,12 +454,15 @@ def build_routing(
                     if update and layout is not None:
                         geometry = placed[1] if placed else None
                         before = (update[1], fresh, geometry, store.layout_digest(layout))
-                    saving = _keep_build(
-                        saver, saving, keep, name, version, arrays, geometries[0], made_names,
+                    saving = _once_saved(saver, saving, stored, partial(
+                        _keep_build, keep, name, version, arrays, geometries[0], made_names,
                         stored, before,
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 if cache is not None and update is None:
-                    saving = _fill_cache(saver, saving, cache, name, version, arrays, stored)
+                    saving = _once_saved(
+                        saver, saving, stored,
+                        partial(_fill_cache, cache, name, version, arrays, stored),
+                    )  # fmt: skip
                 del arrays, built, reference, geometries, placed, fresh, stored
             if saving is not None:
                 saving.result()
@@ -537,9 +541,21 @@ def _restore(
         _PLACED[(url, name)] = (roads, geometry, made)
 
 
+def _once_saved(
+    saver: Executor, saving: Future[None], stored: dict[str, Any], action: Callable[[], None]
+) -> Future[None]:
+    """Run ``action`` on ``saver`` once ``saving`` is done, if it stored a layout (into
+    ``stored``); the future of both."""
+
+    def after() -> None:
+        saving.result()
+        if stored:
+            action()
+
+    return saver.submit(after)
+
+
 def _keep_build(
-    saver: Executor,
-    saving: Future[None],
     keep: Path,
     name: str,
     version: str,
@@ -548,44 +564,25 @@ def _keep_build(
     made: list[str],
     stored: dict[str, Any],
     before: tuple[str, dict[str, list[int]], Any, str] | None,
-) -> Future[None]:
-    """Once ``saving`` is done, keep the build in ``keep`` (see
-    :func:`routing.patch.write_build`; ``stored``: the layout saving stores, ``before``: its
-    :class:`routing.patch.KeptBefore`'s fields); the future of both."""
+) -> None:
+    """Keep the build in ``keep`` (see :func:`routing.patch.write_build`; ``stored``: the
+    layout saving stored, ``before``: its :class:`routing.patch.KeptBefore`'s fields)."""
     from routing.patch import KeptBefore, write_build
 
-    def after() -> None:
-        saving.result()
-        if not stored:
-            return
-        kept = KeptBefore(*before) if before is not None else None
-        write_build(keep, name, version, arrays, geometry, made, stored, kept)
-
-    return saver.submit(after)
+    kept = KeptBefore(*before) if before is not None else None
+    write_build(keep, name, version, arrays, geometry, made, stored, kept)
 
 
 def _fill_cache(
-    saver: Executor,
-    saving: Future[None],
-    cache: Path,
-    name: str,
-    version: str,
-    arrays: Arrays,
-    stored: dict[str, Any],
-) -> Future[None]:
-    """Once ``saving`` is done, put the saved profile in the file cache ``cache`` (the
-    layout ``stored`` is what saving stored); the future of both."""
-
-    def after() -> None:
-        saving.result()
-        if stored:
-            try:
-                store.fill_cache(cache, name, version, arrays, stored)
-            except OSError as error:
-                # Only a cache: a server fetches what is missing from the database.
-                print(f"routing: {name} not put in the file cache: {error}", file=sys.stderr)
-
-    return saver.submit(after)
+    cache: Path, name: str, version: str, arrays: Arrays, stored: dict[str, Any]
+) -> None:
+    """Put the saved profile in the file cache ``cache`` (``stored``: the layout saving
+    stored)."""
+    try:
+        store.fill_cache(cache, name, version, arrays, stored)
+    except OSError as error:
+        # Only a cache: a server fetches what is missing from the database.
+        print(f"routing: {name} not put in the file cache: {error}", file=sys.stderr)
 
 
 def _save(
