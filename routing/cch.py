@@ -238,6 +238,122 @@ def _weights(
 
 
 @compiled
+def _inputs(
+    slots: NDArray[np.int64], weights: NDArray[np.int64], arcs: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Per upward arc its own weight up and down: the least of its parallel turn-graph arcs
+    (``_INF`` for none)."""
+    inf = np.int64(1) << np.int64(62)
+    up = np.full(arcs, inf, dtype=np.int64)
+    down = np.full(arcs, inf, dtype=np.int64)
+    for k in range(len(slots)):
+        slot = slots[k]
+        if slot < 0:
+            continue
+        arc = slot >> 1
+        if slot & 1:
+            down[arc] = min(down[arc], weights[k])
+        else:
+            up[arc] = min(up[arc], weights[k])
+    return up, down
+
+
+@compiled
+def _downward(
+    up_first: NDArray[np.int64], up_head: NDArray[np.int32]
+) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
+    """The upward arcs by head: per rank where its arcs from below start, and per such arc
+    its tail (ascending) and its number."""
+    count = len(up_first) - 1
+    first = np.zeros(count + 1, dtype=np.int64)
+    for x in range(len(up_head)):
+        first[up_head[x] + 1] += 1
+    for v in range(count):
+        first[v + 1] += first[v]
+    filled = first[:-1].copy()
+    tail = np.empty(len(up_head), dtype=np.int32)
+    arc = np.empty(len(up_head), dtype=np.int64)
+    for v in range(count):
+        for x in range(up_first[v], up_first[v + 1]):
+            u = up_head[x]
+            tail[filled[u]] = v
+            arc[filled[u]] = x
+            filled[u] += 1
+    return first, tail, arc
+
+
+@compiled
+def _recustomize(
+    up_first: NDArray[np.int64],
+    up_head: NDArray[np.int32],
+    down_first: NDArray[np.int64],
+    down_tail: NDArray[np.int32],
+    down_arc: NDArray[np.int64],
+    own_up: NDArray[np.int64],
+    own_down: NDArray[np.int64],
+    dirty: NDArray[np.bool_],
+    up: NDArray[Any],
+    down: NDArray[Any],
+    up_middle: NDArray[np.int32],
+    down_middle: NDArray[np.int32],
+    none: int,
+) -> bool:
+    """Customise again, in place, the ``dirty`` upward arcs of a customised metric (their
+    own weights ``own_up`` and ``own_down`` changed) and every arc that changes with them:
+    each recomputed as :func:`_customize` computes it (its own weight, lowered through its
+    lower triangles in rank order), in rank order of its tail; when one's weights change, so
+    may those of the arcs between its head and the tail's other upward neighbours. The lower
+    triangles are found from the arcs by head (:func:`_downward`). False when a weight does
+    not fit below ``none``."""
+    middles = len(up_middle) > 0
+    count = len(up_first) - 1
+    for u in range(count):
+        for x in range(up_first[u], up_first[u + 1]):
+            if not dirty[x]:
+                continue
+            w = up_head[x]
+            new_up = own_up[x] if own_up[x] < none else np.int64(none)
+            new_down = own_down[x] if own_down[x] < none else np.int64(none)
+            up_from, down_from = -1, -1
+            for i in range(down_first[u], down_first[u + 1]):
+                v = down_tail[i]
+                a = down_arc[i]
+                b = _find(up_first, up_head, v, w)
+                if b < 0:
+                    continue
+                # u -> v -> w and w -> v -> u, as _customize lowers them at v.
+                down_a, up_a = np.int64(down[a]), np.int64(up[a])
+                up_b, down_b = np.int64(up[b]), np.int64(down[b])
+                if down_a < none and up_b < none:
+                    cost = down_a + up_b
+                    if cost < new_up:
+                        new_up = cost
+                        up_from = v
+                    elif new_up >= none:
+                        return False
+                if down_b < none and up_a < none:
+                    cost = down_b + up_a
+                    if cost < new_down:
+                        new_down = cost
+                        down_from = v
+                    elif new_down >= none:
+                        return False
+            if new_up != np.int64(up[x]) or new_down != np.int64(down[x]):
+                for y in range(up_first[u], up_first[u + 1]):
+                    z = up_head[y]
+                    if z > w:
+                        dirty[_find(up_first, up_head, w, z)] = True
+                    elif z < w:
+                        dirty[_find(up_first, up_head, z, w)] = True
+                up[x] = new_up
+                down[x] = new_down
+            if middles:
+                up_middle[x] = up_from
+                down_middle[x] = down_from
+    return True
+
+
+@compiled
 def _climb(
     parent: NDArray[np.int32],
     seeds: NDArray[np.int64],
@@ -580,6 +696,76 @@ def complete(
             arrays.pop(name, None)
         arrays.update(customize(arrays, weights))
         arrays.update(customize_plain(arrays, weights, plain))
+
+
+def _reweighted(
+    arrays: Mapping[str, NDArray[Any]],
+    downward: tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]],
+    previous: Sequence[NDArray[Any]],
+    weights: NDArray[np.int64],
+    changed: NDArray[np.int64],
+) -> tuple[NDArray[Any], ...] | None:
+    """The customised metric of the arc ``weights`` made from ``previous`` (its weights up
+    and down, with or without their middles), that of arc weights differing only at the
+    arcs ``changed``; None where only a whole customisation makes the same arrays (weights
+    stored as 64 bits before, or that no longer fit in 32)."""
+    up = previous[0]
+    if up.dtype != np.uint32 or (len(weights) and int(weights.max()) >= _INF32):
+        return None
+    slots = arrays["cch_arc_slot"]
+    own_up, own_down = _inputs(slots, weights, len(up))
+    dirty = np.zeros(len(up), dtype=np.bool_)
+    moved = slots[changed]
+    dirty[moved[moved >= 0] >> 1] = True
+    made = [np.array(array) for array in previous]
+    empty = np.empty(0, dtype=np.int32)
+    middles = made[2:] if len(made) == 4 else [empty, empty]
+    if not _recustomize(
+        arrays["cch_up_first"],
+        arrays["cch_up_head"],
+        *downward,
+        own_up,
+        own_down,
+        dirty,
+        made[0],
+        made[1],
+        middles[0],
+        middles[1],
+        int(_INF32),
+    ):
+        return None
+    return tuple(made)
+
+
+def recustomize(
+    arrays: Mapping[str, NDArray[Any]],
+    previous: Mapping[str, NDArray[Any]],
+    weights: NDArray[np.int64],
+    plain: NDArray[np.int64],
+    changed: NDArray[np.int64],
+    changed_plain: NDArray[np.int64],
+) -> dict[str, Any]:
+    """The :data:`METRIC` and :data:`PLAIN` arrays of the arc ``weights`` and ``plain`` on
+    the contraction in ``arrays``, those ``previous`` of the same contraction customised
+    again where their arc weights differ (at most at the arcs ``changed``, and
+    ``changed_plain`` for the second metric): the arrays :func:`customize` and
+    :func:`customize_plain` make, at the cost of the arcs that change only."""
+    weights = np.asarray(weights, dtype=np.int64)
+    plain = np.asarray(plain, dtype=np.int64)
+    downward = _downward(arrays["cch_up_first"], arrays["cch_up_head"])
+    found = _reweighted(arrays, downward, [previous[name] for name in METRIC], weights, changed)
+    made = (
+        dict(zip(METRIC, found, strict=True)) if found is not None else customize(arrays, weights)
+    )
+    if np.array_equal(weights, plain):
+        return made
+    before = PLAIN if PLAIN[0] in previous else METRIC[:2]
+    found = _reweighted(arrays, downward, [previous[name] for name in before], plain, changed_plain)
+    if found is None:
+        made.update(customize_plain(arrays, weights, plain))
+    else:
+        made.update(zip(PLAIN, found, strict=True))
+    return made
 
 
 class _Scratch:

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from routing import arrays as road_arrays
+from routing import cch
 from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
@@ -82,6 +83,25 @@ class PatchedEngine(Engine):
         arc_turn = np.array(previous["arc_turn"])
         arc_turn[pairs] = self.turn_ms(keys[pairs] // count, keys[pairs] % count)
         a.update(turn_cost=turn_cost, arc_turn=arc_turn)
+
+    def _complete_cch(self, topology: Engine | None) -> None:
+        a, previous = self.arrays, self._previous
+        names = (*cch.CONTRACTION, *cch.METRIC)
+        if any(name in a for name in cch.METRIC) or not all(name in previous for name in names):
+            super()._complete_cch(topology)
+            return
+        # The contraction is the previous build's (a patch keeps the turn graph and order):
+        # only the arcs whose weights changed are customised again.
+        tails, heads, weights = self.arcs
+        first, second = self._origin[tails], self._origin[heads]
+        before = previous[NUMBER_PREFIX + "weight"][first] + previous["turn_cost"]
+        differ = weights != before
+        changed = np.flatnonzero(differ)
+        # The second metric's arcs change with the weights and the roads' restrictions.
+        differ |= self._turning[first] | self._turning[second]
+        plain = weights - self.restricted_ms(first, second)
+        del tails, heads, first, second, before
+        a.update(cch.recustomize(a, previous, weights, plain, changed, np.flatnonzero(differ)))
 
     def _index_pieces(self) -> None:
         a, previous = self.arrays, self._previous

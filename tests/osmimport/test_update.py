@@ -777,6 +777,17 @@ def _as_a_fresh_build(url: str, profile: str, version: str) -> None:
         # The CCH is made from the node order.
         if name not in {"cch_order", "meta", *cch.ARRAYS}:
             assert np.array_equal(stored.arrays[name], array), (profile, name)
+    # A patch customises again only the arcs whose weights changed: as a whole customisation.
+    tails, heads, weights = stored.arcs
+    plain = weights - stored.restricted_ms(stored.origin[tails], stored.origin[heads])
+    whole = {
+        **cch.customize(stored.arrays, weights),
+        **cch.customize_plain(stored.arrays, weights, plain),
+    }
+    assert {name for name in (*cch.METRIC, *cch.PLAIN) if name in stored.arrays} == set(whole)
+    for name, array in whole.items():
+        assert stored.arrays[name].dtype == array.dtype, (profile, name)
+        assert stored.arrays[name].tobytes() == array.tobytes(), (profile, name)
     if profile == "car":
         assert _same_answers(stored, fresh, 14) > 25
 

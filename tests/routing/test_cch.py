@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -203,3 +204,51 @@ def test_two_processes_share_one_copy_of_the_cch(mapped: Path) -> None:
         for process in processes:
             process.kill()
             process.wait()
+
+
+def _metric(arrays: dict[str, Any]) -> dict[str, Any]:
+    return {name: arrays[name] for name in (*cch.METRIC, *cch.PLAIN) if name in arrays}
+
+
+def _assert_same(made: dict[str, Any], expected: dict[str, Any]) -> None:
+    assert sorted(made) == sorted(expected)
+    for name, array in expected.items():
+        assert made[name].dtype == array.dtype, name
+        assert made[name].tobytes() == array.tobytes(), name
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_partial_customisation_makes_what_a_whole_one_does(seed: int) -> None:
+    """Weights raised, lowered, made equal to parallel arcs', of a few arcs or many, with a
+    second metric or without, beyond 32 bits or back: customising again only what changes
+    gives the whole customisation's arrays, byte for byte (middles too)."""
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(2, 400))
+    arcs = int(rng.integers(1, 4 * count))
+    tails = rng.integers(0, count, arcs)
+    heads = rng.integers(0, count, arcs)
+    cut = arcs // 10
+    tails[:cut], heads[:cut] = tails[cut : 2 * cut], heads[cut : 2 * cut]
+    heaviest = 2**33 if seed == 5 else int(rng.choice([3, 50, 10_000]))
+    order = rng.permutation(count)
+    arrays: dict[str, Any] = {"cch_order": order}
+    weights = rng.integers(1, heaviest, arcs)
+    plain = weights - rng.integers(0, 2, arcs) * (weights // 2) if seed % 2 else weights
+    cch.complete(arrays, order, tails, heads, weights, plain)
+    for step in range(6):
+        changed = rng.choice(arcs, int(rng.integers(1, arcs + 1)) if step % 3 else 3)
+        new = weights.copy()
+        new[changed] = rng.integers(1, heaviest if step != 4 else 2**33, len(changed))
+        new_plain = plain.copy()
+        new_plain[changed] = new[changed] - rng.integers(0, 2, len(changed)) * (new[changed] // 3)
+        if seed % 2 == 0:
+            new_plain = new
+        made = cch.recustomize(
+            arrays, _metric(arrays), new, new_plain, np.unique(changed), np.unique(changed)
+        )
+        expected = {**cch.customize(arrays, new), **cch.customize_plain(arrays, new, new_plain)}
+        _assert_same(made, expected)
+        for name in (*cch.METRIC, *cch.PLAIN):
+            arrays.pop(name, None)
+        arrays.update(made)
+        weights, plain = new, new_plain
