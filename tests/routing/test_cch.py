@@ -18,7 +18,7 @@ from routing import cch, store
 from routing.build import build_profile_graph, graph_arrays
 from routing.engine import Engine, Snap
 from routing.network import data_version, read_network
-from routing.profiles import PROFILES
+from routing.profiles import MAX_TURN_SECONDS, PROFILES
 from tests.routing.conftest import cut_extract
 
 
@@ -252,3 +252,41 @@ def test_partial_customisation_makes_what_a_whole_one_does(seed: int) -> None:
             arrays.pop(name, None)
         arrays.update(made)
         weights, plain = new, new_plain
+
+
+@pytest.mark.parametrize("profile", ["car", "foot"])
+def test_partial_customisation_of_a_profile_after_a_change(mapped: Path, profile: str) -> None:
+    """The stored metric of a profile, then the roads of 100 edges slower or faster (and
+    some made restricted): customising again only what changes makes the whole
+    customisation's arrays."""
+    engine = Engine(store._open(mapped / profile))
+    tails, heads, weights = engine.arcs
+    first, second = engine.origin[tails], engine.origin[heads]
+    rng = np.random.default_rng(len(profile))
+    edges = rng.choice(engine.edge_count, 100, replace=False)
+    factor = np.ones(engine.edge_count)
+    factor[edges] = rng.choice([0.5, 0.9, 1.5, 4.0], len(edges))
+    restricted = np.array(engine.restricted)
+    restricted[edges[:10]] = True
+    penalty = round(MAX_TURN_SECONDS * 1000) * (restricted[second] & ~restricted[first])
+    turn = engine.arrays["turn_cost"] - engine.restricted_ms(first, second) + penalty
+    new = np.rint(engine.weight[first] * factor[first]).astype(np.int64) + turn
+    plain = new - penalty
+    changed = np.flatnonzero(new != weights)
+    assert len(changed)
+    touched = np.zeros(engine.edge_count, dtype=np.bool_)
+    touched[edges] = True
+    changed_plain = np.flatnonzero((new != weights) | touched[first] | touched[second])
+    made = cch.recustomize(
+        engine.arrays, _metric(engine.arrays), new, plain, changed, changed_plain
+    )
+    expected = {
+        **cch.customize(engine.arrays, new),
+        **cch.customize_plain(engine.arrays, new, plain),
+    }
+    assert cch.PLAIN[0] in expected
+    _assert_same(made, expected)
+    # Made by the partial customisation, not the whole one it falls back to.
+    downward = cch._downward(engine.arrays["cch_up_first"], engine.arrays["cch_up_head"])
+    old = [engine.arrays[name] for name in cch.METRIC]
+    assert cch._reweighted(engine.arrays, downward, old, new, changed) is not None
