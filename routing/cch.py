@@ -283,6 +283,20 @@ def _downward(
 
 
 @compiled
+def _affects(
+    before: np.int64, after: np.int64, other: np.int64, weight: np.int64, none: int
+) -> bool:
+    """Whether a triangle whose side ``before`` became ``after`` (its other side ``other``)
+    may change the weight ``weight`` of its top arc or the middle that gave it: it did or
+    does give the least weight (ties included), or the top has none (where the sum may
+    not fit)."""
+    inf = np.int64(1) << np.int64(62)
+    old = before + other if before < none and other < none else inf
+    new = after + other if after < none and other < none else inf
+    return old != new and (min(old, new) <= weight or weight >= none)
+
+
+@compiled
 def _recustomize(
     up_first: NDArray[np.int64],
     up_head: NDArray[np.int32],
@@ -338,13 +352,25 @@ def _recustomize(
                         down_from = v
                     elif new_down >= none:
                         return False
-            if new_up != np.int64(up[x]) or new_down != np.int64(down[x]):
+            old_up, old_down = np.int64(up[x]), np.int64(down[x])
+            if new_up != old_up or new_down != old_down:
                 for y in range(up_first[u], up_first[u + 1]):
                     z = up_head[y]
+                    if z == w:
+                        continue
+                    up_y, down_y = np.int64(up[y]), np.int64(down[y])
+                    # The triangle at u of the arc between w and z, each way: w -> u -> z
+                    # and z -> u -> w.
                     if z > w:
-                        dirty[_find(up_first, up_head, w, z)] = True
-                    elif z < w:
-                        dirty[_find(up_first, up_head, z, w)] = True
+                        d = _find(up_first, up_head, w, z)
+                        ups = _affects(old_down, new_down, up_y, np.int64(up[d]), none)
+                        downs = _affects(old_up, new_up, down_y, np.int64(down[d]), none)
+                    else:
+                        d = _find(up_first, up_head, z, w)
+                        ups = _affects(old_up, new_up, down_y, np.int64(up[d]), none)
+                        downs = _affects(old_down, new_down, up_y, np.int64(down[d]), none)
+                    if ups or downs:
+                        dirty[d] = True
                 up[x] = new_up
                 down[x] = new_down
             if middles:
