@@ -293,7 +293,7 @@ def _affects(
     inf = np.int64(1) << np.int64(62)
     old = before + other if before < none and other < none else inf
     new = after + other if after < none and other < none else inf
-    return old != new and (min(old, new) <= weight or weight >= none)
+    return bool(old != new and (min(old, new) <= weight or weight >= none))
 
 
 @compiled
@@ -321,37 +321,73 @@ def _recustomize(
     not fit below ``none``."""
     middles = len(up_middle) > 0
     count = len(up_first) - 1
+    widest = 1
     for u in range(count):
-        for x in range(up_first[u], up_first[u + 1]):
-            if not dirty[x]:
+        widest = max(widest, up_first[u + 1] - up_first[u])
+    # Per head rank, the dirty arc to it from the tail at hand (-1: none).
+    where = np.full(count, -1, dtype=np.int64)
+    arcs = np.empty(widest, dtype=np.int64)
+    made_up = np.empty(widest, dtype=np.int64)
+    made_down = np.empty(widest, dtype=np.int64)
+    up_from = np.empty(widest, dtype=np.int32)
+    down_from = np.empty(widest, dtype=np.int32)
+    for u in range(count):
+        lo, hi = up_first[u], up_first[u + 1]
+        k = 0
+        for x in range(lo, hi):
+            if dirty[x]:
+                where[up_head[x]] = k
+                arcs[k] = x
+                made_up[k] = own_up[x] if own_up[x] < none else np.int64(none)
+                made_down[k] = own_down[x] if own_down[x] < none else np.int64(none)
+                up_from[k] = -1
+                down_from[k] = -1
+                k += 1
+        if k == 0:
+            continue
+        # The lower triangles of u's dirty arcs, in rank order of their bottom v (as
+        # _customize lowers them at v): v's arcs above u, searched for the dirty arcs' heads
+        # when there are few of those.
+        for i in range(down_first[u], down_first[u + 1]):
+            v = down_tail[i]
+            a = down_arc[i]
+            down_a, up_a = np.int64(down[a]), np.int64(up[a])
+            if down_a >= none and up_a >= none:
                 continue
-            w = up_head[x]
-            new_up = own_up[x] if own_up[x] < none else np.int64(none)
-            new_down = own_down[x] if own_down[x] < none else np.int64(none)
-            up_from, down_from = -1, -1
-            for i in range(down_first[u], down_first[u + 1]):
-                v = down_tail[i]
-                a = down_arc[i]
-                b = _find(up_first, up_head, v, w)
-                if b < 0:
-                    continue
-                # u -> v -> w and w -> v -> u, as _customize lowers them at v.
-                down_a, up_a = np.int64(down[a]), np.int64(up[a])
+            end = up_first[v + 1]
+            few = 8 * k < end - a - 1
+            for n in range(k if few else end - a - 1):
+                if few:
+                    b = _find(up_first, up_head, v, up_head[arcs[n]])
+                    if b < 0:
+                        continue
+                    j = n
+                else:
+                    b = a + 1 + n
+                    j = where[up_head[b]]
+                    if j < 0:
+                        continue
+                # u -> v -> w and w -> v -> u.
                 up_b, down_b = np.int64(up[b]), np.int64(down[b])
                 if down_a < none and up_b < none:
                     cost = down_a + up_b
-                    if cost < new_up:
-                        new_up = cost
-                        up_from = v
-                    elif new_up >= none:
+                    if cost < made_up[j]:
+                        made_up[j] = cost
+                        up_from[j] = v
+                    elif made_up[j] >= none:
                         return False
                 if down_b < none and up_a < none:
                     cost = down_b + up_a
-                    if cost < new_down:
-                        new_down = cost
-                        down_from = v
-                    elif new_down >= none:
+                    if cost < made_down[j]:
+                        made_down[j] = cost
+                        down_from[j] = v
+                    elif made_down[j] >= none:
                         return False
+        for n in range(k):
+            x = arcs[n]
+            w = up_head[x]
+            where[w] = -1
+            new_up, new_down = made_up[n], made_down[n]
             old_up, old_down = np.int64(up[x]), np.int64(down[x])
             if new_up != old_up or new_down != old_down:
                 for y in range(up_first[u], up_first[u + 1]):
@@ -374,8 +410,8 @@ def _recustomize(
                 up[x] = new_up
                 down[x] = new_down
             if middles:
-                up_middle[x] = up_from
-                down_middle[x] = down_from
+                up_middle[x] = up_from[n]
+                down_middle[x] = down_from[n]
     return True
 
 
