@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -240,21 +241,20 @@ def _weights(
 @compiled
 def _inputs(
     slots: NDArray[np.int64], weights: NDArray[np.int64], arcs: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
     """Per upward arc its own weight up and down: the least of its parallel turn-graph arcs
-    (``_INF`` for none)."""
-    inf = np.int64(1) << np.int64(62)
-    up = np.full(arcs, inf, dtype=np.int64)
-    down = np.full(arcs, inf, dtype=np.int64)
+    (all ones for none), of ``weights`` that fit in 32 bits."""
+    up = np.full(arcs, 0xFFFFFFFF, dtype=np.uint32)
+    down = np.full(arcs, 0xFFFFFFFF, dtype=np.uint32)
     for k in range(len(slots)):
         slot = slots[k]
         if slot < 0:
             continue
         arc = slot >> 1
         if slot & 1:
-            down[arc] = min(down[arc], weights[k])
+            down[arc] = min(np.int64(down[arc]), weights[k])
         else:
-            up[arc] = min(up[arc], weights[k])
+            up[arc] = min(np.int64(up[arc]), weights[k])
     return up, down
 
 
@@ -303,8 +303,8 @@ def _recustomize(
     down_first: NDArray[np.int64],
     down_tail: NDArray[np.int32],
     down_arc: NDArray[np.int64],
-    own_up: NDArray[np.int64],
-    own_down: NDArray[np.int64],
+    own_up: NDArray[np.uint32],
+    own_down: NDArray[np.uint32],
     dirty: NDArray[np.bool_],
     up: NDArray[Any],
     down: NDArray[Any],
@@ -338,8 +338,8 @@ def _recustomize(
             if dirty[x]:
                 where[up_head[x]] = k
                 arcs[k] = x
-                made_up[k] = own_up[x] if own_up[x] < none else np.int64(none)
-                made_down[k] = own_down[x] if own_down[x] < none else np.int64(none)
+                made_up[k] = np.int64(own_up[x])
+                made_down[k] = np.int64(own_down[x])
                 up_from[k] = -1
                 down_from[k] = -1
                 k += 1
@@ -815,12 +815,29 @@ def recustomize(
     weights = np.asarray(weights, dtype=np.int64)
     plain = np.asarray(plain, dtype=np.int64)
     downward = _downward(arrays["cch_up_first"], arrays["cch_up_head"])
-    found = _reweighted(arrays, downward, [previous[name] for name in METRIC], weights, changed)
-    made = (
-        dict(zip(METRIC, found, strict=True)) if found is not None else customize(arrays, weights)
-    )
-    if np.array_equal(weights, plain):
-        return made
+
+    def metric() -> dict[str, Any]:
+        old = [previous[name] for name in METRIC]
+        found = _reweighted(arrays, downward, old, weights, changed)
+        return (
+            customize(arrays, weights) if found is None else dict(zip(METRIC, found, strict=True))
+        )
+
+    def second() -> dict[str, Any]:
+        if np.array_equal(weights, plain):
+            return {}
+        old = [previous[name] for name in (PLAIN if PLAIN[0] in previous else METRIC[:2])]
+        found = _reweighted(arrays, downward, old, plain, changed_plain)
+        if found is None:
+            return customize_plain(arrays, weights, plain)
+        return dict(zip(PLAIN, found, strict=True))
+
+    # The kernels release the GIL: both metrics at once.
+    with ThreadPoolExecutor(2) as pool:
+        plain_made = pool.submit(second)
+        made = metric()
+        made.update(plain_made.result())
+    return made
     before = PLAIN if PLAIN[0] in previous else METRIC[:2]
     found = _reweighted(arrays, downward, [previous[name] for name in before], plain, changed_plain)
     if found is None:
