@@ -570,8 +570,18 @@ def coordinate_arrays(roads: Roads, geometry: Geometry) -> Arrays:
         NUMBER_PREFIX + "length": edge_length,
         NUMBER_PREFIX + "travel_time": travel_time,
         NUMBER_PREFIX + "weight": np.maximum(1, np.rint(travel_time * 1000.0)).astype(np.int64),
-        "geometry": np.stack([lon[g.source], lat[g.source]], axis=1).reshape(-1, 2),
+        "geometry": _points(lon, lat, g.source),
     }
+
+
+def _points(
+    lon: NDArray[np.float64], lat: NDArray[np.float64], at: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The (lon, lat) rows of the points ``at``, filled a column at a time."""
+    points = np.empty((len(at), 2), dtype=np.float64)
+    points[:, 0] = lon[at]
+    points[:, 1] = lat[at]
+    return points
 
 
 def moved_coordinate_arrays(
@@ -760,12 +770,12 @@ def profile_arrays(
     points = (piece_end - piece_start + 1)[edge_piece]
     geometry_offsets = np.zeros(edges + 1, dtype=np.int64)
     np.cumsum(points, out=geometry_offsets[1:])
+    # Per point: its edge's first position (its tail's), plus (forward) or minus (backward)
+    # its rank; made in place, these being the largest arrays a profile makes at once.
     step = within(points)
-    source = np.where(
-        np.repeat(edge_forward, points),
-        np.repeat(piece_start[edge_piece], points) + step,
-        np.repeat(piece_end[edge_piece], points) - step,
-    )
+    step *= np.repeat(np.where(edge_forward, 1, -1).astype(np.int8), points)
+    source = np.repeat(tail_pos, points)
+    source += step
     del step
     geometry = Geometry(
         pos, piece_start, piece_end, piece_way, firsts, lasts, timed_ways, edge_piece,

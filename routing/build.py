@@ -442,6 +442,10 @@ def build_routing(
                     geometries[0] = _spill_fields(folder / "geometry", geometries[0])
                     positions[0] = _spill_fields(Path(scratch.name) / "positions", positions[0])
                     store.release(*made.values(), *positions[0])
+                    # What making them freed: the allocator would keep it otherwise.
+                    from routing.engine import _release_freed
+
+                    _release_freed()
                 _lap(quiet, f"{name} arrays", began)
                 engine = _engine(
                     url, name, made, update[1] if update else None, layout, quiet, folder
@@ -794,14 +798,7 @@ TURN_GRAPH = [
 
 def _lap(quiet: bool, step: str, since: float) -> None:
     if not quiet:
-        import resource  # MEMDEBUG
-
-        rss = int(open("/proc/self/statm").read().split()[1]) * 4096 / 1e6  # MEMDEBUG
-        hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # MEMDEBUG
-        print(
-            f"routing: {step} at {time.perf_counter() - since:.2f} s rss {rss:.0f} hwm {hwm:.0f}",
-            file=sys.stderr,
-        )
+        print(f"routing: {step} at {time.perf_counter() - since:.2f} s", file=sys.stderr)
 
 
 #: What an update changes in the road network: the (kind, tags) of the roads and restrictions
