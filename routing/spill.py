@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+from numpy.typing import NDArray
 
 from routing import store
 from routing.engine import Engine, _ByNode, _Csr, _release_freed
@@ -32,7 +35,14 @@ class SpillingEngine(Engine):
 
     def _complete_cch(self, topology: Engine | None) -> None:
         self._spill()
-        super()._complete_cch(topology)
+        # The contraction goes to files before the customisation reads it, each metric before
+        # the next is made.
+        arrays, self.arrays = self.arrays, _Spilling(self._folder, self.arrays)
+        try:
+            super()._complete_cch(topology)
+        finally:
+            arrays.update(self.arrays)
+            self.arrays = arrays
         self._spill()
 
     def _spill(self) -> None:
@@ -50,3 +60,21 @@ class SpillingEngine(Engine):
             Engine._load_snapping(self)
         store.release(*a.values())
         _release_freed()
+
+
+class _Spilling(dict[str, NDArray[Any]]):
+    """Arrays each spilled to a file of ``folder`` as it is stored (see
+    :func:`routing.store.spill`), its pages dropped."""
+
+    def __init__(self, folder: Path, arrays: Arrays) -> None:
+        super().__init__(arrays)
+        self._folder = folder
+
+    def __setitem__(self, name: str, array: NDArray[Any]) -> None:
+        spilled = store.spill(self._folder, {name: array})[name]
+        store.release(spilled)
+        super().__setitem__(name, spilled)
+
+    def update(self, *others: Any, **arrays: NDArray[Any]) -> None:
+        for name, array in dict(*others, **arrays).items():
+            self[name] = array
