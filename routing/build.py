@@ -410,7 +410,13 @@ def build_routing(
             saving: Future[None] | None = None
             if update is None:
                 place = keep if keep is not None and keep.is_dir() else None
-                scratch = tempfile.TemporaryDirectory(prefix=".routing-build-", dir=place)
+                # Named as the import's work folders: one a killed import leaves is removed
+                # by the next.
+                from osmimport.importer import WORK_DIR_PREFIX
+
+                scratch = tempfile.TemporaryDirectory(
+                    prefix=f"{WORK_DIR_PREFIX}routing-", dir=place
+                )
             for name in names:
                 if saving is not None and update is None:
                     # An import saves a profile before making the next: its peak memory
