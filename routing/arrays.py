@@ -570,8 +570,18 @@ def coordinate_arrays(roads: Roads, geometry: Geometry) -> Arrays:
         NUMBER_PREFIX + "length": edge_length,
         NUMBER_PREFIX + "travel_time": travel_time,
         NUMBER_PREFIX + "weight": np.maximum(1, np.rint(travel_time * 1000.0)).astype(np.int64),
-        "geometry": np.stack([lon[g.source], lat[g.source]], axis=1).reshape(-1, 2),
+        "geometry": _points(lon, lat, g.source),
     }
+
+
+def _points(
+    lon: NDArray[np.float64], lat: NDArray[np.float64], at: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The (lon, lat) rows of the points ``at``, filled a column at a time."""
+    points = np.empty((len(at), 2), dtype=np.float64)
+    points[:, 0] = lon[at]
+    points[:, 1] = lat[at]
+    return points
 
 
 def moved_coordinate_arrays(
@@ -760,13 +770,14 @@ def profile_arrays(
     points = (piece_end - piece_start + 1)[edge_piece]
     geometry_offsets = np.zeros(edges + 1, dtype=np.int64)
     np.cumsum(points, out=geometry_offsets[1:])
+    # Per point: its edge's first position (its tail's), plus (forward) or minus (backward)
+    # its rank; made in place, these being the largest arrays a profile makes at once.
     step = within(points)
-    source = np.where(
-        np.repeat(edge_forward, points),
-        np.repeat(piece_start[edge_piece], points) + step,
-        np.repeat(piece_end[edge_piece], points) - step,
-    )
-    del step
+    step *= np.repeat(np.where(edge_forward, 1, -1).astype(np.int8), points)
+    source = np.repeat(tail_pos, points)
+    source += step
+    geometry_nodes = refs[source]
+    del step, points, refs, forward, backward, count, first_edge, both
     geometry = Geometry(
         pos, piece_start, piece_end, piece_way, firsts, lasts, timed_ways, edge_piece,
         duration[edge_piece], speed, ends, source,
@@ -782,6 +793,7 @@ def profile_arrays(
         "edge_tail": np.searchsorted(ends, pos[tail_pos]),
         "edge_head": np.searchsorted(ends, pos[head_pos]),
     }
+    del tail_pos, head_pos
     texts = roads.texts
     mode_numbers = np.asarray(roads.rule_modes[name], dtype=np.int32).reshape(len(rules))
     text_columns = {
@@ -808,10 +820,16 @@ def profile_arrays(
     }
     # The string pool in the model's order: "" first, then by first use over the text columns
     # in name order, edge after edge.
-    used = np.concatenate([text_columns[k] for k in sorted(text_columns)]).astype(np.int64)
-    unique, first = np.unique(used, return_index=True)
-    order = unique[np.argsort(first, kind="stable")]
+    # (Where each string is first used, column after column: not the columns end to end.)
+    unused = np.iinfo(np.int64).max
+    first_use = np.full(len(roads.pool), unused, dtype=np.int64)
+    for k, key in enumerate(sorted(text_columns)):
+        ids, at = np.unique(text_columns[key], return_index=True)
+        first_use[ids] = np.minimum(first_use[ids], k * edges + at)
+    used = np.flatnonzero(first_use != unused)
+    order = used[np.argsort(first_use[used], kind="stable")]
     order = np.r_[0, order[order != 0]].astype(np.int64)
+    del first_use, used
     local = np.zeros(len(roads.pool), dtype=np.int32)
     local[order] = np.arange(len(order), dtype=np.int32)
     for key in sorted({*numbers_columns, *text_columns}):
@@ -822,8 +840,8 @@ def profile_arrays(
     arrays.update(string_arrays(roads.pool[i] for i in order.tolist()))
     arrays["geometry_offsets"] = geometry_offsets
     arrays["geometry"] = placed["geometry"]
-    arrays["geometry_nodes"] = refs[source]
-    del source, placed, geometry
+    arrays["geometry_nodes"] = geometry_nodes
+    del source, placed, geometry, geometry_nodes, text_columns, numbers_columns, edge_way
     arrays["barriers"] = blocked_ids
     by_way = _edges_of_ways(
         {w for r in restrictions for w in (r.from_way, r.to_way, *r.via_ways)},

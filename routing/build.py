@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -374,6 +376,8 @@ def build_routing(
     if not quiet:
         print(f"routing: building {', '.join(names)} for data version {version}", file=sys.stderr)
     started = time.perf_counter()
+    # Where an import's build keeps the arrays it makes (see routing.spill).
+    scratch: tempfile.TemporaryDirectory[str] | None = None
     conn = connect(url)
     try:
         update = _update_changes(url, conn, schema_name)
@@ -404,6 +408,15 @@ def build_routing(
             # What exists now outlives the profiles: the collector need not walk it after each.
             gc.freeze()
             saving: Future[None] | None = None
+            if update is None:
+                place = keep if keep is not None and keep.is_dir() else None
+                # Named as the import's work folders: one a killed import leaves is removed
+                # by the next.
+                from osmimport.importer import WORK_DIR_PREFIX
+
+                scratch = tempfile.TemporaryDirectory(
+                    prefix=f"{WORK_DIR_PREFIX}routing-", dir=place
+                )
             for name in names:
                 if saving is not None and update is None:
                     # An import saves a profile before making the next: its peak memory
@@ -411,6 +424,9 @@ def build_routing(
                     saving.result()
                     gc.collect()
                     saving = None
+                    if scratch is not None:
+                        # Saved: its files are no longer read (the mapped ones stay readable).
+                        shutil.rmtree(Path(scratch.name) / names[names.index(name) - 1])
                 began = time.perf_counter()
                 layout = None
                 if update:
@@ -423,8 +439,23 @@ def build_routing(
                 placed = _PLACED.get((url, name))
                 made = _profile_arrays(url, name, roads, positions, update, quiet, geometries)
                 made_names = list(made)
+                folder = None
+                if scratch is not None:
+                    # An import: what it makes goes to files as soon as made (see
+                    # routing.spill), its memory stays that of a step, not of a profile.
+                    folder = Path(scratch.name) / name
+                    made = store.spill(folder, made)
+                    geometries[0] = _spill_fields(folder / "geometry", geometries[0])
+                    positions[0] = _spill_fields(Path(scratch.name) / "positions", positions[0])
+                    store.release(*made.values(), *positions[0])
+                    # What making them freed: the allocator would keep it otherwise.
+                    from routing.engine import _release_freed
+
+                    _release_freed()
                 _lap(quiet, f"{name} arrays", began)
-                engine = _engine(url, name, made, update[1] if update else None, layout, quiet)
+                engine = _engine(
+                    url, name, made, update[1] if update else None, layout, quiet, folder
+                )
                 arrays = engine.arrays
                 # The served data's arrays, when the previous build in memory is theirs: the
                 # chunks equal to theirs are found by comparing rather than hashing.
@@ -471,6 +502,8 @@ def build_routing(
     finally:
         gc.unfreeze()
         conn.close()
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _profile_arrays(
@@ -512,6 +545,16 @@ def _profile_arrays(
         geometry = geometries[0]
     _PLACED[(url, name)] = (roads, geometry, list(made))
     return made
+
+
+def _spill_fields(folder: Path, value: Any) -> Any:
+    """``value``, a dataclass or tuple of arrays, with its arrays spilled to ``folder`` (see
+    :func:`store.spill`)."""
+    if isinstance(value, tuple):
+        spilled = store.spill(folder, {str(i): array for i, array in enumerate(value)})
+        return tuple(spilled.values())
+    spilled = store.spill(folder, {f.name: getattr(value, f.name) for f in fields(value)})
+    return replace(value, **spilled)
 
 
 def _restore(
@@ -684,8 +727,10 @@ def _engine(
     previous: str | None,
     layout: dict[str, dict[str, Any]] | None,
     quiet: bool,
+    folder: Path | None = None,
 ) -> Any:
-    """The engine (not searching) that completes the arrays ``made`` of profile ``name``: an
+    """The engine (not searching) that completes the arrays ``made`` of profile ``name`` (with
+    a ``folder``, a :class:`routing.spill.SpillingEngine` keeping them in files there): an
     update (``previous``: the data version it updates, ``layout``: the served data's) reuses
     the served turn graph, its order and components when the roads still connect as they did
     (only geometry and weights changed: the arrays stay byte-identical, a server may keep its
@@ -694,6 +739,10 @@ def _engine(
     from routing.order import KEY_ARRAYS, ORDER_ARRAY, ReorderedEngine
 
     if previous is None:
+        if folder is not None:
+            from routing.spill import SpillingEngine
+
+            return SpillingEngine(made, folder)
         return Engine(made, search=False)
     from routing.patch import PatchedEngine, patchable
 

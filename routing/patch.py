@@ -16,7 +16,7 @@ from routing import cch
 from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
-from routing.store import CHUNK_BYTES, Arrays, layout_digest
+from routing.store import CHUNK_BYTES, Arrays, layout_digest, release
 
 #: The arrays made from how roads connect and how many points each edge has, nothing else:
 #: a patched build takes them from the previous one as they are.
@@ -192,6 +192,7 @@ def write_build(
                     continue
             partial = folder / f".{name}.bin-{os.getpid()}"
             np.ascontiguousarray(array).tofile(partial)
+            release(array)
             # A new file: a process that maps the one replaced keeps reading it.
             partial.replace(target)
         for stale in set(kept.get("arrays", {})) - set(layout):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import struct
@@ -141,6 +142,7 @@ def save(
             _copy_array(cur, rows_schema, rows_profile, name, raw, fresh)
             written += sum(len(raw[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]) for i in fresh)
         total += len(raw)
+        release(arrays[name])
     _run(
         cur,
         schema_name,
@@ -406,6 +408,7 @@ def fill_cache(
     def write(partial: Path) -> None:
         for name in layout:
             np.ascontiguousarray(arrays[name]).tofile(partial / f"{name}.bin")
+            release(arrays[name])
 
     _publish(folder, profile, layout, write)
 
@@ -519,6 +522,35 @@ def _open(folder: Path) -> Arrays:
         else:
             arrays[name] = np.memmap(folder / f"{name}.bin", dtype=dtype, mode="r", shape=shape)
     return arrays
+
+
+#: Arrays smaller than this stay in memory when spilled: a file each is not worth it.
+SPILL_BYTES = 1 << 20
+
+
+def spill(folder: Path, arrays: Arrays) -> Arrays:
+    """``arrays`` with each large one written to a file of ``folder`` and mapped back from it
+    read-only (those mapped already kept as they are): a build holds what it made in the page
+    cache, which the system can reclaim, not in its own memory (see :func:`release`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spilled: Arrays = {}
+    for name, array in arrays.items():
+        if isinstance(array, np.memmap) or array.nbytes < SPILL_BYTES:
+            spilled[name] = array
+            continue
+        path = folder / f"{name}.bin"
+        np.ascontiguousarray(array).tofile(path)
+        spilled[name] = np.memmap(path, dtype=array.dtype, mode="r", shape=array.shape)
+    return spilled
+
+
+def release(*arrays: NDArray[Any]) -> None:
+    """Drop the pages of the memory-mapped ``arrays`` from this process's memory (they are
+    read again from the page cache, or the file, when used)."""
+    for array in arrays:
+        mapped = getattr(array, "_mmap", None)
+        if isinstance(mapped, mmap.mmap):
+            mapped.madvise(mmap.MADV_DONTNEED)
 
 
 def prune(cache: Path, keep: set[str]) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from osmimport import schema
-from routing import cch
+from routing import cch, store
 from routing.arrays import (
     Geometry,
     Roads,
@@ -335,3 +335,24 @@ def test_moved_roads_patch_the_previous_build(liechtenstein_url: str) -> None:
     assert not np.array_equal(patched["edge:weight"], car["edge:weight"])
     for name in ("along", "piece_xy", "grid_members", "turn_cost", "arc_turn"):
         assert np.array_equal(patched[name], car[name]), name
+
+
+def test_an_import_build_keeps_its_arrays_in_files(liechtenstein_url: str, tmp_path: Path) -> None:
+    """The import's engine makes the same arrays as the engine, byte for byte, the large ones
+    mapped from files rather than held in memory."""
+    from routing.spill import SpillingEngine
+
+    roads = read_roads(liechtenstein_url, schema.SCHEMA, "v1", list(PROFILES.values()))
+    large: set[str] = set()
+    for name, profile in PROFILES.items():
+        expected = Engine(profile_arrays(roads, profile), search=False).arrays
+        spilled = SpillingEngine(profile_arrays(roads, profile), tmp_path / name).arrays
+        assert sorted(spilled) == sorted(expected)
+        for key, array in expected.items():
+            assert spilled[key].dtype == array.dtype, key
+            assert spilled[key].shape == array.shape, key
+            assert spilled[key].tobytes() == array.tobytes(), key
+        mapped = {k for k, v in spilled.items() if isinstance(v, np.memmap)}
+        assert mapped == {k for k, v in expected.items() if v.nbytes >= store.SPILL_BYTES}
+        large |= mapped
+    assert {"geometry", "piece_xy", "cch_forward"} <= large

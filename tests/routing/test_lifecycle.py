@@ -17,7 +17,7 @@ import numpy as np
 
 from osmimport import schema
 from osmimport.database import connect
-from osmimport.importer import run_import
+from osmimport.importer import WORK_DIR_PREFIX, run_import
 from routing import store
 from routing.build import build_before_swap
 from routing.engine import Engine
@@ -217,3 +217,5 @@ def test_an_import_puts_its_routing_data_in_the_file_cache_of_its_data_folder(
         for key, array in stored.items():
             assert mapped[key].dtype == array.dtype, key
             assert mapped[key].tobytes() == array.tobytes(), key
+    # The folder the build kept its arrays in while it made them is gone.
+    assert not list(data_dir.rglob(f"{WORK_DIR_PREFIX}*"))
