@@ -10,16 +10,28 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 from osmimport.command import Command, dispatch
 from osmimport.database import database_url, existing_database_url
 from osmimport.errors import UsageError
 from routing import store
-from routing.build import build_graphs
 from routing.errors import OsrmError
 from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingCommandSettings
+
+
+def build_before_swap(url: str, staging: str, version: str, keep: Path | None = None) -> None:
+    """The import's before-swap hook (:func:`routing.build.build_before_swap`).
+
+    The build's libraries are imported when an import runs it: the server imports this module
+    for its command line, and its workers need none of them (numba's compiler alone is some
+    40 MB of each one's memory).
+    """
+    from routing.build import build_before_swap as build
+
+    build(url, staging, version, keep)
 
 
 class RoutingCommand:
@@ -44,6 +56,8 @@ class RoutingCommand:
         """Carry out the action."""
         url = database_url(args.settings.database)
         if args.action == "build":
+            from routing.build import build_graphs
+
             build_graphs(url, profiles=args.profile)
             return 0
         rows = store.versions(url)

@@ -40,10 +40,10 @@ STOP_WAIT = 2.0
 #: Numbers the sockets of the engine processes of one routing server.
 _SERIAL = itertools.count(1)
 #: Engine processes are forked by a server process that has imported the engine's libraries
-#: once (some 85 MB of their own per process otherwise, and seconds of start-up): they start
-#: at once and share those pages.
+#: and compiled its kernels once (some 85 MB of their own per process otherwise, and seconds
+#: of start-up, tens with numba's disk cache cold): they start at once and share those pages.
 _CONTEXT = multiprocessing.get_context("forkserver")
-PRELOAD = ["routing.service", "routing.http", "routing.engines"]
+PRELOAD = ["routing.service", "routing.http", "routing.engines", "routing.preforked"]
 
 
 def start_forkserver() -> None:

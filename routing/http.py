@@ -6,7 +6,7 @@ import math
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from importlib import resources
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -18,9 +18,12 @@ from osmimport.database import database_url
 from osmimport.errors import FondplanError
 from routing.client import RoutingClient
 from routing.errors import OsrmError
-from routing.osrm import parse_coordinates
-from routing.processes import RoutingProcesses
-from routing.service import Busy, RoutingService
+
+if TYPE_CHECKING:
+    # The engine's modules (numba, scipy, networkx) are imported when an engine is made here:
+    # a worker whose routes the shared routing server answers never loads them.
+    from routing.processes import RoutingProcesses
+    from routing.service import RoutingService
 
 Handler = Callable[[str, list[tuple[float, float]], dict[str, str]], dict[str, Any]]
 
@@ -43,6 +46,8 @@ def answer(
     query: Sequence[tuple[str, str]],
 ) -> tuple[int, bytes]:
     """The HTTP status and JSON body of an OSRM request to ``method``."""
+    from routing.osrm import parse_coordinates
+
     handler: Handler = getattr(service, method)
     try:
         points = parse_coordinates(coordinates)
@@ -115,6 +120,8 @@ def fast_answer(service: RoutingService, path: str, query: str) -> tuple[int, by
     """``/route/v1`` and ``/nearest/v1`` answered without a worker thread when the profile's
     graph is loaded and its data version was checked recently (no lock, database or loading to
     wait for); None otherwise, for the regular route."""
+    from routing.service import Busy
+
     parts = path.split("/", 4)
     if len(parts) != 5 or parts[1] not in FAST_SERVICES or parts[2] != "v1":
         return None
@@ -144,6 +151,8 @@ def request_cost(path: str, query: str) -> float:
     The answer's size (steps, annotations, full geometry) and the search grow with the
     distance covered, not with the number of coordinates.
     """
+    from routing.osrm import parse_coordinates
+
     parts = path.split("/", 4)
     if len(parts) != 5:
         return 0.0
@@ -211,6 +220,9 @@ def group_routes(context: Any) -> list[BaseRoute]:
     settings = context.settings.routing
     if settings.routing_server is not None and context.settings.server.tiles_file is None:
         return server_routes(context, RoutingClient(settings.routing_server, settings))
+    from routing.processes import RoutingProcesses
+    from routing.service import RoutingService
+
     service = RoutingService(
         lambda: database_url(database),
         settings,

@@ -13,7 +13,6 @@ from cities import cli as cities_cli
 from osmimport import cli as import_cli
 from osmimport.command import Command, dispatch
 from routing import cli as routing_cli
-from routing.build import build_before_swap
 from tileserver import commands as tile_commands
 from tileserver import raster_cli, townplan_renderer
 from tileserver.settings import Settings
@@ -32,9 +31,9 @@ def all_commands() -> list[Command]:
 def _with_routing(command: Command) -> Command:
     """Imports and updates build the routing data of the data they make, before it is served."""
     if isinstance(command, import_cli.ImportCommand):
-        return import_cli.ImportCommand(before_swap=[build_before_swap])
+        return import_cli.ImportCommand(before_swap=[routing_cli.build_before_swap])
     if isinstance(command, import_cli.UpdateCommand):
-        return import_cli.UpdateCommand(before_swap=[build_before_swap])
+        return import_cli.UpdateCommand(before_swap=[routing_cli.build_before_swap])
     return command
 
 

@@ -157,11 +157,18 @@ class PostGISSource:
         self.deadlines = Deadlines()
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Connection options: no JIT, connect and statement timeouts, TCP keepalives."""
+        """Connection options: no JIT, no parallel plans, connect and statement timeouts, TCP
+        keepalives.
+
+        A tile reads a few hundred pages: on a large region's tables the planner would still
+        start parallel workers for some, whose start-up costs more than they save while the
+        server cuts other tiles on the same cores.
+        """
         timeout_ms = int(self.settings.statement_timeout_ms)
         return {
             "options": (
-                f"-c jit=off -c statement_timeout={timeout_ms} "
+                "-c jit=off -c max_parallel_workers_per_gather=0 "
+                f"-c statement_timeout={timeout_ms} "
                 f"-c idle_in_transaction_session_timeout={timeout_ms * 2}"
             ),
             "application_name": "fondplan-tiles",

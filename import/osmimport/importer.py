@@ -194,6 +194,12 @@ def _geometry_expr(kind: str) -> sql.Composable:
     return sql.SQL("g::geometry(LineString, 3857)")
 
 
+#: Rows stored along a space-filling curve (PostGIS sorts geometries by the Hilbert index of
+#: their box), so a tile reads the few heap pages of its area rather than rows spread over the
+#: whole table in OSM id order: the pages a tile touches stay the same however large the region.
+SPATIAL_ORDER = sql.SQL(" ORDER BY geom")
+
+
 def layer_table_query(staging: str, layer: str) -> sql.Composed:
     """The layer table from its raw table: EPSG:3857, typed geometry, way_area from the shape."""
     spec = schema.LAYER_BY_NAME[layer]
@@ -211,7 +217,9 @@ def layer_table_query(staging: str, layer: str) -> sql.Composed:
         "CREATE TABLE {table} AS SELECT osm_type::char(1) AS osm_type, osm_id, "
         "{geom} AS geom, minzoom::smallint AS minzoom, sort_key::real AS sort_key{sep}"
         "{columns} FROM (SELECT r.*, ST_Transform(r.geom, 3857) AS g FROM {raw} r OFFSET 0) s"
+        "{order}"
     ).format(
+        order=SPATIAL_ORDER,
         table=_ident(staging, layer),
         geom=_geometry_expr(spec.geometry),
         sep=sql.SQL(", " if columns else ""),
@@ -304,9 +312,10 @@ def _merged_lines(
         "  SELECT min(osm_id) AS osm_id, min(sort_key) AS sort_key, {group}, "
         "  (ST_Dump(ST_LineMerge(ST_Collect(geom)))).geom AS geom "
         "  FROM {base} b WHERE minzoom <= %(zoom)s{only} GROUP BY {group}"
-        ") merged WHERE GeometryType(geom) = 'LINESTRING'"
+        ") merged WHERE GeometryType(geom) = 'LINESTRING'{order}"
     ).format(
         **_generalised_target(staging, base, table, insert, only),
+        order=sql.SQL("") if insert else SPATIAL_ORDER,
         outer=sql.SQL(", ").join(outer),
         group=sql.SQL(", ").join(_ident(g) for g in group),
     )
@@ -328,9 +337,10 @@ def _simplified_polygons(
         "    ::geometry(MultiPolygon, 3857) AS geom, minzoom, sort_key{sep}{cols} "
         "  FROM {base} b WHERE minzoom <= %(zoom)s AND ST_Area(geom) >= %(min_area)s{only} "
         "  OFFSET 0) s "
-        "WHERE NOT ST_IsEmpty(geom)"
+        "WHERE NOT ST_IsEmpty(geom){order}"
     ).format(
         **_generalised_target(staging, base, table, insert, only),
+        order=sql.SQL("") if insert else SPATIAL_ORDER,
         sep=sql.SQL(", " if attrs else ""),
         cols=sql.SQL(", ").join(_ident(a) for a in attrs),
     )

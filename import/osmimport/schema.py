@@ -261,7 +261,9 @@ LAYERS: tuple[Layer, ...] = (
         (("kind", "text"),),
         _kinds(kind for kind, _ in mapping.LAND.values()),
         description="Land use and land cover",
-        generalised=(9, 11, 13),
+        # z10 apart from z11: the land of a z10 tile is its largest layer, a quarter of its
+        # area hidden below z11's size limit.
+        generalised=(9, 10, 11, 13),
     ),
     Layer(
         "sites",

@@ -1,0 +1,77 @@
+"""The kernels compiled in advance are those an engine runs on the data a server maps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from routing import store
+from routing.engines import PRELOAD
+from routing.network import data_version
+from routing.profiles import PROFILES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: In a fresh process: warm up, then open each profile's mapped data (which also routes once,
+#: see ``Engine._warm_up``); prints the kernels that compiled something more for it.
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from numba.core.registry import CPUDispatcher
+    from routing import cch, kernels, store
+    from routing.engine import Engine
+    from routing.warm import warm_up
+
+    def compiled():
+        return {
+            f"{module.__name__}.{name}": len(value.signatures)
+            for module in (cch, kernels)
+            for name, value in vars(module).items()
+            if isinstance(value, CPUDispatcher)
+        }
+
+    warm_up()
+    before = compiled()
+    for folder in sys.argv[1:]:
+        engine = Engine(store._open(Path(folder)))
+        assert engine.cch_state == "mapped", engine.cch_state
+    after = compiled()
+    print(json.dumps({
+        "warmed": sum(before.values()),
+        "more": sorted(k for k in after if after[k] != before.get(k, 0)),
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def mapped(routing_liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The routing data of every profile in a file cache."""
+    cache = tmp_path_factory.mktemp("routing-cache")
+    version = data_version(routing_liechtenstein_url)
+    for name in PROFILES:
+        store.load(routing_liechtenstein_url, name, version, cache=cache)
+    return cache / version
+
+
+def test_engines_fork_from_a_process_that_compiled_the_kernels() -> None:
+    assert "routing.preforked" in PRELOAD
+
+
+def test_warm_up_compiles_every_kernel_a_mapped_engine_runs(mapped: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *(str(mapped / name) for name in PROFILES)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["warmed"] > 10
+    assert result["more"] == []
