@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from routing import store
@@ -25,9 +27,37 @@ class SpillingEngine(Engine):
         super().__init__(store.spill(folder, data), search=False)
         self._spill()
 
+    def _compile_turns(self) -> None:
+        self._spill()
+        super()._compile_turns()
+
+    def _turn_metric(self) -> None:
+        # The turn graph's arrays go to files before its metric is made, and the metric's
+        # before the order is.
+        self._spill()
+        super()._turn_metric()
+        self._spill()
+
     def _index_pieces(self) -> None:
         self._spill()
         super()._index_pieces()
+
+    def _new_array(self, name: str, shape: tuple[int, ...], dtype: type[Any]) -> NDArray[Any]:
+        if math.prod(shape) * np.dtype(dtype).itemsize < store.SPILL_BYTES:
+            return super()._new_array(name, shape, dtype)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        return np.memmap(self._folder / f"{name}.bin", dtype=dtype, mode="w+", shape=shape)
+
+    def _written(self, *arrays: NDArray[Any]) -> None:
+        store.release(*arrays)
+
+    def _index_grid(self) -> None:
+        self._spill()
+        super()._index_grid()
+
+    def _index_components(self) -> None:
+        self._spill()
+        super()._index_components()
 
     def _load_snapping(self) -> None:
         self._spill()
