@@ -27,6 +27,10 @@ class SpillingEngine(Engine):
         super().__init__(store.spill(folder, data), search=False)
         self._spill()
 
+    def _turn_geometry(self) -> None:
+        self._spill()
+        super()._turn_geometry()
+
     def _compile_turns(self) -> None:
         self._spill()
         super()._compile_turns()
@@ -81,7 +85,8 @@ class SpillingEngine(Engine):
         a = self.arrays
         a.update(store.spill(self._folder, a))
         self.along = a["along"]
-        self._first_bearing, self._last_bearing = a["first_bearing"], a["last_bearing"]
+        if "first_bearing" in a:
+            self._first_bearing, self._last_bearing = a["first_bearing"], a["last_bearing"]
         self.leaving = _ByNode(self.node_ids, _Csr(a["out_offsets"], a["out_edges"]))
         self.arriving = _ByNode(self.node_ids, _Csr(a["in_offsets"], a["in_edges"]))
         if hasattr(self, "origin"):
