@@ -333,6 +333,10 @@ class _Copies(Mapping[int, list[int]]):
         return self.count
 
 
+#: Edges whose pieces the snapping index makes at a time (see ``Engine._index_pieces``).
+PIECE_EDGES = 1 << 16
+
+
 class Engine:
     """Routes on one profile's routing data: snapping, fastest paths, tables, alternatives.
 
@@ -570,7 +574,9 @@ class Engine:
         origin = list(range(count))
         rows: dict[int, list[int]] = {}
 
-        def row(node: int) -> list[int]:
+        def row(
+            node: int, rows: dict[int, list[int]] = rows, successors: _Csr = successors
+        ) -> list[int]:
             return rows[node] if node in rows else successors[node]
 
         vias = _Csr(a["restriction_via_offsets"], a["restriction_via"])
@@ -601,18 +607,19 @@ class Engine:
         sizes = np.bincount(tails, minlength=len(origin))
         offsets = np.zeros(len(origin) + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
-        turn_next = nexts
         turn_origin = np.asarray(origin, dtype=np.int64)
         copy_order = np.argsort(turn_origin[count:], kind="stable")
         a.update(
             turn_origin=turn_origin,
             turn_offsets=offsets,
-            turn_next=turn_next,
+            turn_next=nexts,
             copy_origin=turn_origin[count:][copy_order],
             copy_node=(np.arange(count, len(origin), dtype=np.int64))[copy_order],
         )
+        # Held only by the arrays from here (a subclass may move them out of memory).
+        del turn_origin, offsets, nexts, copy_order, origin, rows, successors, row, sizes
         self._turn_metric()
-        a["cch_order"] = self._order(turn_origin, tails, turn_next)
+        a["cch_order"] = self._order(a["turn_origin"], tails, a["turn_next"])
 
     def _turn_metric(self) -> None:
         """What the turns of the turn graph cost (at build time): the part of the turn graph
@@ -772,20 +779,48 @@ class Engine:
         keys = np.arange(count, dtype=np.int64)
         keep = ~((self._reverse >= 0) & (self._reverse < keys))
         pieces = np.where(keep, np.diff(self.offsets) - 1, 0)
-        piece_edge = np.repeat(keys, pieces)
-        first = np.repeat(np.cumsum(pieces) - pieces, pieces)
-        point = self.offsets[:-1][piece_edge] + (np.arange(len(piece_edge)) - first)
+        ends = np.cumsum(pieces)
+        del keep
+        total = int(ends[-1]) if count else 0
         self._cos = projection_cos(self.node_lat)
-        start, end, piece_xy = self._piece_points(point)
-        self.arrays.update(
-            piece_edge=piece_edge,
-            piece_offset=piece_offsets(piece_edge, start, end),
-            piece_start=start,
-            piece_end=end,
-            piece_xy=piece_xy,
-        )
+        made = {
+            "piece_edge": self._new_array("piece_edge", (total,), np.int64),
+            "piece_offset": self._new_array("piece_offset", (total,), np.float64),
+            "piece_start": self._new_array("piece_start", (total, 2), np.float64),
+            "piece_end": self._new_array("piece_end", (total, 2), np.float64),
+            "piece_xy": self._new_array("piece_xy", (total, 4), np.float64),
+        }
+        # Made a run of edges at a time: the working arrays stay those of one run.
+        for lo in range(0, count, PIECE_EDGES):
+            hi = min(lo + PIECE_EDGES, count)
+            sizes = pieces[lo:hi]
+            first_piece = int(ends[lo] - sizes[0])
+            piece_edge = np.repeat(keys[lo:hi], sizes)
+            first = np.repeat(ends[lo:hi] - sizes, sizes)
+            span = slice(first_piece, first_piece + len(piece_edge))
+            point = self.offsets[:-1][piece_edge] + (np.arange(span.start, span.stop) - first)
+            del first
+            start, end, piece_xy = self._piece_points(point)
+            del point
+            made["piece_edge"][span] = piece_edge
+            made["piece_offset"][span] = piece_offsets(piece_edge, start, end)
+            made["piece_start"][span] = start
+            made["piece_end"][span] = end
+            made["piece_xy"][span] = piece_xy
+            del piece_edge, start, end, piece_xy
+            self._written(*made.values())
+        self.arrays.update(made)
+        del made
         self._index_grid()
         self._index_components()
+
+    def _new_array(self, name: str, shape: tuple[int, ...], dtype: type[Any]) -> NDArray[Any]:
+        """An array to fill, array ``name`` of :attr:`arrays` once filled (a subclass may
+        keep it in a file)."""
+        return np.empty(shape, dtype=dtype)
+
+    def _written(self, *arrays: NDArray[Any]) -> None:
+        """Called when a part of the arrays of :meth:`_new_array` was written."""
 
     def _piece_points(
         self, point: NDArray[np.int64]

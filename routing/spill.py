@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from numpy.typing import NDArray
 
 from routing import store
@@ -25,9 +27,41 @@ class SpillingEngine(Engine):
         super().__init__(store.spill(folder, data), search=False)
         self._spill()
 
+    def _turn_geometry(self) -> None:
+        self._spill()
+        super()._turn_geometry()
+
+    def _compile_turns(self) -> None:
+        self._spill()
+        super()._compile_turns()
+
+    def _turn_metric(self) -> None:
+        # The turn graph's arrays go to files before its metric is made, and the metric's
+        # before the order is.
+        self._spill()
+        super()._turn_metric()
+        self._spill()
+
     def _index_pieces(self) -> None:
         self._spill()
         super()._index_pieces()
+
+    def _new_array(self, name: str, shape: tuple[int, ...], dtype: type[Any]) -> NDArray[Any]:
+        if math.prod(shape) * np.dtype(dtype).itemsize < store.SPILL_BYTES:
+            return super()._new_array(name, shape, dtype)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        return np.memmap(self._folder / f"{name}.bin", dtype=dtype, mode="w+", shape=shape)
+
+    def _written(self, *arrays: NDArray[Any]) -> None:
+        store.release(*arrays)
+
+    def _index_grid(self) -> None:
+        self._spill()
+        super()._index_grid()
+
+    def _index_components(self) -> None:
+        self._spill()
+        super()._index_components()
 
     def _load_snapping(self) -> None:
         self._spill()
@@ -51,7 +85,8 @@ class SpillingEngine(Engine):
         a = self.arrays
         a.update(store.spill(self._folder, a))
         self.along = a["along"]
-        self._first_bearing, self._last_bearing = a["first_bearing"], a["last_bearing"]
+        if "first_bearing" in a:
+            self._first_bearing, self._last_bearing = a["first_bearing"], a["last_bearing"]
         self.leaving = _ByNode(self.node_ids, _Csr(a["out_offsets"], a["out_edges"]))
         self.arriving = _ByNode(self.node_ids, _Csr(a["in_offsets"], a["in_edges"]))
         if hasattr(self, "origin"):

@@ -356,3 +356,26 @@ def test_an_import_build_keeps_its_arrays_in_files(liechtenstein_url: str, tmp_p
         assert mapped == {k for k, v in expected.items() if v.nbytes >= store.SPILL_BYTES}
         large |= mapped
     assert {"geometry", "piece_xy", "cch_forward"} <= large
+
+
+def test_the_snapping_index_made_in_runs_of_edges_is_the_same(
+    liechtenstein_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapping index made a few edges at a time (the import's, into files) is the one made
+    at once, byte for byte."""
+    import routing.engine
+    from routing.spill import SpillingEngine
+
+    roads = read_roads(liechtenstein_url, schema.SCHEMA, "v1", list(PROFILES.values()))
+    arrays = profile_arrays(roads, PROFILES["foot"])
+    expected = Engine(dict(arrays), search=False).arrays
+    assert len(arrays["edge_tail"]) > 1000
+    monkeypatch.setattr(routing.engine, "PIECE_EDGES", 7)
+    for made in (
+        Engine(dict(arrays), search=False).arrays,
+        SpillingEngine(dict(arrays), tmp_path).arrays,
+    ):
+        for key in ("piece_edge", "piece_offset", "piece_start", "piece_end", "piece_xy"):
+            assert made[key].dtype == expected[key].dtype, key
+            assert made[key].tobytes() == expected[key].tobytes(), key
+        assert made["grid_members"].tobytes() == expected["grid_members"].tobytes()
