@@ -17,8 +17,10 @@ from starlette.applications import Starlette
 
 from osmimport import schema
 from osmimport.database import connect
+from routing import store
 from routing.engine import Engine
 from routing.http import routes
+from routing.network import data_version
 from routing.profiles import PROFILES
 from routing.service import RoutingService
 from routing.settings import RoutingSettings
@@ -169,6 +171,16 @@ def network_db(make_database: Callable[[], str]) -> Callable[[Path | str], str]:
 def routing_liechtenstein_url(liechtenstein_url: str) -> str:
     """Liechtenstein 2021 imported, with the routing data built."""
     return liechtenstein_url
+
+
+@pytest.fixture(scope="session")
+def mapped(routing_liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The routing data of every profile in a file cache."""
+    cache = tmp_path_factory.mktemp("routing-cache")
+    version = data_version(routing_liechtenstein_url)
+    for name in PROFILES:
+        store.load(routing_liechtenstein_url, name, version, cache=cache)
+    return cache / version
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import pytest
 from routing import cch, store
 from routing.build import build_profile_graph, graph_arrays
 from routing.engine import Engine, Snap
-from routing.network import data_version, read_network
+from routing.network import read_network
 from routing.profiles import MAX_TURN_SECONDS, PROFILES
 from tests.routing.conftest import cut_extract
 
@@ -109,16 +109,6 @@ def test_random_graph_with_loops_and_parallel_arcs(heaviest: int, width: type) -
         table = search.one_to_many([sources], [n for n, _ in targets])[0]
         ends = [d + c for d, (_, c) in zip(table, targets, strict=True) if d is not None]
         assert min(ends, default=None) == expected
-
-
-@pytest.fixture(scope="module")
-def mapped(routing_liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The routing data of every profile in a file cache."""
-    cache = tmp_path_factory.mktemp("routing-cache")
-    version = data_version(routing_liechtenstein_url)
-    for name in PROFILES:
-        store.load(routing_liechtenstein_url, name, version, cache=cache)
-    return cache / version
 
 
 @pytest.mark.parametrize(("profile", "pairs"), [("car", 150), ("bike", 60), ("foot", 60)])

@@ -8,11 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
-from routing import store
 from routing.engines import PRELOAD
-from routing.network import data_version
 from routing.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,16 +44,6 @@ SCRIPT = textwrap.dedent(
     }))
     """
 )
-
-
-@pytest.fixture(scope="module")
-def mapped(routing_liechtenstein_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The routing data of every profile in a file cache."""
-    cache = tmp_path_factory.mktemp("routing-cache")
-    version = data_version(routing_liechtenstein_url)
-    for name in PROFILES:
-        store.load(routing_liechtenstein_url, name, version, cache=cache)
-    return cache / version
 
 
 def test_engines_fork_from_a_process_that_compiled_the_kernels() -> None:
