@@ -143,7 +143,12 @@ def build_source(settings: Settings) -> TileSource:
         return archive_source(settings.server.tiles_file)
     # Connections for every tile query and health probe admitted at once, and the watcher's.
     pool_size = settings.limits.tiles + settings.limits.ops + 2
-    return PostGISSource(settings.database, settings.tiles, pool_size=pool_size)
+    return PostGISSource(
+        settings.database,
+        settings.tiles,
+        pool_size=pool_size,
+        backend_nice=settings.server.database_nice,
+    )
 
 
 def build_service(settings: Settings, metrics: Metrics | None = None) -> TileService:

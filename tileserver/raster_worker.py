@@ -180,6 +180,8 @@ def open_tile_source(config: WorkerConfig) -> TileSource:
             config.database_url,
             TileSettings(**config.tile_settings),
             pool_size=max(1, config.tile_connections),
+            # Its database work is background work, as the renders are.
+            backend_nice=config.nice,
         )
     else:
         raise LookupError("no tile source: neither a database nor a tiles file")

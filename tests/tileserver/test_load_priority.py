@@ -7,9 +7,11 @@ import os
 import urllib.request
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
+from tileserver.sources import lower_backend_priority
 
 #: A short car route in Vaduz.
 ROUTE = "9.5209,47.1410;9.5230,47.1395"
@@ -58,3 +60,52 @@ def test_the_routing_server_and_its_engines_run_at_the_background_priority(
         assert len(pids) >= 2 and server.pid not in pids, routing
         expected = min(19, niceness(server.pid) + 3)
         assert [niceness(pid) for pid in pids] == [expected] * len(pids)
+
+
+def parent(pid: int) -> int:
+    """The parent process of ``pid`` (field 4 of /proc/PID/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def tile_backends(url: str) -> list[int]:
+    """The PostgreSQL backends of the server's tile connections."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'fondplan-tiles'"
+            )
+            return [pid for (pid,) in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("nice", ["4", "0"])
+def test_the_database_backends_cutting_tiles_run_at_the_database_priority(
+    liechtenstein_url: str, tmp_path: Path, nice: str
+) -> None:
+    env = {"FONDPLAN_DATABASE_NICE": nice, "FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+        x, y = tile_of(*VADUZ, 14)
+        with urllib.request.urlopen(f"{url}/tiles/basemap/14/{x}/{y}.mvt", timeout=60) as answer:
+            assert answer.status == 200
+        backends = tile_backends(liechtenstein_url)
+        assert backends
+        for pid in backends:
+            assert niceness(pid) == min(19, niceness(parent(pid)) + int(nice)), pid
+
+
+def test_only_the_backend_of_the_connection_is_reniced(liechtenstein_url: str) -> None:
+    conn = psycopg2.connect(liechtenstein_url)
+    other = psycopg2.connect(liechtenstein_url)
+    try:
+        pid, other_pid = conn.info.backend_pid, other.info.backend_pid
+        before = niceness(pid)
+        assert lower_backend_priority(conn, 2)
+        assert niceness(pid) == min(19, before + 2)
+        assert lower_backend_priority(conn, 1)
+        assert niceness(pid) == min(19, before + 3)
+        assert niceness(other_pid) == niceness(parent(other_pid))
+    finally:
+        conn.close()
+        other.close()
