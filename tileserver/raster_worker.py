@@ -402,13 +402,15 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
 
 def main(argv: list[str]) -> int:
     """``python -m tileserver.raster_worker FD``: the config as JSON on stdin, requests on FD."""
+    from osmimport.children import lower_priority
     from tileserver.server import die_with_parent
 
     # The render process never outlives the server that started it.
     die_with_parent(os.getppid())
     config = WorkerConfig(**json.loads(sys.stdin.read()))
-    if config.nice > 0:
-        os.nice(config.nice)
+    # Already set by the server as it started this process (tileserver.raster); kept here for
+    # a process started otherwise.
+    lower_priority(0, config.nice, os.getppid())
     sock = socket.socket(fileno=int(argv[0]))
     serve(Connection(sock.detach()), config)
     return 0

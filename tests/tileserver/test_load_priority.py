@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
 import psycopg2
 import pytest
 
+from osmimport.children import lower_priority
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
 from tileserver.sources import lower_backend_priority
 
@@ -109,3 +112,24 @@ def test_only_the_backend_of_the_connection_is_reniced(liechtenstein_url: str) -
     finally:
         conn.close()
         other.close()
+
+
+def test_a_child_niced_by_its_parent_and_by_itself_is_niced_once() -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    # The child renices itself the way the render and plan processes do, once told to.
+    script = (
+        "import os, sys; from osmimport.children import lower_priority; sys.stdin.read(); "
+        "lower_priority(0, 3, os.getppid()); print(os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        lower_priority(child.pid, 3, os.getpid())
+        assert niceness(child.pid) == min(19, own + 3)
+        out, _ = child.communicate(b"", timeout=60)
+        assert int(out) == min(19, own + 3)
+    finally:
+        child.kill()
+        child.wait()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own
