@@ -25,6 +25,15 @@ generator and the server used, the share of the run their event loops waited for
 cached tiles' p99 against that of the same server idle just before (one client), as a ratio
 that the machine's other load weighs on less.
 
+Each client opens its keep-alive connection with its first request, inside the clock: at 128
+clients those first answers (about a tenth of a step's cached tiles when slow requests soon
+hold every client) wait behind 128 connections accepted at once, the server's and the load
+generator's. So each step prints, beside the cached p99 of every answer (the figure as it
+always was), the p99 of those asked on connections already open, and the first ones' p50 and
+longest; ``--by-competition`` also prints the cached p99 by second of the run they were asked
+in (the first second holds that burst and the start of every kind of work: render and plan
+processes, database connections, worker threads).
+
     .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
     .venv/bin/python bench/load.py --soak 600 --clients 32 --workers 2
 

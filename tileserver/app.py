@@ -31,6 +31,7 @@ from tileserver.server import (
     freeze_startup_objects,
     gc_gauges,
     set_header_timeout,
+    start_worker_threads,
 )
 from tileserver.service import TileService
 from tileserver.settings import Settings
@@ -212,6 +213,7 @@ def create_app(
         try:
             for hook in context.on_startup:
                 await run_in_threadpool(hook)
+            await start_worker_threads(limits.threads())
             freeze_startup_objects()
             yield
         finally:

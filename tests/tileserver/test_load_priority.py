@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg2
@@ -133,3 +135,38 @@ def test_a_child_niced_by_its_parent_and_by_itself_is_niced_once() -> None:
         child.kill()
         child.wait()
     assert os.getpriority(os.PRIO_PROCESS, 0) == own
+
+
+def threads_of(pid: int) -> set[str]:
+    """The thread ids of a process."""
+    return set(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_worker_threads_are_started_with_the_server_and_kept(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    # A burst of uncached tiles finds its worker threads running: the event loop never waits
+    # for one to start, not even after a quiet while (anyio's own threads stop after 10 s).
+    env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
+        started = threads_of(server.pid)
+        assert len(started) > 40  # the limits' threads (44 by default) and the loop's own
+        x, y = tile_of(*VADUZ, 14)
+        for burst in range(2):
+            if burst:
+                time.sleep(11)
+            paths = [
+                f"{url}/tiles/basemap/14/{x + dx}/{y + dy + 10 * burst}.mvt"
+                for dx in range(6)
+                for dy in range(5)
+            ]
+            with ThreadPoolExecutor(len(paths)) as pool:
+                statuses = list(pool.map(status_of, paths))
+            assert set(statuses) <= {200, 204}, statuses
+            assert threads_of(server.pid) <= started, burst
+
+
+def status_of(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=120) as answer:
+        status: int = answer.status
+        return status
