@@ -180,8 +180,9 @@ def open_tile_source(config: WorkerConfig) -> TileSource:
             config.database_url,
             TileSettings(**config.tile_settings),
             pool_size=max(1, config.tile_connections),
-            # Its database work is background work, as the renders are.
-            backend_nice=config.nice,
+            # Its database work is background work, as niced as the renders are (a town plan
+            # child's render process inherits the plan child's niceness rather than adding).
+            backend_nice=os.getpriority(os.PRIO_PROCESS, 0),
         )
     else:
         raise LookupError("no tile source: neither a database nor a tiles file")

@@ -44,12 +44,20 @@ def render_pid(url: str) -> int:
 def test_the_render_process_runs_at_the_background_priority(
     liechtenstein_url: str, tmp_path: Path, nice: str
 ) -> None:
-    env = {"FONDPLAN_BACKGROUND_NICE": nice, "FONDPLAN_DISABLE": "routing,townplans"}
+    env = {
+        "FONDPLAN_BACKGROUND_NICE": nice,
+        "FONDPLAN_DATABASE_NICE": "0",
+        "FONDPLAN_DISABLE": "routing,townplans",
+    }
     with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
         pid = render_pid(url)
         assert pid != server.pid
         assert niceness(pid) == min(19, niceness(server.pid) + int(nice))
         assert niceness(server.pid) == os.nice(0)
+        # The render process's tile queries run as niced as it (the server's own, here not).
+        backends = tile_backends(liechtenstein_url)
+        levels = {niceness(backend) - niceness(parent(backend)) for backend in backends}
+        assert levels == ({0, niceness(pid)} if nice != "0" else {0}), levels
 
 
 def test_the_routing_server_and_its_engines_run_at_the_background_priority(
