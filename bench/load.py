@@ -25,6 +25,15 @@ generator and the server used, the share of the run their event loops waited for
 cached tiles' p99 against that of the same server idle just before (one client), as a ratio
 that the machine's other load weighs on less.
 
+Each client opens its keep-alive connection with its first request, inside the clock: at 128
+clients those first answers (about a tenth of a step's cached tiles when slow requests soon
+hold every client) wait behind 128 connections accepted at once, the server's and the load
+generator's. So each step prints, beside the cached p99 of every answer (the figure as it
+always was), the p99 of those asked on connections already open, and the first ones' p50 and
+longest; ``--by-competition`` also prints the cached p99 by second of the run they were asked
+in (the first second holds that burst and the start of every kind of work: render and plan
+processes, database connections, worker threads).
+
     .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
     .venv/bin/python bench/load.py --soak 600 --clients 32 --workers 2
 
@@ -199,6 +208,11 @@ class Step:
     reasons: str = ""
     #: Latencies of cached tiles by the kind of other work in flight at some time during them.
     cached_with: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: Latencies of the cached tiles whose request opened its client's connection (the first
+    #: of each client, and after a connection error): also in ``latencies``.
+    cached_connecting: list[float] = field(default_factory=list)
+    #: (seconds into the run it was asked, latency ms) of each cached tile.
+    cached_at: list[tuple[float, float]] = field(default_factory=list)
     #: Latencies of cached tiles asked one at a time of the idle server just before the run.
     idle_cached: list[float] = field(default_factory=list)
     #: Share of the run the server's event loops (averaged) and the load generator's spent
@@ -301,6 +315,7 @@ async def run_step(
             for k in tracked:
                 in_flight[k] += 1
                 started_count[k] += 1
+            connecting = conn.writer is None
             started = time.perf_counter()
             try:
                 status, _ = await asyncio.wait_for(conn.get(path), CLIENT_TIMEOUT)
@@ -321,6 +336,9 @@ async def run_step(
             step.latencies[kind].append(millis)
             step.cold_empty += kind == "cold" and status == 204
             if kind == "cached":
+                if connecting:
+                    step.cached_connecting.append(millis)
+                step.cached_at.append((started - begin, millis))
                 overlapped = [
                     k for k, (n, count) in before.items() if n > 0 or started_count[k] > count
                 ]
@@ -467,12 +485,26 @@ def cpu_line(step: Step) -> str:
     )
 
 
+def kept_alive(step: Step) -> list[float]:
+    """Latencies of the cached tiles asked on connections already open."""
+    left = list(step.latencies.get("cached", []))
+    for millis in step.cached_connecting:
+        left.remove(millis)
+    return left
+
+
 def idle_line(step: Step) -> str:
-    """The cached tiles' p99 under load against the idle server's, measured just before."""
+    """The cached tiles' p99 under load against the idle server's, measured just before; and
+    that of those asked on connections already open (see the module's docstring)."""
     loaded, idle = pct(step.latencies.get("cached", []), 0.99), pct(step.idle_cached, 0.99)
+    opened = kept_alive(step)
     return (
         f"{'':>16}cached p99 {loaded:.1f} ms under load, {idle:.1f} ms idle "
-        f"(n={len(step.idle_cached)}, one client): ratio {loaded / idle:.1f}"
+        f"(n={len(step.idle_cached)}, one client): ratio {loaded / idle:.1f}\n"
+        f"{'':>16}cached p99 on open connections {pct(opened, 0.99):.1f} ms (n={len(opened)}); "
+        f"the {len(step.cached_connecting)} that opened theirs: "
+        f"p50 {pct(step.cached_connecting, 0.5):.1f} ms, max "
+        f"{max(step.cached_connecting, default=float('nan')):.1f} ms"
     )
 
 
@@ -507,7 +539,18 @@ def competition_lines(step: Step) -> str:
         for kind in (*COMPETING, "nothing")
         if step.cached_with.get(kind)
     ]
-    return f"{'':>16}cached p99 while in flight: " + ", ".join(parts)
+    by_second: dict[int, list[float]] = defaultdict(list)
+    for at, millis in step.cached_at:
+        by_second[int(at)].append(millis)
+    seconds = ", ".join(
+        f"{second}s {pct(values, 0.99):.0f} (n={len(values)})"
+        for second, values in sorted(by_second.items())
+    )
+    return (
+        f"{'':>16}cached p99 while in flight: "
+        + ", ".join(parts)
+        + f"\n{'':>16}cached p99 ms by second of the run it was asked in: {seconds}"
+    )
 
 
 def slope(points: Sequence[tuple[float, float]]) -> float:

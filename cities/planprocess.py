@@ -17,7 +17,7 @@ from cities.communes import Commune
 from cities.errors import CitiesError, PlanBusy
 from cities.render import MapRenderer
 from cities.townplan import PlanOptions, commune_area, make_plan
-from osmimport.children import pool_pids, stop_pool, stop_with_parent
+from osmimport.children import lower_priority, pool_pids, stop_pool, stop_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ def _start_child(factory: RendererFactory, nice: int) -> None:
     """Initializer of a child: stop with the server, yield the CPU to it, build the renderer."""
     global _renderer
     stop_with_parent()
-    if nice > 0:
-        os.nice(nice)
+    # Mostly done already by the server as it started this process (PlanProcesses.draw).
+    lower_priority(0, nice, os.getppid())
     _renderer = factory(lambda: _version)
 
 
@@ -139,6 +139,10 @@ class PlanProcesses:
             pool = self._executor()
             try:
                 future = pool.submit(_draw, version, url, commune, options)
+                # Children start with the first plan: niced at once, their interpreter's
+                # start-up yields the CPU to the server too (not only once they run).
+                for pid in pool_pids(pool):
+                    lower_priority(pid, self.nice, os.getpid())
             except BrokenProcessPool:
                 # The child died between plans: nothing of this one is lost.
                 self._replace(pool)

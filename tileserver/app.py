@@ -31,6 +31,7 @@ from tileserver.server import (
     freeze_startup_objects,
     gc_gauges,
     set_header_timeout,
+    start_worker_threads,
 )
 from tileserver.service import TileService
 from tileserver.settings import Settings
@@ -143,7 +144,12 @@ def build_source(settings: Settings) -> TileSource:
         return archive_source(settings.server.tiles_file)
     # Connections for every tile query and health probe admitted at once, and the watcher's.
     pool_size = settings.limits.tiles + settings.limits.ops + 2
-    return PostGISSource(settings.database, settings.tiles, pool_size=pool_size)
+    return PostGISSource(
+        settings.database,
+        settings.tiles,
+        pool_size=pool_size,
+        backend_nice=settings.server.database_nice,
+    )
 
 
 def build_service(settings: Settings, metrics: Metrics | None = None) -> TileService:
@@ -207,6 +213,7 @@ def create_app(
         try:
             for hook in context.on_startup:
                 await run_in_threadpool(hook)
+            await start_worker_threads(limits.threads())
             freeze_startup_objects()
             yield
         finally:

@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
+from osmimport.children import lower_priority
 from osmimport.errors import FondplanError
 from osmimport.mercator import EARTH_CIRCUMFERENCE, lonlat_to_mercator, mercator_to_lonlat
 from osmimport.paths import styles_dir as default_styles_dir
@@ -279,6 +281,8 @@ class RasterPool:
             stdin=subprocess.PIPE,
             pass_fds=(child_sock.fileno(),),
         )
+        # Niced from the start: its interpreter's start-up yields the CPU to the server too.
+        lower_priority(process.pid, self._config.nice, os.getpid())
         child_sock.close()
         assert process.stdin is not None
         process.stdin.write(json.dumps(asdict(self._config)).encode())

@@ -180,6 +180,9 @@ def open_tile_source(config: WorkerConfig) -> TileSource:
             config.database_url,
             TileSettings(**config.tile_settings),
             pool_size=max(1, config.tile_connections),
+            # Its database work is background work, as niced as the renders are (a town plan
+            # child's render process inherits the plan child's niceness rather than adding).
+            backend_nice=os.getpriority(os.PRIO_PROCESS, 0),
         )
     else:
         raise LookupError("no tile source: neither a database nor a tiles file")
@@ -400,13 +403,15 @@ def serve(conn: Connection, config: WorkerConfig) -> None:
 
 def main(argv: list[str]) -> int:
     """``python -m tileserver.raster_worker FD``: the config as JSON on stdin, requests on FD."""
+    from osmimport.children import lower_priority
     from tileserver.server import die_with_parent
 
     # The render process never outlives the server that started it.
     die_with_parent(os.getppid())
     config = WorkerConfig(**json.loads(sys.stdin.read()))
-    if config.nice > 0:
-        os.nice(config.nice)
+    # Already set by the server as it started this process (tileserver.raster); kept here for
+    # a process started otherwise.
+    lower_priority(0, config.nice, os.getppid())
     sock = socket.socket(fileno=int(argv[0]))
     serve(Connection(sock.detach()), config)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ import traceback
 from collections import Counter
 from typing import Any
 
+import anyio.to_thread
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -149,6 +151,37 @@ def freeze_startup_objects() -> None:
     100 ms for the app's 180,000), a stall of every request in flight."""
     gc.collect()
     gc.freeze()
+
+
+async def start_worker_threads(count: int) -> None:
+    """Start ``count`` of the event loop's worker threads now, and keep them.
+
+    The thread pool (anyio's) starts a thread when every one is busy, and the event loop waits
+    for it to be running: on a busy machine, a wait for a CPU. A burst of uncached requests
+    after a quiet while (anyio stops threads idle for 10 s) started tens of them at once, each
+    such a wait, holding up the cached answers on the loop.
+    """
+    _keep_idle_worker_threads()
+    barrier = threading.Barrier(count)
+
+    def meet() -> None:
+        # Every thread waits here until all have started: none is reused for another.
+        barrier.wait(timeout=60)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(count):
+            group.start_soon(
+                lambda: anyio.to_thread.run_sync(meet, limiter=anyio.CapacityLimiter(count))
+            )
+
+
+def _keep_idle_worker_threads() -> None:
+    # anyio has no setting for it: its worker thread class's idle limit, where it is.
+    from anyio._backends import _asyncio
+
+    worker = getattr(_asyncio, "WorkerThread", None)
+    if worker is not None and isinstance(getattr(worker, "MAX_IDLE_TIME", None), (int, float)):
+        worker.MAX_IDLE_TIME = math.inf
 
 
 def gc_gauges() -> dict[str, float]:

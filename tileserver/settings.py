@@ -83,6 +83,10 @@ class ServerSettings(Section):
     routing_nice: int = 5
     """Niceness added to the routing server and its engines: routes (milliseconds of CPU, a
     long one with steps hundreds) yield the CPU to cached answers, not to the renders."""
+    database_nice: int = 5
+    """Niceness added to the PostgreSQL backends cutting the server's uncached vector tiles,
+    when they run on this machine (the embedded cluster, a local server run by the same user):
+    their queries yield the CPU to cached answers (0: the database's own priority)."""
     header_timeout: float = 10.0
     """Seconds a connection may take to send a request's headers before it is closed."""
     keep_alive: int = 5

@@ -7,6 +7,8 @@ import hashlib
 import json
 import math
 import mmap
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from pmtiles.reader import Reader as PMTilesReader
 from pmtiles.tile import Compression
 
 from osmimport import schema
-from osmimport.database import serving_url
+from osmimport.database import load_sql, serving_url
 from osmimport.dataversion import NO_DATA
 from osmimport.errors import DatabaseError
 from osmimport.settings import DatabaseSettings
@@ -94,9 +96,21 @@ class KeepingPool(psycopg2.pool.ThreadedConnectionPool):
     """Opens connections when first needed, and keeps up to ``maxconn`` of them open when
     returned: psycopg2 keeps only ``minconn``, so with 0 every tile query connected anew."""
 
-    def __init__(self, maxconn: int, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, maxconn: int, *args: Any, nice: int = 0, **kwargs: Any) -> None:
         super().__init__(0, maxconn, *args, **kwargs)
         self.minconn = maxconn
+        #: Niceness added to the backend of each new connection (see lower_backend_priority).
+        self.nice = nice
+
+    def _connect(self, key: Any = None) -> psycopg2.extensions.connection:
+        conn: psycopg2.extensions.connection = super()._connect(key)  # type: ignore[misc]
+        if self.nice > 0:
+            try:
+                lower_backend_priority(conn, self.nice)
+            except psycopg2.Error:
+                # The connection's first query will meet the same fault and report it.
+                pass
+        return conn
 
     def discard_idle(self) -> None:
         """Close the idle connections."""
@@ -106,6 +120,38 @@ class KeepingPool(psycopg2.pool.ThreadedConnectionPool):
             for conn in idle:
                 conn.close()
             idle.clear()
+
+
+def lower_backend_priority(conn: psycopg2.extensions.connection, nice: int) -> bool:
+    """Add ``nice`` to the niceness of the PostgreSQL backend serving ``conn`` when it is a
+    process of this machine (the embedded cluster, a local server) the server may renice;
+    says whether it did.
+
+    A cold tile's query then yields the CPU to the server's event loop answering cached tiles,
+    instead of sharing it equally. The backend is known to be local when it sees the same
+    client port as this end of the connection (TCP) and that process is a PostgreSQL one;
+    elsewhere (a remote database, another container, a Unix socket) nothing is changed.
+    """
+    with conn.cursor() as cur:
+        cur.execute(load_sql("tileserver", "backend.sql"))
+        row = cur.fetchone()
+    if row is None or row[1] is None:
+        return False
+    pid, client_port = int(row[0]), int(row[1])
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            local = sock.getsockname()
+        if not isinstance(local, tuple) or local[1] != client_port:
+            return False
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            if comm.read().strip() not in ("postgres", "postmaster"):
+                return False
+        current = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, current + nice))
+    except OSError:
+        # Not this machine's process after all, gone, or not ours to renice.
+        return False
+    return True
 
 
 def _connection_failed(exc: psycopg2.Error) -> bool:
@@ -143,9 +189,16 @@ class PostGISSource:
     """
 
     def __init__(
-        self, database: DatabaseSettings | str, settings: TileSettings, *, pool_size: int = 10
+        self,
+        database: DatabaseSettings | str,
+        settings: TileSettings,
+        *,
+        pool_size: int = 10,
+        backend_nice: int = 0,
     ) -> None:
         self.database = database
+        #: Niceness added to the local backends of the pool's connections.
+        self.backend_nice = backend_nice
         self.url = database if isinstance(database, str) else ""
         self.settings = settings
         self.pool_size = max(1, pool_size)
@@ -186,7 +239,9 @@ class PostGISSource:
         if not isinstance(self.database, str):
             # The embedded cluster's read-only role: the server never writes.
             self.url = serving_url(self.database)
-        self.pool = KeepingPool(self.pool_size, self.url, **self.connect_kwargs())
+        self.pool = KeepingPool(
+            self.pool_size, self.url, nice=self.backend_nice, **self.connect_kwargs()
+        )
         try:
             self.refresh()
         except DatabaseDown as exc:

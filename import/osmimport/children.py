@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -41,3 +42,18 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
         child.terminate()
     for child in children:
         child.join(5)
+
+
+def lower_priority(pid: int, nice: int, parent: int) -> None:
+    """Make process ``pid`` (0: this one) ``nice`` nicer than process ``parent``, unless it is
+    already that nice or nicer: the same call from the parent and from the child, in either
+    order, adds ``nice`` once."""
+    if nice <= 0:
+        return
+    try:
+        target = min(19, os.getpriority(os.PRIO_PROCESS, parent) + nice)
+        if os.getpriority(os.PRIO_PROCESS, pid) < target:
+            os.setpriority(os.PRIO_PROCESS, pid, target)
+    except OSError:
+        # Gone already, or not ours: it keeps the priority it has.
+        pass

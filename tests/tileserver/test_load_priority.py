@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg2
 import pytest
 
+from osmimport.children import lower_priority
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
+from tileserver.sources import lower_backend_priority
 
 #: A short car route in Vaduz.
 ROUTE = "9.5209,47.1410;9.5230,47.1395"
@@ -37,12 +44,20 @@ def render_pid(url: str) -> int:
 def test_the_render_process_runs_at_the_background_priority(
     liechtenstein_url: str, tmp_path: Path, nice: str
 ) -> None:
-    env = {"FONDPLAN_BACKGROUND_NICE": nice, "FONDPLAN_DISABLE": "routing,townplans"}
+    env = {
+        "FONDPLAN_BACKGROUND_NICE": nice,
+        "FONDPLAN_DATABASE_NICE": "0",
+        "FONDPLAN_DISABLE": "routing,townplans",
+    }
     with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
         pid = render_pid(url)
         assert pid != server.pid
         assert niceness(pid) == min(19, niceness(server.pid) + int(nice))
         assert niceness(server.pid) == os.nice(0)
+        # The render process's tile queries run as niced as it (the server's own, here not).
+        backends = tile_backends(liechtenstein_url)
+        levels = {niceness(backend) - niceness(parent(backend)) for backend in backends}
+        assert levels == ({0, niceness(pid)} if nice != "0" else {0}), levels
 
 
 def test_the_routing_server_and_its_engines_run_at_the_background_priority(
@@ -58,3 +73,108 @@ def test_the_routing_server_and_its_engines_run_at_the_background_priority(
         assert len(pids) >= 2 and server.pid not in pids, routing
         expected = min(19, niceness(server.pid) + 3)
         assert [niceness(pid) for pid in pids] == [expected] * len(pids)
+
+
+def parent(pid: int) -> int:
+    """The parent process of ``pid`` (field 4 of /proc/PID/stat)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def tile_backends(url: str) -> list[int]:
+    """The PostgreSQL backends of the server's tile connections."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'fondplan-tiles'"
+            )
+            return [pid for (pid,) in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("nice", ["4", "0"])
+def test_the_database_backends_cutting_tiles_run_at_the_database_priority(
+    liechtenstein_url: str, tmp_path: Path, nice: str
+) -> None:
+    env = {"FONDPLAN_DATABASE_NICE": nice, "FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+        x, y = tile_of(*VADUZ, 14)
+        with urllib.request.urlopen(f"{url}/tiles/basemap/14/{x}/{y}.mvt", timeout=60) as answer:
+            assert answer.status == 200
+        backends = tile_backends(liechtenstein_url)
+        assert backends
+        for pid in backends:
+            assert niceness(pid) == min(19, niceness(parent(pid)) + int(nice)), pid
+
+
+def test_only_the_backend_of_the_connection_is_reniced(liechtenstein_url: str) -> None:
+    conn = psycopg2.connect(liechtenstein_url)
+    other = psycopg2.connect(liechtenstein_url)
+    try:
+        pid, other_pid = conn.info.backend_pid, other.info.backend_pid
+        before = niceness(pid)
+        assert lower_backend_priority(conn, 2)
+        assert niceness(pid) == min(19, before + 2)
+        assert lower_backend_priority(conn, 1)
+        assert niceness(pid) == min(19, before + 3)
+        assert niceness(other_pid) == niceness(parent(other_pid))
+    finally:
+        conn.close()
+        other.close()
+
+
+def test_a_child_niced_by_its_parent_and_by_itself_is_niced_once() -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    # The child renices itself the way the render and plan processes do, once told to.
+    script = (
+        "import os, sys; from osmimport.children import lower_priority; sys.stdin.read(); "
+        "lower_priority(0, 3, os.getppid()); print(os.getpriority(os.PRIO_PROCESS, 0))"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        lower_priority(child.pid, 3, os.getpid())
+        assert niceness(child.pid) == min(19, own + 3)
+        out, _ = child.communicate(b"", timeout=60)
+        assert int(out) == min(19, own + 3)
+    finally:
+        child.kill()
+        child.wait()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own
+
+
+def threads_of(pid: int) -> set[str]:
+    """The thread ids of a process."""
+    return set(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_worker_threads_are_started_with_the_server_and_kept(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    # A burst of uncached tiles finds its worker threads running: the event loop never waits
+    # for one to start, not even after a quiet while (anyio's own threads stop after 10 s).
+    env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
+        started = threads_of(server.pid)
+        assert len(started) > 40  # the limits' threads (44 by default) and the loop's own
+        x, y = tile_of(*VADUZ, 14)
+        for burst in range(2):
+            if burst:
+                time.sleep(11)
+            paths = [
+                f"{url}/tiles/basemap/14/{x + dx}/{y + dy + 10 * burst}.mvt"
+                for dx in range(6)
+                for dy in range(5)
+            ]
+            with ThreadPoolExecutor(len(paths)) as pool:
+                statuses = list(pool.map(status_of, paths))
+            assert set(statuses) <= {200, 204}, statuses
+            assert threads_of(server.pid) <= started, burst
+
+
+def status_of(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=120) as answer:
+        status: int = answer.status
+        return status
