@@ -675,21 +675,21 @@ def _restore(
 ) -> None:
     """Take the build of profile ``name`` for data version ``previous`` (and, with the
     ``roads`` it was made from, its geometry) that the last update or import kept in ``keep``
-    as this process's previous build, when it has none of its own and the kept one is the
-    served data (of layout ``served``)."""
+    as this process's previous build, when the kept one is the served data (of layout
+    ``served``): even over one of its own of that version, as its files' pages are shared
+    and a patch copies of them only the pages it writes (see :func:`store.writable_copy`)."""
     from routing.patch import kept_build
 
-    built = _BUILT.get((url, name))
-    if built is not None and built[0] == previous:
-        return
     found = kept_build(keep, name, previous, served)
     if found is None:
         return
     arrays, geometry, made = found
+    built = _BUILT.get((url, name))
     _BUILT[(url, name)] = (previous, arrays)
-    _PLACED.pop((url, name), None)
     if geometry is not None and roads is not None:
         _PLACED[(url, name)] = (roads, geometry, made)
+    elif built is None or built[0] != previous:
+        _PLACED.pop((url, name), None)
 
 
 def _once_saved(

@@ -779,7 +779,9 @@ def _reweighted(
     dirty = np.zeros(len(up), dtype=np.bool_)
     moved = slots[changed]
     dirty[moved[moved >= 0] >> 1] = True
-    made = [np.array(array) for array in previous]
+    from routing.store import writable_copy
+
+    made = [writable_copy(array) for array in previous]
     empty = np.empty(0, dtype=np.int32)
     middles = made[2:] if len(made) == 4 else [empty, empty]
     if not _recustomize(
