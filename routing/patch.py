@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from routing import arrays as road_arrays
-from routing import cch
+from routing import cch, kernels
 from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
@@ -114,6 +114,7 @@ class PatchedEngine(Engine):
         owners = piece_edge[pieces]
         point = self.offsets[:-1][owners] + (pieces - np.searchsorted(piece_edge, owners))
         start, end, xy = self._piece_points(point)
+        before = np.asarray(previous["piece_xy"][pieces])
         patched: dict[str, NDArray[Any]] = {}
         for name, part in (
             ("piece_start", start),
@@ -124,8 +125,33 @@ class PatchedEngine(Engine):
             patched[name] = writable_copy(previous[name])
             patched[name][pieces] = part
         a.update(piece_edge=piece_edge, **patched)
-        self._index_grid()
+        self._patch_grid(pieces, before, xy)
         self._index_components()
+
+    def _patch_grid(
+        self, pieces: NDArray[np.int64], before: NDArray[np.float64], after: NDArray[np.float64]
+    ) -> None:
+        """The snapping grid of the previous build with the ``pieces`` whose projected boxes
+        were ``before`` moved to the cells of ``after``: a new build's, unless the grid's
+        frame changes (then built again)."""
+        a, previous = self.arrays, self._previous
+        cell = self._grid_cell()
+        left, bottom, columns, rows = kernels.grid_frame(a["piece_xy"], cell)
+        frame = np.asarray([left, bottom, columns, rows, cell, self._cos])
+        made = None
+        if np.array_equal(frame, previous["grid_frame"]):
+            made = kernels.regrid(
+                previous["grid_starts"],
+                previous["grid_members"],
+                (left, bottom, columns, rows, cell),
+                pieces,
+                before,
+                after,
+            )
+        if made is None:
+            self._index_grid()
+            return
+        a.update(grid_frame=frame, grid_starts=made[0], grid_members=made[1])
 
 
 #: The folder (in the folder the road network is kept in) of each profile's last build, for
