@@ -29,7 +29,7 @@ from routing.build import (
 from routing.kernels import _compiled
 from routing.network import _query, _rows, _table, haversine, read_nodes, read_rules, scan_network
 from routing.profiles import PROFILES, Profile, WayRule
-from routing.store import Arrays, meta_array
+from routing.store import Arrays, meta_array, writable_copy
 
 #: Tags no profile reads (``Profile.way``): left out of the key its rules are cached by, so
 #: that streets differing only by name share one evaluation. A tag missing here only costs
@@ -621,7 +621,7 @@ def moved_coordinate_arrays(
     sizes = high - low
     edges = np.repeat(low, sizes) + within(sizes)
     piece_length = run_lengths(lon, lat, g.piece_start[pieces], g.piece_end[pieces])
-    length = np.array(previous[NUMBER_PREFIX + "length"])
+    length = writable_copy(previous[NUMBER_PREFIX + "length"])
     length[edges] = piece_length[np.searchsorted(pieces, g.edge_piece[edges])]
     edge_length = length[edges]
     edge_total = totals[g.piece_way[g.edge_piece[edges]]]
@@ -632,14 +632,14 @@ def moved_coordinate_arrays(
             duration * edge_length / edge_total,
             edge_length / (speed / 3.6),
         )
-    travel_time = np.array(previous[NUMBER_PREFIX + "travel_time"])
+    travel_time = writable_copy(previous[NUMBER_PREFIX + "travel_time"])
     travel_time[edges] = changed_time
-    weight = np.array(previous[NUMBER_PREFIX + "weight"])
+    weight = writable_copy(previous[NUMBER_PREFIX + "weight"])
     weight[edges] = np.maximum(1, np.rint(changed_time * 1000.0)).astype(np.int64)
-    node_lon, node_lat = np.array(previous["node_lon"]), np.array(previous["node_lat"])
+    node_lon, node_lat = writable_copy(previous["node_lon"]), writable_copy(previous["node_lat"])
     ends = np.flatnonzero(moved[g.ends])
     node_lon[ends], node_lat[ends] = roads.node_lon[g.ends[ends]], roads.node_lat[g.ends[ends]]
-    points_out = np.array(previous["geometry"])
+    points_out = writable_copy(previous["geometry"])
     shifted = np.flatnonzero(moved[g.pos[g.source]])
     source = g.source[shifted]
     points_out[shifted, 0], points_out[shifted, 1] = lon[source], lat[source]

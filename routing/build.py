@@ -7,10 +7,11 @@ import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
@@ -417,84 +418,30 @@ def build_routing(
                 scratch = tempfile.TemporaryDirectory(
                     prefix=f"{WORK_DIR_PREFIX}routing-", dir=place
                 )
-            for name in names:
-                if saving is not None and update is None:
+            if update is not None:
+                _update_profiles(
+                    url, schema_name, version, names, roads, positions, update, keep,
+                    previous_roads, saver, conn, quiet, read_seconds,
+                )  # fmt: skip
+            for name in names if update is None else []:
+                if saving is not None:
                     # An import saves a profile before making the next: its peak memory
-                    # stays that of one profile (an update's arrays are mostly shared).
+                    # stays that of one profile.
                     saving.result()
                     gc.collect()
                     saving = None
                     if scratch is not None:
                         # Saved: its files are no longer read (the mapped ones stay readable).
                         shutil.rmtree(Path(scratch.name) / names[names.index(name) - 1])
-                began = time.perf_counter()
-                layout = None
-                if update:
-                    with conn.cursor() as cur:
-                        layout = store.served_layout(cur, name, update[1])
-                    conn.commit()
-                    if keep is not None:
-                        _restore(url, name, update[1], keep, previous_roads, layout)
-                geometries: list[Any] = []
-                placed = _PLACED.get((url, name))
-                made = _profile_arrays(url, name, roads, positions, update, quiet, geometries)
-                made_names = list(made)
-                folder = None
-                if scratch is not None:
-                    # An import: what it makes goes to files as soon as made (see
-                    # routing.spill), its memory stays that of a step, not of a profile.
-                    folder = Path(scratch.name) / name
-                    made = store.spill(folder, made)
-                    geometries[0] = _spill_fields(folder / "geometry", geometries[0])
-                    positions[0] = _spill_fields(Path(scratch.name) / "positions", positions[0])
-                    store.release(*made.values(), *positions[0])
-                    # What making them freed: the allocator would keep it otherwise.
-                    from routing.engine import _release_freed
-
-                    _release_freed()
-                _lap(quiet, f"{name} arrays", began)
-                engine = _engine(
-                    url, name, made, update[1] if update else None, layout, quiet, folder
+                folder = None if scratch is None else Path(scratch.name) / name
+                made = _make_profile(
+                    url, name, version, roads, positions, None, None, keep, None, quiet, folder
                 )
-                arrays = engine.arrays
-                # The served data's arrays, when the previous build in memory is theirs: the
-                # chunks equal to theirs are found by comparing rather than hashing.
-                built = _BUILT.get((url, name))
-                reference = built[1] if built and update and built[0] == update[1] else None
-                if update:
-                    _BUILT[(url, name)] = (version, arrays)
-                else:
-                    _BUILT.pop((url, name), None)
-                _lap(quiet, f"{name} engine", began)
-                del engine, made
-                seconds = time.perf_counter() - began + read_seconds / len(names)
-                if saving is not None:
-                    saving.result()
-                    # The engine refers to itself (its lazy views): only the collector frees
-                    # it, and with it the saved profile's arrays.
-                    gc.collect()
-                fresh: dict[str, list[int]] = {}
-                stored: dict[str, Any] = {}
-                saving = saver.submit(
-                    _save, url, schema_name, name, version, arrays, seconds, layout, reference,
-                    update is not None, quiet, fresh, stored,
-                )  # fmt: skip
-                if keep is not None:
-                    # Kept for the next update of another process, once saved.
-                    before = None
-                    if update and layout is not None:
-                        geometry = placed[1] if placed else None
-                        before = (update[1], fresh, geometry, store.layout_digest(layout))
-                    saving = _once_saved(saver, saving, stored, partial(
-                        _keep_build, keep, name, version, arrays, geometries[0], made_names,
-                        stored, before,
-                    ))  # fmt: skip
-                if cache is not None and update is None:
-                    saving = _once_saved(
-                        saver, saving, stored,
-                        partial(_fill_cache, cache, name, version, arrays, stored),
-                    )  # fmt: skip
-                del arrays, built, reference, geometries, placed, fresh, stored
+                seconds = time.perf_counter() - made.began + read_seconds / len(names)
+                saving = _submit_save(
+                    saver, url, schema_name, version, None, keep, cache, quiet, made, seconds
+                )
+                del made
             if saving is not None:
                 saving.result()
             if written is not None:
@@ -504,6 +451,166 @@ def build_routing(
         conn.close()
         if scratch is not None:
             scratch.cleanup()
+
+
+@dataclass
+class _Made:
+    """A profile's routing data made (see :func:`_make_profile`), for saving and keeping."""
+
+    name: str
+    arrays: Arrays
+    made_names: list[str]
+    geometry: Any
+    placed: Any
+    reference: Arrays | None
+    layout: dict[str, dict[str, Any]] | None
+    began: float
+
+
+#: Held while the road node references' positions are made (once, for every profile).
+_POSITIONS_LOCK = threading.Lock()
+
+
+def _make_profile(
+    url: str,
+    name: str,
+    version: str,
+    roads: Any,
+    positions: list[Any],
+    update: UpdateChanges | None,
+    layout: dict[str, dict[str, Any]] | None,
+    keep: Path | None,
+    previous_roads: Any,
+    quiet: bool,
+    folder: Path | None,
+) -> _Made:
+    """The routing data of profile ``name`` made from ``roads`` (an update's: from its
+    previous build where it can; ``layout``: the served data's), the engine completing it;
+    an import's (with a ``folder``) spilled to files as soon as made (see routing.spill)."""
+    began = time.perf_counter()
+    if update and keep is not None:
+        _restore(url, name, update[1], keep, previous_roads, layout)
+    geometries: list[Any] = []
+    placed = _PLACED.get((url, name))
+    made = _profile_arrays(url, name, roads, positions, update, quiet, geometries)
+    made_names = list(made)
+    if folder is not None:
+        # An import: what it makes goes to files as soon as made, its memory stays that of a
+        # step, not of a profile.
+        made = store.spill(folder, made)
+        geometries[0] = _spill_fields(folder / "geometry", geometries[0])
+        positions[0] = _spill_fields(folder.parent / "positions", positions[0])
+        store.release(*made.values(), *positions[0])
+        # What making them freed: the allocator would keep it otherwise.
+        from routing.engine import _release_freed
+
+        _release_freed()
+    _lap(quiet, f"{name} arrays", began)
+    engine = _engine(url, name, made, update[1] if update else None, layout, quiet, folder)
+    arrays = engine.arrays
+    # The served data's arrays, when the previous build in memory is theirs: the chunks
+    # equal to theirs are found by comparing rather than hashing.
+    built = _BUILT.get((url, name))
+    reference = built[1] if built and update and built[0] == update[1] else None
+    if update:
+        _BUILT[(url, name)] = (version, arrays)
+    else:
+        _BUILT.pop((url, name), None)
+    _lap(quiet, f"{name} engine", began)
+    return _Made(name, arrays, made_names, geometries[0], placed, reference, layout, began)
+
+
+def _submit_save(
+    saver: Executor,
+    url: str,
+    schema_name: str,
+    version: str,
+    update: UpdateChanges | None,
+    keep: Path | None,
+    cache: Path | None,
+    quiet: bool,
+    made: _Made,
+    seconds: float,
+) -> Future[None]:
+    """Save ``made`` on ``saver``, then keep it in ``keep`` for the next update and (an
+    import) put it in the file ``cache``: the future of all that."""
+    name, arrays, layout = made.name, made.arrays, made.layout
+    fresh: dict[str, list[int]] = {}
+    stored: dict[str, Any] = {}
+    saving = saver.submit(
+        _save, url, schema_name, name, version, arrays, seconds, layout, made.reference,
+        update is not None, quiet, fresh, stored,
+    )  # fmt: skip
+    if keep is not None:
+        # Kept for the next update of another process, once saved.
+        before = None
+        if update and layout is not None:
+            geometry = made.placed[1] if made.placed else None
+            before = (update[1], fresh, geometry, store.layout_digest(layout))
+        saving = _once_saved(saver, saving, stored, partial(
+            _keep_build, keep, name, version, arrays, made.geometry, made.made_names, stored,
+            before,
+        ))  # fmt: skip
+    if cache is not None and update is None:
+        saving = _once_saved(
+            saver, saving, stored, partial(_fill_cache, cache, name, version, arrays, stored)
+        )
+    return saving
+
+
+def _update_profiles(
+    url: str,
+    schema_name: str,
+    version: str,
+    names: list[str],
+    roads: Any,
+    positions: list[Any],
+    update: UpdateChanges,
+    keep: Path | None,
+    previous_roads: Any,
+    saver: Executor,
+    conn: psycopg2.extensions.connection,
+    quiet: bool,
+    read_seconds: float,
+) -> None:
+    """An update's profiles made two at a time (most of the work is in compiled kernels and
+    numpy, which release the GIL), each saved by ``saver`` as soon as made; returns once all
+    are saved."""
+    layouts = {}
+    for name in names:
+        with conn.cursor() as cur:
+            layouts[name] = store.served_layout(cur, name, update[1])
+        conn.commit()
+    saves: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=UPDATE_WORKERS) as makers:
+        making = [
+            makers.submit(
+                _make_profile,
+                url,
+                name,
+                version,
+                roads,
+                positions,
+                update,
+                layouts[name],
+                keep,
+                previous_roads,
+                quiet,
+                None,
+            )  # fmt: skip
+            for name in names
+        ]
+        for done in as_completed(making):
+            made = done.result()
+            seconds = time.perf_counter() - made.began + read_seconds / len(names)
+            saves.append(
+                _submit_save(
+                    saver, url, schema_name, version, update, keep, None, quiet, made, seconds
+                )
+            )
+            del made
+    for saving in saves:
+        saving.result()
 
 
 def _profile_arrays(
@@ -525,8 +632,9 @@ def _profile_arrays(
     from routing.arrays import moved_coordinate_arrays, moved_only, profile_arrays, ref_positions
 
     def whole(geometries: list[Any] | None = None) -> Arrays:
-        if not positions:
-            positions.append(ref_positions(roads))
+        with _POSITIONS_LOCK:
+            if not positions:
+                positions.append(ref_positions(roads))
         return profile_arrays(roads, PROFILES[name], positions[0], geometries)
 
     built, placed = _BUILT.get((url, name)), _PLACED.pop((url, name), None)
@@ -567,21 +675,21 @@ def _restore(
 ) -> None:
     """Take the build of profile ``name`` for data version ``previous`` (and, with the
     ``roads`` it was made from, its geometry) that the last update or import kept in ``keep``
-    as this process's previous build, when it has none of its own and the kept one is the
-    served data (of layout ``served``)."""
+    as this process's previous build, when the kept one is the served data (of layout
+    ``served``): even over one of its own of that version, as its files' pages are shared
+    and a patch copies of them only the pages it writes (see :func:`store.writable_copy`)."""
     from routing.patch import kept_build
 
-    built = _BUILT.get((url, name))
-    if built is not None and built[0] == previous:
-        return
     found = kept_build(keep, name, previous, served)
     if found is None:
         return
     arrays, geometry, made = found
+    built = _BUILT.get((url, name))
     _BUILT[(url, name)] = (previous, arrays)
-    _PLACED.pop((url, name), None)
     if geometry is not None and roads is not None:
         _PLACED[(url, name)] = (roads, geometry, made)
+    elif built is None or built[0] != previous:
+        _PLACED.pop((url, name), None)
 
 
 def _once_saved(
@@ -764,6 +872,8 @@ def _engine(
     return ReorderedEngine(made, ordered, search=False)
 
 
+#: How many profiles an update makes at once.
+UPDATE_WORKERS = 2
 #: The arrays an update last built of each profile, per database, with their data version:
 #: the next update in this process (``fondplan update --loop``) patches them where only roads'
 #: geometry changed (see :mod:`routing.patch`). An import keeps none: its peak memory stays

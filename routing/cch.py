@@ -154,6 +154,33 @@ def _lower(
 
 
 @compiled
+def _own(
+    slots: NDArray[np.int64],
+    weights: NDArray[np.int64],
+    up: NDArray[Any],
+    down: NDArray[Any],
+    none: int,
+) -> bool:
+    """Per upward arc its own weight up and down (into ``up`` and ``down``): the least of
+    its parallel turn-graph arcs (of ``slots``), ``none`` for none. False when a weight does
+    not fit below ``none``."""
+    up[:] = none
+    down[:] = none
+    for k in range(len(slots)):
+        slot = slots[k]
+        if slot < 0:
+            continue
+        if weights[k] >= none:
+            return False
+        arc = slot >> 1
+        if slot & 1:
+            down[arc] = min(np.int64(down[arc]), weights[k])
+        else:
+            up[arc] = min(np.int64(up[arc]), weights[k])
+    return True
+
+
+@compiled
 def _customize(
     up_first: NDArray[np.int64],
     up_head: NDArray[np.int32],
@@ -166,26 +193,15 @@ def _customize(
     none: int,
 ) -> bool:
     """The weights ``up`` and ``down`` of the upward arcs by basic customization: each arc's
-    own (the least of parallel turn-graph arcs), then lowered through every lower triangle, in
+    own (:func:`_own`), then lowered through every lower triangle, in
     rank order; the middle of the triangle that gave each (unless the middles are empty).
     False when a weight does not fit below ``none`` (the arrays' no-arc value)."""
     middles = len(up_middle) > 0
-    up[:] = none
-    down[:] = none
     if middles:
         up_middle[:] = -1
         down_middle[:] = -1
-    for k in range(len(slots)):
-        slot = slots[k]
-        if slot < 0:
-            continue
-        if weights[k] >= none:
-            return False
-        arc = slot >> 1
-        if slot & 1:
-            down[arc] = min(np.int64(down[arc]), weights[k])
-        else:
-            up[arc] = min(np.int64(up[arc]), weights[k])
+    if not _own(slots, weights, up, down, none):
+        return False
     count = len(up_first) - 1
     for v in range(count):
         end = up_first[v + 1]
@@ -236,26 +252,6 @@ def _weights(
         ):
             return up, down, middle[0], middle[1]
     raise ValueError("arc weights beyond 2**62")
-
-
-@compiled
-def _inputs(
-    slots: NDArray[np.int64], weights: NDArray[np.int64], arcs: int
-) -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
-    """Per upward arc its own weight up and down: the least of its parallel turn-graph arcs
-    (all ones for none), of ``weights`` that fit in 32 bits."""
-    up = np.full(arcs, 0xFFFFFFFF, dtype=np.uint32)
-    down = np.full(arcs, 0xFFFFFFFF, dtype=np.uint32)
-    for k in range(len(slots)):
-        slot = slots[k]
-        if slot < 0:
-            continue
-        arc = slot >> 1
-        if slot & 1:
-            down[arc] = min(np.int64(down[arc]), weights[k])
-        else:
-            up[arc] = min(np.int64(up[arc]), weights[k])
-    return up, down
 
 
 @compiled
@@ -370,18 +366,10 @@ def _recustomize(
                 # u -> v -> w and w -> v -> u.
                 up_b, down_b = np.int64(up[b]), np.int64(down[b])
                 if down_a < none and up_b < none:
-                    cost = down_a + up_b
-                    if cost < made_up[j]:
-                        made_up[j] = cost
-                        up_from[j] = v
-                    elif made_up[j] >= none:
+                    if not _lower(made_up, up_from, j, down_a + up_b, v, none, True):
                         return False
                 if down_b < none and up_a < none:
-                    cost = down_b + up_a
-                    if cost < made_down[j]:
-                        made_down[j] = cost
-                        down_from[j] = v
-                    elif made_down[j] >= none:
+                    if not _lower(made_down, down_from, j, down_b + up_a, v, none, True):
                         return False
         for n in range(k):
             x = arcs[n]
@@ -775,11 +763,14 @@ def _reweighted(
     if up.dtype != np.uint32 or (len(weights) and int(weights.max()) >= _INF32):
         return None
     slots = arrays["cch_arc_slot"]
-    own_up, own_down = _inputs(slots, weights, len(up))
+    own_up, own_down = np.empty(len(up), dtype=np.uint32), np.empty(len(up), dtype=np.uint32)
+    _own(slots, weights, own_up, own_down, int(_INF32))
     dirty = np.zeros(len(up), dtype=np.bool_)
     moved = slots[changed]
     dirty[moved[moved >= 0] >> 1] = True
-    made = [np.array(array) for array in previous]
+    from routing.store import writable_copy
+
+    made = [writable_copy(array) for array in previous]
     empty = np.empty(0, dtype=np.int32)
     middles = made[2:] if len(made) == 4 else [empty, empty]
     if not _recustomize(
@@ -837,13 +828,6 @@ def recustomize(
         plain_made = pool.submit(second)
         made = metric()
         made.update(plain_made.result())
-    return made
-    before = PLAIN if PLAIN[0] in previous else METRIC[:2]
-    found = _reweighted(arrays, downward, [previous[name] for name in before], plain, changed_plain)
-    if found is None:
-        made.update(customize_plain(arrays, weights, plain))
-    else:
-        made.update(zip(PLAIN, found, strict=True))
     return made
 
 

@@ -836,16 +836,21 @@ class Engine:
         piece per cell (the cell size rounded, see :func:`projection_cos`)."""
         a = self.arrays
         piece_xy = a["piece_xy"]
-        area = (
-            float(np.ptp(piece_xy[:, 0::2]) * np.ptp(piece_xy[:, 1::2])) if len(piece_xy) else 0.0
-        )
-        cell = max(GRID_CELL_MIN, float(math.ceil(math.sqrt(area / max(1, len(piece_xy))))))
+        cell = self._grid_cell()
         left, bottom, columns, rows, starts, members = kernels.build_grid(piece_xy, cell)
         a.update(
             grid_frame=np.asarray([left, bottom, columns, rows, cell, self._cos]),
             grid_starts=starts,
             grid_members=members,
         )
+
+    def _grid_cell(self) -> float:
+        """The width of the snapping grid's cells: about one piece per cell."""
+        piece_xy = self.arrays["piece_xy"]
+        area = (
+            float(np.ptp(piece_xy[:, 0::2]) * np.ptp(piece_xy[:, 1::2])) if len(piece_xy) else 0.0
+        )
+        return max(GRID_CELL_MIN, float(math.ceil(math.sqrt(area / max(1, len(piece_xy))))))
 
     def _index_components(self) -> None:
         """The strongly connected parts of the turn graph (the edge-based graph with turn

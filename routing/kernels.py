@@ -32,9 +32,9 @@ _compiled = compiled
 
 
 @compiled
-def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indices, Indices]:
-    """A uniform grid over the pieces' bounding boxes (x0, y0, x1, y1 per row): its origin,
-    columns and rows, then per cell the range of ``members`` (piece numbers) touching it."""
+def grid_frame(boxes: Points, cell: float) -> tuple[float, float, int, int]:
+    """The origin, columns and rows of the grid of cells ``cell`` wide over the pieces'
+    bounding boxes (x0, y0, x1, y1 per row)."""
     count = boxes.shape[0]
     left, bottom = np.inf, np.inf
     right, top = -np.inf, -np.inf
@@ -45,8 +45,15 @@ def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indi
         top = max(top, boxes[i, 1], boxes[i, 3])
     if count == 0:
         left = bottom = right = top = 0.0
-    columns = int((right - left) // cell) + 1
-    rows = int((top - bottom) // cell) + 1
+    return left, bottom, int((right - left) // cell) + 1, int((top - bottom) // cell) + 1
+
+
+@compiled
+def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indices, Indices]:
+    """A uniform grid over the pieces' bounding boxes (x0, y0, x1, y1 per row): its origin,
+    columns and rows, then per cell the range of ``members`` (piece numbers) touching it."""
+    count = boxes.shape[0]
+    left, bottom, columns, rows = grid_frame(boxes, cell)
     starts = np.zeros(columns * rows + 1, dtype=np.int64)
     for step in range(2):
         filled = starts[:-1].copy()
@@ -67,6 +74,90 @@ def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indi
         if step == 0:
             starts = np.cumsum(starts)
     return left, bottom, columns, rows, starts, members
+
+
+@compiled
+def grid_cells(
+    boxes: Points, pieces: Indices, left: float, bottom: float, cell: float, columns: int
+) -> tuple[Indices, Indices]:
+    """The cells each of ``pieces`` (with bounding boxes ``boxes``) touches in the grid of
+    :func:`build_grid` (origin ``left``, ``bottom``): cell and piece of each pair."""
+    total = 0
+    for step in range(2):
+        if step == 1:
+            cells = np.empty(total, dtype=np.int64)
+            owners = np.empty(total, dtype=np.int64)
+        k = 0
+        for i in range(boxes.shape[0]):
+            c0 = int((min(boxes[i, 0], boxes[i, 2]) - left) // cell)
+            c1 = int((max(boxes[i, 0], boxes[i, 2]) - left) // cell)
+            r0 = int((min(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
+            r1 = int((max(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
+            for r in range(r0, r1 + 1):
+                for c in range(c0, c1 + 1):
+                    if step == 1:
+                        cells[k] = r * columns + c
+                        owners[k] = pieces[i]
+                    k += 1
+        total = k
+    return cells, owners
+
+
+@compiled
+def member_places(
+    starts: Indices, members: Indices, cells: Indices, pieces: Indices, found: bool
+) -> Indices:
+    """Where in ``members`` (per cell ``starts``, sorted in each) each of ``pieces`` is in
+    its cell of ``cells`` (``found``: it is there), else where it would be inserted."""
+    places = np.empty(len(cells), dtype=np.int64)
+    for k in range(len(cells)):
+        lo, hi = starts[cells[k]], starts[cells[k] + 1]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if members[mid] < pieces[k]:
+                lo = mid + 1
+            else:
+                hi = mid
+        if found and (lo == starts[cells[k] + 1] or members[lo] != pieces[k]):
+            return places[:0]
+        places[k] = lo
+    return places
+
+
+def regrid(
+    starts: Indices,
+    members: Indices,
+    frame: tuple[float, float, int, int, float],
+    pieces: Indices,
+    before: Points,
+    after: Points,
+) -> tuple[Indices, Indices] | None:
+    """The cell lists of :func:`build_grid` (``starts``, ``members``, of the grid ``frame``:
+    origin, columns, rows, cell) where the boxes of ``pieces`` changed from ``before`` to
+    ``after`` (the grid's frame the same): those of a new build, made by moving only the
+    pieces that change cells; None where they do not hold the pieces as they were."""
+    left, bottom, columns, _, cell = frame
+    old_cells, old_pieces = grid_cells(before, pieces, left, bottom, cell, columns)
+    new_cells, new_pieces = grid_cells(after, pieces, left, bottom, cell, columns)
+    count = max(1, int(pieces.max()) + 1) if len(pieces) else 1
+    old_keys = old_cells * count + old_pieces
+    new_keys = new_cells * count + new_pieces
+    gone = np.setdiff1d(old_keys, new_keys)
+    came = np.setdiff1d(new_keys, old_keys)
+    if not len(gone) and not len(came):
+        return starts, members
+    places = member_places(starts, members, gone // count, gone % count, True)
+    if len(places) != len(gone):
+        return None
+    cells = len(starts) - 1
+    kept_starts = starts.copy()
+    kept_starts[1:] -= np.cumsum(np.bincount(gone // count, minlength=cells))
+    kept = np.delete(members, places)
+    cells_in, pieces_in = came // count, came % count
+    at = member_places(kept_starts, kept, cells_in, pieces_in, False)
+    new_starts = kept_starts
+    new_starts[1:] += np.cumsum(np.bincount(cells_in, minlength=cells))
+    return new_starts, np.insert(kept, at, pieces_in)
 
 
 @compiled

@@ -12,11 +12,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from routing import arrays as road_arrays
-from routing import cch
+from routing import cch, kernels
 from routing.arrays import Geometry, edge_along, within
 from routing.build import NUMBER_PREFIX, TEXT_PREFIX, TURN_GRAPH
 from routing.engine import Engine, _bearing_arrays, piece_offsets, projection_cos
-from routing.store import CHUNK_BYTES, Arrays, layout_digest, release
+from routing.store import CHUNK_BYTES, Arrays, layout_digest, release, writable_copy
 
 #: The arrays made from how roads connect and how many points each edge has, nothing else:
 #: a patched build takes them from the previous one as they are.
@@ -58,12 +58,12 @@ class PatchedEngine(Engine):
         at = np.repeat(offsets[edges], sizes) + within(sizes)
         local = np.zeros(len(edges) + 1, dtype=np.int64)
         np.cumsum(sizes, out=local[1:])
-        along = np.array(previous["along"])
+        along = writable_copy(previous["along"])
         along[at] = edge_along(points[at], local)
         first, last = offsets[:-1][edges], offsets[1:][edges] - 1
-        first_bearing = np.array(previous["first_bearing"])
+        first_bearing = writable_copy(previous["first_bearing"])
         first_bearing[edges] = _bearing_arrays(points[first], points[first + 1])
-        last_bearing = np.array(previous["last_bearing"])
+        last_bearing = writable_copy(previous["last_bearing"])
         last_bearing[edges] = _bearing_arrays(points[last - 1], points[last])
         patched.update(along=along, first_bearing=first_bearing, last_bearing=last_bearing)
         super().__init__(patched, **options)
@@ -76,11 +76,11 @@ class PatchedEngine(Engine):
         first, second = origin[tails], origin[a["turn_next"]]
         arcs = np.flatnonzero(self._turning[first] | self._turning[second])
         first, second = first[arcs], second[arcs]
-        turn_cost = np.array(previous["turn_cost"])
+        turn_cost = writable_copy(previous["turn_cost"])
         turn_cost[arcs] = self.turn_ms(first, second) + self.restricted_ms(first, second)
         keys = a["arc_keys"]
         pairs = np.flatnonzero(self._turning[keys // count] | self._turning[keys % count])
-        arc_turn = np.array(previous["arc_turn"])
+        arc_turn = writable_copy(previous["arc_turn"])
         arc_turn[pairs] = self.turn_ms(keys[pairs] // count, keys[pairs] % count)
         a.update(turn_cost=turn_cost, arc_turn=arc_turn)
 
@@ -114,6 +114,7 @@ class PatchedEngine(Engine):
         owners = piece_edge[pieces]
         point = self.offsets[:-1][owners] + (pieces - np.searchsorted(piece_edge, owners))
         start, end, xy = self._piece_points(point)
+        before = np.asarray(previous["piece_xy"][pieces])
         patched: dict[str, NDArray[Any]] = {}
         for name, part in (
             ("piece_start", start),
@@ -121,11 +122,36 @@ class PatchedEngine(Engine):
             ("piece_xy", xy),
             ("piece_offset", piece_offsets(owners, start, end)),
         ):
-            patched[name] = np.array(previous[name])
+            patched[name] = writable_copy(previous[name])
             patched[name][pieces] = part
         a.update(piece_edge=piece_edge, **patched)
-        self._index_grid()
+        self._patch_grid(pieces, before, xy)
         self._index_components()
+
+    def _patch_grid(
+        self, pieces: NDArray[np.int64], before: NDArray[np.float64], after: NDArray[np.float64]
+    ) -> None:
+        """The snapping grid of the previous build with the ``pieces`` whose projected boxes
+        were ``before`` moved to the cells of ``after``: a new build's, unless the grid's
+        frame changes (then built again)."""
+        a, previous = self.arrays, self._previous
+        cell = self._grid_cell()
+        left, bottom, columns, rows = kernels.grid_frame(a["piece_xy"], cell)
+        frame = np.asarray([left, bottom, columns, rows, cell, self._cos])
+        made = None
+        if np.array_equal(frame, previous["grid_frame"]):
+            made = kernels.regrid(
+                previous["grid_starts"],
+                previous["grid_members"],
+                (left, bottom, columns, rows, cell),
+                pieces,
+                before,
+                after,
+            )
+        if made is None:
+            self._index_grid()
+            return
+        a.update(grid_frame=frame, grid_starts=made[0], grid_members=made[1])
 
 
 #: The folder (in the folder the road network is kept in) of each profile's last build, for

@@ -546,11 +546,27 @@ def spill(folder: Path, arrays: Arrays) -> Arrays:
 
 def release(*arrays: NDArray[Any]) -> None:
     """Drop the pages of the memory-mapped ``arrays`` from this process's memory (they are
-    read again from the page cache, or the file, when used)."""
+    read again from the page cache, or the file, when used); not those of a
+    :func:`writable_copy`, whose written pages exist nowhere else."""
     for array in arrays:
         mapped = getattr(array, "_mmap", None)
-        if isinstance(mapped, mmap.mmap):
+        if isinstance(mapped, mmap.mmap) and getattr(array, "mode", None) != "c":
             mapped.madvise(mmap.MADV_DONTNEED)
+
+
+def writable_copy(array: NDArray[Any]) -> NDArray[Any]:
+    """A copy of ``array`` to change a few values of: of a whole file mapped read-only, a
+    private mapping of the file (only the pages written are copied, on write; the file is
+    only ever written with the bytes of an array made from it), else a copy in memory."""
+    if (
+        isinstance(array, np.memmap)
+        and array.mode == "r"
+        and isinstance(array.base, mmap.mmap)
+        and array.filename is not None
+        and array.offset == 0
+    ):
+        return np.memmap(array.filename, dtype=array.dtype, mode="c", shape=array.shape)
+    return np.array(array)
 
 
 def prune(cache: Path, keep: set[str]) -> None:

@@ -100,3 +100,37 @@ def test_nearest_piece_is_the_brute_force_nearest(engines: dict[str, Engine]) ->
         assert distance == pytest.approx(gap[best], abs=1e-6)
         assert gap[piece] == pytest.approx(gap[best], abs=1e-6)
         assert along == pytest.approx(t[piece], abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_grid_with_moved_pieces_is_the_grid_built_again(seed: int) -> None:
+    """Pieces moved a little, a few across cells, some to cells others left empty: the cell
+    lists changed in place equal those built again, byte for byte."""
+    rng = np.random.default_rng(seed)
+    count = 3000
+    start = rng.uniform(0.0, 1000.0, size=(count, 2))
+    boxes = np.hstack([start, start + rng.uniform(-15.0, 15.0, size=(count, 2))])
+    # The frame's corners stay put: the moved pieces lie inside.
+    boxes[0] = [-100.0, -100.0, -99.0, -99.0]
+    boxes[1] = [1200.0, 1200.0, 1201.0, 1201.0]
+    cell = 20.0
+    left, bottom, columns, rows, starts, members = kernels.build_grid(boxes, cell)
+    pieces = np.sort(rng.choice(np.arange(2, count), size=200, replace=False))
+    moved = boxes.copy()
+    moved[pieces] += rng.uniform(-30.0, 30.0, size=(len(pieces), 1))
+    # Some pieces jump far (empty cells filled, full ones emptied), some stay.
+    moved[pieces[:10]] = moved[pieces[:10]] % 300.0 + 700.0
+    moved[pieces[-5:]] = boxes[pieces[-5:]]
+    frame = (left, bottom, columns, rows, cell)
+    made = kernels.regrid(starts, members, frame, pieces, boxes[pieces], moved[pieces])
+    assert made is not None
+    fresh = kernels.build_grid(moved, cell)
+    assert fresh[:4] == (left, bottom, columns, rows)
+    assert made[0].dtype == fresh[4].dtype and made[1].dtype == fresh[5].dtype
+    assert made[0].tobytes() == fresh[4].tobytes()
+    assert made[1].tobytes() == fresh[5].tobytes()
+    # Nothing moved across cells: the lists as they were.
+    same = kernels.regrid(starts, members, frame, pieces, boxes[pieces], boxes[pieces])
+    assert same is not None and same[0] is starts and same[1] is members
+    # Lists that do not hold the pieces where they were: not changed.
+    assert kernels.regrid(starts, members, frame, pieces, moved[pieces], boxes[pieces]) is None
