@@ -5,8 +5,9 @@
 
 1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
    bench/import.py builds it) with what updates need and the routing data, then applies
-   changes touching about N objects each (half moved road nodes, a quarter renamed buildings,
-   a quarter new POIs), one after the other: wall time, routing rebuild time, tiles expired.
+   changes touching about N objects each (half moved road nodes, which keep their tags, a
+   quarter renamed buildings, a quarter new POIs), one after the other: wall time, routing
+   rebuild time, tiles expired.
 2. Imports Liechtenstein 2013, applies `osmium derive-changes` 2013->2021 and times it against
    a full import of 2021 (both with the routing data unless --skip-routing).
 Prints one line per run and a JSON summary last.
@@ -63,7 +64,8 @@ def make_change(url: str, size: int, seed: int, target: Path, *, roads: bool = T
     rng = random.Random(seed)
     moves = _rows(
         url,
-        "SELECT osm_id, lon, lat FROM osm.road_nodes ORDER BY md5(osm_id::text || %s) LIMIT %s",
+        "SELECT n.osm_id, n.lon, n.lat, coalesce(b.tags, '{}') FROM osm.road_nodes n "
+        "LEFT JOIN osm.barriers b USING (osm_id) ORDER BY md5(n.osm_id::text || %s) LIMIT %s",
         (str(seed), size // 2),
     )
     buildings = _rows(
@@ -74,17 +76,18 @@ def make_change(url: str, size: int, seed: int, target: Path, *, roads: bool = T
     )
     create, modify = [], []
     base = 9_000_000_000_000 + seed * 100_000
-    for i, (_, lon, lat) in enumerate(moves[: size // 4] if roads else moves):
+    for i, (_, lon, lat, _) in enumerate(moves[: size // 4] if roads else moves):
         tags = _tags({"amenity": "bench", "name": f"Bench {seed}-{i}"})
         create.append(
             f'<node id="{base + i}" version="1" timestamp="{STAMP}" '
             f'lon="{lon + 0.0001:.7f}" lat="{lat:.7f}">{tags}</node>'
         )
-    for osm_id, lon, lat in moves if roads else []:
+    for osm_id, lon, lat, node_tags in moves if roads else []:
         shift = rng.uniform(-0.00005, 0.00005)
+        # A moved node keeps its tags (barriers, crossings): the change moves roads only.
         modify.append(
             f'<node id="{osm_id}" version="99" timestamp="{STAMP}" '
-            f'lon="{lon + shift:.7f}" lat="{lat + shift:.7f}"/>'
+            f'lon="{lon + shift:.7f}" lat="{lat + shift:.7f}">{_tags(node_tags)}</node>'
         )
     for osm_id, nodes, tags in buildings:
         named = {**tags, "name": f"Building {seed}"}
