@@ -49,6 +49,19 @@ def grid_frame(boxes: Points, cell: float) -> tuple[float, float, int, int]:
 
 
 @compiled
+def cell_span(
+    boxes: Points, i: int, left: float, bottom: float, cell: float
+) -> tuple[int, int, int, int]:
+    """The first and last column, then row, of the cells that piece ``i``'s bounding box (of
+    ``boxes``) touches in a grid of origin ``left``, ``bottom``."""
+    c0 = int((min(boxes[i, 0], boxes[i, 2]) - left) // cell)
+    c1 = int((max(boxes[i, 0], boxes[i, 2]) - left) // cell)
+    r0 = int((min(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
+    r1 = int((max(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
+    return c0, c1, r0, r1
+
+
+@compiled
 def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indices, Indices]:
     """A uniform grid over the pieces' bounding boxes (x0, y0, x1, y1 per row): its origin,
     columns and rows, then per cell the range of ``members`` (piece numbers) touching it."""
@@ -59,10 +72,7 @@ def build_grid(boxes: Points, cell: float) -> tuple[float, float, int, int, Indi
         filled = starts[:-1].copy()
         members = np.empty(starts[-1], dtype=np.int64)
         for i in range(count):
-            c0 = int((min(boxes[i, 0], boxes[i, 2]) - left) // cell)
-            c1 = int((max(boxes[i, 0], boxes[i, 2]) - left) // cell)
-            r0 = int((min(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
-            r1 = int((max(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
+            c0, c1, r0, r1 = cell_span(boxes, i, left, bottom, cell)
             for r in range(r0, r1 + 1):
                 for c in range(c0, c1 + 1):
                     slot = r * columns + c
@@ -89,10 +99,7 @@ def grid_cells(
             owners = np.empty(total, dtype=np.int64)
         k = 0
         for i in range(boxes.shape[0]):
-            c0 = int((min(boxes[i, 0], boxes[i, 2]) - left) // cell)
-            c1 = int((max(boxes[i, 0], boxes[i, 2]) - left) // cell)
-            r0 = int((min(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
-            r1 = int((max(boxes[i, 1], boxes[i, 3]) - bottom) // cell)
+            c0, c1, r0, r1 = cell_span(boxes, i, left, bottom, cell)
             for r in range(r0, r1 + 1):
                 for c in range(c0, c1 + 1):
                     if step == 1:
