@@ -11,6 +11,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import psycopg2
 import pytest
 
@@ -55,7 +56,7 @@ def test_the_render_process_runs_at_the_background_priority(
         assert niceness(pid) == min(19, niceness(server.pid) + int(nice))
         assert niceness(server.pid) == os.nice(0)
         # The render process's tile queries run as niced as it (the server's own, here not).
-        backends = tile_backends(liechtenstein_url)
+        backends = tile_backends(liechtenstein_url, server.pid, pid)
         levels = {niceness(backend) - niceness(parent(backend)) for backend in backends}
         assert levels == ({0, niceness(pid)} if nice != "0" else {0}), levels
 
@@ -80,13 +81,22 @@ def parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def tile_backends(url: str) -> list[int]:
-    """The PostgreSQL backends of the server's tile connections."""
+def tile_backends(url: str, *owners: int) -> list[int]:
+    """The PostgreSQL backends of the tile connections of processes ``owners`` (not those of
+    other servers the test session keeps open), found by their client ports."""
+    ports = [
+        conn.laddr.port
+        for owner in owners
+        for conn in psutil.Process(owner).net_connections(kind="tcp")
+        if conn.raddr
+    ]
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'fondplan-tiles'"
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'fondplan-tiles' "
+                "AND client_port = ANY(%s)",
+                (ports,),
             )
             return [pid for (pid,) in cur.fetchall()]
     finally:
@@ -98,11 +108,11 @@ def test_the_database_backends_cutting_tiles_run_at_the_database_priority(
     liechtenstein_url: str, tmp_path: Path, nice: str
 ) -> None:
     env = {"FONDPLAN_DATABASE_NICE": nice, "FONDPLAN_DISABLE": "routing,raster,townplans"}
-    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
         x, y = tile_of(*VADUZ, 14)
         with urllib.request.urlopen(f"{url}/tiles/basemap/14/{x}/{y}.mvt", timeout=60) as answer:
             assert answer.status == 200
-        backends = tile_backends(liechtenstein_url)
+        backends = tile_backends(liechtenstein_url, server.pid)
         assert backends
         for pid in backends:
             assert niceness(pid) == min(19, niceness(parent(pid)) + int(nice)), pid
