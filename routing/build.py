@@ -409,7 +409,12 @@ def build_routing(
             # What exists now outlives the profiles: the collector need not walk it after each.
             gc.freeze()
             saving: Future[None] | None = None
-            if update is None:
+            if update is not None:
+                _update_profiles(
+                    url, schema_name, version, names, roads, positions, update, keep,
+                    previous_roads, saver, conn, quiet, read_seconds,
+                )  # fmt: skip
+            else:
                 place = keep if keep is not None and keep.is_dir() else None
                 # Named as the import's work folders: one a killed import leaves is removed
                 # by the next.
@@ -418,30 +423,25 @@ def build_routing(
                 scratch = tempfile.TemporaryDirectory(
                     prefix=f"{WORK_DIR_PREFIX}routing-", dir=place
                 )
-            if update is not None:
-                _update_profiles(
-                    url, schema_name, version, names, roads, positions, update, keep,
-                    previous_roads, saver, conn, quiet, read_seconds,
-                )  # fmt: skip
-            for name in names if update is None else []:
-                if saving is not None:
-                    # An import saves a profile before making the next: its peak memory
-                    # stays that of one profile.
-                    saving.result()
-                    gc.collect()
-                    saving = None
-                    if scratch is not None:
+                work = Path(scratch.name)
+                for i, name in enumerate(names):
+                    if saving is not None:
+                        # An import saves a profile before making the next: its peak memory
+                        # stays that of one profile.
+                        saving.result()
+                        gc.collect()
+                        saving = None
                         # Saved: its files are no longer read (the mapped ones stay readable).
-                        shutil.rmtree(Path(scratch.name) / names[names.index(name) - 1])
-                folder = None if scratch is None else Path(scratch.name) / name
-                made = _make_profile(
-                    url, name, version, roads, positions, None, None, keep, None, quiet, folder
-                )
-                seconds = time.perf_counter() - made.began + read_seconds / len(names)
-                saving = _submit_save(
-                    saver, url, schema_name, version, None, keep, cache, quiet, made, seconds
-                )
-                del made
+                        shutil.rmtree(work / names[i - 1])
+                    made = _make_profile(
+                        url, name, version, roads, positions, None, None, keep, None, quiet,
+                        work / name,
+                    )  # fmt: skip
+                    seconds = time.perf_counter() - made.began + read_seconds / len(names)
+                    saving = _submit_save(
+                        saver, url, schema_name, version, None, keep, cache, quiet, made, seconds
+                    )
+                    del made
             if saving is not None:
                 saving.result()
             if written is not None:
