@@ -457,6 +457,9 @@ class Engine:
         if self._cch is not None:
             self._cch.route([(0, 0)], [(0, 0)])
             self._cch.one_to_many([[(0, 0)]], [0])
+            # Without the working arrays the warm-up searches made (tens of MB on a large
+            # graph): a profile no route asks for holds none.
+            self._open_cch()
 
     def _along(self) -> NDArray[np.float64]:
         return edge_along(self.points, self.offsets)
