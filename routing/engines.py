@@ -8,14 +8,16 @@ import contextlib
 import gc
 import itertools
 import logging
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from functools import partial
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,10 +42,10 @@ _VERSION: ContextVar[str] = ContextVar("routing_engine_version", default="")
 STOP_WAIT = 2.0
 #: Numbers the sockets of the engine processes of one routing server.
 _SERIAL = itertools.count(1)
-#: A fresh interpreter (not fork: the routing server has threads). One process holds every
-#: profile: a process per profile held an interpreter, numba and its compiled kernels each
-#: (some 100 MB), and a forkserver to share them held them once more.
-_CONTEXT = multiprocessing.get_context("spawn")
+#: The engine process is a fresh interpreter (not fork: the routing server has threads; not
+#: multiprocessing's spawn, which keeps a resource tracker process beside it). One process
+#: holds every profile: a process per profile held an interpreter, numba and its compiled
+#: kernels each (some 100 MB), and a forkserver to share them held them once more.
 
 
 class EngineServer:
@@ -185,13 +187,14 @@ async def _messages(connection: Connection) -> AsyncIterator[bytes]:
         loop.remove_reader(fd)
 
 
-def run(path: str, setup: bytes, commands: Connection, events: Connection) -> None:
-    """The engine process: ``setup`` holds the database URL, the data folder and the routing
-    settings."""
+def main(argv: list[str] | None = None) -> int:
+    """``python -m routing.engines SOCKET COMMANDS_FD EVENTS_FD``, the setup (the database URL,
+    the data folder and the routing settings) as JSON on stdin: the engine process."""
+    path, commands, events = sys.argv[1:] if argv is None else argv
     term_on_parent_death()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    given = orjson.loads(setup)
+    given = orjson.loads(sys.stdin.buffer.read())
     socket_path = Path(path)
     listening = listen(socket_path)
     from routing.service import RoutingService
@@ -201,13 +204,24 @@ def run(path: str, setup: bytes, commands: Connection, events: Connection) -> No
     settings = RoutingSettings.model_validate(given["routing"])
     data_dir = Path(given["data_dir"]) if given["data_dir"] else None
     service = RoutingService(given["url"], settings, follow=_VERSION.get, data_dir=data_dir)
-    server = EngineServer(service, settings.routing_server_threads, commands, events)
+    server = EngineServer(
+        service,
+        settings.routing_server_threads,
+        Connection(int(commands), writable=False),
+        Connection(int(events), readable=False),
+    )
     try:
         asyncio.run(server.serve(listening))
     finally:
         socket_path.unlink(missing_ok=True)
     # Not waiting for a load under way: its thread is lost with the process.
     os._exit(0)
+
+
+def _join(process: subprocess.Popen[bytes]) -> None:
+    """Wait up to STOP_WAIT seconds for ``process`` to exit."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_WAIT)
 
 
 class EngineHost:
@@ -220,7 +234,7 @@ class EngineHost:
         #: The profiles attached, by name.
         self.profiles: dict[str, EngineProcess] = {}
         self._setup = setup
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._commands: Connection | None = None
         self._follower: asyncio.Task[None] | None = None
         self._starting: asyncio.Future[None] | None = None
@@ -234,12 +248,12 @@ class EngineHost:
     @property
     def alive(self) -> bool:
         """Whether the process runs."""
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.poll() is None
 
     def takes(self, name: str) -> bool:
         """Whether profile ``name`` may be attached: the process starts or runs, and holds
         no engine of that profile."""
-        running = self._process is None or self._process.is_alive()
+        running = self._process is None or self._process.poll() is None
         return running and not self._stopping and name not in self.profiles
 
     def attach(self, engine: EngineProcess) -> None:
@@ -263,16 +277,19 @@ class EngineHost:
         await asyncio.shield(self._starting)
 
     async def _start(self) -> None:
-        commands, self._commands = _CONTEXT.Pipe(duplex=False)
-        events, answers = _CONTEXT.Pipe(duplex=False)
-        process = _CONTEXT.Process(
-            target=run,
-            args=(str(self.path), self._setup, commands, answers),
-            name="fondplan-routing-engines",
-            daemon=True,
-        )
-        await asyncio.get_running_loop().run_in_executor(None, process.start)
-        self._process = process
+        commands, self._commands = Pipe(duplex=False)
+        events, answers = Pipe(duplex=False)
+        ends = (commands.fileno(), answers.fileno())
+        command = [sys.executable, "-m", "routing.engines", str(self.path), *map(str, ends)]
+
+        def spawn() -> subprocess.Popen[bytes]:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=ends)
+            assert process.stdin is not None
+            process.stdin.write(self._setup)
+            process.stdin.close()
+            return process
+
+        self._process = await asyncio.get_running_loop().run_in_executor(None, spawn)
         commands.close()
         answers.close()
         self._follower = asyncio.ensure_future(self._follow(events))
@@ -291,8 +308,8 @@ class EngineHost:
                 engine.receive(event)
         events.close()
         assert self._process is not None
-        await asyncio.get_running_loop().run_in_executor(None, self._process.join, STOP_WAIT)
-        code = self._process.exitcode
+        await asyncio.get_running_loop().run_in_executor(None, _join, self._process)
+        code = self._process.returncode
         if code not in (0, -signal.SIGTERM, None):
             log.warning("routing: the engine process %d exited (%s)", self.pid, code)
         for engine in list(self.profiles.values()):
@@ -311,12 +328,12 @@ class EngineHost:
             self._commands.close()
         loop = asyncio.get_running_loop()
         for escalate in (process.terminate, process.kill):
-            await loop.run_in_executor(None, process.join, STOP_WAIT)
-            if process.exitcode is not None:
+            await loop.run_in_executor(None, _join, process)
+            if process.returncode is not None:
                 break
             with contextlib.suppress(OSError):
                 escalate()
-        await loop.run_in_executor(None, process.join, STOP_WAIT)
+        await loop.run_in_executor(None, _join, process)
         if self._follower is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._follower, STOP_WAIT)
@@ -439,3 +456,7 @@ class EngineProcess:
     def pss_mb(self) -> float | None:
         """Its process's proportional set size in MiB (None when unknown)."""
         return self.host.pss_mb()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -128,6 +128,8 @@ def test_workers_share_one_routing_server(liechtenstein_url: str, tmp_path: Path
         descendants = psutil.Process(pid).children(recursive=True)
         engines = [p for p in descendants if p.pid in engine_pids(state).values()]
         assert len(engines) == 1, (descendants, state)
+        # Nothing else: no process forking engines, no multiprocessing resource tracker.
+        assert descendants == engines, [p.cmdline() for p in descendants]
         workers = [p for p in family if "spawn_main" in " ".join(p.cmdline())]
         assert len(workers) == 2, [p.cmdline() for p in family]
 
