@@ -210,6 +210,21 @@ class _ByNode(Mapping[int, list[int]]):
         return len(self.node_ids)
 
 
+class _NodeIds:
+    """The OSM id of a node per edge (``tail[e]``, or of an array of edges), looked up when
+    asked rather than kept: an array as long as the edges, per end, otherwise."""
+
+    def __init__(self, node_ids: NDArray[np.int64], index: NDArray[np.int64]) -> None:
+        self.node_ids = node_ids
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, e: Any) -> Any:
+        return self.node_ids[self.index[e]]
+
+
 class _Strings:
     """The string pool of the routing data: string ``i`` is ``data[offsets[i]:offsets[i+1]]``."""
 
@@ -376,8 +391,8 @@ class Engine:
         self.edge_tail: NDArray[np.int64] = a["edge_tail"]
         self.edge_head: NDArray[np.int64] = a["edge_head"]
         #: Per edge, the OSM ids of its tail and head nodes.
-        self.tail: NDArray[np.int64] = self.node_ids[self.edge_tail]
-        self.head: NDArray[np.int64] = self.node_ids[self.edge_head]
+        self.tail = _NodeIds(self.node_ids, self.edge_tail)
+        self.head = _NodeIds(self.node_ids, self.edge_head)
         self.edge_count = len(self.edge_tail)
         self.strings = _Strings(a["strings"], a["string_offsets"])
         #: Per edge attribute, its values: numbers, or string numbers (``text_columns``).
