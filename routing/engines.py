@@ -250,11 +250,15 @@ class EngineHost:
         """Whether the process runs."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the process is stopping or has stopped (no profile may be attached)."""
+        return self._stopping or (self._process is not None and self._process.poll() is not None)
+
     def takes(self, name: str) -> bool:
         """Whether profile ``name`` may be attached: the process starts or runs, and holds
         no engine of that profile."""
-        running = self._process is None or self._process.poll() is None
-        return running and not self._stopping and name not in self.profiles
+        return not self.stopping and name not in self.profiles
 
     def attach(self, engine: EngineProcess) -> None:
         """Have ``engine``'s profile answered here."""

@@ -176,15 +176,7 @@ class RoutingServer:
             if event["state"] == "unavailable":
                 self._errors[key] = (str(event.get("error")), time.monotonic())
                 return None
-        url = await self.url()
-        setup = orjson.dumps(
-            {
-                "url": url,
-                "data_dir": None if self.database.data_dir is None else str(self.database.data_dir),
-                "routing": self.settings.model_dump(mode="json"),
-            }
-        )
-        engine = EngineProcess(name, self._host(name, setup))
+        engine = EngineProcess(name, self._host(name, await self._setup()))
         await engine.start()
         self.engines.append(engine)
         event = await engine.load(version)
@@ -203,6 +195,18 @@ class RoutingServer:
             event.get("cch"),
         )
         return engine
+
+    async def _setup(self) -> bytes:
+        """What an engine process is started with: the database URL, the data folder and
+        the routing settings."""
+        data_dir = self.database.data_dir
+        return orjson.dumps(
+            {
+                "url": await self.url(),
+                "data_dir": None if data_dir is None else str(data_dir),
+                "routing": self.settings.model_dump(mode="json"),
+            }
+        )
 
     def _host(self, name: str, setup: bytes) -> EngineHost:
         """The engine process profile ``name`` is loaded in: the newest that holds none of
@@ -306,7 +310,7 @@ class RoutingServer:
                     )
                 self.engines.remove(engine)
                 self._background(engine.stop())
-        self.hosts = [host for host in self.hosts if host.profiles]
+        self.hosts = [host for host in self.hosts if not host.stopping]
         if self._newest is not None and self.database.data_dir is not None and self._url:
             store.prune(store.cache_root(self.database.data_dir, self._url), keep)
         for pid in [pid for pid in self.clients if not _alive(pid)]:
@@ -317,6 +321,11 @@ class RoutingServer:
         if not self.settings.routing_server_preload:
             return
         loop = asyncio.get_running_loop()
+        # The engine process starts (its interpreter and libraries) while the version is
+        # looked up: the profiles then load in it.
+        host = EngineHost(self.folder, await self._setup(), self.settings)
+        self.hosts.append(host)
+        self._background(host.start())
         try:
             version = await loop.run_in_executor(None, data_version, await self.url())
         except Exception as exc:  # the database unreachable: workers name the version later
