@@ -323,7 +323,8 @@ class EngineHost:
         """Stop the process: its commands ended, then SIGTERM, then SIGKILL."""
         self._stopping = True
         if self._starting is not None:
-            with contextlib.suppress(Exception):
+            # A start that failed or was cancelled has no process to stop.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.shield(self._starting)
         process = self._process
         if process is None:
