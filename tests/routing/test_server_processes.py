@@ -158,3 +158,34 @@ def test_a_new_road_network_loads_in_new_processes_and_the_old_ones_exit(
         assert engine_pids(state) == new
     finally:
         process.stop()
+
+
+def test_an_idle_profile_leaves_the_engine_process_the_others_stay(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    url = liechtenstein_url
+    version = data_version(url)
+    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
+    settings = RoutingSettings(routing_server_preload=False, routing_server_idle=2.0)
+    process = RoutingServerProcess(database, settings)
+    process.start()
+    try:
+        client = RoutingClient(process.path, RoutingSettings())
+        assert _ask(process.path, version, "driving", CAR)[0] == 200
+        assert _ask(process.path, version, "foot", FOOT)[0] == 200
+        pid = engine_pids(client.health(version))["car"]
+        assert engine_pids(client.health(version)) == {"car": pid, "foot": pid}
+        # Foot keeps being asked, car is not: car leaves the process, foot stays in it.
+        deadline = time.monotonic() + 60
+        while "car" in engine_pids(state := client.health(version)):
+            assert time.monotonic() < deadline, state
+            assert _ask(process.path, version, "foot", FOOT)[0] == 200
+            time.sleep(0.3)
+        assert engine_pids(state) == {"foot": pid}, state
+        assert state["profiles"]["car"]["state"] == "idle", state
+        # Asked again, car loads in the same process.
+        status, body = _ask(process.path, version, "driving", CAR)
+        assert status == 200 and json.loads(body)["code"] == "Ok", body
+        assert engine_pids(client.health(version)) == {"car": pid, "foot": pid}
+    finally:
+        process.stop()
