@@ -321,18 +321,28 @@ def routing_server_of(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 
 def engine_figures(port: int) -> dict[str, float]:
-    """Per profile, the PSS of its engine process, its turn-graph arcs and the bytes per arc
-    (from the routing server's /health)."""
+    """The PSS of the engine processes, per profile its turn-graph arcs, and the bytes per arc
+    over them all; a profile's own PSS when it has a process to itself (from the routing
+    server's /health)."""
     routing = json.loads(get(port, "/health")[1]).get("routing", {})
     figures: dict[str, float] = {}
+    processes: dict[int, float] = {}
+    profiles: dict[int, list[str]] = {}
     for engine in routing.get("server", {}).get("engines", []):
         name, pss = engine["profile"], engine.get("pss_mb")
         arcs = routing.get("profiles", {}).get(name, {}).get("arcs")
         if pss is None or not arcs:
             continue
-        figures[f"{name}_pss_mb"] = pss
+        processes[engine["pid"]] = pss
+        profiles.setdefault(engine["pid"], []).append(name)
         figures[f"{name}_arcs"] = arcs
-        figures[f"{name}_bytes_per_arc"] = pss * 2**20 / arcs
+    for pid, names in profiles.items():
+        if len(names) == 1:
+            figures[f"{names[0]}_pss_mb"] = processes[pid]
+    arcs = sum(figures.get(f"{name}_arcs", 0) for names in profiles.values() for name in names)
+    if arcs:
+        figures["engines_pss_mb"] = sum(processes.values())
+        figures["bytes_per_arc"] = figures["engines_pss_mb"] * 2**20 / arcs
     return figures
 
 
@@ -559,11 +569,16 @@ def measure_scale(
         )
         if "routing_pss_mb" in figures:
             engines = ", ".join(
-                f"{name} {figures[name + '_pss_mb']:.0f} MiB for {figures[name + '_arcs']:.0f}"
-                f" arcs ({figures[name + '_bytes_per_arc']:.0f} B/arc)"
+                f"{name} {figures[name + '_arcs']:.0f} arcs"
+                + (f" {figures[name + '_pss_mb']:.0f} MiB" if name + "_pss_mb" in figures else "")
                 for name in ("car", "bike", "foot")
-                if name + "_pss_mb" in figures
+                if name + "_arcs" in figures
             )
+            if "engines_pss_mb" in figures:
+                engines = (
+                    f"{figures['engines_pss_mb']:.0f} MiB, {figures['bytes_per_arc']:.0f} B/arc: "
+                    + engines
+                )
             print(
                 f"  of which the routing server PSS {figures['routing_pss_mb']:.0f} MiB (engine "
                 f"processes: {engines or 'none'}), the worker {figures['worker_pss_mb']:.0f} MiB",
@@ -616,13 +631,14 @@ FIGURES = [
     ("pss1_mb", "1 worker PSS (MiB)", "{:.0f}"),
     ("routing_pss_mb", "  routing server PSS (MiB)", "{:.0f}"),
     ("worker_pss_mb", "  worker PSS (MiB)", "{:.0f}"),
+    ("engines_pss_mb", "    engine processes PSS (MiB)", "{:.0f}"),
+    ("bytes_per_arc", "    engine bytes per arc", "{:.0f}"),
     *(
         row
         for name in ("car", "bike", "foot")
         for row in (
             (f"{name}_pss_mb", f"    {name} engine PSS (MiB)", "{:.0f}"),
             (f"{name}_arcs", f"    {name} turn-graph arcs", "{:.0f}"),
-            (f"{name}_bytes_per_arc", f"    {name} bytes per arc", "{:.0f}"),
         )
     ),
     ("pss2_mb", "2 workers PSS (MiB)", "{:.0f}"),

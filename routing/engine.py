@@ -210,6 +210,21 @@ class _ByNode(Mapping[int, list[int]]):
         return len(self.node_ids)
 
 
+class _NodeIds:
+    """The OSM id of a node per edge (``tail[e]``, or of an array of edges), looked up when
+    asked rather than kept: an array as long as the edges, per end, otherwise."""
+
+    def __init__(self, node_ids: NDArray[np.int64], index: NDArray[np.int64]) -> None:
+        self.node_ids = node_ids
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, e: Any) -> Any:
+        return self.node_ids[self.index[e]]
+
+
 class _Strings:
     """The string pool of the routing data: string ``i`` is ``data[offsets[i]:offsets[i+1]]``."""
 
@@ -376,8 +391,8 @@ class Engine:
         self.edge_tail: NDArray[np.int64] = a["edge_tail"]
         self.edge_head: NDArray[np.int64] = a["edge_head"]
         #: Per edge, the OSM ids of its tail and head nodes.
-        self.tail: NDArray[np.int64] = self.node_ids[self.edge_tail]
-        self.head: NDArray[np.int64] = self.node_ids[self.edge_head]
+        self.tail = _NodeIds(self.node_ids, self.edge_tail)
+        self.head = _NodeIds(self.node_ids, self.edge_head)
         self.edge_count = len(self.edge_tail)
         self.strings = _Strings(a["strings"], a["string_offsets"])
         #: Per edge attribute, its values: numbers, or string numbers (``text_columns``).
@@ -392,9 +407,6 @@ class Engine:
         self.edge_length: NDArray[np.float64] = self.columns["length"]
         self.edge_time: NDArray[np.float64] = self.columns["travel_time"]
         self._reverse: NDArray[np.int64] = self.columns["reverse"]
-        name, ref = self.text_columns["name"], self.text_columns["ref"]
-        #: Per edge, the string number of its road's label (name, else ref); 0 for none.
-        self.edge_label = np.where(name > 0, name, ref)
         #: Every edge's geometry in one array: edge ``e`` is ``points[offsets[e]:offsets[e+1]]``,
         #: the OSM nodes of those points ``point_nodes[offsets[e]:offsets[e+1]]``.
         self.offsets: NDArray[np.int64] = a["geometry_offsets"]
@@ -457,6 +469,9 @@ class Engine:
         if self._cch is not None:
             self._cch.route([(0, 0)], [(0, 0)])
             self._cch.one_to_many([[(0, 0)]], [0])
+            # Without the working arrays the warm-up searches made (tens of MB on a large
+            # graph): a profile no route asks for holds none.
+            self._open_cch()
 
     def _along(self) -> NDArray[np.float64]:
         return edge_along(self.points, self.offsets)
@@ -482,7 +497,8 @@ class Engine:
         roads = np.bincount(self.edge_tail, minlength=nodes) + np.bincount(
             self.edge_head[self._reverse < 0], minlength=nodes
         )
-        self._head_roads: NDArray[np.int64] = roads[self.edge_head]
+        #: Per node, the roads of its junction (per node rather than per edge: fewer).
+        self._node_roads: NDArray[np.int64] = roads
         self._mode = self.text_columns["mode"]
         self._turn_costs = PROFILES[self.profile].turns
         #: Per edge, whether it is open only to reach places on it (``destination`` access).
@@ -503,7 +519,7 @@ class Engine:
         # OSRM measures a U-turn as 180 degrees to the right.
         angle = np.where(u_turn, 180.0, angle)
         seconds = self._turn_costs.seconds(
-            angle, self._head_roads[a], u_turn, self._mode[a] != self._mode[b]
+            angle, self._node_roads[self.edge_head[a]], u_turn, self._mode[a] != self._mode[b]
         )
         result: NDArray[np.int64] = np.rint(seconds * 1000.0).astype(np.int64)
         return result
@@ -1308,7 +1324,9 @@ class Engine:
 
     def summary(self, path: Route) -> str:
         """The two roads (names, else refs) ``path`` travels longest, in the order travelled."""
-        labels = self.edge_label[path.edges]
+        # Per edge, the string number of its road's label (name, else ref); 0 for none.
+        name, ref = self.text_columns["name"][path.edges], self.text_columns["ref"][path.edges]
+        labels = np.where(name > 0, name, ref)
         # Metres per label, unnamed roads in slot 0.
         totals = np.bincount(labels, weights=self.edge_length[path.edges] * path.shares)
         totals[0] = 0.0

@@ -1,4 +1,5 @@
-"""One process per routing profile: its engines, by data version, behind a Unix socket."""
+"""The engine process of the routing server: the engines of every profile, by data version,
+behind a Unix socket."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import contextlib
 import gc
 import itertools
 import logging
-import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from functools import partial
+from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ from osmimport.children import term_on_parent_death
 from osmimport.errors import FondplanError
 from routing.client import RoutingClient
 from routing.frames import connection_handler, listen
+from routing.profiles import PROFILES
 from routing.settings import RoutingSettings
 
 if TYPE_CHECKING:
@@ -39,49 +42,43 @@ _VERSION: ContextVar[str] = ContextVar("routing_engine_version", default="")
 STOP_WAIT = 2.0
 #: Numbers the sockets of the engine processes of one routing server.
 _SERIAL = itertools.count(1)
-#: Engine processes are forked by a server process that has imported the engine's libraries
-#: and compiled its kernels once (some 85 MB of their own per process otherwise, and seconds
-#: of start-up, tens with numba's disk cache cold): they start at once and share those pages.
-_CONTEXT = multiprocessing.get_context("forkserver")
-PRELOAD = ["routing.service", "routing.http", "routing.engines", "routing.preforked"]
-
-
-def start_forkserver() -> None:
-    """Start the process the engine processes are forked from (blocks while it imports)."""
-    _CONTEXT.set_forkserver_preload(PRELOAD)
-    multiprocessing.forkserver.ensure_running()
-
-
-def _start(process: multiprocessing.process.BaseProcess) -> None:
-    start_forkserver()
-    process.start()
+#: The engine process is a fresh interpreter (not fork: the routing server has threads; not
+#: multiprocessing's spawn, which keeps a resource tracker process beside it). One process
+#: holds every profile: a process per profile held an interpreter, numba and its compiled
+#: kernels each (some 100 MB), and a forkserver to share them held them once more.
 
 
 class EngineServer:
-    """The engines of one profile, in a process of their own: a CCH build here holds the GIL
-    of this process only, so the other profiles' processes keep answering.
+    """The engines of every profile, in the routing server's engine process.
 
-    The routing server sends commands on ``commands``, one JSON message each: ``load`` a data
-    version (with ``shared``: only when its CCH is that of a version loaded here, a change of
-    weights, else it answers ``different`` and the routing server starts a new process),
-    ``retain`` some versions. Each load is answered on ``events``. Queries come on the socket;
-    the end of ``commands`` (the routing server gone or stopping this process) ends it.
+    The routing server sends commands on ``commands``, one JSON message each: ``load`` a
+    profile's data version (with ``shared``: only when its CCH is that of a version loaded
+    here, a change of weights, else it answers ``different`` and the routing server starts a
+    new process), ``retain`` some versions of a profile (none: the profile leaves this
+    process). Each load is answered on ``events``. Queries come on the socket; the end of
+    ``commands`` (the routing server gone or stopping this process) ends it. Each profile
+    loads in a thread of its own: a profile waiting for its data does not hold up the others,
+    and the kernels of a route release the GIL.
     """
 
     def __init__(
-        self,
-        service: RoutingService,
-        profile: str,
-        threads: int,
-        commands: Connection,
-        events: Connection,
+        self, service: RoutingService, threads: int, commands: Connection, events: Connection
     ) -> None:
         self.service = service
-        self.profile = profile
         self._commands = commands
         self._events = events
-        self._threads = ThreadPoolExecutor(max(1, threads), thread_name_prefix="fondplan-route")
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="fondplan-routing-load")
+        self._threads = ThreadPoolExecutor(
+            max(1, threads) * len(PROFILES), thread_name_prefix="fondplan-route"
+        )
+        self._loaders: dict[str, ThreadPoolExecutor] = {}
+
+    def _loader(self, profile: str) -> ThreadPoolExecutor:
+        """The thread a profile's loads and drops run in, one after the other."""
+        if profile not in self._loaders:
+            self._loaders[profile] = ThreadPoolExecutor(
+                1, thread_name_prefix=f"fondplan-routing-load-{profile}"
+            )
+        return self._loaders[profile]
 
     async def handle(self, request: dict[str, Any], peer: int) -> tuple[int, bytes]:
         """The answer of one query."""
@@ -105,17 +102,21 @@ class EngineServer:
         finally:
             _VERSION.reset(token)
 
-    def load(self, version: str, shared: bool) -> dict[str, Any]:
-        """Load ``version`` (only if its CCH is shared, when ``shared``): the event to report."""
+    def load(self, profile: str, version: str, shared: bool) -> dict[str, Any]:
+        """Load ``version`` of ``profile`` (only if its CCH is shared, when ``shared``): the
+        event to report."""
         began = time.perf_counter()
+        said = {"profile": profile, "version": version}
         try:
-            if shared and not self.service.shares_topology(self.profile, version):
-                return {"version": version, "state": "different"}
-            engine = self.service.load_profile(self.profile, version)
+            if shared and not self.service.shares_topology(profile, version):
+                return {**said, "state": "different"}
+            engine = self.service.load_profile(profile, version)
         except FondplanError as exc:
-            return {"version": version, "state": "unavailable", "error": str(exc)}
+            return {**said, "state": "unavailable", "error": str(exc)}
+        finally:
+            _give_back()
         return {
-            "version": version,
+            **said,
             "state": "loaded",
             "edges": len(engine.edges),
             "arcs": len(engine.arrays["turn_next"]) if "turn_next" in engine.arrays else 0,
@@ -123,22 +124,28 @@ class EngineServer:
             "seconds": round(time.perf_counter() - began, 2),
         }
 
+    def retain(self, profile: str, keep: set[str]) -> None:
+        """Drop the engines of ``profile`` but those of ``keep``, their memory given back."""
+        self.service.retain(keep, prune=False, profile=profile)
+        _give_back()
+
     async def _follow(self) -> None:
         """Follow the routing server's commands until they end."""
         loop = asyncio.get_running_loop()
         async for message in _messages(self._commands):
             command = orjson.loads(message)
+            profile = str(command["profile"])
             version = str(command.get("version", ""))
             if command["op"] == "load":
                 job = loop.run_in_executor(
-                    self._loader, self.load, version, bool(command.get("shared"))
+                    self._loader(profile), self.load, profile, version, bool(command.get("shared"))
                 )
                 job.add_done_callback(
                     lambda done: self._events.send_bytes(orjson.dumps(done.result()))
                 )
             elif command["op"] == "retain":
                 keep = {str(v) for v in command["versions"]}
-                loop.run_in_executor(self._loader, partial(self.service.retain, keep, prune=False))
+                loop.run_in_executor(self._loader(profile), partial(self.retain, profile, keep))
 
     async def serve(self, listening: Any) -> None:
         """Answer on ``listening`` until the commands end (SIGTERM keeps its default action:
@@ -148,6 +155,15 @@ class EngineServer:
             await self._follow()
         finally:
             server.close()
+
+
+def _give_back() -> None:
+    """Return to the system the memory a load or a drop freed (the allocator keeps it
+    otherwise): the working arrays of a load, the engines dropped."""
+    from routing.engine import _release_freed
+
+    gc.collect()
+    _release_freed()
 
 
 async def _messages(connection: Connection) -> AsyncIterator[bytes]:
@@ -171,24 +187,29 @@ async def _messages(connection: Connection) -> AsyncIterator[bytes]:
         loop.remove_reader(fd)
 
 
-def run(path: str, profile: str, setup: bytes, commands: Connection, events: Connection) -> None:
-    """An engine process (forked by the forkserver): ``setup`` holds the database URL, the
-    data folder and the routing settings."""
-    # The forkserver's objects, shared with it, are left out of collections: a collection
-    # writes to every object it visits, which would copy their pages into this process.
-    gc.freeze()
+def main(argv: list[str] | None = None) -> int:
+    """``python -m routing.engines SOCKET COMMANDS_FD EVENTS_FD``, the setup (the database URL,
+    the data folder and the routing settings) as JSON on stdin: the engine process."""
+    path, commands, events = sys.argv[1:] if argv is None else argv
     term_on_parent_death()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    given = orjson.loads(setup)
+    given = orjson.loads(sys.stdin.buffer.read())
     socket_path = Path(path)
     listening = listen(socket_path)
     from routing.service import RoutingService
 
+    # The modules' objects are left out of full collections (each would walk them all).
+    gc.freeze()
     settings = RoutingSettings.model_validate(given["routing"])
     data_dir = Path(given["data_dir"]) if given["data_dir"] else None
     service = RoutingService(given["url"], settings, follow=_VERSION.get, data_dir=data_dir)
-    server = EngineServer(service, profile, settings.routing_server_threads, commands, events)
+    server = EngineServer(
+        service,
+        settings.routing_server_threads,
+        Connection(int(commands), writable=False),
+        Connection(int(events), readable=False),
+    )
     try:
         asyncio.run(server.serve(listening))
     finally:
@@ -197,26 +218,27 @@ def run(path: str, profile: str, setup: bytes, commands: Connection, events: Con
     os._exit(0)
 
 
-class EngineProcess:
-    """An engine process of profile ``name``, seen from the routing server that started it.
+def _join(process: subprocess.Popen[bytes]) -> None:
+    """Wait up to STOP_WAIT seconds for ``process`` to exit."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_WAIT)
 
-    ``versions`` holds the state of each data version it has been asked to load: ``loading``,
-    ``loaded`` (with its edges, arcs and whether the CCH is shared) or ``unavailable``.
-    """
 
-    def __init__(self, name: str, folder: Path, setup: bytes, settings: RoutingSettings) -> None:
-        self.name = name
-        self.path = folder / f"{name}-{next(_SERIAL)}.sock"
-        self.versions: dict[str, dict[str, Any]] = {}
+class EngineHost:
+    """An engine process, seen from the routing server that started it: the profiles
+    attached to it (an :class:`EngineProcess` each), at most one per profile."""
+
+    def __init__(self, folder: Path, setup: bytes, settings: RoutingSettings) -> None:
+        self.path = folder / f"engines-{next(_SERIAL)}.sock"
         self.client = RoutingClient(self.path, settings)
-        #: When it last answered, and the queries it answers now.
-        self.used = time.monotonic()
-        self.active = 0
+        #: The profiles attached, by name.
+        self.profiles: dict[str, EngineProcess] = {}
         self._setup = setup
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._commands: Connection | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._starting: asyncio.Future[None] | None = None
+        self._stopping = False
 
     @property
     def pid(self) -> int | None:
@@ -226,29 +248,58 @@ class EngineProcess:
     @property
     def alive(self) -> bool:
         """Whether the process runs."""
-        return self._process is not None and self._process.is_alive()
+        return self._process is not None and self._process.poll() is None
 
-    def loaded(self, version: str) -> bool:
-        """Whether ``version`` answers here."""
-        return self.versions.get(version, {}).get("state") == "loaded"
+    @property
+    def stopping(self) -> bool:
+        """Whether the process is stopping or has stopped (no profile may be attached)."""
+        return self._stopping or (self._process is not None and self._process.poll() is not None)
+
+    def takes(self, name: str) -> bool:
+        """Whether profile ``name`` may be attached: the process starts or runs, and holds
+        no engine of that profile."""
+        return not self.stopping and name not in self.profiles
+
+    def attach(self, engine: EngineProcess) -> None:
+        """Have ``engine``'s profile answered here."""
+        assert self.takes(engine.name)
+        self.profiles[engine.name] = engine
+
+    def detach(self, engine: EngineProcess) -> bool:
+        """Drop ``engine``'s profile from the process: whether none is left."""
+        if self.profiles.get(engine.name) is engine:
+            del self.profiles[engine.name]
+            self.send({"op": "retain", "profile": engine.name, "versions": []})
+        if not self.profiles:
+            self._stopping = True
+        return not self.profiles
 
     async def start(self) -> None:
-        """Start the process (forked by the forkserver, started first when needed)."""
-        commands, self._commands = _CONTEXT.Pipe(duplex=False)
-        events, answers = _CONTEXT.Pipe(duplex=False)
-        process = _CONTEXT.Process(
-            target=run,
-            args=(str(self.path), self.name, self._setup, commands, answers),
-            name=f"fondplan-routing-{self.name}",
-            daemon=True,
-        )
-        await asyncio.get_running_loop().run_in_executor(None, _start, process)
-        self._process = process
+        """Start the process, once."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        commands, self._commands = Pipe(duplex=False)
+        events, answers = Pipe(duplex=False)
+        ends = (commands.fileno(), answers.fileno())
+        command = [sys.executable, "-m", "routing.engines", str(self.path), *map(str, ends)]
+
+        def spawn() -> subprocess.Popen[bytes]:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=ends)
+            assert process.stdin is not None
+            process.stdin.write(self._setup)
+            process.stdin.close()
+            return process
+
+        self._process = await asyncio.get_running_loop().run_in_executor(None, spawn)
         commands.close()
         answers.close()
         self._follower = asyncio.ensure_future(self._follow(events))
 
-    def _send(self, command: dict[str, Any]) -> None:
+    def send(self, command: dict[str, Any]) -> None:
+        """Send a command to the process."""
         if self._commands is not None and not self._commands.closed:
             with contextlib.suppress(OSError):
                 self._commands.send_bytes(orjson.dumps(command))
@@ -256,20 +307,104 @@ class EngineProcess:
     async def _follow(self, events: Connection) -> None:
         async for message in _messages(events):
             event: dict[str, Any] = orjson.loads(message)
-            version = str(event.pop("version"))
-            if event["state"] == "different":
-                self.versions.pop(version, None)
-            elif version in self.versions:
-                self.versions[version] = event
-            waiting = self._waiting.pop(version, None)
-            if waiting is not None and not waiting.done():
-                waiting.set_result(event)
+            engine = self.profiles.get(str(event.pop("profile")))
+            if engine is not None:
+                engine.receive(event)
         events.close()
         assert self._process is not None
-        await asyncio.get_running_loop().run_in_executor(None, self._process.join, STOP_WAIT)
-        code = self._process.exitcode
+        await asyncio.get_running_loop().run_in_executor(None, _join, self._process)
+        code = self._process.returncode
         if code not in (0, -signal.SIGTERM, None):
-            log.warning("routing: the %s engine process %d exited (%s)", self.name, self.pid, code)
+            log.warning("routing: the engine process %d exited (%s)", self.pid, code)
+        for engine in list(self.profiles.values()):
+            engine.lost()
+
+    async def stop(self) -> None:
+        """Stop the process: its commands ended, then SIGTERM, then SIGKILL."""
+        self._stopping = True
+        if self._starting is not None:
+            # A start that failed or was cancelled has no process to stop.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(self._starting)
+        process = self._process
+        if process is None:
+            return
+        if self._commands is not None:
+            self._commands.close()
+        loop = asyncio.get_running_loop()
+        for escalate in (process.terminate, process.kill):
+            await loop.run_in_executor(None, _join, process)
+            if process.returncode is not None:
+                break
+            with contextlib.suppress(OSError):
+                escalate()
+        await loop.run_in_executor(None, _join, process)
+        if self._follower is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._follower, STOP_WAIT)
+        self.path.unlink(missing_ok=True)
+
+    def pss_mb(self) -> float | None:
+        """The process's proportional set size in MiB (None when unknown)."""
+        try:
+            text = Path(f"/proc/{self.pid}/smaps_rollup").read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return None
+
+
+class EngineProcess:
+    """Profile ``name`` in the engine process ``host``, seen from the routing server.
+
+    ``versions`` holds the state of each data version it has been asked to load: ``loading``,
+    ``loaded`` (with its edges, arcs and whether the CCH is shared) or ``unavailable``.
+    """
+
+    def __init__(self, name: str, host: EngineHost) -> None:
+        self.name = name
+        self.host = host
+        self.versions: dict[str, dict[str, Any]] = {}
+        #: When it last answered, and the queries it answers now.
+        self.used = time.monotonic()
+        self.active = 0
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._attached = True
+        host.attach(self)
+
+    @property
+    def pid(self) -> int | None:
+        """The id of its process (None before its start)."""
+        return self.host.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the profile is in a running process."""
+        return self._attached and self.host.alive
+
+    def loaded(self, version: str) -> bool:
+        """Whether ``version`` answers here."""
+        return self.versions.get(version, {}).get("state") == "loaded"
+
+    async def start(self) -> None:
+        """Start its process, unless started already."""
+        await self.host.start()
+
+    def receive(self, event: dict[str, Any]) -> None:
+        """An event of the process about this profile: a load ended."""
+        version = str(event.pop("version"))
+        if event["state"] == "different":
+            self.versions.pop(version, None)
+        elif version in self.versions:
+            self.versions[version] = event
+        waiting = self._waiting.pop(version, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(event)
+
+    def lost(self) -> None:
+        """Its process exited."""
         self.versions = {}
         gone = {"state": "unavailable", "error": f"the {self.name} engine process exited"}
         for waiting in self._waiting.values():
@@ -286,7 +421,9 @@ class EngineProcess:
         waiting = self._waiting.get(version)
         if waiting is None:
             waiting = self._waiting[version] = asyncio.get_running_loop().create_future()
-            self._send({"op": "load", "version": version, "shared": shared})
+            self.host.send(
+                {"op": "load", "profile": self.name, "version": version, "shared": shared}
+            )
         return await asyncio.shield(waiting)
 
     def retain(self, keep: set[str]) -> None:
@@ -295,13 +432,13 @@ class EngineProcess:
         if set(self.versions) <= keep:
             return
         self.versions = {v: s for v, s in self.versions.items() if v in keep}
-        self._send({"op": "retain", "versions": sorted(keep)})
+        self.host.send({"op": "retain", "profile": self.name, "versions": sorted(keep)})
 
     async def answer(self, request: dict[str, Any]) -> tuple[int, bytes]:
         """The answer of the process to a query."""
         self.active += 1
         try:
-            return await self.client.answer(
+            return await self.host.client.answer(
                 str(request["version"]),
                 str(request["method"]),
                 str(request["profile"]),
@@ -313,32 +450,18 @@ class EngineProcess:
             self.used = time.monotonic()
 
     async def stop(self) -> None:
-        """Stop the process: its commands ended, then SIGTERM, then SIGKILL."""
-        process = self._process
-        if process is None:
+        """Take the profile out of its process; the process stops when none is left."""
+        if not self._attached:
             return
-        if self._commands is not None:
-            self._commands.close()
-        loop = asyncio.get_running_loop()
-        for escalate in (process.terminate, process.kill):
-            await loop.run_in_executor(None, process.join, STOP_WAIT)
-            if process.exitcode is not None:
-                break
-            with contextlib.suppress(OSError):
-                escalate()
-        await loop.run_in_executor(None, process.join, STOP_WAIT)
-        if self._follower is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._follower, STOP_WAIT)
-        self.path.unlink(missing_ok=True)
+        self._attached = False
+        self.lost()
+        if self.host.detach(self):
+            await self.host.stop()
 
     def pss_mb(self) -> float | None:
-        """The process's proportional set size in MiB (None when unknown)."""
-        try:
-            text = Path(f"/proc/{self.pid}/smaps_rollup").read_text()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith("Pss:"):
-                return round(int(line.split()[1]) / 1024, 1)
-        return None
+        """Its process's proportional set size in MiB (None when unknown)."""
+        return self.host.pss_mb()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -25,7 +25,7 @@ from osmimport.children import term_on_parent_death
 from osmimport.database import database_url
 from osmimport.settings import DatabaseSettings
 from routing import store
-from routing.engines import EngineProcess, start_forkserver
+from routing.engines import EngineHost, EngineProcess
 from routing.errors import OsrmError
 from routing.frames import connection_handler, listen
 from routing.network import data_version
@@ -41,17 +41,18 @@ HOUSEKEEPING = 2.0
 
 
 class RoutingServer:
-    """The engines of every data version a worker names, one process per profile, behind a
-    Unix socket in ``folder``.
+    """The engines of every data version a worker names, in an engine process, behind a Unix
+    socket in ``folder``.
 
     Each request names the data version its worker serves; the profiles of a version are loaded
-    when a worker prepares it (its tile switch) or first names it, each in a process of its
-    own: a profile building its CCH (which holds the GIL) does not hold up the others. A new
-    version whose turn graph is the loaded one's (a change of weights) is loaded by that
-    profile's process, sharing its CCH; else by a new process, the old one answering meanwhile.
-    A version no worker has named for ``routing_server_grace`` seconds is dropped once a newer
-    one is prepared, and a process left with none exits, its memory given back whole. At most
-    ``routing_server_queue`` queries at once, beyond that 503.
+    when a worker prepares it (its tile switch) or first names it, side by side in one engine
+    process (one interpreter and one set of compiled kernels for all). A new version whose turn
+    graph is the loaded one's (a change of weights) is loaded where the profile's loaded
+    version is, sharing its CCH; else in an engine process that holds none of that profile (a
+    new one if need be), the old one answering meanwhile. A version no worker has named for
+    ``routing_server_grace`` seconds is dropped once a newer one is prepared, and a process
+    left with no profile exits, its memory given back whole. At most ``routing_server_queue``
+    queries at once, beyond that 503.
     """
 
     def __init__(self, database: DatabaseSettings, settings: RoutingSettings, folder: Path) -> None:
@@ -60,6 +61,8 @@ class RoutingServer:
         self.folder = folder
         self._url: str | None = None
         self.engines: list[EngineProcess] = []
+        #: The engine processes the engines are in.
+        self.hosts: list[EngineHost] = []
         self._loading: dict[tuple[str, str], asyncio.Task[EngineProcess | None]] = {}
         #: Why a profile of a version could not be loaded, and when, by (version, profile).
         self._errors: dict[tuple[str, str], tuple[str, float]] = {}
@@ -173,15 +176,7 @@ class RoutingServer:
             if event["state"] == "unavailable":
                 self._errors[key] = (str(event.get("error")), time.monotonic())
                 return None
-        url = await self.url()
-        setup = orjson.dumps(
-            {
-                "url": url,
-                "data_dir": None if self.database.data_dir is None else str(self.database.data_dir),
-                "routing": self.settings.model_dump(mode="json"),
-            }
-        )
-        engine = EngineProcess(name, self.folder, setup, self.settings)
+        engine = EngineProcess(name, self._host(name, await self._setup()))
         await engine.start()
         self.engines.append(engine)
         event = await engine.load(version)
@@ -200,6 +195,28 @@ class RoutingServer:
             event.get("cch"),
         )
         return engine
+
+    async def _setup(self) -> bytes:
+        """What an engine process is started with: the database URL, the data folder and
+        the routing settings."""
+        data_dir = self.database.data_dir
+        return orjson.dumps(
+            {
+                "url": await self.url(),
+                "data_dir": None if data_dir is None else str(data_dir),
+                "routing": self.settings.model_dump(mode="json"),
+            }
+        )
+
+    def _host(self, name: str, setup: bytes) -> EngineHost:
+        """The engine process profile ``name`` is loaded in: the newest that holds none of
+        it, else a new one (a new turn graph loads beside the version that answers now)."""
+        for host in reversed(self.hosts):
+            if host.takes(name):
+                return host
+        host = EngineHost(self.folder, setup, self.settings)
+        self.hosts.append(host)
+        return host
 
     async def prepare(self, version: str) -> None:
         """Get ``version`` ready: every profile (only those in use, when profiles load on
@@ -293,6 +310,7 @@ class RoutingServer:
                     )
                 self.engines.remove(engine)
                 self._background(engine.stop())
+        self.hosts = [host for host in self.hosts if not host.stopping]
         if self._newest is not None and self.database.data_dir is not None and self._url:
             store.prune(store.cache_root(self.database.data_dir, self._url), keep)
         for pid in [pid for pid in self.clients if not _alive(pid)]:
@@ -303,6 +321,11 @@ class RoutingServer:
         if not self.settings.routing_server_preload:
             return
         loop = asyncio.get_running_loop()
+        # The engine process starts (its interpreter and libraries) while the version is
+        # looked up: the profiles then load in it.
+        host = EngineHost(self.folder, await self._setup(), self.settings)
+        self.hosts.append(host)
+        self._background(host.start())
         try:
             version = await loop.run_in_executor(None, data_version, await self.url())
         except Exception as exc:  # the database unreachable: workers name the version later
@@ -324,7 +347,6 @@ class RoutingServer:
             listening = listen(path)
         server = await asyncio.start_unix_server(connection_handler(self.handle), sock=listening)
         log.info("routing server %d listening on %s", os.getpid(), path)
-        self._background(loop.run_in_executor(None, start_forkserver))
         self._background(self.preload())
         try:
             while not stop.is_set():
@@ -340,6 +362,7 @@ class RoutingServer:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*(engine.stop() for engine in self.engines))
+            await asyncio.gather(*(host.stop() for host in self.hosts))
             with contextlib.suppress(OSError):
                 path.parent.rmdir()  # the folder made for it, when serve itself is killed
 

@@ -143,12 +143,17 @@ class RoutingService:
         """Whether the engines of ``version`` are being loaded now."""
         return version in self._loading
 
-    def retain(self, keep: set[str], *, prune: bool = True) -> None:
-        """Drop the engines of every data version not in ``keep``, and their cached files
-        unless not to ``prune`` (another process still maps them)."""
+    def retain(self, keep: set[str], *, prune: bool = True, profile: str | None = None) -> None:
+        """Drop the engines of every data version not in ``keep`` (of ``profile`` only, when
+        given), and their cached files unless not to ``prune`` (another process still maps
+        them)."""
+
+        def kept(key: tuple[str, str]) -> bool:
+            return key[0] in keep or (profile is not None and key[1] != profile)
+
         with self._lock:
-            self._engines = {k: e for k, e in self._engines.items() if k[0] in keep}
-            self._errors = {k: e for k, e in self._errors.items() if k[0] in keep}
+            self._engines = {k: e for k, e in self._engines.items() if kept(k)}
+            self._errors = {k: e for k, e in self._errors.items() if kept(k)}
         cache = self._cache()
         if cache is not None and prune:
             store.prune(cache, keep)

@@ -47,13 +47,14 @@ class RoutingSettings(Section):
     routing_server_queue: int = 64
     """Requests the routing server takes at once; beyond, 503 with Retry-After."""
     routing_server_threads: int = 2
-    """Threads of each profile's engine process answering the requests it has taken."""
+    """Threads per profile of the engine process answering the requests it has taken."""
     routing_server_preload: bool = True
     """The routing server loads every profile at start and at each data version switch;
     false: a profile is loaded on its first request (and at a switch only those in use)."""
     routing_server_idle: float = 0.0
-    """Seconds without a request after which a profile's engine process exits, its memory
-    given back (loaded again on the next request); 0: kept."""
+    """Seconds without a request after which a profile is dropped from the engine process, its
+    memory given back (the process exits when no profile is left; loaded again on the next
+    request); 0: kept."""
     routing_server_grace: float = 60.0
     """Seconds a data version no worker names any more stays loaded once a newer one is
     (workers switch within their tile version check, seconds apart)."""

@@ -1,16 +1,13 @@
-"""The routing server's engine processes: one per profile, switched, dropped when idle."""
+"""The routing server's engine process: every profile in it, switched, dropped when idle."""
 
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from osmimport import schema
 from osmimport.database import connect
@@ -39,11 +36,11 @@ def _wait(client: RoutingClient, version: str, test: Callable[[dict[str, Any]], 
         time.sleep(0.1)
 
 
-def test_a_car_route_answers_while_the_foot_process_is_stuck_building(
+def test_a_car_route_answers_while_the_foot_profile_is_stuck_loading(
     liechtenstein_url: str, tmp_path: Path
 ) -> None:
-    """The foot profile loads in a process of its own: frozen mid-load (the extreme of a CCH
-    build holding its GIL), car routes are answered all along."""
+    """The foot profile loads in a thread of the engine process: held up mid-load (its data
+    held back by the database), car routes are answered all along, by the same process."""
     url = liechtenstein_url
     version = data_version(url)
     database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
@@ -67,11 +64,9 @@ def test_a_car_route_answers_while_the_foot_process_is_stuck_building(
             target=lambda: foot.append(_ask(process.path, version, "foot", FOOT))
         )
         asking.start()
-        state = _wait(client, version, lambda s: "foot" in engine_pids(s))
-        stuck = psutil.Process(engine_pids(state)["foot"])
-        stuck.send_signal(signal.SIGSTOP)
-        blocker.rollback()
         try:
+            state = _wait(client, version, lambda s: "foot" in engine_pids(s))
+            assert engine_pids(state)["foot"] == car, state
             times = []
             for _ in range(20):
                 began = time.monotonic()
@@ -85,10 +80,10 @@ def test_a_car_route_answers_while_the_foot_process_is_stuck_building(
             print(f"car routes while foot is stuck: slowest {max(times) * 1000:.0f} ms")
             assert max(times) < 2.0, times
         finally:
-            stuck.send_signal(signal.SIGCONT)
+            blocker.rollback()
         asking.join(120)
         assert foot and foot[0][0] == 200, foot
-        assert engine_pids(client.health(version))["car"] == car
+        assert engine_pids(client.health(version)) == {"car": car, "foot": car}
     finally:
         blocker.close()
         process.stop()
@@ -161,5 +156,36 @@ def test_a_new_road_network_loads_in_new_processes_and_the_old_ones_exit(
         assert gone(list(old.values()), 30), old
         state = _wait(client, second, lambda s: s["server"]["versions"] == [second])
         assert engine_pids(state) == new
+    finally:
+        process.stop()
+
+
+def test_an_idle_profile_leaves_the_engine_process_the_others_stay(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    url = liechtenstein_url
+    version = data_version(url)
+    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
+    settings = RoutingSettings(routing_server_preload=False, routing_server_idle=2.0)
+    process = RoutingServerProcess(database, settings)
+    process.start()
+    try:
+        client = RoutingClient(process.path, RoutingSettings())
+        assert _ask(process.path, version, "driving", CAR)[0] == 200
+        assert _ask(process.path, version, "foot", FOOT)[0] == 200
+        pid = engine_pids(client.health(version))["car"]
+        assert engine_pids(client.health(version)) == {"car": pid, "foot": pid}
+        # Foot keeps being asked, car is not: car leaves the process, foot stays in it.
+        deadline = time.monotonic() + 60
+        while "car" in engine_pids(state := client.health(version)):
+            assert time.monotonic() < deadline, state
+            assert _ask(process.path, version, "foot", FOOT)[0] == 200
+            time.sleep(0.3)
+        assert engine_pids(state) == {"foot": pid}, state
+        assert state["profiles"]["car"]["state"] == "idle", state
+        # Asked again, car loads in the same process.
+        status, body = _ask(process.path, version, "driving", CAR)
+        assert status == 200 and json.loads(body)["code"] == "Ok", body
+        assert engine_pids(client.health(version)) == {"car": pid, "foot": pid}
     finally:
         process.stop()

@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-from routing.engines import PRELOAD
 from routing.profiles import PROFILES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +43,6 @@ SCRIPT = textwrap.dedent(
     }))
     """
 )
-
-
-def test_engines_fork_from_a_process_that_compiled_the_kernels() -> None:
-    assert "routing.preforked" in PRELOAD
 
 
 def test_warm_up_compiles_every_kernel_a_mapped_engine_runs(mapped: Path) -> None:
