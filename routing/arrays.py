@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from osmimport import schema
 from osmimport.database import connect
-from osmimport.update import NETWORK_SCHEMA, WORK_SCHEMA
+from osmimport.update import WORK_SCHEMA
 from routing.build import (
     NUMBER_PREFIX,
     TEXT_PREFIX,
@@ -319,8 +320,9 @@ def read_roads_with_reader(
 @dataclass
 class RoadChanges:
     """What an update changes in the road network: the ways whose rows it replaces (by id)
-    and their new rows, the road nodes whose rows it replaces and their new rows (ascending
-    ids), and the barriers and restrictions after it (few: whole)."""
+    and their new rows, the road nodes whose rows (and barrier rows) it replaces and their
+    new rows (ascending ids) and barrier rows, the restrictions whose rows it replaces (by
+    id) and their new rows."""
 
     version: str
     replaced_ways: NDArray[np.int64]
@@ -328,6 +330,7 @@ class RoadChanges:
     replaced_nodes: NDArray[np.int64]
     nodes: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
     barriers: dict[int, dict[str, str]]
+    replaced_restrictions: NDArray[np.int64]
     restrictions: list[tuple[int, dict[str, str], list[dict[str, Any]]]]
 
 
@@ -344,11 +347,24 @@ def read_road_changes(url: str, version: str) -> RoadChanges:
             candidates = _table("road_node_candidates", WORK_SCHEMA)
             cur.execute(_query("replaced_nodes.sql", candidates=candidates))
             replaced_nodes = np.asarray([row[0] for row in cur.fetchall()], dtype=np.int64)
+            cur.execute(_query("replaced_relations.sql", affected=_table("affected", WORK_SCHEMA)))
+            replaced_restrictions = np.asarray([row[0] for row in cur.fetchall()], dtype=np.int64)
         nodes = read_nodes(conn, _table("road_nodes_final", WORK_SCHEMA))
-        barriers, restrictions = read_rules(conn, lambda name: _table(name, NETWORK_SCHEMA))
+        # The barrier rows of the replaced nodes, the restrictions of the replaced relations:
+        # few, where the whole network has many.
+        barriers, restrictions = read_rules(
+            conn, lambda name: _table(_CHANGED_RULES.get(name, name), WORK_SCHEMA)
+        )
     finally:
         conn.close()
-    return RoadChanges(version, replaced_ways, ways, replaced_nodes, nodes, barriers, restrictions)
+    return RoadChanges(
+        version, replaced_ways, ways, replaced_nodes, nodes, barriers, replaced_restrictions,
+        restrictions,
+    )  # fmt: skip
+
+
+#: The work tables holding the rows after an update of the rule tables it replaces rows of.
+_CHANGED_RULES = {schema.BARRIERS_TABLE: "barriers_final"}
 
 
 #: The road network last read or patched, per database, with its reader: the next update
@@ -490,9 +506,29 @@ def patch_roads(roads: Roads, reader: _WayReader, changes: RoadChanges) -> Roads
         node_ids=node_ids[node_order],
         node_lon=np.concatenate([roads.node_lon[node_kept], new_lon])[node_order],
         node_lat=np.concatenate([roads.node_lat[node_kept], new_lat])[node_order],
-        barriers=changes.barriers,
-        restrictions=changes.restrictions,
+        barriers=_patched_barriers(roads.barriers, changes),
+        restrictions=_patched_restrictions(roads.restrictions, changes),
     )
+
+
+def _patched_barriers(
+    barriers: dict[int, dict[str, str]], changes: RoadChanges
+) -> dict[int, dict[str, str]]:
+    """``barriers`` with those of the replaced nodes replaced (the others' tags are the same
+    objects: see :func:`_blocking_changed`)."""
+    replaced = set(changes.replaced_nodes.tolist())
+    patched = {node: tags for node, tags in barriers.items() if node not in replaced}
+    patched.update(changes.barriers)
+    return patched
+
+
+def _patched_restrictions(
+    restrictions: list[tuple[int, dict[str, str], list[dict[str, Any]]]], changes: RoadChanges
+) -> list[tuple[int, dict[str, str], list[dict[str, Any]]]]:
+    """``restrictions`` with those of the replaced relations replaced, in id order (as read)."""
+    replaced = set(changes.replaced_restrictions.tolist())
+    kept = [r for r in restrictions if r[0] not in replaced]
+    return sorted([*kept, *changes.restrictions], key=lambda r: r[0])
 
 
 def _lookup(ids: NDArray[np.int64], wanted: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -676,10 +712,18 @@ def _blocking_changed(
 ) -> bool:
     """Whether a barrier that stops ``profile`` is added, removed or changed (the only use
     :func:`profile_arrays` makes of barriers)."""
+    if old is new:
+        return False
+    # A patched network's unchanged barriers hold the same tags objects: compared by identity
+    # first, the few others by value.
+    changed = [
+        node
+        for node in old.keys() | new.keys()
+        if old.get(node) is not new.get(node) and old.get(node) != new.get(node)
+    ]
     return any(
         profile.barrier_blocks(old.get(node) or {}) or profile.barrier_blocks(new.get(node) or {})
-        for node in old.keys() | new.keys()
-        if old.get(node) != new.get(node)
+        for node in changed
     )
 
 
