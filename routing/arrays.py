@@ -463,6 +463,14 @@ def remembered_roads(url: str, version: str, keep: Path | None) -> tuple[Roads, 
     return (replace(kept[0], data_version=version), kept[1])
 
 
+def recall_roads(url: str, version: str, keep: Path | None) -> None:
+    """Read the road network of ``version`` kept in the folder ``keep`` into this process's
+    memory, where :func:`remembered_roads` finds it next (an update does it ahead)."""
+    found = remembered_roads(url, version, keep)
+    if found is not None:
+        _ROADS[url] = found
+
+
 def patch_roads(roads: Roads, reader: _WayReader, changes: RoadChanges) -> Roads:
     """The :class:`Roads` that :func:`read_roads` reads of the network after ``changes``,
     made from ``roads`` (read by ``reader``, which numbers the new ways' rules and strings on)

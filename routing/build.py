@@ -984,10 +984,58 @@ def _binds(profile: Profile, kind: str, tags: dict[str, str]) -> bool:
     return rule is not None and bool(rule.forward or rule.backward)
 
 
-def build_before_swap(url: str, staging: str, version: str, keep: Path | None = None) -> None:
-    """The import's before-swap hook: the routing data of the staged import, in its schema;
-    with a folder ``keep`` (an import of the command line), also in the routing file cache of
-    the data folder, where a server on this machine maps it without reading the database."""
+class _BeforeSwap:
+    """The import's before-swap hook (see :meth:`__call__`), which an update prepares (see
+    :meth:`prepare`)."""
+
+    def __call__(self, url: str, staging: str, version: str, keep: Path | None = None) -> None:
+        """The routing data of the staged import, in its schema; with a folder ``keep`` (an
+        import of the command line), also in the routing file cache of the data folder,
+        where a server on this machine maps it without reading the database."""
+        build_before_swap_now(url, staging, version, keep)
+
+    def prepare(self, url: str, keep: Path | None) -> None:
+        """See :func:`prepare_update`."""
+        prepare_update(url, keep)
+
+
+def prepare_update(url: str, keep: Path | None) -> None:
+    """What an update's routing build does first, done while its change is staged (see
+    :data:`osmimport.importer.PREPARE`): import what patching needs, prune the routing file
+    cache, read the road network kept in ``keep`` and map each profile's kept build, its
+    pages read ahead (see :func:`routing.patch.read_ahead`): the first update of a process
+    then starts its patches at once."""
+    from routing import patch  # the engine's modules: imported here, not by the build
+
+    if keep is None:
+        return
+    try:
+        version = data_version(url)
+    except GraphNotBuiltError:
+        return
+    from osmimport.importer import data_dir_of_node_store
+    from routing.arrays import recall_roads
+
+    # What the build prunes after (the update makes no cached data): done now instead.
+    store.prune(store.cache_root(data_dir_of_node_store(keep), url), {version})
+    recall_roads(url, version, keep)
+    conn = connect(url)
+    try:
+        for name in PROFILES:
+            with conn.cursor() as cur:
+                served = store.served_layout(cur, name, version)
+            conn.commit()
+            patch.read_ahead(keep, name, version, served)
+    finally:
+        conn.close()
+
+
+#: The import's before-swap hook (see :class:`_BeforeSwap`).
+build_before_swap = _BeforeSwap()
+
+
+def build_before_swap_now(url: str, staging: str, version: str, keep: Path | None = None) -> None:
+    """See :meth:`_BeforeSwap.__call__`."""
     cache = None
     if keep is not None:
         from osmimport.importer import data_dir_of_node_store
