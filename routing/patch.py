@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 import os
@@ -335,20 +336,22 @@ def read_ahead(keep: Path, profile: str, version: str, served: dict[str, Any] | 
 #: ``madvise`` advice mapping a range's pages (read from the file when not in memory), in
 #: Linux 5.14 and later; older systems only read them ahead (``MADV_WILLNEED``).
 _MADV_POPULATE_READ = 22
+#: The C library's ``madvise``, called through ctypes: the interpreter's lock is released
+#: meanwhile (``mmap.madvise`` keeps it while the pages are read).
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _populate(array: NDArray[Any]) -> None:
     """Have the pages of the memory-mapped ``array`` read and mapped (best effort)."""
     mapped = getattr(array, "_mmap", None)
-    if not isinstance(mapped, mmap.mmap):
+    if not isinstance(mapped, mmap.mmap) or not array.nbytes:
         return
-    try:
-        mapped.madvise(_MADV_POPULATE_READ)
-    except (OSError, ValueError):
-        try:
-            mapped.madvise(mmap.MADV_WILLNEED)
-        except (OSError, ValueError):
-            pass
+    start = array.ctypes.data & ~(mmap.PAGESIZE - 1)
+    length = array.ctypes.data + array.nbytes - start
+    madvise = _LIBC.madvise
+    for advice in (_MADV_POPULATE_READ, mmap.MADV_WILLNEED):
+        if madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), ctypes.c_int(advice)) == 0:
+            return
 
 
 def _flat(arrays: Arrays, geometry: Geometry | None) -> Arrays:
