@@ -1016,8 +1016,12 @@ def prepare_update(url: str, keep: Path | None) -> None:
     from osmimport.importer import data_dir_of_node_store
     from routing.arrays import recall_roads
 
-    # What the build prunes after (the update makes no cached data): done now instead.
-    store.prune(store.cache_root(data_dir_of_node_store(keep), url), {version})
+    # What the build prunes after (the update makes no cached data), done now beside the
+    # rest and not waited for: only files of data versions no longer served are removed.
+    cache = store.cache_root(data_dir_of_node_store(keep), url)
+    pruning = threading.Thread(target=store.prune, args=(cache, {version}), name="routing-prune")
+    _PRUNING[cache] = pruning
+    pruning.start()
     recall_roads(url, version, keep)
     conn = connect(url)
     try:
@@ -1049,7 +1053,14 @@ def build_before_swap_now(url: str, staging: str, version: str, keep: Path | Non
             served = {data_version(url)}
         except GraphNotBuiltError:
             served = set()
-        store.prune(cache, {version, *served})
+        pruning = _PRUNING.pop(cache, None)
+        if pruning is None or not pruning.is_alive():
+            store.prune(cache, {version, *served})
+
+
+#: Per routing file cache, the thread an update's preparation prunes it in (the build then
+#: does not prune it again).
+_PRUNING: dict[Path, threading.Thread] = {}
 
 
 def build_graphs(url: str, *, profiles: Sequence[str] | None = None, quiet: bool = False) -> None:
