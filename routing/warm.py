@@ -85,8 +85,9 @@ MOVED = (
 def patch_arrays(previous: dict[str, NDArray[np.generic]]) -> dict[str, NDArray[np.generic]]:
     """The arrays a patch of the mapped build ``previous`` (read-only arrays) starts from,
     typed as an update's are: those made from node locations writable, with the first point
-    of the first edge moved a little along it and its weight changed; the others (those made
-    from the roads, not derived by the engine) ``previous``'s."""
+    of the first edge moved most of the way along it (its piece changes cells) and its weight
+    changed; the others (those made from the roads, not derived by the engine) ``previous``'s.
+    """
     made = {
         name: array
         for name, array in previous.items()
@@ -94,7 +95,7 @@ def patch_arrays(previous: dict[str, NDArray[np.generic]]) -> dict[str, NDArray[
     }
     for name in MOVED:
         made[name] = np.array(previous[name], copy=True)
-    made["geometry"][0] += (made["geometry"][1] - made["geometry"][0]) * 0.01
+    made["geometry"][0] += (made["geometry"][1] - made["geometry"][0]) * 0.9
     made[NUMBER_PREFIX + "weight"][0] += 1
     return made
 
