@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import threading
 from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
@@ -370,6 +371,7 @@ _CHANGED_RULES = {schema.BARRIERS_TABLE: "barriers_final"}
 #: The road network last read or patched, per database, with its reader: the next update
 #: patches it rather than reading every road again (kept on disk too, for the next process).
 _ROADS: dict[str, tuple[Roads, _WayReader]] = {}
+_ROADS_LOCK = threading.Lock()
 ROADS_FILE = "roads.pickle"
 #: The data versions the kept network stands for, one a line (written after it).
 ROADS_VERSIONS_FILE = "roads.versions"
@@ -418,9 +420,10 @@ def _write_roads(roads: Roads, reader: _WayReader, keep: Path) -> None:
 def relabel_roads(url: str, version: str, new_version: str, keep: Path | None) -> None:
     """Record that the road network kept of ``version`` is also that of ``new_version`` (an
     update that changes no road), without writing the network again."""
-    found = _ROADS.get(url)
-    if found is not None and found[0].data_version == version:
-        _ROADS[url] = (replace(found[0], data_version=new_version), found[1])
+    with _ROADS_LOCK:
+        found = _ROADS.get(url)
+        if found is not None and found[0].data_version == version:
+            _ROADS[url] = (replace(found[0], data_version=new_version), found[1])
     if keep is None:
         return
     versions = _read_versions(keep)
@@ -467,8 +470,11 @@ def recall_roads(url: str, version: str, keep: Path | None) -> None:
     """Read the road network of ``version`` kept in the folder ``keep`` into this process's
     memory, where :func:`remembered_roads` finds it next (an update does it ahead)."""
     found = remembered_roads(url, version, keep)
-    if found is not None:
-        _ROADS[url] = found
+    with _ROADS_LOCK:
+        known = _ROADS.get(url)
+        # Not over another version's (an update relabelling it meanwhile).
+        if found is not None and (known is None or known[0].data_version == version):
+            _ROADS[url] = found
 
 
 def patch_roads(roads: Roads, reader: _WayReader, changes: RoadChanges) -> Roads:

@@ -391,6 +391,9 @@ def build_routing(
                 f"routing: {', '.join(kept)} kept (the update changes none of their roads)",
                 file=sys.stderr,
             )
+        if update is not None and names:
+            # What the update's preparation reads ahead is read here on.
+            _prepared(url)
         # A profile is saved (by the database, mostly) while the next one is computed; the
         # road network is written for the next update meanwhile too.
         with ThreadPoolExecutor(max_workers=1) as saver:
@@ -1005,6 +1008,32 @@ def prepare_update(url: str, keep: Path | None) -> None:
     cache, read the road network kept in ``keep`` and map each profile's kept build, its
     pages read ahead (see :func:`routing.patch.read_ahead`): the first update of a process
     then starts its patches at once."""
+    done = threading.Event()
+    with _PREPARING_LOCK:
+        _PREPARING[url] = done
+    try:
+        _prepare(url, keep)
+    finally:
+        done.set()
+
+
+#: Per database, the event an update's preparation sets when done (see :func:`_prepared`).
+_PREPARING: dict[str, threading.Event] = {}
+_PREPARING_LOCK = threading.Lock()
+
+
+def _prepared(url: str) -> None:
+    """Wait for the update's preparation (:func:`prepare_update`) of the database at ``url``
+    to be done, if one runs: a build that patches reads what it read ahead; one that keeps
+    every profile starts at once."""
+    with _PREPARING_LOCK:
+        preparing = _PREPARING.get(url)
+    if preparing is not None:
+        preparing.wait()
+
+
+def _prepare(url: str, keep: Path | None) -> None:
+    """See :func:`prepare_update`."""
     from routing import patch  # the engine's modules: imported here, not by the build
 
     if keep is None:

@@ -534,7 +534,8 @@ class Update:
 
     def prepare(self) -> None:
         """Start the hooks' preparation (see :data:`osmimport.importer.PREPARE`) in a thread,
-        beside the staging: :meth:`build_routing` waits for it."""
+        beside the staging: a hook waits for what it needs of it (a hook that has nothing to
+        do starts at once), the update for all of it before it ends."""
         steps: list[Callable[[str, Path], None]] = [
             getattr(hook, PREPARE) for hook in self.before_swap if hasattr(hook, PREPARE)
         ]
@@ -560,7 +561,6 @@ class Update:
 
     def build_routing(self) -> float:
         """The routing data of the updated network, built by the import's hooks beside it."""
-        self.prepared()
         started = time.monotonic()
         for build in self.before_swap:
             build(self.url, NETWORK_SCHEMA, self.version, self.node_store.parent)
@@ -831,12 +831,12 @@ def run_update(
                 drop_work_schemas(cur)
                 conn.commit()
         except BaseException:
-            if update is not None:
-                # Not reading the kept files while another update may write them.
-                update.prepared()
             _drop_after_failure(conn)
             raise
         finally:
+            if update is not None:
+                # Not reading the kept files once another update may write them.
+                update.prepared()
             conn.close()
     if expire_list is not None:
         write_expire_list(expire_list, expired)
