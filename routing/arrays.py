@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import threading
 from array import array
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future
@@ -15,8 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from osmimport import schema
 from osmimport.database import connect
-from osmimport.update import NETWORK_SCHEMA, WORK_SCHEMA
+from osmimport.update import WORK_SCHEMA
 from routing.build import (
     NUMBER_PREFIX,
     TEXT_PREFIX,
@@ -319,8 +321,9 @@ def read_roads_with_reader(
 @dataclass
 class RoadChanges:
     """What an update changes in the road network: the ways whose rows it replaces (by id)
-    and their new rows, the road nodes whose rows it replaces and their new rows (ascending
-    ids), and the barriers and restrictions after it (few: whole)."""
+    and their new rows, the road nodes whose rows (and barrier rows) it replaces and their
+    new rows (ascending ids) and barrier rows, the restrictions whose rows it replaces (by
+    id) and their new rows."""
 
     version: str
     replaced_ways: NDArray[np.int64]
@@ -328,6 +331,7 @@ class RoadChanges:
     replaced_nodes: NDArray[np.int64]
     nodes: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]
     barriers: dict[int, dict[str, str]]
+    replaced_restrictions: NDArray[np.int64]
     restrictions: list[tuple[int, dict[str, str], list[dict[str, Any]]]]
 
 
@@ -344,16 +348,30 @@ def read_road_changes(url: str, version: str) -> RoadChanges:
             candidates = _table("road_node_candidates", WORK_SCHEMA)
             cur.execute(_query("replaced_nodes.sql", candidates=candidates))
             replaced_nodes = np.asarray([row[0] for row in cur.fetchall()], dtype=np.int64)
+            cur.execute(_query("replaced_relations.sql", affected=_table("affected", WORK_SCHEMA)))
+            replaced_restrictions = np.asarray([row[0] for row in cur.fetchall()], dtype=np.int64)
         nodes = read_nodes(conn, _table("road_nodes_final", WORK_SCHEMA))
-        barriers, restrictions = read_rules(conn, lambda name: _table(name, NETWORK_SCHEMA))
+        # The barrier rows of the replaced nodes, the restrictions of the replaced relations:
+        # few, where the whole network has many.
+        barriers, restrictions = read_rules(
+            conn, lambda name: _table(_CHANGED_RULES.get(name, name), WORK_SCHEMA)
+        )
     finally:
         conn.close()
-    return RoadChanges(version, replaced_ways, ways, replaced_nodes, nodes, barriers, restrictions)
+    return RoadChanges(
+        version, replaced_ways, ways, replaced_nodes, nodes, barriers, replaced_restrictions,
+        restrictions,
+    )  # fmt: skip
+
+
+#: The work tables holding the rows after an update of the rule tables it replaces rows of.
+_CHANGED_RULES = {schema.BARRIERS_TABLE: "barriers_final"}
 
 
 #: The road network last read or patched, per database, with its reader: the next update
 #: patches it rather than reading every road again (kept on disk too, for the next process).
 _ROADS: dict[str, tuple[Roads, _WayReader]] = {}
+_ROADS_LOCK = threading.Lock()
 ROADS_FILE = "roads.pickle"
 #: The data versions the kept network stands for, one a line (written after it).
 ROADS_VERSIONS_FILE = "roads.versions"
@@ -402,9 +420,10 @@ def _write_roads(roads: Roads, reader: _WayReader, keep: Path) -> None:
 def relabel_roads(url: str, version: str, new_version: str, keep: Path | None) -> None:
     """Record that the road network kept of ``version`` is also that of ``new_version`` (an
     update that changes no road), without writing the network again."""
-    found = _ROADS.get(url)
-    if found is not None and found[0].data_version == version:
-        _ROADS[url] = (replace(found[0], data_version=new_version), found[1])
+    with _ROADS_LOCK:
+        found = _ROADS.get(url)
+        if found is not None and found[0].data_version == version:
+            _ROADS[url] = (replace(found[0], data_version=new_version), found[1])
     if keep is None:
         return
     versions = _read_versions(keep)
@@ -445,6 +464,17 @@ def remembered_roads(url: str, version: str, keep: Path | None) -> tuple[Roads, 
     if code != _CODE:
         return None
     return (replace(kept[0], data_version=version), kept[1])
+
+
+def recall_roads(url: str, version: str, keep: Path | None) -> None:
+    """Read the road network of ``version`` kept in the folder ``keep`` into this process's
+    memory, where :func:`remembered_roads` finds it next (an update does it ahead)."""
+    found = remembered_roads(url, version, keep)
+    with _ROADS_LOCK:
+        known = _ROADS.get(url)
+        # Not over another version's (an update relabelling it meanwhile).
+        if found is not None and (known is None or known[0].data_version == version):
+            _ROADS[url] = found
 
 
 def patch_roads(roads: Roads, reader: _WayReader, changes: RoadChanges) -> Roads:
@@ -490,9 +520,29 @@ def patch_roads(roads: Roads, reader: _WayReader, changes: RoadChanges) -> Roads
         node_ids=node_ids[node_order],
         node_lon=np.concatenate([roads.node_lon[node_kept], new_lon])[node_order],
         node_lat=np.concatenate([roads.node_lat[node_kept], new_lat])[node_order],
-        barriers=changes.barriers,
-        restrictions=changes.restrictions,
+        barriers=_patched_barriers(roads.barriers, changes),
+        restrictions=_patched_restrictions(roads.restrictions, changes),
     )
+
+
+def _patched_barriers(
+    barriers: dict[int, dict[str, str]], changes: RoadChanges
+) -> dict[int, dict[str, str]]:
+    """``barriers`` with those of the replaced nodes replaced (the others' tags are the same
+    objects: see :func:`_blocking_changed`)."""
+    replaced = set(changes.replaced_nodes.tolist())
+    patched = {node: tags for node, tags in barriers.items() if node not in replaced}
+    patched.update(changes.barriers)
+    return patched
+
+
+def _patched_restrictions(
+    restrictions: list[tuple[int, dict[str, str], list[dict[str, Any]]]], changes: RoadChanges
+) -> list[tuple[int, dict[str, str], list[dict[str, Any]]]]:
+    """``restrictions`` with those of the replaced relations replaced, in id order (as read)."""
+    replaced = set(changes.replaced_restrictions.tolist())
+    kept = [r for r in restrictions if r[0] not in replaced]
+    return sorted([*kept, *changes.restrictions], key=lambda r: r[0])
 
 
 def _lookup(ids: NDArray[np.int64], wanted: NDArray[np.int64]) -> NDArray[np.int64]:
@@ -676,10 +726,18 @@ def _blocking_changed(
 ) -> bool:
     """Whether a barrier that stops ``profile`` is added, removed or changed (the only use
     :func:`profile_arrays` makes of barriers)."""
+    if old is new:
+        return False
+    # A patched network's unchanged barriers hold the same tags objects: compared by identity
+    # first, the few others by value.
+    changed = [
+        node
+        for node in old.keys() | new.keys()
+        if old.get(node) is not new.get(node) and old.get(node) != new.get(node)
+    ]
     return any(
         profile.barrier_blocks(old.get(node) or {}) or profile.barrier_blocks(new.get(node) or {})
-        for node in old.keys() | new.keys()
-        if old.get(node) != new.get(node)
+        for node in changed
     )
 
 

@@ -391,6 +391,9 @@ def build_routing(
                 f"routing: {', '.join(kept)} kept (the update changes none of their roads)",
                 file=sys.stderr,
             )
+        if update is not None and names:
+            # What the update's preparation reads ahead is read here on.
+            _prepared(url)
         # A profile is saved (by the database, mostly) while the next one is computed; the
         # road network is written for the next update meanwhile too.
         with ThreadPoolExecutor(max_workers=1) as saver:
@@ -984,10 +987,88 @@ def _binds(profile: Profile, kind: str, tags: dict[str, str]) -> bool:
     return rule is not None and bool(rule.forward or rule.backward)
 
 
-def build_before_swap(url: str, staging: str, version: str, keep: Path | None = None) -> None:
-    """The import's before-swap hook: the routing data of the staged import, in its schema;
-    with a folder ``keep`` (an import of the command line), also in the routing file cache of
-    the data folder, where a server on this machine maps it without reading the database."""
+class _BeforeSwap:
+    """The import's before-swap hook (see :meth:`__call__`), which an update prepares (see
+    :meth:`prepare`)."""
+
+    def __call__(self, url: str, staging: str, version: str, keep: Path | None = None) -> None:
+        """The routing data of the staged import, in its schema; with a folder ``keep`` (an
+        import of the command line), also in the routing file cache of the data folder,
+        where a server on this machine maps it without reading the database."""
+        build_before_swap_now(url, staging, version, keep)
+
+    def prepare(self, url: str, keep: Path | None) -> None:
+        """See :func:`prepare_update`."""
+        prepare_update(url, keep)
+
+
+def prepare_update(url: str, keep: Path | None) -> None:
+    """What an update's routing build does first, done while its change is staged (see
+    :data:`osmimport.importer.PREPARE`): import what patching needs, prune the routing file
+    cache, read the road network kept in ``keep`` and map each profile's kept build, its
+    pages read ahead (see :func:`routing.patch.read_ahead`): the first update of a process
+    then starts its patches at once."""
+    done = threading.Event()
+    with _PREPARING_LOCK:
+        _PREPARING[url] = done
+    try:
+        _prepare(url, keep)
+    finally:
+        done.set()
+
+
+#: Per database, the event an update's preparation sets when done (see :func:`_prepared`).
+_PREPARING: dict[str, threading.Event] = {}
+_PREPARING_LOCK = threading.Lock()
+
+
+def _prepared(url: str) -> None:
+    """Wait for the update's preparation (:func:`prepare_update`) of the database at ``url``
+    to be done, if one runs: a build that patches reads what it read ahead; one that keeps
+    every profile starts at once."""
+    with _PREPARING_LOCK:
+        preparing = _PREPARING.get(url)
+    if preparing is not None:
+        preparing.wait()
+
+
+def _prepare(url: str, keep: Path | None) -> None:
+    """See :func:`prepare_update`."""
+    from routing import patch  # the engine's modules: imported here, not by the build
+
+    if keep is None:
+        return
+    try:
+        version = data_version(url)
+    except GraphNotBuiltError:
+        return
+    from osmimport.importer import data_dir_of_node_store
+    from routing.arrays import recall_roads
+
+    # What the build prunes after (the update makes no cached data), done now beside the
+    # rest and not waited for: only files of data versions no longer served are removed.
+    cache = store.cache_root(data_dir_of_node_store(keep), url)
+    pruning = threading.Thread(target=store.prune, args=(cache, {version}), name="routing-prune")
+    _PRUNING[cache] = pruning
+    pruning.start()
+    recall_roads(url, version, keep)
+    conn = connect(url)
+    try:
+        for name in PROFILES:
+            with conn.cursor() as cur:
+                served = store.served_layout(cur, name, version)
+            conn.commit()
+            patch.read_ahead(keep, name, version, served)
+    finally:
+        conn.close()
+
+
+#: The import's before-swap hook (see :class:`_BeforeSwap`).
+build_before_swap = _BeforeSwap()
+
+
+def build_before_swap_now(url: str, staging: str, version: str, keep: Path | None = None) -> None:
+    """See :meth:`_BeforeSwap.__call__`."""
     cache = None
     if keep is not None:
         from osmimport.importer import data_dir_of_node_store
@@ -1001,7 +1082,14 @@ def build_before_swap(url: str, staging: str, version: str, keep: Path | None = 
             served = {data_version(url)}
         except GraphNotBuiltError:
             served = set()
-        store.prune(cache, {version, *served})
+        pruning = _PRUNING.pop(cache, None)
+        if pruning is None or not pruning.is_alive():
+            store.prune(cache, {version, *served})
+
+
+#: Per routing file cache, the thread an update's preparation prunes it in (the build then
+#: does not prune it again).
+_PRUNING: dict[Path, threading.Thread] = {}
 
 
 def build_graphs(url: str, *, profiles: Sequence[str] | None = None, quiet: bool = False) -> None:

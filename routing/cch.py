@@ -790,6 +790,34 @@ def _reweighted(
     return tuple(made)
 
 
+#: The last :func:`downward_arcs` made, with the arrays they were made of (held: their ids
+#: stay theirs), by the ids of those: a patch keeps a contraction's arrays as they are.
+_DOWNWARD: dict[tuple[int, int], tuple[NDArray[Any], NDArray[Any], Any]] = {}
+#: How many contractions' :data:`_DOWNWARD` are kept (one per profile).
+_DOWNWARD_KEPT = 3
+_DOWNWARD_LOCK = threading.Lock()
+
+
+def downward_arcs(
+    up_first: NDArray[np.int64], up_head: NDArray[np.int32]
+) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]:
+    """The upward arcs by head (see :func:`_downward`), made once per contraction arrays
+    (those of a mapped build, or in memory): the next recustomisation of the same
+    contraction reads them (an update may make them ahead, see routing.build)."""
+    key = (id(up_first), id(up_head))
+    with _DOWNWARD_LOCK:
+        found = _DOWNWARD.get(key)
+    if found is not None:
+        made: tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]] = found[2]
+        return made
+    made = _downward(up_first, up_head)
+    with _DOWNWARD_LOCK:
+        _DOWNWARD[key] = (up_first, up_head, made)
+        while len(_DOWNWARD) > _DOWNWARD_KEPT:
+            del _DOWNWARD[next(iter(_DOWNWARD))]
+    return made
+
+
 def recustomize(
     arrays: Mapping[str, NDArray[Any]],
     previous: Mapping[str, NDArray[Any]],
@@ -805,7 +833,7 @@ def recustomize(
     :func:`customize_plain` make, at the cost of the arcs that change only."""
     weights = np.asarray(weights, dtype=np.int64)
     plain = np.asarray(plain, dtype=np.int64)
-    downward = _downward(arrays["cch_up_first"], arrays["cch_up_head"])
+    downward = downward_arcs(arrays["cch_up_first"], arrays["cch_up_head"])
 
     def metric() -> dict[str, Any]:
         old = [previous[name] for name in METRIC]

@@ -22,16 +22,28 @@ from routing.profiles import PROFILE_ALIASES, PROFILES
 from routing.settings import RoutingCommandSettings
 
 
-def build_before_swap(url: str, staging: str, version: str, keep: Path | None = None) -> None:
-    """The import's before-swap hook (:func:`routing.build.build_before_swap`).
+class _BeforeSwap:
+    """The import's before-swap hook (:data:`routing.build.build_before_swap`).
 
-    The build's libraries are imported when an import runs it: the server imports this module
-    for its command line, and its workers need none of them (numba's compiler alone is some
-    40 MB of each one's memory).
+    The build's libraries are imported when an import runs it (or an update prepares it): the
+    server imports this module for its command line, and its workers need none of them
+    (numba's compiler alone is some 40 MB of each one's memory).
     """
-    from routing.build import build_before_swap as build
 
-    build(url, staging, version, keep)
+    def __call__(self, url: str, staging: str, version: str, keep: Path | None = None) -> None:
+        """Build the routing data of the staged import."""
+        from routing.build import build_before_swap as build
+
+        build(url, staging, version, keep)
+
+    def prepare(self, url: str, keep: Path | None) -> None:
+        """Get an update's build ready (:func:`routing.build.prepare_update`)."""
+        from routing.build import prepare_update
+
+        prepare_update(url, keep)
+
+
+build_before_swap = _BeforeSwap()
 
 
 class RoutingCommand:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import mmap
 import os
+import threading
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -274,7 +277,12 @@ def kept_build(
     one is kept for that version (by this code) whose arrays are those stored with the
     layout ``served`` (the data another build of the same version replaced is not)."""
     folder = keep / BUILDS_FOLDER / profile
-    layout = _layout(folder)
+    text = _layout_text(folder)
+    with _READ_AHEAD_LOCK:
+        ahead = _READ_AHEAD.pop(folder, None)
+    if ahead is not None and ahead[0] == text and ahead[1] == served:
+        return ahead[2]
+    layout = _parsed(text)
     if (
         served is None
         or layout.get("code") != road_arrays._CODE
@@ -299,6 +307,53 @@ def kept_build(
     return found, geometry, list(layout["made"])
 
 
+#: Per kept build folder, the build :func:`read_ahead` mapped: the text of its layout file
+#: then, the served layout it was checked against and what :func:`kept_build` returned.
+_READ_AHEAD: dict[Path, tuple[str, Any, tuple[Arrays, Geometry | None, list[str]] | None]] = {}
+_READ_AHEAD_LOCK = threading.Lock()
+
+
+def read_ahead(keep: Path, profile: str, version: str, served: dict[str, Any] | None) -> None:
+    """Map the build :func:`kept_build` finds (the next call of which, for the same kept
+    files, returns it) and have the system read its files' pages now, and make the index a
+    patch's recustomisation reads of its contraction: an update does this while its change is
+    staged, and its patch then finds the pages in memory rather than faulting them in one by
+    one."""
+    folder = keep / BUILDS_FOLDER / profile
+    text = _layout_text(folder)
+    found = kept_build(keep, profile, version, served)
+    with _READ_AHEAD_LOCK:
+        _READ_AHEAD[folder] = (text, served, found)
+    if found is None:
+        return
+    arrays, geometry, _ = found
+    for array in [*arrays.values(), *_flat({}, geometry).values()]:
+        _populate(array)
+    if all(name in arrays for name in ("cch_up_first", "cch_up_head")):
+        cch.downward_arcs(arrays["cch_up_first"], arrays["cch_up_head"])
+
+
+#: ``madvise`` advice mapping a range's pages (read from the file when not in memory), in
+#: Linux 5.14 and later; older systems only read them ahead (``MADV_WILLNEED``).
+_MADV_POPULATE_READ = 22
+#: The C library's ``madvise``, called through ctypes: the interpreter's lock is released
+#: meanwhile (``mmap.madvise`` keeps it while the pages are read).
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _populate(array: NDArray[Any]) -> None:
+    """Have the pages of the memory-mapped ``array`` read and mapped (best effort)."""
+    mapped = getattr(array, "_mmap", None)
+    if not isinstance(mapped, mmap.mmap) or not array.nbytes:
+        return
+    start = array.ctypes.data & ~(mmap.PAGESIZE - 1)
+    length = array.ctypes.data + array.nbytes - start
+    madvise = _LIBC.madvise
+    for advice in (_MADV_POPULATE_READ, mmap.MADV_WILLNEED):
+        if madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), ctypes.c_int(advice)) == 0:
+            return
+
+
 def _flat(arrays: Arrays, geometry: Geometry | None) -> Arrays:
     """``arrays`` and those of ``geometry`` (named with :data:`GEOMETRY_PREFIX`)."""
     flat = dict(arrays)
@@ -309,9 +364,20 @@ def _flat(arrays: Arrays, geometry: Geometry | None) -> Arrays:
 
 
 def _layout(folder: Path) -> dict[str, Any]:
+    return _parsed(_layout_text(folder))
+
+
+def _layout_text(folder: Path) -> str:
     try:
-        layout = json.loads((folder / BUILD_FILE).read_text("utf-8"))
-    except (OSError, ValueError):
+        return (folder / BUILD_FILE).read_text("utf-8")
+    except OSError:
+        return ""
+
+
+def _parsed(text: str) -> dict[str, Any]:
+    try:
+        layout = json.loads(text)
+    except ValueError:
         return {}
     return layout if isinstance(layout, dict) else {}
 

@@ -9,6 +9,7 @@ import networkx as nx
 import numpy as np
 from numpy.typing import NDArray
 
+from routing.build import NUMBER_PREFIX, TEXT_PREFIX, graph_arrays
 from routing.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -69,3 +70,54 @@ def warm_up() -> None:
         log.exception("routing: the kernels could not be compiled in advance")
         return
     log.info("routing: kernels ready in %.1f s", time.perf_counter() - began)
+
+
+#: The arrays a patch makes again from node locations (see
+#: :func:`routing.arrays.moved_coordinate_arrays`): writable copies, the others mapped.
+MOVED = (
+    "node_lon",
+    "node_lat",
+    "geometry",
+    *(NUMBER_PREFIX + name for name in ("length", "travel_time", "weight")),
+)
+
+
+def patch_arrays(previous: dict[str, NDArray[np.generic]]) -> dict[str, NDArray[np.generic]]:
+    """The arrays a patch of the mapped build ``previous`` (read-only arrays) starts from,
+    typed as an update's are: those made from node locations writable, with the first point
+    of the first edge moved most of the way along it (its piece changes cells) and its weight
+    changed; the others (those made from the roads, not derived by the engine) ``previous``'s.
+    """
+    made = {
+        name: array
+        for name, array in previous.items()
+        if name in graph_arrays(square_network()) or name.startswith((NUMBER_PREFIX, TEXT_PREFIX))
+    }
+    for name in MOVED:
+        made[name] = np.array(previous[name], copy=True)
+    made["geometry"][0] += (made["geometry"][1] - made["geometry"][0]) * 0.9
+    made[NUMBER_PREFIX + "weight"][0] += 1
+    return made
+
+
+def warm_patches() -> None:
+    """Compile (or load from numba's disk cache) the kernels an update's patch of a kept
+    build runs (see :mod:`routing.patch`), by patching the build of a tiny network as an
+    update patches the mapped build it kept: an update does this while its change is staged
+    (see :func:`routing.build.prepare_update`), and ``make setup`` once, so that the first
+    update after an install does not compile them (seconds each)."""
+    from routing.arrays import run_lengths
+    from routing.patch import PatchedEngine
+
+    began = time.perf_counter()
+    try:
+        built = Engine(square_network(), search=False)
+        previous = {name: _read_only(array) for name, array in built.arrays.items()}
+        PatchedEngine(patch_arrays(previous), previous, search=False)
+        # Lengths of the moved roads' pieces (routing.arrays.moved_coordinate_arrays).
+        points = np.asarray(list(CORNERS.values()), dtype=np.float64)
+        run_lengths(points[:, 0], points[:, 1], np.zeros(1, np.int64), np.ones(1, np.int64))
+    except Exception:  # the patch compiles what it needs itself
+        log.exception("routing: the patch kernels could not be compiled in advance")
+        return
+    log.info("routing: patch kernels ready in %.1f s", time.perf_counter() - began)

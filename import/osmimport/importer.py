@@ -565,8 +565,13 @@ def run_jobs(
 HOOKS_READ = "network"
 
 #: A before-swap hook: gets (url, staging schema, data version, the folder kept for updates of
-#: the database, or None) and adds to the staging schema what must switch with the data.
+#: the database, or None) and adds to the staging schema what must switch with the data. One
+#: with a ``prepare`` attribute (see :data:`PREPARE`) gets an update's hook ready meanwhile.
 BeforeSwapHook = Callable[[str, str, str, Path | None], None]
+#: The attribute of a before-swap hook an update calls (url, kept folder) in a thread of its
+#: own as soon as it starts, while the change is staged: the hook may read ahead there what it
+#: will need (it runs once that call returned).
+PREPARE = "prepare"
 
 
 def _run_hooks(

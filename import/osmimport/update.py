@@ -6,9 +6,10 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import StringIO
@@ -28,6 +29,7 @@ from osmimport.database import connect, load_sql, table_exists
 from osmimport.dataversion import NOTIFY_CHANNEL, read_meta_with
 from osmimport.errors import OsmImportError
 from osmimport.importer import (
+    PREPARE,
     BeforeSwapHook,
     generalised_queries,
     import_lock,
@@ -303,6 +305,7 @@ class Update:
         #: The rows the network and kept raw tables gained (negative: lost).
         self.gained: dict[str, int] = {}
         self._clock = time.monotonic()
+        self._preparing: threading.Thread | None = None
 
     def lap(self, name: str) -> None:
         """Record the time since the last lap as step ``name``."""
@@ -528,6 +531,33 @@ class Update:
                 )
         finally:
             writer.close()
+
+    def prepare(self) -> None:
+        """Start the hooks' preparation (see :data:`osmimport.importer.PREPARE`) in a thread,
+        beside the staging: a hook waits for what it needs of it (a hook that has nothing to
+        do starts at once), the update for all of it before it ends."""
+        steps: list[Callable[[str, Path], None]] = [
+            getattr(hook, PREPARE) for hook in self.before_swap if hasattr(hook, PREPARE)
+        ]
+        if not steps:
+            return
+        keep = self.node_store.parent
+
+        def run() -> None:
+            for step in steps:
+                try:
+                    step(self.url, keep)
+                except Exception as exc:  # only a head start: the hook does it all again
+                    print(f"update: a hook could not prepare: {exc!r}", file=sys.stderr)
+
+        self._preparing = threading.Thread(target=run, name="update-prepare", daemon=True)
+        self._preparing.start()
+
+    def prepared(self) -> None:
+        """Wait for :meth:`prepare`'s thread, if any."""
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
 
     def build_routing(self) -> float:
         """The routing data of the updated network, built by the import's hooks beside it."""
@@ -758,6 +788,7 @@ def run_update(
     changes = read_changes([Path(f) for f in files])
     with import_lock(url):
         conn = connect(url)
+        update: Update | None = None
         try:
             with conn.cursor() as cur:
                 meta = read_meta_with(cur)
@@ -781,6 +812,7 @@ def run_update(
                     progress=progress,
                     previous_version=str(meta.get("data_version") or "none"),
                 )
+                update.prepare()
                 cur.execute("SET jit TO off")
                 cur.execute("SET random_page_cost TO 1.1")
                 with tempfile.TemporaryDirectory(prefix="fondplan-update-", dir=node_dir) as tmp:
@@ -802,6 +834,9 @@ def run_update(
             _drop_after_failure(conn)
             raise
         finally:
+            if update is not None:
+                # Not reading the kept files once another update may write them.
+                update.prepared()
             conn.close()
     if expire_list is not None:
         write_expire_list(expire_list, expired)

@@ -56,3 +56,49 @@ def test_warm_up_compiles_every_kernel_a_mapped_engine_runs(mapped: Path) -> Non
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["warmed"] > 0
     assert result["more"] == []
+
+
+#: In a fresh process: warm the patch kernels, then patch each profile's mapped data as an
+#: update patches the build it kept; prints the kernels that compiled something more for it.
+PATCH_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from numba.core.registry import CPUDispatcher
+    from routing import arrays, cch, kernels, store
+    from routing.patch import PatchedEngine
+    from routing.warm import patch_arrays, warm_patches
+
+    def compiled():
+        return {
+            f"{module.__name__}.{name}": len(value.signatures)
+            for module in (arrays, cch, kernels)
+            for name, value in vars(module).items()
+            if isinstance(value, CPUDispatcher)
+        }
+
+    warm_patches()
+    before = compiled()
+    for folder in sys.argv[1:]:
+        previous = store._open(Path(folder))
+        PatchedEngine(patch_arrays(previous), previous, search=False)
+    after = compiled()
+    print(json.dumps({
+        "warmed": sorted(k for k in before if before[k]),
+        "more": sorted(k for k in after if after[k] != before.get(k, 0)),
+    }))
+    """
+)
+
+
+def test_warm_patches_compiles_every_kernel_a_patch_of_mapped_data_runs(mapped: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PATCH_SCRIPT, *(str(mapped / name) for name in PROFILES)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"routing.cch._recustomize", "routing.kernels.member_places"} <= set(result["warmed"])
+    assert result["more"] == []

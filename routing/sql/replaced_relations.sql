@@ -1,0 +1,1 @@
+SELECT osm_id FROM {affected} WHERE osm_type = 'r'
