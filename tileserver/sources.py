@@ -113,6 +113,19 @@ class KeepingPool(psycopg2.pool.ThreadedConnectionPool):
                 pass
         return conn
 
+    def fill(self, count: int) -> int:
+        """Open connections until ``count`` are open (idle or in use, at most ``maxconn``);
+        returns how many it opened."""
+        lock: threading.Lock = getattr(self, "_lock")  # noqa: B009  # psycopg2's, untyped
+        idle: list[psycopg2.extensions.connection] = getattr(self, "_pool")  # noqa: B009
+        used: dict[Any, psycopg2.extensions.connection] = getattr(self, "_used")  # noqa: B009
+        opened = 0
+        with lock:
+            while len(idle) + len(used) < min(count, self.maxconn):
+                self._connect()
+                opened += 1
+        return opened
+
     def discard_idle(self) -> None:
         """Close the idle connections."""
         lock: threading.Lock = getattr(self, "_lock")  # noqa: B009  # psycopg2's, untyped
@@ -232,8 +245,11 @@ class PostGISSource:
         *,
         pool_size: int = 10,
         backend_nice: int = 0,
+        open_at_start: int = 0,
     ) -> None:
         self.database = database
+        #: Connections :meth:`open` opens at once, before the first tile needs them.
+        self.open_at_start = open_at_start
         #: Niceness added to the local backends of the pool's connections.
         self.backend_nice = backend_nice
         self.url = database if isinstance(database, str) else ""
@@ -270,8 +286,9 @@ class PostGISSource:
     def open(self) -> None:
         """Resolve the database (starting the embedded one if needed), open the pool.
 
-        The pool opens its connections when they are first needed, so a server whose database
-        is down still starts and serves what needs no database.
+        The pool opens ``open_at_start`` connections now (their backends started and reniced
+        before the server takes requests, not at its first burst of uncached tiles, on the
+        CPU its first answers need), the others when they are first needed.
         """
         if not isinstance(self.database, str):
             # The embedded cluster's read-only role: the server never writes.
@@ -284,6 +301,11 @@ class PostGISSource:
         except DatabaseDown as exc:
             cause = exc.__cause__ or exc
             raise DatabaseError(f"cannot connect to the database: {str(cause).strip()}") from exc
+        try:
+            self.pool.fill(self.open_at_start)
+        except psycopg2.Error:
+            # Opened when first needed, as the others: its failure is reported then.
+            pass
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -138,3 +139,37 @@ def test_requests_for_a_tile_being_rendered_join_the_render(liechtenstein_url: s
         assert [r.status_code for r in responses] == [200] * 8
         assert len({r.content for r in responses}) == 1
         assert client.get("/health").json()["render"]["renders"] == 1
+
+
+def test_the_tiles_limit_shares_twice_the_cpus_among_the_workers() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert LimitSettings().limit("tiles") == max(2, 2 * cpus)
+    assert LimitSettings().limit("tiles", 2) == max(2, cpus)
+    assert LimitSettings().limit("tiles", 4 * cpus) == 2
+    # Set: each worker has that many, whatever their number.
+    assert LimitSettings(tiles=7).limit("tiles", 4) == 7
+    assert LimitSettings().limit("routes", 4) == LimitSettings().routes
+
+
+def test_each_worker_of_serve_sizes_its_tiles_gate_by_their_number(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, "--workers", "2", env=env) as (_, url):
+        deadline = time.monotonic() + 60
+        # The workers' metrics are summed, once both have shared theirs.
+        while (gauges := metric_values(fetch(f"{url}/metrics")[2].decode()))[
+            "fondplan_workers"
+        ] < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert gauges["fondplan_workers"] == 2
+    assert gauges['fondplan_requests_limit{kind="tiles"}'] == 2 * LimitSettings().limit("tiles", 2)
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """The series of a /metrics answer and their values."""
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if name and not name.startswith("#")
+    }

@@ -18,6 +18,7 @@ import pytest
 
 from osmimport.children import lower_priority
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
+from tileserver.settings import LimitSettings
 from tileserver.sources import lower_backend_priority, lower_session_priority
 
 #: A short car route in Vaduz.
@@ -119,6 +120,20 @@ def test_the_database_backends_cutting_tiles_run_at_the_database_priority(
             assert niceness(pid) == min(19, niceness(parent(pid)) + int(nice)), pid
             # And its session's scheduling group, which it leads (see lower_session_priority).
             assert group_niceness(pid) in (None, int(nice)), pid
+
+
+def test_the_tile_connections_are_opened_and_reniced_with_the_server(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    # Before the first request: not at the first burst of uncached tiles, whose backends
+    # would start on the CPU the cached answers around them need.
+    env = {"FONDPLAN_DATABASE_NICE": "4", "FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (server, _):
+        backends = tile_backends(liechtenstein_url, server.pid)
+        assert len(backends) == LimitSettings().limit("tiles"), backends
+        for pid in backends:
+            assert niceness(pid) == min(19, niceness(parent(pid)) + 4), pid
+            assert group_niceness(pid) in (None, 4), pid
 
 
 def test_only_the_backend_of_the_connection_is_reniced(liechtenstein_url: str) -> None:
