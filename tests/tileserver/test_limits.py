@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.tileserver.conftest import (
     render_settings,
     serve_process,
     tile_of,
+    tile_settings,
 )
 from tileserver.app import create_app
 from tileserver.limits import Gate, Overloaded, kind_of
@@ -173,3 +175,37 @@ def metric_values(text: str) -> dict[str, float]:
         for name, _, value in (line.rpartition(" ") for line in text.splitlines())
         if name and not name.startswith("#")
     }
+
+
+def test_a_tile_on_disk_is_answered_while_the_tiles_gate_is_full(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    """Another worker (or an earlier run) left the tile on disk: it does not wait for a place
+    among the database's queries, as a tile to cut does."""
+    settings = tile_settings(liechtenstein_url, tmp_path, disable=frozenset({"routing"}))
+    settings = settings.model_copy(update={"limits": LimitSettings(tiles=1, queue=0)})
+    x, y = tile_of(*VADUZ, 14)
+    on_disk, to_cut = f"/tiles/basemap/14/{x}/{y}.mvt", f"/tiles/basemap/14/{x + 1}/{y}.mvt"
+    release = threading.Event()
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
+        assert client.get(on_disk).status_code == 200
+        client.app.state.tiles.memory.clear()  # type: ignore[attr-defined]
+        gate = client.app.state.limits["tiles"]  # type: ignore[attr-defined]
+
+        async def hold() -> None:
+            async with gate.slot():
+                await anyio.to_thread.run_sync(release.wait)
+
+        assert client.portal is not None
+        held = client.portal.start_task_soon(hold)
+        try:
+            deadline = time.monotonic() + 30
+            while gate.running < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert client.get(to_cut).status_code == 503
+            answer = client.get(on_disk)
+            assert answer.status_code == 200, answer.text
+        finally:
+            release.set()
+            held.result(timeout=30)
+        assert client.get(to_cut).status_code == 200
