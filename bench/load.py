@@ -6,7 +6,8 @@ keep-alive clients, with ``--workers 1`` and ``2``. Each step prints throughput,
 the p99 of cached tiles, cold tiles/s, 5xx and connection errors and the server's RSS (all its
 processes). Then cold tiles alone at 1 and 32 clients, whose ratio should be >= 1
 (``--no-cold-only`` skips them). Every step has a server of its own, started with empty
-caches, so each one also pays for drawing its town plans and rendering its raster tiles.
+caches, so each one also pays for drawing its town plans and rendering its raster tiles; its
+cached tiles are then asked of each of its workers, whose memory caches are their own.
 
 Cold tiles are never asked twice in a step: z14 tiles in rings around the data's centre, each
 with its z10-13 parents when first met (the data's tiles first, then the empty land around).
@@ -59,6 +60,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg2
@@ -683,12 +685,37 @@ def reasons_5xx(cache_dir: Path) -> str:
     return "".join(f"\n{'':>16}server: {k} x{n}" for k, n in sorted(reasons.items()))
 
 
-async def warm_up(port: int, paths: Sequence[str], workers: int) -> None:
-    # Each worker process has its own memory cache: ask every tile a few times.
-    conns = [TILES.Conn("127.0.0.1", port) for _ in range(8)]
-    for _ in range(2 * workers):
-        for i in range(0, len(paths), 8):
-            await asyncio.gather(*(c.get(p) for c, p in zip(conns, paths[i : i + 8], strict=False)))
+#: Connections warm_up opens at most to reach every worker.
+WARM_CONNECTIONS = 64
+
+
+async def warm_up(port: int, paths: Sequence[str], pid: int) -> None:
+    """Ask every tile of each of the server's processes, whose memory caches are their own.
+
+    They accept connections from one listening socket, unevenly: connections are opened until
+    each process holds one, and every tile is asked on each of those (a tile asked only on
+    the connections one process happened to accept would be cut or read from disk by the
+    others during the run, not answered from their memory).
+    """
+    workers = serving_loops(pid)
+    held: dict[int, Any] = {}
+    conns = []
+    while len(held) < len(workers) and len(conns) < WARM_CONNECTIONS:
+        conn = TILES.Conn("127.0.0.1", port)
+        await conn.get(paths[0])
+        conns.append(conn)
+        assert conn.writer is not None
+        owner = connections_by_worker(workers, port).get(conn.writer.get_extra_info("sockname")[1])
+        if owner is not None:
+            held.setdefault(owner, conn)
+    if len(held) < len(workers):
+        print(f"warning: warmed {len(held)} of the {len(workers)} workers' caches", flush=True)
+
+    async def ask_all(conn: Any) -> None:
+        for path in paths:
+            await conn.get(path)
+
+    await asyncio.gather(*(ask_all(conn) for conn in held.values()))
     for conn in conns:
         conn.close()
 
@@ -707,7 +734,7 @@ def fresh_step(
     with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
         proc, port = serve(url, workers, Path(tmp))
         try:
-            asyncio.run(warm_up(port, warm, workers))
+            asyncio.run(warm_up(port, warm, proc.pid))
             idle = asyncio.run(idle_cached(port, warm))
             step = asyncio.run(run_step(port, proc.pid, load, clients, seconds, kinds))
             step.idle_cached = idle
@@ -790,7 +817,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
                 proc, port = serve(url, workers, Path(tmp))
                 try:
-                    asyncio.run(warm_up(port, warm, workers))
+                    asyncio.run(warm_up(port, warm, proc.pid))
                     step = asyncio.run(
                         run_step(port, proc.pid, load, clients, args.soak, None, args.rss_every)
                     )
