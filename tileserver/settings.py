@@ -191,8 +191,16 @@ class LimitSettings(Section):
     def limit(self, kind: str, workers: int = 1) -> int:
         """The limit of ``kind`` in each of ``workers`` server processes."""
         if kind == "tiles" and self.tiles <= 0:
-            return max(2, math.ceil(2 * len(os.sched_getaffinity(0)) / max(1, workers)))
+            return max(2, math.ceil(2 * _usable_cpus() / max(1, workers)))
         return int(getattr(self, kind))
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 class RasterSettings(Section):
