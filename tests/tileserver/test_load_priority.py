@@ -18,6 +18,7 @@ import pytest
 
 from osmimport.children import lower_priority
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
+from tileserver.limits import Limits
 from tileserver.settings import LimitSettings
 from tileserver.sources import lower_backend_priority, lower_session_priority
 
@@ -233,7 +234,8 @@ def test_worker_threads_are_started_with_the_server_and_kept(
     env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
     with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
         started = threads_of(server.pid)
-        assert len(started) > 40  # the limits' threads (44 by default) and the loop's own
+        # The limits' threads and the loop's own.
+        assert len(started) > Limits(LimitSettings()).threads()
         x, y = tile_of(*VADUZ, 14)
         for burst in range(2):
             if burst:
