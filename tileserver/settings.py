@@ -166,7 +166,7 @@ class LimitSettings(Section):
 
     tiles: int = 0
     """Tile database queries at once, per server process; 0: twice the CPUs the server may use,
-    shared among its processes (`FONDPLAN_WORKERS`), at least 2 each. More cut no more tiles
+    shared among its processes (`FONDPLAN_WORKERS`), at least 4 each. More cut no more tiles
     from a database on the same machine, and take the CPU its cached answers need."""
     raster: int = 4
     """Raster renders handed to the render process at once (the others wait here): about twice
@@ -191,7 +191,8 @@ class LimitSettings(Section):
     def limit(self, kind: str, workers: int = 1) -> int:
         """The limit of ``kind`` in each of ``workers`` server processes."""
         if kind == "tiles" and self.tiles <= 0:
-            return max(2, math.ceil(2 * _usable_cpus() / max(1, workers)))
+            # At least 4: each process also gzips and stores what it cuts, holding its place.
+            return max(4, math.ceil(2 * _usable_cpus() / max(1, workers)))
         return int(getattr(self, kind))
 
 

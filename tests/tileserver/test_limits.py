@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
+import psutil
 import pytest
 
 from tests.cities.test_plan_process import get as fetch
@@ -145,9 +146,9 @@ def test_requests_for_a_tile_being_rendered_join_the_render(liechtenstein_url: s
 
 def test_the_tiles_limit_shares_twice_the_cpus_among_the_workers() -> None:
     cpus = len(os.sched_getaffinity(0))
-    assert LimitSettings().limit("tiles") == max(2, 2 * cpus)
-    assert LimitSettings().limit("tiles", 2) == max(2, cpus)
-    assert LimitSettings().limit("tiles", 4 * cpus) == 2
+    assert LimitSettings().limit("tiles") == max(4, 2 * cpus)
+    assert LimitSettings().limit("tiles", 2) == max(4, cpus)
+    assert LimitSettings().limit("tiles", 4 * cpus) == 4
     # Set: each worker has that many, whatever their number.
     assert LimitSettings(tiles=7).limit("tiles", 4) == 7
     assert LimitSettings().limit("routes", 4) == LimitSettings().routes
@@ -157,7 +158,16 @@ def test_each_worker_of_serve_sizes_its_tiles_gate_by_their_number(
     liechtenstein_url: str, tmp_path: Path
 ) -> None:
     env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
-    with serve_process(liechtenstein_url, tmp_path, "--workers", "2", env=env) as (_, url):
+    with serve_process(liechtenstein_url, tmp_path, "--workers", "2", env=env) as (server, url):
+        workers = [
+            child.pid
+            for child in psutil.Process(server.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(workers) == 2
+        for pid in workers:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"FONDPLAN_WORKERS=2" in environ, pid
         deadline = time.monotonic() + 60
         # The workers' metrics are summed, once both have shared theirs.
         while (gauges := metric_values(fetch(f"{url}/metrics")[2].decode()))[
