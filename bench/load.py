@@ -6,7 +6,8 @@ keep-alive clients, with ``--workers 1`` and ``2``. Each step prints throughput,
 the p99 of cached tiles, cold tiles/s, 5xx and connection errors and the server's RSS (all its
 processes). Then cold tiles alone at 1 and 32 clients, whose ratio should be >= 1
 (``--no-cold-only`` skips them). Every step has a server of its own, started with empty
-caches, so each one also pays for drawing its town plans and rendering its raster tiles.
+caches, so each one also pays for drawing its town plans and rendering its raster tiles; its
+cached tiles are then asked of each of its workers, whose memory caches are their own.
 
 Cold tiles are never asked twice in a step: z14 tiles in rings around the data's centre, each
 with its z10-13 parents when first met (the data's tiles first, then the empty land around).
@@ -32,7 +33,9 @@ generator's. So each step prints, beside the cached p99 of every answer (the fig
 always was), the p99 of those asked on connections already open, and the first ones' p50 and
 longest; ``--by-competition`` also prints the cached p99 by second of the run they were asked
 in (the first second holds that burst and the start of every kind of work: render and plan
-processes, database connections, worker threads).
+processes, database connections, worker threads). With several workers, which accept from one
+listening socket, it also prints how many connections each held one second in and the cached
+p99 of each.
 
     .venv/bin/python bench/load.py [--seconds 10] [--clients 1,8,32,128] [--workers 1,2]
     .venv/bin/python bench/load.py --soak 600 --clients 32 --workers 2
@@ -57,6 +60,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg2
@@ -213,6 +217,13 @@ class Step:
     cached_connecting: list[float] = field(default_factory=list)
     #: (seconds into the run it was asked, latency ms) of each cached tile.
     cached_at: list[tuple[float, float]] = field(default_factory=list)
+    #: (client port of its connection, latency ms) of each cached tile, and the serving
+    #: process (uvicorn worker) of each client port, as sampled during the run.
+    cached_by_port: list[tuple[int, float]] = field(default_factory=list)
+    port_worker: dict[int, int] = field(default_factory=dict)
+    #: Connections each serving process held one second into the run (after the clients'
+    #: burst of connections), by process id.
+    worker_connections: dict[int, int] = field(default_factory=dict)
     #: Latencies of cached tiles asked one at a time of the idle server just before the run.
     idle_cached: list[float] = field(default_factory=list)
     #: Share of the run the server's event loops (averaged) and the load generator's spent
@@ -261,6 +272,20 @@ def serving_loops(pid: int) -> list[int]:
     except psutil.Error:
         return [pid]
     return workers or [pid]
+
+
+def connections_by_worker(workers: Sequence[int], port: int) -> dict[int, int]:
+    """The serving process of each connection to ``port``, by its client's port."""
+    found = {}
+    for pid in workers:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        for conn in conns:
+            if conn.laddr and conn.laddr.port == port and conn.raddr:
+                found[conn.raddr.port] = pid
+    return found
 
 
 def cpu_wait_seconds(pids: Sequence[int]) -> float | None:
@@ -339,6 +364,8 @@ async def run_step(
                 if connecting:
                     step.cached_connecting.append(millis)
                 step.cached_at.append((started - begin, millis))
+                if conn.writer is not None:
+                    step.cached_by_port.append((conn.writer.get_extra_info("sockname")[1], millis))
                 overlapped = [
                     k for k, (n, count) in before.items() if n > 0 or started_count[k] > count
                 ]
@@ -353,6 +380,18 @@ async def run_step(
             if now + rss_every > stop:
                 return
             await asyncio.sleep(rss_every)
+
+    async def sample_workers() -> None:
+        # Which worker holds each client's connection: once the clients have all connected,
+        # and late in the run (connections opened again after an error).
+        for at in (1.0, seconds - 0.5):
+            await asyncio.sleep(max(0.0, begin + at - time.perf_counter()))
+            held = await asyncio.to_thread(connections_by_worker, loops, port)
+            step.port_worker.update(held)
+            if not step.worker_connections:
+                step.worker_connections = dict.fromkeys(loops, 0)
+                for pid in held.values():
+                    step.worker_connections[pid] += 1
 
     async def watch_loop() -> None:
         loop = asyncio.get_running_loop()
@@ -369,7 +408,9 @@ async def run_step(
     loops = serving_loops(pid)
     loop_wait, client_wait = cpu_wait_seconds(loops), cpu_wait_seconds([os.getpid()])
     waited_from = time.perf_counter()
-    await asyncio.gather(sample_rss(), watch_loop(), *(client() for _ in range(clients)))
+    await asyncio.gather(
+        sample_rss(), watch_loop(), sample_workers(), *(client() for _ in range(clients))
+    )
     step.client_cpu = own_cpu() - client_cpu
     step.server_cpu = server_cpu_seconds(pid) - server_cpu
     loop_waited, client_waited = cpu_wait_seconds(loops), cpu_wait_seconds([os.getpid()])
@@ -504,7 +545,7 @@ def idle_line(step: Step) -> str:
         f"{'':>16}cached p99 on open connections {pct(opened, 0.99):.1f} ms (n={len(opened)}); "
         f"the {len(step.cached_connecting)} that opened theirs: "
         f"p50 {pct(step.cached_connecting, 0.5):.1f} ms, max "
-        f"{max(step.cached_connecting, default=float('nan')):.1f} ms"
+        f"{max(step.cached_connecting, default=float('nan')):.1f} ms" + workers_line(step)
     )
 
 
@@ -530,6 +571,23 @@ def cold_line(step: Step) -> str:
         f"{'':>16}cold: {cold} tiles, {step.cold_empty} empty (no data there), "
         f"{step.cold_repeats} repeats, {cached} from the server's cache"
     )
+
+
+def workers_line(step: Step) -> str:
+    """How the clients' connections were shared by the server's processes (uvicorn's workers
+    accept from one listening socket), and the cached p99 of each process."""
+    if len(step.worker_connections) < 2:
+        return ""
+    by_worker: dict[int, list[float]] = defaultdict(list)
+    for port, millis in step.cached_by_port:
+        if port in step.port_worker:
+            by_worker[step.port_worker[port]].append(millis)
+    parts = [
+        f"{held} connections, cached p99 {pct(by_worker[pid], 0.99):.1f} ms "
+        f"(n={len(by_worker[pid])})"
+        for pid, held in sorted(step.worker_connections.items(), key=lambda item: -item[1])
+    ]
+    return f"\n{'':>16}by worker at 1 s: " + "; ".join(parts)
 
 
 def competition_lines(step: Step) -> str:
@@ -627,12 +685,37 @@ def reasons_5xx(cache_dir: Path) -> str:
     return "".join(f"\n{'':>16}server: {k} x{n}" for k, n in sorted(reasons.items()))
 
 
-async def warm_up(port: int, paths: Sequence[str], workers: int) -> None:
-    # Each worker process has its own memory cache: ask every tile a few times.
-    conns = [TILES.Conn("127.0.0.1", port) for _ in range(8)]
-    for _ in range(2 * workers):
-        for i in range(0, len(paths), 8):
-            await asyncio.gather(*(c.get(p) for c, p in zip(conns, paths[i : i + 8], strict=False)))
+#: Connections warm_up opens at most to reach every worker.
+WARM_CONNECTIONS = 64
+
+
+async def warm_up(port: int, paths: Sequence[str], pid: int) -> None:
+    """Ask every tile of each of the server's processes, whose memory caches are their own.
+
+    They accept connections from one listening socket, unevenly: connections are opened until
+    each process holds one, and every tile is asked on each of those (a tile asked only on
+    the connections one process happened to accept would be cut or read from disk by the
+    others during the run, not answered from their memory).
+    """
+    workers = serving_loops(pid)
+    held: dict[int, Any] = {}
+    conns = []
+    while len(held) < len(workers) and len(conns) < WARM_CONNECTIONS:
+        conn = TILES.Conn("127.0.0.1", port)
+        await conn.get(paths[0])
+        conns.append(conn)
+        assert conn.writer is not None
+        owner = connections_by_worker(workers, port).get(conn.writer.get_extra_info("sockname")[1])
+        if owner is not None:
+            held.setdefault(owner, conn)
+    if len(held) < len(workers):
+        print(f"warning: warmed {len(held)} of the {len(workers)} workers' caches", flush=True)
+
+    async def ask_all(conn: Any) -> None:
+        for path in paths:
+            await conn.get(path)
+
+    await asyncio.gather(*(ask_all(conn) for conn in held.values()))
     for conn in conns:
         conn.close()
 
@@ -651,7 +734,7 @@ def fresh_step(
     with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
         proc, port = serve(url, workers, Path(tmp))
         try:
-            asyncio.run(warm_up(port, warm, workers))
+            asyncio.run(warm_up(port, warm, proc.pid))
             idle = asyncio.run(idle_cached(port, warm))
             step = asyncio.run(run_step(port, proc.pid, load, clients, seconds, kinds))
             step.idle_cached = idle
@@ -734,7 +817,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="fondplan-load-") as tmp:
                 proc, port = serve(url, workers, Path(tmp))
                 try:
-                    asyncio.run(warm_up(port, warm, workers))
+                    asyncio.run(warm_up(port, warm, proc.pid))
                     step = asyncio.run(
                         run_step(port, proc.pid, load, clients, args.soak, None, args.rss_every)
                     )

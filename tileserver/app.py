@@ -142,13 +142,15 @@ def build_source(settings: Settings) -> TileSource:
     """A PMTiles/MBTiles file when ``tiles_file`` is set, else PostGIS (opened later)."""
     if settings.server.tiles_file is not None:
         return archive_source(settings.server.tiles_file)
-    # Connections for every tile query and health probe admitted at once, and the watcher's.
-    pool_size = settings.limits.tiles + settings.limits.ops + 2
+    # Connections for every tile query and health probe admitted at once, and the watcher's;
+    # those of the tile queries opened with the server, before its first burst of requests.
+    tiles = settings.limits.limit("tiles", settings.server.workers)
     return PostGISSource(
         settings.database,
         settings.tiles,
-        pool_size=pool_size,
+        pool_size=tiles + settings.limits.ops + 2,
         backend_nice=settings.server.database_nice,
+        open_at_start=tiles,
     )
 
 
@@ -185,7 +187,7 @@ def create_app(
     set_header_timeout(settings.server.header_timeout)
     metrics = Metrics()
     service = build_service(settings, metrics)
-    limits = Limits(settings.limits)
+    limits = Limits(settings.limits, settings.server.workers)
     context = AppContext(settings=settings, tiles=service, metrics=metrics, limits=limits)
     metrics.add_gauges(limits.gauges)
     watch = LoopWatch(trace=settings.server.stall_trace)

@@ -116,6 +116,8 @@ class ServeCommand:
         # environment it inherits: what this command decided goes along in it.
         if server.tiles_file is not None:
             os.environ[ServerSettings.variable("tiles_file")] = str(server.tiles_file)
+        # Each sizes its share of the machine by their number (LimitSettings.limit).
+        os.environ[ServerSettings.variable("workers")] = str(server.workers)
         # Workers stop when this process is gone (tileserver.server.die_with_parent) and
         # share their metrics through a folder of this run.
         os.environ[ServerSettings.variable("supervisor_pid")] = str(os.getpid())

@@ -72,14 +72,15 @@ class Gate:
 
 
 class Limits:
-    """One gate per kind of work, from the settings."""
+    """One gate per kind of work, from the settings, in each of ``workers`` server
+    processes."""
 
-    def __init__(self, settings: LimitSettings) -> None:
+    def __init__(self, settings: LimitSettings, workers: int = 1) -> None:
         self.settings = settings
         self.gates = {
             kind: Gate(
                 kind,
-                settings.limit(kind),
+                settings.limit(kind, workers),
                 settings.queue,
                 settings.wait,
             )

@@ -179,15 +179,21 @@ class TileService:
         self.metrics.cache_event("memory", "hit" if tile is not None else "miss")
         return tile
 
-    def fetch(self, z: int, x: int, y: int) -> tuple[CachedTile, str]:
-        """The tile from disk or the source (blocking); also says where it came from."""
+    def stored(self, z: int, x: int, y: int) -> CachedTile | None:
+        """The tile from the disk cache (kept in memory too), or None (blocking, cheap)."""
+        if self.disk is None:
+            return None
         key: TileKey = (self._version, z, x, y)
-        if self.disk is not None:
-            tile = self.disk.get(key)
-            self.metrics.cache_event("disk", "hit" if tile is not None else "miss")
-            if tile is not None:
-                self.memory.put(key, tile)
-                return tile, "disk"
+        tile = self.disk.get(key)
+        self.metrics.cache_event("disk", "hit" if tile is not None else "miss")
+        if tile is not None:
+            self.memory.put(key, tile)
+        return tile
+
+    def cut(self, z: int, x: int, y: int) -> tuple[CachedTile, str]:
+        """The tile from the source, kept in the caches (blocking); also says where it came
+        from."""
+        key: TileKey = (self._version, z, x, y)
         version, raw = self.source.tile(z, x, y)
         tile = make_tile(version, raw)
         if version != key[0]:
@@ -198,6 +204,13 @@ class TileService:
         if self.disk is not None:
             self.disk.put(key, tile)
         return tile, "database" if isinstance(self.source, PostGISSource) else "archive"
+
+    def fetch(self, z: int, x: int, y: int) -> tuple[CachedTile, str]:
+        """The tile from disk or the source (blocking); also says where it came from."""
+        tile = self.stored(z, x, y)
+        if tile is not None:
+            return tile, "disk"
+        return self.cut(z, x, y)
 
     def get(self, z: int, x: int, y: int) -> CachedTile:
         """The tile from wherever it is cached, else cut now (blocking)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -162,8 +164,10 @@ class LimitSettings(Section):
 
     env_prefix: ClassVar[str] = "LIMIT_"
 
-    tiles: int = 16
-    """Tile database queries at once."""
+    tiles: int = 0
+    """Tile database queries at once, per server process; 0: twice the CPUs the server may use,
+    shared among its processes (`FONDPLAN_WORKERS`), at least 4 each. More cut no more tiles
+    from a database on the same machine, and take the CPU its cached answers need."""
     raster: int = 4
     """Raster renders handed to the render process at once (the others wait here): about twice
     its threads, so none queues inside it long enough to reach `FONDPLAN_RASTER_TIMEOUT`,
@@ -184,9 +188,20 @@ class LimitSettings(Section):
     wait: float = 20.0
     """Seconds a request may wait for its turn, before 503."""
 
-    def limit(self, kind: str) -> int:
-        """The limit of ``kind``."""
+    def limit(self, kind: str, workers: int = 1) -> int:
+        """The limit of ``kind`` in each of ``workers`` server processes."""
+        if kind == "tiles" and self.tiles <= 0:
+            # At least 4: each process also gzips and stores what it cuts, holding its place.
+            return max(4, math.ceil(2 * _usable_cpus() / max(1, workers)))
         return int(getattr(self, kind))
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 class RasterSettings(Section):

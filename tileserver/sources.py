@@ -8,6 +8,7 @@ import json
 import math
 import mmap
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -112,6 +113,19 @@ class KeepingPool(psycopg2.pool.ThreadedConnectionPool):
                 pass
         return conn
 
+    def fill(self, count: int) -> int:
+        """Open connections until ``count`` are open (idle or in use, at most ``maxconn``);
+        returns how many it opened."""
+        lock: threading.Lock = getattr(self, "_lock")  # noqa: B009  # psycopg2's, untyped
+        idle: list[psycopg2.extensions.connection] = getattr(self, "_pool")  # noqa: B009
+        used: dict[Any, psycopg2.extensions.connection] = getattr(self, "_used")  # noqa: B009
+        opened = 0
+        with lock:
+            while len(idle) + len(used) < min(count, self.maxconn):
+                self._connect()
+                opened += 1
+        return opened
+
     def discard_idle(self) -> None:
         """Close the idle connections."""
         lock: threading.Lock = getattr(self, "_lock")  # noqa: B009  # psycopg2's, untyped
@@ -131,6 +145,10 @@ def lower_backend_priority(conn: psycopg2.extensions.connection, nice: int) -> b
     instead of sharing it equally. The backend is known to be local when it sees the same
     client port as this end of the connection (TCP) and that process is a PostgreSQL one;
     elsewhere (a remote database, another container, a Unix socket) nothing is changed.
+
+    Its scheduling group's niceness too (see :func:`lower_session_priority`): a backend leads
+    a session of its own, which Linux's autogroups schedule as a group apart, where a process's
+    own niceness weighs only against the group's other processes (none).
     """
     with conn.cursor() as cur:
         cur.execute(load_sql("tileserver", "backend.sql"))
@@ -150,6 +168,38 @@ def lower_backend_priority(conn: psycopg2.extensions.connection, nice: int) -> b
         os.setpriority(os.PRIO_PROCESS, pid, min(19, current + nice))
     except OSError:
         # Not this machine's process after all, gone, or not ours to renice.
+        return False
+    lower_session_priority(pid, nice)
+    return True
+
+
+#: A process's autogroup: its name and niceness (``/autogroup-123 nice 0``).
+_AUTOGROUP = re.compile(r"^/autogroup-\d+ nice (-?\d+)$")
+
+
+def lower_session_priority(pid: int, nice: int) -> bool:
+    """Add ``nice`` to the niceness of the autogroup of ``pid`` when the process leads its
+    session (the autogroup is its own: PostgreSQL's backends each start one); says whether it
+    did.
+
+    Where the kernel groups processes by session (``kernel.sched_autogroup_enabled``, the
+    default of most distributions), each group gets an equal share of the CPU whatever its
+    processes' niceness: 16 busy backends took 16 shares to the server's one. Nothing changes
+    for a process sharing its session, nor where there are no autogroups.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The command name (field 2) may hold spaces: count the fields after its paren.
+        session = int(stat.rsplit(")", 1)[1].split()[3])
+        if session != pid:
+            return False
+        group = Path(f"/proc/{pid}/autogroup")
+        found = _AUTOGROUP.match(group.read_text().strip())
+        if found is None:
+            return False
+        group.write_text(str(min(19, int(found.group(1)) + nice)))
+    except (OSError, ValueError, IndexError):
+        # No autogroups in this kernel, the process is gone, or not ours.
         return False
     return True
 
@@ -195,8 +245,11 @@ class PostGISSource:
         *,
         pool_size: int = 10,
         backend_nice: int = 0,
+        open_at_start: int = 0,
     ) -> None:
         self.database = database
+        #: Connections :meth:`open` opens at once, before the first tile needs them.
+        self.open_at_start = open_at_start
         #: Niceness added to the local backends of the pool's connections.
         self.backend_nice = backend_nice
         self.url = database if isinstance(database, str) else ""
@@ -233,8 +286,9 @@ class PostGISSource:
     def open(self) -> None:
         """Resolve the database (starting the embedded one if needed), open the pool.
 
-        The pool opens its connections when they are first needed, so a server whose database
-        is down still starts and serves what needs no database.
+        The pool opens ``open_at_start`` connections now (their backends started and reniced
+        before the server takes requests, not at its first burst of uncached tiles, on the
+        CPU its first answers need), the others when they are first needed.
         """
         if not isinstance(self.database, str):
             # The embedded cluster's read-only role: the server never writes.
@@ -247,6 +301,11 @@ class PostGISSource:
         except DatabaseDown as exc:
             cause = exc.__cause__ or exc
             raise DatabaseError(f"cannot connect to the database: {str(cause).strip()}") from exc
+        try:
+            self.pool.fill(self.open_at_start)
+        except psycopg2.Error:
+            # Opened when first needed, as the others: its failure is reported then.
+            pass
 
     def close(self) -> None:
         """Close every pooled connection."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
+import psutil
 import pytest
 
 from tests.cities.test_plan_process import get as fetch
@@ -18,6 +21,7 @@ from tests.tileserver.conftest import (
     render_settings,
     serve_process,
     tile_of,
+    tile_settings,
 )
 from tileserver.app import create_app
 from tileserver.limits import Gate, Overloaded, kind_of
@@ -138,3 +142,80 @@ def test_requests_for_a_tile_being_rendered_join_the_render(liechtenstein_url: s
         assert [r.status_code for r in responses] == [200] * 8
         assert len({r.content for r in responses}) == 1
         assert client.get("/health").json()["render"]["renders"] == 1
+
+
+def test_the_tiles_limit_shares_twice_the_cpus_among_the_workers() -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert LimitSettings().limit("tiles") == max(4, 2 * cpus)
+    assert LimitSettings().limit("tiles", 2) == max(4, cpus)
+    assert LimitSettings().limit("tiles", 4 * cpus) == 4
+    # Set: each worker has that many, whatever their number.
+    assert LimitSettings(tiles=7).limit("tiles", 4) == 7
+    assert LimitSettings().limit("routes", 4) == LimitSettings().routes
+
+
+def test_each_worker_of_serve_sizes_its_tiles_gate_by_their_number(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, "--workers", "2", env=env) as (server, url):
+        workers = [
+            child.pid
+            for child in psutil.Process(server.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(workers) == 2
+        for pid in workers:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"FONDPLAN_WORKERS=2" in environ, pid
+        deadline = time.monotonic() + 60
+        # The workers' metrics are summed, once both have shared theirs.
+        while (gauges := metric_values(fetch(f"{url}/metrics")[2].decode()))[
+            "fondplan_workers"
+        ] < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert gauges["fondplan_workers"] == 2
+    assert gauges['fondplan_requests_limit{kind="tiles"}'] == 2 * LimitSettings().limit("tiles", 2)
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """The series of a /metrics answer and their values."""
+    return {
+        name: float(value)
+        for name, _, value in (line.rpartition(" ") for line in text.splitlines())
+        if name and not name.startswith("#")
+    }
+
+
+def test_a_tile_on_disk_is_answered_while_the_tiles_gate_is_full(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    """Another worker (or an earlier run) left the tile on disk: it does not wait for a place
+    among the database's queries, as a tile to cut does."""
+    settings = tile_settings(liechtenstein_url, tmp_path, disable=frozenset({"routing"}))
+    settings = settings.model_copy(update={"limits": LimitSettings(tiles=1, queue=0)})
+    x, y = tile_of(*VADUZ, 14)
+    on_disk, to_cut = f"/tiles/basemap/14/{x}/{y}.mvt", f"/tiles/basemap/14/{x + 1}/{y}.mvt"
+    release = threading.Event()
+    with TestClient(create_app(settings), client=LOOPBACK) as client:
+        assert client.get(on_disk).status_code == 200
+        client.app.state.tiles.memory.clear()  # type: ignore[attr-defined]
+        gate = client.app.state.limits["tiles"]  # type: ignore[attr-defined]
+
+        async def hold() -> None:
+            async with gate.slot():
+                await anyio.to_thread.run_sync(release.wait)
+
+        assert client.portal is not None
+        held = client.portal.start_task_soon(hold)
+        try:
+            deadline = time.monotonic() + 30
+            while gate.running < 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert client.get(to_cut).status_code == 503
+            answer = client.get(on_disk)
+            assert answer.status_code == 200, answer.text
+        finally:
+            release.set()
+            held.result(timeout=30)
+        assert client.get(to_cut).status_code == 200

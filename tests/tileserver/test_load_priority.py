@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -17,7 +18,9 @@ import pytest
 
 from osmimport.children import lower_priority
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
-from tileserver.sources import lower_backend_priority
+from tileserver.limits import Limits
+from tileserver.settings import LimitSettings
+from tileserver.sources import lower_backend_priority, lower_session_priority
 
 #: A short car route in Vaduz.
 ROUTE = "9.5209,47.1410;9.5230,47.1395"
@@ -116,6 +119,22 @@ def test_the_database_backends_cutting_tiles_run_at_the_database_priority(
         assert backends
         for pid in backends:
             assert niceness(pid) == min(19, niceness(parent(pid)) + int(nice)), pid
+            # And its session's scheduling group, which it leads (see lower_session_priority).
+            assert group_niceness(pid) in (None, int(nice)), pid
+
+
+def test_the_tile_connections_are_opened_and_reniced_with_the_server(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    # Before the first request: not at the first burst of uncached tiles, whose backends
+    # would start on the CPU the cached answers around them need.
+    env = {"FONDPLAN_DATABASE_NICE": "4", "FONDPLAN_DISABLE": "routing,raster,townplans"}
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (server, _):
+        backends = tile_backends(liechtenstein_url, server.pid)
+        assert len(backends) == LimitSettings().limit("tiles"), backends
+        for pid in backends:
+            assert niceness(pid) == min(19, niceness(parent(pid)) + 4), pid
+            assert group_niceness(pid) in (None, 4), pid
 
 
 def test_only_the_backend_of_the_connection_is_reniced(liechtenstein_url: str) -> None:
@@ -123,15 +142,62 @@ def test_only_the_backend_of_the_connection_is_reniced(liechtenstein_url: str) -
     other = psycopg2.connect(liechtenstein_url)
     try:
         pid, other_pid = conn.info.backend_pid, other.info.backend_pid
-        before = niceness(pid)
+        before, group_before = niceness(pid), group_niceness(pid)
         assert lower_backend_priority(conn, 2)
         assert niceness(pid) == min(19, before + 2)
         assert lower_backend_priority(conn, 1)
         assert niceness(pid) == min(19, before + 3)
         assert niceness(other_pid) == niceness(parent(other_pid))
+        if group_before is not None:
+            # Each backend leads a session of its own, whose autogroup is its alone.
+            assert group_niceness(pid) == min(19, group_before + 3)
+            assert group_niceness(other_pid) == group_before
     finally:
         conn.close()
         other.close()
+
+
+def group_niceness(pid: int) -> int | None:
+    """The niceness of the autogroup of ``pid`` (None where the kernel has none)."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except OSError:
+        return None
+
+
+#: A busy process for 1.5 s, printing the CPU seconds it got.
+SPIN = (
+    "import time\nend = time.monotonic() + 1.5\n"
+    "while time.monotonic() < end: pass\nprint(time.process_time())"
+)
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/autogroup").exists()
+    or Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1",
+    reason="the kernel does not group processes by session",
+)
+def test_a_process_leading_its_session_yields_the_cpu_once_its_group_is_lowered() -> None:
+    # As PostgreSQL's backends do, each busy process leads a session (an autogroup) of its
+    # own; as many again, in this session, stand for the server's event loops.
+    cores = os.cpu_count() or 1
+    spawn = partial(subprocess.Popen, [sys.executable, "-c", SPIN], stdout=subprocess.PIPE)
+    ours = [spawn() for _ in range(cores)]
+    apart = [spawn(start_new_session=True) for _ in range(cores)]
+    try:
+        for process in apart:
+            assert lower_session_priority(process.pid, 10)
+            assert group_niceness(process.pid) == 10
+        # Sharing a session: its group is not this process's to change.
+        assert not lower_session_priority(ours[0].pid, 10)
+        got = [float(p.communicate(timeout=60)[0]) for p in [*ours, *apart]]
+    finally:
+        for process in [*ours, *apart]:
+            process.kill()
+            process.wait()
+    # At an autogroup niceness of 10, a group weighs a tenth of one at 0; the process's own
+    # niceness alone (os.setpriority) would leave the two halves even.
+    assert sum(got[cores:]) < 0.5 * sum(got[:cores]), got
 
 
 def test_a_child_niced_by_its_parent_and_by_itself_is_niced_once() -> None:
@@ -168,7 +234,8 @@ def test_worker_threads_are_started_with_the_server_and_kept(
     env = {"FONDPLAN_DISABLE": "routing,raster,townplans"}
     with serve_process(liechtenstein_url, tmp_path, env=env) as (server, url):
         started = threads_of(server.pid)
-        assert len(started) > 40  # the limits' threads (44 by default) and the loop's own
+        # The limits' threads and the loop's own.
+        assert len(started) > Limits(LimitSettings()).threads()
         x, y = tile_of(*VADUZ, 14)
         for burst in range(2):
             if burst:

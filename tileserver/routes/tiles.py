@@ -120,19 +120,24 @@ def fast_tile(service: TileService, max_age: int, scope: Scope) -> FastAnswer | 
 
 
 async def tile(request: Request) -> Response:
-    """One vector tile; cache hits are answered on the event loop, misses in a thread."""
+    """One vector tile; memory hits are answered on the event loop, disk hits and cuts in a
+    thread."""
     params = request.path_params
     _check_tileset(params["tileset"])
     z, x, y, ext = parse_tile_path(params["z"], params["x"], params["tail"])
     service = tile_service(request)
     started = time.perf_counter()
     found = None if request.scope.get(MISSED) else service.cached(z, x, y)
+    origin = "memory"
+    if found is None and service.disk is not None:
+        found, origin = await run_in_threadpool(service.stored, z, x, y), "disk"
     if found is None:
-        # Only misses are admitted by the tiles gate: hits never queue behind queries.
+        # Only tiles to cut are admitted by the tiles gate: those of the caches (the disk's,
+        # which another worker may have filled) never queue behind database queries.
         async with request.app.state.limits["tiles"].slot():
-            found_tile, origin = await run_in_threadpool(service.fetch, z, x, y)
+            found_tile, origin = await run_in_threadpool(service.cut, z, x, y)
     else:
-        found_tile, origin = found, "memory"
+        found_tile = found
     service.metrics.tile_latency(origin, time.perf_counter() - started)
     max_age = app_settings(request).tiles.max_age
     return tile_response(request, found_tile, MEDIA_TYPES[ext], max_age)
