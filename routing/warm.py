@@ -103,9 +103,8 @@ def patch_arrays(previous: dict[str, NDArray[np.generic]]) -> dict[str, NDArray[
 def warm_patches() -> None:
     """Compile (or load from numba's disk cache) the kernels an update's patch of a kept
     build runs (see :mod:`routing.patch`), by patching the build of a tiny network as an
-    update patches the mapped build it kept: an update does this while its change is staged
-    (see :func:`routing.build.prepare_update`), and ``make setup`` once, so that the first
-    update after an install does not compile them (seconds each)."""
+    update patches the mapped build it kept. ``make setup`` runs it once, so that the first
+    update after an install does not compile them (seconds each; numba keeps them on disk)."""
     from routing.arrays import run_lengths
     from routing.patch import PatchedEngine
 

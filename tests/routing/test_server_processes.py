@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,18 @@ def _wait(client: RoutingClient, version: str, test: Callable[[dict[str, Any]], 
             return state
         assert time.monotonic() < deadline, state
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def serving(url: str, tmp_path: Path, **settings: Any) -> Iterator[RoutingServerProcess]:
+    """A routing server for the database at ``url`` with ``settings``, stopped after."""
+    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
+    process = RoutingServerProcess(database, RoutingSettings(**settings))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def test_a_car_route_answers_while_the_foot_profile_is_stuck_loading(
@@ -92,13 +105,9 @@ def test_a_car_route_answers_while_the_foot_profile_is_stuck_loading(
 def test_an_idle_profile_is_dropped_and_loaded_again(
     liechtenstein_url: str, tmp_path: Path
 ) -> None:
-    url = liechtenstein_url
-    version = data_version(url)
-    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
-    settings = RoutingSettings(routing_server_preload=False, routing_server_idle=1.0)
-    process = RoutingServerProcess(database, settings)
-    process.start()
-    try:
+    version = data_version(liechtenstein_url)
+    settings = {"routing_server_preload": False, "routing_server_idle": 1.0}
+    with serving(liechtenstein_url, tmp_path, **settings) as process:
         client = RoutingClient(process.path, RoutingSettings())
         assert _ask(process.path, version, "driving", CAR)[0] == 200
         state = client.health(version)
@@ -113,8 +122,6 @@ def test_an_idle_profile_is_dropped_and_loaded_again(
         assert status == 200 and json.loads(body)["code"] == "Ok", body
         again = engine_pids(client.health(version))
         assert list(again) == ["car"] and again["car"] != first["car"]
-    finally:
-        process.stop()
 
 
 def test_a_new_road_network_loads_in_new_processes_and_the_old_ones_exit(
@@ -163,13 +170,9 @@ def test_a_new_road_network_loads_in_new_processes_and_the_old_ones_exit(
 def test_an_idle_profile_leaves_the_engine_process_the_others_stay(
     liechtenstein_url: str, tmp_path: Path
 ) -> None:
-    url = liechtenstein_url
-    version = data_version(url)
-    database = DatabaseSettings(database_url=url, data_dir=tmp_path / "data")
-    settings = RoutingSettings(routing_server_preload=False, routing_server_idle=2.0)
-    process = RoutingServerProcess(database, settings)
-    process.start()
-    try:
+    version = data_version(liechtenstein_url)
+    settings = {"routing_server_preload": False, "routing_server_idle": 2.0}
+    with serving(liechtenstein_url, tmp_path, **settings) as process:
         client = RoutingClient(process.path, RoutingSettings())
         assert _ask(process.path, version, "driving", CAR)[0] == 200
         assert _ask(process.path, version, "foot", FOOT)[0] == 200
@@ -187,5 +190,3 @@ def test_an_idle_profile_leaves_the_engine_process_the_others_stay(
         status, body = _ask(process.path, version, "driving", CAR)
         assert status == 200 and json.loads(body)["code"] == "Ok", body
         assert engine_pids(client.health(version)) == {"car": pid, "foot": pid}
-    finally:
-        process.stop()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from routing.profiles import PROFILES
 
@@ -45,15 +46,21 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_warm_up_compiles_every_kernel_a_mapped_engine_runs(mapped: Path) -> None:
+def run_script(script: str, mapped: Path) -> dict[str, Any]:
+    """What ``script`` prints last, run in a fresh process on each profile's mapped data."""
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *(str(mapped / name) for name in PROFILES)],
+        [sys.executable, "-c", script, *(str(mapped / name) for name in PROFILES)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_warm_up_compiles_every_kernel_a_mapped_engine_runs(mapped: Path) -> None:
+    result = run_script(SCRIPT, mapped)
     assert result["warmed"] > 0
     assert result["more"] == []
 
@@ -92,13 +99,6 @@ PATCH_SCRIPT = textwrap.dedent(
 
 
 def test_warm_patches_compiles_every_kernel_a_patch_of_mapped_data_runs(mapped: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PATCH_SCRIPT, *(str(mapped / name) for name in PROFILES)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_script(PATCH_SCRIPT, mapped)
     assert {"routing.cch._recustomize", "routing.kernels.member_places"} <= set(result["warmed"])
     assert result["more"] == []
