@@ -30,6 +30,8 @@ RendererFactory = Callable[[Callable[[], str]], MapRenderer]
 _renderer: MapRenderer | None = None
 #: The data version the child's current plan is drawn from.
 _version = ""
+#: Niceness added to the database backends of the child's plans (the child's own).
+_backend_nice = 0
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,11 @@ class CarriedError:
 
 def _start_child(factory: RendererFactory, nice: int) -> None:
     """Initializer of a child: stop with the server, yield the CPU to it, build the renderer."""
-    global _renderer
+    global _renderer, _backend_nice
     stop_with_parent()
     # Mostly done already by the server as it started this process (PlanProcesses.draw).
     lower_priority(0, nice, os.getppid())
+    _backend_nice = nice
     _renderer = factory(lambda: _version)
 
 
@@ -81,7 +84,8 @@ def _draw(
     if callable(prepare):
         prepare()
     try:
-        made = make_plan(url, commune_area(url, commune), options, _renderer)
+        area = commune_area(url, commune, backend_nice=_backend_nice)
+        made = make_plan(url, area, options, _renderer, backend_nice=_backend_nice)
     except CitiesError as error:
         return CarriedError(type(error), str(error), dict(vars(error)))
     return DrawnPlan(

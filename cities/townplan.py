@@ -11,6 +11,8 @@ from typing import Any
 
 import cairo
 import numpy as np
+import psycopg2
+import psycopg2.extensions
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -72,6 +74,7 @@ from cities.streets import Place, StreetEntry, read_places, street_index
 from cities.style import NO_TEXT, PRINT_STYLE, RGB, legend_entries, load_style, text_colour
 from cities.water import WaterName, read_water
 from osmimport import mercator
+from osmimport.children import lower_backend_priority
 from osmimport.database import connect
 from osmimport.dataversion import read_data_version
 
@@ -122,9 +125,22 @@ class PlanArea:
     slug: str
 
 
-def commune_area(database_url: str, commune: Commune) -> PlanArea:
-    """The plan area of a commune."""
+def _connect(database_url: str, backend_nice: int) -> psycopg2.extensions.connection:
+    """A connection whose backend is ``backend_nice`` nicer (see lower_backend_priority): a
+    plan drawn in the server yields the CPU to its answers, its queries included."""
     conn = connect(database_url)
+    if backend_nice > 0:
+        try:
+            lower_backend_priority(conn, backend_nice)
+        except psycopg2.Error:
+            # The connection's first query will meet the same fault and report it.
+            pass
+    return conn
+
+
+def commune_area(database_url: str, commune: Commune, *, backend_nice: int = 0) -> PlanArea:
+    """The plan area of a commune (``backend_nice``: see :func:`make_plan`)."""
+    conn = _connect(database_url, backend_nice)
     try:
         geometry = commune_geometry(conn, commune)
     finally:
@@ -218,8 +234,8 @@ class Plan:
         return "application/pdf" if self.format == "pdf" else "image/png"
 
 
-def _data_note(database_url: str) -> tuple[str, str]:
-    conn = connect(database_url)
+def _data_note(database_url: str, backend_nice: int) -> tuple[str, str]:
+    conn = _connect(database_url, backend_nice)
     try:
         version = read_data_version(conn)
         imported = meta_value(conn, "imported_at")
@@ -236,13 +252,19 @@ RENDERS_AT_ONCE = 2
 
 
 def make_plan(
-    database_url: str, area: PlanArea, options: PlanOptions, renderer: MapRenderer
+    database_url: str,
+    area: PlanArea,
+    options: PlanOptions,
+    renderer: MapRenderer,
+    *,
+    backend_nice: int = 0,
 ) -> Plan:
     """Draw the plan of ``area``: PDF (all pages in one document) or PNG (one per page).
 
     The area is drawn on one sheet when it reads at 1:MAX_SHEET_SCALE or closer; otherwise
     the plan is an atlas: an overview page, then numbered sheets at 1:ATLAS_SCALE whose grid
-    runs on from sheet to sheet, then the index.
+    runs on from sheet to sheet, then the index. The database backends of its queries are
+    made ``backend_nice`` nicer.
     """
     style = load_style(options.style)
     bounds = area.geometry.bounds
@@ -250,7 +272,7 @@ def make_plan(
     width, height = page_size_mm(options.paper, options.orientation, ratio)
     geometry = page_geometry(width, height, options.layout)
     fit = scale_of(fit_units(bounds, geometry.frame.w, geometry.frame.h), area.latitude)
-    conn = connect(database_url)
+    conn = _connect(database_url, backend_nice)
     try:
         if fit <= MAX_SHEET_SCALE:
             sheet_geometry = geometry
@@ -272,7 +294,7 @@ def make_plan(
         raise EmptyArea(
             "no street and no facility of the loaded data in this box; is it inside the import?"
         )
-    version, note = _data_note(database_url)
+    version, note = _data_note(database_url, backend_nice)
 
     frame = sheet_geometry.frame
     map_dpi = float(options.dpi)

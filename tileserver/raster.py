@@ -182,7 +182,9 @@ class RasterPool:
 
     async def arender(self, request: TileRequest | ImageRequest) -> bytes:
         """Render without blocking the event loop; the same errors as ``render``."""
-        future = self.submit(request)
+        # Sent from a worker thread: the send waits for the pool's lock (held while a render
+        # process starts, retires or is stopped) and for room in the socket to the process.
+        future = await asyncio.to_thread(self.submit, request)
         limit = self.settings.timeout
         wrapped = asyncio.wrap_future(future)
         # asyncio.wait, not wait_for: wait_for would cancel the future on timeout, and a

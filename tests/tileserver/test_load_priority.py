@@ -8,19 +8,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import psutil
 import psycopg2
 import pytest
 
-from osmimport.children import lower_priority
+from osmimport import schema
+from osmimport.children import lower_backend_priority, lower_priority, lower_session_priority
 from tests.tileserver.conftest import VADUZ, serve_process, tile_of
 from tileserver.limits import Limits
 from tileserver.settings import LimitSettings
-from tileserver.sources import lower_backend_priority, lower_session_priority
 
 #: A short car route in Vaduz.
 ROUTE = "9.5209,47.1410;9.5230,47.1395"
@@ -255,3 +256,49 @@ def status_of(url: str) -> int:
     with urllib.request.urlopen(url, timeout=120) as answer:
         status: int = answer.status
         return status
+
+
+def test_the_database_backends_of_a_town_plan_run_at_the_background_priority(
+    liechtenstein_url: str, tmp_path: Path
+) -> None:
+    # The plan's street query waits on a lock the test holds: its backend can be looked at
+    # while the plan is drawn (its connection closes with the plan's queries).
+    env = {"FONDPLAN_BACKGROUND_NICE": "6", "FONDPLAN_DATABASE_NICE": "0"}
+    env["FONDPLAN_DISABLE"] = "routing"
+    with serve_process(liechtenstein_url, tmp_path, env=env) as (_, url):
+        holder = psycopg2.connect(liechtenstein_url)
+        try:
+            with holder.cursor() as cur:
+                cur.execute(f"LOCK TABLE {schema.SCHEMA}.street_labels IN ACCESS EXCLUSIVE MODE")
+            with ThreadPoolExecutor(1) as pool:
+                plan = pool.submit(status_of, f"{url}/townplans/Planken.png?paper=A4&dpi=72")
+                waiting = waiting_backends(holder, plan)
+                holder.rollback()
+                assert plan.result() == 200
+        finally:
+            holder.close()
+    for pid, nice, group in waiting:
+        assert nice == 6, pid
+        assert group in (None, 6), pid
+
+
+def waiting_backends(conn: Any, plan: Future[int]) -> list[tuple[int, int, int | None]]:
+    """The backends other than tile connections waiting on a lock, once there are any: their
+    pids, their niceness above their parent's, and their scheduling group's niceness."""
+    with conn.cursor() as cur:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not plan.done():
+            # A transaction sees the activity of its first look unless told to look again.
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND application_name <> 'fondplan-tiles' AND datname = current_database()"
+            )
+            pids = [pid for (pid,) in cur.fetchall()]
+            if pids:
+                return [
+                    (pid, niceness(pid) - niceness(parent(pid)), group_niceness(pid))
+                    for pid in pids
+                ]
+            time.sleep(0.05)
+    raise AssertionError(f"no plan query waited on the lock: {plan.exception() or plan.result()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -27,11 +28,12 @@ from tileserver.app import create_app
 from tileserver.raster import (
     ImageRequest,
     RasterPool,
+    RenderBusy,
     RenderTimeout,
     TileRequest,
 )
 from tileserver.raster_worker import METATILE, block_of, block_view
-from tileserver.settings import CacheSettings, Settings
+from tileserver.settings import CacheSettings, RasterSettings, Settings
 
 with warnings.catch_warnings():
     # Starlette warns about httpx at import; the client works the same.
@@ -372,3 +374,38 @@ def test_tiles_are_drawn_in_aligned_blocks_away_from_the_poles() -> None:
     assert block_of(TileRequest(STYLE, 3, 4, 0)) is None
     assert block_of(TileRequest(STYLE, 3, 4, 7)) is None
     assert block_of(TileRequest(STYLE, 0, 0, 0, tile_size=512)) is None
+
+
+def test_sending_a_render_leaves_the_event_loop_free(liechtenstein_url: str) -> None:
+    # The pool is busy (its lock held, as while its render process starts or stops): the
+    # request waits for it in a thread, while the loop goes on answering.
+    pool = RasterPool(database_url=liechtenstein_url, settings=RasterSettings(max_pending=0))
+    held = threading.Event()
+
+    def hold() -> None:
+        with pool._lock:
+            held.set()
+            time.sleep(0.5)
+
+    async def main() -> float:
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        gaps: list[float] = []
+
+        async def tick() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        with pytest.raises(RenderBusy):
+            await pool.arender(TileRequest("grey", 14, 8590, 5747, 256, 1))
+        ticker.cancel()
+        holder.join()
+        return max(gaps, default=0.5)
+
+    assert asyncio.run(main()) < 0.3
