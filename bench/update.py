@@ -1,13 +1,15 @@
 """Update benchmark: changes of 100, 1,000 and 10,000 objects, and 2013->2021 vs a re-import.
 
     python bench/update.py [--scale N] [--sizes 100,1000,10000] [--skip-routing] [--skip-years]
-        [--full-rebuild] [--no-roads | --both] [--scaled FILE]
+        [--full-rebuild] [--no-roads | --both] [--scaled FILE] [--cli]
 
 1. Imports the Liechtenstein extract (repeated ``--scale`` times side by side, as
    bench/import.py builds it) with what updates need and the routing data, then applies
    changes touching about N objects each (half moved road nodes, which keep their tags, a
    quarter renamed buildings, a quarter new POIs), one after the other: wall time, routing
-   rebuild time, tiles expired.
+   rebuild time, tiles expired. With ``--cli``, the import and each update run as ``fondplan``
+   commands, each in a process of its own, as a cron job runs ``fondplan update``: wall time
+   of the whole command (its start-up included), tiles expired.
 2. Imports Liechtenstein 2013, applies `osmium derive-changes` 2013->2021 and times it against
    a full import of 2021 (both with the routing data unless --skip-routing).
 Prints one line per run and a JSON summary last.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -136,6 +139,11 @@ def main() -> int:
         action="store_true",
         help="after each update, time the whole routing build of the same data too",
     )
+    parser.add_argument(
+        "--cli",
+        action="store_true",
+        help="run the import and each update as a fondplan command of its own (whole wall time)",
+    )
     args = parser.parse_args()
     bench_import = load_bench("import")
     admin = bench_import.admin_url()
@@ -157,8 +165,18 @@ def main() -> int:
             if not source.exists():
                 bench_import.build_scaled(LI_2021, args.scale, source)
         url = database()
+        env = {**os.environ, "FONDPLAN_DATABASE_URL": url, "FONDPLAN_DATA_DIR": str(work / "data")}
+
+        def command(*words: str) -> None:
+            cli = "osmimport.cli" if args.skip_routing else "tileserver.cli"
+            subprocess.run([sys.executable, "-m", cli, *words], env=env, check=True)
+
         import_seconds, _ = _timed(
-            lambda: run_import(url, [source], node_dir=work / "nodes", before_swap=hooks)
+            lambda: (
+                command("import", "--quiet", str(source))
+                if args.cli
+                else run_import(url, [source], node_dir=work / "nodes", before_swap=hooks)
+            )
         )
         print(f"import x{args.scale}: {import_seconds:.1f}s", flush=True)
         report["import_seconds"] = round(import_seconds, 1)
@@ -170,11 +188,25 @@ def main() -> int:
         for seed, (size, roads) in enumerate(runs):
             change = work / f"change-{seed}-{size}.osc"
             objects = make_change(url, size, seed, change, roads=roads)
-            seconds, summary = _timed(
-                lambda change=change: run_update(
-                    url, [change], node_dir=work / "nodes", before_swap=hooks
+            if args.cli:
+                expire = work / f"expire-{seed}.txt"
+                seconds, _ = _timed(
+                    lambda change=change, expire=expire: command(
+                        "update", "--quiet", "--osc", str(change), "--expire-list", str(expire)
+                    )
                 )
-            )
+                expired, routing, steps = len(expire.read_text().split()), float("nan"), {}
+            else:
+                seconds, summary = _timed(
+                    lambda change=change: run_update(
+                        url, [change], node_dir=work / "nodes", before_swap=hooks
+                    )
+                )
+                expired, routing, steps = (
+                    len(summary.expired),
+                    summary.routing_seconds,
+                    summary.timings,
+                )
             full = 0.0
             if hooks and args.full_rebuild:
                 # The whole build (every profile, a fresh node order) on the same data, as an
@@ -184,18 +216,18 @@ def main() -> int:
                 "objects": objects,
                 "roads": roads,
                 "seconds": round(seconds, 2),
-                "routing_seconds": round(summary.routing_seconds, 2),
+                "routing_seconds": round(routing, 2),
                 "full_rebuild_seconds": round(full, 2),
-                "without_routing_seconds": round(seconds - summary.routing_seconds, 2),
-                "tiles_expired": len(summary.expired),
+                "without_routing_seconds": round(seconds - routing, 2),
+                "tiles_expired": expired,
                 "import_ratio": round(import_seconds / seconds, 1),
-                "steps": summary.timings,
+                "steps": steps,
             }
             report["changes"].append(row)
             print(
                 f"update of {objects:,} objects{'' if roads else ' (no roads)'}: {seconds:.2f}s "
-                f"(routing {summary.routing_seconds:.2f}s, whole rebuild {full:.2f}s), "
-                f"{len(summary.expired):,} tiles expired, "
+                f"(routing {routing:.2f}s, whole rebuild {full:.2f}s), "
+                f"{expired:,} tiles expired, "
                 f"{import_seconds / seconds:.1f}x faster than the import",
                 flush=True,
             )
