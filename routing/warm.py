@@ -1,4 +1,4 @@
-"""Compiles the routing kernels once, in the process the engine processes are forked from."""
+"""Compiles the routing kernels once into numba's disk cache (``make setup`` runs it)."""
 
 from __future__ import annotations
 
@@ -59,9 +59,9 @@ def _read_only(array: NDArray[np.generic]) -> NDArray[np.generic]:
 
 def warm_up() -> None:
     """Compile (or load from numba's disk cache) the kernels an engine runs on the arrays it
-    maps, by opening one on a tiny network as it would open stored data. Engine processes
-    forked after this start with them compiled: with a cold cache, each of them would
-    otherwise compile them all at once on the same cores (tens of seconds)."""
+    maps, by opening one on a tiny network as it would open stored data: with a cold cache,
+    the engine process would otherwise compile them all as it loads its profiles (tens of
+    seconds)."""
     began = time.perf_counter()
     try:
         built = Engine(square_network(), search=False)

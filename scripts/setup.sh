@@ -56,9 +56,10 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing fondplan and its test dependencies into .venv"
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[test]'
-  # The routing kernels an update's patch runs, compiled once into numba's disk cache: the
-  # first update after an install does not compile them (seconds each).
-  .venv/bin/python -c 'from routing.warm import warm_patches; warm_patches()' || true
+  # The routing kernels the engines and an update's patch run, compiled once into numba's
+  # disk cache: the first engine process and the first update after an install do not
+  # compile them (seconds each).
+  .venv/bin/python -c 'from routing.warm import warm_patches, warm_up; warm_up(); warm_patches()' || true
   touch "$stamp"
 else
   echo "setup: Python packages present"
